@@ -1,0 +1,71 @@
+// The one `qrkiosk` command. Each sub-command lives in its own module, loaded only when used, so
+// `qrkiosk status` on a Pi does not pay for loading the relay's HTTP server.
+
+import { readFileSync } from 'node:fs';
+
+const USAGE = `qrkiosk — sell from kiosks and vending machines with Mercado Pago QR
+
+Programs
+  qrkiosk demo [--auto]                 sandbox + relay + agent with simulated hardware (npm start)
+  qrkiosk agent --config FILE           run the kiosk agent (systemd starts this on the Pi)
+  qrkiosk relay --config FILE           run the relay (the seller's server)
+  qrkiosk relay kiosk add <id> --config FILE --pos <externalId> [--generation v1|v2]
+  qrkiosk relay kiosk list --config FILE [--json]
+  qrkiosk relay kiosk set-qr <id> <payload> --config FILE
+  qrkiosk sandbox [--port N]            local Mercado Pago emulator with a simulated customer
+
+Technician commands (talk to the running agent; --socket PATH or --config FILE to find it)
+  qrkiosk status [--json]               what the kiosk is doing now
+  qrkiosk select <slot> [--json]        press a product button
+  qrkiosk cancel [--json]               cancel the open order (before payment)
+  qrkiosk journal [--limit N] [--json]  the latest vend steps
+
+  qrkiosk --version | help`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case 'demo':
+      return (await import('./demo.js')).demoMain(rest);
+    case 'agent':
+      return (await import('./agent-commands.js')).agentMain(rest);
+    case 'relay':
+      return (await import('./relay-commands.js')).relayMain(rest);
+    case 'sandbox':
+      return (await import('./sandbox-commands.js')).sandboxMain(rest);
+    case 'status':
+    case 'select':
+    case 'cancel':
+    case 'journal':
+      return (await import('./agent-commands.js')).technicianMain(cmd, rest);
+    case '--version':
+    case '-v':
+      console.log(version());
+      return 0;
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      console.log(USAGE);
+      return 0;
+    default:
+      console.error(`qrkiosk: unknown command "${cmd}"\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    // Long-running programs return only after they have shut down cleanly.
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    console.error(`qrkiosk: ${err instanceof Error ? err.message : String(err)}`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,37 @@
+import { defineMachine } from './state-machine.js';
+
+// The relay's view of an order. Only `pending` orders are offered to Mercado Pago, and only
+// `paid` is ever released to the kiosk. Every path that took money without giving product ends
+// in `refunding` -> `refunded`.
+
+export const ORDER_STATES = [
+  'pending', // kiosk reported ready; offered at the POS while the kiosk is online and in time
+  'paid', // merchant order closed, verified; order.paid sent to the kiosk
+  'vended', // kiosk reports the drop sensor saw the product
+  'refunding', // money must go back (vend failed/unknown, payment after cancel/expiry, underpaid)
+  'refunded', // Mercado Pago confirmed the refund
+  'cancelled', // kiosk or customer cancelled before payment
+  'expired', // deadline passed before payment
+  'rejected', // never offered: price mismatch, unknown product
+] as const;
+export type OrderState = (typeof ORDER_STATES)[number];
+
+export type OrderEvent =
+  | 'payment_verified'
+  | 'vend_ok'
+  | 'vend_failed'
+  | 'cancel'
+  | 'expire'
+  | 'late_payment'
+  | 'refund_done';
+
+export const relayOrder = defineMachine<OrderState, OrderEvent>('relay-order', {
+  pending: { payment_verified: 'paid', cancel: 'cancelled', expire: 'expired' },
+  paid: { vend_ok: 'vended', vend_failed: 'refunding' },
+  vended: {},
+  refunding: { refund_done: 'refunded' },
+  refunded: {},
+  cancelled: { late_payment: 'refunding' },
+  expired: { late_payment: 'refunding' },
+  rejected: {},
+});
