@@ -1,0 +1,331 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { startAgent, type Agent } from '../agent/agent.js';
+import type { StateChange } from '../agent/session.js';
+import { assertCurrency, formatMoney } from '../core/money.js';
+import { LogDisplay, TerminalDisplay } from '../devices/display.js';
+import { SimDispenser, type SimFault } from '../devices/dispenser.js';
+import { MercadoPagoClient } from '../mercadopago/client.js';
+import { parseRelayConfig } from '../relay/config.js';
+import { startRelay, type RunningRelay } from '../relay/server.js';
+import { addKiosk, posUrl, setKioskPosQr } from '../relay/store.js';
+import type { Logger } from '../runtime/log.js';
+import { startSandbox, type Sandbox } from '../sandbox/index.js';
+
+// `qrkiosk demo` (= `npm start`): the Mercado Pago emulator, the relay and one kiosk agent with
+// simulated hardware, wired together on loopback exactly as they would be in the field: the
+// relay polls nothing of the agent's internals, the sandbox reaches the relay only over HTTP, the
+// agent reaches the relay only over its WebSocket.
+
+const ACCESS_TOKEN = 'TEST-demo-access-token';
+const COLLECTOR_ID = 123456789;
+const WEBHOOK_SECRET = 'demo-webhook-secret';
+const KIOSK_ID = 'kiosk-01';
+const POS_EXTERNAL_ID = 'KIOSK01';
+
+const CATALOG = [
+  { sku: 'COLA-350', name: 'Cola 350 ml', price: '1500.00', currency: 'ARS' },
+  { sku: 'AGUA-500', name: 'Agua 500 ml', price: '900.00', currency: 'ARS' },
+  { sku: 'ALFAJOR', name: 'Alfajor triple', price: '1200.00', currency: 'ARS' },
+  { sku: 'PAPAS-45', name: 'Papas fritas 45 g', price: '1750.50', currency: 'ARS' },
+];
+
+interface DemoParts {
+  sandbox: Sandbox;
+  relay: RunningRelay;
+  agent: Agent;
+  dispenser: SimDispenser;
+  posQr: string;
+  dir: string;
+  close(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function startParts(opts: { interactive: boolean; logger: Logger; resultScreenMs: number }): Promise<DemoParts> {
+  const { logger } = opts;
+  const dir = mkdtempSync(join(tmpdir(), 'qrkiosk-demo-'));
+  const sandbox = await startSandbox({
+    accessToken: ACCESS_TOKEN,
+    collectorId: COLLECTOR_ID,
+    currency: 'ARS',
+    webhookSecret: WEBHOOK_SECRET,
+    pollIntervalMs: 150,
+    logger: logger.child({ part: 'sandbox' }),
+  });
+
+  // The relay's public URL goes into the POS url and notification_url, so it must be known
+  // before the relay listens: take a free port first.
+  const port = await freePort();
+  const publicUrl = `http://127.0.0.1:${port}`;
+  const relay = await startRelay(
+    parseRelayConfig({
+      listen: { host: '127.0.0.1', port },
+      publicUrl,
+      store: { path: join(dir, 'relay.sqlite') },
+      mercadopago: { baseUrl: sandbox.url, accessToken: ACCESS_TOKEN, collectorId: COLLECTOR_ID, webhookSecret: WEBHOOK_SECRET },
+      catalog: CATALOG,
+      orders: { maxPaymentSeconds: 120, contingencyAfterSeconds: 10 },
+    }),
+    { logger: logger.child({ part: 'relay' }) },
+  );
+
+  // What `qrkiosk relay kiosk add` and the operator's Mercado Pago set-up do, done for the demo.
+  const added = addKiosk(relay.store, { id: KIOSK_ID, posExternalId: POS_EXTERNAL_ID, generation: 'v2' });
+  const mp = new MercadoPagoClient({ baseUrl: sandbox.url, accessToken: ACCESS_TOKEN });
+  await mp.createStore(COLLECTOR_ID, { name: 'Demo store', external_id: 'DEMOSTORE1' });
+  const pos = await mp.createPos({
+    name: 'Demo kiosk',
+    fixed_amount: true,
+    external_store_id: 'DEMOSTORE1',
+    external_id: POS_EXTERNAL_ID,
+    url: posUrl(publicUrl, added.kiosk),
+  });
+  const posQr = pos.qr_code!;
+  setKioskPosQr(relay.store, KIOSK_ID, posQr);
+
+  const dispenser = new SimDispenser({
+    pulseMs: 200,
+    dropWindowMs: 1200,
+    maxPulses: 2,
+    fault: 'none',
+    dropDelayMs: 150,
+    slowDropMs: 2000,
+    logger: logger.child({ part: 'dispenser' }),
+  });
+  const agent = await startAgent(
+    {
+      kioskId: KIOSK_ID,
+      relay: { url: relay.wsUrl, token: added.token, backoff: { baseMs: 200, capMs: 5000 } },
+      journal: { path: join(dir, 'agent.sqlite') },
+      control: { socket: join(dir, 'agent.sock') },
+      payment: { deadlineSeconds: 90 },
+      locale: 'es',
+      slots: [
+        { slot: 1, sku: 'COLA-350', stock: 8 },
+        { slot: 2, sku: 'AGUA-500', stock: 8 },
+        { slot: 3, sku: 'ALFAJOR', stock: 5 },
+        { slot: 4, sku: 'PAPAS-45', stock: 0 },
+      ],
+      hardware: {
+        buttons: { driver: 'none' },
+        dispenser: { driver: 'sim' },
+        display: { driver: 'none' },
+      },
+    },
+    {
+      logger: logger.child({ part: 'agent' }),
+      dispenser,
+      display: opts.interactive
+        ? new TerminalDisplay(process.stdout, { locale: 'es' })
+        : new LogDisplay(logger.child({ part: 'display' })),
+      timings: { resultScreenMs: opts.resultScreenMs },
+    },
+  );
+
+  return {
+    sandbox,
+    relay,
+    agent,
+    dispenser,
+    posQr,
+    dir,
+    async close() {
+      await agent.close();
+      await relay.close();
+      await sandbox.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function waitForState(agent: Agent, orderId: string, states: string[], timeoutMs = 20_000): Promise<StateChange> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      agent.off('state', on);
+      reject(new Error(`order ${orderId} did not reach ${states.join('/')} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const on = (c: StateChange) => {
+      if (c.orderId === orderId && states.includes(c.to)) {
+        clearTimeout(timer);
+        agent.off('state', on);
+        resolve(c);
+      }
+    };
+    agent.on('state', on);
+  });
+}
+
+function waitForOnline(agent: Agent, timeoutMs = 10_000): Promise<void> {
+  if (agent.status().relay.online && agent.status().relay.lastWelcomeAt) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the agent did not connect to the relay')), timeoutMs);
+    const check = () => {
+      const s = agent.status();
+      if (s.relay.online && s.relay.lastWelcomeAt) {
+        clearTimeout(timer);
+        agent.off('link', check);
+        resolve();
+      }
+    };
+    agent.on('link', check);
+    check();
+  });
+}
+
+function step(msg: string): void {
+  const t = new Date().toISOString().slice(11, 23);
+  console.log(`${t}  ${msg}`);
+}
+
+/** One sale seen from outside: press, scan, pay, and what the kiosk and Mercado Pago did. */
+async function sellOnce(parts: DemoParts, slot: number, fault: SimFault): Promise<string> {
+  const { agent, sandbox } = parts;
+  parts.dispenser.setFault(fault);
+  const sel = agent.select(slot);
+  if (!sel.ok) {
+    step(`button ${slot}: refused (${sel.reason}${'message' in sel && sel.message ? `: ${sel.message}` : ''})`);
+    return 'refused';
+  }
+  const orderId = sel.orderId;
+  step(`button ${slot} pressed -> order ${orderId}, screen shows ${sel.product} ${formatMoney(sel.amount, assertCurrency(sel.currency))} and the QR`);
+  const scan = await sandbox.scan({ qr: parts.posQr });
+  if (scan.status !== 'ready') {
+    step(`customer scanned: Mercado Pago got "${scan.status}" from the relay after ${scan.polls} polls`);
+    return scan.status;
+  }
+  step(`customer scanned: the relay answered the POS poll (${scan.generation}) after ${scan.polls} poll(s): ${formatMoney(scan.totalMinor, scan.currency)}, merchant order ${scan.merchantOrderId}`);
+  const paid = await sandbox.pay({ checkoutId: scan.checkoutId, notify: { form: 'webhook' } });
+  step(`customer paid: payment ${paid.paymentId} ${paid.status}, merchant order ${paid.merchantOrderStatus}; notification sent`);
+  const end = await waitForState(agent, orderId, ['dispensed', 'vend_failed', 'vend_unknown', 'not_dispensed']);
+  if (end.to === 'dispensed') {
+    step(`relay verified the payment -> kiosk pulsed the motor -> drop sensor saw the product: DISPENSED`);
+  } else {
+    step(`kiosk: ${end.to.toUpperCase()} (simulated fault "${fault}") -> the relay refunds`);
+    const refund = await waitUntil(async () => (await sandbox.refunds()).find((r) => r.paymentId === paid.paymentId));
+    step(`Mercado Pago refunded payment ${refund.paymentId}: ${formatMoney(refund.amountMinor, refund.currency)} (idempotency key ${refund.idempotencyKey})`);
+  }
+  return end.to;
+}
+
+async function waitUntil<T>(check: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined) return v;
+    if (Date.now() > until) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function runAuto(parts: DemoParts): Promise<number> {
+  const plan: Array<{ slot: number; fault: SimFault; expect: string }> = [
+    { slot: 1, fault: 'none', expect: 'dispensed' },
+    { slot: 2, fault: 'none', expect: 'dispensed' },
+    { slot: 3, fault: 'no_drop', expect: 'vend_failed' },
+    { slot: 4, fault: 'none', expect: 'refused' },
+    { slot: 1, fault: 'none', expect: 'dispensed' },
+  ];
+  let failures = 0;
+  for (const p of plan) {
+    await waitForIdle(parts.agent);
+    const got = await sellOnce(parts, p.slot, p.fault);
+    if (got !== p.expect) {
+      failures++;
+      step(`UNEXPECTED: slot ${p.slot} ended ${got}, expected ${p.expect}`);
+    }
+  }
+  const stock = parts.agent.status().stock;
+  step(`done: ${plan.length} customers; stock now ${stock.map((s) => `slot ${s.slot} ${s.sku}: ${s.count}`).join(', ')}`);
+  return failures === 0 ? 0 : 1;
+}
+
+async function waitForIdle(agent: Agent): Promise<void> {
+  await waitUntil(async () => (agent.status().state === 'idle' ? true : undefined), 30_000);
+}
+
+async function runInteractive(parts: DemoParts): Promise<number> {
+  const { agent, sandbox } = parts;
+  const help = 'keys: 1-4 press a product button · p customer pays · x payment rejected · c cancel · f next vend fails · q quit';
+  let nextFault: SimFault = 'none';
+  const say = (m: string) => process.stdout.write(`\n  ${m}\n  ${help}\n`);
+  agent.on('screen', () => process.stdout.write(`\n  ${help}\n`));
+  say('ready');
+  const stdin = process.stdin;
+  stdin.setRawMode(true);
+  stdin.resume();
+  stdin.setEncoding('utf8');
+  return new Promise<number>((resolve) => {
+    const pay = async (outcome: 'approved' | 'rejected') => {
+      try {
+        say('customer scans the QR with Mercado Pago...');
+        const scan = await sandbox.scan({ qr: parts.posQr, giveUpMs: 3000 });
+        if (scan.status !== 'ready') return say(`Mercado Pago: nothing to pay (${scan.status}): press a product first`);
+        const r = await sandbox.pay({ checkoutId: scan.checkoutId, outcome, notify: { form: 'webhook' } });
+        say(`payment ${r.paymentId} ${r.status}`);
+      } catch (err) {
+        say(`customer could not pay: ${(err as Error).message}`);
+      }
+    };
+    const onKey = (key: string) => {
+      if (key === 'q' || key === '\u0003') {
+        stdin.off('data', onKey);
+        stdin.setRawMode(false);
+        stdin.pause();
+        resolve(0);
+      } else if (/^[1-9]$/.test(key)) {
+        parts.dispenser.setFault(nextFault);
+        nextFault = 'none';
+        const r = agent.select(Number(key));
+        if (!r.ok) say(`button ${key}: ${r.reason}${'message' in r && r.message ? ` (${r.message})` : ''}`);
+      } else if (key === 'p') void pay('approved');
+      else if (key === 'x') void pay('rejected');
+      else if (key === 'c') {
+        const r = agent.cancel('customer');
+        if (!r.ok) say(`nothing to cancel`);
+      } else if (key === 'f') {
+        nextFault = 'no_drop';
+        say('the next vend will not drop (the relay will refund it)');
+      }
+    };
+    stdin.on('data', onKey);
+  });
+}
+
+export async function demoMain(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { auto: { type: 'boolean', default: false } } });
+  const interactive = !values.auto && process.stdin.isTTY === true && process.stdout.isTTY === true;
+  // Logs go to a file: the terminal is the kiosk's screen.
+  const logDir = mkdtempSync(join(tmpdir(), 'qrkiosk-demo-log-'));
+  const logFile = join(logDir, 'demo.log');
+  const logger = pino({ level: 'info' }, pino.destination({ dest: logFile, sync: true }));
+  const parts = await startParts({ interactive, logger, resultScreenMs: interactive ? 4000 : 300 });
+  console.log(`qrkiosk demo — everything on loopback, simulated hardware`);
+  console.log(`  Mercado Pago sandbox  ${parts.sandbox.url}`);
+  console.log(`  relay                 ${parts.relay.url}  (kiosks: ${parts.relay.wsUrl})`);
+  console.log(`  agent control socket  ${join(parts.dir, 'agent.sock')}  (try: qrkiosk status --socket ${join(parts.dir, 'agent.sock')})`);
+  console.log(`  logs                  ${logFile}`);
+  let code = 1;
+  try {
+    await waitForOnline(parts.agent);
+    code = interactive ? await runInteractive(parts) : await runAuto(parts);
+  } catch (err) {
+    console.error(`demo failed: ${(err as Error).message} (see ${logFile})`);
+  } finally {
+    await parts.close();
+  }
+  return code;
+}
