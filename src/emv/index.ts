@@ -1,0 +1,26 @@
+// Public surface of the EMVCo QR codec. Pure functions only: no I/O, safe on the kiosk and the relay.
+export { crc16, crc16Hex } from './crc.js';
+export {
+  EmvError,
+  charLength,
+  decodeEmv,
+  decodeTlv,
+  encodeEmv,
+  encodeTlv,
+  findField,
+  isTemplateId,
+  type DecodeTlvOptions,
+  type EmvErrorCode,
+  type EmvField,
+  type EmvInputField,
+} from './tlv.js';
+export {
+  MERCADOPAGO_GUI,
+  MERCADOPAGO_TEMPLATE_ID,
+  MP_QR_LIMITS,
+  buildMercadoPagoQr,
+  parseMercadoPagoQr,
+  type MercadoPagoQrData,
+  type MercadoPagoQrInput,
+  type QrInitiation,
+} from './mercadopago.js';

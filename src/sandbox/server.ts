@@ -1,0 +1,322 @@
+// HTTP face of the sandbox: the Mercado Pago API (bearer token, MP-shaped errors) and the
+// unauthenticated /_sandbox/* customer + inspection API that lets a demo in another process drive it.
+
+import type { AddressInfo } from 'node:net';
+import { LogController, fastify, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import QRCode from 'qrcode';
+import { z } from 'zod';
+import type { Currency } from '../core/money.js';
+import { MpApiError, SandboxCore, SandboxError } from './core.js';
+import type { NotifyOptions, Sandbox, SandboxEndpoint, SandboxOptions } from './types.js';
+
+const notifySchema = z.object({
+  form: z.enum(['ipn', 'webhook', 'both']).optional(),
+  copies: z.number().int().min(1).max(100).optional(),
+  delayMs: z.number().min(0).optional(),
+  signature: z.enum(['valid', 'forged', 'none']).optional(),
+  parallel: z.boolean().optional(),
+});
+
+const scanSchema = z.object({
+  qr: z.string().min(1),
+  maxPolls: z.number().int().positive().optional(),
+  giveUpMs: z.number().min(0).optional(),
+  intervalMs: z.number().min(0).optional(),
+  notifyOpened: notifySchema.optional(),
+});
+
+const paySchema = z.object({
+  checkoutId: z.string().min(1),
+  outcome: z.enum(['approved', 'rejected']).optional(),
+  amountMinor: z.number().int().positive().optional(),
+  notify: z.union([notifySchema, z.literal(false)]).optional(),
+  /** respond only after every notification has an outcome, with the deliveries */
+  wait: z.boolean().optional(),
+});
+
+const notifyRequestSchema = notifySchema.extend({
+  merchantOrderId: z.union([z.number().int(), z.string().regex(/^\d+$/)]).transform(Number),
+  wait: z.boolean().optional(),
+});
+
+const notifyRawSchema = z.object({
+  url: z.string().min(1),
+  query: z.record(z.string(), z.string()).optional(),
+  body: z.unknown().optional(),
+  headers: z.record(z.string(), z.string()).optional(),
+  method: z.string().optional(),
+});
+
+const ENDPOINTS = [
+  'createStore',
+  'createPos',
+  'searchPos',
+  'getPos',
+  'updatePos',
+  'getMerchantOrder',
+  'searchMerchantOrders',
+  'getPayment',
+  'refundPayment',
+  'listRefunds',
+] as const satisfies readonly SandboxEndpoint[];
+
+const faultSchema = z.object({
+  path: z.string().optional(),
+  endpoint: z.enum(ENDPOINTS).optional(),
+  method: z.string().optional(),
+  status: z.number().int(),
+  times: z.number().int().positive().optional(),
+  retryAfter: z.string().optional(),
+  body: z.unknown().optional(),
+});
+
+function parse<T extends z.ZodType>(schema: T, body: unknown): z.output<T> {
+  const result = schema.safeParse(body ?? {});
+  if (!result.success) {
+    const why = result.error.issues
+      .map((i) => `${i.path.length ? i.path.map(String).join('.') : '(body)'}: ${i.message}`)
+      .join('; ');
+    throw new SandboxError(400, 'bad_request', why);
+  }
+  return result.data;
+}
+
+/** Drops undefined values so optional fields stay absent (callers test `in`/`??`). */
+function defined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
+
+function notifyOpts(o: z.output<typeof notifySchema>): NotifyOptions {
+  return defined({ form: o.form, copies: o.copies, delayMs: o.delayMs, signature: o.signature, parallel: o.parallel });
+}
+
+function formatUrl(address: AddressInfo, requestedHost: string): string {
+  let host = requestedHost;
+  if (host === '0.0.0.0') host = '127.0.0.1';
+  if (host === '::') host = '::1';
+  if (host.includes(':')) host = `[${host}]`;
+  return `http://${host}:${address.port}`;
+}
+
+/** Starts the sandbox and resolves once it is listening. */
+export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
+  if (!opts.accessToken) throw new TypeError('startSandbox needs an accessToken');
+  if (!Number.isSafeInteger(opts.collectorId) || opts.collectorId <= 0) {
+    throw new TypeError(`startSandbox needs collectorId as a positive integer, got ${opts.collectorId}`);
+  }
+  const host = opts.host ?? '127.0.0.1';
+  const currency: Currency = opts.currency ?? 'ARS';
+  let baseUrl = '';
+  const core = new SandboxCore({
+    accessToken: opts.accessToken,
+    collectorId: opts.collectorId,
+    currency,
+    ...(opts.webhookSecret !== undefined ? { webhookSecret: opts.webhookSecret } : {}),
+    pollIntervalMs: opts.pollIntervalMs ?? 200,
+    pollGiveUpMs: opts.pollGiveUpMs ?? 20_000,
+    httpTimeoutMs: opts.httpTimeoutMs ?? 5_000,
+    ...(opts.logger ? { logger: opts.logger } : {}),
+    baseUrl: () => baseUrl,
+  });
+
+  const app: FastifyInstance = opts.logger
+    ? fastify({
+        loggerInstance: opts.logger as FastifyBaseLogger,
+        // the sandbox logs what it does itself; per-request lines would drown the demo's log
+        logController: new LogController({ disableRequestLogging: true }),
+      })
+    : fastify({ logger: false });
+  registerRoutes(app, core);
+  await app.listen({ host, port: opts.port ?? 0 });
+  baseUrl = formatUrl(app.server.address() as AddressInfo, host);
+  opts.logger?.info({ url: baseUrl, collectorId: opts.collectorId, currency }, 'sandbox: listening');
+
+  let closing: Promise<void> | undefined;
+  const sandbox: Sandbox = {
+    url: baseUrl,
+    accessToken: opts.accessToken,
+    collectorId: opts.collectorId,
+    currency,
+    scan: (o) => core.scan(o),
+    pay: async (o) => core.pay(o),
+    notify: async (o) => core.notify(o),
+    notifyRaw: (o) => core.notifyRaw(o),
+    refunds: async () => core.listRefundRecords(),
+    payments: async () => core.listPayments(),
+    merchantOrders: async () => core.listOrders(),
+    deliveries: async () => core.listDeliveries(),
+    pollLog: async () => core.listPolls(),
+    pointsOfSale: async () => core.listPos(),
+    stores: async () => core.listStores(),
+    setFault: async (spec) => core.addFault(spec),
+    faults: async () => core.listFaults(),
+    clearFaults: async () => core.clearFaults(),
+    close: () => {
+      closing ??= (async () => {
+        await core.close();
+        await app.close();
+      })();
+      return closing;
+    },
+  };
+  return sandbox;
+}
+
+function registerRoutes(app: FastifyInstance, core: SandboxCore): void {
+  // Mercado Pago tolerates an empty body with Content-Type: application/json (e.g. a full refund
+  // sent without "{}"); fastify's default parser would answer 400, so parse leniently.
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    const text = String(body);
+    if (text.trim() === '') {
+      done(null, undefined);
+      return;
+    }
+    try {
+      done(null, JSON.parse(text));
+    } catch {
+      done(Object.assign(new Error('body is not valid JSON'), { statusCode: 400 }), undefined);
+    }
+  });
+
+  app.setErrorHandler((err: unknown, req, reply) => {
+    if (err instanceof MpApiError) {
+      void reply.code(err.status).headers(err.headers).send(err.body);
+      return;
+    }
+    if (err instanceof SandboxError) {
+      void reply.code(err.status).send({ error: err.code, message: err.message });
+      return;
+    }
+    const e = err as { statusCode?: number; message?: string };
+    const status = typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500 ? e.statusCode : 500;
+    if (status === 500) req.log.error({ err }, 'sandbox: internal error');
+    void reply.code(status).send({ message: e.message ?? 'error', error: status === 500 ? 'internal_error' : 'bad_request', status, cause: [] });
+  });
+
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send({ message: `${req.method} ${req.url.split('?')[0]} is not a sandbox endpoint`, error: 'not_found', status: 404, cause: [] });
+  });
+
+  // ---- Mercado Pago API ------------------------------------------------------------------------
+
+  type Handler = (req: FastifyRequest, reply: FastifyReply) => unknown;
+  const mp = (method: 'GET' | 'POST' | 'PUT', url: string, endpoint: SandboxEndpoint, handler: Handler): void => {
+    app.route({
+      method,
+      url,
+      // Faults come first (an outage answers regardless of credentials), then the bearer token.
+      onRequest: async (req) => {
+        const fault = core.takeFault(endpoint, req.method, req.url);
+        if (fault) throw fault;
+        core.checkToken(req.headers.authorization);
+      },
+      handler: async (req, reply) => handler(req, reply),
+    });
+  };
+  const params = (req: FastifyRequest): Record<string, string> => req.params as Record<string, string>;
+  const query = (req: FastifyRequest): Record<string, unknown> => req.query as Record<string, unknown>;
+
+  mp('POST', '/users/:userId/stores', 'createStore', (req, reply) =>
+    reply.code(201).send(core.createStore(params(req).userId!, req.body)),
+  );
+  mp('POST', '/pos', 'createPos', (req, reply) => reply.code(201).send(core.createPos(req.body)));
+  mp('GET', '/pos', 'searchPos', (req) => core.searchPos(query(req)));
+  mp('GET', '/pos/:id', 'getPos', (req) => core.getPos(params(req).id!));
+  mp('PUT', '/pos/:id', 'updatePos', (req) => core.updatePos(params(req).id!, req.body));
+  mp('GET', '/merchant_orders/search', 'searchMerchantOrders', (req) => core.searchMerchantOrders(query(req)));
+  mp('GET', '/merchant_orders/:id', 'getMerchantOrder', (req) => core.getMerchantOrder(params(req).id!));
+  mp('GET', '/v1/payments/:id', 'getPayment', (req) => core.getPayment(params(req).id!));
+  mp('GET', '/v1/payments/:id/refunds', 'listRefunds', (req) => core.listRefunds(params(req).id!));
+  mp('POST', '/v1/payments/:id/refunds', 'refundPayment', (req, reply) => {
+    const key = req.headers['x-idempotency-key'];
+    const { status, refund } = core.refundPayment(params(req).id!, Array.isArray(key) ? key[0] : key, req.body);
+    return reply.code(status).send(refund);
+  });
+
+  // ---- customer + inspection (no auth: loopback only) -----------------------------------------
+
+  app.get('/_sandbox/health', async () => ({ ok: true }));
+
+  app.post('/_sandbox/scan', async (req) => {
+    const b = parse(scanSchema, req.body);
+    return core.scan(
+      defined({
+        qr: b.qr,
+        maxPolls: b.maxPolls,
+        giveUpMs: b.giveUpMs,
+        intervalMs: b.intervalMs,
+        notifyOpened: b.notifyOpened ? notifyOpts(b.notifyOpened) : undefined,
+      }),
+    );
+  });
+
+  app.post('/_sandbox/pay', async (req) => {
+    const b = parse(paySchema, req.body);
+    const result = core.pay(
+      defined({
+        checkoutId: b.checkoutId,
+        outcome: b.outcome,
+        amountMinor: b.amountMinor,
+        notify: b.notify === false ? (false as const) : b.notify ? notifyOpts(b.notify) : undefined,
+      }),
+    );
+    const { deliveries, ...rest } = result;
+    return b.wait ? { ...rest, deliveries: await deliveries } : rest;
+  });
+
+  app.post('/_sandbox/notify', async (req) => {
+    const b = parse(notifyRequestSchema, req.body);
+    const result = core.notify({ merchantOrderId: b.merchantOrderId, ...notifyOpts(b) });
+    const { deliveries, ...rest } = result;
+    return b.wait ? { ...rest, deliveries: await deliveries } : rest;
+  });
+
+  app.post('/_sandbox/notify-raw', async (req) => {
+    const b = parse(notifyRawSchema, req.body);
+    return core.notifyRaw(defined({ url: b.url, query: b.query, body: b.body, headers: b.headers, method: b.method }));
+  });
+
+  app.get('/_sandbox/batches/:id', async (req) => {
+    const batch = core.batch(Number(params(req).id));
+    if (!batch) throw new SandboxError(404, 'unknown_batch', `no notification batch ${params(req).id}`);
+    return batch;
+  });
+
+  app.get('/_sandbox/refunds', async () => core.listRefundRecords());
+  app.get('/_sandbox/payments', async () => core.listPayments());
+  app.get('/_sandbox/merchant-orders', async () => core.listOrders());
+  app.get('/_sandbox/deliveries', async () => core.listDeliveries());
+  app.get('/_sandbox/poll-log', async () => core.listPolls());
+  app.get('/_sandbox/pos', async () => core.listPos());
+  app.get('/_sandbox/stores', async () => core.listStores());
+  app.get('/_sandbox/faults', async () => core.listFaults());
+  app.post('/_sandbox/faults', async (req) => {
+    const b = parse(faultSchema, req.body);
+    return core.addFault(
+      defined({
+        path: b.path,
+        endpoint: b.endpoint,
+        method: b.method,
+        status: b.status,
+        times: b.times,
+        retryAfter: b.retryAfter,
+        body: b.body,
+      }),
+    );
+  });
+  app.delete('/_sandbox/faults', async () => {
+    core.clearFaults();
+    return { ok: true };
+  });
+
+  // The sticker: PNG (what qr.image points at), SVG, or the raw payload as text.
+  app.get('/_sandbox/qr/:file', async (req, reply) => {
+    const m = /^(\d+)\.(png|svg|txt)$/.exec(params(req).file ?? '');
+    const payload = m ? core.posQrCode(m[1]!) : undefined;
+    if (!m || !payload) throw new SandboxError(404, 'unknown_pos', `no POS QR ${params(req).file}`);
+    if (m[2] === 'txt') return reply.type('text/plain; charset=utf-8').send(payload);
+    if (m[2] === 'svg') return reply.type('image/svg+xml').send(await QRCode.toString(payload, { type: 'svg' }));
+    return reply.type('image/png').send(await QRCode.toBuffer(payload, { type: 'png', margin: 2, scale: 8 }));
+  });
+}
