@@ -1,0 +1,280 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pino } from 'pino';
+import { controlRequest } from '../../src/agent/control.js';
+import type { JournalEntry } from '../../src/agent/journal.js';
+import type { AgentStatus } from '../../src/agent/agent.js';
+import { readPulseLog, type SimFault } from '../../src/devices/dispenser.js';
+import { MercadoPagoClient } from '../../src/mercadopago/client.js';
+import { parseRelayConfig } from '../../src/relay/config.js';
+import { startRelay, type RunningRelay } from '../../src/relay/server.js';
+import { addKiosk, posUrl, setKioskPosQr } from '../../src/relay/store.js';
+import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
+import { TcpProxy } from './tcp-proxy.js';
+import { waitFor } from './wait.js';
+
+// The whole product on loopback, as in the field: the Mercado Pago emulator and the relay run in
+// this process (real HTTP/WebSocket servers, real SQLite files), the agent runs as a separate
+// node process started by the real CLI, so it can be SIGKILLed and restarted on the same journal.
+
+const ROOT = resolve(import.meta.dirname, '..', '..');
+export const ACCESS_TOKEN = 'TEST-e2e-token';
+export const COLLECTOR_ID = 987654321;
+export const WEBHOOK_SECRET = 'e2e-webhook-secret';
+export const PRICES = { COLA: 150000, AGUA: 90000 } as const;
+
+export interface SystemOptions {
+  generation?: 'v1' | 'v2';
+  fault?: SimFault;
+  deadlineSeconds?: number;
+  maxPaymentSeconds?: number;
+  /** put a cuttable TCP proxy between agent and relay */
+  proxy?: boolean;
+  /** env for the agent process (QRKIOSK_CRASH_AFTER ...) */
+  agentEnv?: Record<string, string>;
+  contingencyAfterSeconds?: number;
+}
+
+export interface RelayLogLine {
+  level: number;
+  msg: string;
+  [k: string]: unknown;
+}
+
+export class KioskSystem {
+  agent: ChildProcess | undefined;
+  agentOutput = '';
+  private agentExit: Promise<{ code: number | null; signal: NodeJS.Signals | null }> | undefined;
+
+  private constructor(
+    readonly dir: string,
+    readonly sandbox: Sandbox,
+    public relay: RunningRelay,
+    readonly posQr: string,
+    readonly token: string,
+    readonly proxy: TcpProxy | undefined,
+    readonly opts: SystemOptions,
+    private readonly relayConfig: ReturnType<typeof parseRelayConfig>,
+    readonly relayLog: RelayLogLine[],
+  ) {}
+
+  static async start(opts: SystemOptions = {}): Promise<KioskSystem> {
+    const dir = mkdtempSync(join(tmpdir(), 'qrkiosk-e2e-'));
+    const sandbox = await startSandbox({
+      accessToken: ACCESS_TOKEN,
+      collectorId: COLLECTOR_ID,
+      currency: 'ARS',
+      webhookSecret: WEBHOOK_SECRET,
+      pollIntervalMs: 50,
+      pollGiveUpMs: 3000,
+      logger: pino({ level: 'silent' }),
+    });
+    const port = await freePort();
+    const publicUrl = `http://127.0.0.1:${port}`;
+    const relayConfig = parseRelayConfig({
+      listen: { host: '127.0.0.1', port },
+      publicUrl,
+      store: { path: join(dir, 'relay.sqlite') },
+      mercadopago: { baseUrl: sandbox.url, accessToken: ACCESS_TOKEN, collectorId: COLLECTOR_ID, webhookSecret: WEBHOOK_SECRET },
+      catalog: [
+        { sku: 'COLA', name: 'Cola 350 ml', price: '1500.00', currency: 'ARS' },
+        { sku: 'AGUA', name: 'Agua 500 ml', price: '900.00', currency: 'ARS' },
+      ],
+      orders: {
+        maxPaymentSeconds: opts.maxPaymentSeconds ?? 120,
+        contingencyAfterSeconds: opts.contingencyAfterSeconds ?? 600,
+      },
+    });
+    const relayLog: RelayLogLine[] = [];
+    const relay = await startRelay(relayConfig, { logger: captureLogger(relayLog) });
+    const added = addKiosk(relay.store, { id: 'kiosk-e2e', posExternalId: 'KIOSKE2E', generation: opts.generation ?? 'v2' });
+    const mp = new MercadoPagoClient({ baseUrl: sandbox.url, accessToken: ACCESS_TOKEN });
+    await mp.createStore(COLLECTOR_ID, { name: 'E2E store', external_id: 'E2ESTORE' });
+    const pos = await mp.createPos({
+      name: 'E2E kiosk',
+      fixed_amount: true,
+      external_store_id: 'E2ESTORE',
+      external_id: 'KIOSKE2E',
+      url: posUrl(publicUrl, added.kiosk),
+    });
+    setKioskPosQr(relay.store, 'kiosk-e2e', pos.qr_code!);
+    const proxy = opts.proxy ? await TcpProxy.start({ host: '127.0.0.1', port }) : undefined;
+    const sys = new KioskSystem(dir, sandbox, relay, pos.qr_code!, added.token, proxy, opts, relayConfig, relayLog);
+    sys.writeAgentConfig();
+    return sys;
+  }
+
+  get socket(): string {
+    return join(this.dir, 'agent.sock');
+  }
+
+  get pulseLogPath(): string {
+    return join(this.dir, 'pulses.jsonl');
+  }
+
+  writeAgentConfig(): void {
+    const relayPort = this.proxy ? this.proxy.port : new URL(this.relay.url).port;
+    const yaml = `# written by the e2e harness
+kioskId: kiosk-e2e
+relay:
+  url: ws://127.0.0.1:${relayPort}/v1/kiosk
+  token: ${this.token}
+  backoff: { baseMs: 50, capMs: 400 }
+  pingIntervalSeconds: 5
+journal:
+  path: ${join(this.dir, 'agent.sqlite')}
+control:
+  socket: ${this.socket}
+payment:
+  deadlineSeconds: ${this.opts.deadlineSeconds ?? 60}
+locale: es
+slots:
+  - { slot: 1, sku: COLA, stock: 10 }
+  - { slot: 2, sku: AGUA, stock: 10 }
+hardware:
+  buttons: { driver: none }
+  display: { driver: log }
+  dispenser:
+    driver: sim
+    pulseMs: 60
+    dropWindowMs: 400
+    maxPulses: 2
+    sim: { fault: ${this.opts.fault ?? 'none'}, dropDelayMs: 30, pulseLog: ${this.pulseLogPath} }
+`;
+    writeFileSync(join(this.dir, 'agent.yaml'), yaml);
+  }
+
+  /** Starts the agent process through the real CLI and waits until it holds the relay's welcome. */
+  async startAgent(env: Record<string, string> = this.opts.agentEnv ?? {}): Promise<void> {
+    this.agentOutput = '';
+    const child = spawn(process.execPath, [join(ROOT, 'bin', 'qrkiosk.js'), 'agent', '--config', join(this.dir, 'agent.yaml')], {
+      cwd: ROOT,
+      env: { ...process.env, QRKIOSK_LOG_LEVEL: 'debug', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout!.on('data', (d: Buffer) => (this.agentOutput += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (this.agentOutput += d.toString()));
+    this.agent = child;
+    this.agentExit = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    await waitFor(
+      'the agent to connect to the relay',
+      async () => {
+        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`agent exited: ${this.agentOutput.slice(-2000)}`);
+        if (!existsSync(this.socket)) return false;
+        const s = await this.status().catch(() => undefined);
+        return s?.relay.online && s.relay.lastWelcomeAt ? s : false;
+      },
+      20_000,
+    );
+  }
+
+  /** Resolves when the agent process has ended (e.g. SIGKILLed itself at a crash point). */
+  async agentEnded(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    return this.agentExit!;
+  }
+
+  async killAgent(): Promise<void> {
+    if (this.agent && this.agent.exitCode === null && this.agent.signalCode === null) {
+      this.agent.kill('SIGKILL');
+      await this.agentExit;
+    }
+  }
+
+  async stopAgent(): Promise<void> {
+    if (this.agent && this.agent.exitCode === null && this.agent.signalCode === null) {
+      this.agent.kill('SIGTERM');
+      await this.agentExit;
+    }
+  }
+
+  status(): Promise<AgentStatus> {
+    return controlRequest(this.socket, 'status') as Promise<AgentStatus>;
+  }
+
+  async select(slot: number): Promise<{ ok: boolean; orderId?: string; reason?: string }> {
+    return (await controlRequest(this.socket, 'select', { slot })) as { ok: boolean; orderId?: string; reason?: string };
+  }
+
+  async agentCancel(): Promise<unknown> {
+    return controlRequest(this.socket, 'cancel');
+  }
+
+  async journal(limit = 20): Promise<JournalEntry[]> {
+    return (await controlRequest(this.socket, 'journal', { limit })) as JournalEntry[];
+  }
+
+  /** The agent's journal row for an order, read through the control socket. */
+  async agentOrder(orderId: string): Promise<JournalEntry | undefined> {
+    return (await this.journal(50)).find((o) => o.id === orderId);
+  }
+
+  async waitAgentState(orderId: string, state: string | string[], timeoutMs = 15_000): Promise<JournalEntry> {
+    const states = Array.isArray(state) ? state : [state];
+    return waitFor(`agent order ${orderId} in ${states.join('/')}`, async () => {
+      const o = await this.agentOrder(orderId);
+      return o && states.includes(o.state) ? o : undefined;
+    }, timeoutMs);
+  }
+
+  async waitRelayState(orderId: string, state: string, timeoutMs = 15_000) {
+    return waitFor(`relay order ${orderId} in ${state}`, () => {
+      const o = this.relay.store.getOrder(orderId);
+      return o?.state === state ? o : undefined;
+    }, timeoutMs);
+  }
+
+  /** Lines the simulated motor wrote: one per pulse, across agent restarts. */
+  pulses(): Array<{ slot: number; pulse: number; pid: number }> {
+    return existsSync(this.pulseLogPath) ? readPulseLog(readFileSync(this.pulseLogPath, 'utf8')) : [];
+  }
+
+  relayLogMatching(re: RegExp): RelayLogLine[] {
+    return this.relayLog.filter((l) => re.test(l.msg) || re.test(JSON.stringify(l)));
+  }
+
+  /** The customer scans the kiosk's QR and the relay's POS url answers with the order. */
+  async customerScans() {
+    const scan = await this.sandbox.scan({ qr: this.posQr });
+    if (scan.status !== 'ready') throw new Error(`scan was ${scan.status}: ${JSON.stringify(scan)}`);
+    return scan;
+  }
+
+  /** Closes the relay and starts it again on the same database file (a relay restart). */
+  async restartRelay(): Promise<void> {
+    await this.relay.close();
+    this.relay = await startRelay(this.relayConfig, { logger: captureLogger(this.relayLog) });
+  }
+
+  async close(): Promise<void> {
+    await this.killAgent();
+    await this.proxy?.close();
+    await this.relay.close();
+    await this.sandbox.close();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+function captureLogger(into: RelayLogLine[]) {
+  return pino(
+    { level: 'debug' },
+    {
+      write(line: string) {
+        into.push(JSON.parse(line) as RelayLogLine);
+      },
+    },
+  );
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolvePort(port));
+    });
+  });
+}
