@@ -1,0 +1,174 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { loadRelayConfig, type RelayConfig } from '../relay/config.js';
+import { startRelay } from '../relay/server.js';
+import { openRelayStore, posUrl, type RelayStore } from '../relay/store.js';
+
+// `qrkiosk relay ...`: run the relay, and provision kiosks in its database. argv is what follows
+// "relay" on the command line. Every failure is one line on stderr and exit code 2, because these
+// are run by a person on SSH who needs to know what to fix, not a stack trace.
+
+const USAGE = `usage:
+  qrkiosk relay --config FILE
+  qrkiosk relay kiosk add <id> --config FILE --pos <externalId> [--generation v1|v2] [--qr <payload>]
+  qrkiosk relay kiosk list --config FILE [--json]
+  qrkiosk relay kiosk set-qr <id> <payload> --config FILE
+  qrkiosk relay kiosk rotate-token <id> --config FILE`;
+
+class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+export interface RelayCliIo {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+const defaultIo: RelayCliIo = {
+  out: (l) => process.stdout.write(`${l}\n`),
+  err: (l) => process.stderr.write(`${l}\n`),
+};
+
+export async function relayMain(argv: string[], io: RelayCliIo = defaultIo): Promise<number> {
+  const args = argv[0] === 'relay' ? argv.slice(1) : argv;
+  try {
+    if (args[0] === 'kiosk') return kioskCommand(args.slice(1), io);
+    if (args[0] === 'help' || args[0] === '--help' || args[0] === '-h') {
+      io.out(USAGE);
+      return 0;
+    }
+    return await runRelay(args, io);
+  } catch (err) {
+    const msg = err instanceof Error ? err.message : String(err);
+    io.err(`qrkiosk relay: ${msg.replace(/\s*\n\s*/g, '; ')}`);
+    return 2;
+  }
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+function parse<O extends Options>(args: string[], options: O) {
+  try {
+    return parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message.split('\n')[0]} (see qrkiosk relay help)`);
+  }
+}
+
+function configOf(values: Record<string, unknown>): RelayConfig {
+  const path = values.config;
+  if (typeof path !== 'string' || !path) throw new UsageError('--config FILE is required (the relay YAML)');
+  return loadRelayConfig(path);
+}
+
+async function runRelay(args: string[], io: RelayCliIo): Promise<number> {
+  const { values, positionals } = parse(args, { config: { type: 'string' } });
+  if (positionals.length) throw new UsageError(`unexpected "${positionals[0]}"\n${USAGE}`);
+  const config = configOf(values);
+  const relay = await startRelay(config);
+  io.err(`relay listening on ${relay.url}; Mercado Pago reaches it at ${config.publicUrl}`);
+  await new Promise<void>((resolve) => {
+    const stop = (sig: string) => {
+      io.err(`${sig}: stopping the relay`);
+      process.off('SIGINT', onInt);
+      process.off('SIGTERM', onTerm);
+      resolve();
+    };
+    const onInt = () => stop('SIGINT');
+    const onTerm = () => stop('SIGTERM');
+    process.on('SIGINT', onInt);
+    process.on('SIGTERM', onTerm);
+  });
+  await relay.close();
+  return 0;
+}
+
+function withStore<T>(config: RelayConfig, fn: (store: RelayStore) => T): T {
+  const store = openRelayStore(config.store.path);
+  try {
+    return fn(store);
+  } finally {
+    store.close();
+  }
+}
+
+function kioskCommand(args: string[], io: RelayCliIo): number {
+  const [sub, ...rest] = args;
+  switch (sub) {
+    case 'add': {
+      const { values, positionals } = parse(rest, {
+        config: { type: 'string' },
+        pos: { type: 'string' },
+        generation: { type: 'string' },
+        qr: { type: 'string' },
+      });
+      const id = positionals[0];
+      if (!id || positionals.length > 1) throw new UsageError('give exactly one kiosk id: qrkiosk relay kiosk add <id> --pos <externalId> --config FILE');
+      if (typeof values.pos !== 'string') throw new UsageError('--pos <externalId> is required: the external_id of the Mercado Pago POS of this kiosk');
+      const generation = values.generation ?? 'v2';
+      if (generation !== 'v1' && generation !== 'v2') throw new UsageError(`--generation must be v1 or v2, not "${String(generation)}"`);
+      const config = configOf(values);
+      const added = withStore(config, (store) =>
+        store.addKiosk({ id, posExternalId: values.pos as string, generation, posQr: typeof values.qr === 'string' ? values.qr : null }),
+      );
+      const url = posUrl(config.publicUrl, added.kiosk);
+      io.out(`kiosk ${id} added (POS ${added.kiosk.posExternalId}, response generation ${generation})`);
+      io.out('');
+      io.out(`  token: ${added.token}`);
+      io.out('');
+      io.out('  WARNING: this token is shown ONCE and cannot be shown again (only its hash is stored).');
+      io.out('  Put it in the kiosk agent config now; if it is lost, run: qrkiosk relay kiosk rotate-token ' + id);
+      io.out('');
+      io.out(`  POS url to register at Mercado Pago (${url.length} characters): ${url}`);
+      if (!added.kiosk.posQr) io.out(`  Then store the POS's QR payload: qrkiosk relay kiosk set-qr ${id} '<payload>' --config FILE`);
+      return 0;
+    }
+    case 'list': {
+      const { values, positionals } = parse(rest, { config: { type: 'string' }, json: { type: 'boolean' } });
+      if (positionals.length) throw new UsageError(`unexpected "${positionals[0]}"`);
+      const config = configOf(values);
+      const kiosks = withStore(config, (store) => store.listKiosks());
+      const rows = kiosks.map((k) => ({
+        id: k.id,
+        posExternalId: k.posExternalId,
+        generation: k.generation,
+        paymentModel: k.paymentModel,
+        posUrl: posUrl(config.publicUrl, k),
+        posQr: k.posQr,
+        createdAt: new Date(k.createdAt).toISOString(),
+      }));
+      if (values.json) {
+        io.out(JSON.stringify(rows, null, 2));
+        return 0;
+      }
+      if (rows.length === 0) {
+        io.out('no kiosks yet: qrkiosk relay kiosk add <id> --pos <externalId> --config FILE');
+        return 0;
+      }
+      for (const r of rows) {
+        io.out(`${r.id}  pos=${r.posExternalId}  ${r.generation}  qr=${r.posQr ? 'set' : 'MISSING'}  ${r.posUrl}`);
+      }
+      return 0;
+    }
+    case 'set-qr': {
+      const { values, positionals } = parse(rest, { config: { type: 'string' } });
+      const [id, payload] = positionals;
+      if (!id || !payload || positionals.length > 2) throw new UsageError("usage: qrkiosk relay kiosk set-qr <id> '<payload>' --config FILE");
+      const config = configOf(values);
+      withStore(config, (store) => store.setKioskPosQr(id, payload));
+      io.out(`kiosk ${id}: POS QR stored; the kiosk shows it after its next (re)connect`);
+      return 0;
+    }
+    case 'rotate-token': {
+      const { values, positionals } = parse(rest, { config: { type: 'string' } });
+      const id = positionals[0];
+      if (!id || positionals.length > 1) throw new UsageError('usage: qrkiosk relay kiosk rotate-token <id> --config FILE');
+      const config = configOf(values);
+      const token = withStore(config, (store) => store.rotateKioskToken(id));
+      io.out(`kiosk ${id}: new token: ${token}`);
+      io.out('  WARNING: shown ONCE; the old token no longer works. Update the kiosk agent config now.');
+      return 0;
+    }
+    default:
+      throw new UsageError(sub ? `unknown kiosk command "${sub}"\n${USAGE}` : USAGE);
+  }
+}

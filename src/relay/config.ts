@@ -1,0 +1,126 @@
+import { z } from 'zod';
+import { Catalog, CatalogError } from '../core/catalog.js';
+import { MoneyError } from '../core/money.js';
+import { ConfigError, loadConfigFile, parseConfigText } from '../runtime/config-file.js';
+
+// The relay's YAML configuration. Everything has a safe default except what only the operator can
+// know (public URL, store path, Mercado Pago credentials, catalog). Errors name the key and line
+// through runtime/config-file.ts so a technician can fix the file in one go. Objects are strict:
+// a misspelt key ("webhookSecrett") is an error, not a silently ignored setting.
+
+export const ACCESS_TOKEN_ENV = 'QRKIOSK_MP_ACCESS_TOKEN';
+
+const positiveInt = z.number().int().positive();
+
+const catalogItem = z.strictObject({
+  sku: z.string().min(1, 'write the product code, e.g. COLA'),
+  name: z.string().min(1, 'write the product name shown to the customer'),
+  price: z.union([z.string(), z.number()], { message: 'write the price as a decimal, e.g. "1500.00"' }),
+  currency: z.string().min(3),
+}).superRefine((item, ctx) => {
+  // Price each product here, not at start-up, so a bad price is reported with its line number.
+  // Per item (not on the whole config) so it is reported alongside unrelated errors.
+  try {
+    Catalog.fromInput([item]);
+  } catch (err) {
+    if (err instanceof MoneyError || err instanceof CatalogError) {
+      ctx.addIssue({ code: 'custom', path: [/currency/.test(err.message) ? 'currency' : 'price'], message: err.message });
+    } else throw err;
+  }
+});
+
+function buildSchema(env: NodeJS.ProcessEnv) {
+  return z
+    .strictObject({
+      listen: z
+        .strictObject({
+          host: z.string().min(1).default('0.0.0.0'),
+          port: z.number().int().min(0).max(65535).default(8080),
+        })
+        .default({ host: '0.0.0.0', port: 8080 }),
+      // Mercado Pago calls us back here; it ends up inside every POS url, which MP caps at 300
+      // characters, so a very long base URL would make the POS unusable.
+      publicUrl: z
+        .url({ message: 'write the https base URL Mercado Pago can reach, e.g. https://relay.example.com' })
+        .max(200, 'keep publicUrl under 200 characters: Mercado Pago caps POS urls at 300')
+        .transform((u) => u.replace(/\/+$/, '')),
+      store: z.strictObject({ path: z.string().min(1, 'write where the relay database lives, e.g. /var/lib/qrkiosk/relay.sqlite') }),
+      mercadopago: z
+        .strictObject({
+          baseUrl: z.url().default('https://api.mercadopago.com').transform((u) => u.replace(/\/+$/, '')),
+          // Optional in the file: secrets are better kept in the environment (systemd EnvironmentFile).
+          accessToken: z.string().min(1).optional(),
+          collectorId: z.number().int().positive({ message: 'write your Mercado Pago user id (a number)' }),
+          sponsorId: z.number().int().positive().optional(),
+          webhookSecret: z.string().min(1).optional(),
+          signatureToleranceSeconds: positiveInt.default(600),
+        })
+        .transform((mp) => ({ ...mp, accessToken: mp.accessToken ?? env[ACCESS_TOKEN_ENV] ?? undefined })),
+      catalog: z
+        .array(catalogItem)
+        .min(1, 'list at least one product')
+        .superRefine((items, ctx) => {
+          try {
+            Catalog.fromInput(items);
+          } catch (err) {
+            if (err instanceof CatalogError || err instanceof MoneyError) ctx.addIssue({ code: 'custom', message: err.message });
+            else throw err;
+          }
+        }),
+      orders: z
+        .strictObject({
+          maxPaymentSeconds: positiveInt.default(120),
+          contingencyAfterSeconds: positiveInt.default(20),
+          contingencyIntervalSeconds: positiveInt.default(10),
+          latePaymentWatchMinutes: positiveInt.default(30),
+          uncertainVendPolicy: z.enum(['refund', 'review']).default('refund'),
+        })
+        .default({
+          maxPaymentSeconds: 120,
+          contingencyAfterSeconds: 20,
+          contingencyIntervalSeconds: 10,
+          latePaymentWatchMinutes: 30,
+          uncertainVendPolicy: 'refund',
+        }),
+      hub: z.strictObject({ pingIntervalSeconds: positiveInt.default(20) }).default({ pingIntervalSeconds: 20 }),
+    });
+}
+
+/** The schema reading the access token fallback from `env` (tests pass their own). */
+export function relayConfigSchema(env: NodeJS.ProcessEnv = process.env) {
+  return buildSchema(env);
+}
+
+export type RelayConfig = z.output<ReturnType<typeof buildSchema>>;
+export type RelayConfigInput = z.input<ReturnType<typeof buildSchema>>;
+
+export function loadRelayConfig(path: string, env: NodeJS.ProcessEnv = process.env): RelayConfig {
+  return loadConfigFile(path, relayConfigSchema(env));
+}
+
+export function parseRelayConfigText(text: string, source = 'relay.yaml', env: NodeJS.ProcessEnv = process.env): RelayConfig {
+  return parseConfigText(text, relayConfigSchema(env), source);
+}
+
+/** Applies defaults to a config written in code (tests, embedding). Throws ConfigError. */
+export function parseRelayConfig(input: RelayConfigInput, env: NodeJS.ProcessEnv = process.env): RelayConfig {
+  const parsed = relayConfigSchema(env).safeParse(input);
+  if (parsed.success) return parsed.data;
+  throw new ConfigError(
+    parsed.error.issues.map((i) => `key "${i.path.map(String).join('.') || '(top level)'}": ${i.message}`).join('\n'),
+  );
+}
+
+/**
+ * The token is optional in the file because kiosk provisioning commands do not need it; running
+ * the relay does. Called by startRelay when it has to build the real Mercado Pago client.
+ */
+export function requireAccessToken(config: RelayConfig): string {
+  const t = config.mercadopago.accessToken;
+  if (!t) {
+    throw new ConfigError(
+      `key "mercadopago.accessToken" is missing: write it in the config or set ${ACCESS_TOKEN_ENV} in the environment`,
+    );
+  }
+  return t;
+}

@@ -1,0 +1,338 @@
+import { EventEmitter } from 'node:events';
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, WebSocket, type RawData } from 'ws';
+import type { Logger } from '../runtime/log.js';
+import { errorFrame, frame, parseAgentFrame } from '../protocol/codec.js';
+import type { AgentMessage, Hello, OrderCancel, OrderReady, VendResult, Welcome } from '../protocol/messages.js';
+import { hashToken, type Kiosk, type RelayStore } from './store.js';
+
+// The kiosk link: one WebSocket per kiosk at /v1/kiosk, authenticated at the HTTP upgrade with the
+// kiosk's bearer token (only its sha256 is stored). Reliable frames are applied at most once via
+// the inbox table, in the same transaction as the state change they cause, and acked afterwards;
+// our own reliable frames live in the outbox table until the kiosk acks them, so a reconnect (or a
+// relay restart) re-sends exactly what the kiosk has not confirmed.
+
+export const KIOSK_WS_PATH = '/v1/kiosk';
+const MAX_FRAME_BYTES = 64 * 1024;
+
+export type ReliableAgentMessage = OrderReady | OrderCancel | VendResult;
+
+export interface HubHandler {
+  /**
+   * Applies a reliable frame. Runs INSIDE the inbox transaction and must be synchronous: if it
+   * throws, nothing (state, outbox, inbox) is committed and the frame is not acked, so the agent
+   * re-sends it later.
+   */
+  applyReliable(kioskId: string, msg: ReliableAgentMessage): void;
+  /** Called after the transaction committed: push the outbox rows it created. */
+  afterCommit(): void;
+  onHello?(kioskId: string, hello: Hello): void;
+}
+
+export type WelcomeBody = Omit<Welcome, 'v' | 'id' | 'type'>;
+
+export interface HubOptions {
+  store: RelayStore;
+  logger: Logger;
+  pingIntervalMs: number;
+  welcomeFor(kiosk: Kiosk): WelcomeBody;
+  /** business clock (inbox applied_at); liveness uses the real clock */
+  now?: () => number;
+}
+
+interface Link {
+  kioskId: string;
+  ws: WebSocket;
+  remote: string;
+  helloDone: boolean;
+  lastSeen: number;
+  /** outbox ids already written on THIS socket; a new socket starts empty, hence a full re-send */
+  sent: Set<string>;
+}
+
+export interface KioskHubEvents {
+  online: [kioskId: string];
+  offline: [kioskId: string];
+}
+
+export class KioskHub extends EventEmitter<KioskHubEvents> {
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
+  private readonly links = new Map<string, Link>();
+  private handler: HubHandler | undefined;
+  private pingTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private readonly now: () => number;
+
+  constructor(private readonly opts: HubOptions) {
+    super();
+    this.now = opts.now ?? Date.now;
+  }
+
+  setHandler(handler: HubHandler): void {
+    this.handler = handler;
+  }
+
+  /** Hooks the upgrade event of the HTTP server fastify listens with. */
+  attach(server: Server): void {
+    server.on('upgrade', this.onUpgrade);
+    this.pingTimer = setInterval(() => this.heartbeat(), this.opts.pingIntervalMs);
+    this.pingTimer.unref();
+  }
+
+  /** A kiosk is online once its authenticated socket is open and it said hello. */
+  isOnline(kioskId: string): boolean {
+    const link = this.links.get(kioskId);
+    return !!link && link.helloDone && link.ws.readyState === WebSocket.OPEN;
+  }
+
+  onlineCount(): number {
+    let n = 0;
+    for (const id of this.links.keys()) if (this.isOnline(id)) n++;
+    return n;
+  }
+
+  /** Writes the kiosk's unsent outbox rows, in order. No-op when it is not connected. */
+  flush(kioskId: string): void {
+    const link = this.links.get(kioskId);
+    if (!link || !link.helloDone || link.ws.readyState !== WebSocket.OPEN) return;
+    for (const row of this.opts.store.outboxOf(kioskId)) {
+      if (link.sent.has(row.messageId)) continue;
+      link.sent.add(row.messageId);
+      link.ws.send(row.payload);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.pingTimer) clearInterval(this.pingTimer);
+    const closing = [...this.links.values()].map(
+      (link) =>
+        new Promise<void>((resolve) => {
+          if (link.ws.readyState === WebSocket.CLOSED) return resolve();
+          // A kiosk that does not answer the close handshake must not hold the shutdown.
+          const t = setTimeout(() => link.ws.terminate(), 1000);
+          link.ws.once('close', () => {
+            clearTimeout(t);
+            resolve();
+          });
+          link.ws.close(1001, 'relay shutting down');
+        }),
+    );
+    await Promise.all(closing);
+    this.links.clear();
+    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+  }
+
+  // ---- connection set-up ------------------------------------------------------------------------
+
+  private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    socket.on('error', () => {}); // a peer resetting mid-handshake is not our crash
+    const remote = req.socket.remoteAddress ?? 'unknown';
+    let path: string;
+    try {
+      path = new URL(req.url ?? '/', 'http://relay').pathname;
+    } catch {
+      path = '';
+    }
+    if (this.closed || path !== KIOSK_WS_PATH) {
+      refuseUpgrade(socket, this.closed ? 503 : 404, this.closed ? 'Service Unavailable' : 'Not Found');
+      return;
+    }
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+    if (!m) {
+      this.opts.logger.warn({ remote }, `kiosk connection from ${remote} refused: no bearer token`);
+      refuseUpgrade(socket, 401, 'Unauthorized');
+      return;
+    }
+    const hash = hashToken(m[1]!);
+    const kiosk = this.opts.store.getKioskByTokenHash(hash);
+    if (!kiosk) {
+      // Log only a prefix of the hash: enough to correlate, useless to replay.
+      this.opts.logger.warn(
+        { remote, tokenHash: hash.slice(0, 8) },
+        `kiosk connection from ${remote} refused: unknown token (sha256 ${hash.slice(0, 8)}…)`,
+      );
+      refuseUpgrade(socket, 401, 'Unauthorized');
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, kiosk, remote));
+  };
+
+  private onConnection(ws: WebSocket, kiosk: Kiosk, remote: string): void {
+    const link: Link = { kioskId: kiosk.id, ws, remote, helloDone: false, lastSeen: Date.now(), sent: new Set() };
+    const previous = this.links.get(kiosk.id);
+    this.links.set(kiosk.id, link);
+    if (previous) {
+      // A kiosk that rebooted may reconnect before the old TCP connection times out: the newest
+      // connection is the real one, and two sockets would double-deliver the outbox.
+      this.opts.logger.info({ kioskId: kiosk.id, remote }, `kiosk ${kiosk.id}: newer connection replaces the older one`);
+      previous.ws.close(4000, 'replaced by a newer connection');
+    }
+    this.opts.logger.info({ kioskId: kiosk.id, remote }, `kiosk ${kiosk.id} connected from ${remote}`);
+
+    ws.on('message', (data, isBinary) => {
+      try {
+        this.onMessage(link, data, isBinary);
+      } catch (err) {
+        // Last line of defence: a bug handling one frame must not take the process down.
+        this.opts.logger.error({ err, kioskId: link.kioskId }, `kiosk ${link.kioskId}: frame handling failed`);
+        this.send(link, errorFrame('internal', 'the relay could not handle that frame'));
+      }
+    });
+    ws.on('pong', () => {
+      link.lastSeen = Date.now();
+    });
+    ws.on('error', (err) => {
+      this.opts.logger.warn({ err, kioskId: link.kioskId }, `kiosk ${link.kioskId}: socket error: ${err.message}`);
+    });
+    ws.on('close', (code) => {
+      const wasOnline = link.helloDone;
+      if (this.links.get(link.kioskId) === link) this.links.delete(link.kioskId);
+      this.opts.logger.info({ kioskId: link.kioskId, code }, `kiosk ${link.kioskId} disconnected (${code})`);
+      if (wasOnline && !this.links.has(link.kioskId)) this.emit('offline', link.kioskId);
+    });
+  }
+
+  // ---- frames -----------------------------------------------------------------------------------
+
+  private onMessage(link: Link, data: RawData, isBinary: boolean): void {
+    link.lastSeen = Date.now();
+    if (this.links.get(link.kioskId) !== link) return; // a replaced socket has no say any more
+    if (isBinary) {
+      this.refuseFrame(link, 'malformed', 'binary frames are not part of the protocol: send JSON text');
+      return;
+    }
+    const raw = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
+    const parsed = parseAgentFrame(raw);
+    if (!parsed.ok) {
+      this.refuseFrame(link, parsed.code, parsed.message, parsed.refId);
+      return;
+    }
+    const msg: AgentMessage = parsed.msg;
+    switch (msg.type) {
+      case 'hello':
+        this.onHello(link, msg);
+        return;
+      case 'ack':
+        if (this.opts.store.deleteOutbox(link.kioskId, msg.ackId)) link.sent.delete(msg.ackId);
+        else this.opts.logger.debug({ kioskId: link.kioskId, ackId: msg.ackId }, 'ack for an unknown or already acked message');
+        return;
+      case 'ping':
+        // Echo the agent's timestamp so it can measure the round trip.
+        this.send(link, frame({ type: 'pong' as const, at: msg.at }));
+        return;
+      case 'pong':
+        return;
+      case 'error':
+        this.opts.logger.warn(
+          { kioskId: link.kioskId, code: msg.code, refId: msg.refId },
+          `kiosk ${link.kioskId} reported an error: ${msg.code}: ${msg.message}`,
+        );
+        return;
+      case 'order.ready':
+      case 'order.cancel':
+      case 'vend.result':
+        this.applyReliable(link, msg);
+        return;
+    }
+  }
+
+  private onHello(link: Link, msg: Hello): void {
+    if (msg.kioskId !== link.kioskId) {
+      // The token decides who the kiosk is; a hello naming another kiosk is a misconfigured agent.
+      this.opts.logger.warn(
+        { kioskId: link.kioskId, claimed: msg.kioskId },
+        `kiosk ${link.kioskId} said hello as "${msg.kioskId}": closing; fix the agent's kioskId or token`,
+      );
+      this.send(link, errorFrame('unauthorized', `this token belongs to kiosk ${link.kioskId}, not ${msg.kioskId}`, msg.id));
+      link.ws.close(1008, 'kiosk id does not match token');
+      return;
+    }
+    const kiosk = this.opts.store.getKiosk(link.kioskId);
+    if (!kiosk) {
+      link.ws.close(1008, 'kiosk removed');
+      return;
+    }
+    const wasOnline = link.helloDone;
+    link.helloDone = true;
+    link.sent.clear(); // a (re-)hello means the agent wants the whole outbox again
+    this.send(link, frame({ type: 'welcome' as const, ...this.opts.welcomeFor(kiosk) }));
+    try {
+      this.handler?.onHello?.(link.kioskId, msg);
+    } catch (err) {
+      this.opts.logger.error({ err, kioskId: link.kioskId }, 'hello reconciliation failed');
+    }
+    this.flush(link.kioskId);
+    if (!wasOnline) this.emit('online', link.kioskId);
+  }
+
+  private applyReliable(link: Link, msg: ReliableAgentMessage): void {
+    const store = this.opts.store;
+    const handler = this.handler;
+    if (!handler) {
+      this.send(link, errorFrame('internal', 'relay is starting; try again', msg.id));
+      return;
+    }
+    let duplicate = false;
+    try {
+      store.transaction(() => {
+        if (store.inInbox(link.kioskId, msg.id)) {
+          duplicate = true;
+          return;
+        }
+        handler.applyReliable(link.kioskId, msg);
+        store.recordInbox(link.kioskId, msg.id, msg.type, this.now());
+      });
+    } catch (err) {
+      // Rolled back and NOT acked: the agent keeps the frame in its outbox and re-sends it.
+      this.opts.logger.error({ err, kioskId: link.kioskId, msgId: msg.id }, `kiosk ${link.kioskId}: could not apply ${msg.type}`);
+      this.send(link, errorFrame('internal', `could not apply ${msg.type}; it will be retried`, msg.id));
+      return;
+    }
+    if (duplicate) {
+      this.opts.logger.debug({ kioskId: link.kioskId, msgId: msg.id }, `duplicate ${msg.type}: acked again, not re-applied`);
+    }
+    this.send(link, frame({ type: 'ack' as const, ackId: msg.id }));
+    handler.afterCommit();
+  }
+
+  private refuseFrame(link: Link, code: Parameters<typeof errorFrame>[0], message: string, refId?: string): void {
+    this.opts.logger.warn({ kioskId: link.kioskId, code, refId }, `kiosk ${link.kioskId} sent a bad frame: ${message}`);
+    this.send(link, errorFrame(code, message, refId));
+  }
+
+  private send(link: Link, body: object): void {
+    if (link.ws.readyState !== WebSocket.OPEN) return;
+    link.ws.send(JSON.stringify(body));
+  }
+
+  private heartbeat(): void {
+    const limit = 2 * this.opts.pingIntervalMs;
+    const t = Date.now();
+    for (const link of this.links.values()) {
+      if (t - link.lastSeen > limit) {
+        // Half-open TCP (kiosk lost power, NAT dropped us) never closes by itself; without this
+        // the kiosk would look online and its orders would keep being offered to customers.
+        this.opts.logger.warn({ kioskId: link.kioskId }, `kiosk ${link.kioskId}: silent for ${Math.round((t - link.lastSeen) / 1000)}s, dropping the link`);
+        link.ws.terminate();
+        continue;
+      }
+      this.send(link, frame({ type: 'ping' as const, at: this.now() }));
+      try {
+        link.ws.ping();
+      } catch {
+        /* socket closing */
+      }
+    }
+  }
+}
+
+function refuseUpgrade(socket: Duplex, status: number, text: string): void {
+  const body = JSON.stringify({ error: text.toLowerCase() });
+  // Destroy only once the response is flushed, or the client sees a reset instead of the status.
+  socket.once('finish', () => socket.destroy());
+  socket.end(
+    `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}

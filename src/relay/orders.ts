@@ -1,0 +1,458 @@
+import type { Catalog } from '../core/catalog.js';
+import { isCurrency, parseAmount, toDecimalString, type Currency } from '../core/money.js';
+import { IllegalTransition } from '../core/state-machine.js';
+import type { OrderEvent } from '../core/relay-order.js';
+import { frame } from '../protocol/codec.js';
+import type { Hello, OrderCancel, OrderReady, OrderRejected, VendResult } from '../protocol/messages.js';
+import type { MpMerchantOrder } from '../mercadopago/types.js';
+import type { Logger } from '../runtime/log.js';
+import type { RelayConfig } from './config.js';
+import type { HubHandler, ReliableAgentMessage } from './hub.js';
+import type { Kiosk, OrderPatch, OrderRecord, RelayStore } from './store.js';
+
+// The order service: the only place that decides what happens to an order. Every state change
+// goes through store.transitionOrder (checked against core/relay-order.ts) inside a transaction
+// together with the outbox row telling the kiosk; the outbox is pushed only AFTER the commit, so
+// the kiosk is never told something the relay could still roll back.
+
+export interface OrderServiceOptions {
+  store: RelayStore;
+  catalog: Catalog;
+  orders: RelayConfig['orders'];
+  collectorId: number;
+  logger: Logger;
+  now: () => number;
+  isOnline(kioskId: string): boolean;
+  /** push a kiosk's outbox (hub.flush) */
+  flush(kioskId: string): void;
+  /** an order entered `refunding` */
+  onRefundNeeded(): void;
+}
+
+export type Offer =
+  | { kind: 'ready'; order: OrderRecord }
+  | { kind: 'none'; reason: 'no_order' | 'kiosk_offline' | 'just_paid' };
+
+export type MerchantOrderOutcome =
+  | 'released'
+  | 'already_done'
+  | 'not_ours'
+  | 'waiting'
+  | 'underpaid'
+  | 'currency_mismatch'
+  | 'foreign_collector'
+  | 'late_payment'
+  | 'closed_no_payment'
+  | 'needs_review';
+
+const JUST_PAID_WINDOW_MS = 30_000;
+
+type RelayFrameBody = { type: string } & Record<string, unknown>;
+
+export class OrderService implements HubHandler {
+  private readonly dirtyKiosks = new Set<string>();
+  private refundNeeded = false;
+
+  constructor(private readonly o: OrderServiceOptions) {}
+
+  private get store(): RelayStore {
+    return this.o.store;
+  }
+  private get log(): Logger {
+    return this.o.logger;
+  }
+
+  // ---- transactions -----------------------------------------------------------------------------
+
+  /**
+   * Runs fn in a transaction and, when this is the outermost one, pushes what it queued. Nested
+   * calls (e.g. expiry inside the hub's inbox transaction) leave the push to the outer caller.
+   */
+  private commit<T>(fn: () => T): T {
+    const outer = !this.store.db.inTransaction;
+    const result = this.store.transaction(fn);
+    if (outer) this.afterCommit();
+    return result;
+  }
+
+  afterCommit(): void {
+    const kiosks = [...this.dirtyKiosks];
+    this.dirtyKiosks.clear();
+    for (const k of kiosks) this.o.flush(k);
+    if (this.refundNeeded) {
+      this.refundNeeded = false;
+      this.o.onRefundNeeded();
+    }
+  }
+
+  /** Queue a reliable frame to the kiosk: an outbox row in the CURRENT transaction. */
+  private send(kioskId: string, body: RelayFrameBody): void {
+    const f = frame(body);
+    this.store.enqueueOutbox(kioskId, f, this.o.now());
+    this.dirtyKiosks.add(kioskId);
+  }
+
+  /** A checked state change; an illegal one is logged, noted in the history and refused. */
+  private move(order: OrderRecord, event: OrderEvent, detail?: string, patch?: OrderPatch): OrderRecord | undefined {
+    try {
+      const next = this.store.transitionOrder(order.id, event, this.o.now(), detail ?? null, patch);
+      this.log.info({ orderId: order.id, from: order.state, to: next.state, event }, `order ${order.id}: ${order.state} -> ${next.state} (${event})`);
+      if (next.state === 'refunding') this.refundNeeded = true;
+      return next;
+    } catch (err) {
+      if (err instanceof IllegalTransition) {
+        this.log.warn({ orderId: order.id, state: order.state, event }, `order ${order.id}: ${err.message}; refused`);
+        this.store.noteOrderEvent(order.id, order.state, `refused:${event}`, detail ?? null, this.o.now());
+        return undefined;
+      }
+      throw err;
+    }
+  }
+
+  // ---- kiosk frames (HubHandler) ----------------------------------------------------------------
+
+  applyReliable(kioskId: string, msg: ReliableAgentMessage): void {
+    switch (msg.type) {
+      case 'order.ready':
+        this.orderReady(kioskId, msg);
+        return;
+      case 'order.cancel':
+        this.orderCancel(kioskId, msg);
+        return;
+      case 'vend.result':
+        this.vendResult(kioskId, msg);
+        return;
+    }
+  }
+
+  onHello(kioskId: string, hello: Hello): void {
+    // The agent lists the orders it still waits on. A relay order pending for this kiosk that the
+    // agent no longer knows (it restarted and lost it) must stop being offered: a customer could
+    // pay for it and nobody would dispense. Cancelling is the safe direction: a payment that still
+    // lands is refunded by the late-payment path.
+    const open = new Set(hello.openOrders.map((o) => o.orderId));
+    this.commit(() => {
+      const pending = this.store.pendingOrderOf(kioskId);
+      if (pending && !open.has(pending.id)) {
+        this.log.warn({ kioskId, orderId: pending.id }, `kiosk ${kioskId} no longer waits for order ${pending.id}: cancelling it so it is not offered`);
+        const moved = this.move(pending, 'cancel', 'agent hello does not list it');
+        if (moved) this.refundKnownPayments(moved);
+      }
+      for (const o of hello.openOrders) {
+        const ours = this.store.getOrder(o.orderId);
+        if (!ours || ours.kioskId !== kioskId) {
+          this.log.warn({ kioskId, orderId: o.orderId }, `kiosk ${kioskId} reports open order ${o.orderId} the relay never accepted`);
+        } else if (ours.state !== 'pending') {
+          // The outbox still holds (or already delivered) the frame that closes it for the agent.
+          this.log.info({ kioskId, orderId: o.orderId, agentState: o.state, relayState: ours.state }, `kiosk ${kioskId}: order ${o.orderId} is ${o.state} on the kiosk, ${ours.state} here`);
+        }
+      }
+    });
+  }
+
+  private orderReady(kioskId: string, msg: OrderReady): void {
+    const now = this.o.now();
+    const existing = this.store.getOrder(msg.orderId);
+    if (existing) {
+      // Same order id with a NEW message id (the inbox caught the same message id already).
+      if (existing.kioskId === kioskId && existing.state === 'pending' && existing.sku === msg.sku && existing.quantity === msg.quantity) {
+        this.send(kioskId, { type: 'order.accepted', orderId: existing.id, amount: existing.amount, currency: existing.currency });
+      } else {
+        this.log.warn({ kioskId, orderId: msg.orderId, state: existing.state }, `kiosk ${kioskId} re-used order id ${msg.orderId} (${existing.state}): refused as duplicate`);
+        this.reject(kioskId, msg.orderId, 'duplicate', `order ${msg.orderId} already exists (${existing.state}); use a new order id`);
+      }
+      return;
+    }
+
+    // A stale pending order must not make the kiosk look busy.
+    this.expireDue(kioskId);
+
+    const base = {
+      id: msg.orderId,
+      kioskId,
+      slot: msg.slot,
+      sku: msg.sku,
+      quantity: msg.quantity,
+      claimedAmount: msg.amount,
+      claimedCurrency: msg.currency,
+      deadline: msg.deadline,
+      createdAt: now,
+    };
+    const product = this.o.catalog.get(msg.sku);
+    if (!product) {
+      const text = `product ${msg.sku} is not in the relay's catalog`;
+      this.log.warn({ kioskId, orderId: msg.orderId, sku: msg.sku }, `kiosk ${kioskId}: ${text}: order ${msg.orderId} refused`);
+      this.store.insertOrder({
+        ...base,
+        title: msg.sku,
+        unitPrice: 0,
+        amount: 0,
+        currency: msg.currency as Currency,
+        state: 'rejected',
+        rejectReason: 'unknown_product',
+      });
+      this.reject(kioskId, msg.orderId, 'unknown_product', text);
+      return;
+    }
+    const amount = product.price * msg.quantity;
+    const priced = { ...base, title: product.name, unitPrice: product.price, amount, currency: product.currency };
+    if (msg.currency !== product.currency || msg.amount !== amount) {
+      // The relay's catalog is the price list; a kiosk with a stale or tampered screen must not
+      // make a customer pay a different price than the one we verify payments against.
+      const what = msg.quantity === 1 ? msg.sku : `${msg.quantity} x ${msg.sku}`;
+      const claimed = isCurrency(msg.currency) ? toDecimalString(msg.amount, msg.currency) : String(msg.amount);
+      const text = `kiosk ${kioskId} claimed ${claimed} ${msg.currency} for ${what}, catalog says ${toDecimalString(amount, product.currency)} ${product.currency}: order ${msg.orderId} refused`;
+      this.log.warn({ kioskId, orderId: msg.orderId, claimed: msg.amount, expected: amount }, text);
+      this.store.insertOrder({ ...priced, state: 'rejected', rejectReason: 'price_mismatch' });
+      this.reject(kioskId, msg.orderId, 'price_mismatch', text);
+      return;
+    }
+    if (!Number.isSafeInteger(amount)) {
+      this.store.insertOrder({ ...priced, amount: 0, state: 'rejected', rejectReason: 'invalid' });
+      this.reject(kioskId, msg.orderId, 'invalid', 'quantity too large');
+      return;
+    }
+    if (msg.deadline <= now) {
+      this.store.insertOrder({ ...priced, state: 'rejected', rejectReason: 'invalid' });
+      this.reject(kioskId, msg.orderId, 'invalid', `deadline ${new Date(msg.deadline).toISOString()} already passed: check the kiosk clock`);
+      return;
+    }
+    const busy = this.store.pendingOrderOf(kioskId);
+    if (busy) {
+      // One POS = one order at a time: MP asks "what is this POS selling?", there is one answer.
+      this.store.insertOrder({ ...priced, state: 'rejected', rejectReason: 'kiosk_busy' });
+      this.reject(kioskId, msg.orderId, 'kiosk_busy', `order ${busy.id} is still pending on this kiosk: cancel it first`);
+      return;
+    }
+    // Never keep an order payable longer than the relay allows, whatever the kiosk asks.
+    const deadline = Math.min(msg.deadline, now + this.o.orders.maxPaymentSeconds * 1000);
+    this.store.insertOrder({ ...priced, deadline, state: 'pending' });
+    this.log.info({ kioskId, orderId: msg.orderId, amount, currency: product.currency }, `order ${msg.orderId} pending on kiosk ${kioskId}: ${product.name} ${toDecimalString(amount, product.currency)} ${product.currency}`);
+    this.send(kioskId, { type: 'order.accepted', orderId: msg.orderId, amount, currency: product.currency });
+  }
+
+  private reject(kioskId: string, orderId: string, reason: OrderRejected['reason'], message: string): void {
+    this.send(kioskId, { type: 'order.rejected', orderId, reason, message });
+  }
+
+  private ownOrder(kioskId: string, orderId: string, what: string): OrderRecord | undefined {
+    const order = this.store.getOrder(orderId);
+    if (!order || order.kioskId !== kioskId) {
+      this.log.warn({ kioskId, orderId }, `kiosk ${kioskId} sent ${what} for order ${orderId}, which is not one of its orders: ignored`);
+      return undefined;
+    }
+    return order;
+  }
+
+  private orderCancel(kioskId: string, msg: OrderCancel): void {
+    const order = this.ownOrder(kioskId, msg.orderId, 'order.cancel');
+    if (!order) return;
+    if (order.state === 'cancelled' || order.state === 'rejected' || order.state === 'expired') return; // already not payable
+    const moved = this.move(order, 'cancel', `kiosk: ${msg.reason}`);
+    if (moved) this.refundKnownPayments(moved);
+  }
+
+  private vendResult(kioskId: string, msg: VendResult): void {
+    const order = this.ownOrder(kioskId, msg.orderId, 'vend.result');
+    if (!order) return;
+    const detail = `${msg.result}${msg.detail ? `: ${msg.detail}` : ''} (pulses ${msg.pulses})`;
+    switch (msg.result) {
+      case 'dispensed':
+        this.move(order, 'vend_ok', detail, { vendResult: msg.result });
+        return;
+      case 'vend_failed':
+      case 'jammed':
+      case 'not_dispensed':
+        this.move(order, 'vend_failed', detail, { vendResult: msg.result });
+        return;
+      case 'vend_unknown':
+        if (this.o.orders.uncertainVendPolicy === 'refund') {
+          this.move(order, 'vend_failed', `${detail}; policy refund`, { vendResult: msg.result });
+        } else if (order.state === 'paid') {
+          // Policy "review": the product may have dropped; a human decides, money stays.
+          this.store.patchOrder(order.id, { vendResult: msg.result, needsReview: `vend_unknown: ${detail}` });
+          this.store.noteOrderEvent(order.id, order.state, 'vend_unknown', `${detail}; kept for review`, this.o.now());
+          this.log.warn({ kioskId, orderId: order.id }, `order ${order.id}: kiosk ${kioskId} cannot tell whether it dispensed; kept paid for review`);
+        } else {
+          this.move(order, 'vend_failed', detail); // logs the refusal
+        }
+        return;
+    }
+  }
+
+  // ---- expiry -----------------------------------------------------------------------------------
+
+  /** Moves pending orders past their deadline to `expired` (all kiosks, or one). */
+  expireDue(kioskId?: string): number {
+    return this.commit(() => {
+      const due = this.store.pendingPastDeadline(this.o.now(), kioskId);
+      for (const o of due) {
+        const moved = this.move(o, 'expire', 'deadline passed');
+        if (!moved) continue;
+        this.send(o.kioskId, { type: 'order.expired', orderId: o.id });
+        this.refundKnownPayments(moved);
+      }
+      return due.length;
+    });
+  }
+
+  /**
+   * An order that stopped being payable but already received approved money (underpaid, or a
+   * payment that raced the cancel) must give it back: nothing will be dispensed for it.
+   */
+  private refundKnownPayments(order: OrderRecord): void {
+    const approved = this.store.approvedPaymentsOf(order.id);
+    if (approved.length === 0) return;
+    this.log.warn({ orderId: order.id, payments: approved.map((p) => p.paymentId) }, `order ${order.id} is ${order.state} but has approved payments: refunding`);
+    this.move(order, 'late_payment', `approved payments ${approved.map((p) => p.paymentId).join(',')}`);
+  }
+
+  // ---- refunds ----------------------------------------------------------------------------------
+
+  /**
+   * Called by the refund worker once Mercado Pago accepted a refund for every approved payment:
+   * refunding -> refunded, and the kiosk is told (it may show "your money was returned").
+   */
+  finishRefund(orderId: string): boolean {
+    return this.commit(() => {
+      const order = this.store.getOrder(orderId);
+      if (!order || order.state !== 'refunding') return false;
+      const refunds = this.store.refundsOf(orderId);
+      const moved = this.move(order, 'refund_done', `refunds ${refunds.map((r) => r.mpRefundId).join(',')}`);
+      if (!moved) return false;
+      const amount = refunds.filter((r) => r.currency === order.currency).reduce((s, r) => s + (r.amount ?? 0), 0);
+      this.send(order.kioskId, {
+        type: 'order.refunded',
+        orderId,
+        refundId: refunds.map((r) => r.mpRefundId ?? `external-${r.paymentId}`).join(','),
+        amount,
+        currency: order.currency,
+      });
+      return true;
+    });
+  }
+
+  /** Marks an order for a human (refund rejected by MP, no payment to refund...). */
+  flagForReview(orderId: string, why: string): void {
+    this.commit(() => this.store.patchOrder(orderId, { needsReview: why }));
+  }
+
+  // ---- POS offering -----------------------------------------------------------------------------
+
+  /** What the POS url answers for this kiosk right now. */
+  offerFor(kiosk: Kiosk): Offer {
+    const now = this.o.now();
+    const pending = this.store.pendingOrderOf(kiosk.id);
+    if (pending && pending.deadline > now) {
+      // Offer only what the kiosk can still dispense: an offline kiosk would take the money and
+      // never drop the product.
+      if (!this.o.isOnline(kiosk.id)) return { kind: 'none', reason: 'kiosk_offline' };
+      return { kind: 'ready', order: pending };
+    }
+    // Right after a payment the paying customer's app may still poll: tell it there is nothing
+    // left to pay. Kept short so the next customer's early scan sees "waiting" and keeps polling.
+    const last = this.store.latestOrderOf(kiosk.id);
+    const justPaidMs = Math.min(JUST_PAID_WINDOW_MS, this.o.orders.maxPaymentSeconds * 1000);
+    if (last?.paidAt && now - last.paidAt < justPaidMs) return { kind: 'none', reason: 'just_paid' };
+    return { kind: 'none', reason: 'no_order' };
+  }
+
+  // ---- payments ---------------------------------------------------------------------------------
+
+  /**
+   * Applies a merchant order READ FROM THE MERCADO PAGO API (never a notification body). Releases
+   * the order only when the MO is closed, ours, fully paid with approved payments in the order's
+   * currency. Idempotent: a second call for a released order changes nothing.
+   */
+  applyMerchantOrder(mo: MpMerchantOrder, source: 'notification' | 'contingency'): MerchantOrderOutcome {
+    const ref = mo.external_reference;
+    return this.commit((): MerchantOrderOutcome => {
+      const order = ref ? this.store.getOrder(ref) : undefined;
+      if (!order) {
+        this.log.info({ merchantOrderId: mo.id, externalReference: ref }, `merchant order ${mo.id} (external_reference ${JSON.stringify(ref)}) is not ours`);
+        return 'not_ours';
+      }
+      if (mo.collector?.id !== undefined && mo.collector.id !== null && Number(mo.collector.id) !== this.o.collectorId) {
+        this.log.warn({ merchantOrderId: mo.id, collector: mo.collector.id, orderId: order.id }, `merchant order ${mo.id} for ${order.id} belongs to collector ${mo.collector.id}, not us: ignored`);
+        return 'foreign_collector';
+      }
+      const now = this.o.now();
+      if (source === 'notification') this.store.patchOrder(order.id, { lastNotificationAt: now });
+
+      // Remember every payment we saw with its status: the refund worker works from this table.
+      let unparsable = false;
+      const payments = (mo.payments ?? []).map((p) => {
+        const cur = isCurrency(p.currency_id) ? p.currency_id : order.currency;
+        let minor = 0;
+        try {
+          minor = parseAmount(p.transaction_amount, cur);
+        } catch {
+          unparsable = true;
+        }
+        const rec = { paymentId: String(p.id), orderId: order.id, merchantOrderId: String(mo.id), status: p.status, amount: minor, currency: p.currency_id };
+        this.store.upsertPayment(rec, now);
+        return rec;
+      });
+      const approved = payments.filter((p) => p.status === 'approved');
+      const inCurrency = approved.filter((p) => p.currency === order.currency);
+      const paid = inCurrency.reduce((s, p) => s + p.amount, 0);
+      const money = (m: number) => `${toDecimalString(m, order.currency)}`;
+
+      switch (order.state) {
+        case 'pending': {
+          if (approved.length === 0) return 'waiting';
+          if (inCurrency.length !== approved.length || unparsable) {
+            this.log.warn({ orderId: order.id, merchantOrderId: mo.id }, `order ${order.id}: merchant order ${mo.id} has approved payments not in ${order.currency}: not released`);
+            return 'currency_mismatch';
+          }
+          if (paid < order.amount) {
+            this.log.warn({ orderId: order.id, merchantOrderId: mo.id, paid, amount: order.amount }, `order ${order.id} underpaid: ${money(paid)} of ${money(order.amount)} ${order.currency}`);
+            return 'underpaid';
+          }
+          if (mo.status !== 'closed') {
+            // MP closes the MO once the paid amount covers it; until then, wait for the next news.
+            this.log.info({ orderId: order.id, merchantOrderId: mo.id, status: mo.status }, `order ${order.id}: merchant order ${mo.id} is ${mo.status}, waiting for it to close`);
+            return 'waiting';
+          }
+          const ids = inCurrency.map((p) => p.paymentId);
+          const moved = this.move(order, 'payment_verified', `merchant order ${mo.id}; payments ${ids.join(',')}`, {
+            paidAt: now,
+            merchantOrderId: String(mo.id),
+            paymentIds: ids,
+          });
+          if (!moved) return 'already_done';
+          this.send(order.kioskId, { type: 'order.paid', orderId: order.id, paymentId: ids[0]!, amount: order.amount, currency: order.currency });
+          this.log.info({ orderId: order.id, merchantOrderId: mo.id, paymentIds: ids }, `order ${order.id} paid: ${money(paid)} ${order.currency} (merchant order ${mo.id}); releasing to kiosk ${order.kioskId}`);
+          return 'released';
+        }
+        case 'paid':
+        case 'vended':
+        case 'refunding':
+        case 'refunded': {
+          const extra = approved.filter((p) => !order.paymentIds.includes(p.paymentId));
+          if (extra.length > 0 && order.state !== 'refunding') {
+            // A second payment for an order already released (customer scanned twice): a human
+            // must refund it; the state machine has no automatic path for it.
+            const ids = extra.map((p) => p.paymentId).join(',');
+            this.store.patchOrder(order.id, { needsReview: `extra approved payments ${ids}` });
+            this.log.error({ orderId: order.id, payments: ids }, `order ${order.id} (${order.state}) received extra approved payments ${ids}: refund them by hand`);
+            return 'needs_review';
+          }
+          return 'already_done';
+        }
+        case 'cancelled':
+        case 'expired':
+          if (approved.length === 0) return 'closed_no_payment';
+          this.log.warn({ orderId: order.id, merchantOrderId: mo.id }, `order ${order.id} was ${order.state} when payment arrived: refunding, nothing dispensed`);
+          return this.move(order, 'late_payment', `merchant order ${mo.id}; payments ${approved.map((p) => p.paymentId).join(',')}`)
+            ? 'late_payment'
+            : 'already_done';
+        case 'rejected':
+          if (approved.length === 0) return 'closed_no_payment';
+          this.store.patchOrder(order.id, { needsReview: `approved payments on a rejected order (merchant order ${mo.id})` });
+          this.log.error({ orderId: order.id, merchantOrderId: mo.id }, `order ${order.id} was rejected yet merchant order ${mo.id} has approved payments: review and refund by hand`);
+          return 'needs_review';
+      }
+    });
+  }
+}

@@ -1,0 +1,195 @@
+import Fastify from 'fastify';
+import type { AddressInfo } from 'node:net';
+import { Catalog } from '../core/catalog.js';
+import { MercadoPagoClient } from '../mercadopago/client.js';
+import type { MercadoPagoApi } from '../mercadopago/types.js';
+import { createLogger, type Logger } from '../runtime/log.js';
+import { requireAccessToken, type RelayConfig } from './config.js';
+import { ContingencyPoller } from './contingency.js';
+import { KioskHub, KIOSK_WS_PATH } from './hub.js';
+import { NotificationWorker } from './notifications.js';
+import { OrderService } from './orders.js';
+import { RefundWorker } from './refunds.js';
+import { registerNotificationRoutes } from './routes/notifications.js';
+import { registerUnattendedRoutes } from './routes/unattended.js';
+import { openRelayStore, type RelayStore } from './store.js';
+
+// Composition root of the relay: one SQLite store, one HTTP server (fastify) carrying both the
+// Mercado Pago routes and the kiosks' WebSocket upgrade, and the background loops (expiry,
+// notification worker, refunds, contingency polling). Every loop resumes from the database at
+// start-up, so stopping the relay at any instant loses nothing.
+
+export interface RelayDeps {
+  logger?: Logger;
+  /** Mercado Pago API; defaults to the HTTP client with the configured token */
+  mp?: MercadoPagoApi;
+  /** business clock (deadlines, timestamps); tests move it by hand */
+  now?: () => number;
+}
+
+export interface RunningRelay {
+  /** http base, e.g. http://127.0.0.1:8080 */
+  url: string;
+  /** ws://…/v1/kiosk */
+  wsUrl: string;
+  port: number;
+  store: RelayStore;
+  hub: KioskHub;
+  orders: OrderService;
+  /** one expiry pass now (the timer runs it every second) */
+  runExpiry(): number;
+  /** one contingency pass now; resolves to the number of orders looked up */
+  runContingency(): Promise<number>;
+  /** resolves when notification processing and refunds have nothing in flight */
+  whenIdle(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const EXPIRY_TICK_MS = 1000;
+
+export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Promise<RunningRelay> {
+  const logger = deps.logger ?? createLogger('relay');
+  const now = deps.now ?? Date.now;
+  const catalog = Catalog.fromInput(config.catalog);
+  const mp: MercadoPagoApi =
+    deps.mp ??
+    new MercadoPagoClient({
+      baseUrl: config.mercadopago.baseUrl,
+      accessToken: requireAccessToken(config),
+      logger: logger.child({ part: 'mercadopago' }),
+    });
+  const store = openRelayStore(config.store.path);
+
+  // Request logging off: MP polls the POS url several times a second while a customer waits.
+  const app = Fastify({ logger: false });
+  app.setErrorHandler((err, req, reply) => {
+    const status = (err as { statusCode?: number }).statusCode ?? 500;
+    if (status >= 500) logger.error({ err, url: req.url }, `HTTP ${req.method} ${req.url} failed: ${err instanceof Error ? err.message : String(err)}`);
+    void reply.code(status).send({ error: { type: status >= 500 ? 'internal' : 'invalid', message: status >= 500 ? 'internal error' : (err as Error).message } });
+  });
+
+  const hub = new KioskHub({
+    store,
+    logger: logger.child({ part: 'hub' }),
+    pingIntervalMs: config.hub.pingIntervalSeconds * 1000,
+    now,
+    welcomeFor: (kiosk) => ({
+      kioskId: kiosk.id,
+      serverTime: now(),
+      paymentModel: kiosk.paymentModel,
+      posQr: kiosk.posQr ?? '',
+      catalog: catalog.list().map((p) => ({ sku: p.sku, name: p.name, price: p.price, currency: p.currency })),
+      maxPaymentSeconds: config.orders.maxPaymentSeconds,
+    }),
+  });
+
+  let refunds: RefundWorker | undefined;
+  const orders = new OrderService({
+    store,
+    catalog,
+    orders: config.orders,
+    collectorId: config.mercadopago.collectorId,
+    logger: logger.child({ part: 'orders' }),
+    now,
+    isOnline: (id) => hub.isOnline(id),
+    flush: (id) => hub.flush(id),
+    onRefundNeeded: () => refunds?.kick(),
+  });
+  hub.setHandler(orders);
+  refunds = new RefundWorker({ store, mp, orders, logger: logger.child({ part: 'refunds' }), now });
+  const worker = new NotificationWorker({ store, mp, orders, logger: logger.child({ part: 'notifications' }), now });
+  const contingency = new ContingencyPoller({ store, mp, orders, config: config.orders, logger: logger.child({ part: 'contingency' }), now });
+
+  await app.register(async (scope) => {
+    // Mercado Pago's content types are not documented (IPN often sends an empty body labelled
+    // JSON). Take every body as text so no request is refused before it is recorded.
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
+    registerUnattendedRoutes(scope, { store, orders, config, logger: logger.child({ part: 'pos' }) });
+    registerNotificationRoutes(scope, { store, worker, config, logger: logger.child({ part: 'notifications' }), now });
+  });
+  app.get('/healthz', async () => ({
+    ok: true,
+    kiosksOnline: hub.onlineCount(),
+    pendingOrders: store.countOrders('pending'),
+  }));
+
+  hub.attach(app.server);
+  try {
+    await app.listen({ host: config.listen.host, port: config.listen.port });
+  } catch (err) {
+    await hub.close();
+    store.close();
+    throw err;
+  }
+  const port = (app.server.address() as AddressInfo).port;
+  const host = config.listen.host === '0.0.0.0' || config.listen.host === '::' ? '127.0.0.1' : config.listen.host;
+  const base = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+
+  // Resume whatever the previous run left: expired deadlines, refunds, stored notifications.
+  const runExpiry = () => {
+    try {
+      return orders.expireDue();
+    } catch (err) {
+      logger.error({ err }, `expiry pass failed: ${(err as Error).message}`);
+      return 0;
+    }
+  };
+  runExpiry();
+  refunds.kick();
+  const resumed = worker.resumePending();
+  if (resumed) logger.info({ resumed }, `resuming ${resumed} stored notifications`);
+  const expiryTimer = setInterval(runExpiry, EXPIRY_TICK_MS);
+  expiryTimer.unref();
+  contingency.start();
+  logger.info({ url: base, publicUrl: config.publicUrl }, `relay listening on ${base} (public ${config.publicUrl})`);
+
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= (async () => {
+      clearInterval(expiryTimer);
+      // Background work first, so nothing writes to the database after it is closed. A hanging
+      // Mercado Pago call is not awaited: its intent is on disk and the next start resumes it.
+      await Promise.all([withTimeout(contingency.close(), 1000), withTimeout(worker.close(), 1000), refunds!.close()]);
+      await hub.close();
+      await app.close();
+      store.close();
+      logger.info('relay stopped');
+    })();
+    return closing;
+  };
+
+  return {
+    url: base,
+    wsUrl: `${base.replace(/^http/, 'ws')}${KIOSK_WS_PATH}`,
+    port,
+    store,
+    hub,
+    orders,
+    runExpiry,
+    runContingency: () => contingency.runOnce(),
+    whenIdle: async () => {
+      await worker.idle();
+      await refunds!.idle();
+      await worker.idle();
+    },
+    close,
+  };
+}
+
+function withTimeout(p: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    t.unref();
+    p.then(
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+    );
+  });
+}

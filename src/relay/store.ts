@@ -1,0 +1,789 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { Currency } from '../core/money.js';
+import { relayOrder, type OrderEvent, type OrderState } from '../core/relay-order.js';
+import { openDatabase, type Db } from '../runtime/sqlite.js';
+
+// The relay's durable state in one SQLite file. Every state change of an order is written in the
+// same transaction as the outbox message that tells the kiosk about it, so a crash can never leave
+// "paid in the DB but the kiosk is never told" (or the reverse). Money columns are integer minor
+// units. Kiosk tokens are stored only as sha256 hex: a stolen DB cannot impersonate a kiosk.
+
+const MIGRATIONS: readonly string[] = [
+  // 1: initial schema
+  `
+  CREATE TABLE kiosks (
+    id                  TEXT PRIMARY KEY,
+    token_hash          TEXT NOT NULL UNIQUE,
+    pos_external_id     TEXT NOT NULL UNIQUE,
+    pos_key             TEXT NOT NULL,
+    payment_model       TEXT NOT NULL DEFAULT 'unattended' CHECK (payment_model = 'unattended'),
+    response_generation TEXT NOT NULL DEFAULT 'v2' CHECK (response_generation IN ('v1','v2')),
+    pos_qr              TEXT,
+    created_at          INTEGER NOT NULL
+  );
+
+  CREATE TABLE orders (
+    id                   TEXT PRIMARY KEY,
+    kiosk_id             TEXT NOT NULL REFERENCES kiosks(id),
+    slot                 INTEGER,
+    sku                  TEXT NOT NULL,
+    title                TEXT NOT NULL,
+    quantity             INTEGER NOT NULL,
+    unit_price           INTEGER NOT NULL,
+    amount               INTEGER NOT NULL,
+    currency             TEXT NOT NULL,
+    claimed_amount       INTEGER NOT NULL,
+    claimed_currency     TEXT NOT NULL,
+    state                TEXT NOT NULL,
+    reject_reason        TEXT,
+    deadline             INTEGER NOT NULL,
+    created_at           INTEGER NOT NULL,
+    updated_at           INTEGER NOT NULL,
+    paid_at              INTEGER,
+    merchant_order_id    TEXT,
+    payment_ids          TEXT NOT NULL DEFAULT '[]',
+    last_notification_at INTEGER,
+    vend_result          TEXT,
+    needs_review         TEXT
+  );
+  CREATE INDEX orders_kiosk_state ON orders(kiosk_id, state);
+  CREATE INDEX orders_state ON orders(state, deadline);
+
+  CREATE TABLE order_events (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    order_id TEXT NOT NULL,
+    "from"   TEXT,
+    "to"     TEXT NOT NULL,
+    event    TEXT NOT NULL,
+    detail   TEXT,
+    at       INTEGER NOT NULL
+  );
+  CREATE INDEX order_events_order ON order_events(order_id, seq);
+
+  CREATE TABLE payments (
+    payment_id        TEXT PRIMARY KEY,
+    order_id          TEXT NOT NULL,
+    merchant_order_id TEXT,
+    status            TEXT NOT NULL,
+    amount            INTEGER NOT NULL,
+    currency          TEXT NOT NULL,
+    ever_approved     INTEGER NOT NULL DEFAULT 0,
+    first_seen_at     INTEGER NOT NULL,
+    updated_at        INTEGER NOT NULL
+  );
+  CREATE INDEX payments_order ON payments(order_id);
+
+  CREATE TABLE refunds (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    order_id        TEXT NOT NULL,
+    payment_id      TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    mp_refund_id    TEXT,
+    amount          INTEGER,
+    currency        TEXT,
+    status          TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    requested_at    INTEGER NOT NULL,
+    completed_at    INTEGER
+  );
+  CREATE INDEX refunds_order ON refunds(order_id);
+
+  CREATE TABLE notifications (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at  INTEGER NOT NULL,
+    form         TEXT NOT NULL,
+    topic        TEXT,
+    resource_id  TEXT,
+    query        TEXT NOT NULL,
+    body         TEXT,
+    headers      TEXT NOT NULL,
+    signature_ok INTEGER,
+    processed_at INTEGER,
+    outcome      TEXT
+  );
+  CREATE INDEX notifications_unprocessed ON notifications(processed_at);
+
+  CREATE TABLE outbox (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    kiosk_id   TEXT NOT NULL,
+    message_id TEXT NOT NULL UNIQUE,
+    type       TEXT NOT NULL,
+    payload    TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  CREATE INDEX outbox_kiosk ON outbox(kiosk_id, seq);
+
+  CREATE TABLE inbox (
+    kiosk_id   TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    type       TEXT NOT NULL,
+    applied_at INTEGER NOT NULL,
+    PRIMARY KEY (kiosk_id, message_id)
+  );
+  `,
+];
+
+export type ResponseGeneration = 'v1' | 'v2';
+
+export interface Kiosk {
+  id: string;
+  posExternalId: string;
+  posKey: string;
+  paymentModel: 'unattended';
+  generation: ResponseGeneration;
+  posQr: string | null;
+  createdAt: number;
+}
+
+export interface OrderRecord {
+  id: string;
+  kioskId: string;
+  slot: number | null;
+  sku: string;
+  title: string;
+  quantity: number;
+  /** catalog price of one unit, minor units */
+  unitPrice: number;
+  /** what the customer must pay: relay catalog price x quantity, minor units */
+  amount: number;
+  currency: Currency;
+  /** what the kiosk said; kept to investigate price mismatches */
+  claimedAmount: number;
+  claimedCurrency: string;
+  state: OrderState;
+  rejectReason: string | null;
+  deadline: number;
+  createdAt: number;
+  updatedAt: number;
+  paidAt: number | null;
+  merchantOrderId: string | null;
+  paymentIds: string[];
+  lastNotificationAt: number | null;
+  vendResult: string | null;
+  needsReview: string | null;
+}
+
+export interface OrderEventRecord {
+  orderId: string;
+  from: OrderState | null;
+  to: OrderState;
+  event: string;
+  detail: string | null;
+  at: number;
+}
+
+export interface PaymentRecord {
+  paymentId: string;
+  orderId: string;
+  merchantOrderId: string | null;
+  status: string;
+  amount: number;
+  currency: string;
+  /** seen `approved` at least once: stays true after MP marks it refunded, so a refund is still owed/accounted */
+  everApproved: boolean;
+  firstSeenAt: number;
+  updatedAt: number;
+}
+
+export interface RefundRecord {
+  id: number;
+  orderId: string;
+  paymentId: string;
+  idempotencyKey: string;
+  mpRefundId: string | null;
+  amount: number | null;
+  currency: string | null;
+  /** 'requested' until Mercado Pago answers; then MP's refund status (approved, in_process, rejected...) */
+  status: string;
+  attempts: number;
+  lastError: string | null;
+  requestedAt: number;
+  completedAt: number | null;
+}
+
+export interface NotificationRecord {
+  id: number;
+  receivedAt: number;
+  form: 'ipn' | 'webhook' | 'unknown';
+  topic: string | null;
+  resourceId: string | null;
+  query: Record<string, unknown>;
+  body: string | null;
+  headers: Record<string, string>;
+  signatureOk: boolean | null;
+  processedAt: number | null;
+  outcome: string | null;
+}
+
+export interface OutboxRecord {
+  seq: number;
+  kioskId: string;
+  messageId: string;
+  type: string;
+  /** the complete frame as JSON text, so a re-send is byte-identical (same id) */
+  payload: string;
+  createdAt: number;
+}
+
+export class StoreError extends Error {
+  override name = 'StoreError';
+}
+
+export function hashToken(token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('hex');
+}
+
+export function newKioskToken(): string {
+  return `qk_${randomBytes(32).toString('base64url')}`;
+}
+
+export function newPosKey(): string {
+  return randomBytes(24).toString('base64url');
+}
+
+/** The path Mercado Pago calls for this POS; append it to publicUrl. */
+export function posPath(posExternalId: string, posKey: string): string {
+  return `/mp/pos/${posExternalId}?key=${posKey}`;
+}
+
+/** The full URL registered at Mercado Pago as the POS url (MP keeps at most 300 characters). */
+export function posUrl(publicUrl: string, kiosk: Pick<Kiosk, 'posExternalId' | 'posKey'>): string {
+  const url = `${publicUrl.replace(/\/+$/, '')}${posPath(kiosk.posExternalId, kiosk.posKey)}`;
+  if (url.length >= 300) {
+    throw new StoreError(`POS url is ${url.length} characters; Mercado Pago accepts fewer than 300: shorten publicUrl`);
+  }
+  return url;
+}
+
+type Row = Record<string, unknown>;
+
+function kioskFromRow(r: Row): Kiosk {
+  return {
+    id: r.id as string,
+    posExternalId: r.pos_external_id as string,
+    posKey: r.pos_key as string,
+    paymentModel: 'unattended',
+    generation: r.response_generation as ResponseGeneration,
+    posQr: (r.pos_qr as string | null) ?? null,
+    createdAt: r.created_at as number,
+  };
+}
+
+function orderFromRow(r: Row): OrderRecord {
+  return {
+    id: r.id as string,
+    kioskId: r.kiosk_id as string,
+    slot: (r.slot as number | null) ?? null,
+    sku: r.sku as string,
+    title: r.title as string,
+    quantity: r.quantity as number,
+    unitPrice: r.unit_price as number,
+    amount: r.amount as number,
+    currency: r.currency as Currency,
+    claimedAmount: r.claimed_amount as number,
+    claimedCurrency: r.claimed_currency as string,
+    state: r.state as OrderState,
+    rejectReason: (r.reject_reason as string | null) ?? null,
+    deadline: r.deadline as number,
+    createdAt: r.created_at as number,
+    updatedAt: r.updated_at as number,
+    paidAt: (r.paid_at as number | null) ?? null,
+    merchantOrderId: (r.merchant_order_id as string | null) ?? null,
+    paymentIds: JSON.parse((r.payment_ids as string) || '[]') as string[],
+    lastNotificationAt: (r.last_notification_at as number | null) ?? null,
+    vendResult: (r.vend_result as string | null) ?? null,
+    needsReview: (r.needs_review as string | null) ?? null,
+  };
+}
+
+function paymentFromRow(r: Row): PaymentRecord {
+  return {
+    paymentId: r.payment_id as string,
+    orderId: r.order_id as string,
+    merchantOrderId: (r.merchant_order_id as string | null) ?? null,
+    status: r.status as string,
+    amount: r.amount as number,
+    currency: r.currency as string,
+    everApproved: r.ever_approved === 1,
+    firstSeenAt: r.first_seen_at as number,
+    updatedAt: r.updated_at as number,
+  };
+}
+
+function refundFromRow(r: Row): RefundRecord {
+  return {
+    id: r.id as number,
+    orderId: r.order_id as string,
+    paymentId: r.payment_id as string,
+    idempotencyKey: r.idempotency_key as string,
+    mpRefundId: (r.mp_refund_id as string | null) ?? null,
+    amount: (r.amount as number | null) ?? null,
+    currency: (r.currency as string | null) ?? null,
+    status: r.status as string,
+    attempts: r.attempts as number,
+    lastError: (r.last_error as string | null) ?? null,
+    requestedAt: r.requested_at as number,
+    completedAt: (r.completed_at as number | null) ?? null,
+  };
+}
+
+function notificationFromRow(r: Row): NotificationRecord {
+  return {
+    id: r.id as number,
+    receivedAt: r.received_at as number,
+    form: r.form as NotificationRecord['form'],
+    topic: (r.topic as string | null) ?? null,
+    resourceId: (r.resource_id as string | null) ?? null,
+    query: JSON.parse(r.query as string) as Record<string, unknown>,
+    body: (r.body as string | null) ?? null,
+    headers: JSON.parse(r.headers as string) as Record<string, string>,
+    signatureOk: r.signature_ok === null || r.signature_ok === undefined ? null : r.signature_ok === 1,
+    processedAt: (r.processed_at as number | null) ?? null,
+    outcome: (r.outcome as string | null) ?? null,
+  };
+}
+
+export interface NewOrder {
+  id: string;
+  kioskId: string;
+  slot: number | null;
+  sku: string;
+  title: string;
+  quantity: number;
+  unitPrice: number;
+  amount: number;
+  currency: Currency;
+  claimedAmount: number;
+  claimedCurrency: string;
+  state: 'pending' | 'rejected';
+  rejectReason?: string | null;
+  deadline: number;
+  createdAt: number;
+}
+
+/** Columns a transition may set besides state (the order's own facts, not its history). */
+export interface OrderPatch {
+  paidAt?: number | null;
+  merchantOrderId?: string | null;
+  paymentIds?: string[];
+  vendResult?: string | null;
+  needsReview?: string | null;
+}
+
+export interface AddKioskInput {
+  id: string;
+  /** the external_id of the Mercado Pago POS: letters and digits, fewer than 40 */
+  posExternalId: string;
+  generation?: ResponseGeneration;
+  posQr?: string | null;
+}
+
+export interface AddedKiosk {
+  /** shown once: only its sha256 is stored */
+  token: string;
+  posKey: string;
+  posPath: string;
+  kiosk: Kiosk;
+}
+
+const KIOSK_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const POS_EXTERNAL_ID = /^[A-Za-z0-9]{1,39}$/;
+
+export class RelayStore {
+  readonly db: Db;
+
+  constructor(path: string) {
+    this.db = openDatabase(path, { migrations: MIGRATIONS });
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  get isOpen(): boolean {
+    return this.db.open;
+  }
+
+  /**
+   * Runs fn in one SQLite transaction (a savepoint when nested). Keep fn synchronous: the point
+   * is that the state change and its outbox row commit together or not at all.
+   */
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
+  // ---- kiosks -----------------------------------------------------------------------------------
+
+  addKiosk(input: AddKioskInput, at = Date.now()): AddedKiosk {
+    if (!KIOSK_ID.test(input.id)) {
+      throw new StoreError(`kiosk id "${input.id}" must be letters, digits, "_", "-" or "." (at most 64)`);
+    }
+    if (!POS_EXTERNAL_ID.test(input.posExternalId)) {
+      throw new StoreError(
+        `POS external id "${input.posExternalId}" must be letters and digits only, fewer than 40 (Mercado Pago's rule)`,
+      );
+    }
+    const generation = input.generation ?? 'v2';
+    if (generation !== 'v1' && generation !== 'v2') throw new StoreError(`generation must be v1 or v2, not ${String(generation)}`);
+    if (this.getKiosk(input.id)) throw new StoreError(`kiosk "${input.id}" already exists`);
+    if (this.getKioskByPos(input.posExternalId)) {
+      throw new StoreError(`POS external id "${input.posExternalId}" already belongs to another kiosk`);
+    }
+    const token = newKioskToken();
+    const posKey = newPosKey();
+    this.db
+      .prepare(
+        `INSERT INTO kiosks (id, token_hash, pos_external_id, pos_key, payment_model, response_generation, pos_qr, created_at)
+         VALUES (?, ?, ?, ?, 'unattended', ?, ?, ?)`,
+      )
+      .run(input.id, hashToken(token), input.posExternalId, posKey, generation, input.posQr ?? null, at);
+    return { token, posKey, posPath: posPath(input.posExternalId, posKey), kiosk: this.getKiosk(input.id)! };
+  }
+
+  getKiosk(id: string): Kiosk | undefined {
+    const r = this.db.prepare('SELECT * FROM kiosks WHERE id = ?').get(id) as Row | undefined;
+    return r ? kioskFromRow(r) : undefined;
+  }
+
+  getKioskByTokenHash(tokenHash: string): Kiosk | undefined {
+    const r = this.db.prepare('SELECT * FROM kiosks WHERE token_hash = ?').get(tokenHash) as Row | undefined;
+    return r ? kioskFromRow(r) : undefined;
+  }
+
+  getKioskByPos(posExternalId: string): Kiosk | undefined {
+    const r = this.db.prepare('SELECT * FROM kiosks WHERE pos_external_id = ?').get(posExternalId) as Row | undefined;
+    return r ? kioskFromRow(r) : undefined;
+  }
+
+  listKiosks(): Kiosk[] {
+    return (this.db.prepare('SELECT * FROM kiosks ORDER BY id').all() as Row[]).map(kioskFromRow);
+  }
+
+  setKioskPosQr(id: string, qr: string): void {
+    const res = this.db.prepare('UPDATE kiosks SET pos_qr = ? WHERE id = ?').run(qr, id);
+    if (res.changes === 0) throw new StoreError(`no kiosk "${id}"`);
+  }
+
+  /** New token (returned once); the old one stops working at once. */
+  rotateKioskToken(id: string): string {
+    const token = newKioskToken();
+    const res = this.db.prepare('UPDATE kiosks SET token_hash = ? WHERE id = ?').run(hashToken(token), id);
+    if (res.changes === 0) throw new StoreError(`no kiosk "${id}"`);
+    return token;
+  }
+
+  // ---- orders -----------------------------------------------------------------------------------
+
+  insertOrder(o: NewOrder): OrderRecord {
+    this.db
+      .prepare(
+        `INSERT INTO orders (id, kiosk_id, slot, sku, title, quantity, unit_price, amount, currency, claimed_amount,
+           claimed_currency, state, reject_reason, deadline, created_at, updated_at)
+         VALUES (@id, @kioskId, @slot, @sku, @title, @quantity, @unitPrice, @amount, @currency, @claimedAmount,
+           @claimedCurrency, @state, @rejectReason, @deadline, @createdAt, @createdAt)`,
+      )
+      .run({ ...o, rejectReason: o.rejectReason ?? null });
+    this.insertEvent(o.id, null, o.state, o.state === 'pending' ? 'created' : 'rejected', o.rejectReason ?? null, o.createdAt);
+    return this.getOrder(o.id)!;
+  }
+
+  getOrder(id: string): OrderRecord | undefined {
+    const r = this.db.prepare('SELECT * FROM orders WHERE id = ?').get(id) as Row | undefined;
+    return r ? orderFromRow(r) : undefined;
+  }
+
+  pendingOrderOf(kioskId: string): OrderRecord | undefined {
+    const r = this.db
+      .prepare(`SELECT * FROM orders WHERE kiosk_id = ? AND state = 'pending' ORDER BY created_at DESC LIMIT 1`)
+      .get(kioskId) as Row | undefined;
+    return r ? orderFromRow(r) : undefined;
+  }
+
+  latestOrderOf(kioskId: string): OrderRecord | undefined {
+    const r = this.db
+      .prepare(`SELECT * FROM orders WHERE kiosk_id = ? AND state <> 'rejected' ORDER BY created_at DESC, rowid DESC LIMIT 1`)
+      .get(kioskId) as Row | undefined;
+    return r ? orderFromRow(r) : undefined;
+  }
+
+  ordersInState(state: OrderState): OrderRecord[] {
+    return (this.db.prepare('SELECT * FROM orders WHERE state = ? ORDER BY created_at').all(state) as Row[]).map(orderFromRow);
+  }
+
+  pendingPastDeadline(now: number, kioskId?: string): OrderRecord[] {
+    const rows = kioskId
+      ? this.db.prepare(`SELECT * FROM orders WHERE state = 'pending' AND deadline <= ? AND kiosk_id = ?`).all(now, kioskId)
+      : this.db.prepare(`SELECT * FROM orders WHERE state = 'pending' AND deadline <= ?`).all(now);
+    return (rows as Row[]).map(orderFromRow);
+  }
+
+  /**
+   * Orders the contingency poller should ask Mercado Pago about: pending ones without news for
+   * `quietSince`, and cancelled/expired ones closed after `closedSince` (a payment can still land).
+   */
+  contingencyCandidates(createdBefore: number, quietSince: number, closedSince: number): OrderRecord[] {
+    return (
+      this.db
+        .prepare(
+          `SELECT * FROM orders
+           WHERE (state = 'pending' AND created_at <= @createdBefore
+                  AND (last_notification_at IS NULL OR last_notification_at <= @quietSince))
+              OR (state IN ('cancelled','expired') AND updated_at >= @closedSince)
+           ORDER BY created_at`,
+        )
+        .all({ createdBefore, quietSince, closedSince }) as Row[]
+    ).map(orderFromRow);
+  }
+
+  countOrders(state: OrderState): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM orders WHERE state = ?').get(state) as { n: number }).n;
+  }
+
+  /**
+   * The ONLY way an order changes state: checks the move against core/relay-order.ts (throws
+   * IllegalTransition, which callers log and refuse) and writes the history row.
+   */
+  transitionOrder(id: string, event: OrderEvent, at: number, detail?: string | null, patch: OrderPatch = {}): OrderRecord {
+    return this.transaction(() => {
+      const cur = this.getOrder(id);
+      if (!cur) throw new StoreError(`no order "${id}"`);
+      const to = relayOrder.next(cur.state, event);
+      this.db
+        .prepare(
+          `UPDATE orders SET state = @to, updated_at = @at,
+             paid_at = CASE WHEN @setPaidAt THEN @paidAt ELSE paid_at END,
+             merchant_order_id = CASE WHEN @setMo THEN @mo ELSE merchant_order_id END,
+             payment_ids = CASE WHEN @setPayments THEN @payments ELSE payment_ids END,
+             vend_result = CASE WHEN @setVend THEN @vend ELSE vend_result END,
+             needs_review = CASE WHEN @setReview THEN @review ELSE needs_review END
+           WHERE id = @id`,
+        )
+        .run({
+          id,
+          to,
+          at,
+          setPaidAt: patch.paidAt !== undefined ? 1 : 0,
+          paidAt: patch.paidAt ?? null,
+          setMo: patch.merchantOrderId !== undefined ? 1 : 0,
+          mo: patch.merchantOrderId ?? null,
+          setPayments: patch.paymentIds !== undefined ? 1 : 0,
+          payments: JSON.stringify(patch.paymentIds ?? []),
+          setVend: patch.vendResult !== undefined ? 1 : 0,
+          vend: patch.vendResult ?? null,
+          setReview: patch.needsReview !== undefined ? 1 : 0,
+          review: patch.needsReview ?? null,
+        });
+      this.insertEvent(id, cur.state, to, event, detail ?? null, at);
+      return this.getOrder(id)!;
+    });
+  }
+
+  /** Facts that are not a state change (a vend_unknown kept for review, a notification seen). */
+  patchOrder(id: string, patch: OrderPatch & { lastNotificationAt?: number }): void {
+    const sets: string[] = [];
+    const params: Record<string, unknown> = { id };
+    const map: Record<string, [string, unknown]> = {
+      paidAt: ['paid_at', patch.paidAt],
+      merchantOrderId: ['merchant_order_id', patch.merchantOrderId],
+      paymentIds: ['payment_ids', patch.paymentIds === undefined ? undefined : JSON.stringify(patch.paymentIds)],
+      vendResult: ['vend_result', patch.vendResult],
+      needsReview: ['needs_review', patch.needsReview],
+      lastNotificationAt: ['last_notification_at', patch.lastNotificationAt],
+    };
+    for (const [k, [col, v]] of Object.entries(map)) {
+      if (v === undefined) continue;
+      sets.push(`${col} = @${k}`);
+      params[k] = v;
+    }
+    if (sets.length) this.db.prepare(`UPDATE orders SET ${sets.join(', ')} WHERE id = @id`).run(params);
+  }
+
+  /** An audit line in the order's history without a state change (e.g. a refused transition). */
+  noteOrderEvent(orderId: string, state: OrderState, event: string, detail: string | null, at: number): void {
+    this.insertEvent(orderId, state, state, event, detail, at);
+  }
+
+  private insertEvent(orderId: string, from: OrderState | null, to: OrderState, event: string, detail: string | null, at: number) {
+    this.db
+      .prepare('INSERT INTO order_events (order_id, "from", "to", event, detail, at) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(orderId, from, to, event, detail, at);
+  }
+
+  orderEvents(orderId: string): OrderEventRecord[] {
+    return (
+      this.db.prepare('SELECT * FROM order_events WHERE order_id = ? ORDER BY seq').all(orderId) as Row[]
+    ).map((r) => ({
+      orderId: r.order_id as string,
+      from: (r.from as OrderState | null) ?? null,
+      to: r.to as OrderState,
+      event: r.event as string,
+      detail: (r.detail as string | null) ?? null,
+      at: r.at as number,
+    }));
+  }
+
+  // ---- payments ---------------------------------------------------------------------------------
+
+  upsertPayment(p: Omit<PaymentRecord, 'firstSeenAt' | 'updatedAt' | 'everApproved'>, at: number): void {
+    this.db
+      .prepare(
+        `INSERT INTO payments (payment_id, order_id, merchant_order_id, status, amount, currency, ever_approved, first_seen_at, updated_at)
+         VALUES (@paymentId, @orderId, @merchantOrderId, @status, @amount, @currency, @approved, @at, @at)
+         ON CONFLICT(payment_id) DO UPDATE SET status = excluded.status, amount = excluded.amount,
+           currency = excluded.currency, merchant_order_id = excluded.merchant_order_id, updated_at = excluded.updated_at,
+           ever_approved = MAX(ever_approved, excluded.ever_approved)`,
+      )
+      .run({ ...p, approved: p.status === 'approved' ? 1 : 0, at });
+  }
+
+  paymentsOf(orderId: string): PaymentRecord[] {
+    return (
+      this.db.prepare('SELECT * FROM payments WHERE order_id = ? ORDER BY first_seen_at, payment_id').all(orderId) as Row[]
+    ).map(paymentFromRow);
+  }
+
+  /**
+   * Payments that were approved at some point. A refund must be accounted for each of them even
+   * once MP reports it `refunded` (e.g. our refund went through but we crashed before recording).
+   */
+  approvedPaymentsOf(orderId: string): PaymentRecord[] {
+    return this.paymentsOf(orderId).filter((p) => p.everApproved);
+  }
+
+  // ---- refunds ----------------------------------------------------------------------------------
+
+  getRefundByKey(key: string): RefundRecord | undefined {
+    const r = this.db.prepare('SELECT * FROM refunds WHERE idempotency_key = ?').get(key) as Row | undefined;
+    return r ? refundFromRow(r) : undefined;
+  }
+
+  /** Records the intent BEFORE calling Mercado Pago; the unique key makes a second insert a no-op. */
+  insertRefundIntent(orderId: string, paymentId: string, key: string, at: number): RefundRecord {
+    this.db
+      .prepare(
+        `INSERT OR IGNORE INTO refunds (order_id, payment_id, idempotency_key, status, requested_at)
+         VALUES (?, ?, ?, 'requested', ?)`,
+      )
+      .run(orderId, paymentId, key, at);
+    return this.getRefundByKey(key)!;
+  }
+
+  /** A payment MP shows refunded although we never asked (refunded by hand in the MP panel). */
+  recordExternalRefund(orderId: string, paymentId: string, key: string, amount: number, currency: string, at: number): void {
+    this.db
+      .prepare(
+        `INSERT OR IGNORE INTO refunds (order_id, payment_id, idempotency_key, amount, currency, status, requested_at, completed_at)
+         VALUES (?, ?, ?, ?, ?, 'external', ?, ?)`,
+      )
+      .run(orderId, paymentId, key, amount, currency, at, at);
+  }
+
+  recordRefundAttempt(key: string, error: string | null): void {
+    this.db.prepare('UPDATE refunds SET attempts = attempts + 1, last_error = ? WHERE idempotency_key = ?').run(error, key);
+  }
+
+  completeRefund(key: string, r: { mpRefundId: string; amount: number; currency: string; status: string }, at: number): void {
+    this.db
+      .prepare(
+        `UPDATE refunds SET mp_refund_id = ?, amount = ?, currency = ?, status = ?, completed_at = ?, last_error = NULL
+         WHERE idempotency_key = ?`,
+      )
+      .run(r.mpRefundId, r.amount, r.currency, r.status, at, key);
+  }
+
+  refundsOf(orderId: string): RefundRecord[] {
+    return (this.db.prepare('SELECT * FROM refunds WHERE order_id = ? ORDER BY id').all(orderId) as Row[]).map(refundFromRow);
+  }
+
+  allRefunds(): RefundRecord[] {
+    return (this.db.prepare('SELECT * FROM refunds ORDER BY id').all() as Row[]).map(refundFromRow);
+  }
+
+  // ---- notifications ----------------------------------------------------------------------------
+
+  insertNotification(n: Omit<NotificationRecord, 'id'>): number {
+    const res = this.db
+      .prepare(
+        `INSERT INTO notifications (received_at, form, topic, resource_id, query, body, headers, signature_ok, processed_at, outcome)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(
+        n.receivedAt,
+        n.form,
+        n.topic,
+        n.resourceId,
+        JSON.stringify(n.query),
+        n.body,
+        JSON.stringify(n.headers),
+        n.signatureOk === null ? null : n.signatureOk ? 1 : 0,
+        n.processedAt,
+        n.outcome,
+      );
+    return Number(res.lastInsertRowid);
+  }
+
+  markNotification(id: number, outcome: string, processedAt: number | null): void {
+    this.db.prepare('UPDATE notifications SET outcome = ?, processed_at = ? WHERE id = ?').run(outcome, processedAt, id);
+  }
+
+  unprocessedNotifications(): NotificationRecord[] {
+    return (
+      this.db.prepare('SELECT * FROM notifications WHERE processed_at IS NULL ORDER BY id').all() as Row[]
+    ).map(notificationFromRow);
+  }
+
+  listNotifications(): NotificationRecord[] {
+    return (this.db.prepare('SELECT * FROM notifications ORDER BY id').all() as Row[]).map(notificationFromRow);
+  }
+
+  // ---- outbox / inbox ---------------------------------------------------------------------------
+
+  enqueueOutbox(kioskId: string, frame: { id: string; type: string }, at: number): void {
+    this.db
+      .prepare('INSERT INTO outbox (kiosk_id, message_id, type, payload, created_at) VALUES (?, ?, ?, ?, ?)')
+      .run(kioskId, frame.id, frame.type, JSON.stringify(frame), at);
+  }
+
+  outboxOf(kioskId: string): OutboxRecord[] {
+    return (this.db.prepare('SELECT * FROM outbox WHERE kiosk_id = ? ORDER BY seq').all(kioskId) as Row[]).map((r) => ({
+      seq: r.seq as number,
+      kioskId: r.kiosk_id as string,
+      messageId: r.message_id as string,
+      type: r.type as string,
+      payload: r.payload as string,
+      createdAt: r.created_at as number,
+    }));
+  }
+
+  /** Only the kiosk the message was addressed to can ack it away. */
+  deleteOutbox(kioskId: string, messageId: string): boolean {
+    return this.db.prepare('DELETE FROM outbox WHERE kiosk_id = ? AND message_id = ?').run(kioskId, messageId).changes > 0;
+  }
+
+  inInbox(kioskId: string, messageId: string): boolean {
+    return this.db.prepare('SELECT 1 FROM inbox WHERE kiosk_id = ? AND message_id = ?').get(kioskId, messageId) !== undefined;
+  }
+
+  recordInbox(kioskId: string, messageId: string, type: string, at: number): void {
+    this.db.prepare('INSERT INTO inbox (kiosk_id, message_id, type, applied_at) VALUES (?, ?, ?, ?)').run(kioskId, messageId, type, at);
+  }
+}
+
+export function openRelayStore(path: string): RelayStore {
+  return new RelayStore(path);
+}
+
+// Free-function forms of the provisioning operations (what the CLI and the brief name).
+export function addKiosk(store: RelayStore, input: AddKioskInput): AddedKiosk {
+  return store.addKiosk(input);
+}
+export function setKioskPosQr(store: RelayStore, id: string, qr: string): void {
+  store.setKioskPosQr(id, qr);
+}
+export function listKiosks(store: RelayStore): Kiosk[] {
+  return store.listKiosks();
+}
+export function rotateKioskToken(store: RelayStore, id: string): string {
+  return store.rotateKioskToken(id);
+}
