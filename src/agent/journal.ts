@@ -1,0 +1,433 @@
+import type { Db } from '../runtime/sqlite.js';
+import { openDatabase } from '../runtime/sqlite.js';
+import { vendSession, OPEN_VEND_STATES, type VendEvent, type VendState } from '../core/vend-session.js';
+import type { AgentMessage, Welcome } from '../protocol/messages.js';
+import { crashPoint } from './crash-hook.js';
+
+// The agent's durable memory. Every vend step is ONE transaction: the order's new state, an
+// append-only step row and the outbound frame that tells the relay about it. So after any crash
+// the journal and the outbox agree, and the outbox is re-sent until the relay acks each frame.
+// openDatabase runs synchronous=FULL: when a transaction returns, it is on disk. The session
+// relies on that to commit `dispensing` before the motor moves.
+
+const MIGRATIONS = [
+  `
+  CREATE TABLE orders (
+    id          TEXT PRIMARY KEY,
+    slot        INTEGER NOT NULL,
+    sku         TEXT NOT NULL,
+    amount      INTEGER NOT NULL,
+    currency    TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    deadline    INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    payment_id  TEXT,
+    result      TEXT,
+    pulses      INTEGER,
+    relay_amount INTEGER,
+    qr          TEXT
+  );
+  CREATE INDEX orders_state ON orders(state);
+  CREATE TABLE steps (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    order_id TEXT NOT NULL REFERENCES orders(id),
+    state    TEXT NOT NULL,
+    at       INTEGER NOT NULL,
+    detail   TEXT
+  );
+  CREATE INDEX steps_order ON steps(order_id, seq);
+  -- append-only: the steps are the audit trail a refund dispute is settled with
+  CREATE TRIGGER steps_no_update BEFORE UPDATE ON steps BEGIN SELECT RAISE(ABORT, 'steps are append-only'); END;
+  CREATE TRIGGER steps_no_delete BEFORE DELETE ON steps BEGIN SELECT RAISE(ABORT, 'steps are append-only'); END;
+  CREATE TABLE outbox (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         TEXT NOT NULL UNIQUE,
+    type       TEXT NOT NULL,
+    payload    TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  CREATE TABLE inbox (
+    id          TEXT PRIMARY KEY,
+    type        TEXT NOT NULL,
+    received_at INTEGER NOT NULL
+  );
+  CREATE TABLE stock (
+    slot  INTEGER PRIMARY KEY,
+    count INTEGER NOT NULL CHECK (count >= 0),
+    -- the config value last applied; a different value in the config means "refilled"
+    configured INTEGER NOT NULL
+  );
+  CREATE TABLE kv (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  `,
+];
+
+export interface OrderRow {
+  id: string;
+  slot: number;
+  sku: string;
+  amount: number;
+  currency: string;
+  state: VendState;
+  deadline: number;
+  createdAt: number;
+  updatedAt: number;
+  paymentId: string | null;
+  result: string | null;
+  pulses: number | null;
+  relayAmount: number | null;
+  qr: string | null;
+}
+
+export interface StepRow {
+  seq: number;
+  orderId: string;
+  state: string;
+  at: number;
+  detail: string | null;
+}
+
+export interface OutboxRow {
+  seq: number;
+  id: string;
+  type: string;
+  payload: string;
+  createdAt: number;
+}
+
+export interface JournalEntry extends OrderRow {
+  steps: StepRow[];
+}
+
+export type OrderPatch = Partial<Pick<OrderRow, 'paymentId' | 'result' | 'pulses' | 'relayAmount' | 'qr'>>;
+
+export interface TransitionOptions {
+  detail?: string;
+  patch?: OrderPatch;
+  /** reliable frames to send about this step; committed with it */
+  outbox?: AgentMessage[];
+  /** change stock in the same transaction (a dispensed product leaves the slot) */
+  stockDelta?: { slot: number; delta: number };
+}
+
+export interface TransitionResult {
+  from: VendState;
+  to: VendState;
+  order: OrderRow;
+}
+
+export class UnknownOrder extends Error {
+  override name = 'UnknownOrder';
+}
+
+export interface NewOrder {
+  id: string;
+  slot: number;
+  sku: string;
+  amount: number;
+  currency: string;
+  deadline: number;
+}
+
+interface RawOrder {
+  id: string;
+  slot: number;
+  sku: string;
+  amount: number;
+  currency: string;
+  state: string;
+  deadline: number;
+  created_at: number;
+  updated_at: number;
+  payment_id: string | null;
+  result: string | null;
+  pulses: number | null;
+  relay_amount: number | null;
+  qr: string | null;
+}
+
+function toOrder(r: RawOrder): OrderRow {
+  return {
+    id: r.id,
+    slot: r.slot,
+    sku: r.sku,
+    amount: r.amount,
+    currency: r.currency,
+    state: r.state as VendState,
+    deadline: r.deadline,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    paymentId: r.payment_id,
+    result: r.result,
+    pulses: r.pulses,
+    relayAmount: r.relay_amount,
+    qr: r.qr,
+  };
+}
+
+export class Journal {
+  readonly db: Db;
+  private depth = 0;
+  /** states entered inside the current (outermost) transaction; crash hook runs after commit */
+  private entered: string[] = [];
+  private callbacks: Array<() => void> = [];
+
+  constructor(
+    readonly path: string,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.db = openDatabase(path, { migrations: MIGRATIONS });
+  }
+
+  /**
+   * Runs fn in one transaction (nested calls become part of the outer one). The crash test hook
+   * fires only once the OUTERMOST transaction has committed, so "crash after X" always means
+   * "X is on disk".
+   */
+  tx<T>(fn: () => T): T {
+    this.depth++;
+    const mark = this.entered.length;
+    const cbMark = this.callbacks.length;
+    let result: T;
+    try {
+      result = this.db.transaction(fn)();
+    } catch (err) {
+      // rolled back (or this savepoint was): those states were never committed
+      this.entered.length = mark;
+      this.callbacks.length = cbMark;
+      throw err;
+    } finally {
+      this.depth--;
+    }
+    if (this.depth === 0) {
+      const states = this.entered;
+      const callbacks = this.callbacks;
+      this.entered = [];
+      this.callbacks = [];
+      for (const s of states) crashPoint(s);
+      for (const cb of callbacks) cb();
+    }
+    return result;
+  }
+
+  /**
+   * Runs fn once the current transaction has committed (now, when none is open). Whatever tells
+   * the outside world about a step (sending frames, events) goes here, so nothing is announced
+   * that a crash could still un-happen.
+   */
+  afterCommit(fn: () => void): void {
+    if (this.depth === 0) fn();
+    else this.callbacks.push(fn);
+  }
+
+  get inTransaction(): boolean {
+    return this.depth > 0;
+  }
+
+  createOrder(o: NewOrder, outbox: AgentMessage[] = []): OrderRow {
+    return this.tx(() => {
+      const at = this.now();
+      this.db
+        .prepare(
+          `INSERT INTO orders (id, slot, sku, amount, currency, state, deadline, created_at, updated_at)
+           VALUES (?, ?, ?, ?, ?, 'awaiting_payment', ?, ?, ?)`,
+        )
+        .run(o.id, o.slot, o.sku, o.amount, o.currency, o.deadline, at, at);
+      this.addStep(o.id, 'awaiting_payment', at, `slot ${o.slot} ${o.sku} ${o.amount} ${o.currency}`);
+      for (const f of outbox) this.enqueue(f);
+      this.entered.push('awaiting_payment');
+      return this.getOrder(o.id)!;
+    });
+  }
+
+  /**
+   * One vend step: checks the move against the vend state machine (IllegalTransition aborts the
+   * whole transaction), updates the order, appends the step, queues the frames.
+   */
+  transition(orderId: string, event: VendEvent, opts: TransitionOptions = {}): TransitionResult {
+    return this.tx(() => {
+      const current = this.getOrder(orderId);
+      if (!current) throw new UnknownOrder(`order ${orderId} is not in the journal`);
+      const to = vendSession.next(current.state, event);
+      const at = this.now();
+      this.db.prepare(`UPDATE orders SET state = ?, updated_at = ? WHERE id = ?`).run(to, at, orderId);
+      this.applyPatch(orderId, opts.patch);
+      this.addStep(orderId, to, at, opts.detail ?? event);
+      for (const f of opts.outbox ?? []) this.enqueue(f);
+      if (opts.stockDelta) {
+        this.db
+          .prepare(`UPDATE stock SET count = MAX(0, count + ?) WHERE slot = ?`)
+          .run(opts.stockDelta.delta, opts.stockDelta.slot);
+      }
+      this.entered.push(to);
+      return { from: current.state, to, order: this.getOrder(orderId)! };
+    });
+  }
+
+  /** A step that does not change state (late payment on a cancelled order, refund notice). */
+  note(orderId: string, detail: string, opts: { patch?: OrderPatch; outbox?: AgentMessage[] } = {}): OrderRow {
+    return this.tx(() => {
+      const current = this.getOrder(orderId);
+      if (!current) throw new UnknownOrder(`order ${orderId} is not in the journal`);
+      const at = this.now();
+      this.db.prepare(`UPDATE orders SET updated_at = ? WHERE id = ?`).run(at, orderId);
+      this.applyPatch(orderId, opts.patch);
+      this.addStep(orderId, current.state, at, detail);
+      for (const f of opts.outbox ?? []) this.enqueue(f);
+      return this.getOrder(orderId)!;
+    });
+  }
+
+  private applyPatch(orderId: string, patch: OrderPatch | undefined): void {
+    if (!patch) return;
+    const cols: Record<keyof OrderPatch, string> = {
+      paymentId: 'payment_id',
+      result: 'result',
+      pulses: 'pulses',
+      relayAmount: 'relay_amount',
+      qr: 'qr',
+    };
+    for (const [k, v] of Object.entries(patch) as [keyof OrderPatch, unknown][]) {
+      if (v === undefined) continue;
+      this.db.prepare(`UPDATE orders SET ${cols[k]} = ? WHERE id = ?`).run(v, orderId);
+    }
+  }
+
+  private addStep(orderId: string, state: string, at: number, detail: string | null): void {
+    this.db.prepare(`INSERT INTO steps (order_id, state, at, detail) VALUES (?, ?, ?, ?)`).run(orderId, state, at, detail);
+  }
+
+  // ---- outbox / inbox ---------------------------------------------------------------------------
+
+  enqueue(f: AgentMessage): void {
+    this.tx(() => {
+      this.db
+        .prepare(`INSERT INTO outbox (id, type, payload, created_at) VALUES (?, ?, ?, ?)`)
+        .run(f.id, f.type, JSON.stringify(f), this.now());
+    });
+  }
+
+  /** In send order. */
+  outbox(): OutboxRow[] {
+    return (
+      this.db.prepare(`SELECT seq, id, type, payload, created_at FROM outbox ORDER BY seq`).all() as Array<{
+        seq: number;
+        id: string;
+        type: string;
+        payload: string;
+        created_at: number;
+      }>
+    ).map((r) => ({ seq: r.seq, id: r.id, type: r.type, payload: r.payload, createdAt: r.created_at }));
+  }
+
+  /** The relay has the frame: stop re-sending it. */
+  ack(id: string): boolean {
+    return this.tx(() => this.db.prepare(`DELETE FROM outbox WHERE id = ?`).run(id).changes > 0);
+  }
+
+  inboxHas(id: string): boolean {
+    return this.db.prepare(`SELECT 1 FROM inbox WHERE id = ?`).get(id) !== undefined;
+  }
+
+  markInbox(id: string, type: string): void {
+    this.tx(() => {
+      this.db.prepare(`INSERT INTO inbox (id, type, received_at) VALUES (?, ?, ?)`).run(id, type, this.now());
+    });
+  }
+
+  // ---- orders -----------------------------------------------------------------------------------
+
+  getOrder(id: string): OrderRow | undefined {
+    const r = this.db.prepare(`SELECT * FROM orders WHERE id = ?`).get(id) as RawOrder | undefined;
+    return r ? toOrder(r) : undefined;
+  }
+
+  /** Orders a restart must look at: awaiting_payment, paid, dispensing. Oldest first. */
+  openOrders(): OrderRow[] {
+    const marks = OPEN_VEND_STATES.map(() => '?').join(', ');
+    return (
+      this.db.prepare(`SELECT * FROM orders WHERE state IN (${marks}) ORDER BY created_at, rowid`).all(...OPEN_VEND_STATES) as RawOrder[]
+    ).map(toOrder);
+  }
+
+  steps(orderId: string): StepRow[] {
+    return (
+      this.db.prepare(`SELECT seq, order_id, state, at, detail FROM steps WHERE order_id = ? ORDER BY seq`).all(orderId) as Array<{
+        seq: number;
+        order_id: string;
+        state: string;
+        at: number;
+        detail: string | null;
+      }>
+    ).map((s) => ({ seq: s.seq, orderId: s.order_id, state: s.state, at: s.at, detail: s.detail }));
+  }
+
+  /** The latest orders, newest first, each with its steps. */
+  recent(limit = 20): JournalEntry[] {
+    const rows = (
+      this.db.prepare(`SELECT * FROM orders ORDER BY created_at DESC, rowid DESC LIMIT ?`).all(Math.max(1, limit)) as RawOrder[]
+    ).map(toOrder);
+    return rows.map((o) => ({ ...o, steps: this.steps(o.id) }));
+  }
+
+  // ---- stock ------------------------------------------------------------------------------------
+
+  /**
+   * Applies the configured stock. A slot whose configured count changed since the last start
+   * (technician refilled and edited the file) is reset to it; otherwise the journal's count,
+   * which already has the sales since, wins. Slots gone from the config are dropped.
+   */
+  syncStock(slots: ReadonlyArray<{ slot: number; stock: number }>): void {
+    this.tx(() => {
+      const existing = new Map(
+        (this.db.prepare(`SELECT slot, count, configured FROM stock`).all() as Array<{ slot: number; count: number; configured: number }>).map(
+          (r) => [r.slot, r],
+        ),
+      );
+      for (const s of slots) {
+        const row = existing.get(s.slot);
+        if (!row) {
+          this.db.prepare(`INSERT INTO stock (slot, count, configured) VALUES (?, ?, ?)`).run(s.slot, s.stock, s.stock);
+        } else if (row.configured !== s.stock) {
+          this.db.prepare(`UPDATE stock SET count = ?, configured = ? WHERE slot = ?`).run(s.stock, s.stock, s.slot);
+        }
+        existing.delete(s.slot);
+      }
+      for (const slot of existing.keys()) this.db.prepare(`DELETE FROM stock WHERE slot = ?`).run(slot);
+    });
+  }
+
+  stock(): Map<number, number> {
+    return new Map(
+      (this.db.prepare(`SELECT slot, count FROM stock ORDER BY slot`).all() as Array<{ slot: number; count: number }>).map((r) => [r.slot, r.count]),
+    );
+  }
+
+  // ---- cached welcome (prices for the idle screen before the relay answers) ---------------------
+
+  saveWelcome(w: Welcome, receivedAt: number): void {
+    this.tx(() => {
+      this.db
+        .prepare(`INSERT INTO kv (key, value, updated_at) VALUES ('welcome', ?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`)
+        .run(JSON.stringify(w), receivedAt);
+    });
+  }
+
+  loadWelcome(): { welcome: Welcome; receivedAt: number } | undefined {
+    const r = this.db.prepare(`SELECT value, updated_at FROM kv WHERE key = 'welcome'`).get() as { value: string; updated_at: number } | undefined;
+    if (!r) return undefined;
+    try {
+      return { welcome: JSON.parse(r.value) as Welcome, receivedAt: r.updated_at };
+    } catch {
+      return undefined;
+    }
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
