@@ -1,0 +1,161 @@
+// Time from a Mercado Pago notification reaching the relay to the (simulated) motor pulse, over
+// N sales. Everything runs in this one process so a single monotonic clock times both ends:
+// t0 is taken just before the notification's HTTP request is written to the relay's socket,
+// t1 in the dispenser's pulse callback. In between: the relay stores the notification, answers,
+// re-reads the merchant order from the emulator over HTTP, verifies it, commits `paid` + outbox,
+// sends order.paid over the WebSocket; the agent journals `paid` and `dispensing` (each an fsync'd
+// SQLite transaction) and pulses. Sharing one event loop makes the figures pessimistic.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { pino } from 'pino';
+import { startAgent } from '../src/agent/agent.js';
+import type { StateChange } from '../src/agent/session.js';
+import { NullDisplay } from '../src/devices/display.js';
+import { SimDispenser } from '../src/devices/dispenser.js';
+import { MercadoPagoClient } from '../src/mercadopago/client.js';
+import { parseRelayConfig } from '../src/relay/config.js';
+import { startRelay } from '../src/relay/server.js';
+import { addKiosk, posUrl, setKioskPosQr } from '../src/relay/store.js';
+import { startSandbox, webhookSignature } from '../src/sandbox/index.js';
+
+const TOKEN = 'TEST-bench';
+const COLLECTOR = 111222333;
+const SECRET = 'bench-secret';
+
+export interface LatencyResult {
+  vends: number;
+  medianMs: number;
+  p99Ms: number;
+  minMs: number;
+  maxMs: number;
+}
+
+function percentile(sorted: number[], p: number): number {
+  const i = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
+  return sorted[Math.max(0, i)]!;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export async function benchVendLatency(vends = 200): Promise<LatencyResult> {
+  const dir = mkdtempSync(join(tmpdir(), 'qrkiosk-bench-'));
+  const silent = pino({ level: 'silent' });
+  const sandbox = await startSandbox({ accessToken: TOKEN, collectorId: COLLECTOR, currency: 'ARS', webhookSecret: SECRET, pollIntervalMs: 20, logger: silent });
+  const port = await freePort();
+  const publicUrl = `http://127.0.0.1:${port}`;
+  const relay = await startRelay(
+    parseRelayConfig({
+      listen: { host: '127.0.0.1', port },
+      publicUrl,
+      store: { path: join(dir, 'relay.sqlite') },
+      mercadopago: { baseUrl: sandbox.url, accessToken: TOKEN, collectorId: COLLECTOR, webhookSecret: SECRET },
+      catalog: [{ sku: 'COLA', name: 'Cola', price: '1500.00', currency: 'ARS' }],
+      orders: { contingencyAfterSeconds: 3600 },
+    }),
+    { logger: silent },
+  );
+  const added = addKiosk(relay.store, { id: 'bench', posExternalId: 'BENCH1', generation: 'v2' });
+  const mp = new MercadoPagoClient({ baseUrl: sandbox.url, accessToken: TOKEN });
+  await mp.createStore(COLLECTOR, { name: 'Bench', external_id: 'BENCHSTORE' });
+  const pos = await mp.createPos({ name: 'Bench', fixed_amount: true, external_store_id: 'BENCHSTORE', external_id: 'BENCH1', url: posUrl(publicUrl, added.kiosk) });
+  setKioskPosQr(relay.store, 'bench', pos.qr_code!);
+
+  let pulseAt = 0;
+  let onPulse: (() => void) | undefined;
+  const dispenser = new SimDispenser({
+    pulseMs: 2,
+    dropWindowMs: 200,
+    maxPulses: 1,
+    fault: 'none',
+    dropDelayMs: 1,
+    slowDropMs: 100,
+    onPulse: () => {
+      pulseAt = performance.now();
+      onPulse?.();
+    },
+  });
+  const agent = await startAgent(
+    {
+      kioskId: 'bench',
+      relay: { url: relay.wsUrl, token: added.token },
+      journal: { path: join(dir, 'agent.sqlite') },
+      control: { socket: join(dir, 'agent.sock') },
+      slots: [{ slot: 1, sku: 'COLA', stock: vends + 10 }],
+      hardware: { buttons: { driver: 'none' }, display: { driver: 'none' }, dispenser: { driver: 'sim' } },
+    },
+    { logger: silent, dispenser, display: new NullDisplay(), timings: { resultScreenMs: 0 }, control: false },
+  );
+  await new Promise<void>((resolve) => {
+    const check = () => (agent.status().relay.lastWelcomeAt ? resolve() : setTimeout(check, 10));
+    check();
+  });
+
+  const samples: number[] = [];
+  try {
+    for (let i = 0; i < vends; i++) {
+      while (agent.status().state !== 'idle') await new Promise((r) => setTimeout(r, 1));
+      const sel = agent.select(1);
+      if (!sel.ok) throw new Error(`select refused: ${sel.reason}`);
+      while (relay.store.getOrder(sel.orderId)?.state !== 'pending') await new Promise((r) => setTimeout(r, 1));
+      const scan = await sandbox.scan({ qr: pos.qr_code! });
+      if (scan.status !== 'ready') throw new Error(`scan ${scan.status}`);
+      await sandbox.pay({ checkoutId: scan.checkoutId, notify: false });
+
+      const done = new Promise<void>((resolve) => {
+        const on = (c: StateChange) => {
+          if (c.orderId === sel.orderId && c.to === 'dispensed') {
+            agent.off('state', on);
+            resolve();
+          }
+        };
+        agent.on('state', on);
+      });
+      const pulsed = new Promise<void>((resolve) => (onPulse = resolve));
+      const dataId = String(scan.merchantOrderId);
+      const requestId = `bench-${i}`;
+      const ts = Math.floor(Date.now() / 1000);
+      const url = `${relay.url}/mp/notifications?data.id=${dataId}&type=topic_merchant_order_wh`;
+      const body = JSON.stringify({ id: i, live_mode: false, type: 'topic_merchant_order_wh', action: 'update', data: { id: dataId } });
+      const t0 = performance.now();
+      const res = fetch(url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'x-request-id': requestId,
+          'x-signature': `ts=${ts},v1=${webhookSignature(SECRET, dataId, requestId, ts)}`,
+        },
+        body,
+      });
+      await pulsed;
+      samples.push(pulseAt - t0);
+      await res;
+      await done;
+    }
+  } finally {
+    await agent.close();
+    await relay.close();
+    await sandbox.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const sorted = [...samples].sort((a, b) => a - b);
+  return {
+    vends,
+    medianMs: percentile(sorted, 50),
+    p99Ms: percentile(sorted, 99),
+    minMs: sorted[0]!,
+    maxMs: sorted[sorted.length - 1]!,
+  };
+}
