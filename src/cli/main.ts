@@ -12,6 +12,9 @@ Programs
   qrkiosk relay kiosk add <id> --config FILE --pos <externalId> [--generation v1|v2]
   qrkiosk relay kiosk list --config FILE [--json]
   qrkiosk relay kiosk set-qr <id> <payload> --config FILE
+  qrkiosk relay kiosk rotate-token <id> --config FILE
+  qrkiosk relay provision <id> --config FILE --store <storeExternalId>
+                                        create/fix the kiosk's POS at Mercado Pago, store its QR
   qrkiosk sandbox [--port N]            local Mercado Pago emulator with a simulated customer
 
 Technician commands (talk to the running agent; --socket PATH or --config FILE to find it)

@@ -2,6 +2,9 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { loadRelayConfig, type RelayConfig } from '../relay/config.js';
 import { startRelay } from '../relay/server.js';
 import { openRelayStore, posUrl, type RelayStore } from '../relay/store.js';
+import { MercadoPagoClient } from '../mercadopago/client.js';
+import { MpConflictError } from '../mercadopago/errors.js';
+import { requireAccessToken } from '../relay/config.js';
 
 // `qrkiosk relay ...`: run the relay, and provision kiosks in its database. argv is what follows
 // "relay" on the command line. Every failure is one line on stderr and exit code 2, because these
@@ -12,7 +15,8 @@ const USAGE = `usage:
   qrkiosk relay kiosk add <id> --config FILE --pos <externalId> [--generation v1|v2] [--qr <payload>]
   qrkiosk relay kiosk list --config FILE [--json]
   qrkiosk relay kiosk set-qr <id> <payload> --config FILE
-  qrkiosk relay kiosk rotate-token <id> --config FILE`;
+  qrkiosk relay kiosk rotate-token <id> --config FILE
+  qrkiosk relay provision <id> --config FILE --store <storeExternalId> [--store-name NAME] [--pos-name NAME] [--category MCC]`;
 
 class UsageError extends Error {
   override name = 'UsageError';
@@ -32,6 +36,7 @@ export async function relayMain(argv: string[], io: RelayCliIo = defaultIo): Pro
   const args = argv[0] === 'relay' ? argv.slice(1) : argv;
   try {
     if (args[0] === 'kiosk') return kioskCommand(args.slice(1), io);
+    if (args[0] === 'provision') return await provision(args.slice(1), io);
     if (args[0] === 'help' || args[0] === '--help' || args[0] === '-h') {
       io.out(USAGE);
       return 0;
@@ -171,4 +176,70 @@ function kioskCommand(args: string[], io: RelayCliIo): number {
     default:
       throw new UsageError(sub ? `unknown kiosk command "${sub}"\n${USAGE}` : USAGE);
   }
+}
+
+/**
+ * `qrkiosk relay provision <id>`: makes the kiosk's point of sale exist at Mercado Pago with this
+ * relay's POS url (creating the store when needed), and stores the POS QR for the kiosk's screen.
+ * Safe to run again: an existing POS is found by its external_id and only its url is corrected,
+ * e.g. after the relay moved to another address.
+ */
+async function provision(args: string[], io: RelayCliIo): Promise<number> {
+  const { values, positionals } = parse(args, {
+    config: { type: 'string' },
+    store: { type: 'string' },
+    'store-name': { type: 'string' },
+    'pos-name': { type: 'string' },
+    category: { type: 'string' },
+  });
+  const id = positionals[0];
+  if (!id || positionals.length > 1) throw new UsageError('usage: qrkiosk relay provision <kioskId> --config FILE --store <storeExternalId>');
+  const config = configOf(values);
+  const kiosk = withStore(config, (store) => store.getKiosk(id));
+  if (!kiosk) throw new UsageError(`no kiosk "${id}": add it first with qrkiosk relay kiosk add ${id} --pos <externalId> --config FILE`);
+  const category = values.category === undefined ? undefined : Number(values.category);
+  if (category !== undefined && !Number.isInteger(category)) throw new UsageError(`--category must be a numeric MCC, not "${values.category}"`);
+  const mp = new MercadoPagoClient({ baseUrl: config.mercadopago.baseUrl, accessToken: requireAccessToken(config) });
+  const url = posUrl(config.publicUrl, kiosk);
+
+  const found = (await mp.findPos({ external_id: kiosk.posExternalId })).results[0];
+  let pos = found;
+  if (found) {
+    if (found.url !== url || !found.fixed_amount) {
+      pos = await mp.updatePos(found.id, { url, fixed_amount: true });
+      io.out(`POS ${kiosk.posExternalId} (id ${found.id}) existed: its url now points at this relay`);
+    } else {
+      io.out(`POS ${kiosk.posExternalId} (id ${found.id}) is already provisioned with this relay's url`);
+    }
+  } else {
+    const storeExternalId = values.store;
+    if (typeof storeExternalId !== 'string' || !/^[A-Za-z0-9]{1,60}$/.test(storeExternalId)) {
+      throw new UsageError('--store <storeExternalId> is required to create the POS: letters and digits, e.g. --store STORE01');
+    }
+    try {
+      await mp.createStore(config.mercadopago.collectorId, { name: values['store-name'] ?? storeExternalId, external_id: storeExternalId });
+      io.out(`store ${storeExternalId} created at Mercado Pago`);
+    } catch (err) {
+      if (!(err instanceof MpConflictError)) throw err;
+      io.out(`store ${storeExternalId} already exists at Mercado Pago`);
+    }
+    pos = await mp.createPos({
+      name: values['pos-name'] ?? `qrkiosk ${id}`.slice(0, 44),
+      fixed_amount: true,
+      external_store_id: storeExternalId,
+      external_id: kiosk.posExternalId,
+      url,
+      ...(category !== undefined ? { category } : {}),
+    });
+    io.out(`POS ${kiosk.posExternalId} created (id ${pos.id}) with url ${url}`);
+  }
+  if (pos?.qr_code) {
+    const qr = pos.qr_code;
+    withStore(config, (store) => store.setKioskPosQr(id, qr));
+    io.out(`kiosk ${id}: POS QR stored; the kiosk shows it after its next (re)connect`);
+  } else {
+    io.out(`Mercado Pago did not return the QR text. Decode the sticker image${pos?.qr?.image ? ` (${pos.qr.image})` : ''}, e.g. with zbarimg,`);
+    io.out(`and store it: qrkiosk relay kiosk set-qr ${id} '<payload>' --config FILE`);
+  }
+  return 0;
 }
