@@ -5,6 +5,7 @@ import { loadAgentConfig } from '../agent/config.js';
 import { startAgent, type AgentStatus } from '../agent/agent.js';
 import { ControlError, ControlUnavailable, controlRequest, type ControlCommand } from '../agent/control.js';
 import type { JournalEntry } from '../agent/journal.js';
+import { formatMoney, isCurrency } from '../core/money.js';
 import type { CancelResult, SelectResult } from '../agent/session.js';
 
 // `qrkiosk agent` (the long-running program systemd starts) and the technician commands that talk
@@ -250,7 +251,7 @@ export function formatJournal(entries: JournalEntry[]): string {
     e.id,
     String(e.slot),
     e.sku,
-    `${e.amount} ${e.currency}`,
+    isCurrency(e.currency) ? formatMoney(e.amount, e.currency) : `${e.amount} ${e.currency}`,
     e.state,
     e.result ? `${e.result}${e.pulses !== null ? ` (${e.pulses} pulse${e.pulses === 1 ? '' : 's'})` : ''}` : '',
     e.paymentId ?? '',
