@@ -31,6 +31,7 @@ describe('relay config', () => {
       contingencyIntervalSeconds: 10,
       latePaymentWatchMinutes: 30,
       uncertainVendPolicy: 'refund',
+      vendResultTimeoutSeconds: 300,
     });
     expect(c.hub).toEqual({ pingIntervalSeconds: 20 });
     expect(requireAccessToken(c)).toBe('APP_USR-env');

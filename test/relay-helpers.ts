@@ -23,6 +23,21 @@ class NotFound extends Error {
 
 export type RefundMode = 'ok' | 'lose-response' | 'fail' | 'hang';
 
+/** Shaped like the client's MpError: an HTTP answer with Mercado Pago's error body. */
+export class FakeMpHttpError extends Error {
+  override name = 'MpError';
+  readonly body: { message: string; error: string; status: number; cause: { code: number | string; description: string }[] };
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    description: string,
+  ) {
+    super(`Mercado Pago POST /v1/payments/…/refunds answered ${status} (${code}): ${message}`);
+    this.body = { message, error: 'bad_request', status, cause: [{ code, description }] };
+  }
+}
+
 export class FakeMp extends EventEmitter implements MercadoPagoApi {
   readonly merchantOrders = new Map<string, MpMerchantOrder>();
   readonly payments = new Map<string, MpPayment>();
@@ -30,6 +45,10 @@ export class FakeMp extends EventEmitter implements MercadoPagoApi {
   readonly refundByKey = new Map<string, MpRefund>();
   readonly calls: { method: string; args: unknown[] }[] = [];
   refundMode: RefundMode = 'ok';
+  /** errors the next refund calls throw, one per call, before anything else (then refundMode applies) */
+  readonly refundErrors: Error[] = [];
+  /** payments whose refund Mercado Pago always refuses with this error */
+  readonly refusedPayments = new Map<string, Error>();
   /** while set, merchant order reads wait for it (to hold a read "in flight") */
   gate: Promise<void> | null = null;
   private nextId = 1000;
@@ -102,6 +121,10 @@ export class FakeMp extends EventEmitter implements MercadoPagoApi {
   async refundPayment(paymentId: number | string, opts: { idempotencyKey: string; amount?: number }): Promise<MpRefund> {
     this.calls.push({ method: 'refundPayment', args: [paymentId, opts] });
     this.emit('refund-call', paymentId, opts.idempotencyKey);
+    const queued = this.refundErrors.shift();
+    if (queued) throw queued;
+    const refused = this.refusedPayments.get(String(paymentId));
+    if (refused) throw refused;
     if (this.refundMode === 'fail') throw new Error('connect ECONNREFUSED (fake)');
     if (this.refundMode === 'hang') return new Promise<MpRefund>(() => {});
     // Like MP: the same idempotency key returns the first refund instead of making another.

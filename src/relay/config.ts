@@ -74,6 +74,10 @@ function buildSchema(env: NodeJS.ProcessEnv) {
           contingencyIntervalSeconds: positiveInt.default(10),
           latePaymentWatchMinutes: positiveInt.default(30),
           uncertainVendPolicy: z.enum(['refund', 'review']).default('refund'),
+          // A paid order whose kiosk has not reported the vend after this long is flagged for a
+          // person (never refunded: the product may have dropped; the kiosk's outbox still holds
+          // the result and delivers it when the kiosk comes back).
+          vendResultTimeoutSeconds: positiveInt.default(300),
         })
         .default({
           maxPaymentSeconds: 120,
@@ -81,6 +85,7 @@ function buildSchema(env: NodeJS.ProcessEnv) {
           contingencyIntervalSeconds: 10,
           latePaymentWatchMinutes: 30,
           uncertainVendPolicy: 'refund',
+          vendResultTimeoutSeconds: 300,
         }),
       hub: z.strictObject({ pingIntervalSeconds: positiveInt.default(20) }).default({ pingIntervalSeconds: 20 }),
     });

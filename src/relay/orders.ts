@@ -8,7 +8,8 @@ import type { MpMerchantOrder } from '../mercadopago/types.js';
 import type { Logger } from '../runtime/log.js';
 import type { RelayConfig } from './config.js';
 import type { HubHandler, ReliableAgentMessage } from './hub.js';
-import type { Kiosk, OrderPatch, OrderRecord, RelayStore } from './store.js';
+import { refundIdempotencyKey } from './refunds.js';
+import type { Kiosk, OrderPatch, OrderRecord, PaymentRecord, RelayStore } from './store.js';
 
 // The order service: the only place that decides what happens to an order. Every state change
 // goes through store.transitionOrder (checked against core/relay-order.ts) inside a transaction
@@ -25,7 +26,7 @@ export interface OrderServiceOptions {
   isOnline(kioskId: string): boolean;
   /** push a kiosk's outbox (hub.flush) */
   flush(kioskId: string): void;
-  /** an order entered `refunding` */
+  /** an order entered `refunding`, or a surplus payment must be given back */
   onRefundNeeded(): void;
 }
 
@@ -43,7 +44,13 @@ export type MerchantOrderOutcome =
   | 'foreign_collector'
   | 'late_payment'
   | 'closed_no_payment'
-  | 'needs_review';
+  | 'surplus_refund';
+
+/** Prefix of the watchdog's reason for review; removed when the kiosk finally reports the vend. */
+export const VEND_OVERDUE_REVIEW = 'vend result overdue';
+
+/** What finishRefund answers; `incomplete` means an approved payment still has no refund. */
+export type FinishRefundOutcome = 'finished' | 'not_refunding' | 'incomplete';
 
 const JUST_PAID_WINDOW_MS = 30_000;
 
@@ -256,6 +263,10 @@ export class OrderService implements HubHandler {
     const order = this.ownOrder(kioskId, msg.orderId, 'vend.result');
     if (!order) return;
     const detail = `${msg.result}${msg.detail ? `: ${msg.detail}` : ''} (pulses ${msg.pulses})`;
+    if (order.vendOverdueAt !== null && order.state === 'paid' && this.store.clearReview(order.id, VEND_OVERDUE_REVIEW)) {
+      // The watchdog's worry is answered; whatever the result says is handled below as usual.
+      this.log.info({ kioskId, orderId: order.id, result: msg.result }, `kiosk ${kioskId} reported the overdue vend of ${order.id}: ${msg.result}`);
+    }
     switch (msg.result) {
       case 'dispensed':
         this.move(order, 'vend_ok', detail, { vendResult: msg.result });
@@ -270,7 +281,8 @@ export class OrderService implements HubHandler {
           this.move(order, 'vend_failed', `${detail}; policy refund`, { vendResult: msg.result });
         } else if (order.state === 'paid') {
           // Policy "review": the product may have dropped; a human decides, money stays.
-          this.store.patchOrder(order.id, { vendResult: msg.result, needsReview: `vend_unknown: ${detail}` });
+          this.store.patchOrder(order.id, { vendResult: msg.result });
+          this.store.flagReview(order.id, `vend_unknown: ${detail}`);
           this.store.noteOrderEvent(order.id, order.state, 'vend_unknown', `${detail}; kept for review`, this.o.now());
           this.log.warn({ kioskId, orderId: order.id }, `order ${order.id}: kiosk ${kioskId} cannot tell whether it dispensed; kept paid for review`);
         } else {
@@ -296,6 +308,28 @@ export class OrderService implements HubHandler {
     });
   }
 
+  // ---- paid but no vend result ------------------------------------------------------------------
+
+  /**
+   * Flags (once) every order released to its kiosk longer than vendResultTimeoutSeconds ago that
+   * has no vend.result. Never refunds: the product may have dropped, and the kiosk's outbox still
+   * holds the result it will deliver when it comes back. Returns how many were flagged now.
+   */
+  flagOverdueVends(): number {
+    const now = this.o.now();
+    return this.commit(() => {
+      const due = this.store.overdueVends(now - this.o.orders.vendResultTimeoutSeconds * 1000);
+      for (const o of due) {
+        const seconds = Math.floor((now - (o.paidAt ?? now)) / 1000);
+        const text = `kiosk ${o.kioskId} has not reported the vend of ${o.id} for ${seconds} s`;
+        this.store.markVendOverdue(o.id, now, `${VEND_OVERDUE_REVIEW}: ${text}`);
+        this.store.noteOrderEvent(o.id, o.state, 'vend_overdue', text, now);
+        this.log.warn({ kioskId: o.kioskId, orderId: o.id, paidAt: o.paidAt, seconds, kioskOnline: this.o.isOnline(o.kioskId) }, text);
+      }
+      return due.length;
+    });
+  }
+
   /**
    * An order that stopped being payable but already received approved money (underpaid, or a
    * payment that raced the cancel) must give it back: nothing will be dispensed for it.
@@ -311,15 +345,19 @@ export class OrderService implements HubHandler {
 
   /**
    * Called by the refund worker once Mercado Pago accepted a refund for every approved payment:
-   * refunding -> refunded, and the kiosk is told (it may show "your money was returned").
+   * refunding -> refunded, and the kiosk is told (it may show "your money was returned"). Checked
+   * here, in the same transaction as the move, so a payment that landed while the worker was
+   * talking to Mercado Pago is never left behind by a `refunded` order (`incomplete`: run again).
    */
-  finishRefund(orderId: string): boolean {
-    return this.commit(() => {
+  finishRefund(orderId: string): FinishRefundOutcome {
+    return this.commit((): FinishRefundOutcome => {
       const order = this.store.getOrder(orderId);
-      if (!order || order.state !== 'refunding') return false;
+      if (!order || order.state !== 'refunding') return 'not_refunding';
       const refunds = this.store.refundsOf(orderId);
+      const settled = new Set(refunds.filter((r) => !UNSETTLED_REFUND.has(r.status)).map((r) => r.paymentId));
+      if (this.store.approvedPaymentsOf(orderId).some((p) => !settled.has(p.paymentId))) return 'incomplete';
       const moved = this.move(order, 'refund_done', `refunds ${refunds.map((r) => r.mpRefundId).join(',')}`);
-      if (!moved) return false;
+      if (!moved) return 'not_refunding';
       const amount = refunds.filter((r) => r.currency === order.currency).reduce((s, r) => s + (r.amount ?? 0), 0);
       this.send(order.kioskId, {
         type: 'order.refunded',
@@ -328,13 +366,53 @@ export class OrderService implements HubHandler {
         amount,
         currency: order.currency,
       });
-      return true;
+      return 'finished';
     });
   }
 
-  /** Marks an order for a human (refund rejected by MP, no payment to refund...). */
-  flagForReview(orderId: string, why: string): void {
-    this.commit(() => this.store.patchOrder(orderId, { needsReview: why }));
+  /**
+   * Marks an order for a human (refund refused by MP, no payment to refund...), keeping earlier
+   * reasons. Returns whether the reason is new (log it only then).
+   */
+  flagForReview(orderId: string, why: string): boolean {
+    return this.commit(() => this.store.flagReview(orderId, why));
+  }
+
+  /**
+   * Payments the order does not need, refunded one by one while the order keeps its state: a
+   * second payment for an order another payment already released (two customers, or one who paid
+   * twice), any payment on a `rejected` order, a payment left over after the order was refunded.
+   * Only the intent is written here, in the caller's transaction; the refund worker calls Mercado
+   * Pago with the stable key. Returns how many payments were newly taken care of.
+   */
+  private refundSurplus(order: OrderRecord): number {
+    const released = order.state === 'paid' || order.state === 'vended' ? new Set(order.paymentIds) : new Set<string>();
+    const now = this.o.now();
+    let n = 0;
+    for (const p of this.store.unrefundedApprovedPaymentsOf(order.id)) {
+      if (released.has(p.paymentId)) continue;
+      const key = refundIdempotencyKey(order.id, p.paymentId);
+      const amount = describeAmount(p);
+      if (p.status === 'refunded') {
+        // Already given back outside the relay (MP panel): record it, never ask a second time.
+        this.store.recordExternalRefund(order.id, p.paymentId, key, p.amount, p.currency, now, 'surplus');
+        this.store.noteOrderEvent(order.id, order.state, 'surplus_payment', `payment ${p.paymentId} ${amount}: already refunded outside the relay`, now);
+        this.log.info({ orderId: order.id, paymentId: p.paymentId }, `order ${order.id}: surplus payment ${p.paymentId} of ${amount} was already refunded outside the relay`);
+        n++;
+        continue;
+      }
+      // in_mediation, charged_back...: Mercado Pago holds or returned the money; a later read decides.
+      if (p.status !== 'approved') continue;
+      this.store.insertRefundIntent(order.id, p.paymentId, key, now, 'surplus');
+      this.store.noteOrderEvent(order.id, order.state, 'surplus_payment', `payment ${p.paymentId} ${amount}: refunding`, now);
+      this.log.warn(
+        { orderId: order.id, paymentId: p.paymentId, amount: p.amount, currency: p.currency, state: order.state },
+        `order ${order.id} (${order.state}) received surplus payment ${p.paymentId} of ${amount}: refunding it, the order stays ${order.state}`,
+      );
+      this.refundNeeded = true;
+      n++;
+    }
+    return n;
   }
 
   // ---- POS offering -----------------------------------------------------------------------------
@@ -414,7 +492,16 @@ export class OrderService implements HubHandler {
             this.log.info({ orderId: order.id, merchantOrderId: mo.id, status: mo.status }, `order ${order.id}: merchant order ${mo.id} is ${mo.status}, waiting for it to close`);
             return 'waiting';
           }
-          const ids = inCurrency.map((p) => p.paymentId);
+          // The payments that pay for the order: in the merchant order's own order, until the
+          // amount is covered. Any further approved payment is surplus and given back below.
+          const releasing: typeof inCurrency = [];
+          let covered = 0;
+          for (const p of inCurrency) {
+            if (covered >= order.amount) break;
+            releasing.push(p);
+            covered += p.amount;
+          }
+          const ids = releasing.map((p) => p.paymentId);
           const moved = this.move(order, 'payment_verified', `merchant order ${mo.id}; payments ${ids.join(',')}`, {
             paidAt: now,
             merchantOrderId: String(mo.id),
@@ -422,24 +509,31 @@ export class OrderService implements HubHandler {
           });
           if (!moved) return 'already_done';
           this.send(order.kioskId, { type: 'order.paid', orderId: order.id, paymentId: ids[0]!, amount: order.amount, currency: order.currency });
-          this.log.info({ orderId: order.id, merchantOrderId: mo.id, paymentIds: ids }, `order ${order.id} paid: ${money(paid)} ${order.currency} (merchant order ${mo.id}); releasing to kiosk ${order.kioskId}`);
+          this.log.info({ orderId: order.id, merchantOrderId: mo.id, paymentIds: ids }, `order ${order.id} paid: ${money(covered)} ${order.currency} (merchant order ${mo.id}); releasing to kiosk ${order.kioskId}`);
+          if (covered > order.amount) {
+            // Paid more than the total within the payments it needed: released (the customer
+            // paid at least the price), the difference is a person's call, not an automatic refund.
+            const why = `overpaid: payments ${ids.join(',')} paid ${money(covered)} ${order.currency} for ${money(order.amount)} ${order.currency}`;
+            this.store.flagReview(order.id, why);
+            this.store.noteOrderEvent(order.id, moved.state, 'overpaid', why, now);
+            this.log.warn(
+              { orderId: order.id, merchantOrderId: mo.id, paymentIds: ids, paid: covered, amount: order.amount, currency: order.currency },
+              `order ${order.id} overpaid: ${money(covered)} of ${money(order.amount)} ${order.currency} (payments ${ids.join(',')}); released, flagged for review, the difference is not refunded automatically`,
+            );
+          }
+          this.refundSurplus(moved);
           return 'released';
         }
         case 'paid':
         case 'vended':
-        case 'refunding':
-        case 'refunded': {
-          const extra = approved.filter((p) => !order.paymentIds.includes(p.paymentId));
-          if (extra.length > 0 && order.state !== 'refunding') {
-            // A second payment for an order already released (customer scanned twice): a human
-            // must refund it; the state machine has no automatic path for it.
-            const ids = extra.map((p) => p.paymentId).join(',');
-            this.store.patchOrder(order.id, { needsReview: `extra approved payments ${ids}` });
-            this.log.error({ orderId: order.id, payments: ids }, `order ${order.id} (${order.state}) received extra approved payments ${ids}: refund them by hand`);
-            return 'needs_review';
-          }
+        case 'refunded':
+        case 'rejected':
+          if (this.refundSurplus(order) > 0) return 'surplus_refund';
+          if (order.state === 'rejected' && approved.length === 0) return 'closed_no_payment';
           return 'already_done';
-        }
+        case 'refunding':
+          // The order's own refund covers every approved payment it has, this one included.
+          return 'already_done';
         case 'cancelled':
         case 'expired':
           if (approved.length === 0) return 'closed_no_payment';
@@ -447,12 +541,14 @@ export class OrderService implements HubHandler {
           return this.move(order, 'late_payment', `merchant order ${mo.id}; payments ${approved.map((p) => p.paymentId).join(',')}`)
             ? 'late_payment'
             : 'already_done';
-        case 'rejected':
-          if (approved.length === 0) return 'closed_no_payment';
-          this.store.patchOrder(order.id, { needsReview: `approved payments on a rejected order (merchant order ${mo.id})` });
-          this.log.error({ orderId: order.id, merchantOrderId: mo.id }, `order ${order.id} was rejected yet merchant order ${mo.id} has approved payments: review and refund by hand`);
-          return 'needs_review';
       }
     });
   }
+}
+
+/** Refund statuses that do not (yet) settle a payment: asked but unanswered, or refused. */
+const UNSETTLED_REFUND: ReadonlySet<string> = new Set(['requested', 'failed', 'rejected', 'cancelled']);
+
+function describeAmount(p: Pick<PaymentRecord, 'amount' | 'currency'>): string {
+  return isCurrency(p.currency) ? `${toDecimalString(p.amount, p.currency)} ${p.currency}` : `${p.amount} minor units of ${p.currency}`;
 }

@@ -2,20 +2,52 @@ import { isCurrency, parseAmount } from '../core/money.js';
 import type { MercadoPagoApi } from '../mercadopago/types.js';
 import type { Logger } from '../runtime/log.js';
 import type { OrderService } from './orders.js';
-import type { OrderRecord, RelayStore } from './store.js';
+import type { OrderRecord, PaymentRecord, RefundReason, RelayStore } from './store.js';
 
-// Refunds for orders in `refunding`. Each (order, payment) pair has ONE idempotency key, derived
-// from the ids, never random: the intent row is written before calling Mercado Pago, and any
-// retry (network error, timeout, crash, restart) repeats the call with the same key, which MP
-// answers with the refund it already made. So a payment is refunded at most once, and at least
-// once as long as the relay keeps running.
+// Refunds for orders in `refunding`, and surplus refunds (one payment an order did not need, given
+// back while the order keeps its state). Each (order, payment) pair has ONE idempotency key,
+// derived from the ids, never random: the intent row is written before calling Mercado Pago, and
+// any retry (network error, timeout, 5xx, 429, crash, restart) repeats the call with the same key,
+// which MP answers with the refund it already made. So a payment is refunded at most once, and at
+// least once as long as the relay keeps running and Mercado Pago does not refuse it for good (a
+// 4xx such as "payment too old to refund"): then the refund is marked `failed` and the order is
+// flagged for a person, because repeating the call cannot succeed.
 
 export function refundIdempotencyKey(orderId: string, paymentId: string): string {
   return `qrkiosk-refund-${orderId}-${paymentId}`;
 }
 
 /** Refund statuses after which MP will not give the money back by itself: a human must look. */
-const FAILED = new Set(['rejected', 'cancelled']);
+const FAILED = new Set(['rejected', 'cancelled', 'failed']);
+
+/** 4xx that may succeed later: conflict / locked (a concurrent operation on the payment), rate limit. */
+const RETRYABLE_4XX = new Set([409, 423, 429]);
+
+/**
+ * Whether Mercado Pago refused the refund for good: an HTTP 4xx answer other than 409/423/429
+ * (e.g. 400 with cause 2063 "invalid payment state", 15016 "payment too old"). Network errors,
+ * timeouts, 5xx and 429 are worth repeating with the same idempotency key.
+ */
+export function isPermanentRefusal(err: unknown): boolean {
+  const status = (err as { status?: unknown } | null)?.status;
+  return typeof status === 'number' && status >= 400 && status < 500 && !RETRYABLE_4XX.has(status);
+}
+
+/** "HTTP 400 2063: <MP's message>; <cause description>", from an MpError (duck-typed). */
+export function describeRefusal(err: unknown): string {
+  const e = (err ?? {}) as { status?: unknown; code?: unknown; body?: unknown; message?: unknown };
+  const body = (typeof e.body === 'object' && e.body !== null ? e.body : {}) as { message?: unknown; cause?: unknown };
+  const causes = Array.isArray(body.cause) ? (body.cause as unknown[]) : body.cause ? [body.cause] : [];
+  const parts: string[] = [];
+  if (typeof body.message === 'string' && body.message) parts.push(body.message);
+  for (const c of causes) {
+    const d = (c as { description?: unknown } | null)?.description;
+    if (typeof d === 'string' && d && !parts.includes(d)) parts.push(d);
+  }
+  if (parts.length === 0) parts.push(typeof e.message === 'string' ? e.message : String(err));
+  const code = typeof e.code === 'string' || typeof e.code === 'number' ? ` ${e.code}` : '';
+  return `HTTP ${String(e.status)}${code}: ${parts.join('; ')}`.slice(0, 500);
+}
 
 export interface RefundWorkerOptions {
   store: RelayStore;
@@ -27,10 +59,16 @@ export interface RefundWorkerOptions {
   maxBackoffMs?: number;
 }
 
+type PaymentRefundOutcome = 'done' | 'failed';
+
+/** Rounds of "refund what is approved, then finish" before leaving an order to the next pass. */
+const MAX_ROUNDS = 3;
+
 export class RefundWorker {
   private running: Promise<void> | undefined;
   private again = false;
   private closed = false;
+  /** keyed by order id (order refunds) or idempotency key (surplus refunds) */
   private readonly retry = new Map<string, { attempts: number; notBefore: number; timer: NodeJS.Timeout }>();
 
   constructor(private readonly o: RefundWorkerOptions) {}
@@ -73,84 +111,130 @@ export class RefundWorker {
       this.again = false;
       for (const order of this.o.store.ordersInState('refunding')) {
         if (this.closed) return;
-        if (order.needsReview?.startsWith('refund')) continue; // waits for a human
-        const r = this.retry.get(order.id);
-        if (r && r.notBefore > Date.now()) continue;
-        try {
-          await this.refundOrder(order);
-          if (r) clearTimeout(r.timer);
-          this.retry.delete(order.id);
-        } catch (err) {
-          if (this.closed) return;
-          this.scheduleRetry(order.id, err as Error);
-        }
+        await this.attempt(order.id, `refund for order ${order.id}`, () => this.refundOrder(order));
+      }
+      for (const r of this.o.store.surplusRefundsDue()) {
+        if (this.closed) return;
+        const order = this.o.store.getOrder(r.orderId);
+        const payment = this.o.store.getPayment(r.paymentId);
+        if (!order || !payment) continue; // written together with the payment: cannot happen
+        await this.attempt(r.idempotencyKey, `surplus refund of payment ${r.paymentId} (order ${r.orderId})`, async () => {
+          await this.refundPayment(order, payment, 'surplus');
+        });
       }
     } while (this.again && !this.closed);
   }
 
-  private scheduleRetry(orderId: string, err: Error): void {
-    const prev = this.retry.get(orderId);
+  /** Runs one unit of work unless it is backing off; schedules a retry when it throws. */
+  private async attempt(key: string, what: string, fn: () => Promise<void>): Promise<void> {
+    const r = this.retry.get(key);
+    if (r && r.notBefore > Date.now()) return;
+    try {
+      await fn();
+      if (r) clearTimeout(r.timer);
+      this.retry.delete(key);
+    } catch (err) {
+      if (this.closed) return;
+      this.scheduleRetry(key, what, err as Error);
+    }
+  }
+
+  private scheduleRetry(key: string, what: string, err: Error): void {
+    const prev = this.retry.get(key);
     if (prev) clearTimeout(prev.timer);
     const attempts = (prev?.attempts ?? 0) + 1;
     // Capped exponential backoff: MP outages last minutes; hammering them does not help.
     const delay = Math.min((this.o.baseBackoffMs ?? 1000) * 2 ** (attempts - 1), this.o.maxBackoffMs ?? 5 * 60_000);
     const timer = setTimeout(() => this.kick(), delay);
     timer.unref();
-    this.retry.set(orderId, { attempts, notBefore: Date.now() + delay, timer });
-    this.o.logger.warn({ err, orderId, attempts, delayMs: delay }, `refund for order ${orderId} failed (${err.message}); retrying in ${Math.round(delay / 1000)}s`);
+    this.retry.set(key, { attempts, notBefore: Date.now() + delay, timer });
+    this.o.logger.warn({ err, key, attempts, delayMs: delay }, `${what} failed (${err.message}); retrying in ${Math.round(delay / 1000)}s`);
   }
 
   private async refundOrder(order: OrderRecord): Promise<void> {
-    const { store, mp, logger } = this.o;
-    const approved = store.approvedPaymentsOf(order.id);
-    if (approved.length === 0) {
-      logger.error({ orderId: order.id }, `order ${order.id} must be refunded but no approved payment is known: review by hand`);
-      this.o.orders.flagForReview(order.id, 'refund: no approved payment known');
-      return;
-    }
-    for (const p of approved) {
-      const key = refundIdempotencyKey(order.id, p.paymentId);
-      const existing = store.getRefundByKey(key);
-      if (existing && existing.status !== 'requested') {
-        if (FAILED.has(existing.status)) {
-          this.o.orders.flagForReview(order.id, `refund ${existing.mpRefundId} of payment ${p.paymentId} was ${existing.status}`);
-          return;
+    const { store, logger } = this.o;
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      const approved = store.approvedPaymentsOf(order.id);
+      if (approved.length === 0) {
+        if (this.o.orders.flagForReview(order.id, 'refund: no approved payment known')) {
+          logger.error({ orderId: order.id }, `order ${order.id} must be refunded but no approved payment is known: review by hand`);
         }
-        continue; // MP already answered for this payment
-      }
-      if (!existing && p.status === 'refunded') {
-        // Refunded without us ever asking (by hand in the MP panel): the money is back already;
-        // calling again would fail or, worse, be a second refund.
-        store.recordExternalRefund(order.id, p.paymentId, key, p.amount, p.currency, this.o.now());
-        logger.info({ orderId: order.id, paymentId: p.paymentId }, `order ${order.id}: payment ${p.paymentId} was already refunded outside the relay`);
-        continue;
-      }
-      // Intent first: if we crash during the call, the restart finds this row and repeats the
-      // call with the same key instead of wondering whether a refund happened.
-      store.insertRefundIntent(order.id, p.paymentId, key, this.o.now());
-      let refund;
-      try {
-        refund = await mp.refundPayment(p.paymentId, { idempotencyKey: key });
-      } catch (err) {
-        if (!this.closed && store.isOpen) store.recordRefundAttempt(key, (err as Error).message.slice(0, 500));
-        throw err;
-      }
-      if (this.closed || !store.isOpen) return;
-      const currency = isCurrency(p.currency) ? p.currency : order.currency;
-      let amount = p.amount;
-      try {
-        amount = parseAmount(refund.amount, currency);
-      } catch {
-        /* keep the payment amount: a full refund was asked */
-      }
-      store.completeRefund(key, { mpRefundId: String(refund.id), amount, currency, status: refund.status }, this.o.now());
-      logger.info({ orderId: order.id, paymentId: p.paymentId, refundId: refund.id, status: refund.status }, `order ${order.id}: payment ${p.paymentId} refunded (refund ${refund.id}, ${refund.status})`);
-      if (FAILED.has(refund.status)) {
-        logger.error({ orderId: order.id, paymentId: p.paymentId }, `Mercado Pago ${refund.status} the refund of payment ${p.paymentId} (order ${order.id}): refund by hand`);
-        this.o.orders.flagForReview(order.id, `refund ${refund.id} of payment ${p.paymentId} was ${refund.status}`);
         return;
       }
+      // Every payment gets its chance even when another one was refused.
+      let failed = 0;
+      for (const p of approved) {
+        if ((await this.refundPayment(order, p, 'order')) === 'failed') failed++;
+        if (this.closed || !store.isOpen) return;
+      }
+      if (failed > 0) return; // flagged per payment; the order stays `refunding` for a person
+      // `incomplete`: a payment landed while we were talking to Mercado Pago; refund it too.
+      if (this.o.orders.finishRefund(order.id) !== 'incomplete') return;
     }
-    this.o.orders.finishRefund(order.id);
+  }
+
+  /**
+   * Refunds one payment with its stable key. Resolves `done` once Mercado Pago accepted it (now or
+   * before), `failed` when it refused it for good (recorded, order flagged, logged); throws when
+   * the call should be repeated later.
+   */
+  private async refundPayment(order: OrderRecord, p: PaymentRecord, reason: RefundReason): Promise<PaymentRefundOutcome> {
+    const { store, mp, logger } = this.o;
+    const key = refundIdempotencyKey(order.id, p.paymentId);
+    const what = reason === 'surplus' ? 'surplus payment' : 'payment';
+    const existing = store.getRefundByKey(key);
+    if (existing && existing.status !== 'requested') return FAILED.has(existing.status) ? 'failed' : 'done';
+    if (!existing && p.status === 'refunded') {
+      // Refunded without us ever asking (by hand in the MP panel): the money is back already;
+      // calling again would fail or, worse, be a second refund.
+      store.recordExternalRefund(order.id, p.paymentId, key, p.amount, p.currency, this.o.now(), reason);
+      logger.info({ orderId: order.id, paymentId: p.paymentId }, `order ${order.id}: payment ${p.paymentId} was already refunded outside the relay`);
+      return 'done';
+    }
+    // Intent first: if we crash during the call, the restart finds this row and repeats the
+    // call with the same key instead of wondering whether a refund happened.
+    store.insertRefundIntent(order.id, p.paymentId, key, this.o.now(), reason);
+    let refund;
+    try {
+      refund = await mp.refundPayment(p.paymentId, { idempotencyKey: key });
+    } catch (err) {
+      if (this.closed || !store.isOpen) throw err;
+      if (isPermanentRefusal(err)) {
+        const refusal = describeRefusal(err);
+        store.transaction(() => {
+          store.failRefund(key, refusal, this.o.now());
+          this.o.orders.flagForReview(order.id, `refund of ${what} ${p.paymentId} refused by Mercado Pago: ${refusal}`);
+        });
+        logger.error(
+          { orderId: order.id, paymentId: p.paymentId, amount: p.amount, currency: p.currency, status: (err as { status?: number }).status, reason },
+          `Mercado Pago refused for good the refund of ${what} ${p.paymentId} (order ${order.id}): ${refusal}; not retrying, refund it by hand`,
+        );
+        return 'failed';
+      }
+      store.recordRefundAttempt(key, (err as Error).message.slice(0, 500));
+      throw err;
+    }
+    if (this.closed || !store.isOpen) return 'done';
+    const currency = isCurrency(p.currency) ? p.currency : order.currency;
+    let amount = p.amount;
+    try {
+      amount = parseAmount(refund.amount, currency);
+    } catch {
+      /* keep the payment amount: a full refund was asked */
+    }
+    const refused = FAILED.has(refund.status);
+    store.transaction(() => {
+      store.completeRefund(key, { mpRefundId: String(refund.id), amount, currency, status: refund.status }, this.o.now());
+      if (refused) this.o.orders.flagForReview(order.id, `refund ${refund.id} of ${what} ${p.paymentId} was ${refund.status}`);
+    });
+    logger.info(
+      { orderId: order.id, paymentId: p.paymentId, refundId: refund.id, status: refund.status, reason },
+      `order ${order.id}: ${what} ${p.paymentId} refunded (refund ${refund.id}, ${refund.status})`,
+    );
+    if (refused) {
+      logger.error({ orderId: order.id, paymentId: p.paymentId }, `Mercado Pago ${refund.status} the refund of ${what} ${p.paymentId} (order ${order.id}): refund by hand`);
+      return 'failed';
+    }
+    return 'done';
   }
 }

@@ -38,6 +38,8 @@ export interface RunningRelay {
   orders: OrderService;
   /** one expiry pass now (the timer runs it every second) */
   runExpiry(): number;
+  /** one paid-but-no-vend-result check now (the timer runs it every second); returns how many were flagged */
+  runWatchdog(): number;
   /** one contingency pass now; resolves to the number of orders looked up */
   runContingency(): Promise<number>;
   /** resolves when notification processing and refunds have nothing in flight */
@@ -112,6 +114,8 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     ok: true,
     kiosksOnline: hub.onlineCount(),
     pendingOrders: store.countOrders('pending'),
+    // orders a person must look at: store.ordersNeedingReview() lists them
+    needsReview: store.countNeedingReview(),
   }));
 
   hub.attach(app.server);
@@ -135,11 +139,23 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       return 0;
     }
   };
+  const runWatchdog = () => {
+    try {
+      return orders.flagOverdueVends();
+    } catch (err) {
+      logger.error({ err }, `vend watchdog pass failed: ${(err as Error).message}`);
+      return 0;
+    }
+  };
   runExpiry();
+  runWatchdog();
   refunds.kick();
   const resumed = worker.resumePending();
   if (resumed) logger.info({ resumed }, `resuming ${resumed} stored notifications`);
-  const expiryTimer = setInterval(runExpiry, EXPIRY_TICK_MS);
+  const expiryTimer = setInterval(() => {
+    runExpiry();
+    runWatchdog();
+  }, EXPIRY_TICK_MS);
   expiryTimer.unref();
   contingency.start();
   logger.info({ url: base, publicUrl: config.publicUrl }, `relay listening on ${base} (public ${config.publicUrl})`);
@@ -167,6 +183,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     hub,
     orders,
     runExpiry,
+    runWatchdog,
     runContingency: () => contingency.runOnce(),
     whenIdle: async () => {
       await worker.idle();

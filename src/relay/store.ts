@@ -122,7 +122,18 @@ const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (kiosk_id, message_id)
   );
   `,
+  // 2: surplus refunds (a payment refunded on its own, the order keeps its state), the
+  // paid-but-no-vend-result watchdog, and the operators' review list
+  `
+  ALTER TABLE refunds ADD COLUMN reason TEXT NOT NULL DEFAULT 'order';
+  ALTER TABLE orders ADD COLUMN vend_overdue_at INTEGER;
+  CREATE INDEX orders_needs_review ON orders(created_at) WHERE needs_review IS NOT NULL;
+  CREATE INDEX refunds_status ON refunds(status);
+  `,
 ];
+
+/** Several reasons for review are kept in the one column, joined by this. */
+const REVIEW_SEPARATOR = '; ';
 
 export type ResponseGeneration = 'v1' | 'v2';
 
@@ -161,7 +172,10 @@ export interface OrderRecord {
   paymentIds: string[];
   lastNotificationAt: number | null;
   vendResult: string | null;
+  /** why a person must look at this order (reasons joined by "; "); null when nothing to review */
   needsReview: string | null;
+  /** when the watchdog flagged a paid order whose kiosk had not reported the vend */
+  vendOverdueAt: number | null;
 }
 
 export interface OrderEventRecord {
@@ -186,15 +200,26 @@ export interface PaymentRecord {
   updatedAt: number;
 }
 
+/**
+ * `order`: the order itself is refunded (refunding -> refunded). `surplus`: one payment the order
+ * did not need (a second payment, a payment on a rejected or already refunded order) is given back
+ * while the order keeps its state.
+ */
+export type RefundReason = 'order' | 'surplus';
+
 export interface RefundRecord {
   id: number;
   orderId: string;
   paymentId: string;
   idempotencyKey: string;
+  reason: RefundReason;
   mpRefundId: string | null;
   amount: number | null;
   currency: string | null;
-  /** 'requested' until Mercado Pago answers; then MP's refund status (approved, in_process, rejected...) */
+  /**
+   * 'requested' until Mercado Pago answers; then MP's refund status (approved, in_process,
+   * rejected...), 'external' (refunded outside the relay) or 'failed' (MP refused it for good).
+   */
   status: string;
   attempts: number;
   lastError: string | null;
@@ -294,6 +319,7 @@ function orderFromRow(r: Row): OrderRecord {
     lastNotificationAt: (r.last_notification_at as number | null) ?? null,
     vendResult: (r.vend_result as string | null) ?? null,
     needsReview: (r.needs_review as string | null) ?? null,
+    vendOverdueAt: (r.vend_overdue_at as number | null) ?? null,
   };
 }
 
@@ -317,6 +343,7 @@ function refundFromRow(r: Row): RefundRecord {
     orderId: r.order_id as string,
     paymentId: r.payment_id as string,
     idempotencyKey: r.idempotency_key as string,
+    reason: (r.reason as RefundReason | null) ?? 'order',
     mpRefundId: (r.mp_refund_id as string | null) ?? null,
     amount: (r.amount as number | null) ?? null,
     currency: (r.currency as string | null) ?? null,
@@ -540,6 +567,63 @@ export class RelayStore {
     return (this.db.prepare('SELECT COUNT(*) AS n FROM orders WHERE state = ?').get(state) as { n: number }).n;
   }
 
+  /** Orders a person must look at (needs_review set), oldest first. */
+  ordersNeedingReview(): OrderRecord[] {
+    return (
+      this.db.prepare('SELECT * FROM orders WHERE needs_review IS NOT NULL ORDER BY created_at, rowid').all() as Row[]
+    ).map(orderFromRow);
+  }
+
+  countNeedingReview(): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM orders WHERE needs_review IS NOT NULL').get() as { n: number }).n;
+  }
+
+  /**
+   * Adds a reason for review to the order (kept alongside earlier ones; the same reason twice is
+   * kept once). Returns whether the order changed, so callers log a new reason only once.
+   */
+  flagReview(orderId: string, why: string): boolean {
+    const cur = this.getOrder(orderId);
+    if (!cur) throw new StoreError(`no order "${orderId}"`);
+    const reasons = cur.needsReview ? cur.needsReview.split(REVIEW_SEPARATOR) : [];
+    if (reasons.includes(why)) return false;
+    reasons.push(why);
+    this.db.prepare('UPDATE orders SET needs_review = ? WHERE id = ?').run(reasons.join(REVIEW_SEPARATOR), orderId);
+    return true;
+  }
+
+  /** Removes the reasons starting with `prefix` (the cause went away); null when none is left. */
+  clearReview(orderId: string, prefix: string): boolean {
+    const cur = this.getOrder(orderId);
+    if (!cur?.needsReview) return false;
+    const reasons = cur.needsReview.split(REVIEW_SEPARATOR);
+    const kept = reasons.filter((r) => !r.startsWith(prefix));
+    if (kept.length === reasons.length) return false;
+    this.db.prepare('UPDATE orders SET needs_review = ? WHERE id = ?').run(kept.length ? kept.join(REVIEW_SEPARATOR) : null, orderId);
+    return true;
+  }
+
+  /** Paid (released) before `paidBefore`, no vend.result yet, not flagged by the watchdog yet. */
+  overdueVends(paidBefore: number): OrderRecord[] {
+    return (
+      this.db
+        .prepare(
+          `SELECT * FROM orders
+           WHERE state = 'paid' AND vend_result IS NULL AND vend_overdue_at IS NULL AND paid_at IS NOT NULL AND paid_at <= ?
+           ORDER BY paid_at`,
+        )
+        .all(paidBefore) as Row[]
+    ).map(orderFromRow);
+  }
+
+  /** The watchdog's mark: flagged once, whatever restarts follow. */
+  markVendOverdue(orderId: string, at: number, why: string): void {
+    this.transaction(() => {
+      this.db.prepare('UPDATE orders SET vend_overdue_at = ? WHERE id = ?').run(at, orderId);
+      this.flagReview(orderId, why);
+    });
+  }
+
   /**
    * The ONLY way an order changes state: checks the move against core/relay-order.ts (throws
    * IllegalTransition, which callers log and refuse) and writes the history row.
@@ -651,6 +735,25 @@ export class RelayStore {
     return this.paymentsOf(orderId).filter((p) => p.everApproved);
   }
 
+  getPayment(paymentId: string): PaymentRecord | undefined {
+    const r = this.db.prepare('SELECT * FROM payments WHERE payment_id = ?').get(paymentId) as Row | undefined;
+    return r ? paymentFromRow(r) : undefined;
+  }
+
+  /** Payments of the order that were approved at some point and have no refund row at all. */
+  unrefundedApprovedPaymentsOf(orderId: string): PaymentRecord[] {
+    return (
+      this.db
+        .prepare(
+          `SELECT p.* FROM payments p
+           WHERE p.order_id = ? AND p.ever_approved = 1
+             AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.order_id = p.order_id AND r.payment_id = p.payment_id)
+           ORDER BY p.first_seen_at, p.payment_id`,
+        )
+        .all(orderId) as Row[]
+    ).map(paymentFromRow);
+  }
+
   // ---- refunds ----------------------------------------------------------------------------------
 
   getRefundByKey(key: string): RefundRecord | undefined {
@@ -659,24 +762,55 @@ export class RelayStore {
   }
 
   /** Records the intent BEFORE calling Mercado Pago; the unique key makes a second insert a no-op. */
-  insertRefundIntent(orderId: string, paymentId: string, key: string, at: number): RefundRecord {
+  insertRefundIntent(orderId: string, paymentId: string, key: string, at: number, reason: RefundReason = 'order'): RefundRecord {
     this.db
       .prepare(
-        `INSERT OR IGNORE INTO refunds (order_id, payment_id, idempotency_key, status, requested_at)
-         VALUES (?, ?, ?, 'requested', ?)`,
+        `INSERT OR IGNORE INTO refunds (order_id, payment_id, idempotency_key, reason, status, requested_at)
+         VALUES (?, ?, ?, ?, 'requested', ?)`,
       )
-      .run(orderId, paymentId, key, at);
+      .run(orderId, paymentId, key, reason, at);
     return this.getRefundByKey(key)!;
   }
 
   /** A payment MP shows refunded although we never asked (refunded by hand in the MP panel). */
-  recordExternalRefund(orderId: string, paymentId: string, key: string, amount: number, currency: string, at: number): void {
+  recordExternalRefund(
+    orderId: string,
+    paymentId: string,
+    key: string,
+    amount: number,
+    currency: string,
+    at: number,
+    reason: RefundReason = 'order',
+  ): void {
     this.db
       .prepare(
-        `INSERT OR IGNORE INTO refunds (order_id, payment_id, idempotency_key, amount, currency, status, requested_at, completed_at)
-         VALUES (?, ?, ?, ?, ?, 'external', ?, ?)`,
+        `INSERT OR IGNORE INTO refunds (order_id, payment_id, idempotency_key, reason, amount, currency, status, requested_at, completed_at)
+         VALUES (?, ?, ?, ?, ?, ?, 'external', ?, ?)`,
       )
-      .run(orderId, paymentId, key, amount, currency, at, at);
+      .run(orderId, paymentId, key, reason, amount, currency, at, at);
+  }
+
+  /** Mercado Pago refused the refund for good (4xx): no more calls; a person takes over. */
+  failRefund(key: string, error: string, at: number): void {
+    this.db
+      .prepare(`UPDATE refunds SET status = 'failed', attempts = attempts + 1, last_error = ?, completed_at = ? WHERE idempotency_key = ?`)
+      .run(error, at, key);
+  }
+
+  /**
+   * Surplus refunds whose Mercado Pago call has not been answered yet. Those of an order in
+   * `refunding` are left to the order's own refund, which covers every approved payment.
+   */
+  surplusRefundsDue(): RefundRecord[] {
+    return (
+      this.db
+        .prepare(
+          `SELECT r.* FROM refunds r JOIN orders o ON o.id = r.order_id
+           WHERE r.status = 'requested' AND r.reason = 'surplus' AND o.state <> 'refunding'
+           ORDER BY r.id`,
+        )
+        .all() as Row[]
+    ).map(refundFromRow);
   }
 
   recordRefundAttempt(key: string, error: string | null): void {
