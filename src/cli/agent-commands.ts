@@ -5,6 +5,7 @@ import { loadAgentConfig } from '../agent/config.js';
 import { startAgent, type AgentStatus } from '../agent/agent.js';
 import { ControlError, ControlUnavailable, controlRequest, type ControlCommand } from '../agent/control.js';
 import type { JournalEntry } from '../agent/journal.js';
+import { SystemdNotifier } from '../runtime/sd-notify.js';
 import { formatMoney, isCurrency } from '../core/money.js';
 import type { CancelResult, SelectResult } from '../agent/session.js';
 
@@ -66,10 +67,27 @@ export async function agentMain(argv: string[], io: Io = stdio): Promise<number>
     io.err(`qrkiosk agent: cannot start: ${(err as Error).message}`);
     return 1;
   }
+  // Under systemd (Type=notify): ready once the journal is recovered and the socket is up; the
+  // watchdog is petted only while a status read (which touches the journal) succeeds.
+  const systemd = new SystemdNotifier(logger);
+  const describe = () => {
+    const s = agent.status();
+    return `${s.state}; relay ${s.relay.state}; outbox ${s.outboxPending}`;
+  };
+  systemd.ready(describe());
+  systemd.startWatchdog(() => {
+    try {
+      systemd.status(describe());
+      return undefined;
+    } catch (err) {
+      return (err as Error).message;
+    }
+  });
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGINT', () => resolve('SIGINT'));
     process.once('SIGTERM', () => resolve('SIGTERM'));
   });
+  systemd.stopping();
   logger.info({ signal }, 'stopping (a vend in progress finishes first)');
   // A second signal while a vend finishes is answered with a log line, not an abrupt exit:
   // cutting the motor mid-pulse is worse than waiting two seconds.
@@ -77,6 +95,7 @@ export async function agentMain(argv: string[], io: Io = stdio): Promise<number>
   process.on('SIGINT', again);
   process.on('SIGTERM', again);
   await agent.close();
+  systemd.close();
   process.off('SIGINT', again);
   process.off('SIGTERM', again);
   return 0;

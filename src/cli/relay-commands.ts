@@ -5,6 +5,8 @@ import { openRelayStore, posUrl, type RelayStore } from '../relay/store.js';
 import { MercadoPagoClient } from '../mercadopago/client.js';
 import { MpConflictError } from '../mercadopago/errors.js';
 import { requireAccessToken } from '../relay/config.js';
+import { createLogger } from '../runtime/log.js';
+import { SystemdNotifier } from '../runtime/sd-notify.js';
 
 // `qrkiosk relay ...`: run the relay, and provision kiosks in its database. argv is what follows
 // "relay" on the command line. Every failure is one line on stderr and exit code 2, because these
@@ -69,8 +71,23 @@ async function runRelay(args: string[], io: RelayCliIo): Promise<number> {
   const { values, positionals } = parse(args, { config: { type: 'string' } });
   if (positionals.length) throw new UsageError(`unexpected "${positionals[0]}"\n${USAGE}`);
   const config = configOf(values);
-  const relay = await startRelay(config);
+  const logger = createLogger('relay');
+  const relay = await startRelay(config, { logger });
   io.err(`relay listening on ${relay.url}; Mercado Pago reaches it at ${config.publicUrl}`);
+  const systemd = new SystemdNotifier(logger);
+  const health = () => {
+    const h = relay.store.db.prepare("SELECT count(*) AS n FROM orders WHERE state = 'pending'").get() as { n: number };
+    return `${relay.hub.onlineCount()} kiosks online; ${h.n} pending orders`;
+  };
+  systemd.ready(health());
+  systemd.startWatchdog(() => {
+    try {
+      systemd.status(health());
+      return undefined;
+    } catch (err) {
+      return (err as Error).message;
+    }
+  });
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {
       io.err(`${sig}: stopping the relay`);
@@ -83,7 +100,9 @@ async function runRelay(args: string[], io: RelayCliIo): Promise<number> {
     process.on('SIGINT', onInt);
     process.on('SIGTERM', onTerm);
   });
+  systemd.stopping();
   await relay.close();
+  systemd.close();
   return 0;
 }
 
