@@ -13,6 +13,8 @@ Programs
   qrkiosk relay kiosk list --config FILE [--json]
   qrkiosk relay kiosk set-qr <id> <payload> --config FILE
   qrkiosk relay kiosk rotate-token <id> --config FILE
+  qrkiosk relay orders --config FILE [--review] [--state S] [--kiosk ID] [--json]
+  qrkiosk relay order <orderId> --config FILE [--json]   one order: history, payments, refunds
   qrkiosk relay provision <id> --config FILE --store <storeExternalId>
                                         create/fix the kiosk's POS at Mercado Pago, store its QR
   qrkiosk sandbox [--port N]            local Mercado Pago emulator with a simulated customer

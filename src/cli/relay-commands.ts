@@ -5,6 +5,8 @@ import { openRelayStore, posUrl, type RelayStore } from '../relay/store.js';
 import { MercadoPagoClient } from '../mercadopago/client.js';
 import { MpConflictError } from '../mercadopago/errors.js';
 import { requireAccessToken } from '../relay/config.js';
+import { ORDER_STATES, type OrderState } from '../core/relay-order.js';
+import { formatMoney } from '../core/money.js';
 import { createLogger } from '../runtime/log.js';
 import { SystemdNotifier } from '../runtime/sd-notify.js';
 
@@ -18,6 +20,8 @@ const USAGE = `usage:
   qrkiosk relay kiosk list --config FILE [--json]
   qrkiosk relay kiosk set-qr <id> <payload> --config FILE
   qrkiosk relay kiosk rotate-token <id> --config FILE
+  qrkiosk relay orders --config FILE [--kiosk ID] [--state STATE] [--review] [--limit N] [--json]
+  qrkiosk relay order <orderId> --config FILE [--json]
   qrkiosk relay provision <id> --config FILE --store <storeExternalId> [--store-name NAME] [--pos-name NAME] [--category MCC]`;
 
 class UsageError extends Error {
@@ -39,6 +43,8 @@ export async function relayMain(argv: string[], io: RelayCliIo = defaultIo): Pro
   try {
     if (args[0] === 'kiosk') return kioskCommand(args.slice(1), io);
     if (args[0] === 'provision') return await provision(args.slice(1), io);
+    if (args[0] === 'orders') return listOrders(args.slice(1), io);
+    if (args[0] === 'order') return showOrder(args.slice(1), io);
     if (args[0] === 'help' || args[0] === '--help' || args[0] === '-h') {
       io.out(USAGE);
       return 0;
@@ -260,5 +266,83 @@ async function provision(args: string[], io: RelayCliIo): Promise<number> {
     io.out(`Mercado Pago did not return the QR text. Decode the sticker image${pos?.qr?.image ? ` (${pos.qr.image})` : ''}, e.g. with zbarimg,`);
     io.out(`and store it: qrkiosk relay kiosk set-qr ${id} '<payload>' --config FILE`);
   }
+  return 0;
+}
+
+function isoTime(ms: number | null): string {
+  return ms ? new Date(ms).toISOString().replace('T', ' ').slice(0, 19) : '-';
+}
+
+/** `qrkiosk relay orders`: what the operator checks first when a customer calls. */
+function listOrders(args: string[], io: RelayCliIo): number {
+  const { values, positionals } = parse(args, {
+    config: { type: 'string' },
+    kiosk: { type: 'string' },
+    state: { type: 'string' },
+    review: { type: 'boolean' },
+    limit: { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  if (positionals.length) throw new UsageError(`unexpected "${positionals[0]}"`);
+  const limit = values.limit === undefined ? 50 : Number(values.limit);
+  if (!Number.isInteger(limit) || limit <= 0) throw new UsageError('--limit must be a positive whole number, e.g. --limit 50');
+  const state = values.state;
+  if (state !== undefined && !(ORDER_STATES as readonly string[]).includes(state)) {
+    throw new UsageError(`--state must be one of ${ORDER_STATES.join(', ')}`);
+  }
+  const config = configOf(values);
+  const orders = withStore(config, (store) =>
+    values.review
+      ? store.ordersNeedingReview().slice(-limit)
+      : store.recentOrders({
+          limit,
+          ...(values.kiosk ? { kioskId: values.kiosk } : {}),
+          ...(state ? { state: state as OrderState } : {}),
+        }),
+  );
+  if (values.json) {
+    io.out(JSON.stringify(orders, null, 2));
+    return 0;
+  }
+  if (orders.length === 0) {
+    io.out(values.review ? 'no orders need review' : 'no orders');
+    return 0;
+  }
+  for (const o of orders) {
+    io.out(
+      `${isoTime(o.createdAt)}  ${o.id}  ${o.kioskId}  ${o.sku}  ${formatMoney(o.amount, o.currency)}  ${o.state}` +
+        `${o.paymentIds.length ? `  payments ${o.paymentIds.join(',')}` : ''}${o.needsReview ? `  REVIEW: ${o.needsReview}` : ''}`,
+    );
+  }
+  return 0;
+}
+
+/** `qrkiosk relay order <id>`: one order with its history, payments and refunds. */
+function showOrder(args: string[], io: RelayCliIo): number {
+  const { values, positionals } = parse(args, { config: { type: 'string' }, json: { type: 'boolean' } });
+  const id = positionals[0];
+  if (!id || positionals.length > 1) throw new UsageError('usage: qrkiosk relay order <orderId> --config FILE');
+  const config = configOf(values);
+  const detail = withStore(config, (store) => {
+    const order = store.getOrder(id);
+    if (!order) return undefined;
+    return { order, events: store.orderEvents(id), payments: store.paymentsOf(id), refunds: store.refundsOf(id) };
+  });
+  if (!detail) throw new UsageError(`no order "${id}" (order ids look like ord_…; see qrkiosk relay orders)`);
+  if (values.json) {
+    io.out(JSON.stringify(detail, null, 2));
+    return 0;
+  }
+  const { order: o, events, payments, refunds } = detail;
+  io.out(`${o.id}  kiosk ${o.kioskId}  ${o.quantity} x ${o.title} (${o.sku})  ${formatMoney(o.amount, o.currency)}  state ${o.state}`);
+  if (o.claimedAmount !== o.amount) io.out(`  kiosk claimed ${o.claimedAmount} ${o.claimedCurrency} (refused)`);
+  if (o.merchantOrderId) io.out(`  merchant order ${o.merchantOrderId}`);
+  if (o.needsReview) io.out(`  NEEDS REVIEW: ${o.needsReview}`);
+  io.out('history:');
+  for (const e of events) io.out(`  ${isoTime(e.at)}  ${e.from ?? '-'} -> ${e.to}  (${e.event})${e.detail ? `  ${e.detail}` : ''}`);
+  if (payments.length) io.out('payments:');
+  for (const p of payments) io.out(`  ${JSON.stringify(p)}`);
+  if (refunds.length) io.out('refunds:');
+  for (const r of refunds) io.out(`  ${JSON.stringify(r)}`);
   return 0;
 }

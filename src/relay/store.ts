@@ -567,6 +567,22 @@ export class RelayStore {
     return (this.db.prepare('SELECT COUNT(*) AS n FROM orders WHERE state = ?').get(state) as { n: number }).n;
   }
 
+  /** Newest first, for the operator's `qrkiosk relay orders`. */
+  recentOrders(opts: { limit: number; kioskId?: string; state?: OrderState }): OrderRecord[] {
+    const where: string[] = [];
+    const params: Record<string, unknown> = { limit: opts.limit };
+    if (opts.kioskId) {
+      where.push('kiosk_id = @kioskId');
+      params.kioskId = opts.kioskId;
+    }
+    if (opts.state) {
+      where.push('state = @state');
+      params.state = opts.state;
+    }
+    const sql = `SELECT * FROM orders ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, rowid DESC LIMIT @limit`;
+    return (this.db.prepare(sql).all(params) as Row[]).map(orderFromRow);
+  }
+
   /** Orders a person must look at (needs_review set), oldest first. */
   ordersNeedingReview(): OrderRecord[] {
     return (
