@@ -9,3 +9,4 @@ const f = (n: number) => n.toFixed(2);
 console.log(`notification reaching the relay -> sim motor pulse, ${r.vends} vends:`);
 console.log(`  median ${f(r.medianMs)} ms   p99 ${f(r.p99Ms)} ms   min ${f(r.minMs)} ms   max ${f(r.maxMs)} ms`);
 console.log(JSON.stringify({ bench: 'vend-latency', ...r }));
+for (const d of await (await import('./display-render.js')).benchDisplay(Number(process.env.BENCH_FRAMES ?? 200))) console.log(`${d.what}: median ${f(d.medianMs)} ms   p99 ${f(d.p99Ms)} ms (${d.runs} runs)`);

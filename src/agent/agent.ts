@@ -3,10 +3,14 @@ import { readFileSync } from 'node:fs';
 import type { Logger } from '../runtime/log.js';
 import { createLogger } from '../runtime/log.js';
 import { KeyboardButtons, NoButtons, SimButtons, type Buttons } from '../devices/buttons.js';
-import { LogDisplay, NullDisplay, TerminalDisplay, type Display, type Screen } from '../devices/display.js';
-import { SimDispenser, type Dispenser } from '../devices/dispenser.js';
+import { createDisplay, type Display, type Screen } from '../devices/display.js';
+import { DispenserBusy, SimDispenser, type Dispenser } from '../devices/dispenser.js';
+import { observesInputs } from '../devices/report.js';
+import { receiptTime, type PrintResult, type ReceiptPrinter } from '../devices/printer/printer.js';
+import { receiptPrinterFor } from '../devices/serial/build.js';
 import { parseAgentConfig, resolveToken, type AgentConfig, type AgentConfigInput } from './config.js';
-import { ControlServer, type ControlRequest } from './control.js';
+import { ControlServer, ControlStream, answers, type ControlRequest } from './control.js';
+import { openHardware, type Hardware, type HardwareDeps, type HardwareReport } from './hardware.js';
 import { crashPoint } from './crash-hook.js';
 import { Journal, type JournalEntry } from './journal.js';
 import { RelayLink, type LinkState } from './relay-link.js';
@@ -34,6 +38,8 @@ export interface AgentDeps {
   control?: boolean;
   /** backoff reset period of the relay link (default 30 s) */
   stableAfterMs?: number;
+  /** stand-ins for GPIO, node-hid and evdev (src/agent/hardware.ts) */
+  hardware?: HardwareDeps;
 }
 
 export interface AgentStatus extends SessionStatus {
@@ -79,7 +85,7 @@ export function agentVersion(): string {
   }
 }
 
-function buildButtons(cfg: AgentConfig, logger: Logger): Buttons {
+function buildButtons(cfg: AgentConfig, logger: Logger, hw: Hardware): Buttons {
   switch (cfg.hardware.buttons.driver) {
     case 'keyboard':
       return new KeyboardButtons(process.stdin, logger);
@@ -87,22 +93,25 @@ function buildButtons(cfg: AgentConfig, logger: Logger): Buttons {
       return new SimButtons();
     case 'none':
       return new NoButtons();
+    case 'gpio':
+    case 'hid':
+    case 'evdev':
+    case 'serial-panel':
+    case 'mdb':
+      // opened by openHardware (src/agent/hardware.ts)
+      return hw.buttons!;
   }
 }
 
 function buildDisplay(cfg: AgentConfig, logger: Logger): Display {
-  switch (cfg.hardware.display.driver) {
-    case 'terminal':
-      return new TerminalDisplay(process.stdout, { locale: cfg.locale });
-    case 'log':
-      return new LogDisplay(logger.child({ part: 'display' }));
-    case 'none':
-      return new NullDisplay();
-  }
+  // terminal, framebuffer, web, log or none (docs/display.md)
+  return createDisplay(cfg.hardware.display, { locale: cfg.locale, logger: logger.child({ part: 'display' }) });
 }
 
-function buildDispenser(cfg: AgentConfig, logger: Logger): Dispenser {
+function buildDispenser(cfg: AgentConfig, logger: Logger, hw: Hardware): Dispenser {
   const d = cfg.hardware.dispenser;
+  // gpio: opened by openHardware (src/agent/hardware.ts)
+  if (d.driver !== 'sim') return hw.dispenser!;
   return new SimDispenser({
     pulseMs: d.pulseMs,
     dropWindowMs: d.dropWindowMs,
@@ -121,6 +130,15 @@ class AgentImpl extends EventEmitter implements Agent {
   private closing: Promise<void> | undefined;
   control: ControlServer | undefined;
   private readonly unsubscribe: Array<() => void> = [];
+  /** the physical side of buttons and dispenser: GPIO backend, fault log (src/agent/hardware.ts) */
+  hardware: Hardware | undefined;
+  /** the receipt printer (hardware.printer), if the kiosk has one */
+  printer: ReceiptPrinter | undefined;
+  /** `qrkiosk test buttons` viewers: while one watches, presses are shown there and sell nothing */
+  private buttonTests = 0;
+  private readonly streamEnders = new Set<(reason: string) => void>();
+  /** a technician's test dispense is running: the motor is not free for a customer */
+  private testDispensing = false;
 
   constructor(
     readonly config: AgentConfig,
@@ -136,7 +154,12 @@ class AgentImpl extends EventEmitter implements Agent {
   }
 
   wire(): void {
-    this.session.on('state', (c: StateChange) => this.emit('state', c));
+    this.session.on('state', (c: StateChange) => {
+      this.emit('state', c);
+      // an MDB machine waiting for credit is denied when its order is cancelled or expires
+      this.buttons.orderChanged?.(c);
+      if (c.to === 'dispensed') this.printReceipt(c.orderId);
+    });
     this.session.on('screen', (s: Screen) => this.emit('screen', s));
     this.link.on('state', (s: LinkState) => {
       this.emit('link', s);
@@ -144,15 +167,25 @@ class AgentImpl extends EventEmitter implements Agent {
     });
     this.link.on('welcome', (w) => this.session.onWelcome(w));
     this.unsubscribe.push(
-      this.buttons.onPress((slot) => {
-        const r = this.session.select(slot);
+      this.buttons.onPress((slot, detail) => {
+        // a technician is watching the buttons (`qrkiosk test buttons`) or test-dispensing
+        if (this.buttonTests > 0 || this.testDispensing) {
+          this.logger.info({ slot, buttonTests: this.buttonTests, testDispensing: this.testDispensing }, `button ${slot}: technician test in progress, not selling`);
+          // a refusal, so a source that must answer (an MDB machine) denies the request
+          return { ok: false, reason: 'busy', message: 'a technician is testing the kiosk' } satisfies SelectResult;
+        }
+        // detail: the machine's own price (MDB), checked against the catalog by the session
+        const r = this.session.select(slot, detail ?? {});
         if (!r.ok) this.logger.info({ slot, reason: r.reason }, `button ${slot}: ${r.message}`);
+        // the source learns what became of it (MDB denies the machine's request on a refusal)
+        return r;
       }),
       this.buttons.onCancel(() => this.session.cancel('customer')),
     );
   }
 
   select(slot: number): SelectResult {
+    if (this.testDispensing) return { ok: false, reason: 'busy', message: 'a technician test dispense is running: try again when it is over' };
     return this.session.select(slot);
   }
 
@@ -199,19 +232,120 @@ class AgentImpl extends EventEmitter implements Agent {
         if (!Number.isInteger(limit) || limit <= 0) throw new Error('journal limit must be a positive whole number');
         return this.journal(Math.min(limit, 1000));
       }
+      case 'hardware':
+        return this.hardwareReport();
+      case 'test.dispense':
+        return this.testDispense(req.args.slot);
+      case 'test.buttons':
+        return this.testButtons();
+      case 'test.printer':
+        return this.testPrinter();
     }
+  }
+
+  /** After a vend: the customer's receipt. Paper only: a failure is logged, never retried into a second sale. */
+  private printReceipt(orderId: string): void {
+    const printer = this.printer;
+    const o = printer ? this.db.getOrder(orderId) : undefined;
+    if (!printer || !o) return;
+    const catalog = (this.link.welcome ?? this.db.loadWelcome()?.welcome)?.catalog;
+    void printer.print({
+      orderId,
+      product: catalog?.find((p) => p.sku === o.sku)?.name ?? o.sku,
+      amount: o.amount,
+      currency: o.currency,
+      paymentId: o.paymentId,
+      time: receiptTime(Date.now()),
+      kioskId: this.config.kioskId,
+    });
+  }
+
+  /** `qrkiosk test printer`: a sample receipt on the real printer. */
+  async testPrinter(): Promise<PrintResult> {
+    if (!this.printer) throw new Error('this kiosk has no receipt printer: add hardware.printer (docs/config.md)');
+    return this.printer.printTest(this.config.kioskId, receiptTime(Date.now()));
+  }
+
+  hardwareReport(): HardwareReport & { kioskId: string } {
+    const r = this.hardware?.report(this.config, this.buttons, this.dispenser) ?? {
+      profile: this.config.hardware.profile ?? null,
+      gpio: null,
+      devices: [],
+      faults: { active: [], recent: [] },
+    };
+    return { kioskId: this.config.kioskId, ...r, devices: [...r.devices, ...(this.printer ? [this.printer.describe()] : [])] };
+  }
+
+  /** `qrkiosk test dispense <slot>`: the real motor and sensor, never while a customer's vend is open. */
+  async testDispense(
+    slotArg: unknown,
+  ): Promise<{ ok: true; slot: number; result: string; pulses: number; detail?: string } | { ok: false; reason: string; message: string }> {
+    const slot = Number(slotArg);
+    if (!Number.isInteger(slot) || slot <= 0) throw new Error('test.dispense needs a slot number: {"cmd":"test.dispense","args":{"slot":1}}');
+    const open = this.session.status().order;
+    if (open) {
+      return {
+        ok: false,
+        reason: 'vend_open',
+        message: `a customer's order ${open.orderId} is ${open.state}: wait until it is over (qrkiosk status), or cancel it if unpaid (qrkiosk cancel)`,
+      };
+    }
+    if (this.testDispensing) return { ok: false, reason: 'busy', message: 'another test dispense is running' };
+    this.testDispensing = true;
+    this.logger.warn({ slot }, `technician test dispense on slot ${slot}`);
+    try {
+      const outcome = await this.dispenser.vend(slot);
+      this.logger.warn({ slot, ...outcome }, `technician test dispense on slot ${slot}: ${outcome.result}`);
+      return { ok: true, slot, result: outcome.result, pulses: outcome.pulses, ...(outcome.detail ? { detail: outcome.detail } : {}) };
+    } catch (err) {
+      if (err instanceof DispenserBusy) return { ok: false, reason: 'busy', message: 'the dispenser is vending right now' };
+      this.dispenser.safe();
+      throw err;
+    } finally {
+      this.testDispensing = false;
+    }
+  }
+
+  /** `qrkiosk test buttons`: every press, release, cancel and fault, live, until the viewer leaves. */
+  testButtons(): ControlStream {
+    const report = this.hardwareReport();
+    return new ControlStream(
+      { kioskId: this.config.kioskId, buttons: report.devices.find((d) => d.role === 'buttons') ?? null, salesPaused: true },
+      (emit, end) => {
+        this.buttonTests++;
+        const offs: Array<() => void> = [
+          this.buttons.onPress((slot) => emit({ type: 'press', at: Date.now(), slot })),
+          this.buttons.onCancel(() => emit({ type: 'cancel', at: Date.now() })),
+        ];
+        if (observesInputs(this.buttons)) offs.push(this.buttons.onInput((e) => emit({ type: 'input', ...e })));
+        if (this.hardware) offs.push(this.hardware.faults.onFault((f) => emit({ type: 'fault', ...f })));
+        this.streamEnders.add(end);
+        this.logger.info('technician is testing the buttons: presses are not sold until the test ends');
+        return () => {
+          this.streamEnders.delete(end);
+          for (const off of offs) off();
+          this.buttonTests--;
+          if (this.buttonTests === 0) this.logger.info('button test over: presses sell again');
+        };
+      },
+    );
   }
 
   close(): Promise<void> {
     this.closing ??= (async () => {
+      for (const end of [...this.streamEnders]) end('agent stopping');
       for (const u of this.unsubscribe) u();
       this.buttons.close();
       await this.control?.close();
       // let a vend in progress finish and its result reach the outbox (and the relay if online)
       await this.session.close();
+      // the receipt of the last vend finishes printing
+      await this.printer?.idle();
       await this.link.close();
       this.dispenser.safe();
       this.dispenser.close();
+      // outputs to their safe level, gpiomon/gpioset children stopped
+      await this.hardware?.close();
       this.display.close();
       this.db.close();
       this.logger.info('agent stopped');
@@ -226,6 +360,7 @@ export async function startAgent(config: AgentConfig | AgentConfigInput, deps: A
   const token = resolveToken(cfg);
   const journal = new Journal(cfg.journal.path);
   let session: VendSession | undefined;
+  let hardware: Hardware | undefined;
   try {
     journal.syncStock(cfg.slots);
     const link = new RelayLink({
@@ -241,9 +376,20 @@ export async function startAgent(config: AgentConfig | AgentConfigInput, deps: A
       apply: (msg) => session!.apply(msg),
       ...(deps.stableAfterMs !== undefined ? { stableAfterMs: deps.stableAfterMs } : {}),
     });
+    // Never touch the pins while another agent runs here: driving its motor outputs "safe"
+    // would cut a pulse it is giving a paying customer.
+    if (deps.control !== false && (await answers(cfg.control.socket))) {
+      throw new Error(`another agent is already listening on ${cfg.control.socket}: stop it first (systemctl stop qrkiosk-agent)`);
+    }
+    hardware = await openHardware(cfg, {
+      logger,
+      ...(deps.hardware ? { deps: deps.hardware } : {}),
+      have: { buttons: deps.buttons !== undefined, dispenser: deps.dispenser !== undefined },
+      onPulse: () => crashPoint('pulse'),
+    });
     const display = deps.display ?? buildDisplay(cfg, logger);
-    const dispenser = deps.dispenser ?? buildDispenser(cfg, logger);
-    const buttons = deps.buttons ?? buildButtons(cfg, logger);
+    const dispenser = deps.dispenser ?? buildDispenser(cfg, logger, hardware);
+    const buttons = deps.buttons ?? buildButtons(cfg, logger, hardware);
     session = new VendSession({
       config: cfg,
       journal,
@@ -254,6 +400,8 @@ export async function startAgent(config: AgentConfig | AgentConfigInput, deps: A
       ...(deps.timings ? { timings: deps.timings } : {}),
     });
     const agent = new AgentImpl(cfg, journal, link, session, buttons, display, dispenser, logger);
+    agent.hardware = hardware;
+    agent.printer = receiptPrinterFor(cfg.hardware.printer, cfg.locale, { logger, faults: hardware.faults });
     agent.wire();
     if (deps.control !== false) {
       // First, because it also tells us whether another agent is running on this kiosk: two
@@ -280,6 +428,7 @@ export async function startAgent(config: AgentConfig | AgentConfigInput, deps: A
     return agent;
   } catch (err) {
     if (journal.db.open) journal.close();
+    await hardware?.close();
     throw err;
   }
 }

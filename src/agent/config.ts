@@ -2,28 +2,24 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, loadConfigFile, parseConfigText } from '../runtime/config-file.js';
+import { hint, section } from '../runtime/schema-helpers.js';
+import {
+  DISPENSER_DEFAULT,
+  buttonsSchema,
+  checkHardware,
+  dispenserSchema,
+  gpioSchema,
+  profileInfoSchema,
+  withProfile,
+  withProfileBase,
+} from './hardware-config.js';
+import { checkSerialHardware, mdbSchema, printerSchema, serialPanelSchema } from '../devices/serial/config.js';
 
 // The agent's YAML config. Every message says what to write instead, because the person reading
 // it is a technician on SSH at a kiosk, not the author of this file. The loader adds the file
 // name, key path and line number.
 
-/** An error message for a leaf: what is wrong ("missing"/"invalid") plus the fix. */
-function hint(fix: string) {
-  return (iss: { input?: unknown }) => (iss.input === undefined ? `missing: ${fix}` : `invalid: ${fix}`);
-}
-
-/** strict objects, so a typo ("dropWindow:") is an error instead of a silently ignored key */
-function section<T extends z.ZodRawShape>(shape: T, fix: string) {
-  const allowed = Object.keys(shape).join(', ');
-  return z.strictObject(shape, {
-    error: (iss) => {
-      if (iss.code === 'unrecognized_keys') {
-        return `unknown key(s) ${iss.keys.map((k) => `"${k}"`).join(', ')}: fix the spelling or remove it (allowed here: ${allowed})`;
-      }
-      return iss.input === undefined ? `missing: ${fix}` : `invalid: ${fix}`;
-    },
-  });
-}
+// hint() and section(): shared with the hardware profile schemas (src/agent/hardware-config.ts)
 
 const RELAY_URL = /^wss?:\/\/[^/\s]+\/v1\/kiosk\/?$/;
 
@@ -98,57 +94,61 @@ const slotSchema = section(
   '- { slot: 1, sku: COLA-350, stock: 8 }',
 );
 
-const simSchema = section(
+// buttons, dispenser and gpio (drivers, pins, hardware profiles): src/agent/hardware-config.ts
+const hardwareSchema = withProfile(section(
   {
-    fault: z
-      .enum(['none', 'jam', 'no_drop', 'slow_drop'], { error: 'use one of none, jam, no_drop, slow_drop' })
-      .default('none'),
-    dropDelayMs: z.number({ error: hint('ms after the pulse starts when the product falls, e.g. 120') }).int().nonnegative().default(120),
-    slowDropMs: z.number({ error: hint('ms after the pulse starts when a slow product falls, e.g. 2000') }).int().nonnegative().default(2000),
-    pulseLog: z.string({ error: hint('a file path; the simulated motor appends one JSON line per pulse') }).min(1).optional(),
-  },
-  'sim: { fault: none }',
-);
-
-const hardwareSchema = section(
-  {
-    buttons: section(
-      { driver: z.enum(['keyboard', 'sim', 'none'], { error: 'use one of keyboard, sim, none' }).default('keyboard') },
-      'buttons: { driver: keyboard }',
-    ).default({ driver: 'keyboard' }),
-    dispenser: section(
-      {
-        driver: z.enum(['sim'], { error: 'only "sim" exists for now: driver: sim' }).default('sim'),
-        pulseMs: z.number({ error: hint('motor pulse length in ms, e.g. pulseMs: 250') }).int().positive().max(10_000).default(250),
-        dropWindowMs: z
-          .number({ error: hint('ms to watch the drop sensor after each pulse starts, e.g. dropWindowMs: 1500') })
-          .int()
-          .positive()
-          .max(30_000)
-          .default(1500),
-        maxPulses: z
-          .number({ error: hint('pulses to try before giving up, e.g. maxPulses: 2') })
-          .int()
-          .min(1, { error: 'must be at least 1' })
-          .max(5, { error: 'use at most 5: more risks dropping two products' })
-          .default(2),
-        sim: simSchema.default({ fault: 'none', dropDelayMs: 120, slowDropMs: 2000 }),
-      },
-      'dispenser: { driver: sim }',
-    ).default({
-      driver: 'sim',
-      pulseMs: 250,
-      dropWindowMs: 1500,
-      maxPulses: 2,
-      sim: { fault: 'none', dropDelayMs: 120, slowDropMs: 2000 },
-    }),
+    profile: profileInfoSchema.optional(),
+    gpio: gpioSchema.optional(),
+    buttons: buttonsSchema.default({ driver: 'keyboard' }),
+    dispenser: dispenserSchema.default(DISPENSER_DEFAULT),
+    // one device behind both buttons and dispenser; the receipt printer (src/devices/serial/config.ts)
+    serialPanel: serialPanelSchema.optional(),
+    mdb: mdbSchema.optional(),
+    printer: printerSchema.optional(),
     display: section(
-      { driver: z.enum(['terminal', 'log', 'none'], { error: 'use one of terminal, log, none' }).default('terminal') },
+      {
+        driver: z
+          .enum(['terminal', 'framebuffer', 'web', 'log', 'none'], { error: 'use one of terminal, framebuffer, web, log, none' })
+          .default('terminal'),
+        // optional, defaults applied by createDisplay (src/devices/display.ts)
+        rotation: z
+          .union([z.literal(0), z.literal(90), z.literal(180), z.literal(270)], {
+            error: 'use 0, 90, 180 or 270 (degrees clockwise the picture is turned to match how the panel is mounted)',
+          })
+          .optional(),
+        framebuffer: section(
+          {
+            device: z
+              .string({ error: hint('the framebuffer device, e.g. device: /dev/fb0 (`ls /dev/fb*`)') })
+              .regex(/^\//, { error: 'write an absolute path, e.g. /dev/fb0 or /dev/fb1' })
+              .optional(),
+            sysfs: z
+              .string({ error: hint("the device's sysfs folder, e.g. sysfs: /sys/class/graphics/fb0") })
+              .regex(/^\//, { error: 'write an absolute path, e.g. /sys/class/graphics/fb0' })
+              .optional(),
+          },
+          'framebuffer: { device: /dev/fb0 }',
+        ).optional(),
+        web: section(
+          {
+            host: z
+              .literal('127.0.0.1', { error: 'the kiosk page is served on loopback only: host: 127.0.0.1 (or leave it out)' })
+              .optional(),
+            port: z
+              .number({ error: hint('the local port of the kiosk page, e.g. port: 8090') })
+              .int({ error: 'must be a whole number from 1 to 65535, e.g. 8090' })
+              .min(1, { error: 'must be a whole number from 1 to 65535, e.g. 8090' })
+              .max(65535, { error: 'must be a whole number from 1 to 65535, e.g. 8090' })
+              .optional(),
+          },
+          'web: { port: 8090 }',
+        ).optional(),
+      },
       'display: { driver: terminal }',
     ).default({ driver: 'terminal' }),
   },
-  'hardware: { buttons: {driver: keyboard}, dispenser: {driver: sim}, display: {driver: terminal} }',
-);
+  'hardware: { profile: gpio-spiral-4 } or { buttons: {driver: keyboard}, dispenser: {driver: sim}, display: {driver: terminal} }',
+));
 
 export const AgentConfigSchema = section(
   {
@@ -222,13 +222,17 @@ export const AgentConfigSchema = section(
     } else seen.set(s.slot, i);
   });
   const d = c.hardware.dispenser;
-  if (d.pulseMs > d.dropWindowMs) {
+  if ((d.driver === 'sim' || d.driver === 'gpio') && d.pulseMs > d.dropWindowMs) {
     ctx.addIssue({
       code: 'custom',
       path: ['hardware', 'dispenser', 'dropWindowMs'],
       message: `must be >= pulseMs (${d.pulseMs}): the sensor is watched while the motor turns and a while after`,
     });
   }
+  // one pin per function; every slot has a motor when the dispenser is on GPIO
+  checkHardware(c.hardware, c.slots.map((s) => s.slot), (i) => ctx.addIssue({ code: 'custom', ...i }));
+  // serial panel / MDB: the port section is there, MDB on both sides, items map to listed slots
+  checkSerialHardware(c.hardware, c.slots, (path, message) => ctx.addIssue({ code: 'custom', path, message }));
 });
 
 export type AgentConfig = z.output<typeof AgentConfigSchema>;
@@ -258,13 +262,15 @@ export function parseAgentConfigText(text: string, source = 'agent config'): Age
  * Throws ConfigError (file:line: key "a.b": what to write).
  */
 export function loadAgentConfig(path: string, opts: { readToken?: boolean } = {}): AgentConfig {
-  const cfg = loadConfigFile(path, AgentConfigSchema);
   const base = dirname(resolve(path));
+  // a relative hardware.profile path is relative to this file, like the other paths
+  const cfg = withProfileBase(base, () => loadConfigFile(path, AgentConfigSchema));
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
   cfg.journal.path = abs(cfg.journal.path);
   cfg.control.socket = abs(cfg.control.socket);
   if (cfg.relay.tokenFile) cfg.relay.tokenFile = abs(cfg.relay.tokenFile);
-  if (cfg.hardware.dispenser.sim.pulseLog) cfg.hardware.dispenser.sim.pulseLog = abs(cfg.hardware.dispenser.sim.pulseLog);
+  const disp = cfg.hardware.dispenser;
+  if (disp.driver === 'sim' && disp.sim.pulseLog) disp.sim.pulseLog = abs(disp.sim.pulseLog);
   // Read the token now so a missing file is a start-up error, not a reconnect loop. Technician
   // commands only need the socket path and may not be allowed to read the token.
   if (opts.readToken !== false) resolveToken(cfg);

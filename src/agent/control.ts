@@ -9,7 +9,7 @@ import type { Logger } from '../runtime/log.js';
 //   -> {"id":1,"cmd":"status","args":{}}
 //   <- {"id":1,"ok":true,"result":{...}}     or {"id":1,"ok":false,"error":"..."}
 
-export const CONTROL_COMMANDS = ['status', 'select', 'cancel', 'journal'] as const;
+export const CONTROL_COMMANDS = ['status', 'select', 'cancel', 'journal', 'hardware', 'test.dispense', 'test.buttons', 'test.printer'] as const;
 export type ControlCommand = (typeof CONTROL_COMMANDS)[number];
 
 export const ControlRequest = z.object({
@@ -24,6 +24,20 @@ export type ControlResponse =
   | { id?: string | number; ok: false; error: string };
 
 export type ControlHandler = (req: ControlRequest) => unknown;
+
+/**
+ * A handler's answer that keeps the connection open and sends events until the client hangs up
+ * (`qrkiosk test buttons`). On the wire: the usual answer line with `"stream": true` and the
+ * `initial` result, then one `{"id":…,"event":…}` line per event; the agent ends the stream with
+ * `{"id":…,"end":"reason"}` when it shuts down. The connection serves nothing else afterwards.
+ */
+export class ControlStream {
+  constructor(
+    readonly initial: unknown,
+    /** starts sending; returns the function that stops it */
+    readonly open: (emit: (event: unknown) => void, end: (reason: string) => void) => () => void,
+  ) {}
+}
 
 const MAX_LINE = 64 * 1024;
 
@@ -56,8 +70,8 @@ export function resolveGid(group: string | number, groupFile = '/etc/group'): nu
   throw new ControlError(`control.group: there is no group "${group}" in ${groupFile}: create it (groupadd ${group}) or use a gid`);
 }
 
-/** Is something answering on this unix socket? */
-function answers(path: string): Promise<boolean> {
+/** Is something answering on this unix socket? (also: is another agent running on this kiosk) */
+export function answers(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect(path);
     const done = (v: boolean) => {
@@ -124,6 +138,8 @@ export class ControlServer {
     let buf = '';
     // one request at a time per connection, answered in order
     let chain = Promise.resolve();
+    // once a stream answered, the connection belongs to it
+    let streaming = false;
     sock.on('data', (chunk: string) => {
       buf += chunk;
       if (buf.length > MAX_LINE && !buf.includes('\n')) {
@@ -136,13 +152,49 @@ export class ControlServer {
         buf = buf.slice(nl + 1);
         if (!line) continue;
         chain = chain.then(async () => {
+          if (streaming) return;
           const res = await answer(line, handler, logger);
-          if (!sock.destroyed) sock.write(JSON.stringify(res) + '\n');
+          if (sock.destroyed) return;
+          if (res.ok && res.result instanceof ControlStream) {
+            streaming = true;
+            this.stream(sock, res.id, res.result, logger);
+            return;
+          }
+          sock.write(JSON.stringify(res) + '\n');
         });
       }
     });
     sock.on('error', () => sock.destroy());
     sock.on('close', () => this.sockets.delete(sock));
+  }
+
+  private stream(sock: net.Socket, id: string | number | undefined, s: ControlStream, logger: Logger): void {
+    const idPart = id !== undefined ? { id } : {};
+    sock.write(JSON.stringify({ ...idPart, ok: true, stream: true, result: s.initial }) + '\n');
+    let stopped = false;
+    let stop: () => void = () => {};
+    const halt = () => {
+      if (stopped) return;
+      stopped = true;
+      try {
+        stop();
+      } catch (err) {
+        logger.warn({ err: (err as Error).message }, 'control stream: stopping failed');
+      }
+    };
+    sock.once('close', halt);
+    stop = s.open(
+      (event) => {
+        if (!stopped && !sock.destroyed) sock.write(JSON.stringify({ ...idPart, event }) + '\n');
+      },
+      (reason) => {
+        if (stopped) return;
+        halt();
+        if (!sock.destroyed) sock.end(JSON.stringify({ ...idPart, end: reason }) + '\n');
+      },
+    );
+    // the client may already have gone while the stream opened
+    if (sock.destroyed) halt();
   }
 
   async close(): Promise<void> {
@@ -225,4 +277,97 @@ export async function controlRequest(
   });
   if (!res.ok) throw new ControlError(res.error);
   return res.result;
+}
+
+export interface ControlStreamClient {
+  /** the agent's first answer (what is being watched) */
+  initial: unknown;
+  /** how the stream ended: we closed it, the agent ended it (with its reason), or the link broke */
+  done: Promise<{ how: 'closed' | 'ended' | 'lost'; reason?: string }>;
+  close(): void;
+}
+
+/**
+ * Opens a streaming command (a ControlStream on the agent side) and calls onEvent for each event
+ * until close(). Rejects like controlRequest when the agent refuses or is not there.
+ */
+export function openControlStream(
+  path: string,
+  cmd: ControlCommand,
+  args: Record<string, unknown>,
+  onEvent: (event: unknown) => void,
+  opts: { timeoutMs?: number } = {},
+): Promise<ControlStreamClient> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(path);
+    sock.setEncoding('utf8');
+    let buf = '';
+    let opened = false;
+    let closedByUs = false;
+    let endReason: string | undefined;
+    let finish!: (v: { how: 'closed' | 'ended' | 'lost'; reason?: string }) => void;
+    const done = new Promise<{ how: 'closed' | 'ended' | 'lost'; reason?: string }>((r) => (finish = r));
+    const timeoutMs = opts.timeoutMs ?? 10_000;
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new ControlError(`the agent at ${path} did not answer "${cmd}" within ${timeoutMs} ms`));
+    }, timeoutMs);
+    sock.once('connect', () => sock.write(JSON.stringify({ id: 1, cmd, args }) + '\n'));
+    sock.on('data', (chunk: string) => {
+      buf += chunk;
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        let msg: { ok?: boolean; stream?: boolean; result?: unknown; error?: string; event?: unknown; end?: string };
+        try {
+          msg = JSON.parse(line) as typeof msg;
+        } catch {
+          continue;
+        }
+        if (!opened) {
+          clearTimeout(timer);
+          if (msg.ok === false) {
+            sock.destroy();
+            reject(new ControlError(msg.error ?? 'refused'));
+            return;
+          }
+          if (!msg.stream) {
+            sock.destroy();
+            reject(new ControlError(`the agent answered "${cmd}" without a stream (older agent?)`));
+            return;
+          }
+          opened = true;
+          resolve({
+            initial: msg.result,
+            done,
+            close: () => {
+              closedByUs = true;
+              sock.end();
+              sock.destroy();
+            },
+          });
+        } else if (msg.end !== undefined) {
+          endReason = msg.end;
+        } else if ('event' in msg) {
+          onEvent(msg.event);
+        }
+      }
+    });
+    sock.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      if (opened) return;
+      if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') reject(new ControlUnavailable(path));
+      else if (err.code === 'EACCES') reject(new ControlError(`permission denied on ${path}: run as the agent's user or join the control.group`));
+      else reject(new ControlError(`cannot talk to the agent at ${path}: ${err.message}`));
+    });
+    sock.once('close', () => {
+      clearTimeout(timer);
+      if (!opened) {
+        reject(new ControlError(`the agent at ${path} closed the connection without answering`));
+        return;
+      }
+      finish(closedByUs ? { how: 'closed' } : endReason !== undefined ? { how: 'ended', reason: endReason } : { how: 'lost' });
+    });
+  });
 }

@@ -6,7 +6,9 @@ import { formatMoney, isCurrency } from '../core/money.js';
 import { frame } from '../protocol/codec.js';
 import type { AgentMessage, OrderCancel, VendResultKind, Welcome } from '../protocol/messages.js';
 import type { Logger } from '../runtime/log.js';
+import type { SelectionDetail } from '../devices/buttons.js';
 import type { Dispenser, VendOutcome } from '../devices/dispenser.js';
+import { checkMachinePrice } from '../devices/mdb/price.js';
 import type { Display, Screen, ScreenName } from '../devices/display.js';
 import { texts, type Texts } from '../devices/texts.js';
 import type { AgentConfig } from './config.js';
@@ -17,7 +19,10 @@ import type { LinkState, ReliableRelayMessage } from './relay-link.js';
 // journal transition checked by the vend state machine; an illegal one is logged and refused,
 // never "fixed up", because the wrong fix here is a motor pulse nobody paid for.
 
-export type SelectRefusal = 'unknown_slot' | 'out_of_stock' | 'out_of_service' | 'busy' | 'price_unknown' | 'slot_jammed';
+export type SelectRefusal = 'unknown_slot' | 'out_of_stock' | 'out_of_service' | 'busy' | 'price_unknown' | 'slot_jammed' | 'price_mismatch';
+
+/** A machine that prices its own selection (MDB): checked against the catalog before the order. */
+export type SelectOptions = Pick<SelectionDetail, 'machinePrice' | 'trustMachinePriceWithin'>;
 
 export type SelectResult =
   | {
@@ -308,7 +313,7 @@ export class VendSession extends EventEmitter {
 
   // ---- customer actions -------------------------------------------------------------------------
 
-  select(slot: number): SelectResult {
+  select(slot: number, opts: SelectOptions = {}): SelectResult {
     const refuse = (reason: SelectRefusal, detail?: string): SelectResult => {
       const message = this.t.refused[reason];
       this.log.info({ slot, reason, detail }, 'selection refused');
@@ -327,6 +332,14 @@ export class VendSession extends EventEmitter {
     if (!w) return refuse('out_of_service', `relay link is ${this.deps.link.state}`);
     const product = w.catalog.find((p) => p.sku === cfg.sku);
     if (!product) return refuse('price_unknown', `sku ${cfg.sku} is not in the relay catalog`);
+    if (opts.machinePrice !== undefined) {
+      // the customer pays the catalog price; the machine's own price must agree with it
+      const pc = checkMachinePrice(opts.machinePrice, opts.trustMachinePriceWithin, product);
+      if (!pc.ok) return refuse('price_mismatch', pc.detail);
+      if (pc.difference !== 0) {
+        this.log.warn({ slot, machine: pc.machine, catalog: product.price }, 'machine price differs from the catalog within the trusted bound: selling at the catalog price');
+      }
+    }
 
     const now = this.now();
     // never promise the customer longer than the relay keeps the order payable

@@ -24,6 +24,10 @@ Technician commands (talk to the running agent; --socket PATH or --config FILE t
   qrkiosk select <slot> [--json]        press a product button
   qrkiosk cancel [--json]               cancel the open order (before payment)
   qrkiosk journal [--limit N] [--json]  the latest vend steps
+  qrkiosk hardware [--json]             profile, GPIO backend, pins and devices, hardware faults
+  qrkiosk test buttons [--json]         live view of button presses until Ctrl-C (sales paused)
+  qrkiosk test dispense <slot> [--json] pulse a slot's motor and watch the drop sensor
+  qrkiosk test printer [--json]         print a sample receipt on the kiosk's receipt printer
 
   qrkiosk --version | help`;
 
@@ -48,6 +52,10 @@ export async function main(argv: string[]): Promise<number> {
     case 'cancel':
     case 'journal':
       return (await import('./agent-commands.js')).technicianMain(cmd, rest);
+    case 'hardware':
+      return (await import('./hardware-commands.js')).hardwareMain(rest);
+    case 'test':
+      return (await import('./hardware-commands.js')).testMain(rest);
     case '--version':
     case '-v':
       console.log(version());

@@ -4,10 +4,49 @@ import type { Logger } from '../runtime/log.js';
 // The product buttons (and the customer's cancel button). GPIO drivers will implement the same
 // small interface; the session only ever sees "slot N was pressed" / "cancel was pressed".
 
+/**
+ * What a selection source knows besides the slot. A vending machine on MDB chooses on its own
+ * keypad and asks a price: the session checks that price against the catalog.
+ */
+export interface SelectionDetail {
+  /** which driver saw the press, for logs ("serial-panel", "mdb", ...) */
+  source: string;
+  /** the machine's own item number (MDB) */
+  item?: number;
+  /** the price the machine asks, as the decimal text it sent ("1500.00") */
+  machinePrice?: string;
+  /** how far (decimal, catalog currency) that price may differ from the catalog; absent = must match */
+  trustMachinePriceWithin?: string;
+}
+
+/** What the selection came to (the session's SelectResult fits): MDB denies a refused request. */
+export interface SelectionAnswer {
+  ok: boolean;
+  orderId?: string;
+  reason?: string;
+  message?: string;
+}
+
+export function isSelectionAnswer(v: unknown): v is SelectionAnswer {
+  return typeof v === 'object' && v !== null && typeof (v as { ok?: unknown }).ok === 'boolean';
+}
+
+/** An order's state change, as much of it as a device needs (MDB: cancel/expiry -> deny). */
+export interface OrderChange {
+  orderId: string;
+  to: string;
+}
+
 export interface Buttons {
-  /** returns an unsubscribe function */
-  onPress(listener: (slot: number) => void): () => void;
+  /**
+   * returns an unsubscribe function. The listener may return what became of the selection (a
+   * SelectionAnswer), so a source that must answer someone (the MDB machine waiting for
+   * approval) knows; sources that do not care ignore the return value.
+   */
+  onPress(listener: (slot: number, detail?: SelectionDetail) => unknown): () => void;
   onCancel(listener: () => void): () => void;
+  /** optional: every order state change, for sources that hold the machine's request open */
+  orderChanged?(change: OrderChange): void;
   start(): void;
   close(): void;
 }
@@ -15,7 +54,7 @@ export interface Buttons {
 abstract class EmitterButtons implements Buttons {
   protected readonly events = new EventEmitter();
 
-  onPress(listener: (slot: number) => void): () => void {
+  onPress(listener: (slot: number, detail?: SelectionDetail) => unknown): () => void {
     this.events.on('press', listener);
     return () => this.events.off('press', listener);
   }

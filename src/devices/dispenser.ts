@@ -35,6 +35,12 @@ export interface DropWatch {
   /** true when a product crossed the sensor within the window */
   seen: Promise<boolean>;
   cancel(): void;
+  /**
+   * The beam was already interrupted when the watch was armed (sensors that can tell: an IR beam
+   * on GPIO). Before the first pulse that is a sensor fault; before a retry it is the product
+   * from the previous pulse still falling or resting in the beam.
+   */
+  blockedAtStart?: boolean;
 }
 
 export interface DropSensor {
@@ -72,6 +78,16 @@ export class PulseDispenser implements Dispenser {
       for (let pulse = 1; pulse <= this.opts.maxPulses; pulse++) {
         // Arm first: a light product can cross the sensor while the motor is still turning.
         const watch = this.sensor.watch(this.opts.dropWindowMs);
+        if (watch.blockedAtStart) {
+          watch.cancel();
+          if (pulse === 1) {
+            this.opts.logger?.error({ slot }, 'drop sensor blocked before the first pulse: not dispensing');
+            return { result: 'vend_failed', pulses: 0, detail: 'drop sensor blocked before the first pulse (sensor fault or product stuck in the chute): motor not started' };
+          }
+          // it fell at the very end of the last window: pulsing again could drop a second product
+          this.opts.logger?.warn({ slot, pulse }, 'product in the drop sensor beam before the retry: counted as dispensed');
+          return { result: 'dispensed', pulses: pulse - 1, detail: 'product seen in the beam after the window closed' };
+        }
         let motor: 'ok' | 'stalled';
         try {
           const running = this.motor.pulse(slot, this.opts.pulseMs);

@@ -24,7 +24,12 @@ export function parseConfigText<T>(text: string, schema: z.ZodType<T>, source: s
   if (parsed.success) return parsed.data;
   const msgs = parsed.error.issues.slice(0, 5).map((issue) => {
     const key = issue.path.map(String).join('.') || '(top level)';
-    const node = issue.path.length ? doc.getIn(issue.path as (string | number)[], true) : undefined;
+    // a YAML key like `1:` in `pins: { 1: 17 }` is a number in the document but a string in the
+    // path zod reports: try the numeric form too, so the message still has its line
+    const path = issue.path as (string | number)[];
+    const node = path.length
+      ? (doc.getIn(path, true) ?? doc.getIn(path.map((k) => (typeof k === 'string' && /^\d+$/.test(k) ? Number(k) : k)), true))
+      : undefined;
     const range = (node as { range?: [number, number, number] } | undefined)?.range;
     const where = range ? `:${lines.linePos(range[0]).line}` : '';
     return `${source}${where}: key "${key}": ${issue.message}`;

@@ -1,0 +1,226 @@
+// The customer's screen on a framebuffer: how long from a button press (agent.select) to the pay
+// screen's frame written to the framebuffer, beside what the `qrcode` module alone needs to make
+// the same QR matrix. The framebuffer is a regular file with a fake sysfs folder (what the tests
+// use); on a Pi the write goes to /dev/fb0 instead, which costs about the same memory copy.
+//
+// Figures, each a median and p99 over N runs on one 2-core machine (see README.md):
+//   select -> pay frame written  the real agent: journal transaction (fsync), order.ready to a
+//                                 loopback relay, screen model, layout, paint, one write
+//   new screen -> frame written   FramebufferDisplay.show() of a pay screen with a new QR payload
+//                                 each time: QR encoding + layout + paint + write (the worst case)
+//   countdown tick -> frame       the once-a-second redraw: copy of the cached frame + countdown
+//   qrcode alone                  QRCode.create(payload, { errorCorrectionLevel: 'M' })
+
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import QRCode from 'qrcode';
+import { pino } from 'pino';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { startAgent } from '../src/agent/agent.js';
+import { formatMoney } from '../src/core/money.js';
+import { FramebufferDisplay, type FrameEvent, type Screen } from '../src/devices/display.js';
+import { SimDispenser } from '../src/devices/dispenser.js';
+import { clearQrCache } from '../src/devices/display/qr.js';
+import type { FbGeometry } from '../src/devices/display/surface.js';
+import { frame } from '../src/protocol/codec.js';
+import { isReliable } from '../src/protocol/messages.js';
+
+export const BENCH_QR =
+  '00020101021243650016COM.MERCADOLIBRE02013063638f1192a-5fd1-4180-a180-8bcae3556bc35204000053030325802AR5909Test Shop6004CABA63041D2C';
+
+export interface Figure {
+  what: string;
+  runs: number;
+  medianMs: number;
+  p99Ms: number;
+}
+
+function percentile(sorted: number[], p: number): number {
+  const i = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
+  return sorted[Math.max(0, i)]!;
+}
+
+function figure(what: string, samples: number[]): Figure {
+  const s = [...samples].sort((a, b) => a - b);
+  return { what, runs: s.length, medianMs: percentile(s, 50), p99Ms: percentile(s, 99) };
+}
+
+function fakeFramebuffer(dir: string, g: FbGeometry): { device: string; sysfs: string } {
+  const sysfs = join(dir, `sys-${g.width}x${g.height}-${g.bpp}`);
+  mkdirSync(sysfs, { recursive: true });
+  writeFileSync(join(sysfs, 'bits_per_pixel'), `${g.bpp}\n`);
+  writeFileSync(join(sysfs, 'virtual_size'), `${g.width},${g.height}\n`);
+  writeFileSync(join(sysfs, 'stride'), `${g.stride}\n`);
+  const device = join(dir, `fb-${g.width}x${g.height}-${g.bpp}`);
+  writeFileSync(device, '');
+  return { device, sysfs };
+}
+
+function nextFrame(d: FramebufferDisplay, pred: (e: FrameEvent) => boolean): Promise<FrameEvent> {
+  return new Promise((resolve) => {
+    const on = (e: FrameEvent) => {
+      if (!pred(e)) return;
+      d.off('frame', on);
+      resolve(e);
+    };
+    d.on('frame', on);
+  });
+}
+
+/** A relay that only welcomes and acks: enough for the agent to sell. */
+async function miniRelay(token: string): Promise<{ url: string; close: () => Promise<void> }> {
+  const wss = await new Promise<WebSocketServer>((resolve) => {
+    const s: WebSocketServer = new WebSocketServer(
+      {
+        host: '127.0.0.1',
+        port: 0,
+        path: '/v1/kiosk',
+        verifyClient: (info: { req: IncomingMessage }) => info.req.headers.authorization === `Bearer ${token}`,
+      },
+      () => resolve(s),
+    );
+  });
+  wss.on('connection', (ws: WebSocket) => {
+    ws.on('message', (data) => {
+      const msg = JSON.parse(data.toString()) as { type: string; id: string; at?: number };
+      if (msg.type === 'hello') {
+        ws.send(
+          JSON.stringify(
+            frame({
+              type: 'welcome',
+              kioskId: 'bench',
+              serverTime: Date.now(),
+              paymentModel: 'unattended',
+              posQr: BENCH_QR,
+              catalog: [{ sku: 'COLA', name: 'Cola 350ml', price: 150000, currency: 'ARS' }],
+              maxPaymentSeconds: 120,
+            }),
+          ),
+        );
+      }
+      if (msg.type === 'ping') ws.send(JSON.stringify(frame({ type: 'pong', at: msg.at as number })));
+      if (isReliable(msg.type)) ws.send(JSON.stringify(frame({ type: 'ack', ackId: msg.id })));
+    });
+  });
+  const port = (wss.address() as { port: number }).port;
+  return {
+    url: `ws://127.0.0.1:${port}/v1/kiosk`,
+    close: async () => {
+      for (const c of wss.clients) c.terminate();
+      await new Promise<void>((r) => wss.close(() => r()));
+    },
+  };
+}
+
+async function selectToFrame(dir: string, g: FbGeometry, runs: number): Promise<number[]> {
+  const token = 'bench-token-0123456789';
+  const relay = await miniRelay(token);
+  const fb = fakeFramebuffer(dir, g);
+  const display = new FramebufferDisplay({ device: fb.device, sysfs: fb.sysfs, locale: 'es-AR', refreshMs: 0 });
+  const silent = pino({ level: 'silent' });
+  const agent = await startAgent(
+    {
+      kioskId: 'bench',
+      relay: { url: relay.url, token },
+      journal: { path: join(dir, `agent-${g.width}.sqlite`) },
+      control: { socket: join(dir, `a${g.width}.sock`) },
+      slots: [{ slot: 1, sku: 'COLA', stock: 5 }],
+      hardware: { buttons: { driver: 'none' }, display: { driver: 'none' }, dispenser: { driver: 'sim' } },
+    },
+    {
+      logger: silent,
+      display,
+      dispenser: new SimDispenser({ pulseMs: 1, dropWindowMs: 10, maxPulses: 1, fault: 'none', dropDelayMs: 1, slowDropMs: 5 }),
+      timings: { resultScreenMs: 0 },
+      control: false,
+    },
+  );
+  const samples: number[] = [];
+  try {
+    while (!agent.status().relay.lastWelcomeAt) await new Promise((r) => setTimeout(r, 5));
+    for (let i = 0; i < runs + 5; i++) {
+      const t0 = performance.now();
+      const sel = agent.select(1);
+      if (!sel.ok) throw new Error(`select refused: ${sel.reason}`);
+      await nextFrame(display, (e) => e.screen.screen === 'pay' && e.screen.orderId === sel.orderId);
+      if (i >= 5) samples.push(performance.now() - t0); // the first few warm the JIT and glyph caches
+      const idle = nextFrame(display, (e) => e.screen.screen === 'idle' && e.screen.message === undefined);
+      agent.cancel();
+      await idle;
+    }
+  } finally {
+    await agent.close();
+    await relay.close();
+  }
+  return samples;
+}
+
+async function showToFrame(dir: string, g: FbGeometry, runs: number): Promise<{ fresh: number[]; tick: number[] }> {
+  const fb = fakeFramebuffer(dir, g);
+  const d = new FramebufferDisplay({ device: fb.device, sysfs: fb.sysfs, locale: 'es-AR', refreshMs: 0 });
+  const fresh: number[] = [];
+  const tick: number[] = [];
+  try {
+    for (let i = 0; i < runs + 5; i++) {
+      clearQrCache();
+      const s: Screen = { screen: 'pay', product: 'Cola 350ml', amountText: formatMoney(150000 + i, 'ARS'), qr: `${BENCH_QR}${i}`, secondsLeft: 90, orderId: `ord_${i}` };
+      let t0 = performance.now();
+      let f = nextFrame(d, (e) => e.screen.orderId === s.orderId && e.screen.secondsLeft === 90);
+      d.show(s);
+      await f;
+      if (i >= 5) fresh.push(performance.now() - t0);
+      t0 = performance.now();
+      f = nextFrame(d, (e) => e.screen.orderId === s.orderId && e.screen.secondsLeft === 89);
+      d.show({ ...s, secondsLeft: 89 });
+      const e = await f;
+      if (e.full) throw new Error('a countdown tick redrew the whole screen');
+      if (i >= 5) tick.push(performance.now() - t0);
+    }
+  } finally {
+    d.close();
+  }
+  return { fresh, tick };
+}
+
+function qrcodeAlone(payload: (i: number) => string, runs: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < runs + 5; i++) {
+    const p = payload(i);
+    const t0 = performance.now();
+    QRCode.create(p, { errorCorrectionLevel: 'M' });
+    if (i >= 5) out.push(performance.now() - t0);
+  }
+  return out;
+}
+
+export async function benchDisplay(runs = 200): Promise<Figure[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'qrk-bench-fb-'));
+  const panels: Array<{ name: string; g: FbGeometry; runs: number }> = [
+    { name: '800x480 XRGB8888', g: { width: 800, height: 480, bpp: 32, stride: 3200 }, runs },
+    { name: '320x240 RGB565', g: { width: 320, height: 240, bpp: 16, stride: 640 }, runs },
+    { name: '1920x1080 XRGB8888', g: { width: 1920, height: 1080, bpp: 32, stride: 7680 }, runs: Math.max(20, Math.floor(runs / 4)) },
+  ];
+  const figures: Figure[] = [];
+  try {
+    for (const p of panels) {
+      figures.push(figure(`select -> pay frame written, ${p.name}`, await selectToFrame(dir, p.g, p.runs)));
+      const { fresh, tick } = await showToFrame(dir, p.g, p.runs);
+      figures.push(figure(`new pay screen (new QR) -> frame written, ${p.name}`, fresh));
+      figures.push(figure(`countdown tick -> frame written, ${p.name}`, tick));
+    }
+    figures.push(figure(`qrcode alone: QRCode.create of the same payloads (${BENCH_QR.length + 1}-${BENCH_QR.length + 3} characters)`, qrcodeAlone((i) => `${BENCH_QR}${i}`, runs)));
+    const long = (i: number) => `${BENCH_QR}${'X'.repeat(400 - BENCH_QR.length - String(i).length)}${i}`;
+    figures.push(figure('qrcode alone: a 400-character payload', qrcodeAlone(long, runs)));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return figures;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const figs = await benchDisplay(Number(process.env.BENCH_FRAMES ?? 200));
+  for (const f of figs) console.log(`${f.what}: median ${f.medianMs.toFixed(2)} ms, p99 ${f.p99Ms.toFixed(2)} ms (${f.runs} runs)`);
+}

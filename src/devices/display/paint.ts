@@ -1,0 +1,97 @@
+import type { BitmapFont } from './font.js';
+import { COLORS, urgent, type Layout, type Op } from './layout.js';
+import { QUIET_ZONE } from './qr.js';
+import type { Icon } from './view.js';
+import type { Rgb, Surface } from './surface.js';
+
+// Executes a Layout on a Surface. The static part is painted once per screen; the countdown is
+// painted over a copy of it on every tick.
+
+export function paintStatic(layout: Layout, s: Surface, font: BitmapFont): void {
+  for (const op of layout.ops) paintOp(op, s, font);
+}
+
+export function paintDynamic(layout: Layout, s: Surface, font: BitmapFont, countdown: { text: string; seconds: number } | undefined): void {
+  if (!countdown) return;
+  for (const op of layout.dynamic) {
+    if (op.kind !== 'countdown') continue;
+    const hot = urgent(countdown.seconds);
+    s.roundRect(op.x, op.y, op.w, op.h, op.radius, hot ? COLORS.urgent : COLORS.pill);
+    const text = font.ellipsize(countdown.text, op.size, op.w - op.radius);
+    const tw = font.measure(text, op.size);
+    const top = op.y + Math.floor((op.h - font.lineHeight(op.size)) / 2);
+    s.text(font, text, op.x + Math.floor((op.w - tw) / 2), top + font.ascent(op.size), op.size, hot ? COLORS.white : COLORS.brand);
+  }
+}
+
+function paintOp(op: Op, s: Surface, font: BitmapFont): void {
+  switch (op.kind) {
+    case 'rect':
+      if (op.radius) s.roundRect(op.x, op.y, op.w, op.h, op.radius, op.color);
+      else s.fillRect(op.x, op.y, op.w, op.h, op.color);
+      return;
+    case 'text':
+      s.text(font, op.text, op.x, op.y + font.ascent(op.size), op.size, op.color);
+      return;
+    case 'qr': {
+      const { x, y, module, matrix } = op;
+      const side = (matrix.size + 2 * QUIET_ZONE) * module;
+      s.fillRect(x, y, side, side, COLORS.white);
+      const q = QUIET_ZONE * module;
+      for (let r = 0; r < matrix.size; r++) {
+        // runs of dark modules as one rectangle
+        let c = 0;
+        while (c < matrix.size) {
+          if (!matrix.dark[r * matrix.size + c]) {
+            c++;
+            continue;
+          }
+          let run = 1;
+          while (c + run < matrix.size && matrix.dark[r * matrix.size + c + run]) run++;
+          s.fillRect(x + q + c * module, y + q + r * module, run * module, module, 0x000000);
+          c += run;
+        }
+      }
+      return;
+    }
+    case 'icon':
+      drawIcon(s, op.icon, op.cx, op.cy, op.r, op.color, op.bg);
+      return;
+    case 'countdown':
+      return;
+  }
+}
+
+function drawIcon(s: Surface, icon: Icon, cx: number, cy: number, r: number, color: Rgb, bg: Rgb): void {
+  s.circle(cx, cy, r, bg);
+  const w = Math.max(2, r * 0.17);
+  const seg = (ax: number, ay: number, bx: number, by: number, width = w) => s.segment(cx + ax * r, cy + ay * r, cx + bx * r, cy + by * r, width, color);
+  switch (icon) {
+    case 'check':
+      seg(-0.42, 0.02, -0.12, 0.32);
+      seg(-0.12, 0.32, 0.45, -0.3);
+      return;
+    case 'cross':
+      seg(-0.33, -0.33, 0.33, 0.33);
+      seg(-0.33, 0.33, 0.33, -0.33);
+      return;
+    case 'clock':
+      s.circle(cx, cy, r * 0.62, color, Math.max(2, r * 0.12));
+      seg(0, 0, 0, -0.38, w * 0.8);
+      seg(0, 0, 0.28, 0, w * 0.8);
+      return;
+    case 'arrow':
+      seg(0, -0.45, 0, 0.38);
+      seg(-0.3, 0.1, 0, 0.4);
+      seg(0.3, 0.1, 0, 0.4);
+      return;
+    case 'bang':
+      seg(0, -0.45, 0, 0.1, w * 1.1);
+      s.circle(cx, cy + 0.36 * r, w * 0.65, color);
+      return;
+    case 'wrench':
+      seg(-0.4, 0.4, 0.1, -0.1, w * 1.1);
+      s.circle(cx + 0.22 * r, cy - 0.22 * r, r * 0.25, color, Math.max(2, r * 0.13));
+      return;
+  }
+}

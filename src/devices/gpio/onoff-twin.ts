@@ -1,0 +1,176 @@
+import { EventEmitter } from 'node:events';
+import { listSysfsChips, type SysfsChip } from './sysfs.js';
+import type { OnoffDirection, OnoffEdge, OnoffFactory, OnoffGpio, OnoffOptions } from './onoff-backend.js';
+import type { Level } from './types.js';
+
+// The simulated twin of onoff on a given chip layout, for tests and for running the GPIO drivers on
+// a laptop. It behaves like onoff on a real kernel where that matters to us:
+//   - exporting a number no chip owns fails with EINVAL, as the kernel answers a write to
+//     /sys/class/gpio/export (so code that passes a raw BCM number on a base-512 kernel fails
+//     here exactly as it fails on the Pi);
+//   - 'high'/'low' set the direction and the level in one step; reconfigureDirection: false keeps
+//     an already exported output as it is;
+//   - writing the value of an input fails with EPERM;
+//   - watch() callbacks arrive asynchronously (epoll) and carry the value read at delivery time,
+//     so two fast edges may report the same level twice;
+//   - edge 'none' never calls back.
+// Tests drive inputs with drive() and read what outputs did from `writes`.
+
+export interface TwinWrite {
+  at: number;
+  gpio: number;
+  value: Level;
+}
+
+interface Pin {
+  exported: boolean;
+  direction: 'in' | 'out';
+  edge: OnoffEdge;
+  /** level an external circuit drives on an input */
+  external: Level;
+  /** level this side drives on an output */
+  driven: Level;
+  activeLow: boolean;
+  watchers: Set<(err: Error | null | undefined, value: Level) => void>;
+}
+
+function sysErr(code: 'EINVAL' | 'EPERM' | 'EBUSY', gpio: number): NodeJS.ErrnoException {
+  const text = { EINVAL: 'invalid argument', EPERM: 'operation not permitted', EBUSY: 'resource busy or locked' }[code];
+  const e = new Error(`${code}: ${text}, write`) as NodeJS.ErrnoException;
+  e.code = code;
+  e.syscall = 'write';
+  e.errno = { EINVAL: -22, EPERM: -1, EBUSY: -16 }[code];
+  e.path = `/sys/class/gpio/gpio${gpio}`;
+  return e;
+}
+
+export class OnoffTwin extends EventEmitter {
+  private readonly pins = new Map<number, Pin>();
+  readonly writes: TwinWrite[] = [];
+  /** numbers exported over the twin's life, in order */
+  readonly exports: number[] = [];
+
+  constructor(readonly chips: SysfsChip[]) {
+    super();
+  }
+
+  /** A twin for the chips of a (fake) sysfs tree. */
+  static fromSysfs(root: string): OnoffTwin {
+    return new OnoffTwin(listSysfsChips(root));
+  }
+
+  private owned(gpio: number): boolean {
+    return this.chips.some((c) => gpio >= c.base && gpio < c.base + c.ngpio);
+  }
+
+  private pin(gpio: number): Pin {
+    let p = this.pins.get(gpio);
+    if (!p) {
+      p = { exported: false, direction: 'in', edge: 'none', external: 0, driven: 0, activeLow: false, watchers: new Set() };
+      this.pins.set(gpio, p);
+    }
+    return p;
+  }
+
+  private raw(p: Pin): Level {
+    return p.direction === 'out' ? p.driven : p.external;
+  }
+
+  private read(p: Pin): Level {
+    const v = this.raw(p);
+    return (p.activeLow ? 1 - v : v) as Level;
+  }
+
+  readonly factory: OnoffFactory = (gpio: number, direction: OnoffDirection, edge: OnoffEdge = 'none', options: OnoffOptions = {}): OnoffGpio => {
+    if (!this.owned(gpio)) throw sysErr('EINVAL', gpio);
+    const p = this.pin(gpio);
+    const reconfigure = options.reconfigureDirection ?? true;
+    if (!p.exported) {
+      p.exported = true;
+      this.exports.push(gpio);
+    }
+    p.activeLow = options.activeLow ?? false;
+    const wantOut = direction !== 'in';
+    const configured = wantOut ? p.direction === 'out' : p.direction === 'in';
+    if (reconfigure || !configured) {
+      p.direction = wantOut ? 'out' : 'in';
+      if (wantOut) {
+        const v: Level = direction === 'high' ? 1 : 0;
+        this.setDriven(gpio, p, (p.activeLow ? 1 - v : v) as Level);
+      }
+    }
+    p.edge = edge;
+    const twin = this;
+    let unexported = false;
+    const alive = () => {
+      if (unexported || !p.exported) throw sysErr('EINVAL', gpio);
+    };
+    return {
+      readSync(): Level {
+        alive();
+        return twin.read(p);
+      },
+      writeSync(value: Level): void {
+        alive();
+        if (p.direction !== 'out') throw sysErr('EPERM', gpio);
+        twin.setDriven(gpio, p, (p.activeLow ? 1 - value : value) as Level);
+      },
+      watch(cb) {
+        alive();
+        p.watchers.add(cb);
+      },
+      unwatchAll() {
+        p.watchers.clear();
+      },
+      unexport() {
+        unexported = true;
+        p.exported = false;
+        p.watchers.clear();
+        p.direction = 'in';
+      },
+    };
+  };
+
+  private setDriven(gpio: number, p: Pin, v: Level): void {
+    const before = p.driven;
+    p.driven = v;
+    this.writes.push({ at: Date.now(), gpio, value: v });
+    this.emit('write', gpio, v, before);
+  }
+
+  /** An external circuit drives an input (a button, a sensor). */
+  drive(gpio: number, level: Level): void {
+    const p = this.pin(gpio);
+    if (p.external === level) return;
+    p.external = level;
+    if (p.direction !== 'in' || !p.exported) return;
+    const rising = level === 1;
+    const fires = p.edge === 'both' || (p.edge === 'rising' && rising) || (p.edge === 'falling' && !rising);
+    if (!fires || p.watchers.size === 0) return;
+    // epoll wakes the process later; onoff then reads the value file, whatever it is by then
+    setImmediate(() => {
+      if (!p.exported) return;
+      const value = this.read(p);
+      for (const w of [...p.watchers]) w(null, value);
+    });
+  }
+
+  /** Physical level of a pin as the circuit sees it. */
+  level(gpio: number): Level {
+    const p = this.pins.get(gpio);
+    return p ? this.raw(p) : 0;
+  }
+
+  isExported(gpio: number): boolean {
+    return this.pins.get(gpio)?.exported ?? false;
+  }
+
+  direction(gpio: number): 'in' | 'out' {
+    return this.pins.get(gpio)?.direction ?? 'in';
+  }
+
+  /** Writes to one output, in order. */
+  writesTo(gpio: number): TwinWrite[] {
+    return this.writes.filter((w) => w.gpio === gpio);
+  }
+}

@@ -1,0 +1,95 @@
+import { EventEmitter } from 'node:events';
+import type { LineEnd } from '../serial/line-port.js';
+import { parseBoardCommand } from './qibixx.js';
+
+// A simulated Qibixx board in cashless-slave mode plus the vending machine behind it, speaking
+// the board's text protocol on any line link (the far end of a pty pair, a binding-mock port).
+// It follows the session sequences of the Qibixx documentation: enable -> INACTIVE, DISABLED,
+// ENABLED; a selection -> c,STATUS,VEND,<price>,<item>; C,VEND -> the machine vends and reports
+// c,VEND,SUCCESS or c,ERR,VEND 3, then c,STATUS,IDLE; C,STOP -> the request is dropped.
+
+export type MachineOutcome = 'success' | 'fail' | 'silent';
+
+export class QibixxTwin extends EventEmitter {
+  state: 'off' | 'INACTIVE' | 'DISABLED' | 'ENABLED' | 'IDLE' | 'VEND' = 'off';
+  /** the open request */
+  request: { price: string; item: number } | null = null;
+  /** what the machine does when approved */
+  outcome: MachineOutcome = 'success';
+  /** products that actually left the machine: the tests count these to prove "once" */
+  readonly dispensed: Array<{ item: number; price: string }> = [];
+  readonly approvals: string[] = [];
+  readonly denials: number[] = [];
+  readonly commands: string[] = [];
+  /** commands that made no sense in the state they arrived in */
+  readonly violations: string[] = [];
+
+  constructor(private readonly end: LineEnd) {
+    super();
+    end.on('line', (l) => this.onLine(l));
+  }
+
+  /** A line from the board as it is (late results, odd reports). */
+  say(line: string): void {
+    this.end.write(line);
+  }
+
+  /** The customer presses an item on the machine's keypad. */
+  select(item: number, price: string): void {
+    this.request = { price, item };
+    this.state = 'VEND';
+    this.say(`c,STATUS,VEND,${price},${item}`);
+  }
+
+  /** The customer presses cancel on the machine (or the machine stops waiting for credit). */
+  machineCancel(): void {
+    this.request = null;
+    this.state = 'IDLE';
+    this.say('c,STATUS,IDLE');
+  }
+
+  private onLine(line: string): void {
+    this.commands.push(line);
+    this.emit('command', line);
+    const c = parseBoardCommand(line);
+    switch (c.kind) {
+      case 'enable':
+        if (!c.on) {
+          this.state = 'off';
+          return;
+        }
+        // the VMC sets the reader up and enables it
+        for (const st of ['INACTIVE', 'DISABLED', 'ENABLED'] as const) {
+          this.state = st;
+          this.say(`c,STATUS,${st}`);
+        }
+        return;
+      case 'approve': {
+        const r = this.request;
+        if (this.state !== 'VEND' || !r) {
+          this.violations.push(`${line} with no open request`);
+          return;
+        }
+        this.approvals.push(c.price);
+        this.request = null;
+        if (this.outcome === 'silent') return;
+        if (this.outcome === 'success') {
+          this.dispensed.push({ item: r.item, price: r.price });
+          this.say('c,VEND,SUCCESS');
+        } else this.say('c,ERR,VEND 3');
+        this.state = 'IDLE';
+        this.say('c,STATUS,IDLE');
+        return;
+      }
+      case 'deny':
+        if (this.request) this.denials.push(this.request.item);
+        this.request = null;
+        this.state = 'IDLE';
+        this.say('c,STATUS,IDLE');
+        return;
+      case 'other':
+        this.violations.push(`unknown command ${line}`);
+        return;
+    }
+  }
+}

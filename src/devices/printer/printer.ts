@@ -1,0 +1,182 @@
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
+import type { Logger } from '../../runtime/log.js';
+import type { FaultSink } from '../faults.js';
+import type { DeviceReport } from '../report.js';
+import { openHint, openSerialPort, type OpenPort, type RawPort } from '../serial/line-port.js';
+import { renderReceipt, type Receipt, type ReceiptLayout } from './receipt.js';
+
+// Getting receipt bytes to the printer. A USB printer appears as /dev/usb/lp0 (kernel usblp):
+// the bytes are just written to it. A serial printer goes through serialport. Both are opened
+// per receipt: a printer unplugged and plugged back between two sales just works, and nothing
+// holds the device between jobs.
+//
+// A receipt is paper, not money or product: a printer that is missing, out of paper or jammed
+// is logged and reported by `qrkiosk test printer`, and never stops or repeats a vend.
+
+export interface PrinterTransport {
+  readonly description: string;
+  send(data: Buffer): Promise<void>;
+}
+
+/** /dev/usb/lp0 (or any file standing in for it in tests). */
+export class DeviceFileTransport implements PrinterTransport {
+  constructor(readonly path: string) {}
+
+  get description(): string {
+    return `device file ${this.path}`;
+  }
+
+  async send(data: Buffer): Promise<void> {
+    // no O_CREAT: with the printer unplugged, /dev/usb/lp0 must not become a regular file that
+    // silently "prints" every receipt from then on
+    const fh = await open(this.path, constants.O_WRONLY | constants.O_APPEND).catch((err: NodeJS.ErrnoException) => {
+      throw new Error(`cannot open printer ${this.path}: ${err.code === 'ENOENT' ? 'not present (USB cable? power?)' : err.code === 'EACCES' ? "permission denied (add the agent's user to the lp group)" : err.message}`);
+    });
+    try {
+      let off = 0;
+      while (off < data.length) {
+        const { bytesWritten } = await fh.write(data, off, data.length - off);
+        off += bytesWritten;
+      }
+    } finally {
+      await fh.close();
+    }
+  }
+}
+
+/** A printer on a serial port (or a USB-serial adapter). */
+export class SerialPrinterTransport implements PrinterTransport {
+  constructor(
+    readonly path: string,
+    readonly baudRate: number,
+    private readonly openPort: OpenPort = openSerialPort,
+  ) {}
+
+  get description(): string {
+    return `serial ${this.path} @ ${this.baudRate}`;
+  }
+
+  async send(data: Buffer): Promise<void> {
+    const port: RawPort & { drain?: (cb: (err: Error | null) => void) => void } = this.openPort(this.path, this.baudRate);
+    port.on('error', () => {}); // reported through the callbacks below
+    await new Promise<void>((resolve, reject) =>
+      port.open((err) => (err ? reject(new Error(`cannot open printer ${this.path}: ${openHint(err.message)}`)) : resolve())),
+    );
+    try {
+      await new Promise<void>((resolve, reject) => port.write(data, (err) => (err ? reject(err) : resolve())));
+      // closing before the bytes left the UART would cut the receipt short
+      if (port.drain) await new Promise<void>((resolve, reject) => port.drain!((err) => (err ? reject(err) : resolve())));
+    } finally {
+      await new Promise<void>((resolve) => port.close(() => resolve()));
+    }
+  }
+}
+
+/** /dev/usb/lp* and plain files are written directly; anything else is a serial port. */
+export function transportFor(path: string, baudRate: number, openPort?: OpenPort): PrinterTransport {
+  if (path.startsWith('/dev/usb/lp') || !path.startsWith('/dev/')) return new DeviceFileTransport(path);
+  return new SerialPrinterTransport(path, baudRate, openPort);
+}
+
+export interface PrintResult {
+  ok: boolean;
+  bytes: number;
+  printer: string;
+  error?: string;
+}
+
+export interface PrinterHealth {
+  driver: 'escpos';
+  printer: string;
+  printed: number;
+  failed: number;
+  lastError: string | null;
+  lastPrintedAt: number | null;
+}
+
+export class ReceiptPrinter {
+  private queue: Promise<unknown> = Promise.resolve();
+  private printed = 0;
+  private failed = 0;
+  private lastError: string | null = null;
+  private lastPrintedAt: number | null = null;
+  /** orders already printed by this process: a state event seen twice prints one receipt */
+  private readonly done = new Set<string>();
+
+  constructor(
+    private readonly transport: PrinterTransport,
+    private readonly layout: ReceiptLayout,
+    private readonly logger?: Logger,
+    private readonly faults?: FaultSink,
+  ) {}
+
+  /** `qrkiosk hardware` */
+  describe(): DeviceReport {
+    const h = this.health();
+    return {
+      role: 'printer',
+      driver: 'escpos',
+      status: h.lastError ? 'fault' : 'ok',
+      detail: `${h.printer}, ${this.layout.width} columns, ${this.layout.charset}; ${h.printed} printed, ${h.failed} failed${h.lastError ? `; last error: ${h.lastError}` : ''}`,
+    };
+  }
+
+  /** Prints one receipt after the jobs before it; never rejects. */
+  print(r: Receipt, opts: { test?: boolean } = {}): Promise<PrintResult> {
+    if (!opts.test) {
+      if (this.done.has(r.orderId)) {
+        return Promise.resolve({ ok: true, bytes: 0, printer: this.transport.description, error: 'already printed' });
+      }
+      this.done.add(r.orderId);
+      if (this.done.size > 100) this.done.delete(this.done.values().next().value!);
+    }
+    const job = this.queue.then(() => this.run(r, opts));
+    this.queue = job;
+    return job;
+  }
+
+  /** Resolves when every queued receipt has been sent (or failed). */
+  async idle(): Promise<void> {
+    await this.queue;
+  }
+
+  /** A sample receipt for `qrkiosk test printer`. */
+  printTest(kioskId: string, time: string): Promise<PrintResult> {
+    return this.print(
+      { orderId: 'ord_TEST000000000000', product: 'Café con leche / Pão de queijo', amount: 123456, currency: 'ARS', paymentId: '00000000000', time, kioskId },
+      { test: true },
+    );
+  }
+
+  health(): PrinterHealth {
+    return { driver: 'escpos', printer: this.transport.description, printed: this.printed, failed: this.failed, lastError: this.lastError, lastPrintedAt: this.lastPrintedAt };
+  }
+
+  private async run(r: Receipt, opts: { test?: boolean }): Promise<PrintResult> {
+    let data: Buffer;
+    try {
+      data = renderReceipt(r, this.layout, opts);
+      await this.transport.send(data);
+    } catch (err) {
+      this.failed++;
+      this.lastError = (err as Error).message;
+      this.faults?.condition(`printer ${this.transport.description}`, 'print_failed', `receipt not printed: ${this.lastError}`);
+      this.logger?.error({ orderId: r.orderId, err: this.lastError }, `receipt not printed: ${this.lastError}`);
+      return { ok: false, bytes: 0, printer: this.transport.description, error: this.lastError };
+    }
+    this.printed++;
+    this.lastPrintedAt = Date.now();
+    if (this.lastError) this.faults?.clear(`printer ${this.transport.description}`, 'print_failed', 'printing again');
+    this.lastError = null;
+    this.logger?.info({ orderId: r.orderId, bytes: data.length, test: opts.test === true }, 'receipt printed');
+    return { ok: true, bytes: data.length, printer: this.transport.description };
+  }
+}
+
+/** Local time as "YYYY-MM-DD HH:MM", written out so every Pi image prints the same form. */
+export function receiptTime(ms: number): string {
+  const d = new Date(ms);
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
+}

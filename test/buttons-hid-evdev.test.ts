@@ -1,0 +1,303 @@
+import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { PassThrough, Readable } from 'node:stream';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { EvdevButtons, EventParser, EV_KEY, encodeEvents, keyCode, nativeEventSize, type EvdevButtonsConfig } from '../src/devices/evdev-buttons.js';
+import { FaultLog } from '../src/devices/faults.js';
+import { HidButtons, decodeReport, type HidApi, type HidButtonsConfig, type HidDeviceInfo } from '../src/devices/hid-buttons.js';
+
+// USB HID encoder reports and evdev keypad event streams replayed from recorded byte fixtures
+// (test/fixtures/hid, test/fixtures/evdev; README.md there shows them as hexdumps).
+
+const fixture = (p: string) => readFileSync(new URL(`./fixtures/${p}`, import.meta.url));
+
+const cleanups: Array<() => void> = [];
+afterEach(() => {
+  vi.useRealTimers();
+  for (const c of cleanups.splice(0)) c();
+});
+
+// ---- HID ----------------------------------------------------------------------------------------
+
+class FakeHidDevice extends EventEmitter {
+  closed = false;
+  close(): void {
+    this.closed = true;
+  }
+}
+
+function fakeHid(present: () => HidDeviceInfo[]): HidApi & { opened: FakeHidDevice[]; nthOpen: (n: number) => Promise<FakeHidDevice> } {
+  const opened: FakeHidDevice[] = [];
+  const events = new EventEmitter();
+  return {
+    opened,
+    /** resolves when the n-th device (from 1) has been opened */
+    nthOpen: (n) => (opened.length >= n ? Promise.resolve(opened[n - 1]!) : new Promise((resolve) => events.on('open', () => opened.length === n && resolve(opened[n - 1]!)))),
+    devices: async (vid, pid) => present().filter((d) => d.vendorId === vid && d.productId === pid),
+    open: async (path) => {
+      if (!present().some((d) => d.path === path)) throw new Error(`cannot open device with path ${path}`);
+      const d = new FakeHidDevice();
+      opened.push(d);
+      // after the driver got the handle and attached its listeners
+      setImmediate(() => events.emit('open'));
+      return d;
+    },
+  };
+}
+
+const ARCADE: HidButtonsConfig = {
+  device: { vendorId: 0x0079, productId: 0x0006 },
+  buttons: { 1: { byte: 5, mask: 0x10 }, 2: { byte: 5, mask: 0x20 }, 3: { byte: 5, mask: 0x40 }, 4: { byte: 5, mask: 0x80 }, 5: { byte: 6, mask: 0x01 }, 6: { byte: 6, mask: 0x02 } },
+  cancel: { byte: 6, mask: 0x04 },
+  holdToCancelMs: 0,
+  stuckMs: 10_000,
+  reconnectMs: 50,
+};
+const ENCODER: HidDeviceInfo = { vendorId: 0x0079, productId: 0x0006, path: '/dev/hidraw0', manufacturer: 'DragonRise Inc.', product: 'Generic   USB  Joystick' };
+
+function reports(): Buffer[] {
+  const all = fixture('hid/zero-delay-0079-0006.bin');
+  expect(all.length % 8).toBe(0);
+  return Array.from({ length: all.length / 8 }, (_, i) => all.subarray(i * 8, i * 8 + 8));
+}
+
+function nextFault(faults: FaultLog): Promise<unknown> {
+  return new Promise((resolve) => {
+    const off = faults.onFault((f) => {
+      off();
+      resolve(f);
+    });
+  });
+}
+
+describe('USB HID arcade encoder (node-hid) from recorded reports', () => {
+  it('decodes the recorded reports into slot presses and a cancel, two buttons held at once included', async () => {
+    const api = fakeHid(() => [ENCODER]);
+    const faults = new FaultLog();
+    const b = new HidButtons(ARCADE, () => api, faults);
+    cleanups.push(() => b.close());
+    const events: string[] = [];
+    b.onPress((s) => events.push(`press ${s}`));
+    b.onCancel(() => events.push('cancel'));
+    b.start();
+    const dev = await api.nthOpen(1);
+    for (const r of reports()) dev.emit('data', r);
+    expect(events).toEqual(['press 1', 'press 3', 'press 4', 'press 6', 'cancel']);
+    expect(faults.recent()).toEqual([]);
+    expect(b.describe()).toMatchObject({ status: 'ok', detail: expect.stringContaining('/dev/hidraw0 0079:0006 "DragonRise Inc. Generic   USB  Joystick", 11 report(s)') });
+  });
+
+  it('the first report after opening is the state, not a press (a button held while plugging in)', async () => {
+    const api = fakeHid(() => [ENCODER]);
+    const b = new HidButtons(ARCADE, () => api);
+    cleanups.push(() => b.close());
+    const events: number[] = [];
+    b.onPress((s) => events.push(s));
+    b.start();
+    const dev = await api.nthOpen(1);
+    const [, down1, idle] = reports();
+    dev.emit('data', down1); // first report: button 1 already down
+    dev.emit('data', idle);
+    dev.emit('data', down1);
+    expect(events).toEqual([1]);
+  });
+
+  it('unplugged: reported once, retried, cleared when the encoder is back; nothing stays pressed', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    let present = true;
+    const api = fakeHid(() => (present ? [ENCODER] : []));
+    const faults = new FaultLog();
+    const b = new HidButtons(ARCADE, () => api, faults);
+    cleanups.push(() => b.close());
+    const events: number[] = [];
+    b.onPress((s) => events.push(s));
+    b.start();
+    const first = await api.nthOpen(1);
+    const [idle, down1] = reports();
+    first.emit('data', idle);
+    first.emit('data', down1);
+    present = false;
+    api.opened[0]!.emit('error', new Error('could not read from HID device'));
+    expect(api.opened[0]!.closed).toBe(true);
+    expect(faults.active()).toEqual([expect.objectContaining({ device: 'USB HID 0079:0006', kind: 'disconnected', message: expect.stringMatching(/read error: could not read from HID device \(unplugged\?\)/) })]);
+    expect(b.describe().status).toBe('disconnected');
+    // four retries (reconnectMs 50) find nothing: still one report
+    await vi.advanceTimersByTimeAsync(200);
+    expect(faults.recent()).toHaveLength(1);
+    present = true;
+    const again = api.nthOpen(2);
+    await vi.advanceTimersByTimeAsync(50);
+    const second = await again;
+    expect(faults.active()).toEqual([]);
+    second.emit('data', idle);
+    second.emit('data', down1);
+    expect(events).toEqual([1, 1]);
+  });
+
+  it('decodeReport reads bits by byte and mask', () => {
+    expect(decodeReport(Buffer.from([1, 0x7f, 0x7f, 0x7f, 0x7f, 0x4f, 0x03, 0]), [{ byte: 5, mask: 0x40 }, { byte: 6, mask: 0x02 }, { byte: 6, mask: 0x04 }, { byte: 9, mask: 1 }])).toEqual([true, true, false, false]);
+  });
+});
+
+// ---- evdev --------------------------------------------------------------------------------------
+
+const KEYPAD: EvdevButtonsConfig = {
+  device: '/dev/input/by-id/usb-keypad-event-kbd',
+  entry: 'direct',
+  keys: { KP1: 1, KP2: 2, KP3: 3 },
+  cancelKeys: ['KPDOT'],
+  enterKeys: ['KPENTER'],
+  codeTimeoutMs: 5000,
+  eventSize: 24,
+  holdToCancelMs: 0,
+  stuckMs: 10_000,
+  reconnectMs: 50,
+};
+
+/** feeds the bytes in chunks of odd sizes, like reads that end mid-record */
+function chunked(buf: Buffer, sizes: number[]): Buffer[] {
+  const out: Buffer[] = [];
+  let off = 0;
+  for (let i = 0; off < buf.length; i++) {
+    const n = sizes[i % sizes.length]!;
+    out.push(buf.subarray(off, off + n));
+    off += n;
+  }
+  return out;
+}
+
+describe('evdev numeric keypad from recorded event streams', () => {
+  it('parses 24-byte (64-bit) and 16-byte (32-bit) input_event records to the same key events', () => {
+    const b64 = fixture('evdev/keypad-direct-64bit.bin');
+    const b32 = fixture('evdev/keypad-direct-32bit.bin');
+    expect(b64.length % 24).toBe(0);
+    expect(b32.length % 16).toBe(0);
+    const e64 = new EventParser(24).push(b64);
+    const e32 = new EventParser(16).push(b32);
+    expect(e64).toEqual(e32);
+    expect(e64.filter((e) => e.type === EV_KEY).map((e) => [e.code, e.value])).toEqual([
+      [79, 1], [79, 0], [81, 1], [81, 2], [81, 2], [81, 0], [83, 1], [83, 0],
+    ]);
+    expect(e64[0]).toEqual({ sec: 1700000000, usec: 80000, type: 4, code: 4, value: 0x70059 });
+    // a record split across reads waits for its second half
+    const p = new EventParser(24);
+    expect(p.push(b64.subarray(0, 30))).toHaveLength(1);
+    expect(p.push(b64.subarray(30, 48))).toHaveLength(1);
+    expect(encodeEvents(e64, 16)).toEqual(b32);
+    expect(nativeEventSize('arm64')).toBe(24);
+    expect(nativeEventSize('arm')).toBe(16);
+    expect(nativeEventSize('x64')).toBe(24);
+  });
+
+  for (const [file, size] of [['evdev/keypad-direct-64bit.bin', 24], ['evdev/keypad-direct-32bit.bin', 16]] as const) {
+    it(`direct entry from ${file}: presses, autorepeat ignored, cancel; reads split mid-record`, () => {
+      const stream = new PassThrough();
+      const b = new EvdevButtons({ ...KEYPAD, eventSize: size }, () => stream, new FaultLog());
+      cleanups.push(() => b.close());
+      const events: string[] = [];
+      b.onPress((s) => events.push(`press ${s}`));
+      b.onCancel(() => events.push('cancel'));
+      b.start();
+      for (const c of chunked(fixture(file), [7, 40, 13, 1, 64])) b.feed(c);
+      expect(events).toEqual(['press 1', 'press 3', 'cancel']);
+    });
+  }
+
+  it('code entry: "1" "2" Enter selects slot 12, "3" Enter slot 3; the typed digits time out', () => {
+    vi.useFakeTimers();
+    const stream = new PassThrough();
+    const b = new EvdevButtons({ ...KEYPAD, entry: 'code', keys: {} }, () => stream);
+    cleanups.push(() => b.close());
+    const events: number[] = [];
+    b.onPress((s) => events.push(s));
+    b.start();
+    b.feed(fixture('evdev/keypad-code-64bit.bin'));
+    expect(events).toEqual([12, 3]);
+    // "4", then nothing for 5 s: forgotten
+    const enc = (code: number, value: number) => encodeEvents([{ sec: 1, usec: 0, type: EV_KEY, code, value }], 24);
+    b.feed(enc(keyCode('KP4')!, 1));
+    b.feed(enc(keyCode('KP4')!, 0));
+    expect(b.typed).toBe('4');
+    vi.advanceTimersByTime(5000);
+    expect(b.typed).toBe('');
+    b.feed(enc(keyCode('KPENTER')!, 1));
+    expect(events).toEqual([12, 3]);
+  });
+
+  it('reads the device like a file: the recorded stream through a real file read, then EOF is a lost device that is reopened', async () => {
+    const faults = new FaultLog();
+    let opens = 0;
+    let reopened!: () => void;
+    const secondOpen = new Promise<void>((r) => (reopened = r));
+    const b = new EvdevButtons(
+      KEYPAD,
+      () => {
+        if (++opens === 2) reopened();
+        return Readable.from([fixture('evdev/keypad-direct-64bit.bin')]);
+      },
+      faults,
+    );
+    cleanups.push(() => b.close());
+    const events: string[] = [];
+    b.onPress((s) => events.push(`press ${s}`));
+    b.onCancel(() => events.push('cancel'));
+    b.start();
+    await secondOpen;
+    expect(events.slice(0, 3)).toEqual(['press 1', 'press 3', 'cancel']);
+    expect(faults.recent()[0]).toMatchObject({ device: 'keypad /dev/input/by-id/usb-keypad-event-kbd', kind: 'disconnected', message: expect.stringMatching(/device closed \(unplugged\?\)/) });
+  });
+
+  it('a missing or forbidden device says why', async () => {
+    const faults = new FaultLog();
+    const b = new EvdevButtons({ ...KEYPAD, reconnectMs: 10_000 }, () => {
+      const s = new PassThrough();
+      setImmediate(() => s.emit('error', Object.assign(new Error("EACCES: permission denied, open '/dev/input/event3'"), { code: 'EACCES' })));
+      return s;
+    }, faults);
+    cleanups.push(() => b.close());
+    const fault = nextFault(faults);
+    b.start();
+    await fault;
+    expect(faults.active()[0]!.message).toMatch(/permission denied.*group input.*99-qrkiosk\.rules/);
+  });
+});
+
+describe('reading a real event device file', () => {
+  it('openEventDevice: the bytes of the device, then its end; a missing device is ENOENT with the reason', async () => {
+    const { openEventDevice } = await import('../src/devices/evdev-buttons.js');
+    const path = new URL('./fixtures/evdev/keypad-direct-64bit.bin', import.meta.url).pathname;
+    const chunks: Buffer[] = [];
+    const s = openEventDevice(path);
+    s.on('data', (c: Buffer) => chunks.push(c));
+    await new Promise((r) => s.once('end', r));
+    expect(Buffer.concat(chunks)).toEqual(fixture('evdev/keypad-direct-64bit.bin'));
+    const missing = openEventDevice('/dev/input/no-such-event');
+    const err = await new Promise<NodeJS.ErrnoException>((r) => missing.once('error', r));
+    expect(err).toMatchObject({ code: 'ENOENT', message: expect.stringContaining('/dev/input/no-such-event: No such file or directory') });
+  });
+
+  it('an agent with a keypad that nobody touches still exits when closed (no blocked read left behind)', async () => {
+    const { execFile, execFileSync } = await import('node:child_process');
+    const { tempDir } = await import('./agent-helpers.js');
+    const { dir, cleanup } = tempDir('qrk-evdev-');
+    cleanups.push(cleanup);
+    // a FIFO nobody writes to blocks a reader exactly like an idle keypad
+    execFileSync('mkfifo', [`${dir}/event0`]);
+    const script = `
+      import { EvdevButtons } from ${JSON.stringify(new URL('../src/devices/evdev-buttons.ts', import.meta.url).pathname)};
+      const b = new EvdevButtons({ device: ${JSON.stringify(`${dir}/event0`)}, entry: 'direct', keys: { KP1: 1 }, cancelKeys: [], enterKeys: [],
+        codeTimeoutMs: 5000, eventSize: 24, holdToCancelMs: 0, stuckMs: 0, reconnectMs: 1000 });
+      b.start();
+      setTimeout(() => { b.close(); console.log('closed'); }, 300);
+    `;
+    const started = Date.now();
+    const out = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
+      const child = execFile(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { timeout: 15_000 }, (err, stdout) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? -1) : 0, stdout }),
+      );
+      void child;
+    });
+    expect(out).toEqual({ code: 0, stdout: 'closed\n' });
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+});

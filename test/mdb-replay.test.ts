@@ -1,0 +1,124 @@
+import { readFileSync } from 'node:fs';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MdbCashless, MDB_DEFAULTS } from '../src/devices/mdb/cashless.js';
+import { checkMachinePrice } from '../src/devices/mdb/price.js';
+import type { VendOutcome } from '../src/devices/dispenser.js';
+import { captureLogger } from './agent-helpers.js';
+import { MockWire, resetMockPorts } from './helpers/mock-wire.js';
+
+// The Qibixx documentation's cashless-slave sessions (test/fixtures/qibixx-cashless-sessions.txt)
+// replayed in order against the MDB driver on a binding-mock port: every line the board sends is
+// fed in, and every line the agent writes must be exactly the next expected one.
+
+const cleanups: Array<() => unknown> = [];
+beforeEach(() => resetMockPorts());
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+type Step = { kind: '<' | '>' | '!' | '=' | '~'; text: string; line: number };
+
+function loadSessions(): Step[] {
+  const text = readFileSync(new URL('./fixtures/qibixx-cashless-sessions.txt', import.meta.url), 'utf8');
+  const steps: Step[] = [];
+  text.split('\n').forEach((raw, i) => {
+    const m = /^([<>!=~]) (.+)$/.exec(raw.trimEnd());
+    if (m) steps.push({ kind: m[1] as Step['kind'], text: m[2]!, line: i + 1 });
+  });
+  return steps;
+}
+
+describe('Qibixx cashless-slave sessions replayed', () => {
+  it('the agent answers each documented session exactly as expected, in order', async () => {
+    const steps = loadSessions();
+    expect(steps.length).toBeGreaterThan(30);
+    const wire = new MockWire('/dev/ttyMDB');
+    const cap = captureLogger();
+    const mdb = new MdbCashless({ ...MDB_DEFAULTS, path: wire.path, openPort: wire.openPort, resultTimeoutMs: 2000, logger: cap.logger });
+    cleanups.push(() => mdb.close());
+
+    // the session's part, reduced to what the board sees: a catalog and the price check
+    const catalog = new Map([
+      [5, { price: 100, currency: 'ARS' }],
+      [18, { price: 9920, currency: 'ARS' }],
+    ]);
+    let orders = 0;
+    let open: string | undefined;
+    let lastSlot = 0;
+    let cancels = 0;
+    mdb.buttons.onPress((slot, detail) => {
+      lastSlot = slot;
+      const p = catalog.get(slot);
+      if (!p) return { ok: false, reason: 'unknown_slot' };
+      const c = checkMachinePrice(detail!.machinePrice!, detail!.trustMachinePriceWithin, p);
+      if (!c.ok) return { ok: false, reason: 'price_mismatch', message: c.detail };
+      open = `ord_replay${++orders}`;
+      return { ok: true, orderId: open };
+    });
+    mdb.buttons.onCancel(() => cancels++);
+
+    // every board line the driver has taken in (parsed or rejected)
+    let taken = 0;
+    const bump = () => {
+      taken++;
+      mdb.emit('taken');
+    };
+    mdb.on('board', bump);
+    mdb.on('rejected', bump);
+    const allTaken = (n: number) =>
+      n <= taken ? Promise.resolve() : new Promise<void>((resolve) => {
+        const on = () => {
+          if (taken < n) return;
+          mdb.off('taken', on);
+          resolve();
+        };
+        mdb.on('taken', on);
+      });
+
+    mdb.start();
+    await wire.waitOpen();
+    let fed = 0;
+    let cursor = 0;
+    let vend: Promise<VendOutcome> | undefined;
+    const expectedOut: string[] = [];
+    for (const s of steps) {
+      const where = `fixture line ${s.line}: ${s.kind} ${s.text}`;
+      switch (s.kind) {
+        case '<':
+          wire.write(s.text);
+          fed++;
+          break;
+        case '>': {
+          await allTaken(fed);
+          expectedOut.push(s.text);
+          const got = await wire.nextLine(() => true, 3000, cursor);
+          expect(got, where).toBe(s.text);
+          expect(wire.fromAgent[cursor], where).toBe(s.text);
+          cursor++;
+          break;
+        }
+        case '!':
+          await allTaken(fed);
+          if (s.text === 'paid') vend = mdb.dispenser.vend(lastSlot);
+          else mdb.orderChanged({ orderId: open!, to: 'cancelled' }); // cancel and expiry both end as cancelled
+          break;
+        case '=': {
+          await allTaken(fed);
+          expect(vend, where).toBeDefined();
+          expect((await vend!).result, where).toBe(s.text);
+          vend = undefined;
+          break;
+        }
+        case '~':
+          await allTaken(fed);
+          expect(cancels, where).toBe(1);
+          break;
+      }
+    }
+    await allTaken(fed);
+    // nothing more than the expected lines, in that order
+    expect(wire.fromAgent).toEqual(expectedOut);
+    expect(cap.lines.filter((l) => String(l.msg).includes('garbled'))).toEqual([]);
+    expect(mdb.health()).toMatchObject({ board: 'IDLE', phase: 'idle', lastVend: { item: 18, price: '99.20', result: 'dispensed' } });
+  });
+});

@@ -1,0 +1,112 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parseAgentConfig, parseAgentConfigText } from '../src/agent/config.js';
+
+// Config of the serial devices: errors name the key and say what to write; the bundled
+// serial-panel and mdb-retrofit profiles load.
+
+const base = {
+  kioskId: 'kiosk-01',
+  relay: { url: 'wss://relay.example.com/v1/kiosk', token: 'token-0123456789' },
+  slots: [
+    { slot: 1, sku: 'COLA', stock: 5 },
+    { slot: 2, sku: 'AGUA', stock: 5 },
+  ],
+};
+
+function errorOf(hardware: unknown): string {
+  try {
+    parseAgentConfig({ ...base, hardware });
+  } catch (err) {
+    return (err as Error).message;
+  }
+  throw new Error('the config was accepted');
+}
+
+describe('serial device config', () => {
+  it('fills the defaults of serialPanel, mdb and printer', () => {
+    const c = parseAgentConfig({
+      ...base,
+      hardware: {
+        buttons: { driver: 'serial-panel' },
+        dispenser: { driver: 'serial-panel' },
+        serialPanel: { path: '/dev/ttyUSB0' },
+        printer: { header: ['Kiosco'] },
+      },
+    });
+    expect(c.hardware.serialPanel).toEqual({
+      path: '/dev/ttyUSB0',
+      baudRate: 115200,
+      heartbeatMs: 1000,
+      heartbeatTimeoutMs: 3500,
+      ackTimeoutMs: 1000,
+      maxSends: 3,
+      resultTimeoutMs: 30000,
+    });
+    expect(c.hardware.printer).toMatchObject({ driver: 'escpos', path: '/dev/usb/lp0', transport: 'auto', width: 32, charset: 'cp858', codeTable: 19, qrText: '{orderId}', cut: 'partial' });
+    const m = parseAgentConfig({ ...base, hardware: { buttons: { driver: 'mdb' }, dispenser: { driver: 'mdb' }, mdb: { path: '/dev/ttyACM0', trustMachinePriceWithin: 0.5, items: { 11: 1, 12: 2 } } } });
+    expect(m.hardware.mdb).toEqual({ path: '/dev/ttyACM0', baudRate: 115200, trustMachinePriceWithin: '0.5', items: { 11: 1, 12: 2 }, resultTimeoutMs: 60000 });
+  });
+
+  it('says which key is wrong and what to write', () => {
+    expect(errorOf({ buttons: { driver: 'serial-panel' } })).toMatch(/key "hardware.serialPanel": missing: the serial-panel driver needs hardware.serialPanel: \{ path:/);
+    expect(errorOf({ buttons: { driver: 'mdb' }, dispenser: { driver: 'sim' }, mdb: { path: '/dev/ttyACM0' } })).toMatch(
+      /key "hardware.dispenser.driver": an MDB machine selects and dispenses itself: set both/,
+    );
+    expect(errorOf({ buttons: { driver: 'mdb' }, dispenser: { driver: 'mdb' } })).toMatch(/key "hardware.mdb": missing: the mdb driver needs hardware.mdb/);
+    expect(errorOf({ buttons: { driver: 'mdb' }, dispenser: { driver: 'mdb' }, mdb: { path: '/dev/ttyACM0', items: { 11: 7 } } })).toMatch(
+      /key "hardware.mdb.items.11": slot 7 is not in slots\[\]: add it there or map item 11 to a listed slot/,
+    );
+    expect(errorOf({ buttons: { driver: 'mdb' }, dispenser: { driver: 'mdb' }, mdb: { path: '/dev/ttyACM0', trustMachinePriceWithin: 'lots' } })).toMatch(
+      /key "hardware.mdb.trustMachinePriceWithin": write a decimal amount/,
+    );
+    expect(errorOf({ buttons: { driver: 'serial-panel' }, serialPanel: { path: 'ttyUSB0' } })).toMatch(/key "hardware.serialPanel.path": write an absolute path/);
+    expect(errorOf({ buttons: { driver: 'serial-panel' }, serialPanel: { path: '/dev/ttyUSB0', baud: 9600 } })).toMatch(
+      /key "hardware.serialPanel": unknown key\(s\) "baud": fix the spelling/,
+    );
+    expect(errorOf({ serialPanel: { path: '/dev/ttyUSB0', baudRate: 12345 } })).toMatch(/key "hardware.serialPanel.baudRate": use a standard speed/);
+    expect(errorOf({ printer: { qrText: 'https://shop.example/r/' } })).toMatch(/key "hardware.printer.qrText": must contain \{orderId\}/);
+    expect(errorOf({ printer: { charset: 'utf8' } })).toMatch(/key "hardware.printer.charset": use cp858/);
+  });
+
+  it('loads the bundled serial-panel and mdb-retrofit profiles, with the config overriding the port', () => {
+    const panel = parseAgentConfigText(
+      `kioskId: k1
+relay: { url: wss://relay.example.com/v1/kiosk, token: token-0123456789 }
+slots: [{ slot: 1, sku: COLA, stock: 5 }]
+hardware:
+  profile: serial-panel
+  serialPanel: { path: /dev/serial/by-id/usb-FTDI_FT232R_A10K3XYZ-if00-port0 }
+`,
+    );
+    expect(panel.hardware.buttons.driver).toBe('serial-panel');
+    expect(panel.hardware.dispenser.driver).toBe('serial-panel');
+    expect(panel.hardware.serialPanel).toMatchObject({ path: '/dev/serial/by-id/usb-FTDI_FT232R_A10K3XYZ-if00-port0', baudRate: 115200 });
+    expect(panel.hardware.profile?.name).toBe('serial-panel');
+    const mdb = parseAgentConfigText(
+      `kioskId: k1
+relay: { url: wss://relay.example.com/v1/kiosk, token: token-0123456789 }
+slots: [{ slot: 11, sku: COLA, stock: 9 }]
+hardware:
+  profile: mdb-retrofit
+  mdb: { items: { 11: 11 } }
+  printer: { path: /dev/usb/lp0 }
+`,
+    );
+    expect(mdb.hardware.buttons.driver).toBe('mdb');
+    expect(mdb.hardware.dispenser.driver).toBe('mdb');
+    expect(mdb.hardware.mdb).toMatchObject({ path: '/dev/serial/by-id/usb-Qibixx_MDB-HAT_0-if00', baudRate: 115200, items: { 11: 11 } });
+    expect(mdb.hardware.printer?.driver).toBe('escpos');
+  });
+
+  it('the hardware examples of docs/config.md are valid', () => {
+    const doc = readFileSync('docs/config.md', 'utf8');
+    const blocks = [...doc.matchAll(/```yaml\n(hardware:[\s\S]*?)```/g)].map((m) => m[1]!);
+    const ours = blocks.filter((b) => /serialPanel|mdb:|printer:/.test(b));
+    expect(ours.length).toBeGreaterThanOrEqual(2);
+    for (const b of ours) {
+      const text = `kioskId: k1\nrelay: { url: wss://relay.example.com/v1/kiosk, token: token-0123456789 }\nslots: [{ slot: 1, sku: A, stock: 1 }, { slot: 2, sku: B, stock: 1 }]\n${b}`;
+      expect(() => parseAgentConfigText(text, 'docs/config.md'), b).not.toThrow();
+    }
+  });
+});
