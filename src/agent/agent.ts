@@ -105,7 +105,7 @@ function buildButtons(cfg: AgentConfig, logger: Logger, hw: Hardware): Buttons {
 
 function buildDisplay(cfg: AgentConfig, logger: Logger): Display {
   // terminal, framebuffer, web, log or none (docs/display.md)
-  return createDisplay(cfg.hardware.display, { locale: cfg.locale, logger: logger.child({ part: 'display' }) });
+  return createDisplay(cfg.hardware.display, { locale: cfg.locale ?? 'es', logger: logger.child({ part: 'display' }) });
 }
 
 function buildDispenser(cfg: AgentConfig, logger: Logger, hw: Hardware): Dispenser {
@@ -401,7 +401,7 @@ export async function startAgent(config: AgentConfig | AgentConfigInput, deps: A
     });
     const agent = new AgentImpl(cfg, journal, link, session, buttons, display, dispenser, logger);
     agent.hardware = hardware;
-    agent.printer = receiptPrinterFor(cfg.hardware.printer, cfg.locale, { logger, faults: hardware.faults });
+    agent.printer = receiptPrinterFor(cfg.hardware.printer, cfg.locale ?? 'es', { logger, faults: hardware.faults });
     agent.wire();
     if (deps.control !== false) {
       // First, because it also tells us whether another agent is running on this kiosk: two

@@ -192,7 +192,8 @@ export const AgentConfigSchema = section(
     locale: z
       .string({ error: hint('screen language, e.g. locale: es-AR (es, pt or en)') })
       .regex(/^(es|pt|en)([-_][A-Za-z]{2})?$/, { error: 'use es, pt or en, optionally with a region: es-AR, pt-BR, en' })
-      .default('es-AR'),
+      // no default: without it the screen speaks the language of the relay catalog's site
+      .optional(),
     slots: z
       .array(slotSchema, { error: hint('list the slots: slots: [{ slot: 1, sku: COLA-350, stock: 8 }]') })
       .min(1, { error: 'list at least one slot: slots: [{ slot: 1, sku: COLA-350, stock: 8 }]' }),

@@ -10,7 +10,7 @@ import type { SelectionDetail } from '../devices/buttons.js';
 import type { Dispenser, VendOutcome } from '../devices/dispenser.js';
 import { checkMachinePrice } from '../devices/mdb/price.js';
 import type { Display, Screen, ScreenName } from '../devices/display.js';
-import { texts, type Texts } from '../devices/texts.js';
+import { localeForCurrency, texts, type Texts } from '../devices/texts.js';
 import type { AgentConfig } from './config.js';
 import type { Journal, OrderRow, TransitionOptions } from './journal.js';
 import type { LinkState, ReliableRelayMessage } from './relay-link.js';
@@ -125,8 +125,11 @@ function money(amount: number, currency: string): string {
   return isCurrency(currency) ? formatMoney(amount, currency) : `${amount} ${currency}`;
 }
 
+/** at or below this many units the menu shows how many are left */
+const LOW_STOCK = 3;
+
 export class VendSession extends EventEmitter {
-  private readonly t: Texts;
+  private readonly textsByLocale = new Map<string, Texts>();
   private readonly log: Logger;
   private readonly timings: SessionTimings;
   private readonly now: () => number;
@@ -148,7 +151,6 @@ export class VendSession extends EventEmitter {
 
   constructor(private readonly deps: SessionDeps) {
     super();
-    this.t = texts(deps.config.locale);
     this.log = deps.logger.child({ part: 'session' });
     this.timings = { ...DEFAULT_TIMINGS, ...deps.timings };
     this.now = deps.now ?? Date.now;
@@ -166,12 +168,31 @@ export class VendSession extends EventEmitter {
     return this.catalogWelcome()?.catalog.find((p) => p.sku === sku)?.name ?? sku;
   }
 
+  // ---- language ---------------------------------------------------------------------------------
+
+  /**
+   * The kiosk's language: the configured one, else the one of the site its prices are in
+   * (ARS -> es-AR, BRL -> pt-BR, ...), so a Brazilian kiosk speaks Portuguese without setup.
+   */
+  locale(): string {
+    const currency = this.catalogWelcome()?.catalog[0]?.currency;
+    return this.deps.config.locale ?? (currency ? localeForCurrency(currency) : undefined) ?? 'es';
+  }
+
+  private get t(): Texts {
+    const locale = this.locale();
+    let t = this.textsByLocale.get(locale);
+    if (!t) this.textsByLocale.set(locale, (t = texts(locale)));
+    return t;
+  }
+
   // ---- screens ----------------------------------------------------------------------------------
 
   private show(s: Screen): void {
     if (this.closed) return;
-    this.deps.display.show(s);
-    this.emit('screen', s);
+    const withLocale: Screen = { ...s, locale: this.locale() };
+    this.deps.display.show(withLocale);
+    this.emit('screen', withLocale);
   }
 
   private idleScreen(message?: string): Screen {
@@ -179,15 +200,20 @@ export class VendSession extends EventEmitter {
     const stock = this.deps.journal.stock();
     const products = this.deps.config.slots.map((s) => {
       const p = w?.catalog.find((c) => c.sku === s.sku);
+      const left = stock.get(s.slot) ?? 0;
       return {
         slot: s.slot,
         name: p?.name ?? s.sku,
         ...(p ? { amountText: money(p.price, p.currency) } : {}),
-        available: (stock.get(s.slot) ?? 0) > 0 && !this.jammed.has(s.slot) && p !== undefined,
+        available: left > 0 && !this.jammed.has(s.slot) && p !== undefined,
+        // "only 2 left" nudges a customer; a full count is noise
+        ...(left > 0 && left <= LOW_STOCK ? { stock: left } : {}),
       };
     });
-    const screen: ScreenName = this.outOfService ? 'out_of_service' : 'idle';
-    const msg = message ?? (this.deps.link.online ? undefined : this.outOfService ? undefined : this.t.connecting);
+    if (this.outOfService) return { screen: 'out_of_service', reason: 'offline', products };
+    // nothing can be sold: say so instead of a menu where every button is refused
+    const screen: ScreenName = products.every((p) => !p.available) && this.catalogWelcome() ? 'out_of_stock' : 'idle';
+    const msg = message ?? (this.deps.link.online ? undefined : this.t.connecting);
     return { screen, products, ...(msg ? { message: msg } : {}) };
   }
 

@@ -243,3 +243,8 @@ export const SITE_LOCALE: Record<Currency, string> = {
 export function localeForCurrency(currency: string): string | undefined {
   return isCurrency(currency) ? SITE_LOCALE[currency] : undefined;
 }
+
+/** The texts a screen asks for (the session stamps its language on each screen), else the renderer's own. */
+export function textsFor(screen: { locale?: string }, fallback: Texts): Texts {
+  return screen.locale ? texts(screen.locale) : fallback;
+}

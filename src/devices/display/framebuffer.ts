@@ -4,7 +4,7 @@ import { basename, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../runtime/log.js';
 import { DEJAVU_SANS_BOLD } from '../fonts/dejavu-sans-bold.js';
-import { texts, type Texts } from '../texts.js';
+import { texts, textsFor, type Texts } from '../texts.js';
 import { BitmapFont } from './font.js';
 import { layoutView, type Layout } from './layout.js';
 import { screenKey, type Display, type Screen } from './model.js';
@@ -195,13 +195,13 @@ export class FramebufferDisplay extends EventEmitter implements Display {
     const key = screenKey(screen);
     const full = key !== this.baseKey;
     if (full) {
-      this.layout = layoutView(viewOf(screen, this.t), this.base.width, this.base.height, this.font);
+      this.layout = layoutView(viewOf(screen, textsFor(screen, this.t)), this.base.width, this.base.height, this.font);
       if (this.layout.problems.length) this.log?.warn({ screen: screen.screen, problems: this.layout.problems }, 'screen does not fit the panel');
       paintStatic(this.layout, this.base, this.font);
       this.baseKey = key;
     }
     into.copyFrom(this.base);
-    const v = screen.secondsLeft !== undefined ? { seconds: screen.secondsLeft, text: this.t.secondsLeft(screen.secondsLeft) } : undefined;
+    const v = screen.secondsLeft !== undefined ? { seconds: screen.secondsLeft, text: textsFor(screen, this.t).secondsLeft(screen.secondsLeft) } : undefined;
     paintDynamic(this.layout!, into, this.font, v);
     return full;
   }

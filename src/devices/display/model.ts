@@ -43,6 +43,8 @@ export interface Screen {
   products?: ProductLine[];
   /** out_of_service: why */
   reason?: OutOfServiceReason;
+  /** language of this screen (es, pt, en, with region); the renderer's default when absent */
+  locale?: string;
 }
 
 export interface Display {

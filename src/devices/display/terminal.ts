@@ -1,6 +1,6 @@
 import type { Writable } from 'node:stream';
 import type { Logger } from '../../runtime/log.js';
-import { texts, type Texts } from '../texts.js';
+import { texts, textsFor, type Texts } from '../texts.js';
 import { sameScreen, screenKey, type Display, type Screen } from './model.js';
 import { qrMatrix } from './qr.js';
 import { viewLines, viewOf } from './view.js';
@@ -81,7 +81,7 @@ export class TerminalDisplay implements Display {
     const key = screenKey(screen);
     if (key === this.drawnKey && this.countdownRow !== undefined && screen.secondsLeft !== undefined) {
       // a tick: one line
-      this.out.write(`\x1b[${this.countdownRow};1H  ${this.t.secondsLeft(screen.secondsLeft)}\x1b[K`);
+      this.out.write(`\x1b[${this.countdownRow};1H  ${textsFor(screen, this.t).secondsLeft(screen.secondsLeft)}\x1b[K`);
       return;
     }
     this.drawnKey = key;
@@ -91,7 +91,7 @@ export class TerminalDisplay implements Display {
   /** The screen as the text written to the terminal. */
   render(s: Screen): string {
     const lines: string[] = [];
-    const [first, ...rest] = describeScreen(s, this.t);
+    const [first, ...rest] = describeScreen(s, textsFor(s, this.t));
     lines.push('', `  ${first ?? ''}`);
     if (s.screen === 'pay' && s.qr) {
       if (this.qrCache?.payload !== s.qr) this.qrCache = { payload: s.qr, lines: renderQr(s.qr, { ansi: this.tty }) };
@@ -99,7 +99,7 @@ export class TerminalDisplay implements Display {
       for (const l of this.qrCache.lines) lines.push(`  ${l}`);
       lines.push('');
     }
-    const countdown = s.secondsLeft !== undefined && s.screen === 'pay' ? this.t.secondsLeft(s.secondsLeft) : undefined;
+    const countdown = s.secondsLeft !== undefined && s.screen === 'pay' ? textsFor(s, this.t).secondsLeft(s.secondsLeft) : undefined;
     this.countdownRow = undefined;
     for (const l of rest) {
       if (countdown !== undefined && l === countdown) this.countdownRow = lines.length + 1;

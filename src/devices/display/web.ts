@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../../runtime/log.js';
-import { texts, type Texts } from '../texts.js';
+import { texts, textsFor, type Texts } from '../texts.js';
 import { screenKey, type Display, type Screen } from './model.js';
 import { QUIET_ZONE, qrMatrix, qrSvg } from './qr.js';
 import type { Rotation } from './surface.js';
@@ -183,7 +183,7 @@ export class WebDisplay extends EventEmitter implements Display {
 
   private flush(screen: Screen): void {
     const key = screenKey(screen);
-    const view = viewOf(screen, this.t);
+    const view = viewOf(screen, textsFor(screen, this.t));
     const urgent = screen.secondsLeft !== undefined && screen.secondsLeft <= URGENT_SECONDS;
     const sent = this.sent;
     if (sent && key === sent.key) {
