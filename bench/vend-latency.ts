@@ -7,7 +7,6 @@
 // SQLite transaction) and pulses. Sharing one event loop makes the figures pessimistic.
 
 import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -16,11 +15,8 @@ import { startAgent } from '../src/agent/agent.js';
 import type { StateChange } from '../src/agent/session.js';
 import { NullDisplay } from '../src/devices/display.js';
 import { SimDispenser } from '../src/devices/dispenser.js';
-import { MercadoPagoClient } from '../src/mercadopago/client.js';
-import { parseRelayConfig } from '../src/relay/config.js';
-import { startRelay } from '../src/relay/server.js';
-import { addKiosk, posUrl, setKioskPosQr } from '../src/relay/store.js';
-import { startSandbox, webhookSignature } from '../src/sandbox/index.js';
+import { startLocalStack } from '../src/cli/local-stack.js';
+import { webhookSignature } from '../src/sandbox/index.js';
 
 const TOKEN = 'TEST-bench';
 const COLLECTOR = 111222333;
@@ -39,39 +35,24 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.max(0, i)]!;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 export async function benchVendLatency(vends = 200): Promise<LatencyResult> {
   const dir = mkdtempSync(join(tmpdir(), 'qrkiosk-bench-'));
   const silent = pino({ level: 'silent' });
-  const sandbox = await startSandbox({ accessToken: TOKEN, collectorId: COLLECTOR, currency: 'ARS', webhookSecret: SECRET, pollIntervalMs: 20, logger: silent });
-  const port = await freePort();
-  const publicUrl = `http://127.0.0.1:${port}`;
-  const relay = await startRelay(
-    parseRelayConfig({
-      listen: { host: '127.0.0.1', port },
-      publicUrl,
-      store: { path: join(dir, 'relay.sqlite') },
-      mercadopago: { baseUrl: sandbox.url, accessToken: TOKEN, collectorId: COLLECTOR, webhookSecret: SECRET },
-      catalog: [{ sku: 'COLA', name: 'Cola', price: '1500.00', currency: 'ARS' }],
-      orders: { contingencyAfterSeconds: 3600 },
-    }),
-    { logger: silent },
-  );
-  const added = addKiosk(relay.store, { id: 'bench', posExternalId: 'BENCH1', generation: 'v2' });
-  const mp = new MercadoPagoClient({ baseUrl: sandbox.url, accessToken: TOKEN });
-  await mp.createStore(COLLECTOR, { name: 'Bench', external_id: 'BENCHSTORE' });
-  const pos = await mp.createPos({ name: 'Bench', fixed_amount: true, external_store_id: 'BENCHSTORE', external_id: 'BENCH1', url: posUrl(publicUrl, added.kiosk) });
-  setKioskPosQr(relay.store, 'bench', pos.qr_code!);
+  const stack = await startLocalStack({
+    dir,
+    accessToken: TOKEN,
+    collectorId: COLLECTOR,
+    webhookSecret: SECRET,
+    catalog: [{ sku: 'COLA', name: 'Cola', price: '1500.00', currency: 'ARS' }],
+    orders: { contingencyAfterSeconds: 3600 },
+    kiosk: { id: 'bench', posExternalId: 'BENCH1', storeExternalId: 'BENCHSTORE' },
+    pollIntervalMs: 20,
+    sandboxLogger: silent,
+    relayLogger: silent,
+  });
+  const { sandbox, relay } = stack;
+  const pos = { qr_code: stack.posQr };
 
   let pulseAt = 0;
   let onPulse: (() => void) | undefined;
@@ -90,7 +71,7 @@ export async function benchVendLatency(vends = 200): Promise<LatencyResult> {
   const agent = await startAgent(
     {
       kioskId: 'bench',
-      relay: { url: relay.wsUrl, token: added.token },
+      relay: { url: relay.wsUrl, token: stack.token },
       journal: { path: join(dir, 'agent.sqlite') },
       control: { socket: join(dir, 'agent.sock') },
       slots: [{ slot: 1, sku: 'COLA', stock: vends + 10 }],
@@ -146,8 +127,7 @@ export async function benchVendLatency(vends = 200): Promise<LatencyResult> {
     }
   } finally {
     await agent.close();
-    await relay.close();
-    await sandbox.close();
+    await stack.close();
     rmSync(dir, { recursive: true, force: true });
   }
   const sorted = [...samples].sort((a, b) => a - b);

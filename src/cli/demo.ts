@@ -1,5 +1,4 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -9,12 +8,10 @@ import type { StateChange } from '../agent/session.js';
 import { assertCurrency, formatMoney } from '../core/money.js';
 import { LogDisplay, TerminalDisplay } from '../devices/display.js';
 import { SimDispenser, type SimFault } from '../devices/dispenser.js';
-import { MercadoPagoClient } from '../mercadopago/client.js';
-import { parseRelayConfig } from '../relay/config.js';
-import { startRelay, type RunningRelay } from '../relay/server.js';
-import { addKiosk, posUrl, setKioskPosQr } from '../relay/store.js';
+import type { RunningRelay } from '../relay/server.js';
 import type { Logger } from '../runtime/log.js';
-import { startSandbox, type Sandbox } from '../sandbox/index.js';
+import type { Sandbox } from '../sandbox/index.js';
+import { startLocalStack } from './local-stack.js';
 
 // `qrkiosk demo` (= `npm start`): the Mercado Pago emulator, the relay and one kiosk agent with
 // simulated hardware, wired together on loopback exactly as they would be in the field: the
@@ -44,58 +41,23 @@ interface DemoParts {
   close(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 async function startParts(opts: { interactive: boolean; logger: Logger; resultScreenMs: number }): Promise<DemoParts> {
   const { logger } = opts;
   const dir = mkdtempSync(join(tmpdir(), 'qrkiosk-demo-'));
-  const sandbox = await startSandbox({
+  const stack = await startLocalStack({
+    dir,
     accessToken: ACCESS_TOKEN,
     collectorId: COLLECTOR_ID,
     currency: 'ARS',
     webhookSecret: WEBHOOK_SECRET,
+    catalog: CATALOG,
+    orders: { maxPaymentSeconds: 120, contingencyAfterSeconds: 10 },
+    kiosk: { id: KIOSK_ID, posExternalId: POS_EXTERNAL_ID, generation: 'v2', storeExternalId: 'DEMOSTORE1' },
     pollIntervalMs: 150,
-    logger: logger.child({ part: 'sandbox' }),
+    sandboxLogger: logger.child({ part: 'sandbox' }),
+    relayLogger: logger.child({ part: 'relay' }),
   });
-
-  // The relay's public URL goes into the POS url and notification_url, so it must be known
-  // before the relay listens: take a free port first.
-  const port = await freePort();
-  const publicUrl = `http://127.0.0.1:${port}`;
-  const relay = await startRelay(
-    parseRelayConfig({
-      listen: { host: '127.0.0.1', port },
-      publicUrl,
-      store: { path: join(dir, 'relay.sqlite') },
-      mercadopago: { baseUrl: sandbox.url, accessToken: ACCESS_TOKEN, collectorId: COLLECTOR_ID, webhookSecret: WEBHOOK_SECRET },
-      catalog: CATALOG,
-      orders: { maxPaymentSeconds: 120, contingencyAfterSeconds: 10 },
-    }),
-    { logger: logger.child({ part: 'relay' }) },
-  );
-
-  // What `qrkiosk relay kiosk add` and the operator's Mercado Pago set-up do, done for the demo.
-  const added = addKiosk(relay.store, { id: KIOSK_ID, posExternalId: POS_EXTERNAL_ID, generation: 'v2' });
-  const mp = new MercadoPagoClient({ baseUrl: sandbox.url, accessToken: ACCESS_TOKEN });
-  await mp.createStore(COLLECTOR_ID, { name: 'Demo store', external_id: 'DEMOSTORE1' });
-  const pos = await mp.createPos({
-    name: 'Demo kiosk',
-    fixed_amount: true,
-    external_store_id: 'DEMOSTORE1',
-    external_id: POS_EXTERNAL_ID,
-    url: posUrl(publicUrl, added.kiosk),
-  });
-  const posQr = pos.qr_code!;
-  setKioskPosQr(relay.store, KIOSK_ID, posQr);
+  const { sandbox, relay, posQr } = stack;
 
   const dispenser = new SimDispenser({
     pulseMs: 200,
@@ -109,7 +71,7 @@ async function startParts(opts: { interactive: boolean; logger: Logger; resultSc
   const agent = await startAgent(
     {
       kioskId: KIOSK_ID,
-      relay: { url: relay.wsUrl, token: added.token, backoff: { baseMs: 200, capMs: 5000 } },
+      relay: { url: relay.wsUrl, token: stack.token, backoff: { baseMs: 200, capMs: 5000 } },
       journal: { path: join(dir, 'agent.sqlite') },
       control: { socket: join(dir, 'agent.sock') },
       payment: { deadlineSeconds: 90 },
@@ -145,8 +107,7 @@ async function startParts(opts: { interactive: boolean; logger: Logger; resultSc
     dir,
     async close() {
       await agent.close();
-      await relay.close();
-      await sandbox.close();
+      await stack.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
@@ -8,11 +7,10 @@ import { controlRequest } from '../../src/agent/control.js';
 import type { JournalEntry } from '../../src/agent/journal.js';
 import type { AgentStatus } from '../../src/agent/agent.js';
 import { readPulseLog, type SimFault } from '../../src/devices/dispenser.js';
-import { MercadoPagoClient } from '../../src/mercadopago/client.js';
-import { parseRelayConfig } from '../../src/relay/config.js';
+import { startLocalStack } from '../../src/cli/local-stack.js';
+import type { RelayConfig } from '../../src/relay/config.js';
 import { startRelay, type RunningRelay } from '../../src/relay/server.js';
-import { addKiosk, posUrl, setKioskPosQr } from '../../src/relay/store.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
+import type { Sandbox } from '../../src/sandbox/index.js';
 import { TcpProxy } from './tcp-proxy.js';
 import { waitFor } from './wait.js';
 
@@ -57,28 +55,19 @@ export class KioskSystem {
     readonly token: string,
     readonly proxy: TcpProxy | undefined,
     readonly opts: SystemOptions,
-    private readonly relayConfig: ReturnType<typeof parseRelayConfig>,
+    private readonly relayConfig: RelayConfig,
     readonly relayLog: RelayLogLine[],
   ) {}
 
   static async start(opts: SystemOptions = {}): Promise<KioskSystem> {
     const dir = mkdtempSync(join(tmpdir(), 'qrkiosk-e2e-'));
-    const sandbox = await startSandbox({
+    const relayLog: RelayLogLine[] = [];
+    const stack = await startLocalStack({
+      dir,
       accessToken: ACCESS_TOKEN,
       collectorId: COLLECTOR_ID,
       currency: 'ARS',
       webhookSecret: WEBHOOK_SECRET,
-      pollIntervalMs: 50,
-      pollGiveUpMs: 3000,
-      logger: pino({ level: 'silent' }),
-    });
-    const port = await freePort();
-    const publicUrl = `http://127.0.0.1:${port}`;
-    const relayConfig = parseRelayConfig({
-      listen: { host: '127.0.0.1', port },
-      publicUrl,
-      store: { path: join(dir, 'relay.sqlite') },
-      mercadopago: { baseUrl: sandbox.url, accessToken: ACCESS_TOKEN, collectorId: COLLECTOR_ID, webhookSecret: WEBHOOK_SECRET },
       catalog: [
         { sku: 'COLA', name: 'Cola 350 ml', price: '1500.00', currency: 'ARS' },
         { sku: 'AGUA', name: 'Agua 500 ml', price: '900.00', currency: 'ARS' },
@@ -87,22 +76,16 @@ export class KioskSystem {
         maxPaymentSeconds: opts.maxPaymentSeconds ?? 120,
         contingencyAfterSeconds: opts.contingencyAfterSeconds ?? 600,
       },
+      kiosk: { id: 'kiosk-e2e', posExternalId: 'KIOSKE2E', generation: opts.generation ?? 'v2', storeExternalId: 'E2ESTORE' },
+      pollIntervalMs: 50,
+      pollGiveUpMs: 3000,
+      sandboxLogger: pino({ level: 'silent' }),
+      relayLogger: captureLogger(relayLog),
     });
-    const relayLog: RelayLogLine[] = [];
-    const relay = await startRelay(relayConfig, { logger: captureLogger(relayLog) });
-    const added = addKiosk(relay.store, { id: 'kiosk-e2e', posExternalId: 'KIOSKE2E', generation: opts.generation ?? 'v2' });
-    const mp = new MercadoPagoClient({ baseUrl: sandbox.url, accessToken: ACCESS_TOKEN });
-    await mp.createStore(COLLECTOR_ID, { name: 'E2E store', external_id: 'E2ESTORE' });
-    const pos = await mp.createPos({
-      name: 'E2E kiosk',
-      fixed_amount: true,
-      external_store_id: 'E2ESTORE',
-      external_id: 'KIOSKE2E',
-      url: posUrl(publicUrl, added.kiosk),
-    });
-    setKioskPosQr(relay.store, 'kiosk-e2e', pos.qr_code!);
+    const { sandbox, relay, relayConfig } = stack;
+    const port = relayConfig.listen.port;
     const proxy = opts.proxy ? await TcpProxy.start({ host: '127.0.0.1', port }) : undefined;
-    const sys = new KioskSystem(dir, sandbox, relay, pos.qr_code!, added.token, proxy, opts, relayConfig, relayLog);
+    const sys = new KioskSystem(dir, sandbox, relay, stack.posQr, stack.token, proxy, opts, relayConfig, relayLog);
     sys.writeAgentConfig();
     return sys;
   }
@@ -268,13 +251,3 @@ function captureLogger(into: RelayLogLine[]) {
   );
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolvePort(port));
-    });
-  });
-}
