@@ -3,26 +3,17 @@ import { ConfigError } from '../runtime/config-file.js';
 import { createLogger } from '../runtime/log.js';
 import { loadAgentConfig } from '../agent/config.js';
 import { startAgent, type AgentStatus } from '../agent/agent.js';
-import { ControlError, ControlUnavailable, controlRequest, type ControlCommand } from '../agent/control.js';
+import { controlRequest, type ControlCommand } from '../agent/control.js';
 import type { JournalEntry } from '../agent/journal.js';
 import { SystemdNotifier } from '../runtime/sd-notify.js';
 import { formatMoney, isCurrency } from '../core/money.js';
 import type { CancelResult, SelectResult } from '../agent/session.js';
+import { controlFailed, controlSocket, parseControlArgs, stdio, type Io } from './control-client.js';
 
 // `qrkiosk agent` (the long-running program systemd starts) and the technician commands that talk
 // to it over the control socket. Exit codes: 0 ok, 1 refused/failed, 2 usage or agent unreachable.
 
-export const DEFAULT_SOCKET = '/run/qrkiosk/agent.sock';
-
-export interface Io {
-  out: (text: string) => void;
-  err: (text: string) => void;
-}
-
-const stdio: Io = {
-  out: (t) => process.stdout.write(t.endsWith('\n') ? t : t + '\n'),
-  err: (t) => process.stderr.write(t.endsWith('\n') ? t : t + '\n'),
-};
+export { DEFAULT_SOCKET, type Io } from './control-client.js';
 
 const AGENT_USAGE = `usage: qrkiosk agent --config FILE
 
@@ -114,34 +105,11 @@ export async function technicianMain(cmd: string, argv: string[], io: Io = stdio
     io.err(`qrkiosk: unknown technician command "${cmd}"\n\n${TECH_USAGE}`);
     return 2;
   }
-  let values: { socket?: string | undefined; config?: string | undefined; json?: boolean | undefined; limit?: string | undefined };
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      options: {
-        socket: { type: 'string', short: 's' },
-        config: { type: 'string', short: 'c' },
-        json: { type: 'boolean' },
-        limit: { type: 'string', short: 'n' },
-      },
-      allowPositionals: true,
-    }));
-  } catch (err) {
-    io.err(`qrkiosk ${cmd}: ${(err as Error).message}\n\n${TECH_USAGE}`);
-    return 2;
-  }
-
-  let socket = values.socket;
-  if (!socket && values.config) {
-    try {
-      socket = loadAgentConfig(values.config, { readToken: false }).control.socket;
-    } catch (err) {
-      io.err((err as Error).message);
-      return 2;
-    }
-  }
-  socket ??= DEFAULT_SOCKET;
+  const parsed = parseControlArgs(cmd, argv, io, TECH_USAGE, { limit: { type: 'string', short: 'n' } });
+  if (typeof parsed === 'number') return parsed;
+  const { values, positionals } = parsed;
+  const socket = controlSocket(values, io);
+  if (typeof socket === 'number') return socket;
 
   const args: Record<string, unknown> = {};
   if (cmd === 'select') {
@@ -168,15 +136,7 @@ export async function technicianMain(cmd: string, argv: string[], io: Io = stdio
   try {
     result = await controlRequest(socket, cmd as ControlCommand, args);
   } catch (err) {
-    if (err instanceof ControlUnavailable) {
-      io.err(err.message);
-      return 2;
-    }
-    if (err instanceof ControlError) {
-      io.err(`qrkiosk ${cmd}: ${err.message}`);
-      return 1;
-    }
-    throw err;
+    return controlFailed(cmd, err, io);
   }
 
   const refused = (cmd === 'select' || cmd === 'cancel') && !(result as { ok?: boolean }).ok;

@@ -1,21 +1,15 @@
-import { parseArgs } from 'node:util';
-import { loadAgentConfig } from '../agent/config.js';
-import { ControlError, ControlUnavailable, controlRequest, openControlStream } from '../agent/control.js';
+import { controlRequest, openControlStream } from '../agent/control.js';
 import type { HardwareReport } from '../agent/hardware.js';
 import type { Fault } from '../devices/faults.js';
 import type { DeviceReport, InputEvent } from '../devices/report.js';
-import { DEFAULT_SOCKET, table, type Io } from './agent-commands.js';
+import { table } from './agent-commands.js';
+import { controlFailed, controlSocket, parseControlArgs, stdio, type Io } from './control-client.js';
 
 // Technician commands for the hardware, over the running agent's control socket:
 //   qrkiosk hardware              what was detected: profile, GPIO backend, pins, devices, faults
 //   qrkiosk test buttons          live view of presses until Ctrl-C (sales paused meanwhile)
 //   qrkiosk test dispense <slot>  pulse a slot's motor for real and watch the drop sensor
 // Exit codes as the other technician commands: 0 ok, 1 refused/failed, 2 usage or agent unreachable.
-
-const stdio: Io = {
-  out: (t) => process.stdout.write(t.endsWith('\n') ? t : t + '\n'),
-  err: (t) => process.stderr.write(t.endsWith('\n') ? t : t + '\n'),
-};
 
 export const HARDWARE_USAGE = `usage:
   qrkiosk hardware              [--socket PATH | --config FILE] [--json]
@@ -30,49 +24,16 @@ interface Parsed {
 }
 
 function parse(cmd: string, argv: string[], io: Io): Parsed | number {
-  let values: { socket?: string | undefined; config?: string | undefined; json?: boolean | undefined; help?: boolean | undefined };
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      options: {
-        socket: { type: 'string', short: 's' },
-        config: { type: 'string', short: 'c' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      allowPositionals: true,
-    }));
-  } catch (err) {
-    io.err(`qrkiosk ${cmd}: ${(err as Error).message}\n\n${HARDWARE_USAGE}`);
-    return 2;
-  }
+  const parsed = parseControlArgs(cmd, argv, io, HARDWARE_USAGE, { help: { type: 'boolean', short: 'h' } });
+  if (typeof parsed === 'number') return parsed;
+  const { values, positionals } = parsed;
   if (values.help) {
     io.out(HARDWARE_USAGE);
     return 0;
   }
-  let socket = values.socket;
-  if (!socket && values.config) {
-    try {
-      socket = loadAgentConfig(values.config, { readToken: false }).control.socket;
-    } catch (err) {
-      io.err((err as Error).message);
-      return 2;
-    }
-  }
-  return { socket: socket ?? DEFAULT_SOCKET, json: values.json ?? false, positionals };
-}
-
-function failed(cmd: string, err: unknown, io: Io): number {
-  if (err instanceof ControlUnavailable) {
-    io.err(err.message);
-    return 2;
-  }
-  if (err instanceof ControlError) {
-    io.err(`qrkiosk ${cmd}: ${err.message}`);
-    return 1;
-  }
-  throw err;
+  const socket = controlSocket(values, io);
+  if (typeof socket === 'number') return socket;
+  return { socket, json: values.json ?? false, positionals };
 }
 
 // ---- qrkiosk hardware ---------------------------------------------------------------------------
@@ -88,7 +49,7 @@ export async function hardwareMain(argv: string[], io: Io = stdio): Promise<numb
   try {
     report = (await controlRequest(p.socket, 'hardware')) as HardwareReport & { kioskId?: string };
   } catch (err) {
-    return failed('hardware', err, io);
+    return controlFailed('hardware', err, io);
   }
   io.out(p.json ? JSON.stringify(report, null, 2) : formatHardware(report));
   return 0;
@@ -189,7 +150,7 @@ async function testDispense(argv: string[], io: Io): Promise<number> {
     // a vend takes up to maxPulses x dropWindowMs (at most 5 x 30 s): wait for it
     r = (await controlRequest(p.socket, 'test.dispense', { slot }, { timeoutMs: 180_000 })) as DispenseAnswer;
   } catch (err) {
-    return failed('test dispense', err, io);
+    return controlFailed('test dispense', err, io);
   }
   if (p.json) io.out(JSON.stringify(r, null, 2));
   else if (!r.ok) io.out(`refused (${r.reason}): ${r.message}`);
@@ -247,7 +208,7 @@ async function testButtons(argv: string[], io: Io, opts: TestOptions): Promise<n
         io.out(p.json ? JSON.stringify(e) : formatButtonEvent(e));
       });
     } catch (err) {
-      return failed('test buttons', err, io);
+      return controlFailed('test buttons', err, io);
     }
     const initial = stream.initial as { kioskId?: string; buttons: DeviceReport | null };
     if (p.json) io.out(JSON.stringify({ type: 'start', ...initial }));

@@ -1,8 +1,6 @@
-import { parseArgs } from 'node:util';
-import { loadAgentConfig } from '../agent/config.js';
-import { ControlError, ControlUnavailable, controlRequest } from '../agent/control.js';
+import { controlRequest } from '../agent/control.js';
 import type { PrintResult } from '../devices/printer/printer.js';
-import { DEFAULT_SOCKET, type Io } from './agent-commands.js';
+import { controlFailed, controlSocket, parseControlArgs, stdio, type Io } from './control-client.js';
 
 // `qrkiosk test printer`: the running agent prints a sample receipt (accents, a QR, the cut) on
 // the kiosk's receipt printer, so a technician sees the code page, the width and the cutter
@@ -10,50 +8,21 @@ import { DEFAULT_SOCKET, type Io } from './agent-commands.js';
 
 export const TEST_PRINTER_USAGE = 'qrkiosk test printer [--socket PATH | --config FILE] [--json]';
 
-const stdio: Io = {
-  out: (t) => process.stdout.write(t.endsWith('\n') ? t : t + '\n'),
-  err: (t) => process.stderr.write(t.endsWith('\n') ? t : t + '\n'),
-};
-
 export async function testPrinterMain(argv: string[], io: Io = stdio): Promise<number> {
-  let values: { socket?: string | undefined; config?: string | undefined; json?: boolean | undefined };
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      options: { socket: { type: 'string', short: 's' }, config: { type: 'string', short: 'c' }, json: { type: 'boolean' } },
-      allowPositionals: true,
-    }));
-  } catch (err) {
-    io.err(`qrkiosk test printer: ${(err as Error).message}\n\nusage: ${TEST_PRINTER_USAGE}`);
-    return 2;
-  }
+  const parsed = parseControlArgs('test printer', argv, io, `usage: ${TEST_PRINTER_USAGE}`, {});
+  if (typeof parsed === 'number') return parsed;
+  const { values, positionals } = parsed;
   if (positionals.length > 0) {
     io.err(`qrkiosk test printer: unexpected argument "${positionals[0]}"\n\nusage: ${TEST_PRINTER_USAGE}`);
     return 2;
   }
-  let socket = values.socket;
-  if (!socket && values.config) {
-    try {
-      socket = loadAgentConfig(values.config, { readToken: false }).control.socket;
-    } catch (err) {
-      io.err((err as Error).message);
-      return 2;
-    }
-  }
+  const socket = controlSocket(values, io);
+  if (typeof socket === 'number') return socket;
   let r: PrintResult;
   try {
-    r = (await controlRequest(socket ?? DEFAULT_SOCKET, 'test.printer', {}, { timeoutMs: 30_000 })) as PrintResult;
+    r = (await controlRequest(socket, 'test.printer', {}, { timeoutMs: 30_000 })) as PrintResult;
   } catch (err) {
-    if (err instanceof ControlUnavailable) {
-      io.err(err.message);
-      return 2;
-    }
-    if (err instanceof ControlError) {
-      io.err(`qrkiosk test printer: ${err.message}`);
-      return 1;
-    }
-    throw err;
+    return controlFailed('test printer', err, io);
   }
   if (values.json) io.out(JSON.stringify(r, null, 2));
   else if (r.ok) io.out(`test receipt sent to ${r.printer} (${r.bytes} bytes): check accents, the QR and the cut`);

@@ -371,6 +371,28 @@ function notificationFromRow(r: Row): NotificationRecord {
   };
 }
 
+function orderEventFromRow(r: Row): OrderEventRecord {
+  return {
+    orderId: r.order_id as string,
+    from: (r.from as OrderState | null) ?? null,
+    to: r.to as OrderState,
+    event: r.event as string,
+    detail: (r.detail as string | null) ?? null,
+    at: r.at as number,
+  };
+}
+
+function outboxFromRow(r: Row): OutboxRecord {
+  return {
+    seq: r.seq as number,
+    kioskId: r.kiosk_id as string,
+    messageId: r.message_id as string,
+    type: r.type as string,
+    payload: r.payload as string,
+    createdAt: r.created_at as number,
+  };
+}
+
 export interface NewOrder {
   id: string;
   kioskId: string;
@@ -440,6 +462,22 @@ export class RelayStore {
     return this.db.transaction(fn)();
   }
 
+  /** The first row `sql` selects, as a record; undefined when there is none. */
+  private one<T>(fromRow: (r: Row) => T, sql: string, ...params: unknown[]): T | undefined {
+    const r = this.db.prepare(sql).get(...params) as Row | undefined;
+    return r ? fromRow(r) : undefined;
+  }
+
+  /** Every row `sql` selects, as records. */
+  private many<T>(fromRow: (r: Row) => T, sql: string, ...params: unknown[]): T[] {
+    return (this.db.prepare(sql).all(...params) as Row[]).map(fromRow);
+  }
+
+  /** `sql` selects COUNT(*) AS n. */
+  private count(sql: string, ...params: unknown[]): number {
+    return (this.db.prepare(sql).get(...params) as { n: number }).n;
+  }
+
   // ---- kiosks -----------------------------------------------------------------------------------
 
   addKiosk(input: AddKioskInput, at = Date.now()): AddedKiosk {
@@ -469,22 +507,19 @@ export class RelayStore {
   }
 
   getKiosk(id: string): Kiosk | undefined {
-    const r = this.db.prepare('SELECT * FROM kiosks WHERE id = ?').get(id) as Row | undefined;
-    return r ? kioskFromRow(r) : undefined;
+    return this.one(kioskFromRow, 'SELECT * FROM kiosks WHERE id = ?', id);
   }
 
   getKioskByTokenHash(tokenHash: string): Kiosk | undefined {
-    const r = this.db.prepare('SELECT * FROM kiosks WHERE token_hash = ?').get(tokenHash) as Row | undefined;
-    return r ? kioskFromRow(r) : undefined;
+    return this.one(kioskFromRow, 'SELECT * FROM kiosks WHERE token_hash = ?', tokenHash);
   }
 
   getKioskByPos(posExternalId: string): Kiosk | undefined {
-    const r = this.db.prepare('SELECT * FROM kiosks WHERE pos_external_id = ?').get(posExternalId) as Row | undefined;
-    return r ? kioskFromRow(r) : undefined;
+    return this.one(kioskFromRow, 'SELECT * FROM kiosks WHERE pos_external_id = ?', posExternalId);
   }
 
   listKiosks(): Kiosk[] {
-    return (this.db.prepare('SELECT * FROM kiosks ORDER BY id').all() as Row[]).map(kioskFromRow);
+    return this.many(kioskFromRow, 'SELECT * FROM kiosks ORDER BY id');
   }
 
   setKioskPosQr(id: string, qr: string): void {
@@ -516,33 +551,29 @@ export class RelayStore {
   }
 
   getOrder(id: string): OrderRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM orders WHERE id = ?').get(id) as Row | undefined;
-    return r ? orderFromRow(r) : undefined;
+    return this.one(orderFromRow, 'SELECT * FROM orders WHERE id = ?', id);
   }
 
   pendingOrderOf(kioskId: string): OrderRecord | undefined {
-    const r = this.db
-      .prepare(`SELECT * FROM orders WHERE kiosk_id = ? AND state = 'pending' ORDER BY created_at DESC LIMIT 1`)
-      .get(kioskId) as Row | undefined;
-    return r ? orderFromRow(r) : undefined;
+    return this.one(orderFromRow, `SELECT * FROM orders WHERE kiosk_id = ? AND state = 'pending' ORDER BY created_at DESC LIMIT 1`, kioskId);
   }
 
   latestOrderOf(kioskId: string): OrderRecord | undefined {
-    const r = this.db
-      .prepare(`SELECT * FROM orders WHERE kiosk_id = ? AND state <> 'rejected' ORDER BY created_at DESC, rowid DESC LIMIT 1`)
-      .get(kioskId) as Row | undefined;
-    return r ? orderFromRow(r) : undefined;
+    return this.one(
+      orderFromRow,
+      `SELECT * FROM orders WHERE kiosk_id = ? AND state <> 'rejected' ORDER BY created_at DESC, rowid DESC LIMIT 1`,
+      kioskId,
+    );
   }
 
   ordersInState(state: OrderState): OrderRecord[] {
-    return (this.db.prepare('SELECT * FROM orders WHERE state = ? ORDER BY created_at').all(state) as Row[]).map(orderFromRow);
+    return this.many(orderFromRow, 'SELECT * FROM orders WHERE state = ? ORDER BY created_at', state);
   }
 
   pendingPastDeadline(now: number, kioskId?: string): OrderRecord[] {
-    const rows = kioskId
-      ? this.db.prepare(`SELECT * FROM orders WHERE state = 'pending' AND deadline <= ? AND kiosk_id = ?`).all(now, kioskId)
-      : this.db.prepare(`SELECT * FROM orders WHERE state = 'pending' AND deadline <= ?`).all(now);
-    return (rows as Row[]).map(orderFromRow);
+    return kioskId
+      ? this.many(orderFromRow, `SELECT * FROM orders WHERE state = 'pending' AND deadline <= ? AND kiosk_id = ?`, now, kioskId)
+      : this.many(orderFromRow, `SELECT * FROM orders WHERE state = 'pending' AND deadline <= ?`, now);
   }
 
   /**
@@ -550,21 +581,19 @@ export class RelayStore {
    * `quietSince`, and cancelled/expired ones closed after `closedSince` (a payment can still land).
    */
   contingencyCandidates(createdBefore: number, quietSince: number, closedSince: number): OrderRecord[] {
-    return (
-      this.db
-        .prepare(
-          `SELECT * FROM orders
-           WHERE (state = 'pending' AND created_at <= @createdBefore
-                  AND (last_notification_at IS NULL OR last_notification_at <= @quietSince))
-              OR (state IN ('cancelled','expired') AND updated_at >= @closedSince)
-           ORDER BY created_at`,
-        )
-        .all({ createdBefore, quietSince, closedSince }) as Row[]
-    ).map(orderFromRow);
+    return this.many(
+      orderFromRow,
+      `SELECT * FROM orders
+       WHERE (state = 'pending' AND created_at <= @createdBefore
+              AND (last_notification_at IS NULL OR last_notification_at <= @quietSince))
+          OR (state IN ('cancelled','expired') AND updated_at >= @closedSince)
+       ORDER BY created_at`,
+      { createdBefore, quietSince, closedSince },
+    );
   }
 
   countOrders(state: OrderState): number {
-    return (this.db.prepare('SELECT COUNT(*) AS n FROM orders WHERE state = ?').get(state) as { n: number }).n;
+    return this.count('SELECT COUNT(*) AS n FROM orders WHERE state = ?', state);
   }
 
   /** Newest first, for the operator's `qrkiosk relay orders`. */
@@ -580,18 +609,16 @@ export class RelayStore {
       params.state = opts.state;
     }
     const sql = `SELECT * FROM orders ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, rowid DESC LIMIT @limit`;
-    return (this.db.prepare(sql).all(params) as Row[]).map(orderFromRow);
+    return this.many(orderFromRow, sql, params);
   }
 
   /** Orders a person must look at (needs_review set), oldest first. */
   ordersNeedingReview(): OrderRecord[] {
-    return (
-      this.db.prepare('SELECT * FROM orders WHERE needs_review IS NOT NULL ORDER BY created_at, rowid').all() as Row[]
-    ).map(orderFromRow);
+    return this.many(orderFromRow, 'SELECT * FROM orders WHERE needs_review IS NOT NULL ORDER BY created_at, rowid');
   }
 
   countNeedingReview(): number {
-    return (this.db.prepare('SELECT COUNT(*) AS n FROM orders WHERE needs_review IS NOT NULL').get() as { n: number }).n;
+    return this.count('SELECT COUNT(*) AS n FROM orders WHERE needs_review IS NOT NULL');
   }
 
   /**
@@ -621,15 +648,13 @@ export class RelayStore {
 
   /** Paid (released) before `paidBefore`, no vend.result yet, not flagged by the watchdog yet. */
   overdueVends(paidBefore: number): OrderRecord[] {
-    return (
-      this.db
-        .prepare(
-          `SELECT * FROM orders
-           WHERE state = 'paid' AND vend_result IS NULL AND vend_overdue_at IS NULL AND paid_at IS NOT NULL AND paid_at <= ?
-           ORDER BY paid_at`,
-        )
-        .all(paidBefore) as Row[]
-    ).map(orderFromRow);
+    return this.many(
+      orderFromRow,
+      `SELECT * FROM orders
+       WHERE state = 'paid' AND vend_result IS NULL AND vend_overdue_at IS NULL AND paid_at IS NOT NULL AND paid_at <= ?
+       ORDER BY paid_at`,
+      paidBefore,
+    );
   }
 
   /** The watchdog's mark: flagged once, whatever restarts follow. */
@@ -711,16 +736,7 @@ export class RelayStore {
   }
 
   orderEvents(orderId: string): OrderEventRecord[] {
-    return (
-      this.db.prepare('SELECT * FROM order_events WHERE order_id = ? ORDER BY seq').all(orderId) as Row[]
-    ).map((r) => ({
-      orderId: r.order_id as string,
-      from: (r.from as OrderState | null) ?? null,
-      to: r.to as OrderState,
-      event: r.event as string,
-      detail: (r.detail as string | null) ?? null,
-      at: r.at as number,
-    }));
+    return this.many(orderEventFromRow, 'SELECT * FROM order_events WHERE order_id = ? ORDER BY seq', orderId);
   }
 
   // ---- payments ---------------------------------------------------------------------------------
@@ -738,9 +754,7 @@ export class RelayStore {
   }
 
   paymentsOf(orderId: string): PaymentRecord[] {
-    return (
-      this.db.prepare('SELECT * FROM payments WHERE order_id = ? ORDER BY first_seen_at, payment_id').all(orderId) as Row[]
-    ).map(paymentFromRow);
+    return this.many(paymentFromRow, 'SELECT * FROM payments WHERE order_id = ? ORDER BY first_seen_at, payment_id', orderId);
   }
 
   /**
@@ -752,29 +766,25 @@ export class RelayStore {
   }
 
   getPayment(paymentId: string): PaymentRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM payments WHERE payment_id = ?').get(paymentId) as Row | undefined;
-    return r ? paymentFromRow(r) : undefined;
+    return this.one(paymentFromRow, 'SELECT * FROM payments WHERE payment_id = ?', paymentId);
   }
 
   /** Payments of the order that were approved at some point and have no refund row at all. */
   unrefundedApprovedPaymentsOf(orderId: string): PaymentRecord[] {
-    return (
-      this.db
-        .prepare(
-          `SELECT p.* FROM payments p
-           WHERE p.order_id = ? AND p.ever_approved = 1
-             AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.order_id = p.order_id AND r.payment_id = p.payment_id)
-           ORDER BY p.first_seen_at, p.payment_id`,
-        )
-        .all(orderId) as Row[]
-    ).map(paymentFromRow);
+    return this.many(
+      paymentFromRow,
+      `SELECT p.* FROM payments p
+       WHERE p.order_id = ? AND p.ever_approved = 1
+         AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.order_id = p.order_id AND r.payment_id = p.payment_id)
+       ORDER BY p.first_seen_at, p.payment_id`,
+      orderId,
+    );
   }
 
   // ---- refunds ----------------------------------------------------------------------------------
 
   getRefundByKey(key: string): RefundRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM refunds WHERE idempotency_key = ?').get(key) as Row | undefined;
-    return r ? refundFromRow(r) : undefined;
+    return this.one(refundFromRow, 'SELECT * FROM refunds WHERE idempotency_key = ?', key);
   }
 
   /** Records the intent BEFORE calling Mercado Pago; the unique key makes a second insert a no-op. */
@@ -818,15 +828,12 @@ export class RelayStore {
    * `refunding` are left to the order's own refund, which covers every approved payment.
    */
   surplusRefundsDue(): RefundRecord[] {
-    return (
-      this.db
-        .prepare(
-          `SELECT r.* FROM refunds r JOIN orders o ON o.id = r.order_id
-           WHERE r.status = 'requested' AND r.reason = 'surplus' AND o.state <> 'refunding'
-           ORDER BY r.id`,
-        )
-        .all() as Row[]
-    ).map(refundFromRow);
+    return this.many(
+      refundFromRow,
+      `SELECT r.* FROM refunds r JOIN orders o ON o.id = r.order_id
+       WHERE r.status = 'requested' AND r.reason = 'surplus' AND o.state <> 'refunding'
+       ORDER BY r.id`,
+    );
   }
 
   recordRefundAttempt(key: string, error: string | null): void {
@@ -843,11 +850,11 @@ export class RelayStore {
   }
 
   refundsOf(orderId: string): RefundRecord[] {
-    return (this.db.prepare('SELECT * FROM refunds WHERE order_id = ? ORDER BY id').all(orderId) as Row[]).map(refundFromRow);
+    return this.many(refundFromRow, 'SELECT * FROM refunds WHERE order_id = ? ORDER BY id', orderId);
   }
 
   allRefunds(): RefundRecord[] {
-    return (this.db.prepare('SELECT * FROM refunds ORDER BY id').all() as Row[]).map(refundFromRow);
+    return this.many(refundFromRow, 'SELECT * FROM refunds ORDER BY id');
   }
 
   // ---- notifications ----------------------------------------------------------------------------
@@ -878,13 +885,11 @@ export class RelayStore {
   }
 
   unprocessedNotifications(): NotificationRecord[] {
-    return (
-      this.db.prepare('SELECT * FROM notifications WHERE processed_at IS NULL ORDER BY id').all() as Row[]
-    ).map(notificationFromRow);
+    return this.many(notificationFromRow, 'SELECT * FROM notifications WHERE processed_at IS NULL ORDER BY id');
   }
 
   listNotifications(): NotificationRecord[] {
-    return (this.db.prepare('SELECT * FROM notifications ORDER BY id').all() as Row[]).map(notificationFromRow);
+    return this.many(notificationFromRow, 'SELECT * FROM notifications ORDER BY id');
   }
 
   // ---- outbox / inbox ---------------------------------------------------------------------------
@@ -896,14 +901,7 @@ export class RelayStore {
   }
 
   outboxOf(kioskId: string): OutboxRecord[] {
-    return (this.db.prepare('SELECT * FROM outbox WHERE kiosk_id = ? ORDER BY seq').all(kioskId) as Row[]).map((r) => ({
-      seq: r.seq as number,
-      kioskId: r.kiosk_id as string,
-      messageId: r.message_id as string,
-      type: r.type as string,
-      payload: r.payload as string,
-      createdAt: r.created_at as number,
-    }));
+    return this.many(outboxFromRow, 'SELECT * FROM outbox WHERE kiosk_id = ? ORDER BY seq', kioskId);
   }
 
   /** Only the kiosk the message was addressed to can ack it away. */

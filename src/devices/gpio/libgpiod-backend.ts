@@ -2,6 +2,7 @@ import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_proces
 import { createInterface } from 'node:readline';
 import type { Logger } from '../../runtime/log.js';
 import type { FaultSink } from '../faults.js';
+import { InputLevel, pinReports } from './backend-parts.js';
 import {
   GpioError,
   defaultLineName,
@@ -303,10 +304,8 @@ export interface LibgpiodBackendOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-class LgInput implements GpioInput {
+class LgInput extends InputLevel implements GpioInput {
   readonly where: string;
-  private current: Level = 0;
-  private readonly listeners = new Set<(level: Level) => void>();
   child: Child | undefined;
   private readonly r: Restarter = { restarts: 0, consecutive: 0, startedAt: 0, timer: undefined };
   private closed = false;
@@ -318,6 +317,7 @@ class LgInput implements GpioInput {
     private readonly loc: LineLocation,
     private readonly b: LibgpiodBackend,
   ) {
+    super(0);
     this.where = `${loc.chip} ${loc.offset}`;
   }
 
@@ -328,12 +328,6 @@ class LgInput implements GpioInput {
   async start(): Promise<void> {
     this.set(await this.b.readLine(this.loc, this.pull));
     this.spawn();
-  }
-
-  private set(level: Level): void {
-    if (level === this.current) return;
-    this.current = level;
-    for (const l of [...this.listeners]) l(level);
   }
 
   private spawn(): void {
@@ -374,15 +368,6 @@ class LgInput implements GpioInput {
     this.b.logger?.info({ bcm: this.bcm, restarts: this.r.restarts, pid: this.child?.proc.pid }, `${this.device} restarted`);
   }
 
-  level(): Level {
-    return this.current;
-  }
-
-  onChange(listener: (level: Level) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-
   info(): GpioProcessInfo {
     return { pid: this.child?.alive ? this.child.proc.pid : undefined, command: 'gpiomon', role: this.role, restarts: this.r.restarts };
   }
@@ -390,7 +375,7 @@ class LgInput implements GpioInput {
   async close(): Promise<void> {
     this.closed = true;
     if (this.r.timer) clearTimeout(this.r.timer);
-    this.listeners.clear();
+    this.dropListeners();
     await this.child?.stop();
   }
 
@@ -660,10 +645,7 @@ export class LibgpiodBackend implements GpioBackend {
       detail: `libgpiod tools v${this.version.text}, lines by name on ${chips.join(', ') || 'no chip yet'}`,
       ...(this.opts.reason ? { reason: this.opts.reason } : {}),
       warnings: [],
-      pins: [
-        ...this.inputs.map((i) => ({ bcm: i.bcm, role: i.role, where: i.where, mode: 'in' as const, level: i.level(), pull: i.pull })),
-        ...this.outputs.map((o) => ({ bcm: o.bcm, role: o.role, where: o.where, mode: 'out' as const, level: o.level() })),
-      ],
+      pins: pinReports(this.inputs, this.outputs),
       processes: [...this.inputs.map((i) => i.info()), ...this.outputs.map((o) => o.info())],
     };
   }

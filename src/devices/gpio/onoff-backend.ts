@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import type { Logger } from '../../runtime/log.js';
+import { InputLevel, pinReports } from './backend-parts.js';
 import { DEFAULT_SYSFS_ROOT, resolveHeaderChip, sysfsNumber, type ResolvedChip } from './sysfs.js';
 import {
   GpioError,
@@ -58,10 +59,7 @@ export interface OnoffBackendOptions {
 
 const PULL_CONFIG: Record<Exclude<Pull, 'as-is'>, string> = { up: 'pu', down: 'pd', none: 'pn' };
 
-class OnoffInput implements GpioInput {
-  private last: Level;
-  private readonly listeners = new Set<(level: Level) => void>();
-
+class OnoffInput extends InputLevel implements GpioInput {
   constructor(
     readonly bcm: number,
     readonly role: string,
@@ -70,7 +68,7 @@ class OnoffInput implements GpioInput {
     private readonly gpio: OnoffGpio,
     logger: Logger | undefined,
   ) {
-    this.last = gpio.readSync();
+    super(gpio.readSync());
     let warned = false;
     gpio.watch((err, value) => {
       if (err) {
@@ -80,23 +78,12 @@ class OnoffInput implements GpioInput {
       }
       // onoff reads the value file after each interrupt: two fast edges can both report the same
       // level. Only changes mean anything to the layers above.
-      if (value === this.last) return;
-      this.last = value;
-      for (const l of [...this.listeners]) l(value);
+      this.set(value);
     });
   }
 
-  level(): Level {
-    return this.last;
-  }
-
-  onChange(listener: (level: Level) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-
   release(): void {
-    this.listeners.clear();
+    this.dropListeners();
     try {
       this.gpio.unwatchAll();
       this.gpio.unexport();
@@ -260,10 +247,7 @@ export class OnoffBackend implements GpioBackend {
       detail: `sysfs ${this.chip.root}, chip ${this.chip.dir} "${this.chip.label}" base ${this.chip.base}, ${this.chip.ngpio} lines`,
       ...(this.opts.reason ? { reason: this.opts.reason } : {}),
       warnings,
-      pins: [
-        ...this.inputs.map((i) => ({ bcm: i.bcm, role: i.role, where: i.where, mode: 'in' as const, level: i.level(), pull: i.pull })),
-        ...this.outputs.map((o) => ({ bcm: o.bcm, role: o.role, where: o.where, mode: 'out' as const, level: o.level() })),
-      ],
+      pins: pinReports(this.inputs, this.outputs),
     };
   }
 

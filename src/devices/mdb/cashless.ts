@@ -1,10 +1,10 @@
-import { EventEmitter } from 'node:events';
 import type { Logger } from '../../runtime/log.js';
 import { isSelectionAnswer, type Buttons, type OrderChange, type SelectionAnswer, type SelectionDetail } from '../buttons.js';
 import { DispenserBusy, type Dispenser, type VendOutcome } from '../dispenser.js';
 import type { FaultSink } from '../faults.js';
 import type { DeviceReport } from '../report.js';
-import { LinePort, ThrottledWarn, printable, type OpenPort } from '../serial/line-port.js';
+import { LineDevice } from '../serial/line-device.js';
+import type { OpenPort } from '../serial/line-port.js';
 import { Commands, parseBoardLine, type BoardLine, type CashlessState } from './qibixx.js';
 
 // An MDB vending machine retrofitted with a Qibixx board in cashless-slave mode. The machine
@@ -69,66 +69,29 @@ export interface MdbHealth {
 /** Order states in which the machine's request must be denied. */
 const DENY_ON = new Set(['cancelled', 'rejected', 'not_dispensed']);
 
-export class MdbCashless extends EventEmitter {
-  readonly link: LinePort;
+export class MdbCashless extends LineDevice {
   readonly buttons: Buttons & { describe(): DeviceReport };
   readonly dispenser: Dispenser & { describe(): DeviceReport };
   private readonly opts: MdbOptions;
-  private readonly log: Logger | undefined;
-  private readonly rejected: ThrottledWarn;
   private readonly pressListeners = new Set<(slot: number, detail?: SelectionDetail) => unknown>();
   private readonly cancelListeners = new Set<() => void>();
   private phase: Phase = { kind: 'idle' };
   private board: CashlessState | null = null;
-  private started = false;
-  private closedFaces = 0;
   /** the board may have reset while a vend was out: enable it again once the vend is settled */
   private initPending = false;
   private lastInitAt = 0;
   private lastVend: MdbHealth['lastVend'] = null;
-  private rejectedCount = 0;
-  private lastRejected: string | null = null;
   private lastError: string | null = null;
 
   constructor(opts: MdbOptions) {
-    super();
+    super(opts, { link: 'mdb', logPart: 'mdb', device: `MDB interface ${opts.path}`, unplugHint: 'check the MDB-USB cable or the HAT' });
     this.opts = opts;
-    this.log = opts.logger?.child({ part: 'mdb' });
-    this.rejected = new ThrottledWarn((o, m) => this.log?.warn(o, m));
-    this.link = new LinePort({
-      name: 'mdb',
-      path: opts.path,
-      baudRate: opts.baudRate,
-      maxLineBytes: 128,
-      ...(opts.reconnect ? { reconnect: opts.reconnect } : {}),
-      ...(opts.openPort ? { openPort: opts.openPort } : {}),
-      ...(opts.logger ? { logger: opts.logger } : {}),
-    });
-    this.link.on('line', (l: string) => this.onLine(l));
-    this.link.on('discard', (reason: string, text: string) => this.reject(text, reason === 'truncated' ? 'truncated by a disconnect' : 'line too long'));
-    this.link.on('open', () => {
-      opts.faults?.clear(this.device, 'disconnected', 'port open again');
-      this.onOpen();
-    });
-    this.link.on('down', (reason: string) =>
-      opts.faults?.condition(this.device, 'disconnected', `${opts.path} lost (${reason}): check the MDB-USB cable or the HAT; reconnecting`),
-    );
     this.buttons = this.makeButtons();
     this.dispenser = this.makeDispenser();
   }
 
-  start(): void {
-    if (this.started) return;
-    this.started = true;
-    this.link.start();
-  }
-
-  private get device(): string {
-    return `MDB interface ${this.opts.path}`;
-  }
-
   /** `qrkiosk hardware` */
-  describe(role: 'buttons' | 'dispenser'): DeviceReport {
+  override describe(role: 'buttons' | 'dispenser'): DeviceReport {
     const h = this.health();
     const enabled = h.board === 'ENABLED' || h.board === 'IDLE' || h.board === 'VEND';
     const status: DeviceReport['status'] = h.port !== 'open' ? 'disconnected' : enabled ? 'ok' : 'fault';
@@ -154,15 +117,12 @@ export class MdbCashless extends EventEmitter {
       phase: p.kind,
       request: p.kind === 'idle' ? null : { item: p.item, price: p.price, slot: p.slot, orderId: p.orderId },
       lastVend: this.lastVend,
-      opens: this.link.stats.opens,
-      disconnects: this.link.stats.disconnects,
-      rejectedLines: this.rejectedCount,
-      lastRejected: this.lastRejected,
+      ...this.linkCounts(),
       lastError: this.lastError,
     };
   }
 
-  async close(): Promise<void> {
+  override async close(): Promise<void> {
     const p = this.phase;
     if (p.kind === 'approved') this.settle({ result: 'vend_failed', pulses: 1, detail: 'agent stopping before the machine reported the vend result' });
     else if (p.kind === 'requested') this.deny('agent stopping');
@@ -179,14 +139,7 @@ export class MdbCashless extends EventEmitter {
 
   // ---- board -> agent -----------------------------------------------------------------------------
 
-  private reject(line: string, reason: string): void {
-    this.rejectedCount++;
-    this.lastRejected = `${reason}: ${printable(line, 60)}`;
-    this.rejected.warn({ line: printable(line), reason }, `mdb: ignored a garbled line (${reason})`);
-    this.emit('rejected', line, reason);
-  }
-
-  private onLine(line: string): void {
+  protected override onLine(line: string): void {
     const m = parseBoardLine(line);
     if (m.kind === 'garbled') return this.reject(line, m.reason);
     this.handle(m);
@@ -272,7 +225,7 @@ export class MdbCashless extends EventEmitter {
 
   // ---- agent -> board -----------------------------------------------------------------------------
 
-  private onOpen(): void {
+  protected override onOpen(): void {
     if (this.phase.kind === 'approved') {
       // do not reset the board while the machine may still report this vend's result
       this.initPending = true;
@@ -337,75 +290,56 @@ export class MdbCashless extends EventEmitter {
 
   // ---- faces --------------------------------------------------------------------------------------
 
-  /** set once both faces are closed: resolves when the port is closed */
-  closing: Promise<void> | undefined;
-
-  private faceClosed(): void {
-    // the agent closes the buttons early and the dispenser last; the link lives until both are done
-    if (++this.closedFaces >= 2) this.closing ??= this.close();
-  }
-
   private makeButtons(): Buttons & { describe(): DeviceReport } {
-    return {
-      describe: () => this.describe('buttons'),
-      onPress: (listener) => {
-        this.pressListeners.add(listener);
-        return () => this.pressListeners.delete(listener);
+    return this.buttonsFace(
+      {
+        onPress: (listener) => {
+          this.pressListeners.add(listener);
+          return () => this.pressListeners.delete(listener);
+        },
+        onCancel: (listener) => {
+          this.cancelListeners.add(listener);
+          return () => this.cancelListeners.delete(listener);
+        },
+        orderChanged: (c) => this.orderChanged(c),
       },
-      onCancel: (listener) => {
-        this.cancelListeners.add(listener);
-        return () => this.cancelListeners.delete(listener);
-      },
-      orderChanged: (c) => this.orderChanged(c),
-      start: () => this.start(),
-      close: () => {
+      () => {
         this.pressListeners.clear();
         this.cancelListeners.clear();
-        this.faceClosed();
       },
-    };
+    );
   }
 
   private makeDispenser(): Dispenser & { describe(): DeviceReport } {
-    let closed = false;
-    return {
-      describe: () => this.describe('dispenser'),
-      vend: (slot: number) => {
-        const p = this.phase;
-        if (p.kind === 'approved') return Promise.reject(new DispenserBusy('the machine is already vending'));
-        if (p.kind !== 'requested' || p.slot !== slot) {
-          const why =
-            p.kind === 'requested'
-              ? `the machine asks for slot ${p.slot}, not ${slot}`
-              : 'the machine has no open request (it cancelled or timed out before the payment)';
-          this.log?.warn({ slot }, `mdb: not approving: ${why}`);
-          return Promise.resolve({ result: 'vend_failed', pulses: 0, detail: `not approved: ${why}` });
-        }
-        if (!this.link.write(Commands.approve(p.price))) {
-          this.phase = { kind: 'idle' };
-          return Promise.resolve({ result: 'vend_failed', pulses: 0, detail: 'MDB interface disconnected: the machine was not told to vend' });
-        }
-        this.log?.info({ item: p.item, price: p.price, orderId: p.orderId }, `mdb: approved ${p.price} for item ${p.item}`);
-        return new Promise<VendOutcome>((resolve) => {
-          const timer = setTimeout(() => {
-            // end the session so the machine does not sit on approved credit
-            this.link.write(Commands.deny);
-            this.settle({
-              result: 'vend_failed',
-              pulses: 1,
-              detail: `no vend result from the machine within ${this.opts.resultTimeoutMs} ms after approval; it may have dispensed`,
-            });
-          }, this.opts.resultTimeoutMs);
-          this.phase = { ...p, kind: 'approved', timer, done: resolve };
-        });
-      },
-      // the machine owns its motors
-      safe: () => {},
-      close: () => {
-        if (closed) return;
-        closed = true;
-        this.faceClosed();
-      },
-    };
+    // the machine owns its motors
+    return this.dispenserFace((slot: number) => {
+      const p = this.phase;
+      if (p.kind === 'approved') return Promise.reject(new DispenserBusy('the machine is already vending'));
+      if (p.kind !== 'requested' || p.slot !== slot) {
+        const why =
+          p.kind === 'requested'
+            ? `the machine asks for slot ${p.slot}, not ${slot}`
+            : 'the machine has no open request (it cancelled or timed out before the payment)';
+        this.log?.warn({ slot }, `mdb: not approving: ${why}`);
+        return Promise.resolve({ result: 'vend_failed', pulses: 0, detail: `not approved: ${why}` });
+      }
+      if (!this.link.write(Commands.approve(p.price))) {
+        this.phase = { kind: 'idle' };
+        return Promise.resolve({ result: 'vend_failed', pulses: 0, detail: 'MDB interface disconnected: the machine was not told to vend' });
+      }
+      this.log?.info({ item: p.item, price: p.price, orderId: p.orderId }, `mdb: approved ${p.price} for item ${p.item}`);
+      return new Promise<VendOutcome>((resolve) => {
+        const timer = setTimeout(() => {
+          // end the session so the machine does not sit on approved credit
+          this.link.write(Commands.deny);
+          this.settle({
+            result: 'vend_failed',
+            pulses: 1,
+            detail: `no vend result from the machine within ${this.opts.resultTimeoutMs} ms after approval; it may have dispensed`,
+          });
+        }, this.opts.resultTimeoutMs);
+        this.phase = { ...p, kind: 'approved', timer, done: resolve };
+      });
+    });
   }
 }

@@ -5,7 +5,8 @@ import type { Buttons, SelectionDetail } from '../buttons.js';
 import { DispenserBusy, type Dispenser, type VendOutcome } from '../dispenser.js';
 import type { FaultSink } from '../faults.js';
 import type { DeviceReport } from '../report.js';
-import { LinePort, ThrottledWarn, printable, type OpenPort } from './line-port.js';
+import { LineDevice } from './line-device.js';
+import type { OpenPort } from './line-port.js';
 import { decodePanelLine, encodeCommand, type PanelMessage, type PanelResult } from './panel-protocol.js';
 
 // The serial button panel / dispenser controller: a microcontroller board with the product
@@ -90,72 +91,41 @@ function defaultId(): string {
   return BigInt(`0x${randomBytes(6).toString('hex')}`).toString(36).toUpperCase().padStart(8, '0').slice(-8);
 }
 
-export class SerialPanel extends EventEmitter {
-  readonly link: LinePort;
+export class SerialPanel extends LineDevice {
   readonly buttons: Buttons & { describe(): DeviceReport };
   readonly dispenser: Dispenser & { describe(): DeviceReport };
   private readonly presses = new EventEmitter();
   private readonly opts: SerialPanelOptions;
-  private readonly log: Logger | undefined;
-  private readonly rejected: ThrottledWarn;
   private pending: PendingVend | undefined;
   /** ids this agent already finished: a late or repeated RES for them is logged, never applied */
   private readonly finished = new Map<string, VendOutcome['result']>();
   private hbTimer: NodeJS.Timeout | undefined;
   private hbSeq = 0;
-  private started = false;
-  private closedFaces = 0;
   private silent = false;
   private panelStatus: string | null = null;
   private boot: string | null = null;
   private lastHeardAt: number | null = null;
-  private rejectedCount = 0;
-  private lastRejected: string | null = null;
   /** silence is measured from the last line, or from the (re)open for a board not heard since */
   private openedAt = 0;
 
   constructor(opts: SerialPanelOptions) {
-    super();
+    super(opts, { link: 'serial panel', logPart: 'serial-panel', device: `serial panel ${opts.path}`, unplugHint: 'check the USB cable' });
     this.opts = opts;
-    this.log = opts.logger?.child({ part: 'serial-panel' });
-    this.rejected = new ThrottledWarn((o, m) => this.log?.warn(o, m));
-    this.link = new LinePort({
-      name: 'serial panel',
-      path: opts.path,
-      baudRate: opts.baudRate,
-      maxLineBytes: 128,
-      ...(opts.reconnect ? { reconnect: opts.reconnect } : {}),
-      ...(opts.openPort ? { openPort: opts.openPort } : {}),
-      ...(opts.logger ? { logger: opts.logger } : {}),
-    });
-    this.link.on('line', (l: string) => this.onLine(l));
-    this.link.on('discard', (reason: string, text: string) => this.reject(text, reason === 'truncated' ? 'truncated by a disconnect' : 'line too long'));
-    this.link.on('open', () => {
-      opts.faults?.clear(this.device, 'disconnected', 'port open again');
-      this.onOpen();
-    });
-    this.link.on('down', (reason: string) => {
-      opts.faults?.condition(this.device, 'disconnected', `${opts.path} lost (${reason}): check the USB cable; reconnecting`);
-      this.emit('link', 'down' satisfies PanelLink);
-    });
     this.buttons = this.makeButtons();
     this.dispenser = this.makeDispenser();
   }
 
-  start(): void {
-    if (this.started) return;
-    this.started = true;
-    this.link.start();
+  protected override onStart(): void {
     this.hbTimer = setInterval(() => this.heartbeat(), this.opts.heartbeatMs);
     this.hbTimer.unref?.();
   }
 
-  private get device(): string {
-    return `serial panel ${this.opts.path}`;
+  protected override onDown(): void {
+    this.emit('link', 'down' satisfies PanelLink);
   }
 
   /** `qrkiosk hardware`: one device, shown for the role asking */
-  describe(role: 'buttons' | 'dispenser'): DeviceReport {
+  override describe(role: 'buttons' | 'dispenser'): DeviceReport {
     const h = this.health();
     const status: DeviceReport['status'] = h.port !== 'open' ? 'disconnected' : h.panel === 'silent' || h.panel === 'fault' ? 'fault' : 'ok';
     const board =
@@ -181,15 +151,12 @@ export class SerialPanel extends EventEmitter {
       panelStatus: this.panelStatus,
       boot: this.boot,
       lastHeardAt: this.lastHeardAt,
-      opens: this.link.stats.opens,
-      disconnects: this.link.stats.disconnects,
-      rejectedLines: this.rejectedCount,
-      lastRejected: this.lastRejected,
+      ...this.linkCounts(),
       vending: p ? { id: p.id, slot: p.slot, acked: p.acked } : null,
     };
   }
 
-  async close(): Promise<void> {
+  override async close(): Promise<void> {
     if (this.hbTimer) clearInterval(this.hbTimer);
     this.hbTimer = undefined;
     if (this.pending) this.settle(this.pending, { result: 'vend_failed', pulses: 0, detail: 'agent stopping before the panel reported a result' });
@@ -199,14 +166,7 @@ export class SerialPanel extends EventEmitter {
 
   // ---- incoming -----------------------------------------------------------------------------------
 
-  private reject(line: string, reason: string): void {
-    this.rejectedCount++;
-    this.lastRejected = `${reason}: ${printable(line, 60)}`;
-    this.rejected.warn({ line: printable(line), reason }, `serial panel: ignored a garbled line (${reason})`);
-    this.emit('rejected', line, reason);
-  }
-
-  private onLine(line: string): void {
+  protected override onLine(line: string): void {
     const d = decodePanelLine(line);
     if (!d.ok) return this.reject(line, d.reason);
     if (d.skipped) this.reject(d.skipped, 'noise before the frame start');
@@ -298,7 +258,7 @@ export class SerialPanel extends EventEmitter {
 
   // ---- outgoing -----------------------------------------------------------------------------------
 
-  private onOpen(): void {
+  protected override onOpen(): void {
     this.openedAt = Date.now();
     this.emit('link', 'open' satisfies PanelLink);
     this.heartbeat();
@@ -373,64 +333,43 @@ export class SerialPanel extends EventEmitter {
 
   // ---- faces --------------------------------------------------------------------------------------
 
-  /** set once both faces are closed: resolves when the port is closed */
-  closing: Promise<void> | undefined;
-
-  private faceClosed(): void {
-    // the agent closes the buttons early and the dispenser last; the link lives until both are done
-    if (++this.closedFaces >= 2) this.closing ??= this.close();
-  }
-
   private makeButtons(): Buttons & { describe(): DeviceReport } {
-    return {
-      describe: () => this.describe('buttons'),
-      onPress: (listener: (slot: number, detail?: SelectionDetail) => unknown) => {
-        this.presses.on('press', listener);
-        return () => this.presses.off('press', listener);
+    return this.buttonsFace(
+      {
+        onPress: (listener: (slot: number, detail?: SelectionDetail) => unknown) => {
+          this.presses.on('press', listener);
+          return () => this.presses.off('press', listener);
+        },
+        onCancel: (listener: () => void) => {
+          this.presses.on('cancel', listener);
+          return () => this.presses.off('cancel', listener);
+        },
       },
-      onCancel: (listener: () => void) => {
-        this.presses.on('cancel', listener);
-        return () => this.presses.off('cancel', listener);
-      },
-      start: () => this.start(),
-      close: () => {
-        this.presses.removeAllListeners();
-        this.faceClosed();
-      },
-    };
+      () => this.presses.removeAllListeners(),
+    );
   }
 
   private makeDispenser(): Dispenser & { describe(): DeviceReport } {
-    let closed = false;
-    return {
-      describe: () => this.describe('dispenser'),
-      vend: (slot: number) => {
-        // one vend at a time: the relay paid for one product
-        if (this.pending) return Promise.reject(new DispenserBusy('serial panel is already vending'));
-        this.start();
-        return new Promise<VendOutcome>((resolve) => {
-          const p: PendingVend = { id: (this.opts.newId ?? defaultId)(), slot,
-            sends: 0,
-            sent: false,
-            startedAt: Date.now(),
-            acked: false,
-            boot: null,
-            verifyBoot: false,
-            timer: undefined,
-            done: resolve,
-          };
-          this.pending = p;
-          this.log?.info({ id: p.id, slot }, `serial panel: vend slot ${slot} as command ${p.id}`);
-          this.send(p);
-        });
-      },
-      // the board owns its motor outputs and stops them itself; nothing to drive from here
-      safe: () => {},
-      close: () => {
-        if (closed) return;
-        closed = true;
-        this.faceClosed();
-      },
-    };
+    // the board owns its motor outputs and stops them itself
+    return this.dispenserFace((slot: number) => {
+      // one vend at a time: the relay paid for one product
+      if (this.pending) return Promise.reject(new DispenserBusy('serial panel is already vending'));
+      this.start();
+      return new Promise<VendOutcome>((resolve) => {
+        const p: PendingVend = { id: (this.opts.newId ?? defaultId)(), slot,
+          sends: 0,
+          sent: false,
+          startedAt: Date.now(),
+          acked: false,
+          boot: null,
+          verifyBoot: false,
+          timer: undefined,
+          done: resolve,
+        };
+        this.pending = p;
+        this.log?.info({ id: p.id, slot }, `serial panel: vend slot ${slot} as command ${p.id}`);
+        this.send(p);
+      });
+    });
   }
 }

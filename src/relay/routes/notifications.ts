@@ -42,6 +42,8 @@ export function registerNotificationRoutes(app: FastifyInstance, deps: Notificat
       const v = req.headers[h];
       if (typeof v === 'string') headers[h] = v;
     }
+    // the row as received; how it was judged is added when it is stored
+    const received = { receivedAt, form: c.form, topic: c.rawTopic, resourceId: c.resourceId, query, body: rawBody, headers };
 
     const secret = deps.config.mercadopago.webhookSecret;
     let signatureOk: boolean | null = null;
@@ -57,18 +59,7 @@ export function registerNotificationRoutes(app: FastifyInstance, deps: Notificat
       signatureOk = check.ok;
       if (!check.ok) {
         // Recorded for the audit trail, never processed.
-        deps.store.insertNotification({
-          receivedAt,
-          form: c.form,
-          topic: c.rawTopic,
-          resourceId: c.resourceId,
-          query,
-          body: rawBody,
-          headers,
-          signatureOk: false,
-          processedAt: receivedAt,
-          outcome: `refused: ${check.reason}`,
-        });
+        deps.store.insertNotification({ ...received, signatureOk: false, processedAt: receivedAt, outcome: `refused: ${check.reason}` });
         deps.logger.warn(
           { remote: req.ip, topic: c.rawTopic, resourceId: c.resourceId, reason: check.reason },
           `forged or stale webhook signature from ${req.ip} (${c.rawTopic ?? '?'} ${c.resourceId ?? '?'}): ${check.reason}; ignored`,
@@ -77,18 +68,7 @@ export function registerNotificationRoutes(app: FastifyInstance, deps: Notificat
       }
     }
 
-    const id = deps.store.insertNotification({
-      receivedAt,
-      form: c.form,
-      topic: c.rawTopic,
-      resourceId: c.resourceId,
-      query,
-      body: rawBody,
-      headers,
-      signatureOk,
-      processedAt: null,
-      outcome: null,
-    });
+    const id = deps.store.insertNotification({ ...received, signatureOk, processedAt: null, outcome: null });
     deps.logger.info({ notificationId: id, form: c.form, topic: c.rawTopic, resourceId: c.resourceId }, `notification ${c.form} ${c.rawTopic ?? '?'} ${c.resourceId ?? '?'} stored`);
     // Processing is asynchronous (the worker's first step awaits the MP API); the row is on disk.
     deps.worker.submit({ id, topic: c.rawTopic, resourceId: c.resourceId });

@@ -1,0 +1,11 @@
+import { defineConfig } from 'vitest/config';
+
+// The end-to-end tests start real processes (agents, Chromium, socat) on a 2-core machine; under
+// load a start can take a few seconds. Each wait inside a test has its own deadline that names
+// what it waited for; this outer limit only has to be larger than those.
+export default defineConfig({
+  test: {
+    testTimeout: 30_000,
+    hookTimeout: 30_000,
+  },
+});
