@@ -7,5 +7,7 @@ export default defineConfig({
   test: {
     testTimeout: 30_000,
     hookTimeout: 30_000,
+    // child processes started through bin/qrkiosk.js run the sources under test, never dist/
+    env: { QRKIOSK_RUN_SOURCES: '1' },
   },
 });
