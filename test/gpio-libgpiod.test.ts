@@ -11,6 +11,7 @@ import {
 } from '../src/devices/gpio/libgpiod-backend.js';
 import type { GpioInput, Level } from '../src/devices/gpio/types.js';
 import { FakeGpioChip, pi4Chip } from './helpers/fake-gpiochip.js';
+import { IN_CI } from './helpers/ci.js';
 
 // The libgpiod backend against stand-in gpiomon/gpioset/gpioget/gpiofind/gpioinfo programs
 // (test/fixtures/bin) that speak the real tools' options and output formats, in the v1 (Debian 12)
@@ -255,7 +256,7 @@ for (const version of ['1.6.3', '2.1.3']) {
 // installs the gpiod package), compare what both say when no GPIO chip exists. In CI a missing
 // tool fails the test; on a developer machine it is skipped.
 describe('stand-ins vs the real Debian gpiod tools', () => {
-  const ci = process.env.CI === 'true';
+  const ci = IN_CI;
   function run(cmd: string, args: string[], env?: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
     return new Promise((resolve) => {
       execFile(cmd, args, { encoding: 'utf8', timeout: 10_000, ...(env ? { env } : {}) }, (err, stdout, stderr) => {

@@ -1,6 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { skipWithout } from './ci.js';
 
 // Two linked pseudo-terminals made by socat: the agent opens one end with the real serialport
 // binding, a simulated device opens the other. Killing socat is the unplug: the agent's port
@@ -8,14 +9,13 @@ import { join } from 'node:path';
 // again. socat is a Debian package (apt-get install socat); without it these tests are skipped
 // on a laptop and FAIL in CI, where skipping would hide that they never ran.
 
-export const IN_CI = ['true', '1'].includes((process.env.CI ?? '').toLowerCase());
 
 export function haveSocat(): boolean {
   return spawnSync('socat', ['-V'], { stdio: 'ignore' }).status === 0;
 }
 
 /** describe.skipIf(skipPty) — never skips in CI. */
-export const skipPty = !haveSocat() && !IN_CI;
+export const skipPty = skipWithout(haveSocat(), 'socat', 'socat');
 
 export class PtyPair {
   readonly a: string;
