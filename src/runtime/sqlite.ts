@@ -14,7 +14,30 @@ export function openDatabase(path: string, opts: { migrations: readonly string[]
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
   migrate(db, opts.migrations);
+  cacheStatements(db);
   return db;
+}
+
+// better-sqlite3 compiles the SQL again on every db.prepare(); the stores and the journal call
+// prepare() per query, and on the hot paths (the POS-url poll, every vend step) compiling cost
+// more than running (profiled: bench/README.md). So prepare() returns the statement compiled the
+// first time for the same text. Safe because nothing here iterates a statement (a busy statement
+// cannot be shared) or switches its mode (pluck/raw/expand would leak to the next caller).
+const STATEMENT_CACHE_LIMIT = 500;
+
+function cacheStatements(db: Db): void {
+  const compile = db.prepare.bind(db);
+  const cache = new Map<string, Database.Statement>();
+  db.prepare = ((sql: string) => {
+    let st = cache.get(sql);
+    if (!st) {
+      // SQL built from a variable set of columns (patches) is bounded but not fixed: keep a cap.
+      if (cache.size >= STATEMENT_CACHE_LIMIT) cache.clear();
+      st = compile(sql);
+      cache.set(sql, st);
+    }
+    return st;
+  }) as Db['prepare'];
 }
 
 /** Applies the numbered migrations not yet applied, each in its own transaction. */
