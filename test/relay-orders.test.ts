@@ -174,6 +174,35 @@ describe('unattended POS url', () => {
     await k.close();
   });
 
+  it('a warm poll answer still follows every state change at once (the answer is reused between changes)', async () => {
+    h = await startHarness({ generation: 'v2' });
+    const k = await TestKiosk.connect(h.relay, h.token);
+    const poll = () => getJson(posUrlOf(h!));
+    const detail = async () => ((await poll()).body as { status?: { status_detail?: string } }).status?.status_detail;
+    for (let i = 0; i < 5; i++) expect(await detail()).toBe('Waiting_for_order');
+
+    // a new order: served on the very next poll, and "serving order" logged once, not per poll
+    await k.ready('ord_warm0001', { now: h.clock.t, deadline: h.clock.t + 60_000 });
+    for (let i = 0; i < 5; i++) expect(await poll()).toMatchObject({ status: 200, body: { external_reference: 'ord_warm0001' } });
+    expect(h.log.lines.filter((l) => String(l.msg).includes('serving order ord_warm0001'))).toHaveLength(1);
+
+    // the deadline passes on the clock alone (no write): not offered on the next poll
+    h.clock.t += 60_000;
+    expect(await detail()).toBe('Waiting_for_order');
+
+    // the next order is served; then the kiosk drops (no database write): not offered
+    h.relay.runExpiry();
+    await k.ready('ord_warm0002', { now: h.clock.t, deadline: h.clock.t + 60_000 });
+    for (let i = 0; i < 3; i++) expect(await poll()).toMatchObject({ status: 200, body: { external_reference: 'ord_warm0002' } });
+    const offline = once(h.relay.hub, 'offline');
+    await k.close();
+    await offline;
+    expect(await detail()).toBe('Waiting_for_order');
+
+    // a wrong key is refused however warm the entry is
+    expect((await getJson(posUrlOf(h, 'not-the-key'))).status).toBe(400);
+  });
+
   it('answers invalid to a wrong key or an unknown POS, and logs it', async () => {
     h = await startHarness();
     const k = await TestKiosk.connect(h.relay, h.token);

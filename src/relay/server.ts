@@ -107,7 +107,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     // JSON). Take every body as text so no request is refused before it is recorded.
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
-    registerUnattendedRoutes(scope, { store, orders, config, logger: logger.child({ part: 'pos' }) });
+    registerUnattendedRoutes(scope, { store, orders, config, logger: logger.child({ part: 'pos' }), now, isOnline: (id) => hub.isOnline(id) });
     registerNotificationRoutes(scope, { store, worker, config, logger: logger.child({ part: 'notifications' }), now });
   });
   app.get('/healthz', async () => ({

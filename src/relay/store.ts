@@ -455,6 +455,15 @@ export class RelayStore {
   }
 
   /**
+   * Rows this connection has inserted, updated or deleted since it opened (SQLite's
+   * total_changes()). Unchanged means no row changed in this process: answers derived from the
+   * database (the POS-url poll) can be reused until it moves. ~1 µs, no read transaction.
+   */
+  writeCount(): number {
+    return (this.db.prepare('SELECT total_changes() AS n').get() as { n: number }).n;
+  }
+
+  /**
    * Runs fn in one SQLite transaction (a savepoint when nested). Keep fn synchronous: the point
    * is that the state change and its outbox row commit together or not at all.
    */
