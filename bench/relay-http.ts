@@ -1,0 +1,144 @@
+// The relay's internet-facing figures, each beside its floor measured in the same run:
+//   POS-url poll, "no order" answer   autocannon (own process) against the relay (own process)
+//                                      with its kiosk connected, vs a bare node:http server
+//                                      answering the same bytes
+//   notification route throughput      IPN-form POSTs (each stored with a synced write before the
+//                                      200), vs a bare node:http server doing one synced insert
+//   memory per connected kiosk         relay RSS growth per WebSocket kiosk that said hello, vs a
+//                                      bare `ws` server holding the same number of sockets
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import WebSocket from 'ws';
+import { autocannon, rssMb, startChild, type Load } from './lib/proc.js';
+
+export interface RelayHttpFigures {
+  poll: { route: Load; floor: Load; generation: string }[];
+  notifications: { route: Load; floor: Load };
+  kioskMemory: { kiosks: number; relayKbPerKiosk: number; floorKbPerKiosk: number };
+}
+
+const WAITING_V2 = '{"status":{"status_detail":"Waiting_for_order"}}';
+const UNAVAILABLE_V1 = '{"error":{"type":"unavailable"}}';
+
+/** Connects one agent-like WebSocket and completes the hello/welcome handshake. */
+export function connectKiosk(wsUrl: string, kioskId: string, token: string): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(wsUrl, { headers: { authorization: `Bearer ${token}` } });
+    ws.once('open', () => ws.send(JSON.stringify({ v: 1, id: `hello-${kioskId}`, type: 'hello', kioskId, agentVersion: 'bench', openOrders: [] })));
+    ws.on('message', (d) => {
+      if ((JSON.parse(d.toString()) as { type: string }).type === 'welcome') resolve(ws);
+    });
+    ws.once('error', reject);
+  });
+}
+
+export async function pollFigure(generation: 'v1' | 'v2', seconds: number, connections: number) {
+  const relay = await startChild('bench/servers/relay.ts', ['--generation', generation], { nodeArgs: process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [] });
+  const bare = await startChild('bench/servers/bare-http.ts', generation === 'v2' ? [] : ['--status', '400', '--body', UNAVAILABLE_V1]);
+  try {
+    const ws = await connectKiosk(relay.info.wsUrl as string, 'k0', (relay.info.tokens as string[])[0]!);
+    const url = `http://127.0.0.1:${relay.info.port}${relay.info.posPath}`;
+    // Each server gets the same warm-up, then the same load, alternating so drift hits both.
+    await autocannon(url, { connections, seconds: 1 });
+    await autocannon(`http://127.0.0.1:${bare.info.port}${relay.info.posPath}`, { connections, seconds: 1 });
+    const { route, floor } = await alternate(
+      () => autocannon(url, { connections, seconds }),
+      () => autocannon(`http://127.0.0.1:${bare.info.port}${relay.info.posPath}`, { connections, seconds }),
+    );
+    ws.close();
+    if (route.total === 0 || (generation === 'v2' && route.non2xx > 0)) throw new Error(`poll route answered ${route.non2xx} of ${route.total} requests with an error status`);
+    return { route, floor, generation };
+  } finally {
+    if (process.env.BENCH_PROFILE) {
+      relay.proc.kill('SIGTERM');
+      await new Promise((r) => relay.proc.once('exit', r));
+    }
+    await relay.stop();
+    await bare.stop();
+  }
+}
+
+async function notificationFigure(seconds: number, connections: number) {
+  const dir = mkdtempSync(join(tmpdir(), 'qrk-bench-notif-'));
+  const relay = await startChild('bench/servers/relay.ts');
+  const bare = await startChild('bench/servers/bare-http.ts', ['--status', '200', '--body', '{"ok":true}', '--sqlite', join(dir, 'floor.sqlite')]);
+  const path = '/mp/notifications?topic=merchant_order&id=123456789';
+  const opts = { connections, seconds, method: 'POST', body: '{"resource":"123456789","topic":"merchant_order"}', headers: { 'content-type': 'application/json' } };
+  try {
+    const { route, floor } = await alternate(
+      () => autocannon(`http://127.0.0.1:${relay.info.port}${path}`, opts),
+      () => autocannon(`http://127.0.0.1:${bare.info.port}${path}`, opts),
+    );
+    if (route.non2xx > 0) throw new Error(`notification route answered ${route.non2xx} of ${route.total} with an error status`);
+    return { route, floor };
+  } finally {
+    await relay.stop();
+    await bare.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Rounds of the route's load and the floor's, interleaved; the median round of each. On a
+ *  shared machine a neighbour's burst then lands on both sides instead of on one figure. */
+export const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+async function alternate(route: () => Promise<Load>, floor: () => Promise<Load>): Promise<{ route: Load; floor: Load }> {
+  const r: Load[] = [];
+  const f: Load[] = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    r.push(await route());
+    f.push(await floor());
+  }
+  const mid = (xs: Load[]) => [...xs].sort((a, b) => a.reqPerSec - b.reqPerSec)[Math.floor(xs.length / 2)]!;
+  const total = (xs: Load[]) => xs.reduce((s, x) => s + x.non2xx, 0);
+  return { route: { ...mid(r), non2xx: total(r) }, floor: { ...mid(f), non2xx: total(f) } };
+}
+
+async function settle(pid: number): Promise<number> {
+  // RSS after the garbage collector had a chance: the lowest of a few reads a moment apart.
+  let low = Infinity;
+  for (let i = 0; i < 5; i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    low = Math.min(low, rssMb(pid));
+  }
+  return low;
+}
+
+async function kioskMemoryFigure(kiosks: number) {
+  const relay = await startChild('bench/servers/relay.ts', ['--kiosks', String(kiosks)]);
+  const bare = await startChild('bench/servers/bare-ws.ts');
+  const sockets: WebSocket[] = [];
+  try {
+    const tokens = relay.info.tokens as string[];
+    const before = await settle(relay.proc.pid!);
+    for (let i = 0; i < kiosks; i++) sockets.push(await connectKiosk(relay.info.wsUrl as string, `k${i}`, tokens[i]!));
+    const after = await settle(relay.proc.pid!);
+    const bareBefore = await settle(bare.proc.pid!);
+    for (let i = 0; i < kiosks; i++) {
+      sockets.push(await new Promise<WebSocket>((resolve, reject) => {
+        const ws = new WebSocket(`ws://127.0.0.1:${bare.info.port}/v1/kiosk`);
+        ws.once('open', () => resolve(ws));
+        ws.once('error', reject);
+      }));
+    }
+    const bareAfter = await settle(bare.proc.pid!);
+    return { kiosks, relayKbPerKiosk: ((after - before) * 1024) / kiosks, floorKbPerKiosk: ((bareAfter - bareBefore) * 1024) / kiosks };
+  } finally {
+    for (const s of sockets) s.terminate();
+    await relay.stop();
+    await bare.stop();
+  }
+}
+
+export async function benchRelayHttp(o: { seconds: number; connections: number; kiosks: number }): Promise<RelayHttpFigures> {
+  const poll = [await pollFigure('v2', o.seconds, o.connections), await pollFigure('v1', o.seconds, o.connections)];
+  const notifications = await notificationFigure(o.seconds, o.connections);
+  const kioskMemory = await kioskMemoryFigure(o.kiosks);
+  return { poll, notifications, kioskMemory };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const r = await benchRelayHttp({ seconds: Number(process.env.BENCH_SECONDS ?? 3), connections: 50, kiosks: Number(process.env.BENCH_KIOSKS ?? 200) });
+  console.log(JSON.stringify(r, null, 1));
+}
