@@ -8,7 +8,7 @@ import { texts, textsFor, type Texts } from '../texts.js';
 import { BitmapFont } from './font.js';
 import { layoutView, type Layout } from './layout.js';
 import { screenKey, type Display, type Screen } from './model.js';
-import { paintDynamic, paintStatic } from './paint.js';
+import { paintDynamic, paintQrModules, paintStatic, plainKey } from './paint.js';
 import { Surface, frameBytes, type FbGeometry, type Rotation } from './surface.js';
 import { viewOf } from './view.js';
 
@@ -112,6 +112,7 @@ export class FramebufferDisplay extends EventEmitter implements Display {
   /** the current screen's static part, drawn once */
   private readonly base: Surface;
   private baseKey: string | undefined;
+  private plainKey: string | undefined;
   private layout: Layout | undefined;
   private current: Screen | undefined;
   private pending: { screen: Screen; at: number } | undefined;
@@ -190,17 +191,28 @@ export class FramebufferDisplay extends EventEmitter implements Display {
     });
   }
 
-  /** Draws a screen into a surface: the static part from cache when only the countdown changed. */
+  /**
+   * Draws a screen into a surface. The plain part (all but the QR's modules and the countdown) is
+   * repainted only when it differs from the cached one; every frame is then a copy of it, the
+   * QR's modules (runs of filled rows) and the countdown. Returns whether the plain part was
+   * repainted.
+   */
   private draw(screen: Screen, into: Surface): boolean {
     const key = screenKey(screen);
-    const full = key !== this.baseKey;
-    if (full) {
+    let full = false;
+    if (key !== this.baseKey) {
       this.layout = layoutView(viewOf(screen, textsFor(screen, this.t)), this.base.width, this.base.height, this.font);
       if (this.layout.problems.length) this.log?.warn({ screen: screen.screen, problems: this.layout.problems }, 'screen does not fit the panel');
-      paintStatic(this.layout, this.base, this.font);
+      const plain = plainKey(this.layout);
+      if (plain !== this.plainKey) {
+        paintStatic(this.layout, this.base, this.font, { qrModules: false });
+        this.plainKey = plain;
+        full = true;
+      }
       this.baseKey = key;
     }
     into.copyFrom(this.base);
+    paintQrModules(this.layout!, into);
     const v = screen.secondsLeft !== undefined ? { seconds: screen.secondsLeft, text: textsFor(screen, this.t).secondsLeft(screen.secondsLeft) } : undefined;
     paintDynamic(this.layout!, into, this.font, v);
     return full;
@@ -220,9 +232,22 @@ export class FramebufferDisplay extends EventEmitter implements Display {
     });
   }
 
-  private writeFrame(frame: Surface, done?: () => void): void {
+  /**
+   * Writes a frame to the device. Only the band of rows that differs from the frame last written
+   * goes out (a countdown tick is a few rows, not the whole panel); `whole` rewrites everything
+   * (the periodic refresh that heals console scribbles), as does any write after a failed one.
+   */
+  private writeFrame(frame: Surface, done?: () => void, whole = false): void {
     this.writing = true;
-    const len = frameBytes(this.geometry);
+    const stride = this.geometry.stride;
+    let start = 0;
+    let end = frameBytes(this.geometry);
+    const prev = this.lastFront;
+    if (!whole && prev && prev !== frame && this.lastError === undefined) {
+      const band = changedRows(prev.buf, frame.buf, stride, this.geometry.height);
+      start = band ? band.first * stride : 0;
+      end = band ? (band.last + 1) * stride : 0;
+    }
     const finish = (err: NodeJS.ErrnoException | null) => {
       this.writing = false;
       if (err) {
@@ -237,20 +262,21 @@ export class FramebufferDisplay extends EventEmitter implements Display {
       done?.();
       if (this.pending) this.schedule();
     };
-    // one write of the whole frame; a short write (never seen on fbdev) continues where it stopped
+    if (start === end) return finish(null); // the same picture: nothing to send
+    // one write of the band; a short write (never seen on fbdev) continues where it stopped
     const go = (off: number) =>
-      write(this.fd, frame.buf, off, len - off, off, (err, n) => {
+      write(this.fd, frame.buf, off, end - off, off, (err, n) => {
         if (err) return finish(err);
-        if (off + n < len && n > 0) return go(off + n);
+        if (off + n < end && n > 0) return go(off + n);
         finish(null);
       });
-    go(0);
+    go(start);
   }
 
   /** Re-sends the frame on screen (the console may have drawn over it). */
   private rewrite(): void {
     if (this.writing || this.closed || !this.lastFront || this.pending) return;
-    this.writeFrame(this.lastFront);
+    this.writeFrame(this.lastFront, undefined, true);
   }
 
   /** Shutdown: an out-of-service screen (never a stale QR), written synchronously, and the device closed. */
@@ -277,4 +303,15 @@ export class FramebufferDisplay extends EventEmitter implements Display {
     }
     this.emit('closed');
   }
+}
+
+/** The first and last rows in which two frames differ; undefined when they are identical. */
+export function changedRows(a: Buffer, b: Buffer, stride: number, rows: number): { first: number; last: number } | undefined {
+  const same = (r: number) => a.compare(b, r * stride, (r + 1) * stride, r * stride, (r + 1) * stride) === 0;
+  let first = 0;
+  while (first < rows && same(first)) first++;
+  if (first === rows) return undefined;
+  let last = rows - 1;
+  while (last > first && same(last)) last--;
+  return { first, last };
 }

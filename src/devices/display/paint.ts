@@ -1,14 +1,52 @@
 import type { BitmapFont } from './font.js';
 import { COLORS, urgent, type Layout, type Op } from './layout.js';
-import { QUIET_ZONE } from './qr.js';
+import { QUIET_ZONE, type QrMatrix } from './qr.js';
 import type { Icon } from './view.js';
 import type { Rgb, Surface } from './surface.js';
 
 // Executes a Layout on a Surface. The static part is painted once per screen; the countdown is
 // painted over a copy of it on every tick.
+//
+// The framebuffer splits the static part in two: everything but the QR's dark modules (the
+// "plain" frame, painted only when the product, price or texts change) and the modules, painted
+// on every frame over a copy of it. Successive orders for the same product then cost a copy and
+// the QR, not the text and shapes again. A QR's quiet zone is opaque white and nothing may be
+// drawn over a QR (it would not scan), so painting its modules last gives the same pixels.
 
-export function paintStatic(layout: Layout, s: Surface, font: BitmapFont): void {
-  for (const op of layout.ops) paintOp(op, s, font);
+export function paintStatic(layout: Layout, s: Surface, font: BitmapFont, opts: { qrModules?: boolean } = {}): void {
+  for (const op of layout.ops) paintOp(op, s, font, opts.qrModules ?? true);
+}
+
+/** The QR's dark modules, over a frame painted with paintStatic(..., { qrModules: false }). */
+export function paintQrModules(layout: Layout, s: Surface): void {
+  for (const op of layout.ops) if (op.kind === 'qr') qrModules(op, s);
+}
+
+/**
+ * What paintStatic(..., { qrModules: false }) paints, as a string: equal keys, equal pixels. The
+ * QR contributes only its white square (position and size), not its modules.
+ */
+export function plainKey(layout: Layout): string {
+  return JSON.stringify(layout.ops, (k, v: unknown) => (k === 'matrix' ? (v as QrMatrix).size : v));
+}
+
+function qrModules(op: Extract<Op, { kind: 'qr' }>, s: Surface): void {
+  const { x, y, module, matrix } = op;
+  const q = QUIET_ZONE * module;
+  for (let r = 0; r < matrix.size; r++) {
+    // runs of dark modules as one rectangle
+    let c = 0;
+    while (c < matrix.size) {
+      if (!matrix.dark[r * matrix.size + c]) {
+        c++;
+        continue;
+      }
+      let run = 1;
+      while (c + run < matrix.size && matrix.dark[r * matrix.size + c + run]) run++;
+      s.fillRect(x + q + c * module, y + q + r * module, run * module, module, 0x000000);
+      c += run;
+    }
+  }
 }
 
 export function paintDynamic(layout: Layout, s: Surface, font: BitmapFont, countdown: { text: string; seconds: number } | undefined): void {
@@ -24,7 +62,7 @@ export function paintDynamic(layout: Layout, s: Surface, font: BitmapFont, count
   }
 }
 
-function paintOp(op: Op, s: Surface, font: BitmapFont): void {
+function paintOp(op: Op, s: Surface, font: BitmapFont, withQrModules: boolean): void {
   switch (op.kind) {
     case 'rect':
       if (op.radius) s.roundRect(op.x, op.y, op.w, op.h, op.radius, op.color);
@@ -34,24 +72,9 @@ function paintOp(op: Op, s: Surface, font: BitmapFont): void {
       s.text(font, op.text, op.x, op.y + font.ascent(op.size), op.size, op.color);
       return;
     case 'qr': {
-      const { x, y, module, matrix } = op;
-      const side = (matrix.size + 2 * QUIET_ZONE) * module;
-      s.fillRect(x, y, side, side, COLORS.white);
-      const q = QUIET_ZONE * module;
-      for (let r = 0; r < matrix.size; r++) {
-        // runs of dark modules as one rectangle
-        let c = 0;
-        while (c < matrix.size) {
-          if (!matrix.dark[r * matrix.size + c]) {
-            c++;
-            continue;
-          }
-          let run = 1;
-          while (c + run < matrix.size && matrix.dark[r * matrix.size + c + run]) run++;
-          s.fillRect(x + q + c * module, y + q + r * module, run * module, module, 0x000000);
-          c += run;
-        }
-      }
+      const side = (op.matrix.size + 2 * QUIET_ZONE) * op.module;
+      s.fillRect(op.x, op.y, side, side, COLORS.white);
+      if (withQrModules) qrModules(op, s);
       return;
     }
     case 'icon':
