@@ -3,11 +3,11 @@ import { readFileSync } from 'node:fs';
 import type { Logger } from '../runtime/log.js';
 import { createLogger } from '../runtime/log.js';
 import { KeyboardButtons, NoButtons, SimButtons, type Buttons } from '../devices/buttons.js';
-import { createDisplay, type Display, type Screen } from '../devices/display.js';
+import type { Display, Screen } from '../devices/display/model.js';
+import { openDisplay } from '../devices/display/open.js';
 import { DispenserBusy, SimDispenser, type Dispenser } from '../devices/dispenser.js';
 import { observesInputs } from '../devices/report.js';
 import { receiptTime, type PrintResult, type ReceiptPrinter } from '../devices/printer/printer.js';
-import { receiptPrinterFor } from '../devices/serial/build.js';
 import { parseAgentConfig, resolveToken, type AgentConfig, type AgentConfigInput } from './config.js';
 import { ControlServer, ControlStream, answers, type ControlRequest } from './control.js';
 import { openHardware, type Hardware, type HardwareDeps, type HardwareReport } from './hardware.js';
@@ -103,9 +103,9 @@ function buildButtons(cfg: AgentConfig, logger: Logger, hw: Hardware): Buttons {
   }
 }
 
-function buildDisplay(cfg: AgentConfig, logger: Logger): Display {
-  // terminal, framebuffer, web, log or none (docs/display.md)
-  return createDisplay(cfg.hardware.display, { locale: cfg.locale ?? 'es', logger: logger.child({ part: 'display' }) });
+function buildDisplay(cfg: AgentConfig, logger: Logger): Promise<Display> {
+  // terminal, framebuffer, web, log or none (docs/display.md); only that renderer is loaded
+  return openDisplay(cfg.hardware.display, { locale: cfg.locale ?? 'es', logger: logger.child({ part: 'display' }) });
 }
 
 function buildDispenser(cfg: AgentConfig, logger: Logger, hw: Hardware): Dispenser {
@@ -387,7 +387,7 @@ export async function startAgent(config: AgentConfig | AgentConfigInput, deps: A
       have: { buttons: deps.buttons !== undefined, dispenser: deps.dispenser !== undefined },
       onPulse: () => crashPoint('pulse'),
     });
-    const display = deps.display ?? buildDisplay(cfg, logger);
+    const display = deps.display ?? (await buildDisplay(cfg, logger));
     const dispenser = deps.dispenser ?? buildDispenser(cfg, logger, hardware);
     const buttons = deps.buttons ?? buildButtons(cfg, logger, hardware);
     session = new VendSession({
@@ -401,7 +401,12 @@ export async function startAgent(config: AgentConfig | AgentConfigInput, deps: A
     });
     const agent = new AgentImpl(cfg, journal, link, session, buttons, display, dispenser, logger);
     agent.hardware = hardware;
-    agent.printer = receiptPrinterFor(cfg.hardware.printer, cfg.locale ?? 'es', { logger, faults: hardware.faults });
+    // the serial/printer builders are loaded only for a kiosk that has a printer
+    const printerCfg = cfg.hardware.printer;
+    agent.printer =
+      printerCfg && printerCfg.driver !== 'none'
+        ? (await import('../devices/serial/build.js')).receiptPrinterFor(printerCfg, cfg.locale ?? 'es', { logger, faults: hardware.faults })
+        : undefined;
     agent.wire();
     if (deps.control !== false) {
       // First, because it also tells us whether another agent is running on this kiosk: two

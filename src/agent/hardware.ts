@@ -2,16 +2,11 @@ import type { Readable } from 'node:stream';
 import type { Logger } from '../runtime/log.js';
 import type { Buttons } from '../devices/buttons.js';
 import type { Dispenser } from '../devices/dispenser.js';
-import { EvdevButtons } from '../devices/evdev-buttons.js';
 import { FaultLog, type Fault } from '../devices/faults.js';
-import { GpioButtons } from '../devices/gpio-buttons.js';
-import { GpioDispenser } from '../devices/gpio-dispenser.js';
 import type { OnoffFactory } from '../devices/gpio/onoff-backend.js';
-import { selectGpioBackend } from '../devices/gpio/select.js';
 import type { GpioBackend, GpioReport } from '../devices/gpio/types.js';
-import { HidButtons, type HidApi } from '../devices/hid-buttons.js';
+import type { HidApi } from '../devices/hid-buttons.js';
 import { isDescribable, type DeviceReport } from '../devices/report.js';
-import { openSerialDevices } from '../devices/serial/build.js';
 import type { OpenPort } from '../devices/serial/line-port.js';
 import type { AgentConfig } from './config.js';
 
@@ -114,6 +109,9 @@ export async function openHardware(
   try {
     if (!gpio && pins.length > 0) {
       const g = cfg.hardware.gpio;
+      // Each driver's module is imported only when the config uses it (lazy): an agent with a
+      // framebuffer and a serial panel never loads the GPIO, HID or evdev code (bench/README.md).
+      const { selectGpioBackend } = await import('../devices/gpio/select.js');
       gpio = await selectGpioBackend({
         backend: g?.backend ?? 'auto',
         pins,
@@ -129,6 +127,7 @@ export async function openHardware(
     // outputs first: the motors are driven to their safe level before anything else happens
     const d = cfg.hardware.dispenser;
     if (!opts.have?.dispenser && d.driver === 'gpio') {
+      const { GpioDispenser } = await import('../devices/gpio-dispenser.js');
       dispenser = await GpioDispenser.open(gpio!, d, {
         faults,
         logger: logger.child({ part: 'dispenser' }),
@@ -138,11 +137,13 @@ export async function openHardware(
     const b = cfg.hardware.buttons;
     if (!opts.have?.buttons) {
       const blog = logger.child({ part: 'buttons' });
-      if (b.driver === 'gpio') buttons = await GpioButtons.open(gpio!, b, faults, blog);
-      else if (b.driver === 'hid') buttons = new HidButtons(b, deps.hid, faults, blog);
-      else if (b.driver === 'evdev') buttons = new EvdevButtons(b, deps.evdevOpen, faults, blog);
+      if (b.driver === 'gpio') buttons = await (await import('../devices/gpio-buttons.js')).GpioButtons.open(gpio!, b, faults, blog);
+      else if (b.driver === 'hid') buttons = new (await import('../devices/hid-buttons.js')).HidButtons(b, deps.hid, faults, blog);
+      else if (b.driver === 'evdev') buttons = new (await import('../devices/evdev-buttons.js')).EvdevButtons(b, deps.evdevOpen, faults, blog);
     }
     // serial panel / MDB machine: one device behind both faces (src/devices/serial/build.ts)
+    const serialUsed = [cfg.hardware.buttons.driver, cfg.hardware.dispenser.driver].some((x) => x === 'serial-panel' || x === 'mdb');
+    const { openSerialDevices } = serialUsed ? await import('../devices/serial/build.js') : { openSerialDevices: () => ({}) as { buttons?: Buttons; dispenser?: Dispenser } };
     const serial = openSerialDevices(cfg.hardware, {
       have: { buttons: opts.have?.buttons === true || buttons !== undefined, dispenser: opts.have?.dispenser === true || dispenser !== undefined },
       logger,

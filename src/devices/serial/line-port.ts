@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { stat } from 'node:fs/promises';
-import { SerialPort } from 'serialport';
+import { createRequire } from 'node:module';
+import type { SerialPort as SerialPortClass } from 'serialport';
 import type { Logger } from '../../runtime/log.js';
 
 // A text-line link over a serial port that survives unplugs. Both of our serial devices (the
@@ -27,7 +28,13 @@ export interface LineEnd {
 export type OpenPort = (path: string, baudRate: number) => RawPort;
 
 /** The real thing: bindings-cpp (prebuilt for the Pi and x86). Locks the port so two agents cannot share it. */
-export const openSerialPort: OpenPort = (path, baudRate) => new SerialPort({ path, baudRate, autoOpen: false, lock: true });
+// serialport (and its native binding) is loaded on the first open: an agent whose config has no
+// serial device never pays its memory (bench/README.md, agent idle RSS).
+let SerialPort: typeof SerialPortClass | undefined;
+export const openSerialPort: OpenPort = (path, baudRate) => {
+  SerialPort ??= (createRequire(import.meta.url)('serialport') as { SerialPort: typeof SerialPortClass }).SerialPort;
+  return new SerialPort({ path, baudRate, autoOpen: false, lock: true });
+};
 
 export interface LinePortOptions {
   /** what the logs call this link ("serial panel", "mdb") */
