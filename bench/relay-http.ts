@@ -96,9 +96,10 @@ async function alternate(route: () => Promise<Load>, floor: () => Promise<Load>)
 }
 
 async function settle(pid: number): Promise<number> {
-  // RSS after the garbage collector had a chance: the lowest of a few reads a moment apart.
+  // RSS after full collections (SIGUSR2 -> gc() in the child): the lowest of a few reads.
   let low = Infinity;
   for (let i = 0; i < 5; i++) {
+    process.kill(pid, 'SIGUSR2');
     await new Promise((r) => setTimeout(r, 200));
     low = Math.min(low, rssMb(pid));
   }
@@ -106,8 +107,8 @@ async function settle(pid: number): Promise<number> {
 }
 
 async function kioskMemoryFigure(kiosks: number) {
-  const relay = await startChild('bench/servers/relay.ts', ['--kiosks', String(kiosks)]);
-  const bare = await startChild('bench/servers/bare-ws.ts');
+  const relay = await startChild('bench/servers/relay.ts', ['--kiosks', String(kiosks)], { nodeArgs: ['--expose-gc'] });
+  const bare = await startChild('bench/servers/bare-ws.ts', [], { nodeArgs: ['--expose-gc'] });
   const sockets: WebSocket[] = [];
   try {
     const tokens = relay.info.tokens as string[];
