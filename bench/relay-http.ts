@@ -11,11 +11,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
-import { autocannon, rssMb, startChild, type Load } from './lib/proc.js';
+import { autocannon, loadWithCpu, rssMb, startChild, type Load } from './lib/proc.js';
+
+type CpuLoad = Load & { cpuUsPerReq: number };
 
 export interface RelayHttpFigures {
-  poll: { route: Load; floor: Load; generation: string }[];
-  notifications: { route: Load; floor: Load };
+  /** fastify: the same bytes from a one-route fastify app (how much of the gap is the framework) */
+  poll: { route: CpuLoad; floor: CpuLoad; fastify: CpuLoad; generation: string }[];
+  notifications: { route: CpuLoad; floor: CpuLoad };
   kioskMemory: { kiosks: number; relayKbPerKiosk: number; floorKbPerKiosk: number };
 }
 
@@ -36,20 +39,29 @@ export function connectKiosk(wsUrl: string, kioskId: string, token: string): Pro
 
 export async function pollFigure(generation: 'v1' | 'v2', seconds: number, connections: number) {
   const relay = await startChild('bench/servers/relay.ts', ['--generation', generation], { nodeArgs: process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [] });
-  const bare = await startChild('bench/servers/bare-http.ts', generation === 'v2' ? [] : ['--status', '400', '--body', UNAVAILABLE_V1]);
+  const same = generation === 'v2' ? [] : ['--status', '400', '--body', UNAVAILABLE_V1];
+  const bare = await startChild('bench/servers/bare-http.ts', same);
+  const fastify = await startChild('bench/servers/bare-fastify.ts', same);
   try {
     const ws = await connectKiosk(relay.info.wsUrl as string, 'k0', (relay.info.tokens as string[])[0]!);
-    const url = `http://127.0.0.1:${relay.info.port}${relay.info.posPath}`;
-    // Each server gets the same warm-up, then the same load, alternating so drift hits both.
-    await autocannon(url, { connections, seconds: 1 });
-    await autocannon(`http://127.0.0.1:${bare.info.port}${relay.info.posPath}`, { connections, seconds: 1 });
+    const path = relay.info.posPath as string;
+    const url = `http://127.0.0.1:${relay.info.port}${path}`;
+    const bareUrl = `http://127.0.0.1:${bare.info.port}${path}`;
+    const fastifyUrl = `http://127.0.0.1:${fastify.info.port}${path}`;
+    // Each server gets the same warm-up, then the same load, alternating so drift hits all.
+    for (const u of [url, bareUrl, fastifyUrl]) await autocannon(u, { connections, seconds: 1 });
+    const fastifyRounds: CpuLoad[] = [];
     const { route, floor } = await alternate(
-      () => autocannon(url, { connections, seconds }),
-      () => autocannon(`http://127.0.0.1:${bare.info.port}${relay.info.posPath}`, { connections, seconds }),
+      () => loadWithCpu(relay.proc.pid!, () => autocannon(url, { connections, seconds })),
+      async () => {
+        fastifyRounds.push(await loadWithCpu(fastify.proc.pid!, () => autocannon(fastifyUrl, { connections, seconds })));
+        return loadWithCpu(bare.proc.pid!, () => autocannon(bareUrl, { connections, seconds }));
+      },
     );
     ws.close();
     if (route.total === 0 || (generation === 'v2' && route.non2xx > 0)) throw new Error(`poll route answered ${route.non2xx} of ${route.total} requests with an error status`);
-    return { route, floor, generation };
+    const mid = [...fastifyRounds].sort((a, b) => a.reqPerSec - b.reqPerSec)[Math.floor(fastifyRounds.length / 2)]!;
+    return { route, floor, fastify: { ...mid, cpuUsPerReq: Math.min(...fastifyRounds.map((x) => x.cpuUsPerReq)) }, generation };
   } finally {
     if (process.env.BENCH_PROFILE) {
       relay.proc.kill('SIGTERM');
@@ -57,6 +69,7 @@ export async function pollFigure(generation: 'v1' | 'v2', seconds: number, conne
     }
     await relay.stop();
     await bare.stop();
+    await fastify.stop();
   }
 }
 
@@ -68,8 +81,8 @@ async function notificationFigure(seconds: number, connections: number) {
   const opts = { connections, seconds, method: 'POST', body: '{"resource":"123456789","topic":"merchant_order"}', headers: { 'content-type': 'application/json' } };
   try {
     const { route, floor } = await alternate(
-      () => autocannon(`http://127.0.0.1:${relay.info.port}${path}`, opts),
-      () => autocannon(`http://127.0.0.1:${bare.info.port}${path}`, opts),
+      () => loadWithCpu(relay.proc.pid!, () => autocannon(`http://127.0.0.1:${relay.info.port}${path}`, opts)),
+      () => loadWithCpu(bare.proc.pid!, () => autocannon(`http://127.0.0.1:${bare.info.port}${path}`, opts)),
     );
     if (route.non2xx > 0) throw new Error(`notification route answered ${route.non2xx} of ${route.total} with an error status`);
     return { route, floor };
@@ -83,16 +96,18 @@ async function notificationFigure(seconds: number, connections: number) {
 /** Rounds of the route's load and the floor's, interleaved; the median round of each. On a
  *  shared machine a neighbour's burst then lands on both sides instead of on one figure. */
 export const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-async function alternate(route: () => Promise<Load>, floor: () => Promise<Load>): Promise<{ route: Load; floor: Load }> {
-  const r: Load[] = [];
-  const f: Load[] = [];
+async function alternate(route: () => Promise<CpuLoad>, floor: () => Promise<CpuLoad>): Promise<{ route: CpuLoad; floor: CpuLoad }> {
+  const r: CpuLoad[] = [];
+  const f: CpuLoad[] = [];
   for (let i = 0; i < ROUNDS; i++) {
     r.push(await route());
     f.push(await floor());
   }
-  const mid = (xs: Load[]) => [...xs].sort((a, b) => a.reqPerSec - b.reqPerSec)[Math.floor(xs.length / 2)]!;
-  const total = (xs: Load[]) => xs.reduce((s, x) => s + x.non2xx, 0);
-  return { route: { ...mid(r), non2xx: total(r) }, floor: { ...mid(f), non2xx: total(f) } };
+  const mid = (xs: CpuLoad[]) => [...xs].sort((a, b) => a.reqPerSec - b.reqPerSec)[Math.floor(xs.length / 2)]!;
+  const total = (xs: CpuLoad[]) => xs.reduce((s, x) => s + x.non2xx, 0);
+  // CPU per request: the lowest round (the least disturbed by neighbours' cache and scheduler)
+  const cpu = (xs: CpuLoad[]) => Math.min(...xs.map((x) => x.cpuUsPerReq));
+  return { route: { ...mid(r), non2xx: total(r), cpuUsPerReq: cpu(r) }, floor: { ...mid(f), non2xx: total(f), cpuUsPerReq: cpu(f) } };
 }
 
 async function settle(pid: number): Promise<number> {

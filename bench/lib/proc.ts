@@ -82,3 +82,18 @@ export async function autocannon(url: string, o: { connections: number; seconds:
   };
   return { reqPerSec: r.requests.average, latencyP50Ms: r.latency.p50, latencyP99Ms: r.latency.p99, non2xx: r.non2xx, errors: r.errors, total: r.requests.total };
 }
+
+/** CPU time (user + system) a process has used so far, in ms, from /proc/<pid>/stat (Linux). */
+export function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // fields 14 and 15 (utime, stime) are the 12th and 13th after the command name; 100 ticks/s
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+}
+
+/** A load run and the server's CPU time per answered request (robust to a busy machine). */
+export async function loadWithCpu(pid: number, run: () => Promise<Load>): Promise<Load & { cpuUsPerReq: number }> {
+  const c0 = cpuMs(pid);
+  const l = await run();
+  return { ...l, cpuUsPerReq: ((cpuMs(pid) - c0) * 1000) / Math.max(1, l.total) };
+}
