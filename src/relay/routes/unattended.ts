@@ -33,18 +33,17 @@ function sameKey(given: string, expected: Buffer): boolean {
 // Mercado Pago polls the POS url several times a second per waiting customer, and the answer
 // changes only when an order changes (a database write), the kiosk connects or disconnects, or a
 // deadline passes. Profiling the route (bench/README.md) showed the three store reads and the
-// JSON building per poll costing more than fastify itself, so each POS keeps its last answer,
-// already serialised, and reuses it while:
-//   - the store's write count is unchanged (no row changed in this process; the fields a poll
-//     depends on are written only by the relay process: `kiosk add` from the CLI creates a POS
-//     the cache has never seen, and nothing changes a POS key or generation afterwards),
+// JSON building per poll costing more than fastify itself, so each POS keeps its kiosk row and
+// its last answer, already serialised, and reuses them while:
+//   - the store's write count is unchanged (no row changed in this process),
 //   - the kiosk's online state is the same,
-//   - the business clock is before the answer's end: an offered order's deadline, or at most
-//     ANSWER_TTL_MS for "no order" (which of the "no order" texts applies can change with time,
-//     e.g. the just-paid window ending; no "no order" answer becomes an order without a write).
+//   - the business clock is before the entry's end: ANSWER_TTL_MS after it was read, and never
+//     past an offered order's deadline. The TTL bounds how long a change made by another
+//     process (the CLI editing a kiosk) or by time alone (the just-paid window ending) can go
+//     unseen; no "no order" answer becomes an order without a write in this process.
 const ANSWER_TTL_MS = 250;
-/** POS ids that do not exist, remembered so repeated probes cost what a known POS costs */
-const UNKNOWN_POS_LIMIT = 1000;
+/** POS ids that do not exist are remembered too, so repeated probes cost what a known POS costs */
+const CACHE_LIMIT = 1000;
 
 interface Answer {
   status: number;
@@ -56,10 +55,10 @@ interface Cached {
   kiosk: Kiosk | undefined;
   keyDigest: Buffer;
   writes: number;
-  online: boolean;
   until: number;
+  online: boolean;
   answer: Answer | undefined;
-  /** the order this answer offers, so "serving order" is logged once per order, not per poll */
+  /** the order the last answer offered, so "serving order" is logged once per order, not per poll */
   orderId: string | undefined;
 }
 
@@ -69,20 +68,20 @@ const JSON_TYPE = 'application/json; charset=utf-8';
 export function registerUnattendedRoutes(app: FastifyInstance, deps: UnattendedDeps): void {
   const notificationUrl = `${deps.config.publicUrl}/mp/notifications`;
   const now = deps.now ?? Date.now;
+  const isOnline = deps.isOnline;
   const cache = new Map<string, Cached>();
 
   /** The answer for a known kiosk from the database, as offerFor sees it now. */
-  const compute = (kiosk: Kiosk, at: number, previousOrderId: string | undefined): { answer: Answer; until: number; orderId?: string } => {
+  const compute = (kiosk: Kiosk, previousOrderId: string | undefined): { answer: Answer; deadline?: number; orderId?: string } => {
     const offer = deps.orders.offerFor(kiosk);
     if (offer.kind === 'none') {
-      const until = at + ANSWER_TTL_MS;
       if (kiosk.generation === 'v1') {
         // v1 has no "just paid" state: "unavailable" is the closest (no order to serve).
         const type = offer.reason === 'kiosk_offline' ? 'timeout' : 'unavailable';
-        return { answer: { status: 400, orderVersion: false, body: JSON.stringify({ error: { type } }) }, until };
+        return { answer: { status: 400, orderVersion: false, body: JSON.stringify({ error: { type } }) } };
       }
       const detail = offer.reason === 'just_paid' ? 'notihing_to_pay' : 'Waiting_for_order'; // MP's spelling
-      return { answer: { status: 202, orderVersion: false, body: JSON.stringify({ status: { status_detail: detail } }) }, until };
+      return { answer: { status: 202, orderVersion: false, body: JSON.stringify({ status: { status_detail: detail } }) } };
     }
     const order = offer.order;
     if (order.id !== previousOrderId) {
@@ -90,22 +89,26 @@ export function registerUnattendedRoutes(app: FastifyInstance, deps: UnattendedD
     }
     const v1 = kiosk.generation === 'v1';
     const body = JSON.stringify(v1 ? v1Order(deps.config, kiosk, order, notificationUrl) : v2Order(kiosk, order, notificationUrl));
-    return { answer: { status: 200, orderVersion: !v1, body }, until: order.deadline, orderId: order.id };
+    return { answer: { status: 200, orderVersion: !v1, body }, deadline: order.deadline, orderId: order.id };
   };
 
-  /** The POS's cached entry, refreshed when the database or the kiosk's link changed since. */
-  const lookup = (posExternalId: string): Cached => {
+  /** The POS's entry, read again from the database when a write, the TTL or a deadline says so. */
+  const lookup = (posExternalId: string, at: number): Cached => {
     const writes = deps.store.writeCount();
-    let c = cache.get(posExternalId);
-    if (c && c.writes !== writes) c = undefined;
-    if (!c) {
-      const kiosk = deps.store.getKioskByPos(posExternalId);
-      if (!kiosk && cache.size >= UNKNOWN_POS_LIMIT) cache.clear();
-      c = { kiosk, keyDigest: kiosk ? sha256(kiosk.posKey) : NO_SUCH_POS, writes, online: false, until: -Infinity, answer: undefined, orderId: undefined };
-      const old = cache.get(posExternalId);
-      c.orderId = old?.orderId;
-      cache.set(posExternalId, c);
-    }
+    const old = cache.get(posExternalId);
+    if (old && old.writes === writes && at < old.until) return old;
+    const kiosk = deps.store.getKioskByPos(posExternalId);
+    if (!old && cache.size >= CACHE_LIMIT) cache.clear();
+    const c: Cached = {
+      kiosk,
+      keyDigest: kiosk ? sha256(kiosk.posKey) : NO_SUCH_POS,
+      writes,
+      until: at + ANSWER_TTL_MS,
+      online: false,
+      answer: undefined,
+      orderId: old?.orderId,
+    };
+    cache.set(posExternalId, c);
     return c;
   };
 
@@ -113,7 +116,8 @@ export function registerUnattendedRoutes(app: FastifyInstance, deps: UnattendedD
     const { posExternalId } = req.params as { posExternalId: string };
     const q = req.query as Record<string, unknown>;
     const key = typeof q.key === 'string' ? q.key : '';
-    const c = lookup(posExternalId);
+    const at = now();
+    const c = lookup(posExternalId, at);
     // Always compare, even for an unknown POS, so timing does not reveal which POS ids exist.
     const keyOk = sameKey(key, c.keyDigest);
     const kiosk = c.kiosk;
@@ -126,14 +130,14 @@ export function registerUnattendedRoutes(app: FastifyInstance, deps: UnattendedD
       return reply.code(400).header('content-type', JSON_TYPE).send(REFUSED);
     }
 
-    const at = now();
-    const online = deps.isOnline ? deps.isOnline(kiosk.id) : false;
-    if (!c.answer || at >= c.until || (deps.isOnline !== undefined && online !== c.online) || !deps.isOnline) {
-      const r = compute(kiosk, at, c.orderId);
+    // Without an online check to key on (a route registered on its own), compute every time.
+    const online = isOnline ? isOnline(kiosk.id) : false;
+    if (!c.answer || !isOnline || online !== c.online) {
+      const r = compute(kiosk, c.orderId);
       c.answer = r.answer;
-      c.until = r.until;
       c.online = online;
       c.orderId = r.orderId;
+      if (r.deadline !== undefined) c.until = Math.min(c.until, r.deadline);
     }
     const a = c.answer;
     reply.code(a.status).header('content-type', JSON_TYPE);
