@@ -233,6 +233,30 @@ describe('framebuffer behaviour', () => {
     expect([urgent.rgba[o], urgent.rgba[o + 1], urgent.rgba[o + 2]]).toEqual([0xc6, 0x28, 0x28]);
   });
 
+  it('the next order after the idle screen reuses the painted screen, decodes its own QR, and writes only changed rows', async () => {
+    const fb = fakeFb({ width: 800, height: 480, bpp: 32, stride: 3200 });
+    const d = open(fb);
+    const idle: Screen = { screen: 'idle', products: [{ slot: 1, name: 'Cola 350ml', amountText: formatMoney(150000, 'ARS'), available: true }] };
+    expect((await showAndWait(d, pay())).full).toBe(true);
+    expect((await showAndWait(d, idle)).full).toBe(true);
+    // a new order for the same product, with its own QR payload: no repaint of text and shapes
+    const second = `${POS_QR.slice(0, -8)}-second`;
+    const again = await showAndWait(d, pay({ qr: second, orderId: 'ord_second000' }));
+    expect(again.full).toBe(false);
+    expect(decodeJsqr(frameToRgba(readFileSync(fb.device), fb.geom), 800, 480)).toBe(second);
+    expect((await showAndWait(d, idle)).full).toBe(false);
+    expect(decodeJsqr(frameToRgba(readFileSync(fb.device), fb.geom), 800, 480)).toBeUndefined();
+    // a countdown tick rewrites only the rows of the countdown: scribble elsewhere survives it
+    await showAndWait(d, pay({ qr: second, orderId: 'ord_second000', secondsLeft: 30 }));
+    const count = box(d.lastLayout()!, 'countdown');
+    const bytes = readFileSync(fb.device);
+    const outside = count.y > 10 ? 0 : (count.y + count.h + 5) * 3200;
+    bytes.fill(0x55, outside, outside + 16);
+    writeFileSync(fb.device, bytes);
+    await showAndWait(d, pay({ qr: second, orderId: 'ord_second000', secondsLeft: 29 }));
+    expect([...readFileSync(fb.device).subarray(outside, outside + 16)]).toEqual(new Array(16).fill(0x55));
+  });
+
   it('show() returns before drawing; a burst of screens is coalesced into the newest', async () => {
     const fb = fakeFb({ width: 800, height: 480, bpp: 16, stride: 1600 });
     const d = open(fb);

@@ -98,6 +98,9 @@ export interface FrameEvent {
   full: boolean;
 }
 
+/** plain screens kept painted (idle + pay); each is one frame of memory (1.5 MB at 800x480x32) */
+const PLAIN_SCREENS = 2;
+
 export class FramebufferDisplay extends EventEmitter implements Display {
   readonly geometry: FbGeometry;
   readonly device: string;
@@ -109,10 +112,14 @@ export class FramebufferDisplay extends EventEmitter implements Display {
   /** two frames: one may be in flight to the device while the other is drawn */
   private readonly frames: [Surface, Surface];
   private next = 0;
-  /** the current screen's static part, drawn once */
-  private readonly base: Surface;
+  /**
+   * Plain screens (all but the QR's modules and the countdown) painted earlier, newest first, at
+   * most PLAIN_SCREENS: a kiosk alternates between its idle screen and a pay screen, and both
+   * stay painted. `base` is the current screen's.
+   */
+  private plains: Array<{ key: string; surface: Surface }> = [];
+  private base: Surface;
   private baseKey: string | undefined;
-  private plainKey: string | undefined;
   private layout: Layout | undefined;
   private current: Screen | undefined;
   private pending: { screen: Screen; at: number } | undefined;
@@ -204,11 +211,18 @@ export class FramebufferDisplay extends EventEmitter implements Display {
       this.layout = layoutView(viewOf(screen, textsFor(screen, this.t)), this.base.width, this.base.height, this.font);
       if (this.layout.problems.length) this.log?.warn({ screen: screen.screen, problems: this.layout.problems }, 'screen does not fit the panel');
       const plain = plainKey(this.layout);
-      if (plain !== this.plainKey) {
-        paintStatic(this.layout, this.base, this.font, { qrModules: false });
-        this.plainKey = plain;
+      const i = this.plains.findIndex((p) => p.key === plain);
+      let hit = i >= 0 ? this.plains.splice(i, 1)[0]! : undefined;
+      if (!hit) {
+        // reuse the oldest surface once PLAIN_SCREENS are painted, else take a new one
+        const reuse = this.plains.length >= PLAIN_SCREENS ? this.plains.pop()! : undefined;
+        const surface = reuse?.surface ?? (this.plains.length === 0 ? this.base : new Surface(this.geometry, this.rotation));
+        hit = { key: plain, surface };
+        paintStatic(this.layout, hit.surface, this.font, { qrModules: false });
         full = true;
       }
+      this.plains.unshift(hit);
+      this.base = hit.surface;
       this.baseKey = key;
     }
     into.copyFrom(this.base);
