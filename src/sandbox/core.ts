@@ -1354,10 +1354,13 @@ export class SandboxCore {
       : paidMinor > 0
         ? 'partially_paid'
         : 'payment_required';
+    // a withdrawn instore order (deleted, expired, replaced) leaves its unpaid merchant order expired
+    const withdrawn = paidMinor === 0 && o.inStoreOrderId !== undefined && this.instore.whyNotPayable(o.inStoreOrderId) !== undefined;
+    const status: MpMerchantOrder['status'] = closed ? 'closed' : withdrawn ? 'expired' : 'opened';
     const view: MpMerchantOrder & Record<string, unknown> = {
       id: o.id,
-      status: closed ? 'closed' : 'opened',
-      order_status: orderStatus,
+      status,
+      order_status: withdrawn ? 'expired' : orderStatus,
       external_reference: o.externalReference,
       preference_id: null,
       site_id: CURRENCIES[c].site,
