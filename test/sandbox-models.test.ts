@@ -604,6 +604,12 @@ describe('Orders API (/v1/orders, type qr)', () => {
     expect((await raw('GET', '/v1/orders?external_reference=ord_search1')).body.errors[0].code).toBe('required_properties');
   });
 
+  it('refuses a bad webhook configuration at start and at runtime', async () => {
+    await expect(startSandbox({ accessToken: TOKEN, collectorId: COLLECTOR, ordersWebhookUrl: 'relay/orders' })).rejects.toThrow(/ordersWebhookUrl/);
+    await expect(startSandbox({ accessToken: TOKEN, collectorId: COLLECTOR, ordersSignature: 'valid' })).rejects.toThrow(/webhookSecret/);
+    await expect(sandbox.configure({ panelNotificationUrl: 'ftp://x' })).rejects.toMatchObject({ code: 'bad_config' });
+  });
+
   it('ids: malformed is 400 invalid_path_param, unknown is 404', async () => {
     expect((await failure(mp.getOrder('123'))).code).toBe('invalid_path_param');
     const missing = await failure(mp.getOrder(`ORD${'0'.repeat(26)}`));

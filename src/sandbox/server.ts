@@ -152,6 +152,15 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
     baseUrl: () => baseUrl,
   });
 
+  try {
+    // the same checks as /_sandbox/config, so a typo fails at start rather than silently
+    core.configure(
+      defined({ ordersWebhookUrl: opts.ordersWebhookUrl, panelNotificationUrl: opts.panelNotificationUrl, ordersSignature: opts.ordersSignature }),
+    );
+  } catch (err) {
+    throw new TypeError(`startSandbox: ${(err as Error).message}`);
+  }
+
   const app: FastifyInstance = opts.logger
     ? fastify({
         loggerInstance: opts.logger as FastifyBaseLogger,
