@@ -574,6 +574,15 @@ describe('Orders API (/v1/orders, type qr)', () => {
     expect(over.code).toBe('refund_amount_exceeds');
     expect(await mp.refundOrder(order.id, { idempotencyKey: 'r3', transactions: [{ id: txId, amount: '10.00' }] })).toMatchObject({ status: 'refunded' });
     expect((await sandbox.refunds()).filter((r) => r.orderId === order.id).map((r) => r.amountMinor)).toEqual([250, 1000]);
+
+    // an underpaid order is not processed, yet the money it holds can be refunded after the cancel
+    const under = await mp.createOrder(orderInput('ord_part2', pos.external_id, 'dynamic'), { idempotencyKey: 'create:ord_part2' });
+    const s2 = readyOrder(await sandbox.scan({ qr: under.type_response!.qr_data! }));
+    await sandbox.pay({ checkoutId: s2.checkoutId, amountMinor: 1000, notify: false });
+    expect(await mp.getOrder(under.id)).toMatchObject({ status: 'created', status_detail: 'partially_paid', total_paid_amount: '10.00' });
+    await mp.cancelOrder(under.id, { idempotencyKey: 'cancel:ord_part2' });
+    expect(await mp.refundOrder(under.id, { idempotencyKey: 'refund:ord_part2' })).toMatchObject({ status: 'canceled', status_detail: 'refunded' });
+    expect((await sandbox.refunds()).filter((r) => r.orderId === under.id).map((r) => r.amountMinor)).toEqual([1000]);
   });
 
   it('expires: by its expiration_time (webhook), or at once on request; expired orders cannot be paid or canceled', async () => {

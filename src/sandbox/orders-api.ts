@@ -228,8 +228,10 @@ export class OrdersApi {
       return this.view(rec);
     }
     if (rec.status === 'refunded') throw ordersError(409, 'order_already_refunded', `order ${rec.id} is already fully refunded`);
-    if (rec.status !== 'processed') {
-      throw ordersError(409, 'order_not_processed', `order ${rec.id} is ${rec.status}: only processed (paid) orders can be refunded`);
+    // money that reached the seller can always be given back, even on an order that is not
+    // processed (an underpayment, then canceled): only an order nobody paid has nothing to refund
+    if (rec.payments.every((p) => p.paidMinor - p.refundedMinor === 0)) {
+      throw ordersError(409, 'order_not_processed', `order ${rec.id} is ${rec.status} and holds no paid amount: there is nothing to refund`);
     }
     const c = this.host.currency;
     const plan: { payment: PaymentRec; amountMinor: number }[] = [];
@@ -250,7 +252,6 @@ export class OrdersApi {
         plan.push({ payment: p, amountMinor });
       }
     }
-    if (plan.length === 0) throw ordersError(409, 'order_not_processed', `order ${rec.id} has no paid amount left to refund`);
     const now = nowIso();
     for (const { payment, amountMinor } of plan) {
       payment.refundedMinor += amountMinor;
@@ -261,10 +262,8 @@ export class OrdersApi {
       rec.refunds.push({ id: newId('REF'), transactionId: payment.id, amountMinor, idempotencyKey: key, dateCreated: now, replays: 0 });
     }
     const left = rec.payments.reduce((s, p) => s + p.paidMinor - p.refundedMinor, 0);
-    if (left === 0) {
-      rec.status = 'refunded';
-      rec.statusDetail = 'refunded';
-    } else rec.statusDetail = 'partially_refunded';
+    if (left === 0 && rec.status === 'processed') rec.status = 'refunded';
+    rec.statusDetail = left === 0 ? 'refunded' : 'partially_refunded';
     rec.lastUpdated = now;
     this.keys.set(`refund:${key}`, { hash: canonicalJson(body ?? {}), orderId: rec.id });
     this.host.logger?.info({ orderId: rec.id, amountMinor: plan.reduce((s, p) => s + p.amountMinor, 0) }, 'sandbox: Orders API refund');
