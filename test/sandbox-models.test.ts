@@ -647,6 +647,9 @@ describe('Orders API (/v1/orders, type qr)', () => {
     const fault = await sandbox.setFault({ endpoint: 'getOrder', status: 503, times: 2 });
     expect((await mp.getOrder(order.id)).id).toBe(order.id);
     expect((await sandbox.faults()).find((f) => f.id === fault.id)).toMatchObject({ hits: 2, remaining: 0 });
+    const cut = await sandbox.setFault({ endpoint: 'getOrder', status: 503, dropConnection: true });
+    expect((await mp.getOrder(order.id)).id).toBe(order.id); // a GET is retried after a network error
+    expect((await sandbox.faults()).find((f) => f.id === cut.id)).toMatchObject({ hits: 1, dropConnection: true });
     await sandbox.setFault({ endpoint: 'putPosOrder', status: 500, times: 1 });
     await expect(mp.putPosOrder(COLLECTOR, 'STORE1', pos.external_id, v2Order('att-fault'))).resolves.toBeUndefined();
   });
