@@ -82,10 +82,11 @@ export const Welcome = z.object({
   /** what the screen shows as QR for this kiosk's POS (static model) */
   posQr: z.string(),
   /**
-   * true when every order brings its own QR in order.accepted (dynamic models): the kiosk must
-   * not show the POS QR meanwhile. Absent from older relays = false.
+   * true when an order becomes payable only once the relay accepts it (every model but
+   * unattended): the kiosk shows no QR before order.accepted, then the order's own QR if it
+   * brought one, else the POS QR. Absent from older relays = false.
    */
-  orderQr: z.boolean().optional(),
+  qrOnAccept: z.boolean().optional(),
   catalog: z.array(CatalogEntry),
   /** the relay never keeps an order payable longer than this */
   maxPaymentSeconds: z.number().int().positive(),

@@ -90,7 +90,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       serverTime: now(),
       paymentModel: kiosk.paymentModel,
       posQr: kiosk.posQr ?? '',
-      orderQr: models.of(kiosk).ordersHaveQr(kiosk),
+      qrOnAccept: models.of(kiosk).qrOnAccept(kiosk),
       catalog: catalog.list().map((p) => ({ sku: p.sku, name: p.name, price: p.price, currency: p.currency })),
       maxPaymentSeconds: config.orders.maxPaymentSeconds,
     }),

@@ -43,6 +43,15 @@ export const MODEL_VARIANTS: readonly { label: string; model: PaymentModelName; 
   { label: 'orders hybrid', model: 'orders', mode: 'hybrid' },
 ];
 
+/**
+ * Whether Mercado Pago can be told to stop taking payments for an order of this model. It cannot
+ * for a dynamic QR made with POST …/qrs (no delete: it expires at the order's deadline) nor for an
+ * offline QR (Mercado Pago never heard of it): a payment on either after a cancel is refunded.
+ */
+export function withdrawable(v: { model: PaymentModelName; mode: string | null }): boolean {
+  return !(v.model === 'dynamic' && (v.mode === 'online' || v.mode === 'offline'));
+}
+
 export interface SystemOptions {
   generation?: 'v1' | 'v2';
   /** the kiosk's payment model (default unattended) and mode */

@@ -19,8 +19,8 @@ export class AttendedModel implements PaymentModel {
   readonly name = 'attended' as const;
   constructor(private readonly ctx: ModelContext) {}
 
-  ordersHaveQr(): boolean {
-    return false;
+  qrOnAccept(): boolean {
+    return true;
   }
   offerLocally(): undefined {
     return undefined;

@@ -19,7 +19,7 @@ export class DynamicModel implements PaymentModel {
   readonly name = 'dynamic' as const;
   constructor(private readonly ctx: ModelContext) {}
 
-  ordersHaveQr(): boolean {
+  qrOnAccept(): boolean {
     return true;
   }
 

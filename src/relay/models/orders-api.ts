@@ -50,8 +50,8 @@ export class OrdersApiModel implements PaymentModel {
   readonly name = 'orders' as const;
   constructor(private readonly ctx: ModelContext) {}
 
-  ordersHaveQr(kiosk: Kiosk): boolean {
-    return kiosk.modelMode !== 'static';
+  qrOnAccept(): boolean {
+    return true;
   }
   offerLocally(): undefined {
     return undefined;

@@ -51,8 +51,11 @@ export interface RefundAnswer {
 
 export interface PaymentModel {
   readonly name: PaymentModelName;
-  /** whether every order of this kiosk brings its own QR (the kiosk must not show the POS QR) */
-  ordersHaveQr(kiosk: Kiosk): boolean;
+  /**
+   * Whether an order is payable only once the relay accepted it (the kiosk shows no QR before
+   * order.accepted; then the order's own QR if any, else the POS QR).
+   */
+  qrOnAccept(kiosk: Kiosk): boolean;
   /**
    * Makes the order payable without calling Mercado Pago, when the model can (unattended: the POS
    * url answers; offline dynamic: the relay composes the QR). undefined: makePayable must be called.

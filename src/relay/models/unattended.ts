@@ -16,7 +16,8 @@ export class UnattendedModel implements PaymentModel {
   readonly name = 'unattended' as const;
   constructor(private readonly ctx: ModelContext) {}
 
-  ordersHaveQr(): boolean {
+  qrOnAccept(): boolean {
+    // the POS url answers whenever the order is pending: the sticker can be shown at once
     return false;
   }
   offerLocally(): Payable {
