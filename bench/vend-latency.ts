@@ -46,7 +46,7 @@ export async function benchVendLatency(vends = 200): Promise<LatencyResult> {
     webhookSecret: SECRET,
     catalog: [{ sku: 'COLA', name: 'Cola', price: '1500.00', currency: 'ARS' }],
     orders: { contingencyAfterSeconds: 3600 },
-    kiosk: { id: 'bench', posExternalId: 'BENCH1', storeExternalId: 'BENCHSTORE' },
+    kiosk: { id: 'bench', posExternalId: 'BENCH1', storeExternalId: 'BENCHSTORE', model: 'unattended' },
     pollIntervalMs: 20,
     sandboxLogger: silent,
     relayLogger: silent,
