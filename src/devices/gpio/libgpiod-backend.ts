@@ -338,7 +338,7 @@ class LgInput extends InputLevel implements GpioInput {
       (line) => {
         const ev = parseMonitorLine(line);
         if (!ev || (ev.offset !== undefined && ev.offset !== this.loc.offset)) return;
-        this.set(ev.edge === 'rising' ? 1 : 0);
+        this.edge(ev.edge === 'rising' ? 1 : 0);
       },
       this.b.env,
     );

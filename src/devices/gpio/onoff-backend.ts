@@ -76,9 +76,9 @@ class OnoffInput extends InputLevel implements GpioInput {
         warned = true;
         return;
       }
-      // onoff reads the value file after each interrupt: two fast edges can both report the same
-      // level. Only changes mean anything to the layers above.
-      this.set(value);
+      // onoff reads the value file after each interrupt, by which time a short pulse may be over:
+      // an interrupt that reads the level we already had was two edges (see InputLevel)
+      this.interrupted(value);
     });
   }
 

@@ -11,8 +11,10 @@ import type { Level } from './types.js';
 //   - 'high'/'low' set the direction and the level in one step; reconfigureDirection: false keeps
 //     an already exported output as it is;
 //   - writing the value of an input fails with EPERM;
-//   - watch() callbacks arrive asynchronously (epoll) and carry the value read at delivery time,
-//     so two fast edges may report the same level twice;
+//   - watch() callbacks arrive LATE, 5-20 ms after the edge as on a loaded Pi (epoll wakes the
+//     event loop when it gets round to it), and carry the value read at delivery time; edges that
+//     happen while a wake-up is pending are one wake-up (the kernel's sysfs_notify sets one flag),
+//     so a 2 ms pulse is one callback reading the level it started from;
 //   - edge 'none' never calls back.
 // Tests drive inputs with drive() and read what outputs did from `writes`.
 
@@ -23,6 +25,8 @@ export interface TwinWrite {
 }
 
 interface Pin {
+  /** an interrupt is waiting for the event loop */
+  pending: boolean;
   exported: boolean;
   direction: 'in' | 'out';
   edge: OnoffEdge;
@@ -44,19 +48,33 @@ function sysErr(code: 'EINVAL' | 'EPERM' | 'EBUSY', gpio: number): NodeJS.ErrnoE
   return e;
 }
 
+export interface TwinOptions {
+  /**
+   * ms from an edge to its watch() callback, called per interrupt. Default: 5-20 ms, stepping
+   * through the range (deterministic, so a test failure repeats).
+   */
+  latencyMs?: () => number;
+}
+
 export class OnoffTwin extends EventEmitter {
   private readonly pins = new Map<number, Pin>();
   readonly writes: TwinWrite[] = [];
   /** numbers exported over the twin's life, in order */
   readonly exports: number[] = [];
+  private wakeups = 0;
+  latencyMs: () => number;
 
-  constructor(readonly chips: SysfsChip[]) {
+  constructor(
+    readonly chips: SysfsChip[],
+    opts: TwinOptions = {},
+  ) {
     super();
+    this.latencyMs = opts.latencyMs ?? (() => 5 + ((this.wakeups++ * 7) % 16));
   }
 
   /** A twin for the chips of a (fake) sysfs tree. */
-  static fromSysfs(root: string): OnoffTwin {
-    return new OnoffTwin(listSysfsChips(root));
+  static fromSysfs(root: string, opts: TwinOptions = {}): OnoffTwin {
+    return new OnoffTwin(listSysfsChips(root), opts);
   }
 
   private owned(gpio: number): boolean {
@@ -66,7 +84,7 @@ export class OnoffTwin extends EventEmitter {
   private pin(gpio: number): Pin {
     let p = this.pins.get(gpio);
     if (!p) {
-      p = { exported: false, direction: 'in', edge: 'none', external: 0, driven: 0, activeLow: false, watchers: new Set() };
+      p = { pending: false, exported: false, direction: 'in', edge: 'none', external: 0, driven: 0, activeLow: false, watchers: new Set() };
       this.pins.set(gpio, p);
     }
     return p;
@@ -146,13 +164,15 @@ export class OnoffTwin extends EventEmitter {
     if (p.direction !== 'in' || !p.exported) return;
     const rising = level === 1;
     const fires = p.edge === 'both' || (p.edge === 'rising' && rising) || (p.edge === 'falling' && !rising);
-    if (!fires || p.watchers.size === 0) return;
+    if (!fires || p.watchers.size === 0 || p.pending) return;
     // epoll wakes the process later; onoff then reads the value file, whatever it is by then
-    setImmediate(() => {
+    p.pending = true;
+    setTimeout(() => {
+      p.pending = false;
       if (!p.exported) return;
       const value = this.read(p);
       for (const w of [...p.watchers]) w(null, value);
-    });
+    }, this.latencyMs());
   }
 
   /** Physical level of a pin as the circuit sees it. */
