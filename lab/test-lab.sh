@@ -9,7 +9,8 @@
 # `apt-get download` and unpacked with `dpkg -x` into .lab-cache/ (git-ignored), no root needed.
 #
 # Usage: npm run test:lab [-- test/lab/some.lab.test.ts ...]
-# Env:   LAB_CACHE (default .lab-cache), LAB_MEM_MB (default 1024), LAB_TIMEOUT_S (default 1500)
+# Env:   LAB_EXEC='shell commands' runs those in the VM instead of the tests (for looking around)
+#        LAB_CACHE (default .lab-cache), LAB_MEM_MB (default 1024), LAB_TIMEOUT_S (default 1500)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROJECT=$PWD
@@ -107,6 +108,7 @@ stage initramfs "$(du -h "$INITRD" | cut -f1)"
 # --- boot and tests -----------------------------------------------------------------------------
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/qrkiosk-lab.XXXXXX")
 trap 'rm -rf "$OUT"' EXIT
+[ -z "${LAB_EXEC:-}" ] || printf '%s\n' "$LAB_EXEC" > "$OUT/exec.sh"
 args=$(IFS=,; echo "$PROJECT,$ROOT,$*")
 args=${args%,}
 qemu=(qemu-system-x86_64 -accel tcg -m "$MEM" -smp 1 -nographic -vga none -no-reboot -nodefaults -serial stdio
@@ -124,7 +126,7 @@ while IFS= read -r line; do
     *QRKIOSK-LAB-EXIT=*) code=${line##*QRKIOSK-LAB-EXIT=};;
     *) printf '%s\n' "$line";;
   esac
-done < <(timeout --kill-after=10 "$TIMEOUT" "${qemu[@]}" </dev/null 2>&1)
+done < <(exec timeout --kill-after=10 "$TIMEOUT" "${qemu[@]}" </dev/null 2>&1)
 [ -n "$code" ] || { [ -s "$OUT/exit-code" ] && code=$(cat "$OUT/exit-code"); }
 if [ -s "$OUT/results.json" ]; then
   mkdir -p "$CACHE/results" && cp "$OUT/results.json" "$CACHE/results/last.json"
