@@ -53,7 +53,11 @@ export interface OnoffBackendOptions {
   logger?: Logger;
   /** why this backend was picked, for the report */
   reason?: string;
-  /** drive outputs safe from process 'exit' (default true; tests that build many backends may turn it off) */
+  /**
+   * drive outputs safe from process 'exit' (default true; tests that build many backends may turn
+   * it off). No handler runs on SIGKILL, an out-of-memory kill or a watchdog abort: the sysfs value
+   * stays where it was, which is why systemd runs `qrkiosk safe-outputs` after the agent ends.
+   */
   exitHook?: boolean;
 }
 
