@@ -4,7 +4,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { EvdevButtons, EventParser, EV_KEY, encodeEvents, keyCode, nativeEventSize, type EvdevButtonsConfig } from '../src/devices/evdev-buttons.js';
 import { FaultLog } from '../src/devices/faults.js';
-import { HidButtons, decodeReport, type HidApi, type HidButtonsConfig, type HidDeviceInfo } from '../src/devices/hid-buttons.js';
+import { FIRST_REPORT_WINDOW_MS, HidButtons, decodeReport, type HidApi, type HidButtonsConfig, type HidDeviceInfo } from '../src/devices/hid-buttons.js';
 
 // USB HID encoder reports and evdev keypad event streams replayed from recorded byte fixtures
 // (test/fixtures/hid, test/fixtures/evdev; README.md there shows them as hexdumps).
@@ -87,7 +87,8 @@ describe('USB HID arcade encoder (node-hid) from recorded reports', () => {
     expect(b.describe()).toMatchObject({ status: 'ok', detail: expect.stringContaining('/dev/hidraw0 0079:0006 "DragonRise Inc. Generic   USB  Joystick", 11 report(s)') });
   });
 
-  it('the first report after opening is the state, not a press (a button held while plugging in)', async () => {
+  it('a board that reports only on change: the first press after opening selects (after at most the first-report window)', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
     const api = fakeHid(() => [ENCODER]);
     const b = new HidButtons(ARCADE, () => api);
     cleanups.push(() => b.close());
@@ -95,11 +96,61 @@ describe('USB HID arcade encoder (node-hid) from recorded reports', () => {
     b.onPress((s) => events.push(s));
     b.start();
     const dev = await api.nthOpen(1);
-    const [, down1, idle] = reports();
-    dev.emit('data', down1); // first report: button 1 already down
-    dev.emit('data', idle);
+    const [idle, down1, , down3] = reports();
+    // the board sends nothing while nothing changes; minutes later the first customer presses 1
+    await vi.advanceTimersByTimeAsync(120_000);
     dev.emit('data', down1);
+    await vi.advanceTimersByTimeAsync(FIRST_REPORT_WINDOW_MS);
     expect(events).toEqual([1]);
+    dev.emit('data', idle);
+    dev.emit('data', down3);
+    expect(events).toEqual([1, 3]);
+    // a replug: again the first press counts, here a quick tap released inside the window
+    dev.emit('error', new Error('could not read from HID device'));
+    const again = api.nthOpen(2);
+    await vi.advanceTimersByTimeAsync(ARCADE.reconnectMs);
+    const dev2 = await again;
+    dev2.emit('data', down3);
+    await vi.advanceTimersByTimeAsync(30);
+    dev2.emit('data', idle);
+    expect(events).toEqual([1, 3, 3]);
+  });
+
+  it('a board that reports continuously: the first report is the state, so a button held while plugging in selects nothing', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
+    const api = fakeHid(() => [ENCODER]);
+    const b = new HidButtons(ARCADE, () => api);
+    cleanups.push(() => b.close());
+    const events: number[] = [];
+    b.onPress((s) => events.push(s));
+    b.start();
+    const dev = await api.nthOpen(1);
+    const [idle, down1] = reports();
+    // every 8 ms poll the board sends its state: button 1 is held from the start
+    let state = down1;
+    const stream = setInterval(() => dev.emit('data', state), 8);
+    cleanups.push(() => clearInterval(stream));
+    await vi.advanceTimersByTimeAsync(500);
+    expect(events).toEqual([]);
+    state = idle;
+    await vi.advanceTimersByTimeAsync(100);
+    state = down1;
+    await vi.advanceTimersByTimeAsync(100);
+    expect(events).toEqual([1]);
+    // an idle continuous board: the first real press selects at once
+    state = idle;
+    await vi.advanceTimersByTimeAsync(100);
+    dev.emit('error', new Error('could not read from HID device'));
+    clearInterval(stream);
+    const again = api.nthOpen(2);
+    await vi.advanceTimersByTimeAsync(ARCADE.reconnectMs);
+    const dev2 = await again;
+    const stream2 = setInterval(() => dev2.emit('data', state), 8);
+    cleanups.push(() => clearInterval(stream2));
+    await vi.advanceTimersByTimeAsync(200);
+    state = down1;
+    await vi.advanceTimersByTimeAsync(8);
+    expect(events).toEqual([1, 1]);
   });
 
   it('unplugged: reported once, retried, cleared when the encoder is back; nothing stays pressed', async () => {
