@@ -193,7 +193,7 @@ describe('hardware docs stay true', () => {
       expect(r).toMatch(/GROUP="qrkiosk"|chgrp (-R )?qrkiosk/);
     }
     const all = rules.join('\n');
-    for (const kind of ['KERNEL=="gpiochip[0-9]*"', '/sys/class/gpio/export', 'SUBSYSTEM=="hidraw"', 'KERNEL=="event[0-9]*"', 'KERNEL=="ttyAMA[0-9]*"', 'KERNEL=="ttyUSB[0-9]*"', 'KERNEL=="fb[0-9]*"']) {
+    for (const kind of ['KERNEL=="gpiochip[0-9]*"', '/sys/class/gpio/export', 'SUBSYSTEM=="hidraw"', 'KERNEL=="event[0-9]*"', 'KERNEL=="ttyAMA[0-9]*"', 'KERNEL=="ttyUSB[0-9]*"', 'KERNEL=="fb[0-9]*"', 'SUBSYSTEM=="usbmisc", KERNEL=="lp[0-9]*"', '/sys%p/blank']) {
       expect(all).toContain(kind);
     }
   });

@@ -166,7 +166,9 @@ const evdevButtons = section(
     enterKeys: keyList.default(['KPENTER', 'ENTER']),
     codeTimeoutMs: z.number().int().min(1000, { error: 'use at least 1000 ms' }).max(60_000).default(5000),
     eventSize: z
-      .union([z.literal('auto'), z.literal(16), z.literal(24)], { error: 'use auto, 16 (32-bit Node) or 24 (64-bit Node)' })
+      .union([z.literal('auto'), z.literal(16), z.literal(24)], {
+        error: 'use auto (the size the kernel gives the keypad reader: right on any Pi), or force 16 (32-bit) or 24 (64-bit) input_event records',
+      })
       .default('auto'),
     holdToCancelMs,
     stuckMs,

@@ -1,4 +1,6 @@
 import { EventEmitter } from 'node:events';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { listSysfsChips, type SysfsChip } from './sysfs.js';
 import type { OnoffDirection, OnoffEdge, OnoffFactory, OnoffGpio, OnoffOptions } from './onoff-backend.js';
 import type { Level } from './types.js';
@@ -16,7 +18,10 @@ import type { Level } from './types.js';
 //     happen while a wake-up is pending are one wake-up (the kernel's sysfs_notify sets one flag),
 //     so a 2 ms pulse is one callback reading the level it started from;
 //   - edge 'none' never calls back.
-// Tests drive inputs with drive() and read what outputs did from `writes`.
+// Tests drive inputs with drive() and read what outputs did from `writes`. With `mirror` (the root
+// of a fake /sys/class/gpio tree) the twin also keeps gpioN/{direction,value,active_low,edge} files
+// there as the kernel presents them, so another process (`qrkiosk safe-outputs`) sees what this one
+// left on the pins, even after it was SIGKILLed.
 
 export interface TwinWrite {
   at: number;
@@ -54,6 +59,8 @@ export interface TwinOptions {
    * through the range (deterministic, so a test failure repeats).
    */
   latencyMs?: () => number;
+  /** root of a fake sysfs GPIO tree to keep gpioN files in (see above) */
+  mirror?: string;
 }
 
 export class OnoffTwin extends EventEmitter {
@@ -63,6 +70,7 @@ export class OnoffTwin extends EventEmitter {
   readonly exports: number[] = [];
   private wakeups = 0;
   latencyMs: () => number;
+  private readonly mirror: string | undefined;
 
   constructor(
     readonly chips: SysfsChip[],
@@ -70,10 +78,27 @@ export class OnoffTwin extends EventEmitter {
   ) {
     super();
     this.latencyMs = opts.latencyMs ?? (() => 5 + ((this.wakeups++ * 7) % 16));
+    this.mirror = opts.mirror;
+  }
+
+  /** the pin's files in the mirrored tree, as the kernel would show them now */
+  private sync(gpio: number, p: Pin): void {
+    if (!this.mirror) return;
+    const dir = join(this.mirror, `gpio${gpio}`);
+    if (!p.exported) {
+      rmSync(dir, { recursive: true, force: true });
+      return;
+    }
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'direction'), `${p.direction}\n`);
+    writeFileSync(join(dir, 'value'), `${this.read(p)}\n`);
+    writeFileSync(join(dir, 'active_low'), `${p.activeLow ? 1 : 0}\n`);
+    writeFileSync(join(dir, 'edge'), `${p.edge}\n`);
   }
 
   /** A twin for the chips of a (fake) sysfs tree. */
   static fromSysfs(root: string, opts: TwinOptions = {}): OnoffTwin {
+    // the chips are read from the tree; opts.mirror may name the same root
     return new OnoffTwin(listSysfsChips(root), opts);
   }
 
@@ -118,6 +143,7 @@ export class OnoffTwin extends EventEmitter {
       }
     }
     p.edge = edge;
+    this.sync(gpio, p);
     const twin = this;
     let unexported = false;
     const alive = () => {
@@ -145,6 +171,7 @@ export class OnoffTwin extends EventEmitter {
         p.exported = false;
         p.watchers.clear();
         p.direction = 'in';
+        twin.sync(gpio, p);
       },
     };
   };
@@ -152,6 +179,7 @@ export class OnoffTwin extends EventEmitter {
   private setDriven(gpio: number, p: Pin, v: Level): void {
     const before = p.driven;
     p.driven = v;
+    this.sync(gpio, p);
     this.writes.push({ at: Date.now(), gpio, value: v });
     this.emit('write', gpio, v, before);
   }
@@ -162,6 +190,7 @@ export class OnoffTwin extends EventEmitter {
     if (p.external === level) return;
     p.external = level;
     if (p.direction !== 'in' || !p.exported) return;
+    this.sync(gpio, p);
     const rising = level === 1;
     const fires = p.edge === 'both' || (p.edge === 'rising' && rising) || (p.edge === 'falling' && !rising);
     if (!fires || p.watchers.size === 0 || p.pending) return;
