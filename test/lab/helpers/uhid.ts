@@ -1,4 +1,5 @@
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, writeSync } from 'node:fs';
 
 // A USB HID device made by the kernel from user space (/dev/uhid, linux/uhid.h): the kernel
 // creates a real hid device and a /dev/hidrawN for it, so node-hid meets it exactly as it meets a
@@ -42,6 +43,10 @@ export const ENCODER_DESCRIPTOR = Buffer.from([
   0xc0, // End Collection
 ]);
 
+function hex4(n: number): string {
+  return n.toString(16).padStart(4, '0');
+}
+
 export interface UhidDeviceSpec {
   name: string;
   vendorId: number;
@@ -80,6 +85,29 @@ export class VirtualEncoder {
     this.spec.descriptor.copy(ev, o);
     writeSync(this.fd, ev);
     this.buttons = 0;
+    this.loadDriver();
+  }
+
+  /**
+   * What udev does on a real system: load the kernel driver for the new device's modalias. A
+   * 0079:0006 board is claimed by hid-dr (DragonRise), not hid-generic; either gives a hidraw node.
+   */
+  private loadDriver(): void {
+    const id = `0003:${hex4(this.spec.vendorId)}:${hex4(this.spec.productId)}`.toUpperCase();
+    const bus = '/sys/bus/hid/devices';
+    const deadline = Date.now() + 30_000;
+    let dev: string | undefined;
+    while (!(dev = readdirSync(bus).find((d) => d.startsWith(id)))) {
+      if (Date.now() > deadline) throw new Error(`uhid: no ${id} device appeared under ${bus}`);
+      execFileSync('sleep', ['0.05']);
+    }
+    const modroot = process.env.QRKIOSK_LAB_MODROOT;
+    const alias = readFileSync(`${bus}/${dev}/modalias`, 'utf8').trim();
+    execFileSync('modprobe', [...(modroot ? ['-d', modroot] : []), '-q', alias]);
+    if (!existsSync(`${bus}/${dev}/driver`)) {
+      // the driver module was already loaded before the device appeared: ask for a probe
+      execFileSync('sh', ['-c', `echo ${dev} > /sys/bus/hid/drivers_probe`]);
+    }
   }
 
   /** a button (1-12) goes down or up; a report is sent only if that changes the state */
