@@ -1,3 +1,4 @@
+import { execSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FaultLog, type Fault } from '../../src/devices/faults.js';
 import { HidButtons } from '../../src/devices/hid-buttons.js';
@@ -52,7 +53,9 @@ describe('HID arcade encoder through /dev/uhid', () => {
     );
     const { presses, next } = collect(buttons);
     buttons.start();
-    await waitFor('the driver to open the encoder', () => buttons!.describe().status === 'ok', 30_000);
+    await waitFor('the driver to open the encoder', () => buttons!.describe().status === 'ok', 30_000).catch((err: Error) => {
+      throw new Error(`${err.message}; faults: ${JSON.stringify(faults.recent())}; ${execSync('ls -l /dev/hidraw* /sys/bus/hid/devices/*/driver 2>&1; true', { encoding: 'utf8' })}`);
+    });
     expect(buttons.describe().detail).toMatch(/\/dev\/hidraw\d+ 0079:0006/);
 
     // nothing was sent since plugging in: this first report is the first press

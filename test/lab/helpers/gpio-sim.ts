@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { execFileSync } from 'node:child_process';
 
 // Raspberry Pi GPIO chips made real by the kernel's gpio-sim (configured through configfs): the
 // drivers meet a /sys/class/gpio/gpiochip<base> with a kernel-chosen base and a /dev/gpiochipN
@@ -244,4 +245,16 @@ export function bouncing(bcm: number, to: SimPull, bounces = 4): WorldStep[] {
   for (let i = 0; i < bounces; i++) steps.push({ bcm, pull: to }, { waitMs: 1 }, { bcm, pull: other }, { waitMs: 1 });
   steps.push({ bcm, pull: to });
   return steps;
+}
+
+/**
+ * Who holds a header line, as `gpioinfo` shows it ("gpiomon", "gpioset", "sysfs"), or undefined
+ * when nobody does. A tool that was just spawned holds its line a moment later: tests wait for
+ * this before the world acts, as a technician waits for the agent to be up.
+ */
+export function lineConsumer(board: SimBoard, bcm: number): string | undefined {
+  const out = execFileSync('gpioinfo', [board.header.chipName], { encoding: 'utf8' });
+  const line = out.split('\n').find((l) => new RegExp(`^\\s*line\\s+${bcm}:`).test(l));
+  if (!line || !/\[used/.test(line)) return undefined;
+  return /^\s*line\s+\d+:\s+(?:"[^"]*"|unnamed)\s+"([^"]*)"/.exec(line)?.[1];
 }

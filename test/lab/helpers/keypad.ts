@@ -78,9 +78,20 @@ export class ConsoleWatch {
     return this.text;
   }
 
-  /** resolves once the console shows `s` */
-  async until(s: string): Promise<string> {
-    while (!this.text.includes(s)) await new Promise<void>((r) => this.waiters.push(r));
+  /** resolves once the console shows `s` (fails after timeoutMs, with what it did show) */
+  async until(s: string, timeoutMs = 30_000): Promise<string> {
+    const end = Date.now() + timeoutMs;
+    while (!this.text.includes(s)) {
+      const left = end - Date.now();
+      if (left <= 0) throw new Error(`the console never showed ${JSON.stringify(s)} (it showed ${JSON.stringify(this.text)})`);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
+    }
     return this.text;
   }
 
