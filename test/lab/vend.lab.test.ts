@@ -15,7 +15,10 @@ const ROOT = resolve(import.meta.dirname, '..', '..');
 let sys: KioskSystem | undefined;
 let board: SimBoard | undefined;
 let world: OutsideWorld | undefined;
+let machineWorld: OutsideWorld | undefined;
 afterEach(async () => {
+  await machineWorld?.close();
+  machineWorld = undefined;
   await sys?.close();
   sys = undefined;
   board?.destroy();
@@ -25,10 +28,11 @@ afterEach(async () => {
 });
 
 describe.each(['onoff', 'libgpiod'] as const)('a whole vend on a Pi 4 chip set, gpio backend %s', (backend) => {
-  it('button -> order -> paid -> motor pulsed -> drop seen -> dispensed', { timeout: 300_000 }, async () => {
+  it('button -> order -> paid -> motor pulsed -> drop seen -> dispensed', { timeout: 900_000 }, async () => {
     board = SimBoard.create('Pi 4');
     const b = board;
-    world = new OutsideWorld(() => b);
+    world = new OutsideWorld(() => b); // the customer
+    machineWorld = new OutsideWorld(() => b); // the machine, watching the motor on its own thread
     b.pull(17, 'pull-up'); // slot 1 button released (config.txt / the agent's pull-up)
     b.pull(27, 'pull-up');
     b.pull(5, 'pull-up'); // active-low relay board inputs
@@ -78,12 +82,12 @@ hardware:
           const st = await s.status().catch(() => undefined);
           return st?.relay.online && st.relay.lastWelcomeAt ? st : false;
         },
-        180_000,
+        420_000, // the first agent start in a fresh VM transforms every source file on one emulated CPU
         200,
       );
 
       // the machine: the product falls through the beam 100 ms after slot 1's relay closes
-      const machine = await world.pulse(5, 1, [{ waitMs: 100 }, { bcm: 16, pull: 'pull-up' }, { waitMs: 2 }, { bcm: 16, pull: 'pull-down' }]);
+      const machine = await machineWorld.pulse(5, 1, [{ waitMs: 100 }, { bcm: 16, pull: 'pull-up' }, { waitMs: 2 }, { bcm: 16, pull: 'pull-down' }], 600_000);
 
       // the customer presses slot 1's button (a bouncing contact), and lets go
       await world.run(bouncing(17, 'pull-down'));

@@ -156,7 +156,8 @@ export type WorldStep =
  * breaking the beam 2 ms, a machine that reacts when a motor relay closes. Pulls and gaps run
  * there (Atomics.wait for the gaps, the sim's value file sampled every 0.2 ms for `until`), so
  * the edges happen at real intervals whatever the driver's event loop is doing. The worker starts
- * once per test file (a start costs a second or more on the emulated CPU).
+ * once per test file (a start costs a second or more on the emulated CPU). One worker does one
+ * thing at a time: a test that needs a machine and a customer acting at once makes two.
  */
 export class OutsideWorld {
   private readonly worker: Worker;
@@ -227,9 +228,9 @@ export class OutsideWorld {
   }
 
   /** arms a measurement of the next pulse of `bcm` away from `idle`; `width` is its width in ms */
-  async pulse(bcm: number, idle: 0 | 1, after: WorldStep[] = []): Promise<{ width: Promise<number> }> {
+  async pulse(bcm: number, idle: 0 | 1, after: WorldStep[] = [], timeoutMs = 60_000): Promise<{ width: Promise<number> }> {
     const active = idle === 1 ? 0 : 1;
-    const { done } = await this.arm([{ until: bcm, value: active }, ...after, { until: bcm, value: idle }]);
+    const { done } = await this.arm([{ until: bcm, value: active, timeoutMs }, ...after, { until: bcm, value: idle, timeoutMs }]);
     return { width: done.then((marks) => marks[marks.length - 1]! - marks[0]!) };
   }
 

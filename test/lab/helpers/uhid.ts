@@ -16,7 +16,7 @@ const EVENT_SIZE = 4 + 128 + 64 + 64 + 2 + 2 + 4 * 4 + 4096;
 /**
  * The report descriptor of a "Zero Delay"-style arcade encoder, as such boards describe
  * themselves: a joystick with X and Y (8 bits each) and 12 buttons (then 4 bits of padding), no
- * report id. A 4-byte input report: X, Y, buttons 1-8, buttons 9-12.
+ * report id. A 4-byte input report: X, Y, buttons 1-8, buttons 9-12; an 8-byte output report.
  */
 export const ENCODER_DESCRIPTOR = Buffer.from([
   0x05, 0x01, // Usage Page (Generic Desktop)
@@ -40,6 +40,13 @@ export const ENCODER_DESCRIPTOR = Buffer.from([
   0x75, 0x01, //   Report Size (1)
   0x95, 0x04, //   Report Count (4)
   0x81, 0x03, //   Input (Constant): padding
+  0x06, 0x00, 0xff, // Usage Page (vendor): the board's rumble output report, which the
+  0x09, 0x01, //   Usage (1)                  kernel's DragonRise driver (hid-dr) requires
+  0x15, 0x00, //   Logical Minimum (0)
+  0x26, 0xff, 0x00, // Logical Maximum (255)
+  0x75, 0x08, //   Report Size (8)
+  0x95, 0x08, //   Report Count (8)
+  0x91, 0x02, //   Output (Data, Variable, Absolute)
   0xc0, // End Collection
 ]);
 
