@@ -267,7 +267,7 @@ class AgentImpl extends EventEmitter implements Agent {
   }
 
   hardwareReport(): HardwareReport & { kioskId: string } {
-    const r = this.hardware?.report(this.config, this.buttons, this.dispenser) ?? {
+    const r = this.hardware?.report(this.config, this.buttons, this.dispenser, this.display) ?? {
       profile: this.config.hardware.profile ?? null,
       gpio: null,
       devices: [],

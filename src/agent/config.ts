@@ -95,7 +95,7 @@ const slotSchema = section(
 );
 
 // buttons, dispenser and gpio (drivers, pins, hardware profiles): src/agent/hardware-config.ts
-const hardwareSchema = withProfile(section(
+export const hardwareSchema = withProfile(section(
   {
     profile: profileInfoSchema.optional(),
     gpio: gpioSchema.optional(),

@@ -28,6 +28,7 @@ Technician commands (talk to the running agent; --socket PATH or --config FILE t
   qrkiosk test buttons [--json]         live view of button presses until Ctrl-C (sales paused)
   qrkiosk test dispense <slot> [--json] pulse a slot's motor and watch the drop sensor
   qrkiosk test printer [--json]         print a sample receipt on the kiosk's receipt printer
+  qrkiosk safe-outputs --config FILE    every motor output to its safe (off) level, agent stopped
 
   qrkiosk --version | help`;
 
@@ -56,6 +57,8 @@ export async function main(argv: string[]): Promise<number> {
       return (await import('./hardware-commands.js')).hardwareMain(rest);
     case 'test':
       return (await import('./hardware-commands.js')).testMain(rest);
+    case 'safe-outputs':
+      return (await import('./safe-outputs-command.js')).safeOutputsMain(rest);
     case '--version':
     case '-v':
       console.log(version());

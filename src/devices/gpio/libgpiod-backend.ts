@@ -31,8 +31,12 @@ import {
 // Outputs: the kernel keeps a line's value only while a process holds it, so each output has a
 // holder process (`gpioset` that waits for a signal) at the safe level. A pulse replaces the holder
 // with a small shell chain: a self-timed gpioset drives the active level for the pulse width, then
-// the chain prints a marker and execs a new safe-level holder. The pulse therefore ends on time
-// even if the agent dies mid-pulse — the motor cannot be left running by a crash here.
+// the chain prints a marker and execs a new safe-level holder. The pulse ends on time if the agent
+// alone dies mid-pulse — but NOT if the chain dies with it: systemd kills every process of the
+// unit when the agent ends (KillMode=mixed, an out-of-memory kill of the cgroup, a watchdog
+// abort), and a Raspberry Pi kernel keeps a released line at its last level, the motor's "on".
+// That case is covered outside the agent: `qrkiosk safe-outputs` (src/devices/gpio/safe-outputs.ts)
+// runs from ExecStopPost= after every end of the unit and at boot.
 //
 // Every child gets its own process group (detached): Ctrl-C on a terminal must not kill the holders
 // before the agent has driven its outputs safe, and a pulse chain is stopped as a whole.
@@ -338,7 +342,7 @@ class LgInput extends InputLevel implements GpioInput {
       (line) => {
         const ev = parseMonitorLine(line);
         if (!ev || (ev.offset !== undefined && ev.offset !== this.loc.offset)) return;
-        this.set(ev.edge === 'rising' ? 1 : 0);
+        this.edge(ev.edge === 'rising' ? 1 : 0);
       },
       this.b.env,
     );

@@ -92,6 +92,7 @@ export function receiptPrinterFor(c: PrinterConfig | undefined, locale: string, 
     },
     opts.logger?.child({ part: 'printer' }),
     opts.faults,
+    c.timeoutMs,
   );
 }
 

@@ -115,6 +115,12 @@ export const printerSchema = section(
       .default('{orderId}'),
     qrModuleSize: z.number({ error: hint('QR dots per module, e.g. 6') }).int().min(1).max(16).default(6),
     cut: z.enum(['partial', 'full', 'none'], { error: 'use partial, full or none (printers without a cutter)' }).default('partial'),
+    timeoutMs: z
+      .number({ error: hint('ms a receipt may take to reach the printer before it counts as print_failed, e.g. timeoutMs: 10000') })
+      .int()
+      .min(1000, { error: 'use at least 1000 ms' })
+      .max(120_000, { error: 'use at most 120000 ms' })
+      .default(10_000),
   },
   'printer: { path: /dev/usb/lp0 }',
 );
