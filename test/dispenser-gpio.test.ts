@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { PulseDispenser, type DropSensor, type Motor } from '../src/devices/dispenser.js';
 import { FaultLog } from '../src/devices/faults.js';
-import { GpioDispenser, type GpioDispenserConfig } from '../src/devices/gpio-dispenser.js';
+import { GpioDispenser, GpioDropSensor, type GpioDispenserConfig } from '../src/devices/gpio-dispenser.js';
 import { OnoffBackend } from '../src/devices/gpio/onoff-backend.js';
 import { OnoffTwin } from '../src/devices/gpio/onoff-twin.js';
 import { tempDir } from './agent-helpers.js';
@@ -122,6 +122,29 @@ describe('GPIO dispenser: the right result every time', () => {
     machine({ dropOn: 1, fallMs: 810, crossMs: 2 });
     const d = await open({ maxPulses: 1 });
     expect(await vend(d)).toEqual({ result: 'vend_failed', pulses: 1, detail: 'no drop seen after 1 pulse(s)' });
+  });
+
+  it('a motor that starts late (a slow gpioset spawn on a loaded Pi): the window waits for the pulse, the drop counts, no second pulse', async () => {
+    const input = await backend.input({ bcm: 16, pull: 'up', role: 'drop sensor' });
+    const sensor = new GpioDropSensor(input, false, 3000);
+    let started = 0;
+    const lateMotor: Motor = {
+      pulse: async (_slot, ms) => {
+        await new Promise((r) => setTimeout(r, 700)); // the backend gets the motor going 700 ms late
+        started++;
+        setTimeout(() => twin.drive(SENSOR, 1), 20);
+        setTimeout(() => twin.drive(SENSOR, 0), 24);
+        await new Promise((r) => setTimeout(r, ms));
+        return 'ok';
+      },
+      stop: () => {},
+    };
+    const d = new PulseDispenser(lateMotor, sensor, { pulseMs: 100, dropWindowMs: 600, maxPulses: 2 });
+    const p = d.vend(1);
+    await vi.advanceTimersByTimeAsync(3000);
+    expect(await p).toEqual({ result: 'dispensed', pulses: 1 });
+    expect(started).toBe(1);
+    sensor.close();
   });
 
   it('never seen: vend_failed after maxPulses, each pulse given', async () => {

@@ -74,6 +74,10 @@ export class GpioDropSensor implements DropSensor {
     let done!: (v: boolean) => void;
     const seen = new Promise<boolean>((resolve) => (done = resolve));
     let finished = false;
+    // the window never closes while the motor still turns (see DropWatch.pulseEnded)
+    let motorRunning = true;
+    let expired = false;
+    const deadline = Date.now() + windowMs;
     const finish = (v: boolean) => {
       if (finished) return;
       finished = true;
@@ -87,8 +91,16 @@ export class GpioDropSensor implements DropSensor {
     const off = this.input.onEdge((level) => {
       if (this.isBroken(level)) finish(true);
     });
-    const timer = setTimeout(() => finish(false), windowMs);
-    return { seen, cancel: () => finish(false), blockedAtStart };
+    let timer = setTimeout(() => (motorRunning ? (expired = true) : finish(false)), windowMs);
+    const pulseEnded = (restMs: number) => {
+      motorRunning = false;
+      if (finished) return;
+      if (expired || deadline - Date.now() < restMs) {
+        clearTimeout(timer);
+        timer = setTimeout(() => finish(false), restMs);
+      }
+    };
+    return { seen, cancel: () => finish(false), blockedAtStart, pulseEnded };
   }
 
   private armClearCheck(): void {
