@@ -19,6 +19,12 @@ Programs
                                         create/fix the kiosk's POS at Mercado Pago, store its QR
   qrkiosk sandbox [--port N]            local Mercado Pago emulator with a simulated customer
 
+Installing and updating (on the Pi or the server, from a release: npm run release)
+  sudo qrkiosk install agent|relay [--profile NAME] [--dry-run] [--root DIR]
+                                        user, /opt/qrkiosk, /etc/qrkiosk, units, udev rules, start
+  qrkiosk config check FILE [--json]    every mistake in an agent or relay config, and the machine
+  sudo qrkiosk update <tarball|version> switch to another release; back by itself if it does not come up
+
 Technician commands (talk to the running agent; --socket PATH or --config FILE to find it)
   qrkiosk status [--json]               what the kiosk is doing now
   qrkiosk select <slot> [--json]        press a product button
@@ -54,6 +60,8 @@ export async function main(argv: string[]): Promise<number> {
       return (await import('./agent-commands.js')).technicianMain(cmd, rest);
     case 'hardware':
       return (await import('./hardware-commands.js')).hardwareMain(rest);
+    case 'install':
+      return (await import('./install-commands.js')).installMain(rest);
     case 'test':
       return (await import('./hardware-commands.js')).testMain(rest);
     case '--version':
