@@ -60,6 +60,8 @@ export async function main(argv: string[]): Promise<number> {
       return (await import('./agent-commands.js')).technicianMain(cmd, rest);
     case 'hardware':
       return (await import('./hardware-commands.js')).hardwareMain(rest);
+    case 'config':
+      return (await import('./config-commands.js')).configMain(rest);
     case 'install':
       return (await import('./install-commands.js')).installMain(rest);
     case 'test':
