@@ -34,6 +34,10 @@ Technician commands (talk to the running agent; --socket PATH or --config FILE t
   qrkiosk test buttons [--json]         live view of button presses until Ctrl-C (sales paused)
   qrkiosk test dispense <slot> [--json] pulse a slot's motor and watch the drop sensor
   qrkiosk test printer [--json]         print a sample receipt on the kiosk's receipt printer
+  qrkiosk stock show|set <slot> <n>|refill [slot]   the counts per slot, corrected after loading
+  qrkiosk service on|off                out of service for customers (an open vend finishes)
+  qrkiosk resolve <order> dispensed|refund   settle a vend you checked by hand (sent to the relay)
+  qrkiosk logs [--follow] [--order ID] [--file FILE]   the agent's log, readable
 
   qrkiosk --version | help`;
 
@@ -60,6 +64,13 @@ export async function main(argv: string[]): Promise<number> {
       return (await import('./agent-commands.js')).technicianMain(cmd, rest);
     case 'hardware':
       return (await import('./hardware-commands.js')).hardwareMain(rest);
+    case 'stock':
+    case 'service':
+    case 'resolve':
+    case 'logs':
+      return (await import('./field-commands.js')).fieldMain(cmd, rest);
+    case 'update':
+      return (await import('./update-commands.js')).updateMain(rest);
     case 'config':
       return (await import('./config-commands.js')).configMain(rest);
     case 'install':
