@@ -34,6 +34,8 @@ export interface SystemOptions {
   /** env for the agent process (QRKIOSK_CRASH_AFTER ...) */
   agentEnv?: Record<string, string>;
   contingencyAfterSeconds?: number;
+  /** the relay's orders.uncertainVendPolicy (default refund) */
+  uncertainVendPolicy?: 'refund' | 'review';
 }
 
 export interface RelayLogLine {
@@ -75,6 +77,7 @@ export class KioskSystem {
       orders: {
         maxPaymentSeconds: opts.maxPaymentSeconds ?? 120,
         contingencyAfterSeconds: opts.contingencyAfterSeconds ?? 600,
+        ...(opts.uncertainVendPolicy ? { uncertainVendPolicy: opts.uncertainVendPolicy } : {}),
       },
       kiosk: { id: 'kiosk-e2e', posExternalId: 'KIOSKE2E', generation: opts.generation ?? 'v2', storeExternalId: 'E2ESTORE' },
       pollIntervalMs: 50,
