@@ -8,6 +8,8 @@ import { requireAccessToken, type RelayConfig } from './config.js';
 import { ContingencyPoller } from './contingency.js';
 import { KioskHub, KIOSK_WS_PATH } from './hub.js';
 import { NotificationWorker } from './notifications.js';
+import { PaymentModels } from './models/index.js';
+import { OfferWorker } from './offers.js';
 import { OrderService } from './orders.js';
 import { RefundWorker } from './refunds.js';
 import { registerNotificationRoutes } from './routes/notifications.js';
@@ -61,6 +63,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       logger: logger.child({ part: 'mercadopago' }),
     });
   const store = openRelayStore(config.store.path);
+  const models = new PaymentModels({ mp, config, now });
 
   // Request logging off: MP polls the POS url several times a second while a customer waits.
   const app = Fastify({ logger: false });
@@ -80,12 +83,14 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       serverTime: now(),
       paymentModel: kiosk.paymentModel,
       posQr: kiosk.posQr ?? '',
+      orderQr: models.of(kiosk).ordersHaveQr(kiosk),
       catalog: catalog.list().map((p) => ({ sku: p.sku, name: p.name, price: p.price, currency: p.currency })),
       maxPaymentSeconds: config.orders.maxPaymentSeconds,
     }),
   });
 
   let refunds: RefundWorker | undefined;
+  let offers: OfferWorker | undefined;
   const orders = new OrderService({
     store,
     catalog,
@@ -96,11 +101,15 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     isOnline: (id) => hub.isOnline(id),
     flush: (id) => hub.flush(id),
     onRefundNeeded: () => refunds?.kick(),
+    models,
+    onOfferWork: () => offers?.kick(),
   });
   hub.setHandler(orders);
-  refunds = new RefundWorker({ store, mp, orders, logger: logger.child({ part: 'refunds' }), now });
-  const worker = new NotificationWorker({ store, mp, orders, logger: logger.child({ part: 'notifications' }), now });
-  const contingency = new ContingencyPoller({ store, mp, orders, config: config.orders, logger: logger.child({ part: 'contingency' }), now });
+  refunds = new RefundWorker({ store, models, orders, logger: logger.child({ part: 'refunds' }), now });
+  offers = new OfferWorker({ store, models, orders, logger: logger.child({ part: 'offers' }) });
+  const siteCurrency = catalog.list()[0]!.currency;
+  const worker = new NotificationWorker({ store, mp, models, currency: siteCurrency, orders, logger: logger.child({ part: 'notifications' }), now });
+  const contingency = new ContingencyPoller({ store, models, orders, config: config.orders, logger: logger.child({ part: 'contingency' }), now });
 
   await app.register(async (scope) => {
     // Mercado Pago's content types are not documented (IPN often sends an empty body labelled
@@ -150,6 +159,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   runExpiry();
   runWatchdog();
   refunds.kick();
+  offers.kick();
   const resumed = worker.resumePending();
   if (resumed) logger.info({ resumed }, `resuming ${resumed} stored notifications`);
   const expiryTimer = setInterval(() => {
@@ -166,7 +176,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       clearInterval(expiryTimer);
       // Background work first, so nothing writes to the database after it is closed. A hanging
       // Mercado Pago call is not awaited: its intent is on disk and the next start resumes it.
-      await Promise.all([withTimeout(contingency.close(), 1000), withTimeout(worker.close(), 1000), refunds!.close()]);
+      await Promise.all([withTimeout(contingency.close(), 1000), withTimeout(worker.close(), 1000), refunds!.close(), offers!.close()]);
       await hub.close();
       await app.close();
       store.close();
@@ -186,8 +196,10 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     runWatchdog,
     runContingency: () => contingency.runOnce(),
     whenIdle: async () => {
+      await offers!.idle();
       await worker.idle();
       await refunds!.idle();
+      await offers!.idle();
       await worker.idle();
     },
     close,
