@@ -306,10 +306,12 @@ export function planInstall(opts: InstallOptions): { manifest: ReleaseManifest; 
   }
 
   // ---- units, PAM file, udev rules: always the release's version ---------------------------------
-  let unitsChanged = false;
   const units = unitsFor(role, opts.releaseDir);
+  const renderedUnit = (u: string) => renderUnit(readFileSync(join(opts.releaseDir, 'systemd', u), 'utf8'), nodePath);
+  // a dry run applies nothing, so it judges the reloads by what would change
+  let unitsChanged = opts.dryRun && units.some((u) => !sameFile(t(`${UNIT_DIR}/${u}`), renderedUnit(u)));
   for (const u of units) {
-    const content = renderUnit(readFileSync(join(opts.releaseDir, 'systemd', u), 'utf8'), nodePath);
+    const content = renderedUnit(u);
     file(
       `install ${UNIT_DIR}/${u}`,
       () => !sameFile(t(`${UNIT_DIR}/${u}`), content),
@@ -325,9 +327,10 @@ export function planInstall(opts: InstallOptions): { manifest: ReleaseManifest; 
       const content = readFileSync(join(pamDir, p));
       file(`install ${PAM_DIR}/${p}`, () => !sameFile(t(`${PAM_DIR}/${p}`), content), () => writeAtomic(t(`${PAM_DIR}/${p}`), content, 0o644));
     }
-    let rulesChanged = false;
     const udevDir = join(opts.releaseDir, 'hardware', 'udev');
-    for (const r of existsSync(udevDir) ? readdirSync(udevDir).filter((f) => f.endsWith('.rules')).sort() : []) {
+    const rules = existsSync(udevDir) ? readdirSync(udevDir).filter((f) => f.endsWith('.rules')).sort() : [];
+    let rulesChanged = opts.dryRun && rules.some((r) => !sameFile(t(`${UDEV_DIR}/${r}`), readFileSync(join(udevDir, r))));
+    for (const r of rules) {
       const content = readFileSync(join(udevDir, r));
       file(
         `install ${UDEV_DIR}/${r}`,
@@ -365,14 +368,13 @@ export function planInstall(opts: InstallOptions): { manifest: ReleaseManifest; 
     role === 'agent'
       ? existsSync(t(`${ETC}/token`)) && readFileSync(t(`${ETC}/token`), 'utf8').trim() !== ''
       : existsSync(t(`${ETC}/relay.env`)) && /^QRKIOSK_MP_ACCESS_TOKEN=\S+/m.test(readFileSync(t(`${ETC}/relay.env`), 'utf8'));
-  for (const u of boot) {
+  // the service itself starts once its secret is there (else the person is told how, below)
+  const willHaveSecrets = secretsReady() || (role === 'agent' && opts.tokenFile !== undefined);
+  for (const u of boot.filter((b) => b !== main || willHaveSecrets)) {
     system(
       `start ${u} now: systemctl restart ${u}`,
-      () => (u !== main || secretsReady() || opts.dryRun) && (unitsChanged || !isState('is-active', u, 'active')),
-      () => {
-        if (u === main && !secretsReady()) return;
-        exec('systemctl', ['restart', u]);
-      },
+      () => unitsChanged || !isState('is-active', u, 'active'),
+      () => exec('systemctl', ['restart', u]),
     );
   }
 
