@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 
 export const REPO = resolve(import.meta.dirname, '..', '..');
 /** time for tsc to compile the whole program on a busy 2-core machine */
-export const BUILD_TIMEOUT_MS = 300_000;
+export const BUILD_TIMEOUT_MS = 600_000;
 
 export function buildRelease(opts: { tar?: boolean } = {}): { out: string; dir: string; version: string; tarball: string | undefined } {
   const out = mkdtempSync(join(tmpdir(), 'qrkiosk-release-'));
