@@ -215,7 +215,9 @@ export async function runUpdate(o: UpdateOptions): Promise<UpdateOutcome> {
       switchLink(t(CURRENT), `releases/${to}`);
       const since = Date.now();
       for (const unit of [...(agent ? [AGENT_UNIT] : []), ...(relay ? [RELAY_UNIT] : [])]) {
-        const r = exec('systemctl', ['restart', unit]);
+        // --no-block: a start that never sends READY would hold `systemctl restart` for the whole
+        // TimeoutStartSec; the deadline here is what decides
+        const r = exec('systemctl', ['restart', '--no-block', unit]);
         if (r.code !== 0) o.log(`systemctl restart ${unit}: ${r.out.trim() || `exit ${r.code}`}`);
       }
       return since;
