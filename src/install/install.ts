@@ -10,6 +10,7 @@ import {
   readdirSync,
   readlinkSync,
   renameSync,
+  rmSync,
   statSync,
   symlinkSync,
   writeFileSync,
@@ -137,12 +138,7 @@ function writeAtomic(path: string, content: string | Buffer, mode: number): void
 function symlinkAtomic(path: string, target: string): void {
   mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}.qrkiosk-new`;
-  try {
-    lstatSync(tmp);
-    execFileSync('rm', ['-f', tmp]);
-  } catch {
-    /* no leftover */
-  }
+  rmSync(tmp, { force: true });
   symlinkSync(target, tmp);
   renameSync(tmp, path);
 }
@@ -233,7 +229,7 @@ export function planInstall(opts: InstallOptions): { manifest: ReleaseManifest; 
     () => !sameDir && !existsSync(join(releaseTarget, 'release.json')),
     () => {
       const tmp = `${releaseTarget}.partial`;
-      execFileSync('rm', ['-rf', tmp]);
+      rmSync(tmp, { recursive: true, force: true });
       mkdirSync(dirname(tmp), { recursive: true });
       cpSync(opts.releaseDir, tmp, { recursive: true, verbatimSymlinks: true });
       renameSync(tmp, releaseTarget);
