@@ -19,7 +19,8 @@ import type { Kiosk, OrderPatch, OrderRecord, PaymentRecord, RelayStore } from '
 
 export interface OrderServiceOptions {
   store: RelayStore;
-  catalog: Catalog;
+  /** the relay's price list as it is now (it can be reloaded while running) */
+  catalog: () => Catalog;
   orders: RelayConfig['orders'];
   collectorId: number;
   logger: Logger;
@@ -205,7 +206,7 @@ export class OrderService implements HubHandler {
       deadline: msg.deadline,
       createdAt: now,
     };
-    const product = this.o.catalog.get(msg.sku);
+    const product = this.o.catalog().get(msg.sku);
     if (!product) {
       const text = `product ${msg.sku} is not in the relay's catalog`;
       this.log.warn({ kioskId, orderId: msg.orderId, sku: msg.sku }, `kiosk ${kioskId}: ${text}: order ${msg.orderId} refused`);

@@ -44,6 +44,13 @@ export interface RunningRelay {
   runWatchdog(): number;
   /** one contingency pass now; resolves to the number of orders looked up */
   runContingency(): Promise<number>;
+  /**
+   * Replaces the price list while running (the config file changed): connected kiosks get it at
+   * once, and the next order is priced with it. Returns how many kiosks were told.
+   */
+  setCatalog(entries: RelayConfig['catalog']): number;
+  /** sends a fresh welcome to connected kiosks whose QR or model changed (the timer runs it every second) */
+  pushKioskChanges(): number;
   /** resolves when notification processing and refunds have nothing in flight */
   whenIdle(): Promise<void>;
   close(): Promise<void>;
@@ -54,7 +61,7 @@ const EXPIRY_TICK_MS = 1000;
 export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Promise<RunningRelay> {
   const logger = deps.logger ?? createLogger('relay');
   const now = deps.now ?? Date.now;
-  const catalog = Catalog.fromInput(config.catalog);
+  let catalog = Catalog.fromInput(config.catalog);
   const mp: MercadoPagoApi =
     deps.mp ??
     new MercadoPagoClient({
@@ -93,7 +100,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   let offers: OfferWorker | undefined;
   const orders = new OrderService({
     store,
-    catalog,
+    catalog: () => catalog,
     orders: config.orders,
     collectorId: config.mercadopago.collectorId,
     logger: logger.child({ part: 'orders' }),
@@ -156,6 +163,34 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       return 0;
     }
   };
+  // Kiosk changes made by another process (provision, set-qr, set-model) reach connected kiosks
+  // within a tick: the store's kiosk revision says what changed.
+  let seenRevision = store.kioskRevision();
+  const pushKioskChanges = () => {
+    let n = 0;
+    try {
+      const now = store.kioskRevision();
+      if (now === seenRevision) return 0;
+      const changed = store.kiosksChangedAfter(seenRevision);
+      seenRevision = now;
+      for (const k of changed) {
+        if (hub.rewelcome(k.id)) {
+          n++;
+          logger.info({ kioskId: k.id, model: k.paymentModel }, `kiosk ${k.id} changed (QR or payment model): sent it a fresh welcome`);
+        }
+      }
+    } catch (err) {
+      logger.error({ err }, `kiosk change check failed: ${(err as Error).message}`);
+    }
+    return n;
+  };
+  const setCatalog = (entries: RelayConfig['catalog']) => {
+    catalog = Catalog.fromInput(entries);
+    let n = 0;
+    for (const id of hub.onlineKiosks()) if (hub.rewelcome(id)) n++;
+    logger.info({ products: catalog.list().length, kiosks: n }, `catalog replaced: ${catalog.list().length} products, sent to ${n} connected kiosks`);
+    return n;
+  };
   runExpiry();
   runWatchdog();
   refunds.kick();
@@ -165,6 +200,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   const expiryTimer = setInterval(() => {
     runExpiry();
     runWatchdog();
+    pushKioskChanges();
   }, EXPIRY_TICK_MS);
   expiryTimer.unref();
   contingency.start();
@@ -195,6 +231,8 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     runExpiry,
     runWatchdog,
     runContingency: () => contingency.runOnce(),
+    setCatalog,
+    pushKioskChanges,
     whenIdle: async () => {
       await offers!.idle();
       await worker.idle();

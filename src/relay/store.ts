@@ -140,6 +140,8 @@ const MIGRATIONS: readonly string[] = [
   ALTER TABLE kiosks ADD COLUMN model TEXT NOT NULL DEFAULT 'unattended';
   ALTER TABLE kiosks ADD COLUMN model_mode TEXT;
   ALTER TABLE kiosks ADD COLUMN store_external_id TEXT;
+  ALTER TABLE kiosks ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+  CREATE INDEX kiosks_revision ON kiosks(revision);
   ALTER TABLE orders ADD COLUMN offer_state TEXT NOT NULL DEFAULT 'local';
   ALTER TABLE orders ADD COLUMN mp_order_id TEXT;
   ALTER TABLE orders ADD COLUMN qr TEXT;
@@ -477,6 +479,12 @@ export interface AddedKiosk {
   kiosk: Kiosk;
 }
 
+/**
+ * Every change a kiosk must see (its QR, its model) takes the next revision of the table, so a
+ * running relay finds what another process (the CLI) changed with one indexed query.
+ */
+const NEXT_REVISION = '(SELECT COALESCE(MAX(revision), 0) + 1 FROM kiosks)';
+
 const KIOSK_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const POS_EXTERNAL_ID = /^[A-Za-z0-9]{1,39}$/;
 
@@ -579,13 +587,22 @@ export class RelayStore {
   }
 
   setKioskPosQr(id: string, qr: string): void {
-    const res = this.db.prepare('UPDATE kiosks SET pos_qr = ? WHERE id = ?').run(qr, id);
+    const res = this.db.prepare(`UPDATE kiosks SET pos_qr = ?, revision = ${NEXT_REVISION} WHERE id = ?`).run(qr, id);
     if (res.changes === 0) throw new StoreError(`no kiosk "${id}"`);
+  }
+
+  /** The highest kiosk revision: changes after it are found with kiosksChangedAfter. */
+  kioskRevision(): number {
+    return (this.db.prepare('SELECT COALESCE(MAX(revision), 0) AS r FROM kiosks').get() as { r: number }).r;
+  }
+
+  kiosksChangedAfter(revision: number): Kiosk[] {
+    return this.many(kioskFromRow, 'SELECT * FROM kiosks WHERE revision > ? ORDER BY revision', revision);
   }
 
   /** Changes the kiosk's payment model (the caller validated model and mode). */
   setKioskModel(id: string, model: PaymentModelName, mode: string | null): void {
-    const res = this.db.prepare('UPDATE kiosks SET model = ?, model_mode = ? WHERE id = ?').run(model, mode, id);
+    const res = this.db.prepare(`UPDATE kiosks SET model = ?, model_mode = ?, revision = ${NEXT_REVISION} WHERE id = ?`).run(model, mode, id);
     if (res.changes === 0) throw new StoreError(`no kiosk "${id}"`);
   }
 
@@ -593,7 +610,7 @@ export class RelayStore {
     if (!POS_EXTERNAL_ID.test(storeExternalId)) {
       throw new StoreError(`store external id "${storeExternalId}" must be letters and digits only, fewer than 40 (Mercado Pago's rule)`);
     }
-    const res = this.db.prepare('UPDATE kiosks SET store_external_id = ? WHERE id = ?').run(storeExternalId, id);
+    const res = this.db.prepare(`UPDATE kiosks SET store_external_id = ?, revision = ${NEXT_REVISION} WHERE id = ?`).run(storeExternalId, id);
     if (res.changes === 0) throw new StoreError(`no kiosk "${id}"`);
   }
 
