@@ -75,6 +75,11 @@ export interface Agent {
   close(): Promise<void>;
 }
 
+/** Who asked (the technician commands send their login); recorded with what they changed. */
+function technician(by: unknown): string {
+  return typeof by === 'string' && by.trim() ? by.trim().slice(0, 100) : 'unknown';
+}
+
 export function agentVersion(): string {
   try {
     // src/agent/agent.ts and dist/agent/agent.js are both two levels below package.json
@@ -240,7 +245,64 @@ class AgentImpl extends EventEmitter implements Agent {
         return this.testButtons();
       case 'test.printer':
         return this.testPrinter();
+      case 'stock':
+        return this.stockCommand(req.args);
+      case 'service': {
+        if (typeof req.args.on !== 'boolean') throw new Error('service needs on: true|false: {"cmd":"service","args":{"on":true,"by":"ana"}}');
+        return this.session.setService(req.args.on, technician(req.args.by));
+      }
+      case 'resolve': {
+        const resolution = req.args.resolution;
+        if (typeof req.args.orderId !== 'string' || (resolution !== 'dispensed' && resolution !== 'refund')) {
+          throw new Error('resolve needs orderId and resolution dispensed|refund: {"cmd":"resolve","args":{"orderId":"ord_…","resolution":"refund","by":"ana"}}');
+        }
+        return this.session.resolve(req.args.orderId, resolution, technician(req.args.by));
+      }
+      case 'update.hold':
+        return this.updateHold();
     }
+  }
+
+  /** `qrkiosk stock show|set|refill`: the journal's counts, corrected by a technician. */
+  stockCommand(args: Record<string, unknown>): { slots: Array<{ slot: number; sku: string; count: number; full: number }> } {
+    const action = args.action ?? 'show';
+    const configured = this.db.configuredStock();
+    const slotArg = args.slot === undefined ? undefined : Number(args.slot);
+    if (slotArg !== undefined && !configured.has(slotArg)) throw new Error(`slot ${String(args.slot)} is not in the config (slots: ${[...configured.keys()].join(', ')})`);
+    if (action === 'set') {
+      const count = Number(args.count);
+      if (slotArg === undefined || !Number.isInteger(count) || count < 0) throw new Error('stock set needs a slot and a count of 0 or more: qrkiosk stock set 2 8');
+      this.db.setStock(slotArg, count);
+      this.logger.warn({ slot: slotArg, count, by: technician(args.by) }, `stock of slot ${slotArg} set to ${count}`);
+    } else if (action === 'refill') {
+      for (const [slot, full] of configured) {
+        if (slotArg === undefined || slot === slotArg) this.db.setStock(slot, full);
+      }
+      this.logger.warn({ slot: slotArg ?? 'all', by: technician(args.by) }, `refilled ${slotArg === undefined ? 'every slot' : `slot ${slotArg}`}`);
+    } else if (action !== 'show') {
+      throw new Error(`stock action is show, set or refill, not ${String(action)}`);
+    }
+    if (action !== 'show') this.session.refresh();
+    const counts = this.db.stock();
+    return {
+      slots: this.config.slots.map((s) => ({ slot: s.slot, sku: s.sku, count: counts.get(s.slot) ?? 0, full: configured.get(s.slot) ?? s.stock })),
+    };
+  }
+
+  /**
+   * `qrkiosk update`: holds the vend lock for as long as the updater's connection stays open. The
+   * answer comes only once no vend is open; from the request on, no new sale starts.
+   */
+  async updateHold(): Promise<ControlStream> {
+    const release = await this.session.holdForUpdate((o) => this.logger.warn(o, `update waits for order ${o.orderId} (${o.state}) to finish`));
+    this.logger.warn('update lock taken: no sales until the agent restarts or the update gives up');
+    return new ControlStream({ held: true, agentVersion: agentVersion() }, (_emit, end) => {
+      this.streamEnders.add(end);
+      return () => {
+        this.streamEnders.delete(end);
+        release();
+      };
+    });
   }
 
   /** After a vend: the customer's receipt. Paper only: a failure is logged, never retried into a second sale. */

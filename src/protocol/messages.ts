@@ -61,6 +61,20 @@ export const VendResult = z.object({
   detail: z.string().max(500).optional(),
 });
 
+/**
+ * A technician checked by hand a vend the kiosk could not see (crash mid-dispense, a sensor that
+ * missed the drop) and says what happened: `qrkiosk resolve <order> dispensed|refund`.
+ */
+export const VendResolve = z.object({
+  ...base,
+  type: z.literal('vend.resolve'),
+  orderId,
+  resolution: z.enum(['dispensed', 'refund']),
+  /** who (the technician's login) and when, as recorded in the kiosk's journal */
+  by: z.string().min(1).max(100),
+  at: epochMs,
+});
+
 // ---- relay -> agent -----------------------------------------------------------------------------
 
 export const CatalogEntry = z.object({
@@ -153,6 +167,7 @@ export const AgentMessage = z.discriminatedUnion('type', [
   OrderReady,
   OrderCancel,
   VendResult,
+  VendResolve,
   Ack,
   Ping,
   Pong,
@@ -177,6 +192,7 @@ export type Hello = z.infer<typeof Hello>;
 export type OrderReady = z.infer<typeof OrderReady>;
 export type OrderCancel = z.infer<typeof OrderCancel>;
 export type VendResult = z.infer<typeof VendResult>;
+export type VendResolve = z.infer<typeof VendResolve>;
 export type Welcome = z.infer<typeof Welcome>;
 export type OrderAccepted = z.infer<typeof OrderAccepted>;
 export type OrderRejected = z.infer<typeof OrderRejected>;
@@ -190,6 +206,7 @@ export const RELIABLE_TYPES = new Set<string>([
   'order.ready',
   'order.cancel',
   'vend.result',
+  'vend.resolve',
   'order.accepted',
   'order.rejected',
   'order.paid',

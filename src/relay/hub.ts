@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, WebSocket, type RawData } from 'ws';
 import type { Logger } from '../runtime/log.js';
 import { errorFrame, frame, parseAgentFrame } from '../protocol/codec.js';
-import type { AgentMessage, Hello, OrderCancel, OrderReady, VendResult, Welcome } from '../protocol/messages.js';
+import type { AgentMessage, Hello, OrderCancel, OrderReady, VendResolve, VendResult, Welcome } from '../protocol/messages.js';
 import { hashToken, type Kiosk, type RelayStore } from './store.js';
 
 // The kiosk link: one WebSocket per kiosk at /v1/kiosk, authenticated at the HTTP upgrade with the
@@ -16,7 +16,7 @@ import { hashToken, type Kiosk, type RelayStore } from './store.js';
 export const KIOSK_WS_PATH = '/v1/kiosk';
 const MAX_FRAME_BYTES = 64 * 1024;
 
-export type ReliableAgentMessage = OrderReady | OrderCancel | VendResult;
+export type ReliableAgentMessage = OrderReady | OrderCancel | VendResult | VendResolve;
 
 export interface HubHandler {
   /**
@@ -252,6 +252,7 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
       case 'order.ready':
       case 'order.cancel':
       case 'vend.result':
+      case 'vend.resolve':
         this.applyReliable(link, msg);
         return;
     }

@@ -65,6 +65,8 @@ export interface SystemOptions {
   /** env for the agent process (QRKIOSK_CRASH_AFTER ...) */
   agentEnv?: Record<string, string>;
   contingencyAfterSeconds?: number;
+  /** the relay's orders.uncertainVendPolicy (default refund) */
+  uncertainVendPolicy?: 'refund' | 'review';
 }
 
 export interface RelayLogLine {
@@ -106,6 +108,7 @@ export class KioskSystem {
       orders: {
         maxPaymentSeconds: opts.maxPaymentSeconds ?? 120,
         contingencyAfterSeconds: opts.contingencyAfterSeconds ?? 600,
+        ...(opts.uncertainVendPolicy ? { uncertainVendPolicy: opts.uncertainVendPolicy } : {}),
       },
       kiosk: {
         id: 'kiosk-e2e',
