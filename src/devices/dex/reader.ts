@@ -62,7 +62,7 @@ export async function readAudit(opts: DexReadOptions): Promise<DexReadResult> {
     withPort(open, opts.path, opts.ddcmpBaudRate ?? 2400, (link) =>
       readDdcmp(link, { answerMs, ...(opts.passCode !== undefined ? { passCode: opts.passCode } : {}) }),
     ).then((r) => ({ protocol: 'ddcmp' as const, ...r }));
-  const viaDex = () => withPort(open, opts.path, opts.dexBaudRate ?? 9600, (link) => readDexUcs(link, { answerMs })).then((r) => ({ protocol: 'dex' as const, ...r }));
+  const viaDex = () => withPort(open, opts.path, opts.dexBaudRate ?? 9600, (link) => readDexUcs(link, { answerMs, firstBlockMs: answerMs * 10 })).then((r) => ({ protocol: 'dex' as const, ...r }));
 
   let got: { protocol: 'dex' | 'ddcmp'; data: Buffer; blocks: number; retries: number };
   if (opts.protocol === 'dex') got = await viaDex();
