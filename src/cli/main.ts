@@ -28,6 +28,9 @@ Technician commands (talk to the running agent; --socket PATH or --config FILE t
   qrkiosk test buttons [--json]         live view of button presses until Ctrl-C (sales paused)
   qrkiosk test dispense <slot> [--json] pulse a slot's motor and watch the drop sensor
   qrkiosk test printer [--json]         print a sample receipt on the kiosk's receipt printer
+  qrkiosk test mdb-price <slot> [--json] choose the slot's item on an MDB machine: price vs catalog
+  qrkiosk dex read [--json]             read the machine's audit over its DEX port, send it to the relay
+  qrkiosk relay dex list|show|export --config FILE   machine audits beside qrkiosk's sales, CSV
 
   qrkiosk --version | help`;
 
@@ -56,6 +59,8 @@ export async function main(argv: string[]): Promise<number> {
       return (await import('./hardware-commands.js')).hardwareMain(rest);
     case 'test':
       return (await import('./hardware-commands.js')).testMain(rest);
+    case 'dex':
+      return (await import('./mdb-dex-commands.js')).dexMain(rest);
     case '--version':
     case '-v':
       console.log(version());

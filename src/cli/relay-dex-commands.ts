@@ -61,6 +61,9 @@ export function dexCommand(args: string[], io: Io): number {
     ...(values.to !== undefined ? { to: time(values.to, '--to')! } : {}),
   };
   switch (sub) {
+    case 'help':
+      io.out(`usage:\n${DEX_USAGE}`);
+      return 0;
     case 'list': {
       const limit = values.limit === undefined ? 50 : Number(values.limit);
       if (!Number.isInteger(limit) || limit <= 0) throw new Error('--limit must be a positive whole number, e.g. --limit 50');

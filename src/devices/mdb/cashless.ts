@@ -121,6 +121,15 @@ interface Probe {
   timer: NodeJS.Timeout;
 }
 
+/** The dispenser face of an MDB machine can also run the price scale check. */
+export interface PriceProbe {
+  probePrice(slot: number, catalog: { price: number; currency: string }, timeoutMs: number): Promise<PriceProbeResult>;
+}
+
+export function canProbePrice(d: object): d is PriceProbe {
+  return typeof (d as Partial<PriceProbe>).probePrice === 'function';
+}
+
 export type PriceProbeResult =
   | { ok: true; slot: number; item: number; machinePrice: string; verdict: ScaleVerdict }
   | { ok: false; slot: number; reason: 'timeout' | 'busy' | 'not_ready'; message: string };
@@ -149,7 +158,7 @@ const DENY_ON = new Set(['cancelled', 'rejected', 'not_dispensed']);
 
 export class MdbCashless extends LineDevice {
   readonly buttons: Buttons & { describe(): DeviceReport };
-  readonly dispenser: Dispenser & { describe(): DeviceReport };
+  readonly dispenser: Dispenser & { describe(): DeviceReport } & PriceProbe;
   private readonly opts: MdbOptions;
   private readonly pressListeners = new Set<(slot: number, detail?: SelectionDetail) => unknown>();
   private readonly cancelListeners = new Set<() => void>();
@@ -592,9 +601,9 @@ export class MdbCashless extends LineDevice {
     );
   }
 
-  private makeDispenser(): Dispenser & { describe(): DeviceReport } {
+  private makeDispenser(): Dispenser & { describe(): DeviceReport } & PriceProbe {
     // the machine owns its motors
-    return this.dispenserFace((slot: number, order?: VendOrder) => {
+    const face = this.dispenserFace((slot: number, order?: VendOrder) => {
       if (this.style === 'card-first') return this.vendCardFirst(slot, order);
       const p = this.phase;
       if (p.kind === 'approved') return Promise.reject(new DispenserBusy('the machine is already vending'));
@@ -615,6 +624,7 @@ export class MdbCashless extends LineDevice {
         this.phase = { ...p, kind: 'approved', timer: this.resultTimer(), done: resolve };
       });
     });
+    return Object.assign(face, { probePrice: (slot: number, catalog: { price: number; currency: string }, timeoutMs: number) => this.probePrice(slot, catalog, timeoutMs) });
   }
 
   /** Card-first: open a session with the paid amount; the customer chooses on the machine. */
