@@ -34,6 +34,11 @@ export class QibixxTwin extends EventEmitter {
   /** card-first: the funds of the open session, null = no session */
   session: string | null = null;
   readonly starts: string[] = [];
+  /**
+   * The approval crosses the VMC's own timeout on the wire: by the time C,VEND arrives the
+   * machine has given up (c,STATUS,ENABLED), so it vends nothing.
+   */
+  giveUpBeforeApproval = false;
 
   constructor(private readonly end: LineEnd) {
     super();
@@ -97,6 +102,11 @@ export class QibixxTwin extends EventEmitter {
         return;
       case 'approve': {
         const r = this.request;
+        if (this.state === 'VEND' && r && this.giveUpBeforeApproval) {
+          this.giveUp();
+          this.violations.push(`${line} after the machine gave up`);
+          return;
+        }
         if (this.state !== 'VEND' || !r) {
           this.violations.push(`${line} with no open request`);
           return;

@@ -123,6 +123,12 @@ export function openSerialDevices(
   if (!opts.have?.buttons && b === 'serial-panel') out.buttons = serialPanelFor(hw, hw.serialPanel!, build).buttons;
   if (!opts.have?.dispenser && d === 'serial-panel') out.dispenser = serialPanelFor(hw, hw.serialPanel!, build).dispenser;
   if (!opts.have?.buttons && b === 'mdb') out.buttons = mdbFor(hw, hw.mdb!, build).buttons;
-  if (!opts.have?.dispenser && d === 'mdb') out.dispenser = mdbFor(hw, hw.mdb!, build).dispenser;
+  if (!opts.have?.dispenser && d === 'mdb') {
+    const mdb = mdbFor(hw, hw.mdb!, build);
+    out.dispenser = mdb.dispenser;
+    // card-first: no MDB buttons face starts the port, and the VMC must find its reader set up
+    // and enabled before the first paid order, so the board is enabled now
+    if (b !== 'mdb') mdb.start();
+  }
   return out;
 }
