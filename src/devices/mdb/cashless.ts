@@ -195,7 +195,9 @@ export class MdbCashless extends LineDevice {
     const req = h.request ? `; machine asks ${h.request.price} for item ${h.request.item} (slot ${h.request.slot}, ${h.phase})` : '';
     const last = role === 'dispenser' && h.lastVend ? `; last vend item ${h.lastVend.item}: ${h.lastVend.result}` : '';
     const what = role === 'buttons' ? 'the machine keypad selects' : 'the machine vends after approval';
-    const setup = refused.length ? `; setup refused: ${refused.map((r) => `${r.param}=${r.value} (${r.result})`).join(', ')}` : '';
+    const setup =
+      (refused.length ? `; setup refused: ${refused.map((r) => `${r.param}=${r.value} (${r.result})`).join(', ')}` : '') +
+      (this.probe ? `; price check of slot ${this.probe.slot}: waiting for its item to be chosen on the machine` : '');
     return {
       role,
       driver: 'mdb',
