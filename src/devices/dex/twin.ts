@@ -32,10 +32,15 @@ export class DexMachineTwin extends EventEmitter {
   naks = 0;
   readonly errors: string[] = [];
 
-  constructor(port: BytePort, private readonly opts: DexTwinOptions) {
+  constructor(port: BytePort, private opts: DexTwinOptions) {
     super();
     this.link = new ByteLink(port);
     void this.run();
+  }
+
+  /** What the machine will send on the next read (its meters moved on). */
+  setAudit(text: string): void {
+    this.opts.audit = text;
   }
 
   stop(): void {
