@@ -4,7 +4,9 @@ import { MdbCashless, MDB_DEFAULTS, mdbSetconf, type MdbOptions } from '../src/d
 import { parseAmount } from '../src/core/money.js';
 import { checkMachinePrice } from '../src/devices/mdb/price.js';
 import type { VendOutcome } from '../src/devices/dispenser.js';
-import { captureLogger } from './agent-helpers.js';
+import { captureLogger, tempDir } from './agent-helpers.js';
+import { LinePort } from '../src/devices/serial/line-port.js';
+import { PtyPair, skipPty } from './helpers/pty-pair.js';
 import { MockWire, resetMockPorts } from './helpers/mock-wire.js';
 
 // The Qibixx documentation's cashless-slave sessions (test/fixtures/qibixx-cashless-sessions.txt)
@@ -44,13 +46,75 @@ const STYLES: Array<{ name: string; file: string; opts: Partial<MdbOptions>; min
   },
 ];
 
-describe.each(STYLES)('Qibixx cashless sessions replayed: $name', ({ file, opts, min, last }) => {
-  it('the agent answers each documented session exactly as expected, in order', async () => {
+/** The board's end of the link: what the replay writes as the board and reads from the agent. */
+interface BoardEnd {
+  readonly fromAgent: string[];
+  write(line: string): boolean;
+  nextLine(pred: (l: string) => boolean, timeoutMs: number, from: number): Promise<string>;
+  waitOpen(): Promise<void>;
+}
+
+/** The far end of a socat pty pair, on the real serialport binding. */
+class PtyBoard implements BoardEnd {
+  readonly fromAgent: string[] = [];
+  private readonly waiters = new Set<() => void>();
+  constructor(readonly port: LinePort) {
+    port.on('line', (l: string) => {
+      this.fromAgent.push(l);
+      for (const w of [...this.waiters]) w();
+    });
+  }
+  write(line: string): boolean {
+    return this.port.write(line);
+  }
+  waitOpen(): Promise<void> {
+    return this.port.whenOpen();
+  }
+  nextLine(pred: (l: string) => boolean, timeoutMs: number, from: number): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const hit = this.fromAgent.slice(from).find(pred);
+        if (hit === undefined) return false;
+        clearTimeout(timer);
+        this.waiters.delete(check);
+        resolve(hit);
+        return true;
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(check);
+        reject(new Error(`the agent wrote no matching line within ${timeoutMs} ms; got: ${this.fromAgent.slice(-10).join(' | ')}`));
+      }, timeoutMs);
+      if (!check()) this.waiters.add(check);
+    });
+  }
+}
+
+async function transport(kind: 'binding-mock' | 'socat pty'): Promise<{ wire: BoardEnd; conn: Pick<MdbOptions, 'path' | 'openPort'> }> {
+  if (kind === 'binding-mock') {
+    const wire = new MockWire('/dev/ttyMDB');
+    return { wire, conn: { path: wire.path, openPort: wire.openPort } };
+  }
+  const { dir, cleanup } = tempDir('qrk-mdbreplay-');
+  cleanups.push(cleanup);
+  const pair = new PtyPair(dir);
+  cleanups.push(() => pair.kill());
+  await pair.start();
+  const board = new LinePort({ name: 'qibixx', path: pair.b, baudRate: 115200 });
+  cleanups.push(() => board.close());
+  board.start();
+  await board.whenOpen();
+  return { wire: new PtyBoard(board), conn: { path: pair.a } };
+}
+
+const CASES = STYLES.flatMap((s) => (['binding-mock', 'socat pty'] as const).map((t) => ({ ...s, transport: t })));
+
+describe.each(CASES)('Qibixx cashless sessions replayed: $name, over $transport', ({ file, opts, min, last, transport: kind }) => {
+  it.skipIf(kind === 'socat pty' && skipPty)('the agent answers each documented session exactly as expected, in order', async () => {
     const steps = loadSessions(file);
     expect(steps.length).toBeGreaterThan(min);
-    const wire = new MockWire('/dev/ttyMDB');
+    const { wire, conn } = await transport(kind);
     const cap = captureLogger();
-    const mdb = new MdbCashless({ ...MDB_DEFAULTS, path: wire.path, openPort: wire.openPort, resultTimeoutMs: 2000, logger: cap.logger, ...opts });
+    const mdb = new MdbCashless({ ...MDB_DEFAULTS, ...conn, resultTimeoutMs: 2000, logger: cap.logger, ...opts });
     cleanups.push(() => mdb.close());
 
     // the session's part, reduced to what the board sees: a catalog and the price check
