@@ -128,7 +128,7 @@ describe.skipIf(skipPty)('MDB reader setup over a socat pty pair', () => {
       path: pair.a,
       style: 'card-first',
       setconf: mdbSetconf({ address: 2, style: 'card-first' }),
-      faults: { condition: (_d, kind, m) => faults.push(`${kind}: ${m}`), clear: () => undefined },
+      faults: { condition: (_d, kind, m) => void faults.push(`${kind}: ${m}`), clear: () => undefined, event: () => undefined },
     });
     cleanups.push(() => mdb.close(), () => boardPort.close());
     const setup = nextEvent<Array<{ param: string; result: string }>>(mdb as never, 'setup');
