@@ -22,6 +22,8 @@ export const CONTROL_COMMANDS = [
   'service',
   'resolve',
   'update.hold',
+  'test.mdb-price',
+  'dex.read',
 ] as const;
 export type ControlCommand = (typeof CONTROL_COMMANDS)[number];
 

@@ -662,7 +662,7 @@ export class VendSession extends EventEmitter {
     this.show({ screen: 'dispensing', orderId, product: this.productName(order.sku) });
     let outcome: VendOutcome;
     try {
-      outcome = await this.deps.dispenser.vend(order.slot);
+      outcome = await this.deps.dispenser.vend(order.slot, { orderId, amount: order.amount, currency: order.currency });
     } catch (err) {
       this.deps.dispenser.safe();
       outcome = { result: 'vend_failed', pulses: 0, detail: `dispenser error: ${(err as Error).message}` };

@@ -39,6 +39,9 @@ Technician commands (talk to the running agent; --socket PATH or --config FILE t
   qrkiosk service on|off                out of service for customers (an open vend finishes)
   qrkiosk resolve <order> dispensed|refund   settle a vend you checked by hand (sent to the relay)
   qrkiosk logs [--follow] [--order ID] [--file FILE]   the agent's log, readable
+  qrkiosk test mdb-price <slot> [--json] choose the slot's item on an MDB machine: price vs catalog
+  qrkiosk dex read [--json]             read the machine's audit over its DEX port, send it to the relay
+  qrkiosk relay dex list|show|export --config FILE   machine audits beside qrkiosk's sales, CSV
 
   qrkiosk --version | help`;
 
@@ -80,6 +83,8 @@ export async function main(argv: string[]): Promise<number> {
       return (await import('./hardware-commands.js')).testMain(rest);
     case 'safe-outputs':
       return (await import('./safe-outputs-command.js')).safeOutputsMain(rest);
+    case 'dex':
+      return (await import('./mdb-dex-commands.js')).dexMain(rest);
     case '--version':
     case '-v':
       console.log(version());
