@@ -13,7 +13,7 @@ import {
   withProfile,
   withProfileBase,
 } from './hardware-config.js';
-import { checkSerialHardware, mdbSchema, printerSchema, serialPanelSchema } from '../devices/serial/config.js';
+import { checkSerialHardware, dexSchema, mdbSchema, printerSchema, serialPanelSchema } from '../devices/serial/config.js';
 
 // The agent's YAML config. Every message says what to write instead, because the person reading
 // it is a technician on SSH at a kiosk, not the author of this file. The loader adds the file
@@ -104,6 +104,7 @@ export const hardwareSchema = withProfile(section(
     // one device behind both buttons and dispenser; the receipt printer (src/devices/serial/config.ts)
     serialPanel: serialPanelSchema.optional(),
     mdb: mdbSchema.optional(),
+    dex: dexSchema.optional(),
     printer: printerSchema.optional(),
     display: section(
       {

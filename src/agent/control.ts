@@ -9,7 +9,22 @@ import type { Logger } from '../runtime/log.js';
 //   -> {"id":1,"cmd":"status","args":{}}
 //   <- {"id":1,"ok":true,"result":{...}}     or {"id":1,"ok":false,"error":"..."}
 
-export const CONTROL_COMMANDS = ['status', 'select', 'cancel', 'journal', 'hardware', 'test.dispense', 'test.buttons', 'test.printer'] as const;
+export const CONTROL_COMMANDS = [
+  'status',
+  'select',
+  'cancel',
+  'journal',
+  'hardware',
+  'test.dispense',
+  'test.buttons',
+  'test.printer',
+  'stock',
+  'service',
+  'resolve',
+  'update.hold',
+  'test.mdb-price',
+  'dex.read',
+] as const;
 export type ControlCommand = (typeof CONTROL_COMMANDS)[number];
 
 export const ControlRequest = z.object({

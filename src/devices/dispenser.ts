@@ -17,8 +17,16 @@ export interface VendOutcome {
   detail?: string;
 }
 
+/** The paid order a vend is for: machines that take payment themselves (MDB card-first) need the amount. */
+export interface VendOrder {
+  orderId: string;
+  /** minor units */
+  amount: number;
+  currency: string;
+}
+
 export interface Dispenser {
-  vend(slot: number): Promise<VendOutcome>;
+  vend(slot: number, order?: VendOrder): Promise<VendOutcome>;
   /** drive every output to its safe state (motors off) — shutdown and fault paths */
   safe(): void;
   close(): void;

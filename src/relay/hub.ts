@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, WebSocket, type RawData } from 'ws';
 import type { Logger } from '../runtime/log.js';
 import { errorFrame, frame, parseAgentFrame } from '../protocol/codec.js';
-import type { AgentMessage, Hello, OrderCancel, OrderReady, VendResult, Welcome } from '../protocol/messages.js';
+import type { AgentMessage, DexAuditFrame, Hello, OrderCancel, OrderReady, VendResolve, VendResult, Welcome } from '../protocol/messages.js';
 import { hashToken, type Kiosk, type RelayStore } from './store.js';
 
 // The kiosk link: one WebSocket per kiosk at /v1/kiosk, authenticated at the HTTP upgrade with the
@@ -16,7 +16,7 @@ import { hashToken, type Kiosk, type RelayStore } from './store.js';
 export const KIOSK_WS_PATH = '/v1/kiosk';
 const MAX_FRAME_BYTES = 64 * 1024;
 
-export type ReliableAgentMessage = OrderReady | OrderCancel | VendResult;
+export type ReliableAgentMessage = OrderReady | OrderCancel | VendResult | VendResolve;
 
 export interface HubHandler {
   /**
@@ -252,6 +252,8 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
       case 'order.ready':
       case 'order.cancel':
       case 'vend.result':
+      case 'vend.resolve':
+      case 'dex.audit':
         this.applyReliable(link, msg);
         return;
     }
@@ -286,7 +288,7 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
     if (!wasOnline) this.emit('online', link.kioskId);
   }
 
-  private applyReliable(link: Link, msg: ReliableAgentMessage): void {
+  private applyReliable(link: Link, msg: ReliableAgentMessage | DexAuditFrame): void {
     const store = this.opts.store;
     const handler = this.handler;
     if (!handler) {
@@ -300,7 +302,9 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
           duplicate = true;
           return;
         }
-        handler.applyReliable(link.kioskId, msg);
+        // a machine audit is a record to keep, not an order step: stored here, once
+        if (msg.type === 'dex.audit') store.insertDexAudit(link.kioskId, msg, this.now());
+        else handler.applyReliable(link.kioskId, msg);
         store.recordInbox(link.kioskId, msg.id, msg.type, this.now());
       });
     } catch (err) {

@@ -3,7 +3,7 @@ import { isCurrency, parseAmount, toDecimalString, type Currency } from '../core
 import { IllegalTransition } from '../core/state-machine.js';
 import type { OrderEvent } from '../core/relay-order.js';
 import { frame } from '../protocol/codec.js';
-import type { Hello, OrderCancel, OrderReady, OrderRejected, VendResult } from '../protocol/messages.js';
+import type { Hello, OrderCancel, OrderReady, OrderRejected, VendResolve, VendResult } from '../protocol/messages.js';
 import type { MpMerchantOrder } from '../mercadopago/types.js';
 import { fromMerchantOrder, type Payable, type PaymentModels, type PaymentState } from './models/index.js';
 import type { Logger } from '../runtime/log.js';
@@ -146,6 +146,9 @@ export class OrderService implements HubHandler {
         return;
       case 'vend.result':
         this.vendResult(kioskId, msg);
+        return;
+      case 'vend.resolve':
+        this.vendResolve(kioskId, msg);
         return;
     }
   }
@@ -377,6 +380,27 @@ export class OrderService implements HubHandler {
         }
         return;
     }
+  }
+
+  /**
+   * A technician's verdict on a vend the kiosk could not see (`qrkiosk resolve`). Applied once (the
+   * hub's inbox drops a re-sent frame) and only by a checked transition: dispensed releases a
+   * `paid` order as vended, refund sends it to refunding. An order already past that point keeps
+   * its state; the verdict is recorded and, when it disagrees, the order goes to review.
+   */
+  private vendResolve(kioskId: string, msg: VendResolve): void {
+    const order = this.ownOrder(kioskId, msg.orderId, 'vend.resolve');
+    if (!order) return;
+    const detail = `technician ${msg.by} at ${new Date(msg.at).toISOString()}: ${msg.resolution === 'dispensed' ? 'product was dispensed' : 'product was not dispensed, refund'} (checked by hand)`;
+    const agrees = msg.resolution === 'dispensed' ? order.state === 'vended' : order.state === 'refunding' || order.state === 'refunded';
+    if (order.state === 'paid') {
+      const moved = this.move(order, msg.resolution === 'dispensed' ? 'vend_ok' : 'vend_failed', detail);
+      if (moved) this.store.clearReview(order.id, 'vend_unknown');
+    } else {
+      this.store.noteOrderEvent(order.id, order.state, 'technician_resolved', detail, this.o.now());
+      if (!agrees) this.store.flagReview(order.id, `technician says ${msg.resolution} but the order is ${order.state}: ${detail}`);
+    }
+    this.log.warn({ kioskId, orderId: order.id, resolution: msg.resolution, by: msg.by, state: order.state }, `order ${order.id}: ${detail}`);
   }
 
   // ---- expiry -----------------------------------------------------------------------------------
