@@ -180,7 +180,7 @@ export class Journal {
     readonly path: string,
     private readonly now: () => number = Date.now,
   ) {
-    this.db = openDatabase(path, { migrations: MIGRATIONS });
+    this.db = openDatabase(path, { migrations: MIGRATIONS, what: 'journal', key: 'journal.path' });
   }
 
   /**

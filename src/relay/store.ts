@@ -443,7 +443,7 @@ export class RelayStore {
   readonly db: Db;
 
   constructor(path: string) {
-    this.db = openDatabase(path, { migrations: MIGRATIONS });
+    this.db = openDatabase(path, { migrations: MIGRATIONS, what: 'relay database', key: 'store.path', mode: 0o600 });
   }
 
   close(): void {
