@@ -21,7 +21,7 @@ export const limitsSchema = z
     // address of X-Forwarded-For, and connections per source must be limited by the proxy.
     trustProxy: z.boolean().default(false),
     maxConnections: positiveInt.default(4096),
-    connectionsPerSource: positiveInt.default(64),
+    connectionsPerSource: positiveInt.default(128),
     headersTimeoutSeconds: positiveInt.default(10),
     requestTimeoutSeconds: positiveInt.default(15),
     idleTimeoutSeconds: positiveInt.default(30),
@@ -53,6 +53,11 @@ export const limitsSchema = z
       })
       .prefault({}),
     refusalLogSeconds: positiveInt.default(60),
+  })
+  .superRefine((l, ctx) => {
+    if (l.headersTimeoutSeconds > l.requestTimeoutSeconds) {
+      ctx.addIssue({ code: 'custom', path: ['headersTimeoutSeconds'], message: `must not be longer than requestTimeoutSeconds (${l.requestTimeoutSeconds}): the whole request includes its headers` });
+    }
   })
   .prefault({});
 
