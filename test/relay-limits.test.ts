@@ -50,7 +50,7 @@ describe('limits: configuration', () => {
       headersTimeoutSeconds: 10,
       requestTimeoutSeconds: 15,
       bodyBytes: { notifications: 16384, pos: 4096 },
-      notifications: { perSecond: 20, burst: 200, storedPerSourcePerHour: 5000, retentionDays: 30, notFoundMemorySeconds: 600, maxTries: 5 },
+      notifications: { perSecond: 10, burst: 60, storedPerSourcePerHour: 5000, retentionDays: 30, notFoundMemorySeconds: 600, maxTries: 5 },
       pos: { perSecond: 50, burst: 200 },
       contingency: { callsPerSecond: 2 },
     });

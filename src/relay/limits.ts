@@ -34,8 +34,11 @@ export const limitsSchema = z
       .prefault({}),
     notifications: z
       .strictObject({
-        perSecond: positive.default(20),
-        burst: positiveInt.default(200),
+        // each stored notification is a durable write (an fsync on the event loop): a burst of
+        // hundreds measurably delayed the POS poll, so the burst stays modest; Mercado Pago sends
+        // a few per payment and retries what is refused
+        perSecond: positive.default(10),
+        burst: positiveInt.default(60),
         storedPerSourcePerHour: positiveInt.default(5000),
         retentionDays: positiveInt.default(30),
         notFoundMemorySeconds: positiveInt.default(600),
