@@ -1,14 +1,15 @@
-import type { MercadoPagoApi, MpMerchantOrder } from '../mercadopago/types.js';
 import type { Logger } from '../runtime/log.js';
+import type { PaymentModel, PaymentModels, PaymentState } from './models/index.js';
 import type { RelayConfig } from './config.js';
 import type { RelayLimits } from './limits.js';
 import type { OrderService } from './orders.js';
-import type { OrderRecord, RelayStore } from './store.js';
+import type { Kiosk, OrderRecord, RelayStore } from './store.js';
 
 // Notifications get lost (MP outage, our restart, a proxy hiccup). The contingency poller asks
 // Mercado Pago directly about (a) pending orders that have had no news for a while and (b) orders
-// recently cancelled/expired, where a payment may still land and must be refunded. The answers go
-// through the same OrderService.applyMerchantOrder path as notifications.
+// recently cancelled/expired, where a payment may still land and must be refunded. Each kiosk's
+// payment model knows how to search (relay/models); the answers go through the same
+// OrderService.applyPaymentState path as notifications.
 //
 // It must scale with a backlog: 1,000 select/cancel presses once made it search 1,000 orders one
 // call each, oldest first, and a real paid order behind them missed its deadline. So:
@@ -16,13 +17,15 @@ import type { OrderRecord, RelayStore } from './store.js';
 //  - then the cancelled/expired ones, newest first, each backing off on its own (interval,
 //    doubling up to limits.contingency.maxBackoffSeconds) since a late payment gets rarer;
 //  - a few orders are looked up one call each (exact external_reference); more are covered by
-//    ONE batched search of every merchant order created in their time window, paged, and
-//    matched here by external_reference;
+//    ONE batched search of every record created in their time window (the model's
+//    searchWindow: merchant orders, or the Orders API search), paged, matched here by
+//    external_reference;
 //  - every call goes through a paced Mercado Pago view (limits.contingency.callsPerSecond).
 
 export interface ContingencyOptions {
   store: RelayStore;
-  mp: MercadoPagoApi;
+  /** the payment models, built on a paced view of the API (limits.contingency.callsPerSecond) */
+  models: PaymentModels;
   orders: OrderService;
   config: RelayConfig['orders'];
   limits: RelayLimits['contingency'];
@@ -30,12 +33,12 @@ export interface ContingencyOptions {
   now: () => number;
 }
 
-/** Up to this many orders are looked up one call each; more go into the batched search. */
+/** Up to this many orders (per model) are looked up one call each; more go into the batch. */
 const SINGLE_LOOKUPS = 3;
 /**
- * Merchant orders are created while our order is offered (the customer scans, MP asks the POS
- * url), so their date_created lies between our order's creation and its closing; this margin
- * covers the difference between our clock and Mercado Pago's.
+ * Mercado Pago's record of a payment (merchant order, Orders API order) is created while our
+ * order is offered, so its creation date lies between our order's creation and its closing; this
+ * margin covers the difference between our clock and Mercado Pago's.
  */
 const CLOCK_MARGIN_MS = 5 * 60_000;
 
@@ -96,19 +99,10 @@ export class ContingencyPoller {
 
   private async pass(): Promise<number> {
     const { open, closed } = this.due();
-    let looked = 0;
-    // Open orders: a customer may be standing at the kiosk. Looked up every pass.
-    if (open.length <= SINGLE_LOOKUPS) {
-      for (const order of open) {
-        if (this.closed) return looked;
-        if (await this.lookUp(order)) looked++;
-      }
-    } else {
-      looked += await this.batch(open);
-    }
+    // Open orders first: a customer may be standing at the kiosk. Looked up every pass.
+    let looked = await this.look(open);
     if (this.closed || closed.length === 0) return looked;
-    const n = closed.length <= SINGLE_LOOKUPS ? await this.lookUpEach(closed) : await this.batch(closed);
-    looked += n;
+    looked += await this.look(closed);
     const now = this.o.now();
     const base = this.o.config.contingencyIntervalSeconds * 1000;
     for (const order of closed) {
@@ -120,75 +114,88 @@ export class ContingencyPoller {
     return looked;
   }
 
-  private async lookUpEach(orders: OrderRecord[]): Promise<number> {
-    let looked = 0;
+  /** Looks `orders` up, grouped by their kiosk's payment model, keeping their order. */
+  private async look(orders: OrderRecord[]): Promise<number> {
+    const kiosks = new Map<string, Kiosk | undefined>();
+    const groups = new Map<PaymentModel, { order: OrderRecord; kiosk: Kiosk }[]>();
     for (const order of orders) {
+      if (!kiosks.has(order.kioskId)) kiosks.set(order.kioskId, this.o.store.getKiosk(order.kioskId));
+      const kiosk = kiosks.get(order.kioskId);
+      if (!kiosk) continue;
+      const model = this.o.models.of(kiosk);
+      const g = groups.get(model) ?? [];
+      g.push({ order, kiosk });
+      groups.set(model, g);
+    }
+    let looked = 0;
+    for (const [model, group] of groups) {
       if (this.closed) break;
-      if (await this.lookUp(order)) looked++;
+      if (group.length <= SINGLE_LOOKUPS || !model.searchWindow) {
+        for (const { order, kiosk } of group) {
+          if (this.closed) break;
+          if (await this.lookUp(model, order, kiosk)) looked++;
+        }
+      } else {
+        looked += await this.batch(model, group.map((g) => g.order));
+      }
     }
     return looked;
   }
 
-  /** One order, one call: the search by its exact external_reference. */
-  private async lookUp(order: OrderRecord): Promise<boolean> {
+  /** One order, one call: the model's search by the order's exact external_reference. */
+  private async lookUp(model: PaymentModel, order: OrderRecord, kiosk: Kiosk): Promise<boolean> {
     try {
-      const page = await this.o.mp.searchMerchantOrders({ external_reference: order.id });
+      const found = await model.search(order, kiosk);
       if (this.closed) return false;
       // Search matches by prefix in some MP versions: only the exact reference is ours.
-      for (const mo of page.elements ?? []) if (mo.external_reference === order.id) this.apply(order, mo);
+      for (const state of found) if (state.externalReference === order.id) this.apply(order, state);
       return true;
     } catch (err) {
       // One failing lookup must not starve the others; the next pass tries again.
-      this.o.logger.warn({ err, orderId: order.id }, `contingency: could not search merchant orders for ${order.id}: ${(err as Error).message}`);
+      this.o.logger.warn({ err, orderId: order.id }, `contingency: could not search Mercado Pago for ${order.id}: ${(err as Error).message}`);
       return false;
     }
   }
 
   /**
-   * Many orders, few calls: every merchant order created in the orders' time window, page by
-   * page (at most maxPagesPerPass), matched to ours by external_reference. Returns how many of
-   * `orders` the pages covered (all of them unless the window had more pages than allowed).
+   * Many orders, few calls: every record created in the orders' time window, page by page (at
+   * most maxPagesPerPass), matched to ours by external_reference. Returns how many of `orders`
+   * the pages covered (all of them unless the window had more pages than allowed).
    */
-  private async batch(orders: OrderRecord[]): Promise<number> {
+  private async batch(model: PaymentModel, orders: OrderRecord[]): Promise<number> {
     const byId = new Map(orders.map((o) => [o.id, o]));
-    const from = Math.min(...orders.map((o) => o.createdAt)) - CLOCK_MARGIN_MS;
-    const to = Math.max(...orders.map((o) => (o.state === 'pending' ? this.o.now() : o.updatedAt))) + CLOCK_MARGIN_MS;
+    const fromMs = Math.min(...orders.map((o) => o.createdAt)) - CLOCK_MARGIN_MS;
+    const toMs = Math.max(...orders.map((o) => (o.state === 'pending' ? this.o.now() : o.updatedAt))) + CLOCK_MARGIN_MS;
     const limit = this.o.limits.pageSize;
     let offset = 0;
     for (let page = 0; page < this.o.limits.maxPagesPerPass; page++) {
       if (this.closed) return 0;
       let res;
       try {
-        res = await this.o.mp.searchMerchantOrders({
-          date_created_from: new Date(from).toISOString(),
-          date_created_to: new Date(to).toISOString(),
-          limit,
-          offset,
-        });
+        res = await model.searchWindow!({ fromMs, toMs, offset, limit });
       } catch (err) {
-        this.o.logger.warn({ err, orders: orders.length }, `contingency: batched merchant order search failed: ${(err as Error).message}`);
+        this.o.logger.warn({ err, orders: orders.length, model: model.name }, `contingency: batched search (${model.name}) failed: ${(err as Error).message}`);
         return 0;
       }
       if (this.closed) return 0;
-      const elements = res.elements ?? [];
-      for (const mo of elements) {
-        const order = mo.external_reference ? byId.get(mo.external_reference) : undefined;
-        if (order) this.apply(order, mo);
+      for (const state of res.states) {
+        const order = state.externalReference ? byId.get(state.externalReference) : undefined;
+        if (order) this.apply(order, state);
       }
-      offset += elements.length;
-      if (elements.length === 0 || offset >= res.total) return orders.length;
+      offset += res.size;
+      if (res.size === 0 || offset >= res.total) return orders.length;
     }
     this.o.logger.warn(
-      { orders: orders.length, pages: this.o.limits.maxPagesPerPass, from: new Date(from).toISOString() },
-      `contingency: more merchant orders in the window than ${this.o.limits.maxPagesPerPass} pages; the rest next pass (limits.contingency.maxPagesPerPass)`,
+      { orders: orders.length, pages: this.o.limits.maxPagesPerPass, from: new Date(fromMs).toISOString(), model: model.name },
+      `contingency: more records in the window than ${this.o.limits.maxPagesPerPass} pages; the rest next pass (limits.contingency.maxPagesPerPass)`,
     );
     return 0;
   }
 
-  private apply(order: OrderRecord, mo: MpMerchantOrder): void {
-    const outcome = this.o.orders.applyMerchantOrder(mo, 'contingency');
+  private apply(order: OrderRecord, state: PaymentState): void {
+    const outcome = this.o.orders.applyPaymentState(state, 'contingency');
     if (outcome === 'released' || outcome === 'late_payment') {
-      this.o.logger.warn({ orderId: order.id, merchantOrderId: mo.id, outcome }, `contingency: order ${order.id} ${outcome} without a notification (merchant order ${mo.id})`);
+      this.o.logger.warn({ orderId: order.id, mpId: state.mpId, outcome }, `contingency: order ${order.id} ${outcome} without a notification (${state.kind} ${state.mpId})`);
     }
   }
 }

@@ -11,6 +11,8 @@ import { fastifyLimitOptions, RouteGuards } from './limits.js';
 import { NotFoundMemory } from './not-found-memory.js';
 import { pacedReads } from './paced-mp.js';
 import { NotificationWorker } from './notifications.js';
+import { PaymentModels } from './models/index.js';
+import { OfferWorker } from './offers.js';
 import { OrderService } from './orders.js';
 import { RefundWorker } from './refunds.js';
 import { registerNotificationRoutes } from './routes/notifications.js';
@@ -47,6 +49,13 @@ export interface RunningRelay {
   runContingency(): Promise<number>;
   /** one retention pass now (the timer runs it hourly); returns how many notifications were pruned */
   runRetention(): number;
+  /**
+   * Replaces the price list while running (the config file changed): connected kiosks get it at
+   * once, and the next order is priced with it. Returns how many kiosks were told.
+   */
+  setCatalog(entries: RelayConfig['catalog']): number;
+  /** sends a fresh welcome to connected kiosks whose QR or model changed (the timer runs it every second) */
+  pushKioskChanges(): number;
   /** resolves when notification processing and refunds have nothing in flight */
   whenIdle(): Promise<void>;
   close(): Promise<void>;
@@ -58,7 +67,7 @@ const RETENTION_TICK_MS = 3_600_000;
 export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Promise<RunningRelay> {
   const logger = deps.logger ?? createLogger('relay');
   const now = deps.now ?? Date.now;
-  const catalog = Catalog.fromInput(config.catalog);
+  let catalog = Catalog.fromInput(config.catalog);
   const mp: MercadoPagoApi =
     deps.mp ??
     new MercadoPagoClient({
@@ -69,6 +78,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   const store = openRelayStore(config.store.path);
   const limits = config.limits;
   const guards = new RouteGuards({ limits, logger: logger.child({ part: 'limits' }) });
+  const models = new PaymentModels({ mp, config, now });
 
   // Request logging off: MP polls the POS url several times a second while a customer waits.
   const app = Fastify({ logger: false, ...fastifyLimitOptions(limits) });
@@ -90,15 +100,17 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       serverTime: now(),
       paymentModel: kiosk.paymentModel,
       posQr: kiosk.posQr ?? '',
+      orderQr: models.of(kiosk).ordersHaveQr(kiosk),
       catalog: catalog.list().map((p) => ({ sku: p.sku, name: p.name, price: p.price, currency: p.currency })),
       maxPaymentSeconds: config.orders.maxPaymentSeconds,
     }),
   });
 
   let refunds: RefundWorker | undefined;
+  let offers: OfferWorker | undefined;
   const orders = new OrderService({
     store,
-    catalog,
+    catalog: () => catalog,
     orders: config.orders,
     collectorId: config.mercadopago.collectorId,
     logger: logger.child({ part: 'orders' }),
@@ -106,16 +118,23 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     isOnline: (id) => hub.isOnline(id),
     flush: (id) => hub.flush(id),
     onRefundNeeded: () => refunds?.kick(),
+    models,
+    onOfferWork: () => offers?.kick(),
   });
   hub.setHandler(orders);
-  refunds = new RefundWorker({ store, mp, orders, logger: logger.child({ part: 'refunds' }), now });
+  refunds = new RefundWorker({ store, models, orders, logger: logger.child({ part: 'refunds' }), now });
+  offers = new OfferWorker({ store, models, orders, logger: logger.child({ part: 'offers' }) });
+  const siteCurrency = catalog.list()[0]!.currency;
   // What notifications and the contingency search may cost at Mercado Pago, each with its own
-  // rate (limits.notifications.mpCallsPerSecond, limits.contingency.callsPerSecond).
+  // rate (limits.notifications.mpCallsPerSecond, limits.contingency.callsPerSecond): their reads
+  // go through paced views of the API (refunds and offers do not wait).
   const notificationReads = pacedReads(mp, { perSecond: limits.notifications.mpCallsPerSecond, burst: Math.max(1, Math.ceil(limits.notifications.mpCallsPerSecond)) });
   const contingencyReads = pacedReads(mp, { perSecond: limits.contingency.callsPerSecond, burst: 1 });
   const worker = new NotificationWorker({
     store,
     mp: notificationReads.api,
+    models: new PaymentModels({ mp: notificationReads.api, config, now }),
+    currency: siteCurrency,
     orders,
     logger: logger.child({ part: 'notifications' }),
     now,
@@ -124,7 +143,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   });
   const contingency = new ContingencyPoller({
     store,
-    mp: contingencyReads.api,
+    models: new PaymentModels({ mp: contingencyReads.api, config, now }),
     orders,
     config: config.orders,
     limits: limits.contingency,
@@ -194,14 +213,44 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   runRetention();
   const retentionTimer = setInterval(runRetention, RETENTION_TICK_MS);
   retentionTimer.unref();
+  // Kiosk changes made by another process (provision, set-qr, set-model) reach connected kiosks
+  // within a tick: the store's kiosk revision says what changed.
+  let seenRevision = store.kioskRevision();
+  const pushKioskChanges = () => {
+    let n = 0;
+    try {
+      const now = store.kioskRevision();
+      if (now === seenRevision) return 0;
+      const changed = store.kiosksChangedAfter(seenRevision);
+      seenRevision = now;
+      for (const k of changed) {
+        if (hub.rewelcome(k.id)) {
+          n++;
+          logger.info({ kioskId: k.id, model: k.paymentModel }, `kiosk ${k.id} changed (QR or payment model): sent it a fresh welcome`);
+        }
+      }
+    } catch (err) {
+      logger.error({ err }, `kiosk change check failed: ${(err as Error).message}`);
+    }
+    return n;
+  };
+  const setCatalog = (entries: RelayConfig['catalog']) => {
+    catalog = Catalog.fromInput(entries);
+    let n = 0;
+    for (const id of hub.onlineKiosks()) if (hub.rewelcome(id)) n++;
+    logger.info({ products: catalog.list().length, kiosks: n }, `catalog replaced: ${catalog.list().length} products, sent to ${n} connected kiosks`);
+    return n;
+  };
   runExpiry();
   runWatchdog();
   refunds.kick();
+  offers.kick();
   const resumed = worker.resumePending();
   if (resumed) logger.info({ resumed }, `resuming ${resumed} stored notifications`);
   const expiryTimer = setInterval(() => {
     runExpiry();
     runWatchdog();
+    pushKioskChanges();
   }, EXPIRY_TICK_MS);
   expiryTimer.unref();
   contingency.start();
@@ -217,7 +266,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       contingencyReads.close();
       // Background work first, so nothing writes to the database after it is closed. A hanging
       // Mercado Pago call is not awaited: its intent is on disk and the next start resumes it.
-      await Promise.all([withTimeout(contingency.close(), 1000), withTimeout(worker.close(), 1000), refunds!.close()]);
+      await Promise.all([withTimeout(contingency.close(), 1000), withTimeout(worker.close(), 1000), refunds!.close(), offers!.close()]);
       await hub.close();
       await app.close();
       guards.close();
@@ -238,9 +287,13 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     runWatchdog,
     runContingency: () => contingency.runOnce(),
     runRetention,
+    setCatalog,
+    pushKioskChanges,
     whenIdle: async () => {
+      await offers!.idle();
       await worker.idle();
       await refunds!.idle();
+      await offers!.idle();
       await worker.idle();
     },
     close,
