@@ -1,4 +1,4 @@
-import type { Server, IncomingMessage } from 'node:http';
+import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
@@ -153,9 +153,4 @@ export class RouteGuards {
   close(): void {
     this.refusals.close();
   }
-}
-
-/** The client address of a raw request (the upgrade path has no fastify request). */
-export function remoteOf(req: IncomingMessage): string {
-  return req.socket.remoteAddress ?? 'unknown';
 }
