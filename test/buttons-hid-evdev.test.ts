@@ -383,6 +383,8 @@ describe('reading a real event device file through the grabbing reader', () => {
     writeSync(writer, encodeEvents([rec(EV_KEY, keyCode('KP1')!, 1), rec(0, 0, 0), rec(EV_KEY, keyCode('KP1')!, 0), rec(0, 0, 0)], 16));
     await pressed;
     expect(events).toEqual(['press 1']);
+    // the reader's status line (stderr) may come after its first records (stdout)
+    await waitFor('the reader to say how it reads', () => b.describe().detail.includes('grabbed'));
     expect(b.describe().detail).toMatch(/16-byte events, NOT grabbed \(ENOTTY .*\): keys also reach the console/);
     // the reader: this process's python3 child
     const pids = readdirSync('/proc')
