@@ -71,12 +71,17 @@ describe('DexAuditor', () => {
       if (fail) throw new Error('DEX/UCS first handshake: the machine did not answer ENQ 3 times');
       return result();
     });
+    expect(auditor.describe()).toMatchObject({ role: 'audit', driver: 'dex', status: 'ok', detail: '/dev/ttyDEX, auto, on qrkiosk dex read only; not read yet' });
     await expect(auditor.read()).rejects.toThrow(/did not answer ENQ/);
     expect(faults.active().map((f) => [f.device, f.kind])).toEqual([['DEX port /dev/ttyDEX', 'read']]);
+    expect(auditor.describe()).toMatchObject({ status: 'fault' });
+    expect(auditor.describe().detail).toMatch(/FAILED: DEX\/UCS first handshake/);
     expect(journal.outbox()).toEqual([]);
     fail = false;
     await auditor.read();
     expect(faults.active()).toEqual([]);
+    expect(auditor.describe()).toMatchObject({ status: 'ok' });
+    expect(auditor.describe().detail).toMatch(/last read .* UTC: machine AMS0123456 over ddcmp, 3 selections \(dex_/);
     expect(journal.outbox()).toHaveLength(1);
     await auditor.close();
     await expect(auditor.read()).rejects.toThrow(/stopping/);
