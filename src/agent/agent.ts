@@ -368,7 +368,11 @@ class AgentImpl extends EventEmitter implements Agent {
       devices: [],
       faults: { active: [], recent: [] },
     };
-    return { kioskId: this.config.kioskId, ...r, devices: [...r.devices, ...(this.printer ? [this.printer.describe()] : [])] };
+    return {
+      kioskId: this.config.kioskId,
+      ...r,
+      devices: [...r.devices, ...(this.printer ? [this.printer.describe()] : []), ...(this.dex ? [this.dex.describe()] : [])],
+    };
   }
 
   /** `qrkiosk test dispense <slot>`: the real motor and sensor, never while a customer's vend is open. */

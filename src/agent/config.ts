@@ -3,6 +3,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, loadConfigFile, parseConfigText } from '../runtime/config-file.js';
 import { hint, section } from '../runtime/schema-helpers.js';
+import { MAX_SLOT } from '../protocol/messages.js';
 import {
   DISPENSER_DEFAULT,
   buttonsSchema,
@@ -82,7 +83,8 @@ const slotSchema = section(
     slot: z
       .number({ error: hint('the button/spiral number, a whole number from 1, e.g. slot: 1') })
       .int({ error: 'must be a whole number from 1, e.g. slot: 1' })
-      .positive({ error: 'must be a whole number from 1, e.g. slot: 1' }),
+      .positive({ error: 'must be a whole number from 1, e.g. slot: 1' })
+      .max(MAX_SLOT, { error: `must be a whole number from 1 to ${MAX_SLOT}, e.g. slot: 1` }),
     sku: z
       .string({ error: hint('the product sku as listed in the relay catalog, e.g. sku: COLA-350') })
       .min(1, { error: 'must not be empty: write the product sku from the relay catalog' }),

@@ -6,6 +6,7 @@ import type { FaultSink } from '../devices/faults.js';
 import type { DexAudit } from '../devices/dex/eva-dts.js';
 import { readAudit, type DexReadOptions, type DexReadResult } from '../devices/dex/reader.js';
 import type { DexConfig } from '../devices/serial/config.js';
+import type { DeviceReport } from '../devices/report.js';
 import type { Journal } from './journal.js';
 
 // Reads the machine's audit over its DEX port on a schedule and on `qrkiosk dex read`, and puts
@@ -84,6 +85,7 @@ export class DexAuditor {
   private closed = false;
   private readonly log: Logger;
   private readonly device: string;
+  private last: { at: number; ok: boolean; text: string } | null = null;
 
   constructor(private readonly deps: DexAuditorDeps) {
     this.log = deps.logger.child({ part: 'dex' });
@@ -120,6 +122,7 @@ export class DexAuditor {
       const msg = (err as Error).message;
       this.log.warn({ err: msg }, `dex: audit read failed: ${msg}`);
       this.deps.faults?.condition(this.device, 'read', msg);
+      this.last = { at: now(), ok: false, text: msg };
       throw err;
     }
     this.deps.faults?.clear(this.device, 'read', 'audit read');
@@ -140,8 +143,22 @@ export class DexAuditor {
       ms: r.ms,
       truncated: body.truncated,
     };
+    this.last = { at: now(), ok: true, text: `machine ${summary.machine} over ${r.protocol}, ${summary.products} selections (${auditId})` };
     this.log.info(summary, `dex: audit of machine ${summary.machine} read (${r.protocol}, ${summary.products} selections): queued for the relay`);
     return summary;
+  }
+
+  /** `qrkiosk hardware` */
+  describe(): DeviceReport {
+    const c = this.deps.config;
+    const when = (t: number) => new Date(t).toISOString().slice(0, 16).replace('T', ' ');
+    const last = this.last ? `; last read ${when(this.last.at)} UTC: ${this.last.ok ? this.last.text : `FAILED: ${this.last.text}`}` : '; not read yet';
+    return {
+      role: 'audit',
+      driver: 'dex',
+      status: this.last && !this.last.ok ? 'fault' : 'ok',
+      detail: `${c.path}, ${c.protocol}, ${c.everyMinutes > 0 ? `every ${c.everyMinutes} min` : 'on qrkiosk dex read only'}${last}`,
+    };
   }
 
   async close(): Promise<void> {

@@ -28,11 +28,14 @@ export const Hello = z.object({
   openOrders: z.array(z.object({ orderId, state: z.string() })).default([]),
 });
 
+/** Highest slot (button/spiral) number a kiosk may name: the largest machines have a few hundred. */
+export const MAX_SLOT = 999;
+
 export const OrderReady = z.object({
   ...base,
   type: z.literal('order.ready'),
   orderId,
-  slot: z.number().int().positive(),
+  slot: z.number().int().positive().max(MAX_SLOT),
   sku: z.string().min(1),
   quantity: z.number().int().positive().default(1),
   /** what the kiosk displays; the relay prices from its own catalog and refuses a mismatch */

@@ -161,6 +161,16 @@ const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX dex_audits_kiosk ON dex_audits(kiosk_id, read_at);
   `,
+  // 5: limits on the public routes (docs/reliability.md): who sent a notification (per-source
+  // cap), how often processing it failed (a poison row is given up after N tries, flagged),
+  // and an index for pruning processed rows after the retention period
+  `
+  ALTER TABLE notifications ADD COLUMN source TEXT;
+  ALTER TABLE notifications ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE notifications ADD COLUMN given_up_at INTEGER;
+  CREATE INDEX notifications_source ON notifications(source, received_at);
+  CREATE INDEX notifications_given_up ON notifications(given_up_at) WHERE given_up_at IS NOT NULL;
+  `,
 ];
 
 /** Several reasons for review are kept in the one column, joined by this. */
@@ -282,6 +292,12 @@ export interface NotificationRecord {
   signatureOk: boolean | null;
   processedAt: number | null;
   outcome: string | null;
+  /** the client address it came from (the proxy's X-Forwarded-For when trusted) */
+  source?: string | null;
+  /** failed processing attempts so far */
+  attempts?: number;
+  /** set when processing was given up for good (poison row): a person should look */
+  givenUpAt?: number | null;
 }
 
 export interface OutboxRecord {
@@ -438,6 +454,9 @@ function notificationFromRow(r: Row): NotificationRecord {
     signatureOk: r.signature_ok === null || r.signature_ok === undefined ? null : r.signature_ok === 1,
     processedAt: (r.processed_at as number | null) ?? null,
     outcome: (r.outcome as string | null) ?? null,
+    source: (r.source as string | null) ?? null,
+    attempts: (r.attempts as number | undefined) ?? 0,
+    givenUpAt: (r.given_up_at as number | null) ?? null,
   };
 }
 
@@ -526,7 +545,7 @@ export class RelayStore {
   readonly db: Db;
 
   constructor(path: string) {
-    this.db = openDatabase(path, { migrations: MIGRATIONS });
+    this.db = openDatabase(path, { migrations: MIGRATIONS, what: 'relay database', key: 'store.path', mode: 0o600 });
   }
 
   close(): void {
@@ -1011,11 +1030,11 @@ export class RelayStore {
 
   // ---- notifications ----------------------------------------------------------------------------
 
-  insertNotification(n: Omit<NotificationRecord, 'id'>): number {
+  insertNotification(n: Omit<NotificationRecord, 'id' | 'attempts' | 'givenUpAt'>): number {
     const res = this.db
       .prepare(
-        `INSERT INTO notifications (received_at, form, topic, resource_id, query, body, headers, signature_ok, processed_at, outcome)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO notifications (received_at, form, topic, resource_id, query, body, headers, signature_ok, processed_at, outcome, source)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .run(
         n.receivedAt,
@@ -1028,8 +1047,36 @@ export class RelayStore {
         n.signatureOk === null ? null : n.signatureOk ? 1 : 0,
         n.processedAt,
         n.outcome,
+        n.source ?? null,
       );
     return Number(res.lastInsertRowid);
+  }
+
+  /** Notifications stored from `source` since `since` (the per-source cap). */
+  countNotificationsFrom(source: string, since: number): number {
+    return this.count('SELECT COUNT(*) AS n FROM notifications WHERE source = ? AND received_at >= ?', source, since);
+  }
+
+  /** One more failed processing of a notification; returns how many there have been. */
+  noteNotificationFailure(id: number, outcome: string): number {
+    const r = this.db
+      .prepare('UPDATE notifications SET attempts = attempts + 1, outcome = ? WHERE id = ? RETURNING attempts')
+      .get(outcome, id) as { attempts: number } | undefined;
+    return r?.attempts ?? 0;
+  }
+
+  /** Processing given up for good: done (never resumed) and flagged for a person. */
+  giveUpNotification(id: number, outcome: string, at: number): void {
+    this.db.prepare('UPDATE notifications SET outcome = ?, processed_at = ?, given_up_at = ? WHERE id = ?').run(outcome, at, at, id);
+  }
+
+  countGivenUpNotifications(): number {
+    return this.count('SELECT COUNT(*) AS n FROM notifications WHERE given_up_at IS NOT NULL');
+  }
+
+  /** Retention: deletes processed notifications older than `processedBefore`; returns how many. */
+  pruneNotifications(processedBefore: number): number {
+    return this.db.prepare('DELETE FROM notifications WHERE processed_at IS NOT NULL AND processed_at < ?').run(processedBefore).changes;
   }
 
   markNotification(id: number, outcome: string, processedAt: number | null): void {

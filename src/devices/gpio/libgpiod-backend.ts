@@ -154,6 +154,14 @@ export const commands = {
     return v.major >= 2 ? ['gpioset', ['-c', l.chip, '-t', '0', `${l.offset}=${value}`]] : ['gpioset', ['-m', 'exit', l.chip, `${l.offset}=${value}`]];
   },
   /**
+   * Start-up: set the safe level once (exits 0 only once the kernel drove it), print the marker,
+   * then become the holder. The marker therefore means "the output is at its safe level".
+   */
+  holdChain(v: LibgpiodVersion, l: LineLocation, safe: Level): string {
+    const sh = (c: [string, string[]]) => [c[0], ...c[1]].map(shq).join(' ');
+    return `${sh(commands.once(v, l, safe))} && echo ${PULSE_DONE} || { echo ${PULSE_FAILED} $?; exit 1; }; exec ${sh(commands.hold(v, l, safe))}`;
+  },
+  /**
    * The shell chain of a pulse: active for ms, back to safe, print the marker, then become the
    * safe-level holder. v2's timed gpioset toggles back itself; v1's exits leaving the line at the
    * active level, so a one-shot set to safe follows before the marker — the marker always means
@@ -419,15 +427,28 @@ class LgOutput implements GpioOutput {
     return this.safeLevel === 1 ? 0 : 1;
   }
 
-  /** starts the safe-level holder */
+  /**
+   * Drives the line to its safe level and starts the holder. Resolves only once the line IS at the
+   * safe level: a one-shot gpioset sets it (its success proves the kernel drove the value), the
+   * chain prints a marker, then execs the holder that keeps it there. Spawning the holder alone
+   * and waiting a while proved nothing on a busy machine: output() resolved while the motor line
+   * was still at whatever level it had.
+   */
   async start(): Promise<void> {
-    this.startHolder(...commands.hold(this.b.version, this.loc, this.safeLevel));
-    // a holder that cannot get the line dies at once: say so now, at start-up, not at the first sale
-    let timer: NodeJS.Timeout | undefined;
-    const early = await Promise.race([this.holder!.exited, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), 150)))]);
-    clearTimeout(timer);
-    if (early) {
-      throw new GpioError(`cannot hold ${this.loc.name} (${this.role}) at ${this.safeLevel}: gpioset ${describeExit(early, this.holder!)}`);
+    let marker: (ok: boolean) => void = () => {};
+    const outcome = new Promise<boolean>((resolve) => (marker = resolve));
+    const chain = this.startHolder('sh', ['-c', commands.holdChain(this.b.version, this.loc, this.safeLevel)], (line) => {
+      if (line === PULSE_DONE) marker(true);
+      else if (line.startsWith(PULSE_FAILED)) marker(false);
+    });
+    const ok = await Promise.race([outcome, chain.exited.then(() => false)]);
+    if (!ok) {
+      // this output never started: no restarts of its holder
+      this.closed = true;
+      await chain.stop(500);
+      if (this.r.timer) clearTimeout(this.r.timer);
+      const res = describeExit(await chain.exited, chain);
+      throw new GpioError(`cannot set ${this.loc.name} (${this.role}) to its safe level ${this.safeLevel}: ${chain.lastError() || res}`);
     }
   }
 
