@@ -11,7 +11,7 @@ import { receiptPrinterFor } from '../devices/serial/build.js';
 import { parseAgentConfig, resolveToken, type AgentConfig, type AgentConfigInput } from './config.js';
 import { ControlServer, ControlStream, answers, type ControlRequest } from './control.js';
 import { openHardware, type Hardware, type HardwareDeps, type HardwareReport } from './hardware.js';
-import { crashPoint } from './crash-hook.js';
+import { crashPoint } from '../runtime/crash-hook.js';
 import { Journal, type JournalEntry } from './journal.js';
 import { RelayLink, type LinkState } from './relay-link.js';
 import {

@@ -45,6 +45,8 @@ export class MpApiError extends Error {
     readonly status: number,
     readonly body: Record<string, unknown>,
     readonly headers: Record<string, string> = {},
+    /** an injected fault answers only after this long (a slow or timed-out Mercado Pago) */
+    readonly delayMs = 0,
   ) {
     super(typeof body.message === 'string' ? body.message : `HTTP ${status}`);
   }
@@ -141,6 +143,7 @@ interface FaultRec extends FaultInfo {
   regex?: RegExp;
   retryAfter?: string;
   body?: unknown;
+  delayMs?: number;
 }
 
 export interface SandboxCoreConfig {
@@ -479,6 +482,9 @@ export class SandboxCore {
         throw new SandboxError(400, 'bad_fault', `fault path is not a valid regex: ${(err as Error).message}`);
       }
     }
+    if (spec.delayMs !== undefined && (!Number.isInteger(spec.delayMs) || spec.delayMs < 0 || spec.delayMs > 600_000)) {
+      throw new SandboxError(400, 'bad_fault', `fault delayMs must be a whole number of ms from 0 to 600000, got ${spec.delayMs}`);
+    }
     const rec: FaultRec = { id: ++this.seq.fault, status: spec.status, remaining: times, hits: 0 };
     if (regex) {
       rec.regex = regex;
@@ -488,6 +494,7 @@ export class SandboxCore {
     if (spec.method !== undefined) rec.method = spec.method.toUpperCase();
     if (spec.retryAfter !== undefined) rec.retryAfter = spec.retryAfter;
     if (spec.body !== undefined) rec.body = spec.body;
+    if (spec.delayMs) rec.delayMs = spec.delayMs;
     this.faultList.push(rec);
     return this.faultInfo(rec);
   }
@@ -510,7 +517,7 @@ export class SandboxCore {
       : f.status === 429
         ? { message: 'too_many_requests', error: 'too_many_requests', status: 429, cause: [] }
         : { message: 'internal_error (sandbox fault)', error: 'internal_server_error', status: f.status, cause: [] };
-    return new MpApiError(f.status, body, headers);
+    return new MpApiError(f.status, body, headers, f.delayMs ?? 0);
   }
 
   listFaults(): FaultInfo[] {

@@ -2,6 +2,7 @@
 // unauthenticated /_sandbox/* customer + inspection API that lets a demo in another process drive it.
 
 import type { AddressInfo } from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
 import { LogController, fastify, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import QRCode from 'qrcode';
 import { z } from 'zod';
@@ -68,6 +69,7 @@ const faultSchema = z.object({
   times: z.number().int().positive().optional(),
   retryAfter: z.string().optional(),
   body: z.unknown().optional(),
+  delayMs: z.number().int().min(0).max(600_000).optional(),
 });
 
 function parse<T extends z.ZodType>(schema: T, body: unknown): z.output<T> {
@@ -208,7 +210,10 @@ function registerRoutes(app: FastifyInstance, core: SandboxCore): void {
       // Faults come first (an outage answers regardless of credentials), then the bearer token.
       onRequest: async (req) => {
         const fault = core.takeFault(endpoint, req.method, req.url);
-        if (fault) throw fault;
+        if (fault) {
+          if (fault.delayMs > 0) await delay(fault.delayMs, undefined, { signal: core.lifetime.signal }).catch(() => undefined);
+          throw fault;
+        }
         core.checkToken(req.headers.authorization);
       },
       handler: async (req, reply) => handler(req, reply),
@@ -302,6 +307,7 @@ function registerRoutes(app: FastifyInstance, core: SandboxCore): void {
         times: b.times,
         retryAfter: b.retryAfter,
         body: b.body,
+        delayMs: b.delayMs,
       }),
     );
   });

@@ -212,6 +212,11 @@ export interface FaultSpec {
   retryAfter?: string;
   /** response body; default a Mercado Pago-like error */
   body?: unknown;
+  /**
+   * hold the request this long before the error answer: a slow Mercado Pago, or (longer than the
+   * client's timeout) one that times out (default 0)
+   */
+  delayMs?: number;
 }
 
 export interface FaultInfo {
