@@ -19,7 +19,14 @@ export function parseConfigText<T>(text: string, schema: z.ZodType<T>, source: s
       `${source}${pos ? `:${pos.line}:${pos.col}` : ''}: YAML syntax error: ${e.message.split('\n')[0]} — check indentation and quoting on that line`,
     );
   }
-  const data: unknown = doc.toJS() ?? {};
+  let data: unknown;
+  try {
+    // aliases are resolved here, not while parsing: an alias with no anchor (`*x`) or a "billion
+    // laughs" document throws from toJS (found by the config fuzz suite)
+    data = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  } catch (err) {
+    throw new ConfigError(`${source}: YAML error: ${(err as Error).message.split('\n')[0]} — YAML anchors (&x) and aliases (*x) are not needed in a qrkiosk config: write the value out`);
+  }
   const parsed = schema.safeParse(data);
   if (parsed.success) return parsed.data;
   const msgs = parsed.error.issues.slice(0, 5).map((issue) => {

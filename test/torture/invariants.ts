@@ -17,6 +17,8 @@ import type { AgentOrderRow, RelayOrderRow } from './world.js';
 export interface Evidence {
   agentOrders: AgentOrderRow[];
   pulses: Array<{ slot: number; pulse: number }>;
+  /** most pulses one vend may take (1 with the simulated motor and no dispenser fault) */
+  pulsesPerVend?: number;
   agentOutbox: number;
   relayOrders: RelayOrderRow[];
   relayBacklog: { outbox: number; refunds: number; notifications: number };
@@ -26,7 +28,7 @@ export interface Evidence {
 
 export interface Verdict {
   violations: string[];
-  counts: { orders: number; dispensed: number; refundedPayments: number; cancelled: number; approvedPayments: number; motorVends: number };
+  counts: { orders: number; dispensed: number; refundedPayments: number; cancelled: number; approvedPayments: number; motorPulses: number };
 }
 
 const AGENT_FINAL = new Set(['dispensed', 'vend_failed', 'vend_unknown', 'cancelled', 'rejected', 'not_dispensed']);
@@ -54,12 +56,14 @@ export function checkInvariants(e: Evidence, opts: { settled: boolean } = { sett
 
   // 1. no payment dispensed twice: the motor started no more vends than orders that journaled
   // `dispensing` first, per slot, and no payment id backs two vends
-  const motorVends = e.pulses.filter((p) => p.pulse === 1);
-  const slots = new Set([...motorVends.map((p) => p.slot), ...e.agentOrders.map((o) => o.slot)]);
+  // (the simulated motor drops the product on the first pulse unless a dispenser fault is set,
+  // so with no fault one vend is one pulse)
+  const perVend = e.pulsesPerVend ?? 1;
+  const slots = new Set([...e.pulses.map((p) => p.slot), ...e.agentOrders.map((o) => o.slot)]);
   for (const slot of slots) {
-    const started = motorVends.filter((p) => p.slot === slot).length;
+    const pulses = e.pulses.filter((p) => p.slot === slot).length;
     const journaled = e.agentOrders.filter((o) => o.slot === slot && PASSED_DISPENSING.has(o.state)).length;
-    if (started > journaled) v.push(`[1] slot ${slot}: the motor started ${started} vends but only ${journaled} orders journaled dispensing`);
+    if (pulses > journaled * perVend) v.push(`[1] slot ${slot}: the motor pulsed ${pulses} times for ${journaled} orders that journaled dispensing (at most ${perVend} each)`);
   }
   const vendsByPayment = new Map<string, string[]>();
   for (const o of e.agentOrders) {
@@ -122,7 +126,7 @@ export function checkInvariants(e: Evidence, opts: { settled: boolean } = { sett
       refundedPayments: new Set(e.refunds.map((r) => r.paymentId)).size,
       cancelled: e.agentOrders.filter((o) => o.state === 'cancelled').length,
       approvedPayments: everApproved.length,
-      motorVends: motorVends.length,
+      motorPulses: e.pulses.length,
     },
   };
 }

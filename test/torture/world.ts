@@ -200,9 +200,19 @@ hardware:
     );
   }
 
+  /**
+   * Arms (or with no point, disarms) a crash point in the running or next relay/agent process:
+   * it SIGKILLs itself when it reaches it (src/runtime/crash-hook.ts). `label` makes the same
+   * point armed again count from zero.
+   */
+  armCrash(part: 'relay' | 'agent', point: string | undefined, label = ''): void {
+    writeFileSync(join(this.dir, `${part}.crash`), point ? `${point} ${label}\n` : '');
+  }
+
   private spawnCli(args: string[], log: WriteStream, crashAfter: string | undefined): Proc {
     const env: NodeJS.ProcessEnv = { ...process.env, QRKIOSK_RUN_SOURCES: '1', QRKIOSK_LOG_LEVEL: 'info' };
     delete env.QRKIOSK_CRASH_AFTER;
+    env.QRKIOSK_CRASH_FILE = join(this.dir, `${args[0]}.crash`);
     if (crashAfter) env.QRKIOSK_CRASH_AFTER = crashAfter;
     const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     log.write(`--- start ${args[0]} pid ${child.pid}${crashAfter ? ` crash after ${crashAfter}` : ''}\n`);
