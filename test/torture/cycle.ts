@@ -35,6 +35,7 @@ export interface CycleHooks {
   keepUp(): Promise<void>;
   /** called when the cycle starts to settle: heal the network, clear Mercado Pago faults */
   heal?(): Promise<void> | void;
+  trace?(line: string): void;
   /** how long to let the system settle with faults still on, before heal() */
   harmMs?: number;
 }
@@ -66,17 +67,24 @@ const RELAY_FINAL = new Set(['vended', 'refunded', 'cancelled', 'expired', 'reje
 
 export async function runCycle(w: World, prng: Prng, plan: PayPlan, hooks: CycleHooks): Promise<CycleResult> {
   const res: CycleResult = { plan };
-  const step = async (s: CycleStep) => hooks.atStep?.(s);
+  const t0 = Date.now();
+  const step = async (s: CycleStep) => {
+    hooks.trace?.(`${s} +${Date.now() - t0} ms`);
+    await hooks.atStep?.(s);
+  };
   await step('start');
 
   const slot = prng.int(1, 2);
-  const sel = await until(hooks, 60_000, async () => {
+  const sel = await until(hooks, 90_000, async () => {
+    // a kiosk restarted during a sale shows that sale's QR again: the customer goes on with it
+    const resumed = await w.openOrder();
+    if (resumed) return { ok: true, orderId: resumed };
     if (!(await w.agentOnline())) return undefined;
     const r = await w.select(slot);
     return r.ok ? r : undefined;
   });
   if (!sel?.orderId) {
-    res.stuck = 'the kiosk never accepted a button press for 60 s';
+    res.stuck = 'the kiosk never accepted a button press for 90 s';
     return res;
   }
   const orderId = sel.orderId;
@@ -88,6 +96,15 @@ export async function runCycle(w: World, prng: Prng, plan: PayPlan, hooks: Cycle
   await step('pending');
 
   let paidAt: number | undefined;
+  // the customer walks away: the kiosk's cancel (restarted first if it died meanwhile)
+  const leave = async () => {
+    await until(hooks, 30_000, async () => {
+      const st = agentState();
+      if (st !== 'awaiting_payment') return true;
+      if (w.agentAlive()) await w.cancel();
+      return false;
+    });
+  };
   let payments = 0;
   const pay = async (o: { outcome?: 'approved' | 'rejected'; amountMinor?: number; checkoutId: string }) => {
     const n = Array.isArray(plan.notify) ? plan.notify[Math.min(payments, plan.notify.length - 1)]! : plan.notify;
@@ -96,11 +113,11 @@ export async function runCycle(w: World, prng: Prng, plan: PayPlan, hooks: Cycle
     if (o.outcome !== 'rejected') paidAt ??= Date.now();
   };
   if (!pending || plan.kind === 'walk_away') {
-    await w.cancel();
+    await leave();
   } else {
     const scan = await w.scan();
     if (scan.status !== 'ready') {
-      await w.cancel(); // nothing to pay: the customer leaves
+      await leave(); // nothing to pay: the customer leaves
     } else {
       await step('scanned');
       const price = scan.totalMinor;
@@ -120,11 +137,10 @@ export async function runCycle(w: World, prng: Prng, plan: PayPlan, hooks: Cycle
           await pay({ checkoutId: scan.checkoutId, amountMinor: Math.max(1, price - prng.int(1, price - 1)) });
           paidAt = undefined; // nothing to dispense
           await sleep(prng.int(0, 500));
-          await w.cancel();
+          await leave();
           break;
         case 'late':
-          await w.cancel();
-          await until(hooks, 10_000, () => agentState() !== 'awaiting_payment');
+          await leave();
           await pay({ checkoutId: scan.checkoutId });
           paidAt = undefined;
           break;
@@ -155,6 +171,7 @@ export async function runCycle(w: World, prng: Prng, plan: PayPlan, hooks: Cycle
     const v = await verdictFor(w, orderId);
     return v.violations.length === 0 || undefined;
   });
+  hooks.trace?.(`settled +${Date.now() - t0} ms`);
   if (!done) {
     const r = w.relayOrder(orderId);
     res.stuck = `order ${orderId} did not settle: kiosk ${agentState()}, relay ${r?.state}, backlog ${JSON.stringify(w.relayBacklog())}, kiosk outbox ${w.agentOutbox()}`;

@@ -270,6 +270,17 @@ hardware:
     }
   }
 
+  /** the order the kiosk is waiting to be paid for, if any (e.g. resumed after a restart) */
+  async openOrder(): Promise<string | undefined> {
+    if (!this.agentAlive()) return undefined;
+    try {
+      const s = (await controlRequest(this.socket, 'status')) as { relay: { online: boolean }; order?: { orderId: string; state: string } | null };
+      return s.relay.online && s.order?.state === 'awaiting_payment' ? s.order.orderId : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   async select(slot: number): Promise<{ ok: boolean; orderId?: string; reason?: string }> {
     return (await controlRequest(this.socket, 'select', { slot })) as { ok: boolean; orderId?: string; reason?: string };
   }

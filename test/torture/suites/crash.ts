@@ -94,6 +94,7 @@ export async function crashSuite(o: CrashOptions): Promise<SuiteReport> {
       log(`cycle ${cycle}: ${JSON.stringify(crash)} ${plan.kind}`);
       const result = await runCycle(w, prng, plan, {
         keepUp,
+        trace: (l) => log(`  ${l}`),
         atStep: async (step) => {
           if (step === 'start') {
             // arm the chosen crash points in the running processes (no restart needed)

@@ -93,7 +93,7 @@ export async function mpFaultSuite(o: MpFaultOptions): Promise<SuiteReport> {
         await w.sandbox.setFault({ endpoint, status: 504, delayMs: 10_500 });
         bump(faults, `${endpoint} timeout`);
       }
-      const result = await runCycle(w, prng, plan, { keepUp, heal: () => w.sandbox.clearFaults(), harmMs: o.harmMs ?? 3000 });
+      const result = await runCycle(w, prng, plan, { keepUp, trace: (l) => log(`  ${l}`), heal: () => w.sandbox.clearFaults(), harmMs: o.harmMs ?? 3000 });
       log(`cycle ${cycle}: ${kind} ${JSON.stringify(plan.notify)}${result.stuck ? ` STUCK ${result.stuck}` : ''}`);
       if (result.payToDispenseMs !== undefined) latencies.push(result.payToDispenseMs);
       if (result.stuck) violations.push(`cycle ${cycle} (${kind}): ${result.stuck}`);

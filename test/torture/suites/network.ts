@@ -57,7 +57,7 @@ export async function networkSuite(o: NetworkOptions): Promise<SuiteReport> {
       };
       const before = w.netFaults();
       w.harmNetwork();
-      const result = await runCycle(w, prng, plan, { keepUp, heal: () => w.healNetwork(), harmMs: o.harmMs ?? 2000 });
+      const result = await runCycle(w, prng, plan, { keepUp, trace: (l) => log(`  ${l}`), heal: () => w.healNetwork(), harmMs: o.harmMs ?? 2000 });
       log(`cycle ${cycle}: ${plan.kind}, ${w.netFaults() - before} network faults${result.stuck ? `, STUCK ${result.stuck}` : ''}`);
       if (result.payToDispenseMs !== undefined) latencies.push(result.payToDispenseMs);
       if (result.stuck) violations.push(`cycle ${cycle} (${plan.kind}): ${result.stuck}`);
