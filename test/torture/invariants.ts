@@ -51,6 +51,9 @@ export function checkInvariants(e: Evidence, opts: { settled: boolean } = { sett
   const relayById = new Map(e.relayOrders.map((o) => [o.id, o]));
   const agentById = new Map(e.agentOrders.map((o) => [o.id, o]));
   const everApproved = e.payments.filter((p) => p.status === 'approved' || p.status === 'refunded');
+  const approvedByOrder = new Map<string, MpPayment[]>();
+  for (const p of everApproved) if (p.external_reference) approvedByOrder.set(p.external_reference, [...(approvedByOrder.get(p.external_reference) ?? []), p]);
+  const paymentById = new Map(e.payments.map((p) => [p.id, p]));
   const refundsByPayment = new Map<number, RefundRecord[]>();
   for (const r of e.refunds) refundsByPayment.set(r.paymentId, [...(refundsByPayment.get(r.paymentId) ?? []), r]);
 
@@ -59,10 +62,12 @@ export function checkInvariants(e: Evidence, opts: { settled: boolean } = { sett
   // (the simulated motor drops the product on the first pulse unless a dispenser fault is set,
   // so with no fault one vend is one pulse)
   const perVend = e.pulsesPerVend ?? 1;
-  const slots = new Set([...e.pulses.map((p) => p.slot), ...e.agentOrders.map((o) => o.slot)]);
-  for (const slot of slots) {
-    const pulses = e.pulses.filter((p) => p.slot === slot).length;
-    const journaled = e.agentOrders.filter((o) => o.slot === slot && PASSED_DISPENSING.has(o.state)).length;
+  const pulsesBySlot = new Map<number, number>();
+  for (const p of e.pulses) pulsesBySlot.set(p.slot, (pulsesBySlot.get(p.slot) ?? 0) + 1);
+  const journaledBySlot = new Map<number, number>();
+  for (const o of e.agentOrders) if (PASSED_DISPENSING.has(o.state)) journaledBySlot.set(o.slot, (journaledBySlot.get(o.slot) ?? 0) + 1);
+  for (const [slot, pulses] of pulsesBySlot) {
+    const journaled = journaledBySlot.get(slot) ?? 0;
     if (pulses > journaled * perVend) v.push(`[1] slot ${slot}: the motor pulsed ${pulses} times for ${journaled} orders that journaled dispensing (at most ${perVend} each)`);
   }
   const vendsByPayment = new Map<string, string[]>();
@@ -75,7 +80,7 @@ export function checkInvariants(e: Evidence, opts: { settled: boolean } = { sett
   // 2. no dispense without a payment in full
   for (const o of e.agentOrders) {
     if (!PASSED_DISPENSING.has(o.state)) continue;
-    const paid = everApproved.filter((p) => p.external_reference === o.id).reduce((s, p) => s + minor(p.transaction_amount), 0);
+    const paid = (approvedByOrder.get(o.id) ?? []).reduce((s, p) => s + minor(p.transaction_amount), 0);
     if (!o.payment_id) v.push(`[2] order ${o.id} reached ${o.state} with no payment id`);
     if (paid < o.amount) v.push(`[2] order ${o.id} reached ${o.state} with ${paid} of ${o.amount} paid at Mercado Pago`);
     const r = relayById.get(o.id);
@@ -93,7 +98,7 @@ export function checkInvariants(e: Evidence, opts: { settled: boolean } = { sett
     if (opts.settled && !consumed && refunds.length === 0) v.push(`[3] payment ${p.id} (order ${p.external_reference}, kiosk state ${agent?.state ?? 'unknown'}) was neither dispensed nor refunded`);
   }
   for (const r of e.refunds) {
-    const p = e.payments.find((x) => x.id === r.paymentId);
+    const p = paymentById.get(r.paymentId);
     if (!p || !(p.status === 'approved' || p.status === 'refunded')) v.push(`[3] refund ${r.id} of payment ${r.paymentId} which was never approved`);
   }
 

@@ -4,6 +4,7 @@ import { crashSuite } from './suites/crash.js';
 import { fuzzSuite } from './suites/fuzz.js';
 import { mpFaultSuite } from './suites/mp-faults.js';
 import { networkSuite } from './suites/network.js';
+import { soakSuite } from './suites/soak.js';
 import { PAYMENT_MODELS, type PaymentModel } from './world.js';
 
 // npm run torture -- [suite ...] [--cycles N] [--seed S] [--model M] [--verbose] [--keep]
@@ -27,6 +28,7 @@ let seed: number | undefined;
 let model: PaymentModel = 'unattended';
 let verbose = false;
 let keep = false;
+let kiosks: number | undefined;
 for (let i = 0; i < args.length; i++) {
   const a = args[i]!;
   const value = () => {
@@ -46,6 +48,7 @@ for (let i = 0; i < args.length; i++) {
     model = m as PaymentModel;
   } else if (a === '--verbose') verbose = true;
   else if (a === '--keep') keep = true;
+  else if (a === '--kiosks') kiosks = Number(value());
   else if ((SUITES as readonly string[]).includes(a)) suites.push(a as Suite);
   else usage(`unknown argument "${a}"`);
 }
@@ -70,6 +73,9 @@ for (const suite of suites.length ? suites : SUITES) {
       break;
     case 'fuzz':
       report = await fuzzSuite({ cases: n, seed: runSeed, log });
+      break;
+    case 'soak':
+      report = await soakSuite({ vends: n, seed: runSeed, model, log, keepDir: keep, ...(kiosks ? { kiosks } : {}) });
       break;
     default:
       usage(`suite ${suite} is not written yet`);

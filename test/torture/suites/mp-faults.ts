@@ -73,9 +73,10 @@ export async function mpFaultSuite(o: MpFaultOptions): Promise<SuiteReport> {
       const kind = prng.weighted<PayPlan['kind']>([['approved', 5], ['rejected_then_approved', 2], ['partial', 1], ['double', 1], ['late', 1], ['walk_away', 1]]);
       bump(faults, `payment ${kind}`);
       const first = notifyPlan(prng);
-      const second = notifyPlan(prng);
+      const twoPayments = kind === 'rejected_then_approved' || kind === 'double';
+      const second = twoPayments ? notifyPlan(prng) : first;
       // reordered: the second payment's notification overtakes the first one's
-      if (first !== false && second !== false && (kind === 'rejected_then_approved' || kind === 'double') && prng.chance(0.5)) {
+      if (first !== false && second !== false && twoPayments && prng.chance(0.5)) {
         first.delayMs = (second.delayMs ?? 0) + prng.int(200, 2000);
         bump(faults, 'notifications reordered');
       }

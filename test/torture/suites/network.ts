@@ -32,7 +32,7 @@ export async function networkSuite(o: NetworkOptions): Promise<SuiteReport> {
     model: o.model ?? 'unattended',
     deadlineSeconds: 60,
     contingencyAfterSeconds: 2,
-    net: { faultRate: o.faultRate ?? 0.05, maxDelayMs: o.maxDelayMs ?? 30_000 },
+    net: { faultRate: o.faultRate ?? 0.1, maxDelayMs: o.maxDelayMs ?? 30_000 },
   });
   const violations: string[] = [];
   const latencies: number[] = [];
@@ -76,7 +76,7 @@ export async function networkSuite(o: NetworkOptions): Promise<SuiteReport> {
       violations,
       payToDispenseMs: latencyFigures(latencies),
       durationMs: Date.now() - started,
-      extra: { counts: final.counts, faultRate: o.faultRate ?? 0.05, maxDelayMs: o.maxDelayMs ?? 30_000, ...(o.keepDir || violations.length ? { dir: w.dir } : {}) },
+      extra: { counts: final.counts, faultRate: o.faultRate ?? 0.1, maxDelayMs: o.maxDelayMs ?? 30_000, ...(o.keepDir || violations.length ? { dir: w.dir } : {}) },
     };
   } finally {
     await w.close(o.keepDir || violations.length > 0);
