@@ -171,6 +171,7 @@ export async function runCycle(w: World, prng: Prng, plan: PayPlan, hooks: Cycle
     const v = await verdictFor(w, orderId);
     return v.violations.length === 0 || undefined;
   });
+  if (!healed) await hooks.heal?.(); // settled before the faults were lifted: lift them now
   hooks.trace?.(`settled +${Date.now() - t0} ms`);
   if (!done) {
     const r = w.relayOrder(orderId);

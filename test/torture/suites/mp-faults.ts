@@ -40,6 +40,7 @@ export async function mpFaultSuite(o: MpFaultOptions): Promise<SuiteReport> {
   const faults: Record<string, number> = {};
   const violations: string[] = [];
   const latencies: number[] = [];
+  const armed = new Map<number, string>();
   const keepUp = async () => {
     for (const part of ['relay', 'agent'] as const) {
       const p = part === 'relay' ? w.relayProc : w.agentProc;
@@ -86,15 +87,20 @@ export async function mpFaultSuite(o: MpFaultOptions): Promise<SuiteReport> {
         const [endpoint, statuses] = prng.pick(API_FAULTS);
         const status = prng.pick(statuses);
         const times = prng.int(1, 3);
-        await w.sandbox.setFault({ endpoint, status, times, ...(status === 429 ? { retryAfter: String(prng.int(0, 2)) } : {}) });
-        bump(faults, `${endpoint} ${status}${status === 429 ? ' + Retry-After' : ''}`, times);
+        const f = await w.sandbox.setFault({ endpoint, status, times, ...(status === 429 ? { retryAfter: String(prng.int(0, 2)) } : {}) });
+        armed.set(f.id, `${endpoint} ${status}${status === 429 ? ' + Retry-After' : ''}`);
       }
       if (prng.chance(o.timeoutChance ?? 0.05)) {
         const endpoint = prng.pick(['getMerchantOrder', 'refundPayment', 'searchMerchantOrders'] as const);
-        await w.sandbox.setFault({ endpoint, status: 504, delayMs: 10_500 });
-        bump(faults, `${endpoint} timeout`);
+        const f = await w.sandbox.setFault({ endpoint, status: 504, delayMs: 10_500 });
+        armed.set(f.id, `${endpoint} timeout`);
       }
-      const result = await runCycle(w, prng, plan, { keepUp, trace: (l) => log(`  ${l}`), heal: () => w.sandbox.clearFaults(), harmMs: o.harmMs ?? 3000 });
+      const result = await runCycle(w, prng, plan, { keepUp, trace: (l) => log(`  ${l}`), heal: async () => {
+          // count the API faults that were hit (armed ones the sale never reached do not count)
+          for (const f of await w.sandbox.faults()) if (f.hits) bump(faults, armed.get(f.id) ?? `fault ${f.id}`, f.hits);
+          armed.clear();
+          await w.sandbox.clearFaults();
+        }, harmMs: o.harmMs ?? 3000 });
       log(`cycle ${cycle}: ${kind} ${JSON.stringify(plan.notify)}${result.stuck ? ` STUCK ${result.stuck}` : ''}`);
       if (result.payToDispenseMs !== undefined) latencies.push(result.payToDispenseMs);
       if (result.stuck) violations.push(`cycle ${cycle} (${kind}): ${result.stuck}`);
