@@ -6,6 +6,7 @@ import { SimButtons } from '../src/devices/buttons.js';
 import { NullDisplay, type Screen } from '../src/devices/display.js';
 import { SimDispenser, type Dispenser, type SimFault, type VendOutcome } from '../src/devices/dispenser.js';
 import { formatMoney } from '../src/core/money.js';
+import { buildMercadoPagoQr } from '../src/emv/index.js';
 import { silentLogger } from '../src/runtime/log.js';
 import { FakeRelay, POS_QR, agentConfig, captureLogger, nextEvent, tempDir } from './agent-helpers.js';
 
@@ -262,15 +263,43 @@ describe('agent vend flow', () => {
   it('order.accepted with a per-order QR replaces the POS QR; order.expired cancels', async () => {
     const { relay, agent, display } = await setup();
     const r = selectOk(agent);
-    const acc = relay.send({ type: 'order.accepted', orderId: r.orderId, amount: 150000, currency: 'ARS', qr: 'DYNAMIC-QR-PAYLOAD' });
+    const qr = orderQr(150000);
+    const acc = relay.send({ type: 'order.accepted', orderId: r.orderId, amount: 150000, currency: 'ARS', qr });
     await relay.waitType('ack', (m) => m.ackId === acc.id);
-    expect(display.last()).toMatchObject({ screen: 'pay', qr: 'DYNAMIC-QR-PAYLOAD' });
-    expect(vendState(agent, r.orderId)).toMatchObject({ relayAmount: 150000, qr: 'DYNAMIC-QR-PAYLOAD' });
+    expect(display.last()).toMatchObject({ screen: 'pay', qr });
+    expect(vendState(agent, r.orderId)).toMatchObject({ relayAmount: 150000, qr });
     relay.send({ type: 'order.expired', orderId: r.orderId });
     await nextEvent<Screen>(agent as never, 'screen', (s) => s.screen === 'expired');
     expect(vendState(agent, r.orderId)?.state).toBe('cancelled');
     // the relay expired it: no cancel frame needed
     expect(relay.of('order.cancel')).toHaveLength(0);
+  });
+
+  it('a per-order QR that charges another amount, or is broken, is never shown: the order is cancelled, out of service says why', async () => {
+    for (const bad of [orderQr(15000), orderQr(150000).slice(0, -4) + '0000']) {
+      const { relay, agent, display } = await setup();
+      const r = selectOk(agent);
+      relay.send({ type: 'order.accepted', orderId: r.orderId, amount: 150000, currency: 'ARS', qr: bad });
+      const shown = await nextEvent<Screen>(agent as never, 'screen', (s) => s.screen === 'out_of_service');
+      expect(shown).toMatchObject({ reason: 'fault', orderId: r.orderId });
+      expect(shown.message).toMatch(/payment QR/);
+      expect(display.last()?.qr).toBeUndefined();
+      expect(vendState(agent, r.orderId)?.state).toBe('cancelled');
+      const cancel = await relay.waitType('order.cancel');
+      expect(cancel.msg).toMatchObject({ orderId: r.orderId, reason: 'fault' });
+    }
+  });
+
+  it('a kiosk whose orders bring their own QR shows "preparing" until it arrives, never the POS sticker', async () => {
+    const { relay, agent, display } = await setup({ relay: { orderQr: true } });
+    const r = selectOk(agent);
+    expect(display.last()).toMatchObject({ screen: 'pay', orderId: r.orderId });
+    expect(display.last()?.qr).toBeUndefined();
+    expect(display.last()?.message).toBeTruthy();
+    const qr = orderQr(150000);
+    const acc = relay.send({ type: 'order.accepted', orderId: r.orderId, amount: 150000, currency: 'ARS', qr });
+    await relay.waitType('ack', (m) => m.ackId === acc.id);
+    expect(display.last()).toMatchObject({ screen: 'pay', qr });
   });
 
   it('re-sends the outbox, in order, after the socket is cut and the link comes back', async () => {
@@ -383,3 +412,8 @@ describe('agent vend flow', () => {
     expect((await relay.waitType('order.cancel')).msg).toMatchObject({ orderId: ready.msg.orderId, reason: 'customer' });
   });
 });
+
+/** An offline dynamic QR for `amount` ARS minor units, as the relay composes one. */
+function orderQr(amount: number): string {
+  return buildMercadoPagoQr({ collectorId: 123, currency: 'ARS', amountMinor: amount, merchantName: 'Test Shop', merchantCity: 'CABA', referenceLabel: 'ord_test', terminalLabel: 'POS1' });
+}

@@ -15,7 +15,7 @@ import type { Logger } from '../src/runtime/log.js';
 // frame, and can misbehave on demand (no acks, no pongs, garbage, a cut link).
 
 export const TOKEN = 'test-kiosk-token-0123456789';
-export const POS_QR = '00020101021243650016COM.MERCADOLIBRE02013063638f1192a-5fd1-4180-a180-8bcae3556bc35204000053030325802AR5909Test Shop6004CABA63041D2C';
+export const POS_QR = '00020101021243650016COM.MERCADOLIBRE02013063638f1192a-5fd1-4180-a180-8bcae3556bc35204000053030325802AR5909Test Shop6004CABA63049BE1';
 export const CATALOG = [
   { sku: 'COLA', name: 'Cola 350ml', price: 150000, currency: 'ARS' as const },
   { sku: 'CHIPS', name: 'Chips', price: 99000, currency: 'ARS' as const },
@@ -39,6 +39,10 @@ export interface FakeRelayOptions {
   kioskId?: string;
   catalog?: Array<{ sku: string; name: string; price: number; currency: string }>;
   maxPaymentSeconds?: number;
+  /** the POS sticker's QR in the welcome (default POS_QR, an ARS one) */
+  posQr?: string;
+  /** every order brings its own QR (dynamic models) */
+  orderQr?: boolean;
 }
 
 export class FakeRelay extends EventEmitter {
@@ -63,6 +67,8 @@ export class FakeRelay extends EventEmitter {
       kioskId: 'kiosk-test',
       catalog: CATALOG,
       maxPaymentSeconds: 300,
+      posQr: POS_QR,
+      orderQr: false,
       ...opts,
     };
     wss.on('connection', (ws) => this.onConnection(ws));
@@ -128,7 +134,8 @@ export class FakeRelay extends EventEmitter {
           kioskId: this.opts.kioskId,
           serverTime: Date.now(),
           paymentModel: 'unattended',
-          posQr: POS_QR,
+          posQr: this.opts.posQr,
+          orderQr: this.opts.orderQr,
           catalog: this.opts.catalog,
           maxPaymentSeconds: this.opts.maxPaymentSeconds,
         }),

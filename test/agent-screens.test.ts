@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../src/agent/agent.js';
 import { NullDisplay, type Screen } from '../src/devices/display.js';
 import { texts } from '../src/devices/texts.js';
+import { buildMercadoPagoQr } from '../src/emv/index.js';
 import { silentLogger } from '../src/runtime/log.js';
 import { FakeRelay, agentConfig, nextEvent, tempDir } from './agent-helpers.js';
 import { waitFor } from './helpers/wait.js';
@@ -14,7 +15,9 @@ afterEach(async () => {
 });
 
 async function setup(opts: { catalog?: Array<{ sku: string; name: string; price: number; currency: string }>; config?: Record<string, unknown> }) {
-  const relay = await FakeRelay.start(opts.catalog ? { catalog: opts.catalog } : {});
+  const currency = (opts.catalog?.[0]?.currency ?? 'ARS') as 'ARS';
+  const posQr = buildMercadoPagoQr({ collectorId: 123, currency, merchantName: 'Test Shop', merchantCity: 'City', terminalLabel: 'POS1' });
+  const relay = await FakeRelay.start(opts.catalog ? { catalog: opts.catalog, posQr } : {});
   cleanups.push(() => relay.close());
   const { dir, cleanup } = tempDir('qrk-scr-');
   cleanups.push(cleanup);

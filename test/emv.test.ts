@@ -10,6 +10,8 @@ import {
   encodeTlv,
   findField,
   parseMercadoPagoQr,
+  buildMercadoPagoOrderQr,
+  type EmvInputField,
 } from '../src/emv/index.js';
 
 const VECTOR =
@@ -200,5 +202,106 @@ describe('Mercado Pago QR', () => {
       { id: '60', value: 'Y' },
     ]);
     expect(emvError(() => parseMercadoPagoQr(pix)).path).toBe('43.00');
+  });
+});
+
+describe('Mercado Pago order qr_data (what the online APIs return)', () => {
+  const UUID = '3f1a9c2e-7b4d-4e8a-9c1f-0a2b3c4d5e6f';
+  // Assembled field by field (not with the builder) so the parser is tested against the published
+  // layout: 00, 01=12, 43{00 GUI, 02 version, 06 UUID}, 52, 53, 58, 59, 60, 62{05, 07}, 63; no 54.
+  function orderQr(opts: { gui?: string; pix?: 'with' | 'only'; pixGui?: string; pixUuid?: string; extra43?: EmvInputField[] } = {}): string {
+    const fields: EmvInputField[] = [
+      { id: '00', value: '01' },
+      { id: '01', value: '12' },
+    ];
+    if (opts.pix) {
+      fields.push({
+        id: '26',
+        children: [
+          { id: '00', value: opts.pixGui ?? 'BR.GOV.BCB.PIX' },
+          { id: '25', value: `pix-qr.mercadopago.com/instore/o/v2/${opts.pixUuid ?? UUID}` },
+        ],
+      });
+    }
+    if (opts.pix !== 'only') {
+      fields.push({
+        id: '43',
+        children: [{ id: '00', value: opts.gui ?? 'COM.MERCADOLIBRE' }, { id: '02', value: '3' }, { id: '06', value: UUID }, ...(opts.extra43 ?? [])],
+      });
+    }
+    fields.push(
+      { id: '52', value: '0000' },
+      { id: '53', value: opts.pix ? '986' : '032' },
+      { id: '58', value: opts.pix ? 'BR' : 'AR' },
+      { id: '59', value: 'Kiosco Central' },
+      { id: '60', value: 'Rosario' },
+      { id: '62', children: [{ id: '05', value: '***' }, { id: '07', value: 'KIOSK01' }] },
+    );
+    return encodeEmv(fields);
+  }
+
+  it('reads an upper-case GUI, the order UUID and no amount', () => {
+    const qr = parseMercadoPagoQr(orderQr());
+    expect(qr).toMatchObject({ initiation: 'dynamic', orderUuid: UUID, templateVersion: '3', currency: 'ARS', referenceLabel: '***', terminalLabel: 'KIOSK01' });
+    expect(qr.collectorId).toBeUndefined();
+    expect(qr.amountMinor).toBeUndefined();
+    expect(qr.pixUrl).toBeUndefined();
+  });
+
+  it('reads a lower-case GUI the same way', () => {
+    expect(parseMercadoPagoQr(orderQr({ gui: 'com.mercadolibre' })).orderUuid).toBe(UUID);
+  });
+
+  it('reads the Pix template alongside 43, and Pix alone', () => {
+    const both = parseMercadoPagoQr(orderQr({ pix: 'with' }));
+    expect(both).toMatchObject({ orderUuid: UUID, pixUrl: `pix-qr.mercadopago.com/instore/o/v2/${UUID}`, currency: 'BRL' });
+    const only = parseMercadoPagoQr(orderQr({ pix: 'only', pixGui: 'br.gov.bcb.pix' }));
+    expect(only.orderUuid).toBe(UUID);
+    expect(only.pixUrl).toContain('pix-qr.mercadopago.com');
+  });
+
+  it('refuses a Pix URL that names another order than 43/06', () => {
+    const err = emvError(() => parseMercadoPagoQr(orderQr({ pix: 'with', pixUuid: '00000000-0000-4000-8000-000000000000' })));
+    expect(err.code).toBe('INVALID_VALUE');
+    expect(err.path).toBe('26.25');
+  });
+
+  it('refuses a bad CRC, a bad UUID and a QR naming neither seller nor order', () => {
+    const good = orderQr();
+    expect(emvError(() => parseMercadoPagoQr(good.slice(0, -4) + (good.endsWith('0000') ? '1111' : '0000'))).code).toBe('CRC_MISMATCH');
+    const badUuid = encodeEmv([
+      { id: '00', value: '01' },
+      { id: '01', value: '12' },
+      { id: '43', children: [{ id: '00', value: 'COM.MERCADOLIBRE' }, { id: '06', value: 'not-a-uuid' }] },
+      { id: '52', value: '0000' },
+      { id: '53', value: '032' },
+      { id: '58', value: 'AR' },
+      { id: '59', value: 'X' },
+      { id: '60', value: 'Y' },
+    ]);
+    expect(emvError(() => parseMercadoPagoQr(badUuid)).path).toBe('43.06');
+    const nobody = encodeEmv([
+      { id: '00', value: '01' },
+      { id: '01', value: '12' },
+      { id: '43', children: [{ id: '00', value: 'COM.MERCADOLIBRE' }, { id: '02', value: '3' }] },
+      { id: '52', value: '0000' },
+      { id: '53', value: '032' },
+      { id: '58', value: 'AR' },
+      { id: '59', value: 'X' },
+      { id: '60', value: 'Y' },
+    ]);
+    expect(emvError(() => parseMercadoPagoQr(nobody)).code).toBe('MISSING_FIELD');
+    // truncated structure
+    expect(emvError(() => parseMercadoPagoQr(good.slice(0, 20))).code).not.toBe('CRC_MISMATCH');
+  });
+
+  it('builds what it reads (sandbox builder), with Pix in Brazil by default', () => {
+    const ars = buildMercadoPagoOrderQr({ orderUuid: UUID, currency: 'ARS', merchantName: 'Kiosco', merchantCity: 'Rosario', terminalLabel: 'K1' });
+    expect(ars).toContain('0016COM.MERCADOLIBRE');
+    expect(findField(decodeEmv(ars), '54')).toBeUndefined();
+    expect(parseMercadoPagoQr(ars)).toMatchObject({ orderUuid: UUID, terminalLabel: 'K1', initiation: 'dynamic' });
+    const brl = parseMercadoPagoQr(buildMercadoPagoOrderQr({ orderUuid: UUID, currency: 'BRL', merchantName: 'Loja', merchantCity: 'Sao Paulo' }));
+    expect(brl.pixUrl).toBe(`pix-qr.mercadopago.com/instore/o/v2/${UUID}`);
+    expect(findField(brl.fields, '26', '00')?.value).toBe('br.gov.bcb.pix');
   });
 });

@@ -34,8 +34,25 @@ async function run(...argv: string[]) {
 }
 
 describe('qrkiosk relay kiosk ...', () => {
+  it('a new kiosk gets the Orders API dynamic QR where the site has it; --model and set-model are checked against the site', async () => {
+    const add = await run('kiosk', 'add', 'k2', '--config', configPath, '--pos', 'POS2');
+    expect(add.code).toBe(0);
+    expect(add.out).toMatch(/payment model orders\/dynamic/);
+    expect(add.out).not.toMatch(/POS url to register/);
+    const bad = await run('kiosk', 'add', 'k3', '--config', configPath, '--pos', 'POS3', '--model', 'orders/sticker');
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/unknown mode "sticker" for the orders model: write one of orders\/dynamic, orders\/static, orders\/hybrid/);
+    const attended = await run('kiosk', 'set-model', 'k2', 'attended/mpmobile', '--config', configPath);
+    expect(attended.code).toBe(0);
+    const store = openRelayStore(join(dir, 'relay.sqlite'));
+    expect(store.getKiosk('k2')).toMatchObject({ paymentModel: 'attended', modelMode: 'mpmobile' });
+    store.close();
+    const unknown = await run('kiosk', 'set-model', 'k2', 'cash', '--config', configPath);
+    expect(unknown.err).toMatch(/unknown payment model "cash"/);
+  });
+
   it('add prints the token once with a warning and the POS url; list and set-qr work', async () => {
-    const add = await run('kiosk', 'add', 'k1', '--config', configPath, '--pos', 'POS1', '--generation', 'v1');
+    const add = await run('kiosk', 'add', 'k1', '--config', configPath, '--pos', 'POS1', '--model', 'unattended', '--generation', 'v1');
     expect(add.code).toBe(0);
     const token = /token: (qk_\S+)/.exec(add.out)![1]!;
     expect(add.out).toMatch(/shown ONCE and cannot be shown again/);
@@ -51,7 +68,7 @@ describe('qrkiosk relay kiosk ...', () => {
     expect(rows).toEqual([expect.objectContaining({ id: 'k1', posExternalId: 'POS1', generation: 'v1', posQr: '00020101021143' })]);
     expect(list.out).not.toContain(token);
     const human = await run('kiosk', 'list', '--config', configPath);
-    expect(human.out).toMatch(/^k1 {2}pos=POS1 {2}v1 {2}qr=set/);
+    expect(human.out).toMatch(/^k1 {2}pos=POS1 {2}unattended v1 {2}qr=set/);
 
     const rotated = await run('kiosk', 'rotate-token', 'k1', '--config', configPath);
     expect(rotated.code).toBe(0);

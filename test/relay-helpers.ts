@@ -154,6 +154,18 @@ export class FakeMp extends EventEmitter implements MercadoPagoApi {
   async getPos(): Promise<never> {
     throw new Error('not used by the relay');
   }
+  // The other payment models talk to the sandbox emulator in their tests; this fake serves the
+  // unattended model's unit tests only, and says so if a test strays.
+  putPosOrder = notEmulated('putPosOrder');
+  deletePosOrder = notEmulated('deletePosOrder');
+  postMobilePosOrder = notEmulated('postMobilePosOrder');
+  deleteMobilePosOrder = notEmulated('deleteMobilePosOrder');
+  createDynamicQr = notEmulated('createDynamicQr');
+  createOrder = notEmulated('createOrder');
+  getOrder = notEmulated('getOrder');
+  cancelOrder = notEmulated('cancelOrder');
+  refundOrder = notEmulated('refundOrder');
+  searchOrders = notEmulated('searchOrders');
 }
 
 export interface LogLine {
@@ -390,4 +402,10 @@ export async function notifyIpn(h: Harness, topic: string, id: number | string):
   const res = await fetch(`${h.relay.url}/mp/notifications?topic=${topic}&id=${id}`, { method: 'POST' });
   await res.text();
   return res.status;
+}
+
+function notEmulated(name: string): () => Promise<never> {
+  return async () => {
+    throw new Error(`FakeMp.${name}: not emulated here; use the sandbox emulator (test/helpers/system.ts) for this payment model`);
+  };
 }

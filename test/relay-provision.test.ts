@@ -46,7 +46,7 @@ describe('qrkiosk relay provision', () => {
     const cfg = join(dir, 'relay.yaml');
     writeConfig(cfg, 'https://relay.example.com', sandbox.url);
 
-    expect((await run(['kiosk', 'add', 'k1', '--pos', 'KIOSK1', '--config', cfg])).code).toBe(0);
+    expect((await run(['kiosk', 'add', 'k1', '--pos', 'KIOSK1', '--model', 'unattended', '--config', cfg])).code).toBe(0);
     const missingStore = await run(['provision', 'k1', '--config', cfg]);
     expect(missingStore.code).toBe(2);
     expect(missingStore.err).toMatch(/--store <storeExternalId> is required/);
@@ -64,13 +64,48 @@ describe('qrkiosk relay provision', () => {
 
     const again = await run(['provision', 'k1', '--config', cfg]);
     expect(again.code).toBe(0);
-    expect(again.out).toMatch(/already provisioned/);
+    expect(again.out).not.toMatch(/\b(created|changed|stored)\b/);
+    expect(again.out).toMatch(/POS KIOSK1 +found/);
     expect(await sandbox.pointsOfSale()).toHaveLength(1);
 
     writeConfig(cfg, 'https://relay2.example.com', sandbox.url);
     const moved = await run(['provision', 'k1', '--config', cfg]);
-    expect(moved.out).toMatch(/url now points at this relay/);
+    expect(moved.out).toMatch(/POS KIOSK1 +changed +url now https:\/\/relay2\.example\.com/);
     expect((await sandbox.pointsOfSale())[0]!.url).toMatch(/^https:\/\/relay2\.example\.com\//);
+  });
+
+  it('an Orders API kiosk gets a POS without url; a second run changes nothing; a bad store id is refused before any call', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'qrkiosk-prov-'));
+    sandbox = await startSandbox({ accessToken: 'TEST-prov', collectorId: 555, logger: pino({ level: 'silent' }) });
+    const cfg = join(dir, 'relay.yaml');
+    writeConfig(cfg, 'https://relay.example.com', sandbox.url);
+    expect((await run(['kiosk', 'add', 'k1', '--pos', 'KIOSK1', '--model', 'orders/dynamic', '--config', cfg])).code).toBe(0);
+
+    const badStore = await run(['provision', 'k1', '--config', cfg, '--store', 'STORE-1']);
+    expect(badStore.code).toBe(2);
+    expect(badStore.err).toMatch(/store external id "STORE-1" must be letters and digits only/);
+    expect(await sandbox.stores()).toHaveLength(0);
+
+    const first = await run(['provision', 'k1', '--config', cfg, '--store', 'STORE1']);
+    expect(first.code).toBe(0);
+    expect(first.out).toMatch(/store STORE1 +created/);
+    expect(first.out).toMatch(/POS KIOSK1 +created .*no url/);
+    const pos = await sandbox.pointsOfSale();
+    expect(pos).toHaveLength(1);
+    expect(pos[0]!.url ?? null).toBeNull();
+    const store = openRelayStore(join(dir, 'relay.sqlite'));
+    expect(store.getKiosk('k1')).toMatchObject({ storeExternalId: 'STORE1' });
+    const revision = store.kioskRevision();
+    store.close();
+
+    const again = await run(['provision', 'k1', '--config', cfg]);
+    expect(again.code).toBe(0);
+    expect(again.out).not.toMatch(/\b(created|changed|stored)\b/);
+    const after = openRelayStore(join(dir, 'relay.sqlite'));
+    expect(after.kioskRevision()).toBe(revision);
+    after.close();
+    expect(await sandbox.pointsOfSale()).toHaveLength(1);
+    expect(await sandbox.stores()).toHaveLength(1);
   });
 
   it('names the missing kiosk', async () => {

@@ -17,8 +17,8 @@ import {
   connectSandbox,
   interpretPosAnswer,
   startSandbox,
+  type MerchantOrderScan,
   type Sandbox,
-  type ScanResult,
 } from '../src/sandbox/index.js';
 
 const TOKEN = 'TEST-sandbox-token';
@@ -99,10 +99,10 @@ async function createPos(externalId: string, withUrl = true): Promise<MpPos> {
   });
 }
 
-async function scanReady(pos: MpPos): Promise<Extract<ScanResult, { status: 'ready' }>> {
+async function scanReady(pos: MpPos): Promise<MerchantOrderScan> {
   const result = await sandbox.scan({ qr: pos.qr_code! });
-  expect(result.status).toBe('ready');
-  return result as Extract<ScanResult, { status: 'ready' }>;
+  expect(result).toMatchObject({ status: 'ready', model: 'unattended' });
+  return result as MerchantOrderScan;
 }
 
 function verifySignature(r: Received): boolean {
@@ -442,8 +442,9 @@ describe('sandbox: POS answers that are not a sale', () => {
 
   it('refuses QRs that are not ours', async () => {
     await expect(sandbox.scan({ qr: 'not a qr' })).rejects.toMatchObject({ code: 'invalid_qr' });
+    // a POS without url and without an order on it: the app's waiting screen (attended model)
     const attended = await createPos('POSNOURL', false);
-    await expect(sandbox.scan({ qr: attended.qr_code! })).rejects.toMatchObject({ code: 'attended_pos' });
+    expect(await sandbox.scan({ qr: attended.qr_code! })).toMatchObject({ status: 'waiting_for_order', posId: attended.id });
   });
 });
 
@@ -453,7 +454,7 @@ describe('sandbox: refunds', () => {
     script(ext, v1Ready(`sale-${ext}`, [{ title: 'Snack', quantity: 1, unit_price: unitPrice }]));
     const scan = await scanReady(pos);
     const paid = await sandbox.pay({ checkoutId: scan.checkoutId, notify: false });
-    return { paymentId: paid.paymentId, merchantOrderId: scan.merchantOrderId };
+    return { paymentId: Number(paid.paymentId), merchantOrderId: scan.merchantOrderId };
   }
 
   it('the same idempotency key returns the same refund and refunds once', async () => {

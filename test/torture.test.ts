@@ -45,7 +45,7 @@ describe('the invariant checker catches each kind of violation', () => {
     payments: [{ id: 11, status: 'approved', external_reference: 'ord_1', transaction_amount: 1500, currency_id: 'ARS' }],
     refunds: [],
   });
-  const refund = (paymentId: number, amountMinor = 150000) => ({ id: paymentId + 1000, paymentId, merchantOrderId: 1, amountMinor, amount: amountMinor / 100, currency: 'ARS' as const, idempotencyKey: `k${paymentId}`, dateCreated: '', replays: 0 });
+  const refund = (paymentId: number, amountMinor = 150000) => ({ id: paymentId + 1000, api: 'payments' as const, externalReference: 'ord_1', paymentId, merchantOrderId: 1, amountMinor, amount: amountMinor / 100, currency: 'ARS' as const, idempotencyKey: `k${paymentId}`, dateCreated: '', replays: 0 });
 
   it('a clean sale has no violation', () => {
     expect(checkInvariants(ok()).violations).toEqual([]);

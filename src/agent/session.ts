@@ -14,6 +14,7 @@ import { localeForCurrency, texts, type Texts } from '../devices/texts.js';
 import type { AgentConfig } from './config.js';
 import type { Journal, OrderRow, TransitionOptions } from './journal.js';
 import type { LinkState, ReliableRelayMessage } from './relay-link.js';
+import { qrProblem } from './qr-check.js';
 
 // The vend flow: button -> order -> QR -> paid -> motor -> result. Every state change is a
 // journal transition checked by the vend state machine; an illegal one is logged and refused,
@@ -130,6 +131,8 @@ const LOW_STOCK = 3;
 
 export class VendSession extends EventEmitter {
   private readonly textsByLocale = new Map<string, Texts>();
+  /** the last QR that passed qrProblem, so a countdown tick does not decode it again */
+  private lastGoodQr: string | undefined;
   private readonly log: Logger;
   private readonly timings: SessionTimings;
   private readonly now: () => number;
@@ -225,7 +228,16 @@ export class VendSession extends EventEmitter {
 
   private showPay(order: OrderRow): void {
     const w = this.catalogWelcome();
-    const qr = order.qr ?? w?.posQr;
+    // A kiosk whose orders bring their own QR never shows the POS sticker's meanwhile: the customer
+    // would scan a QR with nothing to pay on it. Until the order's QR arrives, the screen says so.
+    const qr = order.qr ?? (w?.orderQr ? undefined : w?.posQr || undefined);
+    if (qr) {
+      if (qr !== this.lastGoodQr) {
+        const problem = qrProblem(qr, order);
+        if (problem !== undefined) return this.refuseQr(order, problem);
+        this.lastGoodQr = qr;
+      }
+    }
     const secondsLeft = Math.max(0, Math.ceil((order.deadline - this.now()) / 1000));
     this.show({
       screen: 'pay',
@@ -233,8 +245,28 @@ export class VendSession extends EventEmitter {
       product: this.productName(order.sku),
       amountText: money(order.amount, order.currency),
       secondsLeft,
-      ...(qr ? { qr } : {}),
+      ...(qr ? { qr } : { message: this.t.preparingQr }),
     });
+  }
+
+  /**
+   * The QR for this order would not charge it correctly: the order is cancelled (the relay
+   * withdraws it) and the screen says why, instead of a QR that takes the wrong money.
+   */
+  private refuseQr(order: OrderRow, problem: string): void {
+    this.log.error({ orderId: order.id, problem }, `not showing the payment QR: ${problem}`);
+    const r = this.step(order.id, 'cancel', { detail: `QR refused: ${problem}`, outbox: [this.cancelFrame(order.id, 'fault')] });
+    if (!r) return;
+    this.endPayment(order.id);
+    this.deps.link.flush();
+    this.showingResult = true;
+    if (this.resultTimer) clearTimeout(this.resultTimer);
+    this.show({ screen: 'out_of_service', reason: 'fault', orderId: order.id, message: problem });
+    this.resultTimer = setTimeout(() => {
+      this.resultTimer = undefined;
+      this.showingResult = false;
+      this.refresh();
+    }, this.timings.resultScreenMs);
   }
 
   /** A result screen, then back to idle. */

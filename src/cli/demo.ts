@@ -12,6 +12,8 @@ import type { RunningRelay } from '../relay/server.js';
 import type { Logger } from '../runtime/log.js';
 import type { Sandbox } from '../sandbox/index.js';
 import { startLocalStack } from './local-stack.js';
+import { defaultModelFor, describeModes, modelLabel, parseModelChoice } from '../relay/models/modes.js';
+import type { PaymentModelName } from '../protocol/messages.js';
 
 // `qrkiosk demo` (= `npm start`): the Mercado Pago emulator, the relay and one kiosk agent with
 // simulated hardware, wired together on loopback exactly as they would be in the field: the
@@ -41,7 +43,7 @@ interface DemoParts {
   close(): Promise<void>;
 }
 
-async function startParts(opts: { interactive: boolean; logger: Logger; resultScreenMs: number }): Promise<DemoParts> {
+async function startParts(opts: { interactive: boolean; logger: Logger; resultScreenMs: number; model: { model: PaymentModelName; mode: string | null } }): Promise<DemoParts> {
   const { logger } = opts;
   const dir = mkdtempSync(join(tmpdir(), 'qrkiosk-demo-'));
   const stack = await startLocalStack({
@@ -52,7 +54,7 @@ async function startParts(opts: { interactive: boolean; logger: Logger; resultSc
     webhookSecret: WEBHOOK_SECRET,
     catalog: CATALOG,
     orders: { maxPaymentSeconds: 120, contingencyAfterSeconds: 10 },
-    kiosk: { id: KIOSK_ID, posExternalId: POS_EXTERNAL_ID, generation: 'v2', storeExternalId: 'DEMOSTORE1' },
+    kiosk: { id: KIOSK_ID, posExternalId: POS_EXTERNAL_ID, generation: 'v2', storeExternalId: 'DEMOSTORE1', model: opts.model.model, modelMode: opts.model.mode },
     pollIntervalMs: 150,
     sandboxLogger: logger.child({ part: 'sandbox' }),
     relayLogger: logger.child({ part: 'relay' }),
@@ -163,14 +165,20 @@ async function sellOnce(parts: DemoParts, slot: number, fault: SimFault): Promis
   }
   const orderId = sel.orderId;
   step(`button ${slot} pressed -> order ${orderId}, screen shows ${sel.product} ${formatMoney(sel.amount, assertCurrency(sel.currency))} and the QR`);
-  const scan = await sandbox.scan({ qr: parts.posQr });
+  const scan = await sandbox.scan({ qr: await shownQr(parts, orderId) });
   if (scan.status !== 'ready') {
-    step(`customer scanned: Mercado Pago got "${scan.status}" from the relay after ${scan.polls} polls`);
+    step(`customer scanned: Mercado Pago says "${scan.status}"`);
     return scan.status;
   }
-  step(`customer scanned: the relay answered the POS poll (${scan.generation}) after ${scan.polls} poll(s): ${formatMoney(scan.totalMinor, scan.currency)}, merchant order ${scan.merchantOrderId}`);
+  const how =
+    scan.model === 'orders'
+      ? `Orders API order ${scan.orderId} (${scan.mode} QR)`
+      : scan.model === 'unattended'
+        ? `the relay answered the POS poll (${scan.generation}) after ${scan.polls} poll(s), merchant order ${scan.merchantOrderId}`
+        : `${scan.model} QR, merchant order ${scan.merchantOrderId}`;
+  step(`customer scanned: ${how}: ${formatMoney(scan.totalMinor, scan.currency)}`);
   const paid = await sandbox.pay({ checkoutId: scan.checkoutId, notify: { form: 'webhook' } });
-  step(`customer paid: payment ${paid.paymentId} ${paid.status}, merchant order ${paid.merchantOrderStatus}; notification sent`);
+  step(`customer paid: payment ${paid.paymentId} ${paid.status}, ${paid.model === 'orders' ? `order ${paid.orderStatus}` : `merchant order ${paid.merchantOrderStatus}`}; notification sent`);
   const end = await waitForState(agent, orderId, ['dispensed', 'vend_failed', 'vend_unknown', 'not_dispensed']);
   if (end.to === 'dispensed') {
     step(`relay verified the payment -> kiosk pulsed the motor -> drop sensor saw the product: DISPENSED`);
@@ -180,6 +188,18 @@ async function sellOnce(parts: DemoParts, slot: number, fault: SimFault): Promis
     step(`Mercado Pago refunded payment ${refund.paymentId}: ${formatMoney(refund.amountMinor, refund.currency)} (idempotency key ${refund.idempotencyKey})`);
   }
   return end.to;
+}
+
+/**
+ * What the kiosk's screen shows for the order once it is payable: the order's own QR (dynamic
+ * models, sent by the relay in order.accepted) or the POS sticker.
+ */
+async function shownQr(parts: DemoParts, orderId: string): Promise<string> {
+  return waitUntil(async () => {
+    const o = parts.relay.store.getOrder(orderId);
+    if (!o || (o.offerState !== 'offered' && o.offerState !== 'local')) return undefined;
+    return o.qr ?? parts.posQr;
+  });
 }
 
 async function waitUntil<T>(check: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
@@ -233,7 +253,9 @@ async function runInteractive(parts: DemoParts): Promise<number> {
     const pay = async (outcome: 'approved' | 'rejected') => {
       try {
         say('customer scans the QR with Mercado Pago...');
-        const scan = await sandbox.scan({ qr: parts.posQr, giveUpMs: 3000 });
+        const open = agent.status().order?.orderId;
+        const qr = open ? await shownQr(parts, open).catch(() => parts.posQr) : parts.posQr;
+        const scan = await sandbox.scan({ qr, giveUpMs: 3000 });
         if (scan.status !== 'ready') return say(`Mercado Pago: nothing to pay (${scan.status}): press a product first`);
         const r = await sandbox.pay({ checkoutId: scan.checkoutId, outcome, notify: { form: 'webhook' } });
         say(`payment ${r.paymentId} ${r.status}`);
@@ -267,14 +289,22 @@ async function runInteractive(parts: DemoParts): Promise<number> {
 }
 
 export async function demoMain(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { auto: { type: 'boolean', default: false } } });
+  const { values } = parseArgs({ args: argv, options: { auto: { type: 'boolean', default: false }, model: { type: 'string' } } });
+  let model: { model: PaymentModelName; mode: string | null };
+  try {
+    model = values.model === undefined ? defaultModelFor('ARS') : parseModelChoice(values.model, 'ARS');
+  } catch (err) {
+    console.error(`qrkiosk demo: ${(err as Error).message}`);
+    console.error(`  models: ${describeModes()}`);
+    return 2;
+  }
   const interactive = !values.auto && process.stdin.isTTY === true && process.stdout.isTTY === true;
   // Logs go to a file: the terminal is the kiosk's screen.
   const logDir = mkdtempSync(join(tmpdir(), 'qrkiosk-demo-log-'));
   const logFile = join(logDir, 'demo.log');
   const logger = pino({ level: 'info' }, pino.destination({ dest: logFile, sync: true }));
-  const parts = await startParts({ interactive, logger, resultScreenMs: interactive ? 4000 : 300 });
-  console.log(`qrkiosk demo — everything on loopback, simulated hardware`);
+  const parts = await startParts({ interactive, logger, resultScreenMs: interactive ? 4000 : 300, model });
+  console.log(`qrkiosk demo — everything on loopback, simulated hardware, payment model ${modelLabel(model.model, model.mode)}`);
   console.log(`  Mercado Pago sandbox  ${parts.sandbox.url}`);
   console.log(`  relay                 ${parts.relay.url}  (kiosks: ${parts.relay.wsUrl})`);
   console.log(`  agent control socket  ${join(parts.dir, 'agent.sock')}  (try: qrkiosk status --socket ${join(parts.dir, 'agent.sock')})`);

@@ -2,7 +2,9 @@ import { join } from 'node:path';
 import { MercadoPagoClient } from '../mercadopago/client.js';
 import { parseRelayConfig, type RelayConfig, type RelayConfigInput } from '../relay/config.js';
 import { startRelay, type RunningRelay } from '../relay/server.js';
-import { addKiosk, posUrl, setKioskPosQr } from '../relay/store.js';
+import { DEFAULT_MODE } from '../relay/models/modes.js';
+import { provisionKiosk } from '../relay/provision.js';
+import type { PaymentModelName } from '../protocol/messages.js';
 import type { Logger } from '../runtime/log.js';
 import { freeLoopbackPort } from '../runtime/net.js';
 import { startSandbox, type Sandbox } from '../sandbox/index.js';
@@ -21,7 +23,7 @@ export interface LocalStackOptions {
   webhookSecret?: string;
   catalog: RelayConfigInput['catalog'];
   orders?: RelayConfigInput['orders'];
-  kiosk: { id: string; posExternalId: string; generation?: 'v1' | 'v2'; storeExternalId: string };
+  kiosk: { id: string; posExternalId: string; generation?: 'v1' | 'v2'; storeExternalId: string; model?: PaymentModelName; modelMode?: string | null };
   /** how often the simulated app polls a POS url */
   pollIntervalMs?: number;
   pollGiveUpMs?: number;
@@ -70,19 +72,22 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
     });
     const relay = await startRelay(relayConfig, { logger: o.relayLogger });
 
+    // Mercado Pago sends Orders API webhooks, and notifications of orders that name no url (an
+    // offline QR), to the url set in the seller's panel: here, this relay's.
+    await sandbox.configure({ ordersWebhookUrl: `${publicUrl}/mp/notifications`, panelNotificationUrl: `${publicUrl}/mp/notifications` });
+
     // `qrkiosk relay kiosk add` + `qrkiosk relay provision`
-    const added = addKiosk(relay.store, { id: o.kiosk.id, posExternalId: o.kiosk.posExternalId, generation: o.kiosk.generation ?? 'v2' });
-    const mp = new MercadoPagoClient({ baseUrl: sandbox.url, accessToken: o.accessToken });
-    await mp.createStore(o.collectorId, { name: `${o.kiosk.id} store`, external_id: o.kiosk.storeExternalId });
-    const pos = await mp.createPos({
-      name: o.kiosk.id,
-      fixed_amount: true,
-      external_store_id: o.kiosk.storeExternalId,
-      external_id: o.kiosk.posExternalId,
-      url: posUrl(publicUrl, added.kiosk),
+    const model = o.kiosk.model ?? 'unattended';
+    const added = relay.store.addKiosk({
+      id: o.kiosk.id,
+      posExternalId: o.kiosk.posExternalId,
+      generation: o.kiosk.generation ?? 'v2',
+      model,
+      modelMode: o.kiosk.modelMode === undefined ? DEFAULT_MODE[model] : o.kiosk.modelMode,
     });
-    const posQr = pos.qr_code!;
-    setKioskPosQr(relay.store, o.kiosk.id, posQr);
+    const mp = new MercadoPagoClient({ baseUrl: sandbox.url, accessToken: o.accessToken });
+    await provisionKiosk(mp, relayConfig, relay.store, added.kiosk, { storeExternalId: o.kiosk.storeExternalId, storeName: `${o.kiosk.id} store` });
+    const posQr = relay.store.getKiosk(o.kiosk.id)!.posQr!;
     return {
       sandbox,
       relay,

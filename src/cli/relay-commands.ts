@@ -3,8 +3,10 @@ import { loadRelayConfig, type RelayConfig } from '../relay/config.js';
 import { startRelay } from '../relay/server.js';
 import { openRelayStore, posUrl, type RelayStore } from '../relay/store.js';
 import { MercadoPagoClient } from '../mercadopago/client.js';
-import { MpConflictError } from '../mercadopago/errors.js';
 import { requireAccessToken } from '../relay/config.js';
+import { defaultModelFor, describeModes, modelLabel, parseModelChoice, ModelChoiceError } from '../relay/models/modes.js';
+import { provisionKiosk, ProvisionError, type ProvisionRow } from '../relay/provision.js';
+import { watchConfigCatalog } from '../relay/config-watch.js';
 import { ORDER_STATES, type OrderState } from '../core/relay-order.js';
 import { formatMoney } from '../core/money.js';
 import { createLogger } from '../runtime/log.js';
@@ -16,13 +18,17 @@ import { SystemdNotifier } from '../runtime/sd-notify.js';
 
 const USAGE = `usage:
   qrkiosk relay --config FILE
-  qrkiosk relay kiosk add <id> --config FILE --pos <externalId> [--generation v1|v2] [--qr <payload>]
+  qrkiosk relay kiosk add <id> --config FILE --pos <externalId> [--model MODEL[/MODE]] [--store <storeExternalId>] [--generation v1|v2] [--qr <payload>]
+  qrkiosk relay kiosk set-model <id> MODEL[/MODE] --config FILE
   qrkiosk relay kiosk list --config FILE [--json]
   qrkiosk relay kiosk set-qr <id> <payload> --config FILE
   qrkiosk relay kiosk rotate-token <id> --config FILE
   qrkiosk relay orders --config FILE [--kiosk ID] [--state STATE] [--review] [--limit N] [--json]
   qrkiosk relay order <orderId> --config FILE [--json]
-  qrkiosk relay provision <id> --config FILE --store <storeExternalId> [--store-name NAME] [--pos-name NAME] [--category MCC]`;
+  qrkiosk relay provision <id> --config FILE --store <storeExternalId> [--store-name NAME] [--pos-name NAME] [--category MCC]
+
+payment models (MODEL/MODE): ${describeModes()}
+  default for a new kiosk: orders/dynamic where the site has the Orders API QR, else dynamic/online`;
 
 class UsageError extends Error {
   override name = 'UsageError';
@@ -80,6 +86,7 @@ async function runRelay(args: string[], io: RelayCliIo): Promise<number> {
   const logger = createLogger('relay');
   const relay = await startRelay(config, { logger });
   io.err(`relay listening on ${relay.url}; Mercado Pago reaches it at ${config.publicUrl}`);
+  const catalogWatch = watchConfigCatalog(values.config as string, config, (catalog) => relay.setCatalog(catalog), logger);
   const systemd = new SystemdNotifier(logger);
   const health = () => {
     const h = relay.store.db.prepare("SELECT count(*) AS n FROM orders WHERE state = 'pending'").get() as { n: number };
@@ -107,6 +114,7 @@ async function runRelay(args: string[], io: RelayCliIo): Promise<number> {
     process.on('SIGTERM', onTerm);
   });
   systemd.stopping();
+  catalogWatch.close();
   await relay.close();
   systemd.close();
   return 0;
@@ -128,6 +136,8 @@ function kioskCommand(args: string[], io: RelayCliIo): number {
       const { values, positionals } = parse(rest, {
         config: { type: 'string' },
         pos: { type: 'string' },
+        model: { type: 'string' },
+        store: { type: 'string' },
         generation: { type: 'string' },
         qr: { type: 'string' },
       });
@@ -137,19 +147,49 @@ function kioskCommand(args: string[], io: RelayCliIo): number {
       const generation = values.generation ?? 'v2';
       if (generation !== 'v1' && generation !== 'v2') throw new UsageError(`--generation must be v1 or v2, not "${String(generation)}"`);
       const config = configOf(values);
+      const site = siteCurrency(config);
+      const choice = values.model === undefined ? defaultModelFor(site) : modelChoice(values.model, site);
       const added = withStore(config, (store) =>
-        store.addKiosk({ id, posExternalId: values.pos as string, generation, posQr: typeof values.qr === 'string' ? values.qr : null }),
+        store.addKiosk({
+          id,
+          posExternalId: values.pos as string,
+          generation,
+          posQr: typeof values.qr === 'string' ? values.qr : null,
+          model: choice.model,
+          modelMode: choice.mode,
+          ...(typeof values.store === 'string' ? { storeExternalId: values.store } : {}),
+        }),
       );
-      const url = posUrl(config.publicUrl, added.kiosk);
-      io.out(`kiosk ${id} added (POS ${added.kiosk.posExternalId}, response generation ${generation})`);
+      io.out(`kiosk ${id} added (POS ${added.kiosk.posExternalId}, payment model ${modelLabel(choice.model, choice.mode)}${choice.model === 'unattended' ? `, response generation ${generation}` : ''})`);
       io.out('');
       io.out(`  token: ${added.token}`);
       io.out('');
       io.out('  WARNING: this token is shown ONCE and cannot be shown again (only its hash is stored).');
       io.out('  Put it in the kiosk agent config now; if it is lost, run: qrkiosk relay kiosk rotate-token ' + id);
       io.out('');
-      io.out(`  POS url to register at Mercado Pago (${url.length} characters): ${url}`);
-      if (!added.kiosk.posQr) io.out(`  Then store the POS's QR payload: qrkiosk relay kiosk set-qr ${id} '<payload>' --config FILE`);
+      if (choice.model === 'unattended') {
+        const url = posUrl(config.publicUrl, added.kiosk);
+        io.out(`  POS url to register at Mercado Pago (${url.length} characters): ${url}`);
+      }
+      io.out(`  Next: qrkiosk relay provision ${id} --store <storeExternalId> --config FILE (creates the store and POS at Mercado Pago)`);
+      if (choice.model === 'orders') {
+        io.out(`  Orders API notifications: in Your integrations > Webhooks, choose the event "Order (Mercado Pago)" and the url ${config.publicUrl}/mp/notifications`);
+      }
+      return 0;
+    }
+    case 'set-model': {
+      const { values, positionals } = parse(rest, { config: { type: 'string' } });
+      const [id, text] = positionals;
+      if (!id || !text || positionals.length > 2) throw new UsageError('usage: qrkiosk relay kiosk set-model <id> MODEL[/MODE] --config FILE');
+      const config = configOf(values);
+      const choice = modelChoice(text, siteCurrency(config));
+      withStore(config, (store) => {
+        const pending = store.pendingOrderOf(id);
+        if (pending) throw new UsageError(`kiosk ${id} has order ${pending.id} waiting for payment: try again when it is paid, cancelled or expired`);
+        store.setKioskModel(id, choice.model, choice.mode);
+      });
+      io.out(`kiosk ${id}: payment model now ${modelLabel(choice.model, choice.mode)}; a running relay tells the kiosk within a second`);
+      if (choice.model === 'unattended') io.out(`  run qrkiosk relay provision ${id} --config FILE to give its POS the url Mercado Pago polls`);
       return 0;
     }
     case 'list': {
@@ -162,6 +202,8 @@ function kioskCommand(args: string[], io: RelayCliIo): number {
         posExternalId: k.posExternalId,
         generation: k.generation,
         paymentModel: k.paymentModel,
+        modelMode: k.modelMode,
+        storeExternalId: k.storeExternalId,
         posUrl: posUrl(config.publicUrl, k),
         posQr: k.posQr,
         createdAt: new Date(k.createdAt).toISOString(),
@@ -175,7 +217,8 @@ function kioskCommand(args: string[], io: RelayCliIo): number {
         return 0;
       }
       for (const r of rows) {
-        io.out(`${r.id}  pos=${r.posExternalId}  ${r.generation}  qr=${r.posQr ? 'set' : 'MISSING'}  ${r.posUrl}`);
+        const model = modelLabel(r.paymentModel, r.modelMode);
+        io.out(`${r.id}  pos=${r.posExternalId}  ${model}${r.paymentModel === 'unattended' ? ` ${r.generation}` : ''}  qr=${r.posQr ? 'set' : 'MISSING'}${r.paymentModel === 'unattended' ? `  ${r.posUrl}` : ''}`);
       }
       return 0;
     }
@@ -185,7 +228,7 @@ function kioskCommand(args: string[], io: RelayCliIo): number {
       if (!id || !payload || positionals.length > 2) throw new UsageError("usage: qrkiosk relay kiosk set-qr <id> '<payload>' --config FILE");
       const config = configOf(values);
       withStore(config, (store) => store.setKioskPosQr(id, payload));
-      io.out(`kiosk ${id}: POS QR stored; the kiosk shows it after its next (re)connect`);
+      io.out(`kiosk ${id}: POS QR stored; a running relay sends it to the kiosk within a second`);
       return 0;
     }
     case 'rotate-token': {
@@ -220,53 +263,52 @@ async function provision(args: string[], io: RelayCliIo): Promise<number> {
   const id = positionals[0];
   if (!id || positionals.length > 1) throw new UsageError('usage: qrkiosk relay provision <kioskId> --config FILE --store <storeExternalId>');
   const config = configOf(values);
-  const kiosk = withStore(config, (store) => store.getKiosk(id));
-  if (!kiosk) throw new UsageError(`no kiosk "${id}": add it first with qrkiosk relay kiosk add ${id} --pos <externalId> --config FILE`);
   const category = values.category === undefined ? undefined : Number(values.category);
   if (category !== undefined && !Number.isInteger(category)) throw new UsageError(`--category must be a numeric MCC, not "${values.category}"`);
   const mp = new MercadoPagoClient({ baseUrl: config.mercadopago.baseUrl, accessToken: requireAccessToken(config) });
-  const url = posUrl(config.publicUrl, kiosk);
-
-  const found = (await mp.findPos({ external_id: kiosk.posExternalId })).results[0];
-  let pos = found;
-  if (found) {
-    if (found.url !== url || !found.fixed_amount) {
-      pos = await mp.updatePos(found.id, { url, fixed_amount: true });
-      io.out(`POS ${kiosk.posExternalId} (id ${found.id}) existed: its url now points at this relay`);
-    } else {
-      io.out(`POS ${kiosk.posExternalId} (id ${found.id}) is already provisioned with this relay's url`);
-    }
-  } else {
-    const storeExternalId = values.store;
-    if (typeof storeExternalId !== 'string' || !/^[A-Za-z0-9]{1,60}$/.test(storeExternalId)) {
-      throw new UsageError('--store <storeExternalId> is required to create the POS: letters and digits, e.g. --store STORE01');
-    }
+  const store = openRelayStore(config.store.path);
+  try {
+    const kiosk = store.getKiosk(id);
+    if (!kiosk) throw new UsageError(`no kiosk "${id}": add it first with qrkiosk relay kiosk add ${id} --pos <externalId> --config FILE`);
+    let rows: ProvisionRow[];
     try {
-      await mp.createStore(config.mercadopago.collectorId, { name: values['store-name'] ?? storeExternalId, external_id: storeExternalId });
-      io.out(`store ${storeExternalId} created at Mercado Pago`);
+      rows = await provisionKiosk(mp, config, store, kiosk, {
+        ...(typeof values.store === 'string' ? { storeExternalId: values.store } : {}),
+        ...(typeof values['store-name'] === 'string' ? { storeName: values['store-name'] } : {}),
+        ...(typeof values['pos-name'] === 'string' ? { posName: values['pos-name'] } : {}),
+        ...(category !== undefined ? { category } : {}),
+      });
     } catch (err) {
-      if (!(err instanceof MpConflictError)) throw err;
-      io.out(`store ${storeExternalId} already exists at Mercado Pago`);
+      if (err instanceof ProvisionError) {
+        printRows(err.rows, io);
+        throw new UsageError(err.message);
+      }
+      throw err;
     }
-    pos = await mp.createPos({
-      name: values['pos-name'] ?? `qrkiosk ${id}`.slice(0, 44),
-      fixed_amount: true,
-      external_store_id: storeExternalId,
-      external_id: kiosk.posExternalId,
-      url,
-      ...(category !== undefined ? { category } : {}),
-    });
-    io.out(`POS ${kiosk.posExternalId} created (id ${pos.id}) with url ${url}`);
+    printRows(rows, io);
+    return 0;
+  } finally {
+    store.close();
   }
-  if (pos?.qr_code) {
-    const qr = pos.qr_code;
-    withStore(config, (store) => store.setKioskPosQr(id, qr));
-    io.out(`kiosk ${id}: POS QR stored; the kiosk shows it after its next (re)connect`);
-  } else {
-    io.out(`Mercado Pago did not return the QR text. Decode the sticker image${pos?.qr?.image ? ` (${pos.qr.image})` : ''}, e.g. with zbarimg,`);
-    io.out(`and store it: qrkiosk relay kiosk set-qr ${id} '<payload>' --config FILE`);
+}
+
+function printRows(rows: ProvisionRow[], io: RelayCliIo): void {
+  if (rows.length === 0) return;
+  const w = Math.max(...rows.map((r) => r.what.length));
+  for (const r of rows) io.out(`${r.what.padEnd(w)}  ${r.action.padEnd(9)}  ${r.detail}`);
+}
+
+function siteCurrency(config: RelayConfig) {
+  return config.catalog[0]!.currency as Parameters<typeof defaultModelFor>[0];
+}
+
+function modelChoice(text: string, currency: Parameters<typeof defaultModelFor>[0]) {
+  try {
+    return parseModelChoice(text, currency);
+  } catch (err) {
+    if (err instanceof ModelChoiceError) throw new UsageError(err.message);
+    throw err;
   }
-  return 0;
 }
 
 function isoTime(ms: number | null): string {

@@ -14,6 +14,12 @@ export async function sandboxMain(argv: string[]): Promise<number> {
       collector: { type: 'string', default: '123456789' },
       currency: { type: 'string', default: 'ARS' },
       'webhook-secret': { type: 'string' },
+      /** where Orders API webhooks go (the relay's notification endpoint) */
+      'orders-webhook-url': { type: 'string' },
+      /** the panel's notification URL, for merchant orders without one (offline QRs) */
+      'panel-notification-url': { type: 'string' },
+      /** accept payments of withdrawn orders (the race a relay must refund) */
+      'late-payments': { type: 'boolean', default: false },
     },
   });
   const port = Number(values.port);
@@ -33,6 +39,9 @@ export async function sandboxMain(argv: string[]): Promise<number> {
     collectorId,
     currency: assertCurrency(values.currency!),
     ...(values['webhook-secret'] ? { webhookSecret: values['webhook-secret'] } : {}),
+    ...(values['orders-webhook-url'] ? { ordersWebhookUrl: values['orders-webhook-url'] } : {}),
+    ...(values['panel-notification-url'] ? { panelNotificationUrl: values['panel-notification-url'] } : {}),
+    latePayments: values['late-payments'] === true,
     logger: createLogger('sandbox'),
   });
   console.log(`Mercado Pago sandbox at ${sandbox.url} (access token ${values.token}, collector ${collectorId})`);

@@ -53,6 +53,8 @@ export interface Texts {
   outOfStockBody: string;
   stockLeft: (n: number) => string;
   cancelHint: string;
+  /** pay screen while the order's own QR is being made */
+  preparingQr: string;
   connecting: string;
   cancelled: string;
   refused: RefusalText;
@@ -92,6 +94,7 @@ const ES_VOS: Texts = {
   outOfStockBody: 'No quedan productos en esta máquina. Volvé pronto.',
   stockLeft: (n) => `quedan ${n}`,
   cancelHint: 'Tecla C: cancelar',
+  preparingQr: 'Generando tu código QR…',
   connecting: 'Conectando…',
   cancelled: 'Compra cancelada',
   refused: {
@@ -155,6 +158,7 @@ const PT: Texts = {
   outOfStockBody: 'Não há produtos nesta máquina. Volte em breve.',
   stockLeft: (n) => `restam ${n}`,
   cancelHint: 'Tecla C: cancelar',
+  preparingQr: 'Gerando seu código QR…',
   connecting: 'Conectando…',
   cancelled: 'Compra cancelada',
   refused: {
@@ -202,6 +206,7 @@ const EN: Texts = {
   outOfStockBody: 'This machine has no products left. Please come back soon.',
   stockLeft: (n) => `${n} left`,
   cancelHint: 'Key C: cancel',
+  preparingQr: 'Preparing your QR code…',
   connecting: 'Connecting…',
   cancelled: 'Purchase cancelled',
   refused: {

@@ -16,10 +16,16 @@ export {
 } from './tlv.js';
 export {
   MERCADOPAGO_GUI,
+  MERCADOPAGO_GUI_UPPER,
+  MERCADOPAGO_PIX_HOST,
   MERCADOPAGO_TEMPLATE_ID,
+  PIX_GUI,
+  PIX_TEMPLATE_ID,
   MP_QR_LIMITS,
+  buildMercadoPagoOrderQr,
   buildMercadoPagoQr,
   parseMercadoPagoQr,
+  type MercadoPagoOrderQrInput,
   type MercadoPagoQrData,
   type MercadoPagoQrInput,
   type QrInitiation,

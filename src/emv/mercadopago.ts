@@ -8,8 +8,15 @@
 import { CURRENCIES, MoneyError, parseAmount, toDecimalString, type Currency } from '../core/money.js';
 import { EmvError, decodeEmv, encodeEmv, findField, charLength, type EmvField, type EmvInputField } from './tlv.js';
 
-/** Globally unique identifier Mercado Pago uses in tag 43 sub 00. */
+/** Globally unique identifier Mercado Pago uses in tag 43 sub 00 (compared case-insensitively). */
 export const MERCADOPAGO_GUI = 'com.mercadolibre';
+/** How Mercado Pago itself writes the GUI in the qr_data its APIs return. */
+export const MERCADOPAGO_GUI_UPPER = 'COM.MERCADOLIBRE';
+/** Pix merchant account template (Brazil): tag 26, GUI "br.gov.bcb.pix" (any case), 25 = URL. */
+export const PIX_TEMPLATE_ID = '26';
+export const PIX_GUI = 'br.gov.bcb.pix';
+/** Host of the Pix URL Mercado Pago puts in 26/25 of an order's qr_data. */
+export const MERCADOPAGO_PIX_HOST = 'pix-qr.mercadopago.com';
 /** Merchant account information template id Mercado Pago uses. */
 export const MERCADOPAGO_TEMPLATE_ID = '43';
 
@@ -63,7 +70,15 @@ export interface MercadoPagoQrInput {
 
 export interface MercadoPagoQrData {
   initiation: QrInitiation;
-  collectorId: string;
+  /**
+   * 43/03. Present on POS stickers and offline dynamic QRs; absent on the qr_data Mercado Pago
+   * returns for an order (43/06 or the Pix URL names the order instead).
+   */
+  collectorId?: string;
+  /** 43/06: the 36-character UUID of a Mercado Pago order (qr_data of the online APIs) */
+  orderUuid?: string;
+  /** 26/25 of a Pix template pointing at Mercado Pago, e.g. "pix-qr.mercadopago.com/instore/o/v2/<uuid>" */
+  pixUrl?: string;
   sponsorId?: string;
   templateVersion?: string;
   mcc: string;
@@ -199,9 +214,27 @@ function required(fields: EmvField[], ...path: string[]): string {
   return f.value;
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** The order UUID at the end of a Mercado Pago Pix URL ("…/instore/o/v2/<uuid>"), if any. */
+function uuidOfPixUrl(url: string): string | undefined {
+  const last = url.split(/[?#]/)[0]!.split('/').filter(Boolean).pop();
+  return last !== undefined && UUID.test(last) ? last.toLowerCase() : undefined;
+}
+
+function isMercadoPagoPixUrl(url: string): boolean {
+  const host = url.replace(/^https?:\/\//i, '').split('/')[0]!.toLowerCase();
+  return host === MERCADOPAGO_PIX_HOST;
+}
+
 /**
- * Verifies (CRC, structure) and reads a Mercado Pago QR. Lengths are not re-checked against
- * MP_QR_LIMITS: a scanner should accept what a wallet accepts and only the builder is strict.
+ * Verifies (CRC, structure) and reads a Mercado Pago QR: a POS sticker (43/03 collector + 62/07
+ * POS), an offline dynamic QR (43/03 + 54 amount + 62/05 reference), or the qr_data Mercado Pago
+ * returns for an order (43 with 06 = order UUID and no collector, no amount; in Brazil a Pix
+ * template in 26 whose URL names the same order, alongside or instead of 43). The GUIs are
+ * compared case-insensitively: Mercado Pago writes "COM.MERCADOLIBRE" in its qr_data and
+ * "com.mercadolibre" in its offline guide. Lengths are not re-checked against MP_QR_LIMITS: a
+ * scanner should accept what a wallet accepts and only the builder is strict.
  */
 export function parseMercadoPagoQr(qr: string): MercadoPagoQrData {
   const fields = decodeEmv(qr);
@@ -211,25 +244,56 @@ export function parseMercadoPagoQr(qr: string): MercadoPagoQrData {
       path: '01',
     });
   }
-  const gui = findField(fields, MERCADOPAGO_TEMPLATE_ID, '00')?.value;
-  if (gui === undefined) {
+  const opt = (...path: string[]): string | undefined => findField(fields, ...path)?.value;
+
+  const gui = opt(MERCADOPAGO_TEMPLATE_ID, '00');
+  if (gui !== undefined && gui.toLowerCase() !== MERCADOPAGO_GUI) {
+    throw new EmvError('INVALID_VALUE', `template 43 belongs to "${gui}", not ${MERCADOPAGO_GUI}`, { path: '43.00' });
+  }
+  let pixUrl: string | undefined;
+  if (opt(PIX_TEMPLATE_ID, '00')?.toLowerCase() === PIX_GUI) {
+    const url = opt(PIX_TEMPLATE_ID, '25');
+    if (url !== undefined && isMercadoPagoPixUrl(url)) pixUrl = url;
+  }
+  if (gui === undefined && pixUrl === undefined) {
     throw new EmvError(
       'MISSING_FIELD',
-      `QR has no Mercado Pago account template (43 with 00=${MERCADOPAGO_GUI}); it is not a Mercado Pago QR`,
+      `QR has no Mercado Pago account template (43 with 00=${MERCADOPAGO_GUI}) nor a Pix template pointing at ${MERCADOPAGO_PIX_HOST}; it is not a Mercado Pago QR`,
       { path: '43.00' },
     );
   }
-  if (gui.toLowerCase() !== MERCADOPAGO_GUI) {
-    throw new EmvError('INVALID_VALUE', `template 43 belongs to "${gui}", not ${MERCADOPAGO_GUI}`, { path: '43.00' });
-  }
-  const collectorId = required(fields, '43', '03');
-  if (!DIGITS.test(collectorId)) {
+
+  const collectorId = opt('43', '03');
+  if (collectorId !== undefined && !DIGITS.test(collectorId)) {
     throw new EmvError('INVALID_VALUE', `collector id (43.03) must be digits, got "${collectorId}"`, {
       path: '43.03',
     });
   }
+  const uuid43 = opt('43', '06');
+  if (uuid43 !== undefined && !UUID.test(uuid43)) {
+    throw new EmvError('INVALID_VALUE', `order UUID (43.06) must be a 36-character UUID, got "${uuid43}"`, {
+      path: '43.06',
+    });
+  }
+  const uuidPix = pixUrl === undefined ? undefined : uuidOfPixUrl(pixUrl);
+  if (uuid43 !== undefined && uuidPix !== undefined && uuid43.toLowerCase() !== uuidPix) {
+    throw new EmvError(
+      'INVALID_VALUE',
+      `the Pix URL (26.25) names order ${uuidPix} but 43.06 names ${uuid43}; the QR is inconsistent`,
+      { path: '26.25' },
+    );
+  }
+  const orderUuid = uuid43?.toLowerCase() ?? uuidPix;
+  if (collectorId === undefined && orderUuid === undefined && pixUrl === undefined) {
+    throw new EmvError(
+      'MISSING_FIELD',
+      'QR has no field 43.03 (collector id) nor 43.06 (order UUID): it names neither a seller nor an order',
+      { path: '43.03' },
+    );
+  }
+
   const currency = currencyFromNumeric(required(fields, '53'));
-  const amountText = findField(fields, '54')?.value;
+  const amountText = opt('54');
   let amountMinor: number | undefined;
   if (amountText !== undefined) {
     try {
@@ -245,10 +309,8 @@ export function parseMercadoPagoQr(qr: string): MercadoPagoQrData {
     }
   }
 
-  const opt = (...path: string[]): string | undefined => findField(fields, ...path)?.value;
   const data: MercadoPagoQrData = {
     initiation: initiationValue === '12' ? 'dynamic' : 'static',
-    collectorId,
     mcc: required(fields, '52'),
     currency,
     country: required(fields, '58'),
@@ -260,6 +322,9 @@ export function parseMercadoPagoQr(qr: string): MercadoPagoQrData {
   const assign = <K extends keyof MercadoPagoQrData>(key: K, value: MercadoPagoQrData[K] | undefined): void => {
     if (value !== undefined) data[key] = value;
   };
+  assign('collectorId', collectorId);
+  assign('orderUuid', orderUuid);
+  assign('pixUrl', pixUrl);
   assign('sponsorId', opt('43', '04'));
   assign('templateVersion', opt('43', '02'));
   assign('amountMinor', amountMinor);
@@ -267,4 +332,91 @@ export function parseMercadoPagoQr(qr: string): MercadoPagoQrData {
   assign('terminalLabel', opt('62', '07'));
   assign('purpose', opt('62', '08'));
   return data;
+}
+
+export interface MercadoPagoOrderQrInput {
+  /** the order's UUID (36 characters), in 43/06 and at the end of the Pix URL */
+  orderUuid: string;
+  currency: Currency;
+  merchantName: string;
+  merchantCity: string;
+  /** 52, default "0000" */
+  mcc?: string;
+  /** 58, default the currency's country */
+  country?: string;
+  /** 43/02, default "3" as in Mercado Pago's samples */
+  templateVersion?: string;
+  /** 62/05; Mercado Pago masks it as "***" in its samples (the default) */
+  referenceLabel?: string;
+  /** 62/07: the POS external_id */
+  terminalLabel?: string;
+  /** the Pix template in 26 (default: only for BRL) */
+  pix?: boolean;
+  /** the Mercado Pago template in 43 (default true; false = Pix only) */
+  mercadoPagoTemplate?: boolean;
+}
+
+/**
+ * The qr_data Mercado Pago returns for an order (legacy /qrs and the Orders API): dynamic (01=12),
+ * no amount (the app reads it online from the order), the order named by its UUID. Used by the
+ * sandbox; the relay only ever decodes these.
+ */
+export function buildMercadoPagoOrderQr(input: MercadoPagoOrderQrInput): string {
+  const info = CURRENCIES[input.currency];
+  if (!info) throw new EmvError('INVALID_VALUE', `unknown currency "${String(input.currency)}"`, { path: '53' });
+  if (!UUID.test(input.orderUuid)) {
+    throw new EmvError('INVALID_VALUE', `order UUID must be 36 characters (8-4-4-4-12 hex), got "${input.orderUuid}"`, {
+      path: '43.06',
+    });
+  }
+  const mcc = input.mcc ?? '0000';
+  if (!/^\d{4}$/.test(mcc)) {
+    throw new EmvError('INVALID_VALUE', `merchant category code (52) must be 4 digits, got "${mcc}"`, { path: '52' });
+  }
+  checkText(input.merchantName, 'merchant name', '59', MP_QR_LIMITS.merchantName, true);
+  checkText(input.merchantCity, 'merchant city', '60', MP_QR_LIMITS.merchantCity, true);
+  const referenceLabel = input.referenceLabel ?? '***';
+  checkText(referenceLabel, 'reference label', '62.05', MP_QR_LIMITS.referenceLabel, true);
+  checkText(input.terminalLabel, 'terminal label', '62.07', MP_QR_LIMITS.terminalLabel, false);
+  const withPix = input.pix ?? input.currency === 'BRL';
+  const withMp = input.mercadoPagoTemplate ?? true;
+  if (!withPix && !withMp) {
+    throw new EmvError('MISSING_FIELD', 'an order QR needs the Mercado Pago template (43), the Pix one (26), or both', {
+      path: '43',
+    });
+  }
+  const fields: EmvInputField[] = [
+    { id: '00', value: '01' },
+    { id: '01', value: '12' },
+  ];
+  if (withPix) {
+    fields.push({
+      id: PIX_TEMPLATE_ID,
+      children: [
+        { id: '00', value: PIX_GUI },
+        { id: '25', value: `${MERCADOPAGO_PIX_HOST}/instore/o/v2/${input.orderUuid}` },
+      ],
+    });
+  }
+  if (withMp) {
+    fields.push({
+      id: MERCADOPAGO_TEMPLATE_ID,
+      children: [
+        { id: '00', value: MERCADOPAGO_GUI_UPPER },
+        { id: '02', value: input.templateVersion ?? '3' },
+        { id: '06', value: input.orderUuid },
+      ],
+    });
+  }
+  const additional: EmvInputField[] = [{ id: '05', value: referenceLabel }];
+  if (input.terminalLabel !== undefined) additional.push({ id: '07', value: input.terminalLabel });
+  fields.push(
+    { id: '52', value: mcc },
+    { id: '53', value: info.numeric },
+    { id: '58', value: input.country ?? info.country },
+    { id: '59', value: input.merchantName },
+    { id: '60', value: input.merchantCity },
+    { id: '62', children: additional },
+  );
+  return encodeEmv(fields);
 }

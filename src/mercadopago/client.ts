@@ -22,7 +22,14 @@ import type {
   CreatePosInput,
   CreateStoreInput,
   MercadoPagoApi,
+  MpDynamicQr,
+  MpInstoreOrderInput,
   MpMerchantOrder,
+  MpMobileOrderInput,
+  MpOrder,
+  MpOrderInput,
+  MpOrderSearch,
+  MpOrderSearchQuery,
   MpPayment,
   MpPos,
   MpRefund,
@@ -188,6 +195,72 @@ export class MercadoPagoClient implements MercadoPagoApi {
     return this.request('PUT', `/pos/${encodeURIComponent(String(id))}`, { body: patch });
   }
 
+  // ---- attended model (legacy instore orders on the POS's static QR) ------------------------------
+
+  putPosOrder(userId: number | string, externalStoreId: string, externalPosId: string, input: MpInstoreOrderInput): Promise<void> {
+    return this.request(
+      'PUT',
+      `/instore/qr/seller/collectors/${seg(userId)}/stores/${seg(externalStoreId)}/pos/${seg(externalPosId)}/orders`,
+      { body: input },
+    );
+  }
+
+  deletePosOrder(userId: number | string, externalPosId: string): Promise<void> {
+    return this.request('DELETE', `/instore/qr/seller/collectors/${seg(userId)}/pos/${seg(externalPosId)}/orders`);
+  }
+
+  postMobilePosOrder(userId: number | string, externalPosId: string, input: MpMobileOrderInput, ttlSeconds: number): Promise<void> {
+    // A POST without an idempotency key is not retried by request(); this one replaces the POS's
+    // current order, so repeating it is harmless: mark it retryable with a key derived from the order.
+    return this.request('POST', `/mpmobile/instore/qr/${seg(userId)}/${seg(externalPosId)}`, {
+      body: input,
+      idempotencyKey: `mpmobile:${input.external_reference}`,
+      headers: { 'x-ttl-store-preference': String(Math.max(1, Math.floor(ttlSeconds))) },
+    });
+  }
+
+  deleteMobilePosOrder(userId: number | string, externalPosId: string): Promise<void> {
+    return this.request('DELETE', `/mpmobile/instore/qr/${seg(userId)}/${seg(externalPosId)}`);
+  }
+
+  // ---- dynamic model ------------------------------------------------------------------------------
+
+  createDynamicQr(userId: number | string, externalPosId: string, input: MpInstoreOrderInput, mode: 'dynamic' | 'hybrid'): Promise<MpDynamicQr> {
+    const path = `/instore/orders/qr/seller/collectors/${seg(userId)}/pos/${seg(externalPosId)}/qrs`;
+    // POST makes a new QR each call: retried only with a key, so a lost answer cannot make two.
+    return mode === 'hybrid'
+      ? this.request('PUT', path, { body: input })
+      : this.request('POST', path, { body: input, idempotencyKey: `qrs:${input.external_reference}` });
+  }
+
+  // ---- Orders API -----------------------------------------------------------------------------------
+
+  createOrder(input: MpOrderInput, opts: { idempotencyKey: string }): Promise<MpOrder> {
+    requireKey('createOrder', opts?.idempotencyKey);
+    return this.request('POST', '/v1/orders', { body: input, idempotencyKey: opts.idempotencyKey });
+  }
+
+  getOrder(id: string): Promise<MpOrder> {
+    return this.request('GET', `/v1/orders/${seg(id)}`);
+  }
+
+  cancelOrder(id: string, opts: { idempotencyKey: string }): Promise<MpOrder> {
+    requireKey('cancelOrder', opts?.idempotencyKey);
+    return this.request('POST', `/v1/orders/${seg(id)}/cancel`, { idempotencyKey: opts.idempotencyKey });
+  }
+
+  refundOrder(id: string, opts: { idempotencyKey: string; transactions?: { id: string; amount: string }[] }): Promise<MpOrder> {
+    requireKey('refundOrder', opts?.idempotencyKey);
+    return this.request('POST', `/v1/orders/${seg(id)}/refund`, {
+      ...(opts.transactions ? { body: { transactions: opts.transactions } } : {}),
+      idempotencyKey: opts.idempotencyKey,
+    });
+  }
+
+  searchOrders(query: MpOrderSearchQuery): Promise<MpOrderSearch> {
+    return this.request('GET', '/v1/orders', { query: { ...query } });
+  }
+
   // ---- transport -------------------------------------------------------------------------------
 
   /**
@@ -301,6 +374,17 @@ export class MercadoPagoClient implements MercadoPagoApi {
     }
     const s = params.toString();
     return s ? `?${s}` : '';
+  }
+}
+
+/** A path segment, encoded. */
+function seg(v: number | string): string {
+  return encodeURIComponent(String(v));
+}
+
+function requireKey(what: string, key: string | undefined): void {
+  if (typeof key !== 'string' || key.trim() === '') {
+    throw new TypeError(`${what} needs a stable idempotencyKey derived from our order id, so a retry never acts twice`);
   }
 }
 

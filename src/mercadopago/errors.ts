@@ -89,6 +89,16 @@ export class MpConnectionError extends MpError {
 
 function causesOf(body: unknown): MpErrorCause[] {
   if (!body || typeof body !== 'object') return [];
+  // the Orders API answers {errors: [{code, message, details}]} instead of {cause: [...]}
+  const errors = (body as { errors?: unknown }).errors;
+  if (Array.isArray(errors)) {
+    return errors
+      .filter((e): e is { code?: unknown; message?: unknown } => !!e && typeof e === 'object')
+      .map((e) => ({
+        ...(typeof e.code === 'string' || typeof e.code === 'number' ? { code: e.code } : {}),
+        ...(typeof e.message === 'string' ? { description: e.message } : {}),
+      }));
+  }
   const cause = (body as { cause?: unknown }).cause;
   if (Array.isArray(cause)) {
     return cause.filter((c): c is MpErrorCause => !!c && typeof c === 'object');

@@ -114,6 +114,137 @@ export interface CreatePosInput {
   url?: string;
 }
 
+// ---- attended and dynamic QR (legacy "instore" API) ----------------------------------------------
+
+/** An item of an instore order (attended v2, dynamic QR). Amounts are MP decimals, at most 2 places. */
+export interface MpInstoreItem {
+  sku_number?: string;
+  category?: string;
+  title: string;
+  description?: string;
+  unit_price: number;
+  quantity: number;
+  unit_measure: 'unit' | 'pack';
+  total_amount: number;
+}
+
+/**
+ * Body of PUT /instore/qr/seller/collectors/{user}/stores/{store}/pos/{pos}/orders (attended v2) and
+ * of POST/PUT /instore/orders/qr/seller/collectors/{user}/pos/{pos}/qrs (dynamic, hybrid).
+ */
+export interface MpInstoreOrderInput {
+  external_reference: string;
+  title: string;
+  description?: string;
+  notification_url?: string;
+  /** ISO 8601 with offset, in the future */
+  expiration_date?: string;
+  total_amount: number;
+  items: MpInstoreItem[];
+  sponsor?: { id: number };
+}
+
+/** Body of POST /mpmobile/instore/qr/{user}/{pos} (attended v1, legacy). */
+export interface MpMobileOrderInput {
+  external_reference: string;
+  notification_url?: string;
+  sponsor_id?: number;
+  items: { id?: string; title: string; currency_id: string; unit_price: number; quantity: number; description?: string }[];
+}
+
+/** Answer of POST/PUT .../qrs: the EMVCo string to show, and MP's id of the instore order. */
+export interface MpDynamicQr {
+  qr_data: string;
+  in_store_order_id: string;
+}
+
+// ---- Orders API (/v1/orders, type "qr") --------------------------------------------------------
+
+export type MpQrMode = 'static' | 'dynamic' | 'hybrid';
+
+export interface MpOrderItemInput {
+  title: string;
+  /** decimal string with the currency's decimals, e.g. "1500.00" */
+  unit_price: string;
+  quantity: number;
+  unit_measure?: string;
+  external_code?: string;
+}
+
+export interface MpOrderInput {
+  type: 'qr';
+  /** decimal string, e.g. "1500.00" */
+  total_amount: string;
+  external_reference: string;
+  description?: string;
+  /** ISO 8601 duration, e.g. "PT2M" */
+  expiration_time?: string;
+  config: { qr: { external_pos_id: string; mode: MpQrMode } };
+  transactions: { payments: { amount: string }[] };
+  items?: MpOrderItemInput[];
+}
+
+export interface MpOrderPayment {
+  id: string;
+  amount: string;
+  paid_amount?: string;
+  refunded_amount?: string;
+  status: string;
+  status_detail?: string;
+  reference_id?: string;
+  payment_method?: { id?: string; type?: string };
+}
+
+export interface MpOrderRefund {
+  id: string;
+  transaction_id: string;
+  reference_id?: string;
+  amount: string;
+  status: string;
+}
+
+/**
+ * An Orders API order. status: created -> processed (paid) -> refunded; or canceled / expired;
+ * `action_required` and `failed` with their status_detail for payment problems.
+ */
+export interface MpOrder {
+  id: string;
+  type: 'qr' | string;
+  external_reference: string;
+  status: string;
+  status_detail?: string;
+  user_id?: string;
+  total_amount: string;
+  total_paid_amount?: string;
+  currency?: string;
+  country_code?: string;
+  description?: string;
+  created_date?: string;
+  last_updated_date?: string;
+  expiration_time?: string;
+  processing_mode?: string;
+  config?: { qr?: { external_pos_id?: string; mode?: MpQrMode } };
+  transactions?: { payments?: MpOrderPayment[]; refunds?: MpOrderRefund[] };
+  items?: MpOrderItemInput[];
+  /** the per-order QR payload (dynamic and hybrid modes) */
+  type_response?: { qr_data?: string };
+}
+
+export interface MpOrderSearch {
+  data: MpOrder[];
+  paging?: { total?: string | number; total_pages?: string | number; offset?: string | number; limit?: string | number };
+}
+
+export interface MpOrderSearchQuery {
+  /** ISO 8601; required by Mercado Pago */
+  begin_date: string;
+  end_date: string;
+  external_reference?: string;
+  status?: string;
+  page?: number;
+  page_size?: number;
+}
+
 /** The operations the relay needs. The HTTP client implements it; tests may wrap it. */
 export interface MercadoPagoApi {
   getMerchantOrder(id: number | string): Promise<MpMerchantOrder>;
@@ -124,4 +255,27 @@ export interface MercadoPagoApi {
   createStore(userId: number | string, input: CreateStoreInput): Promise<MpStore>;
   createPos(input: CreatePosInput): Promise<MpPos>;
   getPos(id: number | string): Promise<MpPos>;
+
+  // attended model
+  /** PUT …/stores/{store}/pos/{pos}/orders: answers 204, no body; replaces the POS's current order */
+  putPosOrder(userId: number | string, externalStoreId: string, externalPosId: string, input: MpInstoreOrderInput): Promise<void>;
+  /** DELETE /instore/qr/seller/collectors/{user}/pos/{pos}/orders: 204 */
+  deletePosOrder(userId: number | string, externalPosId: string): Promise<void>;
+  /** legacy attended: POST /mpmobile/instore/qr/{user}/{pos}; the order lives ttlSeconds on the QR */
+  postMobilePosOrder(userId: number | string, externalPosId: string, input: MpMobileOrderInput, ttlSeconds: number): Promise<void>;
+  /** legacy attended: DELETE /mpmobile/instore/qr/{user}/{pos}: 204 */
+  deleteMobilePosOrder(userId: number | string, externalPosId: string): Promise<void>;
+
+  // dynamic model
+  /** POST (dynamic) or PUT (hybrid: also on the POS's static QR) …/pos/{pos}/qrs */
+  createDynamicQr(userId: number | string, externalPosId: string, input: MpInstoreOrderInput, mode: 'dynamic' | 'hybrid'): Promise<MpDynamicQr>;
+
+  // Orders API
+  /** POST /v1/orders; the key must be stable per order, so a retried create never makes a second one */
+  createOrder(input: MpOrderInput, opts: { idempotencyKey: string }): Promise<MpOrder>;
+  getOrder(id: string): Promise<MpOrder>;
+  cancelOrder(id: string, opts: { idempotencyKey: string }): Promise<MpOrder>;
+  /** full refund when transactions is omitted */
+  refundOrder(id: string, opts: { idempotencyKey: string; transactions?: { id: string; amount: string }[] }): Promise<MpOrder>;
+  searchOrders(query: MpOrderSearchQuery): Promise<MpOrderSearch>;
 }

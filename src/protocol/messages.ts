@@ -70,14 +70,22 @@ export const CatalogEntry = z.object({
   currency,
 });
 
+export const PAYMENT_MODELS = ['unattended', 'attended', 'dynamic', 'orders'] as const;
+export type PaymentModelName = (typeof PAYMENT_MODELS)[number];
+
 export const Welcome = z.object({
   ...base,
   type: z.literal('welcome'),
   kioskId: z.string(),
   serverTime: epochMs,
-  paymentModel: z.enum(['unattended', 'attended', 'dynamic', 'orders']),
+  paymentModel: z.enum(PAYMENT_MODELS),
   /** what the screen shows as QR for this kiosk's POS (static model) */
   posQr: z.string(),
+  /**
+   * true when every order brings its own QR in order.accepted (dynamic models): the kiosk must
+   * not show the POS QR meanwhile. Absent from older relays = false.
+   */
+  orderQr: z.boolean().optional(),
   catalog: z.array(CatalogEntry),
   /** the relay never keeps an order payable longer than this */
   maxPaymentSeconds: z.number().int().positive(),
@@ -97,7 +105,7 @@ export const OrderRejected = z.object({
   ...base,
   type: z.literal('order.rejected'),
   orderId,
-  reason: z.enum(['price_mismatch', 'unknown_product', 'duplicate', 'kiosk_busy', 'invalid']),
+  reason: z.enum(['price_mismatch', 'unknown_product', 'duplicate', 'kiosk_busy', 'invalid', 'payment_unavailable']),
   message: z.string(),
 });
 

@@ -88,6 +88,15 @@ function buildSchema(env: NodeJS.ProcessEnv) {
           vendResultTimeoutSeconds: 300,
         }),
       hub: z.strictObject({ pingIntervalSeconds: positiveInt.default(20) }).default({ pingIntervalSeconds: 20 }),
+      // What a QR the relay composes itself shows in the customer's app (dynamic model, offline
+      // mode). EMVCo caps the name at 25 characters and the city at 15.
+      qr: z
+        .strictObject({
+          merchantName: z.string().min(1).max(25, 'EMVCo QRs carry at most 25 characters of merchant name').default('qrkiosk'),
+          merchantCity: z.string().min(1).max(15, 'EMVCo QRs carry at most 15 characters of city').optional(),
+          mcc: z.string().regex(/^\d{4}$/, 'write the 4-digit merchant category code, e.g. "5814"').default('5814'),
+        })
+        .default({ merchantName: 'qrkiosk', mcc: '5814' }),
     });
 }
 

@@ -1,4 +1,4 @@
-import type { MercadoPagoApi } from '../mercadopago/types.js';
+import type { PaymentModels } from './models/index.js';
 import type { Logger } from '../runtime/log.js';
 import type { RelayConfig } from './config.js';
 import type { OrderService } from './orders.js';
@@ -11,7 +11,7 @@ import type { RelayStore } from './store.js';
 
 export interface ContingencyOptions {
   store: RelayStore;
-  mp: MercadoPagoApi;
+  models: PaymentModels;
   orders: OrderService;
   config: RelayConfig['orders'];
   logger: Logger;
@@ -61,20 +61,22 @@ export class ContingencyPoller {
     for (const order of candidates) {
       if (this.closed) break;
       try {
-        const page = await this.o.mp.searchMerchantOrders({ external_reference: order.id });
+        const kiosk = this.o.store.getKiosk(order.kioskId);
+        if (!kiosk) continue;
+        const found = await this.o.models.of(kiosk).search(order, kiosk);
         looked++;
         if (this.closed) break;
-        for (const mo of page.elements ?? []) {
+        for (const state of found) {
           // Search matches by prefix in some MP versions: only the exact reference is ours.
-          if (mo.external_reference !== order.id) continue;
-          const outcome = this.o.orders.applyMerchantOrder(mo, 'contingency');
+          if (state.externalReference !== order.id) continue;
+          const outcome = this.o.orders.applyPaymentState(state, 'contingency');
           if (outcome === 'released' || outcome === 'late_payment') {
-            this.o.logger.warn({ orderId: order.id, merchantOrderId: mo.id, outcome }, `contingency: order ${order.id} ${outcome} without a notification (merchant order ${mo.id})`);
+            this.o.logger.warn({ orderId: order.id, mpId: state.mpId, outcome }, `contingency: order ${order.id} ${outcome} without a notification (${state.kind} ${state.mpId})`);
           }
         }
       } catch (err) {
         // One failing lookup must not starve the others; the next pass tries again.
-        this.o.logger.warn({ err, orderId: order.id }, `contingency: could not search merchant orders for ${order.id}: ${(err as Error).message}`);
+        this.o.logger.warn({ err, orderId: order.id }, `contingency: could not search Mercado Pago for ${order.id}: ${(err as Error).message}`);
       }
     }
     return looked;

@@ -86,6 +86,25 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
     return !!link && link.helloDone && link.ws.readyState === WebSocket.OPEN;
   }
 
+  /**
+   * Sends a connected kiosk a fresh welcome (its catalog, QR and model changed): the agent takes a
+   * welcome at any time, so a change reaches the screen without a reconnect. A kiosk that is not
+   * connected gets the new one when it says hello. Returns whether it was sent.
+   */
+  rewelcome(kioskId: string): boolean {
+    const link = this.links.get(kioskId);
+    if (!link?.helloDone) return false;
+    const kiosk = this.opts.store.getKiosk(kioskId);
+    if (!kiosk) return false;
+    this.send(link, frame({ type: 'welcome' as const, ...this.opts.welcomeFor(kiosk) }));
+    return true;
+  }
+
+  /** Ids of the kiosks that said hello on a live link. */
+  onlineKiosks(): string[] {
+    return [...this.links.keys()].filter((id) => this.isOnline(id));
+  }
+
   onlineCount(): number {
     let n = 0;
     for (const id of this.links.keys()) if (this.isOnline(id)) n++;

@@ -1,5 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { MercadoPagoApi } from '../mercadopago/types.js';
+import type { PaymentModels } from './models/index.js';
 import type { Logger } from '../runtime/log.js';
 import type { MerchantOrderOutcome, OrderService } from './orders.js';
 import type { NotificationRecord, RelayStore } from './store.js';
@@ -9,7 +10,7 @@ import type { NotificationRecord, RelayStore } from './store.js';
 // API and hands it to the order service. Duplicates (MP retries, IPN + webhook for the same
 // event) are coalesced; processing is idempotent anyway, so a duplicate costs an API call at most.
 
-export type NotificationTopic = 'merchant_order' | 'payment';
+export type NotificationTopic = 'merchant_order' | 'payment' | 'order';
 
 export interface ClassifiedNotification {
   form: 'ipn' | 'webhook' | 'unknown';
@@ -24,6 +25,9 @@ const TOPICS: Record<string, NotificationTopic> = {
   merchant_order: 'merchant_order',
   topic_merchant_order_wh: 'merchant_order',
   payment: 'payment',
+  // Orders API: Mercado Pago's guides spell the webhook type both ways
+  order: 'order',
+  orders: 'order',
 };
 
 /**
@@ -94,6 +98,17 @@ export function verifyWebhookSignature(args: {
   return timingSafeEqual(given, expected) ? { ok: true } : { ok: false, reason: 'v1 does not match' };
 }
 
+/**
+ * Mercado Pago changed how `data.id` enters the manifest: older senders lowercased alphanumeric
+ * ids (Orders API ids are upper case), current ones sign it verbatim. Either verifies.
+ */
+export function verifyWebhookSignatureAnyCase(args: Parameters<typeof verifyWebhookSignature>[0]): SignatureCheck {
+  const first = verifyWebhookSignature(args);
+  if (first.ok || args.dataId === undefined || args.dataId.toLowerCase() === args.dataId) return first;
+  const lower = verifyWebhookSignature({ ...args, dataId: args.dataId.toLowerCase() });
+  return lower.ok ? lower : first;
+}
+
 function isNotFound(err: unknown): boolean {
   // Duck-typed so this file does not depend on the HTTP client's error classes.
   const e = err as { name?: string; status?: number; statusCode?: number } | null;
@@ -103,6 +118,9 @@ function isNotFound(err: unknown): boolean {
 export interface NotificationWorkerOptions {
   store: RelayStore;
   mp: MercadoPagoApi;
+  models: PaymentModels;
+  /** the site's currency: Orders API payments do not carry one */
+  currency: string;
   orders: OrderService;
   logger: Logger;
   now: () => number;
@@ -222,7 +240,19 @@ export class NotificationWorker {
   /** Exposed for the contingency poller and tests: the same path a notification takes. */
   async process(topic: NotificationTopic, resourceId: string): Promise<string> {
     if (topic === 'payment') return this.processPayment(resourceId);
+    if (topic === 'order') return this.processOrder(resourceId);
     return this.processMerchantOrder(resourceId);
+  }
+
+  /** Orders API: the order is re-read with our token; its body in the notification proves nothing. */
+  private async processOrder(id: string): Promise<string> {
+    const state = await this.o.models.orders.read(id, this.o.currency);
+    if (!state) {
+      this.o.logger.info({ mpOrderId: id }, `Mercado Pago order ${id} does not exist for our token: not ours`);
+      return 'not_found';
+    }
+    if (this.closed) return 'closed';
+    return this.o.orders.applyPaymentState(state, 'notification');
   }
 
   private async processMerchantOrder(id: string): Promise<string> {

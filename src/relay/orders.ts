@@ -5,6 +5,7 @@ import type { OrderEvent } from '../core/relay-order.js';
 import { frame } from '../protocol/codec.js';
 import type { Hello, OrderCancel, OrderReady, OrderRejected, VendResult } from '../protocol/messages.js';
 import type { MpMerchantOrder } from '../mercadopago/types.js';
+import { fromMerchantOrder, type Payable, type PaymentModels, type PaymentState } from './models/index.js';
 import type { Logger } from '../runtime/log.js';
 import type { RelayConfig } from './config.js';
 import type { HubHandler, ReliableAgentMessage } from './hub.js';
@@ -18,7 +19,8 @@ import type { Kiosk, OrderPatch, OrderRecord, PaymentRecord, RelayStore } from '
 
 export interface OrderServiceOptions {
   store: RelayStore;
-  catalog: Catalog;
+  /** the relay's price list as it is now (it can be reloaded while running) */
+  catalog: () => Catalog;
   orders: RelayConfig['orders'];
   collectorId: number;
   logger: Logger;
@@ -28,6 +30,10 @@ export interface OrderServiceOptions {
   flush(kioskId: string): void;
   /** an order entered `refunding`, or a surplus payment must be given back */
   onRefundNeeded(): void;
+  /** how each kiosk's payment model makes an order payable */
+  models: PaymentModels;
+  /** an order must be made payable or withdrawn at Mercado Pago (relay/offers.ts) */
+  onOfferWork(): void;
 }
 
 export type Offer =
@@ -59,6 +65,7 @@ type RelayFrameBody = { type: string } & Record<string, unknown>;
 export class OrderService implements HubHandler {
   private readonly dirtyKiosks = new Set<string>();
   private refundNeeded = false;
+  private offerWork = false;
 
   constructor(private readonly o: OrderServiceOptions) {}
 
@@ -90,6 +97,10 @@ export class OrderService implements HubHandler {
       this.refundNeeded = false;
       this.o.onRefundNeeded();
     }
+    if (this.offerWork) {
+      this.offerWork = false;
+      this.o.onOfferWork();
+    }
   }
 
   /** Queue a reliable frame to the kiosk: an outbox row in the CURRENT transaction. */
@@ -105,6 +116,13 @@ export class OrderService implements HubHandler {
       const next = this.store.transitionOrder(order.id, event, this.o.now(), detail ?? null, patch);
       this.log.info({ orderId: order.id, from: order.state, to: next.state, event }, `order ${order.id}: ${order.state} -> ${next.state} (${event})`);
       if (next.state === 'refunding') this.refundNeeded = true;
+      if ((next.state === 'cancelled' || next.state === 'expired') && (next.offerState === 'due' || next.offerState === 'offered')) {
+        // No longer payable here: nothing may stay payable at Mercado Pago either. Written in the
+        // same transaction as the state change, so a crash cannot forget it.
+        this.store.moveOffer(next.id, 'withdraw', this.o.now());
+        this.offerWork = true;
+        return this.store.getOrder(next.id)!;
+      }
       return next;
     } catch (err) {
       if (err instanceof IllegalTransition) {
@@ -185,7 +203,7 @@ export class OrderService implements HubHandler {
       deadline: msg.deadline,
       createdAt: now,
     };
-    const product = this.o.catalog.get(msg.sku);
+    const product = this.o.catalog().get(msg.sku);
     if (!product) {
       const text = `product ${msg.sku} is not in the relay's catalog`;
       this.log.warn({ kioskId, orderId: msg.orderId, sku: msg.sku }, `kiosk ${kioskId}: ${text}: order ${msg.orderId} refused`);
@@ -233,9 +251,78 @@ export class OrderService implements HubHandler {
     }
     // Never keep an order payable longer than the relay allows, whatever the kiosk asks.
     const deadline = Math.min(msg.deadline, now + this.o.orders.maxPaymentSeconds * 1000);
-    this.store.insertOrder({ ...priced, deadline, state: 'pending' });
-    this.log.info({ kioskId, orderId: msg.orderId, amount, currency: product.currency }, `order ${msg.orderId} pending on kiosk ${kioskId}: ${product.name} ${toDecimalString(amount, product.currency)} ${product.currency}`);
-    this.send(kioskId, { type: 'order.accepted', orderId: msg.orderId, amount, currency: product.currency });
+    const kiosk = this.store.getKiosk(kioskId)!;
+    const model = this.o.models.of(kiosk);
+    let local: Payable | undefined;
+    try {
+      local = model.offerLocally({ ...priced, deadline } as OrderRecord, kiosk);
+    } catch (err) {
+      // e.g. an offline QR that cannot carry this order (a field over EMVCo's limits)
+      const text = `kiosk ${kioskId}: the ${model.name} model cannot make order ${msg.orderId} payable: ${(err as Error).message}`;
+      this.log.error({ kioskId, orderId: msg.orderId, err }, text);
+      this.store.insertOrder({ ...priced, state: 'rejected', rejectReason: 'payment_unavailable' });
+      this.reject(kioskId, msg.orderId, 'payment_unavailable', text);
+      return;
+    }
+    this.store.insertOrder({ ...priced, deadline, state: 'pending', offerState: local ? 'local' : 'due', qr: local?.qr ?? null });
+    this.log.info(
+      { kioskId, orderId: msg.orderId, amount, currency: product.currency, model: model.name },
+      `order ${msg.orderId} pending on kiosk ${kioskId}: ${product.name} ${toDecimalString(amount, product.currency)} ${product.currency}${local ? '' : ` (making it payable at Mercado Pago, ${model.name} model)`}`,
+    );
+    if (local) this.send(kioskId, { type: 'order.accepted', orderId: msg.orderId, amount, currency: product.currency, ...(local.qr ? { qr: local.qr } : {}) });
+    else this.offerWork = true;
+  }
+
+  // ---- making orders payable at Mercado Pago (driven by relay/offers.ts) ------------------------
+
+  /**
+   * Mercado Pago made the order payable. The kiosk is told (with the order's QR) only if the order
+   * is still pending; a cancel that raced the call has already asked for a withdrawal, which now
+   * knows Mercado Pago's id. Returns whether there is still work (a withdrawal) for the order.
+   */
+  offerMade(orderId: string, payable: Payable): boolean {
+    return this.commit(() => {
+      const order = this.store.getOrder(orderId);
+      if (!order) return false;
+      if (order.offerState !== 'due' && order.offerState !== 'withdraw_due') return false;
+      const facts = { ...(payable.mpOrderId ? { mpOrderId: payable.mpOrderId } : {}), ...(payable.qr ? { qr: payable.qr } : {}) };
+      const moved = this.store.moveOffer(orderId, 'created', this.o.now(), facts);
+      if (moved.offerState === 'withdraw_due') {
+        this.offerWork = true;
+        return true;
+      }
+      if (moved.state === 'pending') {
+        this.send(order.kioskId, { type: 'order.accepted', orderId, amount: order.amount, currency: order.currency, ...(payable.qr ? { qr: payable.qr } : {}) });
+      }
+      return false;
+    });
+  }
+
+  /** Mercado Pago refused for good to make the order payable: the kiosk is told, nothing is sold. */
+  offerRefused(orderId: string, why: string): void {
+    this.commit(() => {
+      const order = this.store.getOrder(orderId);
+      if (!order || order.offerState !== 'due') return;
+      this.store.moveOffer(orderId, 'refused', this.o.now(), { error: why.slice(0, 500) });
+      if (order.state === 'pending') {
+        this.move(this.store.getOrder(orderId)!, 'cancel', `Mercado Pago refused to make it payable: ${why}`);
+        this.reject(order.kioskId, orderId, 'payment_unavailable', `payments are unavailable: ${why}`);
+      }
+    });
+  }
+
+  /** The withdrawal at Mercado Pago is done (or was refused for good, for a person to check). */
+  withdrawEnded(orderId: string, failure?: string): void {
+    this.commit(() => {
+      const order = this.store.getOrder(orderId);
+      if (!order || order.offerState !== 'withdraw_due') return;
+      if (failure === undefined) {
+        this.store.moveOffer(orderId, 'withdrawn', this.o.now());
+        return;
+      }
+      this.store.moveOffer(orderId, 'withdraw_failed', this.o.now(), { error: failure.slice(0, 500) });
+      this.store.flagReview(orderId, `could not withdraw it at Mercado Pago: ${failure}`);
+    });
   }
 
   private reject(kioskId: string, orderId: string, reason: OrderRejected['reason'], message: string): void {
@@ -419,6 +506,8 @@ export class OrderService implements HubHandler {
 
   /** What the POS url answers for this kiosk right now. */
   offerFor(kiosk: Kiosk): Offer {
+    // Only an unattended kiosk's POS has a url; the other models never answer a poll.
+    if (kiosk.paymentModel !== 'unattended') return { kind: 'none', reason: 'no_order' };
     const now = this.o.now();
     const pending = this.store.pendingOrderOf(kiosk.id);
     if (pending && pending.deadline > now) {
@@ -443,15 +532,25 @@ export class OrderService implements HubHandler {
    * currency. Idempotent: a second call for a released order changes nothing.
    */
   applyMerchantOrder(mo: MpMerchantOrder, source: 'notification' | 'contingency'): MerchantOrderOutcome {
-    const ref = mo.external_reference;
+    return this.applyPaymentState(fromMerchantOrder(mo), source);
+  }
+
+  /**
+   * Applies what Mercado Pago says about one of our orders, READ FROM ITS API by a payment model
+   * (a merchant order, or an Orders API order). The same rules for every model: released only
+   * when complete, ours, fully paid with approved payments in the order's currency.
+   */
+  applyPaymentState(mo: PaymentState, source: 'notification' | 'contingency'): MerchantOrderOutcome {
+    const ref = mo.externalReference;
+    const what = mo.kind === 'order' ? 'Mercado Pago order' : 'merchant order';
     return this.commit((): MerchantOrderOutcome => {
       const order = ref ? this.store.getOrder(ref) : undefined;
       if (!order) {
-        this.log.info({ merchantOrderId: mo.id, externalReference: ref }, `merchant order ${mo.id} (external_reference ${JSON.stringify(ref)}) is not ours`);
+        this.log.info({ mpId: mo.mpId, externalReference: ref }, `${what} ${mo.mpId} (external_reference ${JSON.stringify(ref)}) is not ours`);
         return 'not_ours';
       }
-      if (mo.collector?.id !== undefined && mo.collector.id !== null && Number(mo.collector.id) !== this.o.collectorId) {
-        this.log.warn({ merchantOrderId: mo.id, collector: mo.collector.id, orderId: order.id }, `merchant order ${mo.id} for ${order.id} belongs to collector ${mo.collector.id}, not us: ignored`);
+      if (mo.collectorId !== undefined && Number(mo.collectorId) !== this.o.collectorId) {
+        this.log.warn({ mpId: mo.mpId, collector: mo.collectorId, orderId: order.id }, `${what} ${mo.mpId} for ${order.id} belongs to collector ${mo.collectorId}, not us: ignored`);
         return 'foreign_collector';
       }
       const now = this.o.now();
@@ -459,15 +558,15 @@ export class OrderService implements HubHandler {
 
       // Remember every payment we saw with its status: the refund worker works from this table.
       let unparsable = false;
-      const payments = (mo.payments ?? []).map((p) => {
-        const cur = isCurrency(p.currency_id) ? p.currency_id : order.currency;
+      const payments = mo.payments.map((p) => {
+        const cur = isCurrency(p.currency) ? p.currency : order.currency;
         let minor = 0;
         try {
-          minor = parseAmount(p.transaction_amount, cur);
+          minor = parseAmount(p.amount, cur);
         } catch {
           unparsable = true;
         }
-        const rec = { paymentId: String(p.id), orderId: order.id, merchantOrderId: String(mo.id), status: p.status, amount: minor, currency: p.currency_id };
+        const rec = { paymentId: p.id, orderId: order.id, merchantOrderId: mo.mpId, status: p.status, amount: minor, currency: p.currency };
         this.store.upsertPayment(rec, now);
         return rec;
       });
@@ -480,16 +579,16 @@ export class OrderService implements HubHandler {
         case 'pending': {
           if (approved.length === 0) return 'waiting';
           if (inCurrency.length !== approved.length || unparsable) {
-            this.log.warn({ orderId: order.id, merchantOrderId: mo.id }, `order ${order.id}: merchant order ${mo.id} has approved payments not in ${order.currency}: not released`);
+            this.log.warn({ orderId: order.id, merchantOrderId: mo.mpId }, `order ${order.id}: ${what} ${mo.mpId} has approved payments not in ${order.currency}: not released`);
             return 'currency_mismatch';
           }
           if (paid < order.amount) {
-            this.log.warn({ orderId: order.id, merchantOrderId: mo.id, paid, amount: order.amount }, `order ${order.id} underpaid: ${money(paid)} of ${money(order.amount)} ${order.currency}`);
+            this.log.warn({ orderId: order.id, merchantOrderId: mo.mpId, paid, amount: order.amount }, `order ${order.id} underpaid: ${money(paid)} of ${money(order.amount)} ${order.currency}`);
             return 'underpaid';
           }
-          if (mo.status !== 'closed') {
+          if (!mo.complete) {
             // MP closes the MO once the paid amount covers it; until then, wait for the next news.
-            this.log.info({ orderId: order.id, merchantOrderId: mo.id, status: mo.status }, `order ${order.id}: merchant order ${mo.id} is ${mo.status}, waiting for it to close`);
+            this.log.info({ orderId: order.id, mpId: mo.mpId, status: mo.status }, `order ${order.id}: ${what} ${mo.mpId} is ${mo.status}, waiting for it to complete`);
             return 'waiting';
           }
           // The payments that pay for the order: in the merchant order's own order, until the
@@ -502,14 +601,14 @@ export class OrderService implements HubHandler {
             covered += p.amount;
           }
           const ids = releasing.map((p) => p.paymentId);
-          const moved = this.move(order, 'payment_verified', `merchant order ${mo.id}; payments ${ids.join(',')}`, {
+          const moved = this.move(order, 'payment_verified', `${what} ${mo.mpId}; payments ${ids.join(',')}`, {
             paidAt: now,
-            merchantOrderId: String(mo.id),
+            merchantOrderId: mo.mpId,
             paymentIds: ids,
           });
           if (!moved) return 'already_done';
           this.send(order.kioskId, { type: 'order.paid', orderId: order.id, paymentId: ids[0]!, amount: order.amount, currency: order.currency });
-          this.log.info({ orderId: order.id, merchantOrderId: mo.id, paymentIds: ids }, `order ${order.id} paid: ${money(covered)} ${order.currency} (merchant order ${mo.id}); releasing to kiosk ${order.kioskId}`);
+          this.log.info({ orderId: order.id, merchantOrderId: mo.mpId, paymentIds: ids }, `order ${order.id} paid: ${money(covered)} ${order.currency} (${what} ${mo.mpId}); releasing to kiosk ${order.kioskId}`);
           if (covered > order.amount) {
             // Paid more than the total within the payments it needed: released (the customer
             // paid at least the price), the difference is a person's call, not an automatic refund.
@@ -517,7 +616,7 @@ export class OrderService implements HubHandler {
             this.store.flagReview(order.id, why);
             this.store.noteOrderEvent(order.id, moved.state, 'overpaid', why, now);
             this.log.warn(
-              { orderId: order.id, merchantOrderId: mo.id, paymentIds: ids, paid: covered, amount: order.amount, currency: order.currency },
+              { orderId: order.id, merchantOrderId: mo.mpId, paymentIds: ids, paid: covered, amount: order.amount, currency: order.currency },
               `order ${order.id} overpaid: ${money(covered)} of ${money(order.amount)} ${order.currency} (payments ${ids.join(',')}); released, flagged for review, the difference is not refunded automatically`,
             );
           }
@@ -537,8 +636,8 @@ export class OrderService implements HubHandler {
         case 'cancelled':
         case 'expired':
           if (approved.length === 0) return 'closed_no_payment';
-          this.log.warn({ orderId: order.id, merchantOrderId: mo.id }, `order ${order.id} was ${order.state} when payment arrived: refunding, nothing dispensed`);
-          return this.move(order, 'late_payment', `merchant order ${mo.id}; payments ${approved.map((p) => p.paymentId).join(',')}`)
+          this.log.warn({ orderId: order.id, merchantOrderId: mo.mpId }, `order ${order.id} was ${order.state} when payment arrived: refunding, nothing dispensed`);
+          return this.move(order, 'late_payment', `${what} ${mo.mpId}; payments ${approved.map((p) => p.paymentId).join(',')}`)
             ? 'late_payment'
             : 'already_done';
       }

@@ -1,5 +1,6 @@
 import { isCurrency, parseAmount } from '../core/money.js';
-import type { MercadoPagoApi } from '../mercadopago/types.js';
+import type { PaymentModels } from './models/index.js';
+import { backoffDelay } from '../runtime/backoff.js';
 import type { Logger } from '../runtime/log.js';
 import type { OrderService } from './orders.js';
 import type { OrderRecord, PaymentRecord, RefundReason, RelayStore } from './store.js';
@@ -51,7 +52,8 @@ export function describeRefusal(err: unknown): string {
 
 export interface RefundWorkerOptions {
   store: RelayStore;
-  mp: MercadoPagoApi;
+  /** each kiosk's payment model refunds its own payments (legacy payment refund, or Orders API refund) */
+  models: PaymentModels;
   orders: OrderService;
   logger: Logger;
   now: () => number;
@@ -144,7 +146,7 @@ export class RefundWorker {
     if (prev) clearTimeout(prev.timer);
     const attempts = (prev?.attempts ?? 0) + 1;
     // Capped exponential backoff: MP outages last minutes; hammering them does not help.
-    const delay = Math.min((this.o.baseBackoffMs ?? 1000) * 2 ** (attempts - 1), this.o.maxBackoffMs ?? 5 * 60_000);
+    const delay = backoffDelay(attempts, this.o.baseBackoffMs ?? 1000, this.o.maxBackoffMs ?? 5 * 60_000);
     const timer = setTimeout(() => this.kick(), delay);
     timer.unref();
     this.retry.set(key, { attempts, notBefore: Date.now() + delay, timer });
@@ -179,7 +181,7 @@ export class RefundWorker {
    * the call should be repeated later.
    */
   private async refundPayment(order: OrderRecord, p: PaymentRecord, reason: RefundReason): Promise<PaymentRefundOutcome> {
-    const { store, mp, logger } = this.o;
+    const { store, logger } = this.o;
     const key = refundIdempotencyKey(order.id, p.paymentId);
     const what = reason === 'surplus' ? 'surplus payment' : 'payment';
     const existing = store.getRefundByKey(key);
@@ -196,7 +198,8 @@ export class RefundWorker {
     store.insertRefundIntent(order.id, p.paymentId, key, this.o.now(), reason);
     let refund;
     try {
-      refund = await mp.refundPayment(p.paymentId, { idempotencyKey: key });
+      const kiosk = store.getKiosk(order.kioskId)!;
+      refund = await this.o.models.of(kiosk).refund(order, p, key);
     } catch (err) {
       if (this.closed || !store.isOpen) throw err;
       if (isPermanentRefusal(err)) {

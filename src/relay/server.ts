@@ -8,6 +8,8 @@ import { requireAccessToken, type RelayConfig } from './config.js';
 import { ContingencyPoller } from './contingency.js';
 import { KioskHub, KIOSK_WS_PATH } from './hub.js';
 import { NotificationWorker } from './notifications.js';
+import { PaymentModels } from './models/index.js';
+import { OfferWorker } from './offers.js';
 import { OrderService } from './orders.js';
 import { RefundWorker } from './refunds.js';
 import { registerNotificationRoutes } from './routes/notifications.js';
@@ -42,6 +44,13 @@ export interface RunningRelay {
   runWatchdog(): number;
   /** one contingency pass now; resolves to the number of orders looked up */
   runContingency(): Promise<number>;
+  /**
+   * Replaces the price list while running (the config file changed): connected kiosks get it at
+   * once, and the next order is priced with it. Returns how many kiosks were told.
+   */
+  setCatalog(entries: RelayConfig['catalog']): number;
+  /** sends a fresh welcome to connected kiosks whose QR or model changed (the timer runs it every second) */
+  pushKioskChanges(): number;
   /** resolves when notification processing and refunds have nothing in flight */
   whenIdle(): Promise<void>;
   close(): Promise<void>;
@@ -52,7 +61,7 @@ const EXPIRY_TICK_MS = 1000;
 export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Promise<RunningRelay> {
   const logger = deps.logger ?? createLogger('relay');
   const now = deps.now ?? Date.now;
-  const catalog = Catalog.fromInput(config.catalog);
+  let catalog = Catalog.fromInput(config.catalog);
   const mp: MercadoPagoApi =
     deps.mp ??
     new MercadoPagoClient({
@@ -61,6 +70,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       logger: logger.child({ part: 'mercadopago' }),
     });
   const store = openRelayStore(config.store.path);
+  const models = new PaymentModels({ mp, config, now });
 
   // Request logging off: MP polls the POS url several times a second while a customer waits.
   const app = Fastify({ logger: false });
@@ -80,15 +90,17 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       serverTime: now(),
       paymentModel: kiosk.paymentModel,
       posQr: kiosk.posQr ?? '',
+      orderQr: models.of(kiosk).ordersHaveQr(kiosk),
       catalog: catalog.list().map((p) => ({ sku: p.sku, name: p.name, price: p.price, currency: p.currency })),
       maxPaymentSeconds: config.orders.maxPaymentSeconds,
     }),
   });
 
   let refunds: RefundWorker | undefined;
+  let offers: OfferWorker | undefined;
   const orders = new OrderService({
     store,
-    catalog,
+    catalog: () => catalog,
     orders: config.orders,
     collectorId: config.mercadopago.collectorId,
     logger: logger.child({ part: 'orders' }),
@@ -96,11 +108,15 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     isOnline: (id) => hub.isOnline(id),
     flush: (id) => hub.flush(id),
     onRefundNeeded: () => refunds?.kick(),
+    models,
+    onOfferWork: () => offers?.kick(),
   });
   hub.setHandler(orders);
-  refunds = new RefundWorker({ store, mp, orders, logger: logger.child({ part: 'refunds' }), now });
-  const worker = new NotificationWorker({ store, mp, orders, logger: logger.child({ part: 'notifications' }), now });
-  const contingency = new ContingencyPoller({ store, mp, orders, config: config.orders, logger: logger.child({ part: 'contingency' }), now });
+  refunds = new RefundWorker({ store, models, orders, logger: logger.child({ part: 'refunds' }), now });
+  offers = new OfferWorker({ store, models, orders, logger: logger.child({ part: 'offers' }) });
+  const siteCurrency = catalog.list()[0]!.currency;
+  const worker = new NotificationWorker({ store, mp, models, currency: siteCurrency, orders, logger: logger.child({ part: 'notifications' }), now });
+  const contingency = new ContingencyPoller({ store, models, orders, config: config.orders, logger: logger.child({ part: 'contingency' }), now });
 
   await app.register(async (scope) => {
     // Mercado Pago's content types are not documented (IPN often sends an empty body labelled
@@ -147,14 +163,44 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       return 0;
     }
   };
+  // Kiosk changes made by another process (provision, set-qr, set-model) reach connected kiosks
+  // within a tick: the store's kiosk revision says what changed.
+  let seenRevision = store.kioskRevision();
+  const pushKioskChanges = () => {
+    let n = 0;
+    try {
+      const now = store.kioskRevision();
+      if (now === seenRevision) return 0;
+      const changed = store.kiosksChangedAfter(seenRevision);
+      seenRevision = now;
+      for (const k of changed) {
+        if (hub.rewelcome(k.id)) {
+          n++;
+          logger.info({ kioskId: k.id, model: k.paymentModel }, `kiosk ${k.id} changed (QR or payment model): sent it a fresh welcome`);
+        }
+      }
+    } catch (err) {
+      logger.error({ err }, `kiosk change check failed: ${(err as Error).message}`);
+    }
+    return n;
+  };
+  const setCatalog = (entries: RelayConfig['catalog']) => {
+    catalog = Catalog.fromInput(entries);
+    let n = 0;
+    for (const id of hub.onlineKiosks()) if (hub.rewelcome(id)) n++;
+    logger.info({ products: catalog.list().length, kiosks: n }, `catalog replaced: ${catalog.list().length} products, sent to ${n} connected kiosks`);
+    return n;
+  };
   runExpiry();
   runWatchdog();
   refunds.kick();
+  offers.kick();
   const resumed = worker.resumePending();
   if (resumed) logger.info({ resumed }, `resuming ${resumed} stored notifications`);
   const expiryTimer = setInterval(() => {
     runExpiry();
     runWatchdog();
+    pushKioskChanges();
   }, EXPIRY_TICK_MS);
   expiryTimer.unref();
   contingency.start();
@@ -166,7 +212,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       clearInterval(expiryTimer);
       // Background work first, so nothing writes to the database after it is closed. A hanging
       // Mercado Pago call is not awaited: its intent is on disk and the next start resumes it.
-      await Promise.all([withTimeout(contingency.close(), 1000), withTimeout(worker.close(), 1000), refunds!.close()]);
+      await Promise.all([withTimeout(contingency.close(), 1000), withTimeout(worker.close(), 1000), refunds!.close(), offers!.close()]);
       await hub.close();
       await app.close();
       store.close();
@@ -185,9 +231,13 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     runExpiry,
     runWatchdog,
     runContingency: () => contingency.runOnce(),
+    setCatalog,
+    pushKioskChanges,
     whenIdle: async () => {
+      await offers!.idle();
       await worker.idle();
       await refunds!.idle();
+      await offers!.idle();
       await worker.idle();
     },
     close,

@@ -1,8 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Currency } from '../core/money.js';
 import { relayOrder, type OrderEvent, type OrderState } from '../core/relay-order.js';
+import { mpOffer, type OfferEvent, type OfferState } from '../core/mp-offer.js';
 import { crashPoint } from '../runtime/crash-hook.js';
 import { openDatabase, type Db } from '../runtime/sqlite.js';
+import type { PaymentModelName } from '../protocol/messages.js';
 
 // The relay's durable state in one SQLite file. Every state change of an order is written in the
 // same transaction as the outbox message that tells the kiosk about it, so a crash can never leave
@@ -131,6 +133,22 @@ const MIGRATIONS: readonly string[] = [
   CREATE INDEX orders_needs_review ON orders(created_at) WHERE needs_review IS NOT NULL;
   CREATE INDEX refunds_status ON refunds(status);
   `,
+  // 3: every payment model. The kiosk's model moves to a new column: SQLite cannot drop the CHECK
+  // that pinned the old one to 'unattended' without rebuilding a table other tables reference, so
+  // that column stays behind, unused. Orders learn what was made payable at Mercado Pago (its id,
+  // the per-order QR) and where that stands (core/mp-offer.ts).
+  `
+  ALTER TABLE kiosks ADD COLUMN model TEXT NOT NULL DEFAULT 'unattended';
+  ALTER TABLE kiosks ADD COLUMN model_mode TEXT;
+  ALTER TABLE kiosks ADD COLUMN store_external_id TEXT;
+  ALTER TABLE kiosks ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+  CREATE INDEX kiosks_revision ON kiosks(revision);
+  ALTER TABLE orders ADD COLUMN offer_state TEXT NOT NULL DEFAULT 'local';
+  ALTER TABLE orders ADD COLUMN mp_order_id TEXT;
+  ALTER TABLE orders ADD COLUMN qr TEXT;
+  ALTER TABLE orders ADD COLUMN offer_error TEXT;
+  CREATE INDEX orders_offer_work ON orders(offer_state) WHERE offer_state IN ('due', 'withdraw_due');
+  `,
 ];
 
 /** Several reasons for review are kept in the one column, joined by this. */
@@ -142,7 +160,11 @@ export interface Kiosk {
   id: string;
   posExternalId: string;
   posKey: string;
-  paymentModel: 'unattended';
+  paymentModel: PaymentModelName;
+  /** the model's variant: see relay/models/catalog.ts (MODEL_MODES) */
+  modelMode: string | null;
+  /** the Mercado Pago store the POS belongs to (attended orders are put on store + POS) */
+  storeExternalId: string | null;
   generation: ResponseGeneration;
   posQr: string | null;
   createdAt: number;
@@ -177,6 +199,14 @@ export interface OrderRecord {
   needsReview: string | null;
   /** when the watchdog flagged a paid order whose kiosk had not reported the vend */
   vendOverdueAt: number | null;
+  /** where the order stands at Mercado Pago (core/mp-offer.ts) */
+  offerState: OfferState;
+  /** Mercado Pago's id of what was made payable: the Orders API order, or the instore order */
+  mpOrderId: string | null;
+  /** the QR payload of this order (dynamic models); null when the kiosk shows its POS QR */
+  qr: string | null;
+  /** the last error of the offer or withdrawal call */
+  offerError: string | null;
 }
 
 export interface OrderEventRecord {
@@ -289,7 +319,9 @@ function kioskFromRow(r: Row): Kiosk {
     id: r.id as string,
     posExternalId: r.pos_external_id as string,
     posKey: r.pos_key as string,
-    paymentModel: 'unattended',
+    paymentModel: r.model as PaymentModelName,
+    modelMode: (r.model_mode as string | null) ?? null,
+    storeExternalId: (r.store_external_id as string | null) ?? null,
     generation: r.response_generation as ResponseGeneration,
     posQr: (r.pos_qr as string | null) ?? null,
     createdAt: r.created_at as number,
@@ -321,6 +353,10 @@ function orderFromRow(r: Row): OrderRecord {
     vendResult: (r.vend_result as string | null) ?? null,
     needsReview: (r.needs_review as string | null) ?? null,
     vendOverdueAt: (r.vend_overdue_at as number | null) ?? null,
+    offerState: r.offer_state as OfferState,
+    mpOrderId: (r.mp_order_id as string | null) ?? null,
+    qr: (r.qr as string | null) ?? null,
+    offerError: (r.offer_error as string | null) ?? null,
   };
 }
 
@@ -410,6 +446,10 @@ export interface NewOrder {
   rejectReason?: string | null;
   deadline: number;
   createdAt: number;
+  /** default `local`: nothing to do at Mercado Pago */
+  offerState?: 'local' | 'due';
+  /** a QR made without a call (offline dynamic) */
+  qr?: string | null;
 }
 
 /** Columns a transition may set besides state (the order's own facts, not its history). */
@@ -427,6 +467,9 @@ export interface AddKioskInput {
   posExternalId: string;
   generation?: ResponseGeneration;
   posQr?: string | null;
+  model?: PaymentModelName;
+  modelMode?: string | null;
+  storeExternalId?: string | null;
 }
 
 export interface AddedKiosk {
@@ -436,6 +479,12 @@ export interface AddedKiosk {
   posPath: string;
   kiosk: Kiosk;
 }
+
+/**
+ * Every change a kiosk must see (its QR, its model) takes the next revision of the table, so a
+ * running relay finds what another process (the CLI) changed with one indexed query.
+ */
+const NEXT_REVISION = '(SELECT COALESCE(MAX(revision), 0) + 1 FROM kiosks)';
 
 const KIOSK_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const POS_EXTERNAL_ID = /^[A-Za-z0-9]{1,39}$/;
@@ -510,14 +559,29 @@ export class RelayStore {
     if (this.getKioskByPos(input.posExternalId)) {
       throw new StoreError(`POS external id "${input.posExternalId}" already belongs to another kiosk`);
     }
+    if (input.storeExternalId != null && !POS_EXTERNAL_ID.test(input.storeExternalId)) {
+      throw new StoreError(`store external id "${input.storeExternalId}" must be letters and digits only, fewer than 40 (Mercado Pago's rule)`);
+    }
     const token = newKioskToken();
     const posKey = newPosKey();
     this.db
       .prepare(
-        `INSERT INTO kiosks (id, token_hash, pos_external_id, pos_key, payment_model, response_generation, pos_qr, created_at)
-         VALUES (?, ?, ?, ?, 'unattended', ?, ?, ?)`,
+        `INSERT INTO kiosks (id, token_hash, pos_external_id, pos_key, payment_model, response_generation, pos_qr, created_at,
+           model, model_mode, store_external_id)
+         VALUES (?, ?, ?, ?, 'unattended', ?, ?, ?, ?, ?, ?)`,
       )
-      .run(input.id, hashToken(token), input.posExternalId, posKey, generation, input.posQr ?? null, at);
+      .run(
+        input.id,
+        hashToken(token),
+        input.posExternalId,
+        posKey,
+        generation,
+        input.posQr ?? null,
+        at,
+        input.model ?? 'unattended',
+        input.modelMode ?? null,
+        input.storeExternalId ?? null,
+      );
     return { token, posKey, posPath: posPath(input.posExternalId, posKey), kiosk: this.getKiosk(input.id)! };
   }
 
@@ -538,7 +602,30 @@ export class RelayStore {
   }
 
   setKioskPosQr(id: string, qr: string): void {
-    const res = this.db.prepare('UPDATE kiosks SET pos_qr = ? WHERE id = ?').run(qr, id);
+    const res = this.db.prepare(`UPDATE kiosks SET pos_qr = ?, revision = ${NEXT_REVISION} WHERE id = ?`).run(qr, id);
+    if (res.changes === 0) throw new StoreError(`no kiosk "${id}"`);
+  }
+
+  /** The highest kiosk revision: changes after it are found with kiosksChangedAfter. */
+  kioskRevision(): number {
+    return (this.db.prepare('SELECT COALESCE(MAX(revision), 0) AS r FROM kiosks').get() as { r: number }).r;
+  }
+
+  kiosksChangedAfter(revision: number): Kiosk[] {
+    return this.many(kioskFromRow, 'SELECT * FROM kiosks WHERE revision > ? ORDER BY revision', revision);
+  }
+
+  /** Changes the kiosk's payment model (the caller validated model and mode). */
+  setKioskModel(id: string, model: PaymentModelName, mode: string | null): void {
+    const res = this.db.prepare(`UPDATE kiosks SET model = ?, model_mode = ?, revision = ${NEXT_REVISION} WHERE id = ?`).run(model, mode, id);
+    if (res.changes === 0) throw new StoreError(`no kiosk "${id}"`);
+  }
+
+  setKioskStore(id: string, storeExternalId: string): void {
+    if (!POS_EXTERNAL_ID.test(storeExternalId)) {
+      throw new StoreError(`store external id "${storeExternalId}" must be letters and digits only, fewer than 40 (Mercado Pago's rule)`);
+    }
+    const res = this.db.prepare(`UPDATE kiosks SET store_external_id = ?, revision = ${NEXT_REVISION} WHERE id = ?`).run(storeExternalId, id);
     if (res.changes === 0) throw new StoreError(`no kiosk "${id}"`);
   }
 
@@ -556,11 +643,11 @@ export class RelayStore {
     this.db
       .prepare(
         `INSERT INTO orders (id, kiosk_id, slot, sku, title, quantity, unit_price, amount, currency, claimed_amount,
-           claimed_currency, state, reject_reason, deadline, created_at, updated_at)
+           claimed_currency, state, reject_reason, deadline, created_at, updated_at, offer_state, qr)
          VALUES (@id, @kioskId, @slot, @sku, @title, @quantity, @unitPrice, @amount, @currency, @claimedAmount,
-           @claimedCurrency, @state, @rejectReason, @deadline, @createdAt, @createdAt)`,
+           @claimedCurrency, @state, @rejectReason, @deadline, @createdAt, @createdAt, @offerState, @qr)`,
       )
-      .run({ ...o, rejectReason: o.rejectReason ?? null });
+      .run({ ...o, rejectReason: o.rejectReason ?? null, offerState: o.offerState ?? 'local', qr: o.qr ?? null });
     this.insertEvent(o.id, null, o.state, o.state === 'pending' ? 'created' : 'rejected', o.rejectReason ?? null, o.createdAt);
     return this.getOrder(o.id)!;
   }
@@ -717,6 +804,37 @@ export class RelayStore {
       this.insertEvent(id, cur.state, to, event, detail ?? null, at);
       return this.getOrder(id)!;
     });
+  }
+
+  /**
+   * The order's standing at Mercado Pago moves only through core/mp-offer.ts (IllegalTransition
+   * otherwise). `facts` records what the call returned (its id, the QR) or why it failed.
+   */
+  moveOffer(id: string, event: OfferEvent, at: number, facts: { mpOrderId?: string; qr?: string; error?: string | null } = {}): OrderRecord {
+    return this.transaction(() => {
+      const cur = this.getOrder(id);
+      if (!cur) throw new StoreError(`no order "${id}"`);
+      const to = mpOffer.next(cur.offerState, event);
+      this.db
+        .prepare(
+          `UPDATE orders SET offer_state = @to,
+             mp_order_id = COALESCE(@mpOrderId, mp_order_id), qr = COALESCE(@qr, qr), offer_error = @error
+           WHERE id = @id`,
+        )
+        .run({ id, to, mpOrderId: facts.mpOrderId ?? null, qr: facts.qr ?? null, error: facts.error ?? null });
+      if (to !== cur.offerState) this.insertEvent(id, cur.state, cur.state, `mp_${event}`, facts.error ?? facts.mpOrderId ?? null, at);
+      return this.getOrder(id)!;
+    });
+  }
+
+  /** Records a failed offer/withdraw attempt that will be retried (no move). */
+  noteOfferError(id: string, error: string): void {
+    this.db.prepare('UPDATE orders SET offer_error = ? WHERE id = ?').run(error.slice(0, 500), id);
+  }
+
+  /** Orders whose Mercado Pago side has work to do (make payable, withdraw), oldest first. */
+  offerWork(): OrderRecord[] {
+    return this.many(orderFromRow, `SELECT * FROM orders WHERE offer_state IN ('due', 'withdraw_due') ORDER BY created_at, rowid`);
   }
 
   /** Facts that are not a state change (a vend_unknown kept for review, a notification seen). */

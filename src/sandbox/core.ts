@@ -8,9 +8,11 @@ import type { Logger } from 'pino';
 import { CURRENCIES, MoneyError, parseAmount, toDecimalNumber, type Currency } from '../core/money.js';
 import { EmvError, MP_QR_LIMITS, buildMercadoPagoQr, parseMercadoPagoQr } from '../emv/index.js';
 import type { MpPosSearch } from '../mercadopago/client.js';
+import type { MercadoPagoQrData } from '../emv/index.js';
 import type {
   MpItem,
   MpMerchantOrder,
+  MpOrder,
   MpMerchantOrderPayment,
   MpPayment,
   MpPos,
@@ -18,8 +20,12 @@ import type {
   MpSearchPage,
   MpStore,
 } from '../mercadopago/types.js';
+import { MpApiError, SandboxError, isObject, mpError, nowIso, numericId, pushCapped, truncate } from './api-error.js';
 import { appendQuery, deliver, describeFetchError, webhookSignature, type OutgoingRequest } from './notify.js';
-import { interpretPosAnswer, type PosAnswer, type ReadyOrder } from './pos-answer.js';
+import type { MerchantOrderInput, NormalizedNotify, PosRef, SandboxHost } from './host.js';
+import { InstoreOrders, type InstoreRec } from './instore-orders.js';
+import { OrdersApi, type OrdersApiOrderRec } from './orders-api.js';
+import { interpretPosAnswer, type PosAnswer } from './pos-answer.js';
 import type {
   Delivery,
   FaultInfo,
@@ -28,8 +34,16 @@ import type {
   NotifyRawRequest,
   NotifyRequest,
   NotifyResult,
+  InstoreOrderInfo,
+  MerchantOrderPayResult,
+  MerchantOrderScan,
+  NotifyOrderRequest,
+  NotifyOrderResult,
+  OrdersApiScan,
   PayOptions,
   PayResult,
+  QrModel,
+  SandboxConfigPatch,
   PollEntry,
   PosGeneration,
   RefundRecord,
@@ -39,34 +53,7 @@ import type {
   SignatureMode,
 } from './types.js';
 
-/** A Mercado Pago API error: the HTTP status and the JSON body MP would send. */
-export class MpApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly body: Record<string, unknown>,
-    readonly headers: Record<string, string> = {},
-    /** an injected fault answers only after this long (a slow or timed-out Mercado Pago) */
-    readonly delayMs = 0,
-  ) {
-    super(typeof body.message === 'string' ? body.message : `HTTP ${status}`);
-  }
-}
-
-/** A misuse of the customer/inspection API (unknown checkout, bad QR...). */
-export class SandboxError extends Error {
-  override name = 'SandboxError';
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-function mpError(status: number, error: string, message: string, cause: { code: string | number; description: string }[] = []): MpApiError {
-  return new MpApiError(status, { message, error, status, cause });
-}
+export { MpApiError, SandboxError } from './api-error.js';
 
 interface StoreRec {
   id: number;
@@ -94,11 +81,15 @@ interface PosRec {
 
 interface OrderRec {
   id: number;
-  posId: number;
+  /** null: an offline QR naming no POS */
+  posId: number | null;
+  model: Exclude<QrModel, 'orders'>;
   checkoutId: string;
   generation: PosGeneration;
   externalReference: string;
+  /** '' = none given: notifications go to the panel's URL, if configured */
   notificationUrl: string;
+  inStoreOrderId?: string;
   items: MpItem[];
   totalMinor: number;
   sponsorId?: number;
@@ -110,7 +101,7 @@ interface OrderRec {
 interface PaymentRec {
   id: number;
   orderId: number;
-  posId: number;
+  posId: number | null;
   status: 'approved' | 'rejected' | 'refunded';
   /** whether it was ever approved: refunded payments still count as paid on the merchant order */
   wasApproved: boolean;
@@ -134,10 +125,8 @@ interface RefundRec {
   replays: number;
 }
 
-interface CheckoutRec {
-  id: string;
-  orderId: number;
-}
+/** What the customer's app shows after a scan: a merchant order to pay, or an Orders API order. */
+type CheckoutRec = { id: string; kind: 'merchant_order'; orderId: number } | { id: string; kind: 'order'; ordersApiId: string };
 
 interface FaultRec extends FaultInfo {
   regex?: RegExp;
@@ -154,6 +143,10 @@ export interface SandboxCoreConfig {
   pollIntervalMs: number;
   pollGiveUpMs: number;
   httpTimeoutMs: number;
+  ordersWebhookUrl?: string;
+  ordersSignature?: SignatureMode;
+  panelNotificationUrl?: string;
+  latePayments?: boolean;
   logger?: Logger;
   /** the listening base URL, known only after listen() */
   baseUrl: () => string;
@@ -171,29 +164,6 @@ const DEFAULT_CITY: Record<Currency, string> = {
 
 const POS_FIELDS = new Set(['name', 'fixed_amount', 'category', 'store_id', 'external_store_id', 'external_id', 'url']);
 const ALNUM = /^[A-Za-z0-9]+$/;
-
-const nowIso = (): string => new Date().toISOString();
-
-function truncate(text: string, max: number): string {
-  return Array.from(text).slice(0, max).join('');
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return !!v && typeof v === 'object' && !Array.isArray(v);
-}
-
-function numericId(raw: unknown): number | undefined {
-  const s = String(raw ?? '');
-  if (!/^\d{1,15}$/.test(s)) return undefined;
-  return Number(s);
-}
-
-/** Inspection logs keep the latest entries only, so a long-running `qrkiosk sandbox` stays bounded. */
-const LOG_CAP = 10_000;
-function pushCapped<T>(log: T[], item: T): void {
-  log.push(item);
-  if (log.length > LOG_CAP) log.splice(0, log.length - LOG_CAP);
-}
 
 export class SandboxCore {
   readonly lifetime = new AbortController();
@@ -222,7 +192,80 @@ export class SandboxCore {
     fault: 0,
   };
 
-  constructor(readonly cfg: SandboxCoreConfig) {}
+  private readonly host: SandboxHost;
+  /** attended (instore v2, mpmobile) and dynamic (/qrs) orders */
+  readonly instore: InstoreOrders;
+  /** the Orders API (/v1/orders) */
+  readonly ordersApi: OrdersApi;
+  private panelNotificationUrl: string | undefined;
+  private latePayments: boolean;
+
+  constructor(readonly cfg: SandboxCoreConfig) {
+    this.panelNotificationUrl = cfg.panelNotificationUrl;
+    this.latePayments = cfg.latePayments ?? false;
+    this.host = {
+      collectorId: cfg.collectorId,
+      currency: cfg.currency,
+      logger: cfg.logger,
+      webhookSecret: cfg.webhookSecret,
+      findPosByExternalId: (externalId) => {
+        const rec = [...this.pos.values()].find((p) => p.externalId === externalId);
+        return rec ? this.posRef(rec) : undefined;
+      },
+      findStoreByExternalId: (externalId) => [...this.stores.values()].find((s) => s.externalId === externalId),
+      openMerchantOrder: (input) => this.openMerchantOrder(input).id,
+      normalizeNotify: (opts) => this.normalizeNotify(opts),
+      startBatch: (opts, makers) => this.runBatch(opts, makers),
+    };
+    this.instore = new InstoreOrders(this.host);
+    this.ordersApi = new OrdersApi(this.host, { webhookUrl: cfg.ordersWebhookUrl, signature: cfg.ordersSignature });
+  }
+
+  /** Changes settings of a running sandbox (also over /_sandbox/config). */
+  configure(patch: SandboxConfigPatch): void {
+    const url = (v: unknown, what: string): string | undefined => {
+      if (v === null) return undefined;
+      try {
+        const u = new URL(String(v));
+        if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('protocol');
+      } catch {
+        throw new SandboxError(400, 'bad_config', `${what} must be an absolute http(s) URL or null, got ${JSON.stringify(v)}`);
+      }
+      return String(v);
+    };
+    if (patch.ordersSignature !== undefined && !['valid', 'lowercase', 'forged', 'none'].includes(patch.ordersSignature)) {
+      throw new SandboxError(400, 'bad_config', `ordersSignature must be valid, lowercase, forged or none, got ${String(patch.ordersSignature)}`);
+    }
+    if ((patch.ordersSignature === 'valid' || patch.ordersSignature === 'lowercase') && !this.cfg.webhookSecret) {
+      throw new SandboxError(400, 'no_webhook_secret', 'a valid signature needs the sandbox started with webhookSecret');
+    }
+    if (patch.ordersWebhookUrl !== undefined) this.ordersApi.settings.webhookUrl = url(patch.ordersWebhookUrl, 'ordersWebhookUrl');
+    if (patch.panelNotificationUrl !== undefined) this.panelNotificationUrl = url(patch.panelNotificationUrl, 'panelNotificationUrl');
+    if (patch.ordersSignature !== undefined) this.ordersApi.settings.signature = patch.ordersSignature;
+    if (patch.latePayments !== undefined) this.latePayments = patch.latePayments === true;
+  }
+
+  // ---- the per-model APIs (their modules do the work) --------------------------------------------
+
+  /** Expires an order now, as its expiration time would. */
+  expire(ref: { orderId?: string; inStoreOrderId?: string }): void {
+    const found =
+      (ref?.orderId !== undefined && this.ordersApi.expire(ref.orderId)) ||
+      (ref?.inStoreOrderId !== undefined && this.instore.expire(ref.inStoreOrderId));
+    if (!found) throw new SandboxError(404, 'unknown_order', `no order ${JSON.stringify(ref)}: give {orderId} (Orders API) or {inStoreOrderId}`);
+  }
+
+  notifyOrder(req: NotifyOrderRequest): NotifyOrderResult {
+    return this.ordersApi.notify(req);
+  }
+
+  listInstoreOrders(): InstoreOrderInfo[] {
+    return this.instore.list();
+  }
+
+  listOrdersApi(): MpOrder[] {
+    return this.ordersApi.list();
+  }
 
   get closed(): boolean {
     return this.lifetime.signal.aborted;
@@ -495,15 +538,22 @@ export class SandboxCore {
     if (spec.retryAfter !== undefined) rec.retryAfter = spec.retryAfter;
     if (spec.body !== undefined) rec.body = spec.body;
     if (spec.delayMs) rec.delayMs = spec.delayMs;
+    if (spec.afterEffect) rec.afterEffect = true;
+    if (spec.dropConnection) rec.dropConnection = true;
     this.faultList.push(rec);
     return this.faultInfo(rec);
   }
 
-  /** Consumes one matching fault, if any: the request must then fail with it. */
-  takeFault(endpoint: SandboxEndpoint, method: string, url: string): MpApiError | undefined {
+  /**
+   * Consumes one matching fault, if any: the request must then fail with it. Phase 'before' takes
+   * ordinary faults (the request has no effect); phase 'after' takes afterEffect faults, which the
+   * server applies once the handler has run (the effect happened, the answer is lost).
+   */
+  takeFault(endpoint: SandboxEndpoint, method: string, url: string, phase: 'before' | 'after' = 'before'): (MpApiError & { dropConnection?: boolean; delayMs?: number }) | undefined {
     const f = this.faultList.find(
       (x) =>
         x.remaining > 0 &&
+        !!x.afterEffect === (phase === 'after') &&
         (x.endpoint === undefined || x.endpoint === endpoint) &&
         (x.method === undefined || x.method === method.toUpperCase()) &&
         (x.regex === undefined || x.regex.test(url)),
@@ -517,7 +567,10 @@ export class SandboxCore {
       : f.status === 429
         ? { message: 'too_many_requests', error: 'too_many_requests', status: 429, cause: [] }
         : { message: 'internal_error (sandbox fault)', error: 'internal_server_error', status: f.status, cause: [] };
-    return new MpApiError(f.status, body, headers, f.delayMs ?? 0);
+    const error: MpApiError & { dropConnection?: boolean; delayMs?: number } = new MpApiError(f.status, body, headers);
+    if (f.dropConnection) error.dropConnection = true;
+    if (f.delayMs) error.delayMs = f.delayMs;
+    return error;
   }
 
   listFaults(): FaultInfo[] {
@@ -533,6 +586,8 @@ export class SandboxCore {
     if (f.path !== undefined) info.path = f.path;
     if (f.endpoint !== undefined) info.endpoint = f.endpoint;
     if (f.method !== undefined) info.method = f.method;
+    if (f.afterEffect) info.afterEffect = true;
+    if (f.dropConnection) info.dropConnection = true;
     return info;
   }
 
@@ -555,28 +610,24 @@ export class SandboxCore {
       }
       throw err;
     }
-    if (qr.collectorId !== String(this.cfg.collectorId)) {
+    if (qr.collectorId !== undefined && qr.collectorId !== String(this.cfg.collectorId)) {
       throw new SandboxError(
         404,
         'unknown_collector',
         `the QR belongs to collector ${qr.collectorId}, but this sandbox is collector ${this.cfg.collectorId}`,
       );
     }
-    if (qr.initiation === 'dynamic') {
-      throw new SandboxError(400, 'unsupported_qr', 'offline dynamic QRs (01=12) are not emulated; scan a POS (static) QR');
-    }
+    // an order's own QR (online dynamic, hybrid, Orders API dynamic/hybrid): found by its UUID
+    if (qr.orderUuid !== undefined || qr.collectorId === undefined) return this.scanOrderQr(qr, opts);
+    // a QR the seller built offline: amount and reference in the QR itself
+    if (qr.initiation === 'dynamic') return this.scanOfflineQr(qr);
     if (qr.terminalLabel === undefined) {
       throw new SandboxError(400, 'invalid_qr', 'the QR has no terminal label (62/07), so it names no POS');
     }
     const pos = this.findPosByLabel(qr.terminalLabel);
     if (!pos) throw new SandboxError(404, 'unknown_pos', `no POS with external_id "${qr.terminalLabel}"`);
-    if (!pos.url) {
-      throw new SandboxError(
-        409,
-        'attended_pos',
-        `POS ${pos.externalId} has no url: only the unattended model (POS with url) is emulated`,
-      );
-    }
+    // a POS without url: whatever order sits on its static QR (attended, hybrid, Orders API static/hybrid)
+    if (!pos.url) return this.scanAttendedPos(pos, opts);
     const intervalMs = opts.intervalMs ?? this.cfg.pollIntervalMs;
     const giveUpMs = opts.giveUpMs ?? this.cfg.pollGiveUpMs;
     const scanId = ++this.seq.scan;
@@ -587,10 +638,11 @@ export class SandboxCore {
       const { entry, answer } = await this.pollOnce(scanId, pos);
       const last = { httpStatus: entry.httpStatus, body: entry.body, ...(entry.error ? { error: entry.error } : {}) };
       if (answer.kind === 'ready') {
-        const order = this.openOrder(pos, answer.order);
+        const order = this.openMerchantOrder({ model: 'unattended', posId: pos.id, ...answer.order });
         if (opts.notifyOpened) this.sendNotifications(order.id, opts.notifyOpened);
         return {
           status: 'ready',
+          model: 'unattended',
           scanId,
           checkoutId: order.checkoutId,
           merchantOrderId: order.id,
@@ -666,47 +718,175 @@ export class SandboxCore {
     return { entry, answer };
   }
 
-  private openOrder(pos: PosRec, ready: ReadyOrder): OrderRec {
+  private openMerchantOrder(input: MerchantOrderInput): OrderRec {
     const now = nowIso();
-    const checkoutId = `chk_${++this.seq.checkout}`;
     const order: OrderRec = {
       id: ++this.seq.order,
-      posId: pos.id,
-      checkoutId,
-      generation: ready.generation,
-      externalReference: ready.externalReference,
-      notificationUrl: ready.notificationUrl,
-      items: ready.items,
-      totalMinor: ready.totalMinor,
+      posId: input.posId,
+      model: input.model,
+      checkoutId: '',
+      generation: input.generation,
+      externalReference: input.externalReference,
+      notificationUrl: input.notificationUrl,
+      items: input.items,
+      totalMinor: input.totalMinor,
       paymentIds: [],
       dateCreated: now,
       lastUpdated: now,
     };
-    if (ready.sponsorId !== undefined) order.sponsorId = ready.sponsorId;
+    if (input.sponsorId !== undefined) order.sponsorId = input.sponsorId;
+    if (input.inStoreOrderId !== undefined) order.inStoreOrderId = input.inStoreOrderId;
+    order.checkoutId = this.newCheckout({ kind: 'merchant_order', orderId: order.id });
     this.orders.set(order.id, order);
-    this.checkouts.set(checkoutId, { id: checkoutId, orderId: order.id });
     this.cfg.logger?.info(
-      { merchantOrderId: order.id, externalReference: order.externalReference, totalMinor: order.totalMinor },
+      { merchantOrderId: order.id, model: order.model, externalReference: order.externalReference, totalMinor: order.totalMinor },
       'sandbox: merchant order opened',
     );
     return order;
   }
 
-  /** The customer pays a scanned checkout; then Mercado Pago notifies the seller. */
+  private newCheckout(target: { kind: 'merchant_order'; orderId: number } | { kind: 'order'; ordersApiId: string }): string {
+    const id = `chk_${++this.seq.checkout}`;
+    this.checkouts.set(id, { id, ...target });
+    return id;
+  }
+
+  private merchantOrderScan(order: OrderRec, scanId: number, checkoutId: string): MerchantOrderScan {
+    const scan: MerchantOrderScan = {
+      status: 'ready',
+      model: order.model,
+      scanId,
+      checkoutId,
+      merchantOrderId: order.id,
+      posId: order.posId,
+      totalMinor: order.totalMinor,
+      currency: this.cfg.currency,
+      externalReference: order.externalReference,
+      generation: order.generation,
+      polls: 0,
+    };
+    if (order.inStoreOrderId !== undefined) scan.inStoreOrderId = order.inStoreOrderId;
+    return scan;
+  }
+
+  private ordersApiScan(o: OrdersApiOrderRec, scanId: number): OrdersApiScan {
+    return {
+      status: 'ready',
+      model: 'orders',
+      scanId,
+      checkoutId: this.newCheckout({ kind: 'order', ordersApiId: o.id }),
+      orderId: o.id,
+      mode: o.mode,
+      posId: o.pos.id,
+      totalMinor: o.totalMinor,
+      currency: this.cfg.currency,
+      externalReference: o.externalReference,
+      polls: 0,
+    };
+  }
+
+  /** A checkout for an instore order: one merchant order per instore order, a new checkout per scan. */
+  private instoreScan(rec: InstoreRec, scanId: number, opts: ScanOptions): MerchantOrderScan {
+    const firstScan = rec.merchantOrderId === null;
+    const order = this.orders.get(this.instore.merchantOrderFor(rec))!;
+    if (firstScan && opts.notifyOpened) this.sendNotifications(order.id, opts.notifyOpened);
+    return this.merchantOrderScan(order, scanId, this.newCheckout({ kind: 'merchant_order', orderId: order.id }));
+  }
+
+  private nothing(status: 'waiting_for_order' | 'nothing_to_pay', scanId: number, posId: number | null, reason: string): ScanResult {
+    return { status, scanId, posId, reason, polls: 0, last: { httpStatus: null, body: null } };
+  }
+
+  /** The POS sticker of a POS without url: the app shows the order on it, or its waiting screen. */
+  private scanAttendedPos(pos: PosRec, opts: ScanOptions): ScanResult {
+    const scanId = ++this.seq.scan;
+    const instore = this.instore.orderOnPos(pos.id);
+    if (instore) return this.instoreScan(instore, scanId, opts);
+    const order = this.ordersApi.orderOnPos(pos.id);
+    if (order) return this.ordersApiScan(order, scanId);
+    return this.nothing('waiting_for_order', scanId, pos.id, `no order on POS ${pos.externalId}: the app shows its waiting screen`);
+  }
+
+  /** qr_data of an order (43/06 or the Pix URL): the order it names, if it can still be paid. */
+  private scanOrderQr(qr: MercadoPagoQrData, opts: ScanOptions): ScanResult {
+    const scanId = ++this.seq.scan;
+    const uuid = qr.orderUuid;
+    if (uuid === undefined) throw new SandboxError(400, 'invalid_qr', 'the Pix QR names no order (no UUID at the end of its URL)');
+    const order = this.ordersApi.byQrUuid(uuid);
+    if (order) {
+      const why = this.ordersApi.whyNotPayable(order);
+      return why ? this.nothing('nothing_to_pay', scanId, order.pos.id, why) : this.ordersApiScan(order, scanId);
+    }
+    const rec = this.instore.byUuid(uuid);
+    if (rec) {
+      const why = this.instore.whyNotPayable(rec.id);
+      return why ? this.nothing('nothing_to_pay', scanId, rec.pos.id, why) : this.instoreScan(rec, scanId, opts);
+    }
+    throw new SandboxError(404, 'unknown_order', `the QR names order ${uuid}, which this sandbox never created`);
+  }
+
+  /**
+   * A QR the seller built offline (01=12, 43/03 collector, 54 amount, 62/05 reference): every scan
+   * opens a new merchant order for that amount and reference, as Mercado Pago documents for
+   * amount-bearing QRs. Nothing can withdraw it: a late payment is always possible.
+   */
+  private scanOfflineQr(qr: MercadoPagoQrData): ScanResult {
+    if (qr.amountMinor === undefined) {
+      throw new SandboxError(400, 'invalid_qr', 'a dynamic QR without an order UUID must carry its amount (54)');
+    }
+    if (qr.referenceLabel === undefined) {
+      throw new SandboxError(400, 'invalid_qr', 'an offline dynamic QR needs a reference label (62/05): it becomes the external_reference');
+    }
+    if (qr.currency !== this.cfg.currency) {
+      throw new SandboxError(400, 'invalid_qr', `the QR is in ${qr.currency}, this sandbox's site sells in ${this.cfg.currency}`);
+    }
+    const pos = qr.terminalLabel === undefined ? undefined : this.findPosByLabel(qr.terminalLabel);
+    const c = this.cfg.currency;
+    const title = qr.purpose ?? qr.merchantName;
+    const order = this.openMerchantOrder({
+      model: 'offline',
+      posId: pos?.id ?? null,
+      generation: 'v1',
+      externalReference: qr.referenceLabel,
+      notificationUrl: '',
+      items: [{ title, currency_id: c, quantity: 1, unit_price: toDecimalNumber(qr.amountMinor, c) }],
+      totalMinor: qr.amountMinor,
+    });
+    return this.merchantOrderScan(order, ++this.seq.scan, order.checkoutId);
+  }
+
+  /**
+   * The customer pays a scanned checkout; then Mercado Pago notifies the seller. A checkout whose
+   * order was withdrawn after the scan (deleted, canceled, expired, replaced, paid through the other
+   * channel of a hybrid order) is refused as Mercado Pago's app would, unless landAfterCancel (or
+   * the sandbox's latePayments) asks for the race where the payment lands anyway.
+   */
   pay(opts: PayOptions): PayResult {
     const checkout = opts && typeof opts.checkoutId === 'string' ? this.checkouts.get(opts.checkoutId) : undefined;
     if (!checkout) throw new SandboxError(404, 'unknown_checkout', `no checkout "${opts?.checkoutId}": scan first`);
-    const order = this.orders.get(checkout.orderId)!;
     const outcome = opts.outcome ?? 'approved';
     if (outcome !== 'approved' && outcome !== 'rejected') {
       throw new SandboxError(400, 'bad_outcome', `outcome must be approved or rejected, got ${String(outcome)}`);
     }
-    const amountMinor = opts.amountMinor ?? order.totalMinor;
-    if (!Number.isSafeInteger(amountMinor) || amountMinor <= 0) {
-      throw new SandboxError(400, 'bad_amount', `amountMinor must be a positive whole number of minor units, got ${amountMinor}`);
+    if (opts.amountMinor !== undefined && (!Number.isSafeInteger(opts.amountMinor) || opts.amountMinor <= 0)) {
+      throw new SandboxError(400, 'bad_amount', `amountMinor must be a positive whole number of minor units, got ${opts.amountMinor}`);
     }
     // validate notify options before moving money, so a bad option does not leave a silent payment
     const notify = opts.notify === false ? undefined : this.normalizeNotify(opts.notify ?? {});
+    const lateAllowed = opts.landAfterCancel ?? this.latePayments;
+    if (checkout.kind === 'order') {
+      return this.ordersApi.pay(checkout.ordersApiId, opts, lateAllowed, opts.notify === false ? false : (opts.notify ?? {}));
+    }
+    const order = this.orders.get(checkout.orderId)!;
+    const why = order.inStoreOrderId !== undefined ? this.instore.whyNotPayable(order.inStoreOrderId) : undefined;
+    if (why && !lateAllowed) {
+      throw new SandboxError(
+        409,
+        'order_not_payable',
+        `${why} after the customer scanned it: Mercado Pago's app refuses the payment (set landAfterCancel to emulate a payment that lands anyway)`,
+      );
+    }
+    const amountMinor = opts.amountMinor ?? order.totalMinor;
     const now = nowIso();
     const payment: PaymentRec = {
       id: ++this.seq.payment,
@@ -727,19 +907,23 @@ export class SandboxCore {
     order.paymentIds.push(payment.id);
     order.lastUpdated = now;
     const view = this.orderView(order);
+    if (view.status === 'closed' && order.inStoreOrderId !== undefined) this.instore.markPaid(order.inStoreOrderId);
     this.cfg.logger?.info(
-      { paymentId: payment.id, merchantOrderId: order.id, outcome, amountMinor, orderStatus: view.status },
+      { paymentId: payment.id, merchantOrderId: order.id, outcome, amountMinor, orderStatus: view.status, late: !!why },
       'sandbox: customer paid',
     );
     const batch = notify ? this.startBatch(order, notify) : { batchId: 0, deliveries: Promise.resolve([]) };
-    return {
+    const result: MerchantOrderPayResult = {
+      model: order.model,
       paymentId: payment.id,
       merchantOrderId: order.id,
       status: outcome,
       merchantOrderStatus: view.status === 'closed' ? 'closed' : 'opened',
+      lateAfterWithdrawal: !!why,
       batchId: batch.batchId,
       deliveries: batch.deliveries,
     };
+    return result;
   }
 
   // ---- notifications ---------------------------------------------------------------------------
@@ -756,7 +940,7 @@ export class SandboxCore {
     return { merchantOrderId: orderId, ...batch };
   }
 
-  private normalizeNotify(opts: NotifyOptions): Required<NotifyOptions> {
+  private normalizeNotify(opts: NotifyOptions): NormalizedNotify {
     const form = opts.form ?? 'ipn';
     if (form !== 'ipn' && form !== 'webhook' && form !== 'both') {
       throw new SandboxError(400, 'bad_notify', `notify.form must be ipn, webhook or both, got ${String(form)}`);
@@ -770,19 +954,33 @@ export class SandboxCore {
       throw new SandboxError(400, 'bad_notify', `notify.delayMs must be >= 0, got ${delayMs}`);
     }
     const signature: SignatureMode = opts.signature ?? (this.cfg.webhookSecret ? 'valid' : 'none');
-    if (signature !== 'valid' && signature !== 'forged' && signature !== 'none') {
-      throw new SandboxError(400, 'bad_notify', `notify.signature must be valid, forged or none, got ${String(signature)}`);
+    if (signature !== 'valid' && signature !== 'lowercase' && signature !== 'forged' && signature !== 'none') {
+      throw new SandboxError(400, 'bad_notify', `notify.signature must be valid, lowercase, forged or none, got ${String(signature)}`);
     }
-    if (signature === 'valid' && form !== 'ipn' && !this.cfg.webhookSecret) {
+    if ((signature === 'valid' || signature === 'lowercase') && form !== 'ipn' && !this.cfg.webhookSecret) {
       throw new SandboxError(400, 'no_webhook_secret', 'a valid webhook signature needs the sandbox started with webhookSecret');
     }
     return { form, copies, delayMs, signature, parallel: opts.parallel ?? false };
   }
 
-  private startBatch(order: OrderRec, opts: Required<NotifyOptions>): { batchId: number; deliveries: Promise<Delivery[]> } {
-    const batchId = ++this.seq.batch;
+  private startBatch(order: OrderRec, opts: NormalizedNotify): { batchId: number; deliveries: Promise<Delivery[]> } {
+    if (!this.notificationUrlOf(order)) {
+      this.cfg.logger?.warn({ merchantOrderId: order.id }, 'sandbox: merchant order has no notification_url and no panel URL is configured: nothing sent');
+      return { batchId: 0, deliveries: Promise.resolve([]) };
+    }
     const notificationId = ++this.seq.notification;
     const forms: ('ipn' | 'webhook')[] = opts.form === 'both' ? ['ipn', 'webhook'] : [opts.form];
+    const makers: ((batchId: number) => OutgoingRequest)[] = [];
+    for (const form of forms) {
+      for (let copy = 1; copy <= opts.copies; copy++) {
+        makers.push((batchId) => this.buildNotification(order, form, copy, batchId, notificationId, opts.signature));
+      }
+    }
+    return this.runBatch(opts, makers);
+  }
+
+  private runBatch(opts: NormalizedNotify, makers: ((batchId: number) => OutgoingRequest)[]): { batchId: number; deliveries: Promise<Delivery[]> } {
+    const batchId = ++this.seq.batch;
     const run = async (): Promise<Delivery[]> => {
       if (opts.delayMs > 0) {
         try {
@@ -791,13 +989,8 @@ export class SandboxCore {
           return [];
         }
       }
-      const jobs: (() => Promise<Delivery>)[] = [];
-      for (const form of forms) {
-        for (let copy = 1; copy <= opts.copies; copy++) {
-          // built at send time: the webhook ts must be when it is sent (late ones carry a late ts)
-          jobs.push(() => this.send(this.buildNotification(order, form, copy, batchId, notificationId, opts.signature)));
-        }
-      }
+      // built at send time: the webhook ts must be when it is sent (late ones carry a late ts)
+      const jobs = makers.map((make) => () => this.send(make(batchId)));
       if (opts.parallel) return Promise.all(jobs.map((j) => j()));
       const out: Delivery[] = [];
       for (const job of jobs) out.push(await job());
@@ -806,6 +999,11 @@ export class SandboxCore {
     const deliveries = run();
     this.batches.set(batchId, deliveries);
     return { batchId, deliveries };
+  }
+
+  /** Where a merchant order's notifications go: its notification_url, else the panel's URL. */
+  private notificationUrlOf(order: OrderRec): string | undefined {
+    return order.notificationUrl || this.panelNotificationUrl || undefined;
   }
 
   private buildNotification(
@@ -824,7 +1022,7 @@ export class SandboxCore {
         form,
         copy,
         method: 'POST',
-        url: appendQuery(order.notificationUrl, { topic: 'merchant_order', id: moId }),
+        url: appendQuery(this.notificationUrlOf(order)!, { topic: 'merchant_order', id: moId }),
         headers: { accept: '*/*', 'user-agent': 'MercadoPago Feed v2.0 merchant_order' },
         signature: 'none',
       };
@@ -838,7 +1036,8 @@ export class SandboxCore {
       'x-request-id': requestId,
     };
     if (signature !== 'none') {
-      const secret = signature === 'valid' ? this.cfg.webhookSecret! : `${this.cfg.webhookSecret ?? 'none'}:forged`;
+      // merchant order ids are digits: the lowercase manifest is the same as the verbatim one
+      const secret = signature === 'forged' ? `${this.cfg.webhookSecret ?? 'none'}:forged` : this.cfg.webhookSecret!;
       headers['x-signature'] = `ts=${ts},v1=${webhookSignature(secret, moId, requestId, ts)}`;
     }
     const body = {
@@ -857,7 +1056,7 @@ export class SandboxCore {
       form,
       copy,
       method: 'POST',
-      url: appendQuery(order.notificationUrl, { 'data.id': moId, type: 'topic_merchant_order_wh' }),
+      url: appendQuery(this.notificationUrlOf(order)!, { 'data.id': moId, type: 'topic_merchant_order_wh' }),
       headers,
       body: JSON.stringify(body),
       signature,
@@ -920,11 +1119,14 @@ export class SandboxCore {
 
   // ---- inspection ------------------------------------------------------------------------------
 
+  /** Every refund, through /v1/payments and through the Orders API: the ledger tests check. */
   listRefundRecords(): RefundRecord[] {
-    return [...this.refundsById.values()].map((r) => ({
+    const viaPayments: RefundRecord[] = [...this.refundsById.values()].map((r) => ({
       id: r.id,
+      api: 'payments' as const,
       paymentId: r.paymentId,
       merchantOrderId: r.orderId,
+      externalReference: this.paymentsById.get(r.paymentId)?.externalReference ?? '',
       amountMinor: r.amountMinor,
       amount: toDecimalNumber(r.amountMinor, this.cfg.currency),
       currency: this.cfg.currency,
@@ -932,6 +1134,7 @@ export class SandboxCore {
       dateCreated: r.dateCreated,
       replays: r.replays,
     }));
+    return [...viaPayments, ...this.ordersApi.refundRecords()].sort((a, b) => a.dateCreated.localeCompare(b.dateCreated));
   }
 
   listPayments(): MpPayment[] {
@@ -966,6 +1169,7 @@ export class SandboxCore {
 
   async close(): Promise<void> {
     this.lifetime.abort();
+    this.ordersApi.close();
     await Promise.allSettled([...this.batches.values()]);
   }
 
@@ -998,15 +1202,35 @@ export class SandboxCore {
     return [...this.pos.values()].find((p) => p.externalId === label);
   }
 
-  private buildPosQr(rec: PosRec, store: StoreRec): string {
+  /** The name and city a POS's QRs show (59, 60): the store's. */
+  private qrIdentity(rec: PosRec, store: StoreRec): { merchantName: string; merchantCity: string } {
     const city = typeof store.location?.city_name === 'string' && store.location.city_name.trim() ? store.location.city_name : DEFAULT_CITY[this.cfg.currency];
+    return {
+      merchantName: truncate(store.name.trim() || rec.name, MP_QR_LIMITS.merchantName),
+      merchantCity: truncate(city.trim(), MP_QR_LIMITS.merchantCity),
+    };
+  }
+
+  private buildPosQr(rec: PosRec, store: StoreRec): string {
     return buildMercadoPagoQr({
       collectorId: this.cfg.collectorId,
       currency: this.cfg.currency,
-      merchantName: truncate(store.name.trim() || rec.name, MP_QR_LIMITS.merchantName),
-      merchantCity: truncate(city.trim(), MP_QR_LIMITS.merchantCity),
+      ...this.qrIdentity(rec, store),
       terminalLabel: this.terminalLabelFor(rec),
     });
+  }
+
+  private posRef(rec: PosRec): PosRef {
+    const ref: PosRef = {
+      id: rec.id,
+      externalId: rec.externalId,
+      storeId: rec.storeId,
+      ...this.qrIdentity(rec, this.stores.get(rec.storeId)!),
+      terminalLabel: this.terminalLabelFor(rec),
+    };
+    if (rec.externalStoreId !== undefined) ref.externalStoreId = rec.externalStoreId;
+    if (rec.url !== undefined) ref.url = rec.url;
+    return ref;
   }
 
   private validatePosInput(
@@ -1136,10 +1360,13 @@ export class SandboxCore {
       : paidMinor > 0
         ? 'partially_paid'
         : 'payment_required';
+    // a withdrawn instore order (deleted, expired, replaced) leaves its unpaid merchant order expired
+    const withdrawn = paidMinor === 0 && o.inStoreOrderId !== undefined && this.instore.whyNotPayable(o.inStoreOrderId) !== undefined;
+    const status: MpMerchantOrder['status'] = closed ? 'closed' : withdrawn ? 'expired' : 'opened';
     const view: MpMerchantOrder & Record<string, unknown> = {
       id: o.id,
-      status: closed ? 'closed' : 'opened',
-      order_status: orderStatus,
+      status,
+      order_status: withdrawn ? 'expired' : orderStatus,
       external_reference: o.externalReference,
       preference_id: null,
       site_id: CURRENCIES[c].site,
@@ -1206,7 +1433,7 @@ export class SandboxCore {
       payment_method_id: 'account_money',
       payment_type_id: 'account_money',
       live_mode: false,
-      pos_id: String(p.posId),
+      pos_id: p.posId === null ? null : String(p.posId),
       notification_url: order?.notificationUrl ?? null,
       refunds: p.refundIds.map((id) => this.refundView(this.refundsById.get(id)!)),
     };

@@ -32,6 +32,7 @@ export function appendQuery(url: string, params: Record<string, string>): string
 export interface OutgoingRequest {
   batchId: number;
   merchantOrderId: number | null;
+  orderId?: string;
   form: Delivery['form'];
   copy: number;
   method: string;
@@ -64,6 +65,7 @@ export async function deliver(
     httpStatus: null,
   };
   if (req.requestId !== undefined) record.requestId = req.requestId;
+  if (req.orderId !== undefined) record.orderId = req.orderId;
   if (req.body !== undefined) record.body = req.body;
   try {
     const res = await fetch(req.url, {

@@ -1,17 +1,21 @@
 // Drives a sandbox running in another process (`qrkiosk sandbox`) through /_sandbox/*, with the same
 // SandboxControl interface as the in-process one, so the demo code does not care where it runs.
 
-import type { MpMerchantOrder, MpPayment, MpPos, MpStore } from '../mercadopago/types.js';
+import type { MpMerchantOrder, MpOrder, MpPayment, MpPos, MpStore } from '../mercadopago/types.js';
 import type {
   Delivery,
   FaultInfo,
   FaultSpec,
+  InstoreOrderInfo,
+  NotifyOrderRequest,
+  NotifyOrderResult,
   NotifyRawRequest,
   NotifyRequest,
   NotifyResult,
   PayOptions,
   PayResult,
   PollEntry,
+  SandboxConfigPatch,
   RefundRecord,
   SandboxControl,
   ScanOptions,
@@ -73,7 +77,7 @@ export function connectSandbox(baseUrl: string, opts: { timeoutMs?: number } = {
     scan: (o: ScanOptions) => call<ScanResult>('POST', '/_sandbox/scan', o),
     async pay(o: PayOptions): Promise<PayResult> {
       const r = await call<Omit<PayResult, 'deliveries'>>('POST', '/_sandbox/pay', o);
-      return { ...r, deliveries: batch(r.batchId) };
+      return { ...r, deliveries: batch(r.batchId) } as PayResult;
     },
     async notify(o: NotifyRequest): Promise<NotifyResult> {
       const r = await call<Omit<NotifyResult, 'deliveries'>>('POST', '/_sandbox/notify', o);
@@ -91,6 +95,18 @@ export function connectSandbox(baseUrl: string, opts: { timeoutMs?: number } = {
     faults: () => call<FaultInfo[]>('GET', '/_sandbox/faults'),
     clearFaults: async () => {
       await call('DELETE', '/_sandbox/faults');
+    },
+    async notifyOrder(o: NotifyOrderRequest): Promise<NotifyOrderResult> {
+      const r = await call<Omit<NotifyOrderResult, 'deliveries'>>('POST', '/_sandbox/notify-order', o);
+      return { ...r, deliveries: batch(r.batchId) };
+    },
+    orders: () => call<MpOrder[]>('GET', '/_sandbox/orders'),
+    instoreOrders: () => call<InstoreOrderInfo[]>('GET', '/_sandbox/instore-orders'),
+    configure: async (patch: SandboxConfigPatch) => {
+      await call('POST', '/_sandbox/config', patch);
+    },
+    expire: async (ref: { orderId?: string; inStoreOrderId?: string }) => {
+      await call('POST', '/_sandbox/expire', ref);
     },
   };
 }

@@ -14,7 +14,7 @@ const notifySchema = z.object({
   form: z.enum(['ipn', 'webhook', 'both']).optional(),
   copies: z.number().int().min(1).max(100).optional(),
   delayMs: z.number().min(0).optional(),
-  signature: z.enum(['valid', 'forged', 'none']).optional(),
+  signature: z.enum(['valid', 'lowercase', 'forged', 'none']).optional(),
   parallel: z.boolean().optional(),
 });
 
@@ -31,6 +31,7 @@ const paySchema = z.object({
   outcome: z.enum(['approved', 'rejected']).optional(),
   amountMinor: z.number().int().positive().optional(),
   notify: z.union([notifySchema, z.literal(false)]).optional(),
+  landAfterCancel: z.boolean().optional(),
   /** respond only after every notification has an outcome, with the deliveries */
   wait: z.boolean().optional(),
 });
@@ -59,7 +60,33 @@ const ENDPOINTS = [
   'getPayment',
   'refundPayment',
   'listRefunds',
+  'putPosOrder',
+  'getPosOrder',
+  'deletePosOrder',
+  'postMobileOrder',
+  'deleteMobileOrder',
+  'createDynamicQr',
+  'createOrder',
+  'getOrder',
+  'cancelOrder',
+  'refundOrder',
+  'searchOrders',
 ] as const satisfies readonly SandboxEndpoint[];
+
+const notifyOrderSchema = notifySchema.omit({ form: true }).extend({
+  orderId: z.string().min(1),
+  action: z.enum(['order.processed', 'order.canceled', 'order.expired', 'order.refunded', 'order.action_required']).optional(),
+  wait: z.boolean().optional(),
+});
+
+const configSchema = z.object({
+  ordersWebhookUrl: z.string().nullable().optional(),
+  ordersSignature: z.enum(['valid', 'lowercase', 'forged', 'none']).optional(),
+  panelNotificationUrl: z.string().nullable().optional(),
+  latePayments: z.boolean().optional(),
+});
+
+const expireSchema = z.object({ orderId: z.string().optional(), inStoreOrderId: z.string().optional() });
 
 const faultSchema = z.object({
   path: z.string().optional(),
@@ -70,6 +97,8 @@ const faultSchema = z.object({
   retryAfter: z.string().optional(),
   body: z.unknown().optional(),
   delayMs: z.number().int().min(0).max(600_000).optional(),
+  afterEffect: z.boolean().optional(),
+  dropConnection: z.boolean().optional(),
 });
 
 function parse<T extends z.ZodType>(schema: T, body: unknown): z.output<T> {
@@ -117,9 +146,22 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
     pollIntervalMs: opts.pollIntervalMs ?? 200,
     pollGiveUpMs: opts.pollGiveUpMs ?? 20_000,
     httpTimeoutMs: opts.httpTimeoutMs ?? 5_000,
+    ...(opts.ordersWebhookUrl !== undefined ? { ordersWebhookUrl: opts.ordersWebhookUrl } : {}),
+    ...(opts.ordersSignature !== undefined ? { ordersSignature: opts.ordersSignature } : {}),
+    ...(opts.panelNotificationUrl !== undefined ? { panelNotificationUrl: opts.panelNotificationUrl } : {}),
+    ...(opts.latePayments !== undefined ? { latePayments: opts.latePayments } : {}),
     ...(opts.logger ? { logger: opts.logger } : {}),
     baseUrl: () => baseUrl,
   });
+
+  try {
+    // the same checks as /_sandbox/config, so a typo fails at start rather than silently
+    core.configure(
+      defined({ ordersWebhookUrl: opts.ordersWebhookUrl, panelNotificationUrl: opts.panelNotificationUrl, ordersSignature: opts.ordersSignature }),
+    );
+  } catch (err) {
+    throw new TypeError(`startSandbox: ${(err as Error).message}`);
+  }
 
   const app: FastifyInstance = opts.logger
     ? fastify({
@@ -153,6 +195,11 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
     setFault: async (spec) => core.addFault(spec),
     faults: async () => core.listFaults(),
     clearFaults: async () => core.clearFaults(),
+    notifyOrder: async (o) => core.notifyOrder(o),
+    orders: async () => core.listOrdersApi(),
+    instoreOrders: async () => core.listInstoreOrders(),
+    configure: async (patch) => core.configure(patch),
+    expire: async (ref) => core.expire(ref),
     close: () => {
       closing ??= (async () => {
         await core.close();
@@ -202,42 +249,100 @@ function registerRoutes(app: FastifyInstance, core: SandboxCore): void {
 
   // ---- Mercado Pago API ------------------------------------------------------------------------
 
-  type Handler = (req: FastifyRequest, reply: FastifyReply) => unknown;
-  const mp = (method: 'GET' | 'POST' | 'PUT', url: string, endpoint: SandboxEndpoint, handler: Handler): void => {
+  /** What an MP route answers; the wrapper sends it (or loses it, for an afterEffect fault). */
+  type Answer = { status: number; body?: unknown };
+  type Handler = (req: FastifyRequest) => Answer | Promise<Answer>;
+  const ok = (body: unknown, status = 200): Answer => ({ status, body });
+  const drop = (req: FastifyRequest, reply: FastifyReply): void => {
+    reply.hijack();
+    req.raw.socket.destroy();
+  };
+  const mp = (method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, endpoint: SandboxEndpoint, handler: Handler): void => {
     app.route({
       method,
       url,
       // Faults come first (an outage answers regardless of credentials), then the bearer token.
-      onRequest: async (req) => {
+      onRequest: async (req, reply) => {
         const fault = core.takeFault(endpoint, req.method, req.url);
-        if (fault) {
-          if (fault.delayMs > 0) await delay(fault.delayMs, undefined, { signal: core.lifetime.signal }).catch(() => undefined);
-          throw fault;
-        }
+        if (fault?.delayMs) await delay(fault.delayMs, undefined, { signal: core.lifetime.signal }).catch(() => undefined);
+        if (fault?.dropConnection) return drop(req, reply);
+        if (fault) throw fault;
         core.checkToken(req.headers.authorization);
       },
-      handler: async (req, reply) => handler(req, reply),
+      handler: async (req, reply) => {
+        const lost = core.takeFault(endpoint, req.method, req.url, 'after');
+        if (!lost) {
+          const answer = await handler(req);
+          return reply.code(answer.status).send(answer.body);
+        }
+        // the effect happens (or fails as it would), and then the answer never reaches the caller
+        await Promise.resolve()
+          .then(() => handler(req))
+          .catch(() => undefined);
+        if (lost.dropConnection) return drop(req, reply);
+        throw lost;
+      },
     });
   };
   const params = (req: FastifyRequest): Record<string, string> => req.params as Record<string, string>;
   const query = (req: FastifyRequest): Record<string, unknown> => req.query as Record<string, unknown>;
+  const header = (req: FastifyRequest, name: string): string | undefined => {
+    const v = req.headers[name];
+    return Array.isArray(v) ? v[0] : v;
+  };
 
-  mp('POST', '/users/:userId/stores', 'createStore', (req, reply) =>
-    reply.code(201).send(core.createStore(params(req).userId!, req.body)),
-  );
-  mp('POST', '/pos', 'createPos', (req, reply) => reply.code(201).send(core.createPos(req.body)));
-  mp('GET', '/pos', 'searchPos', (req) => core.searchPos(query(req)));
-  mp('GET', '/pos/:id', 'getPos', (req) => core.getPos(params(req).id!));
-  mp('PUT', '/pos/:id', 'updatePos', (req) => core.updatePos(params(req).id!, req.body));
-  mp('GET', '/merchant_orders/search', 'searchMerchantOrders', (req) => core.searchMerchantOrders(query(req)));
-  mp('GET', '/merchant_orders/:id', 'getMerchantOrder', (req) => core.getMerchantOrder(params(req).id!));
-  mp('GET', '/v1/payments/:id', 'getPayment', (req) => core.getPayment(params(req).id!));
-  mp('GET', '/v1/payments/:id/refunds', 'listRefunds', (req) => core.listRefunds(params(req).id!));
-  mp('POST', '/v1/payments/:id/refunds', 'refundPayment', (req, reply) => {
-    const key = req.headers['x-idempotency-key'];
-    const { status, refund } = core.refundPayment(params(req).id!, Array.isArray(key) ? key[0] : key, req.body);
-    return reply.code(status).send(refund);
+  mp('POST', '/users/:userId/stores', 'createStore', (req) => ok(core.createStore(params(req).userId!, req.body), 201));
+  mp('POST', '/pos', 'createPos', (req) => ok(core.createPos(req.body), 201));
+  mp('GET', '/pos', 'searchPos', (req) => ok(core.searchPos(query(req))));
+  mp('GET', '/pos/:id', 'getPos', (req) => ok(core.getPos(params(req).id!)));
+  mp('PUT', '/pos/:id', 'updatePos', (req) => ok(core.updatePos(params(req).id!, req.body)));
+  mp('GET', '/merchant_orders/search', 'searchMerchantOrders', (req) => ok(core.searchMerchantOrders(query(req))));
+  mp('GET', '/merchant_orders/:id', 'getMerchantOrder', (req) => ok(core.getMerchantOrder(params(req).id!)));
+  mp('GET', '/v1/payments/:id', 'getPayment', (req) => ok(core.getPayment(params(req).id!)));
+  mp('GET', '/v1/payments/:id/refunds', 'listRefunds', (req) => ok(core.listRefunds(params(req).id!)));
+  mp('POST', '/v1/payments/:id/refunds', 'refundPayment', (req) => {
+    const { status, refund } = core.refundPayment(params(req).id!, header(req, 'x-idempotency-key'), req.body);
+    return ok(refund, status);
   });
+
+  // attended: an order on the POS's static QR (instore v2, and the older mpmobile)
+  mp('PUT', '/instore/qr/seller/collectors/:userId/stores/:storeId/pos/:posId/orders', 'putPosOrder', (req) => {
+    const p = params(req);
+    core.instore.putPosOrder(p.userId!, p.storeId!, p.posId!, req.body);
+    return { status: 204 };
+  });
+  mp('GET', '/instore/qr/seller/collectors/:userId/pos/:posId/orders', 'getPosOrder', (req) =>
+    ok(core.instore.getPosOrder(params(req).userId!, params(req).posId!)),
+  );
+  mp('DELETE', '/instore/qr/seller/collectors/:userId/pos/:posId/orders', 'deletePosOrder', (req) => {
+    core.instore.deletePosOrder(params(req).userId!, params(req).posId!);
+    return { status: 204 };
+  });
+  mp('POST', '/mpmobile/instore/qr/:userId/:posId', 'postMobileOrder', (req) => {
+    core.instore.postMobileOrder(params(req).userId!, params(req).posId!, req.body, header(req, 'x-ttl-store-preference'));
+    return { status: 200 };
+  });
+  mp('DELETE', '/mpmobile/instore/qr/:userId/:posId', 'deleteMobileOrder', (req) => {
+    core.instore.deleteMobileOrder(params(req).userId!, params(req).posId!);
+    return { status: 204 };
+  });
+
+  // dynamic: the order's own QR (POST), or hybrid: also on the POS's static QR (PUT)
+  for (const [method, mode] of [['POST', 'dynamic'], ['PUT', 'hybrid']] as const) {
+    mp(method, '/instore/orders/qr/seller/collectors/:userId/pos/:posId/qrs', 'createDynamicQr', (req) => {
+      const r = core.instore.createDynamicQr(params(req).userId!, params(req).posId!, req.body, mode, header(req, 'x-idempotency-key'));
+      return ok(r.body, r.status);
+    });
+  }
+
+  // Orders API
+  mp('POST', '/v1/orders', 'createOrder', (req) => ok(core.ordersApi.create(header(req, 'x-idempotency-key'), req.body), 201));
+  mp('GET', '/v1/orders', 'searchOrders', (req) => ok(core.ordersApi.search(query(req))));
+  mp('GET', '/v1/orders/:id', 'getOrder', (req) => ok(core.ordersApi.get(params(req).id!)));
+  mp('POST', '/v1/orders/:id/cancel', 'cancelOrder', (req) => ok(core.ordersApi.cancel(params(req).id!, header(req, 'x-idempotency-key'))));
+  mp('POST', '/v1/orders/:id/refund', 'refundOrder', (req) =>
+    ok(core.ordersApi.refund(params(req).id!, header(req, 'x-idempotency-key'), req.body), 201),
+  );
 
   // ---- customer + inspection (no auth: loopback only) -----------------------------------------
 
@@ -264,6 +369,7 @@ function registerRoutes(app: FastifyInstance, core: SandboxCore): void {
         outcome: b.outcome,
         amountMinor: b.amountMinor,
         notify: b.notify === false ? (false as const) : b.notify ? notifyOpts(b.notify) : undefined,
+        landAfterCancel: b.landAfterCancel,
       }),
     );
     const { deliveries, ...rest } = result;
@@ -288,6 +394,24 @@ function registerRoutes(app: FastifyInstance, core: SandboxCore): void {
     return batch;
   });
 
+  app.post('/_sandbox/notify-order', async (req) => {
+    const b = parse(notifyOrderSchema, req.body);
+    const { wait, ...rest } = b;
+    const result = core.notifyOrder(defined({ ...rest }));
+    const { deliveries, ...out } = result;
+    return wait ? { ...out, deliveries: await deliveries } : out;
+  });
+  app.post('/_sandbox/config', async (req) => {
+    const b = parse(configSchema, req.body);
+    core.configure(defined({ ...b }));
+    return { ok: true };
+  });
+  app.post('/_sandbox/expire', async (req) => {
+    core.expire(defined({ ...parse(expireSchema, req.body) }));
+    return { ok: true };
+  });
+  app.get('/_sandbox/orders', async () => core.listOrdersApi());
+  app.get('/_sandbox/instore-orders', async () => core.listInstoreOrders());
   app.get('/_sandbox/refunds', async () => core.listRefundRecords());
   app.get('/_sandbox/payments', async () => core.listPayments());
   app.get('/_sandbox/merchant-orders', async () => core.listOrders());
@@ -308,6 +432,8 @@ function registerRoutes(app: FastifyInstance, core: SandboxCore): void {
         retryAfter: b.retryAfter,
         body: b.body,
         delayMs: b.delayMs,
+        afterEffect: b.afterEffect,
+        dropConnection: b.dropConnection,
       }),
     );
   });

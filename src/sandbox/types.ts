@@ -4,7 +4,7 @@
 
 import type { Logger } from 'pino';
 import type { Currency } from '../core/money.js';
-import type { MpMerchantOrder, MpPayment, MpPos, MpStore } from '../mercadopago/types.js';
+import type { MpMerchantOrder, MpOrder, MpPayment, MpPos, MpQrMode, MpStore } from '../mercadopago/types.js';
 
 export interface SandboxOptions {
   /** default 127.0.0.1: the sandbox has no auth on /_sandbox, never expose it */
@@ -25,8 +25,40 @@ export interface SandboxOptions {
   pollGiveUpMs?: number;
   /** per-request timeout for POS url polls and notification deliveries (default 5000) */
   httpTimeoutMs?: number;
+  /**
+   * Where Orders API webhooks go: the Orders API has no per-order notification_url, the seller
+   * configures one URL in "Your integrations" (event "Order"). Unset = no order webhooks are sent.
+   */
+  ordersWebhookUrl?: string;
+  /** x-signature of Orders API webhooks (default 'valid' with a webhookSecret, else 'none') */
+  ordersSignature?: SignatureMode;
+  /**
+   * The panel's notification URL, used for merchant orders that carry none (offline dynamic QRs,
+   * which cannot say where to notify).
+   */
+  panelNotificationUrl?: string;
+  /** accept payments of withdrawn (deleted, canceled, expired, replaced) orders: the race "payment lands after cancel" */
+  latePayments?: boolean;
   logger?: Logger;
 }
+
+/** What can change on a running sandbox (over /_sandbox/config too); null clears a URL. */
+export interface SandboxConfigPatch {
+  ordersWebhookUrl?: string | null;
+  ordersSignature?: SignatureMode;
+  panelNotificationUrl?: string | null;
+  latePayments?: boolean;
+}
+
+/**
+ * How the customer's payment reaches the seller: the POS url polled by MP (unattended), an order
+ * put on the POS (attended: instore v2 or mpmobile), an order's own QR (dynamic /qrs, hybrid), a QR
+ * the seller built offline, or an Orders API order (static, dynamic or hybrid mode).
+ */
+export type QrModel = 'unattended' | 'attended' | 'dynamic' | 'offline' | 'orders';
+
+/** The legacy instore order kinds. */
+export type InstoreApi = 'attended' | 'mpmobile' | 'dynamic' | 'hybrid';
 
 export type PosGeneration = 'v1' | 'v2';
 
@@ -53,18 +85,57 @@ export interface LastPoll {
   error?: string;
 }
 
+/** A checkout backed by a merchant order (every model but the Orders API). */
+export interface MerchantOrderScan {
+  status: 'ready';
+  model: Exclude<QrModel, 'orders'>;
+  scanId: number;
+  checkoutId: string;
+  merchantOrderId: number;
+  /** null for an offline QR that names no POS */
+  posId: number | null;
+  totalMinor: number;
+  currency: Currency;
+  externalReference: string;
+  /** unattended: the answer generation; attended: v2 (instore) or v1 (mpmobile) */
+  generation?: PosGeneration;
+  /** the legacy instore order paid through this checkout (attended, dynamic, hybrid) */
+  inStoreOrderId?: string;
+  polls: number;
+}
+
+/** A checkout of an Orders API order. */
+export interface OrdersApiScan {
+  status: 'ready';
+  model: 'orders';
+  scanId: number;
+  checkoutId: string;
+  orderId: string;
+  mode: MpQrMode;
+  posId: number;
+  totalMinor: number;
+  currency: Currency;
+  externalReference: string;
+  polls: 0;
+  merchantOrderId?: undefined;
+  generation?: undefined;
+}
+
 export type ScanResult =
+  | MerchantOrderScan
+  | OrdersApiScan
   | {
-      status: 'ready';
+      /**
+       * waiting_for_order: a POS without url and without an order on it (the app's waiting screen);
+       * nothing_to_pay: the scanned order QR names an order that is paid, canceled, deleted or expired.
+       */
+      status: 'waiting_for_order' | 'nothing_to_pay';
       scanId: number;
-      checkoutId: string;
-      merchantOrderId: number;
-      posId: number;
-      totalMinor: number;
-      currency: Currency;
-      externalReference: string;
-      generation: PosGeneration;
-      polls: number;
+      posId: number | null;
+      reason: string;
+      polls: 0;
+      /** no POS url was asked: httpStatus null */
+      last: LastPoll;
     }
   | {
       status: 'not_ready' | 'invalid' | 'gave_up';
@@ -77,7 +148,11 @@ export type ScanResult =
     };
 
 export type NotificationForm = 'ipn' | 'webhook' | 'both';
-export type SignatureMode = 'valid' | 'forged' | 'none';
+/**
+ * valid: HMAC over the manifest with data.id verbatim (what MP signs today); lowercase: valid the
+ * old way (data.id lowercased, as SDKs did before June 2026); forged: wrong key; none: no header.
+ */
+export type SignatureMode = 'valid' | 'lowercase' | 'forged' | 'none';
 
 export interface NotifyOptions {
   /** default 'ipn' */
@@ -100,18 +175,74 @@ export interface PayOptions {
   amountMinor?: number;
   /** false = send no notification at all (the seller must find the payment by searching) */
   notify?: NotifyOptions | false;
+  /**
+   * Pay even though the order was withdrawn (deleted, canceled, expired, replaced) after the scan:
+   * the race where the payment lands after the cancel. Default: the sandbox's latePayments option;
+   * otherwise such a payment is refused (SandboxError order_not_payable) as Mercado Pago's app would.
+   */
+  landAfterCancel?: boolean;
 }
 
-export interface PayResult {
-  paymentId: number;
-  merchantOrderId: number;
+interface PayResultBase {
   status: 'approved' | 'rejected';
-  /** merchant order status after this payment */
-  merchantOrderStatus: 'opened' | 'closed';
+  /** the order had been withdrawn and the payment landed anyway (landAfterCancel) */
+  lateAfterWithdrawal: boolean;
   /** id of the notification batch (0 when none was sent) */
   batchId: number;
   /** resolves (never rejects) when every notification attempt has an outcome */
   deliveries: Promise<Delivery[]>;
+}
+
+export interface MerchantOrderPayResult extends PayResultBase {
+  model: Exclude<QrModel, 'orders'>;
+  paymentId: number;
+  merchantOrderId: number;
+  /** merchant order status after this payment */
+  merchantOrderStatus: 'opened' | 'closed';
+}
+
+export interface OrdersApiPayResult extends PayResultBase {
+  model: 'orders';
+  /** the Orders API transaction id (transactions.payments[].id) */
+  paymentId: string;
+  orderId: string;
+  /** order status after this payment: processed when paid in full */
+  orderStatus: string;
+  merchantOrderId?: undefined;
+  merchantOrderStatus?: undefined;
+}
+
+export type PayResult = MerchantOrderPayResult | OrdersApiPayResult;
+
+export type OrderWebhookAction = 'order.processed' | 'order.canceled' | 'order.expired' | 'order.refunded' | 'order.action_required';
+
+export interface NotifyOrderRequest extends Omit<NotifyOptions, 'form'> {
+  orderId: string;
+  /** default: the action matching the order's status */
+  action?: OrderWebhookAction;
+}
+
+export interface NotifyOrderResult {
+  orderId: string;
+  batchId: number;
+  deliveries: Promise<Delivery[]>;
+}
+
+/** Inspection view of a legacy instore order (attended, mpmobile, dynamic, hybrid). */
+export interface InstoreOrderInfo {
+  id: string;
+  api: InstoreApi;
+  posId: number;
+  externalPosId: string;
+  externalReference: string;
+  totalMinor: number;
+  state: 'open' | 'paid' | 'deleted' | 'replaced' | 'expired';
+  /** attached to the POS's static QR (attended, mpmobile, hybrid) */
+  onPos: boolean;
+  expiresAt: string | null;
+  merchantOrderId: number | null;
+  qrData?: string;
+  dateCreated: string;
 }
 
 export interface NotifyRequest extends NotifyOptions {
@@ -139,6 +270,8 @@ export interface Delivery {
   id: number;
   batchId: number;
   merchantOrderId: number | null;
+  /** Orders API webhooks: the order id */
+  orderId?: string;
   form: 'ipn' | 'webhook' | 'raw';
   /** 1-based copy number within its batch */
   copy: number;
@@ -171,10 +304,18 @@ export interface PollEntry {
   error?: string;
 }
 
+/** One refund at Mercado Pago, whichever API made it: the ledger tests read ("refunded exactly once"). */
 export interface RefundRecord {
-  id: number;
-  paymentId: number;
-  merchantOrderId: number;
+  /** numeric for /v1/payments refunds, "REF…" for Orders API refunds */
+  id: number | string;
+  api: 'payments' | 'orders';
+  /** /v1/payments id, or the Orders API transaction id */
+  paymentId: number | string;
+  /** null for Orders API refunds */
+  merchantOrderId: number | null;
+  /** Orders API order id */
+  orderId?: string;
+  externalReference: string;
   amountMinor: number;
   /** MP decimal, as on the wire */
   amount: number;
@@ -196,7 +337,18 @@ export type SandboxEndpoint =
   | 'searchMerchantOrders'
   | 'getPayment'
   | 'refundPayment'
-  | 'listRefunds';
+  | 'listRefunds'
+  | 'putPosOrder'
+  | 'getPosOrder'
+  | 'deletePosOrder'
+  | 'postMobileOrder'
+  | 'deleteMobileOrder'
+  | 'createDynamicQr'
+  | 'createOrder'
+  | 'getOrder'
+  | 'cancelOrder'
+  | 'refundOrder'
+  | 'searchOrders';
 
 export interface FaultSpec {
   /** regex (or its source) tested against the request path with query, e.g. /^\/v1\/payments\/\d+$/ */
@@ -217,6 +369,13 @@ export interface FaultSpec {
    * client's timeout) one that times out (default 0)
    */
   delayMs?: number;
+  /**
+   * Let the request take effect (create the order, cancel, refund...) and only then fail: the
+   * answer is lost. Proves that a retried create makes no second order.
+   */
+  afterEffect?: boolean;
+  /** instead of answering `status`, drop the connection (the client sees a network error) */
+  dropConnection?: boolean;
 }
 
 export interface FaultInfo {
@@ -227,6 +386,8 @@ export interface FaultInfo {
   status: number;
   remaining: number;
   hits: number;
+  afterEffect?: boolean;
+  dropConnection?: boolean;
 }
 
 /**
@@ -246,6 +407,14 @@ export interface SandboxControl {
   pointsOfSale(): Promise<MpPos[]>;
   stores(): Promise<MpStore[]>;
   setFault(spec: FaultSpec): Promise<FaultInfo>;
+  /** sends order webhooks to the configured ordersWebhookUrl */
+  notifyOrder(req: NotifyOrderRequest): Promise<NotifyOrderResult>;
+  /** Orders API orders, as GET /v1/orders/{id} shows them */
+  orders(): Promise<MpOrder[]>;
+  instoreOrders(): Promise<InstoreOrderInfo[]>;
+  configure(patch: SandboxConfigPatch): Promise<void>;
+  /** expires an order now, as its expiration time would (Orders API id, or in_store_order_id) */
+  expire(ref: { orderId?: string; inStoreOrderId?: string }): Promise<void>;
   faults(): Promise<FaultInfo[]>;
   clearFaults(): Promise<void>;
 }

@@ -12,6 +12,8 @@ import type { RelayConfig } from '../../src/relay/config.js';
 import { startRelay, type RunningRelay } from '../../src/relay/server.js';
 import type { Sandbox } from '../../src/sandbox/index.js';
 import { TcpProxy } from './tcp-proxy.js';
+import type { PaymentModelName } from '../../src/protocol/messages.js';
+import type { ScanResult } from '../../src/sandbox/types.js';
 import { waitFor } from './wait.js';
 
 // The whole product on loopback, as in the field: the Mercado Pago emulator and the relay run in
@@ -24,8 +26,37 @@ export const COLLECTOR_ID = 987654321;
 export const WEBHOOK_SECRET = 'e2e-webhook-secret';
 export const PRICES = { COLA: 150000, AGUA: 90000 } as const;
 
+/** A kiosk's payment model as the tests name it: "unattended", "orders/dynamic", "attended/mpmobile"... */
+export type ModelVariant = string;
+
+/** Every model and mode the spine runs in (issue: every model end to end). */
+export const MODEL_VARIANTS: readonly { label: string; model: PaymentModelName; mode: string | null; generation?: 'v1' | 'v2' }[] = [
+  { label: 'unattended v1', model: 'unattended', mode: null, generation: 'v1' },
+  { label: 'unattended v2', model: 'unattended', mode: null, generation: 'v2' },
+  { label: 'attended v2', model: 'attended', mode: 'v2' },
+  { label: 'attended mpmobile', model: 'attended', mode: 'mpmobile' },
+  { label: 'dynamic online', model: 'dynamic', mode: 'online' },
+  { label: 'dynamic hybrid', model: 'dynamic', mode: 'hybrid' },
+  { label: 'dynamic offline', model: 'dynamic', mode: 'offline' },
+  { label: 'orders dynamic', model: 'orders', mode: 'dynamic' },
+  { label: 'orders static', model: 'orders', mode: 'static' },
+  { label: 'orders hybrid', model: 'orders', mode: 'hybrid' },
+];
+
+/**
+ * Whether Mercado Pago can be told to stop taking payments for an order of this model. It cannot
+ * for a dynamic QR made with POST …/qrs (no delete: it expires at the order's deadline) nor for an
+ * offline QR (Mercado Pago never heard of it): a payment on either after a cancel is refunded.
+ */
+export function withdrawable(v: { model: PaymentModelName; mode: string | null }): boolean {
+  return !(v.model === 'dynamic' && (v.mode === 'online' || v.mode === 'offline'));
+}
+
 export interface SystemOptions {
   generation?: 'v1' | 'v2';
+  /** the kiosk's payment model (default unattended) and mode */
+  model?: PaymentModelName;
+  modelMode?: string | null;
   fault?: SimFault;
   deadlineSeconds?: number;
   maxPaymentSeconds?: number;
@@ -76,7 +107,14 @@ export class KioskSystem {
         maxPaymentSeconds: opts.maxPaymentSeconds ?? 120,
         contingencyAfterSeconds: opts.contingencyAfterSeconds ?? 600,
       },
-      kiosk: { id: 'kiosk-e2e', posExternalId: 'KIOSKE2E', generation: opts.generation ?? 'v2', storeExternalId: 'E2ESTORE' },
+      kiosk: {
+        id: 'kiosk-e2e',
+        posExternalId: 'KIOSKE2E',
+        generation: opts.generation ?? 'v2',
+        storeExternalId: 'E2ESTORE',
+        ...(opts.model ? { model: opts.model } : {}),
+        ...(opts.modelMode !== undefined ? { modelMode: opts.modelMode } : {}),
+      },
       pollIntervalMs: 50,
       pollGiveUpMs: 3000,
       sandboxLogger: pino({ level: 'silent' }),
@@ -218,11 +256,45 @@ hardware:
     return this.relayLog.filter((l) => re.test(l.msg) || re.test(JSON.stringify(l)));
   }
 
-  /** The customer scans the kiosk's QR and the relay's POS url answers with the order. */
-  async customerScans() {
-    const scan = await this.sandbox.scan({ qr: this.posQr });
+  /**
+   * The customer scans what the kiosk shows for its open order: the order's own QR when the model
+   * gives one, else the POS sticker. Waits until the order is payable at Mercado Pago first, as a
+   * customer waits for the QR to appear. Answers the sandbox's `ready` scan.
+   */
+  async customerScans(orderId?: string) {
+    const id = orderId ?? (await this.status()).order?.orderId;
+    if (!id) throw new Error('no open order on the kiosk to scan');
+    const qr = await this.shownQr(id);
+    const scan = await this.sandbox.scan({ qr });
     if (scan.status !== 'ready') throw new Error(`scan was ${scan.status}: ${JSON.stringify(scan)}`);
     return scan;
+  }
+
+  /** The QR the kiosk shows for the order, once the order is payable at Mercado Pago. */
+  async shownQr(orderId: string): Promise<string> {
+    await waitFor(`order ${orderId} payable at Mercado Pago`, () => {
+      const o = this.relay.store.getOrder(orderId);
+      return o && (o.offerState === 'offered' || o.offerState === 'local');
+    });
+    const own = this.relay.store.getOrder(orderId)!.qr;
+    if (!own) return this.posQr;
+    // what the agent shows: the relay sent it in order.accepted
+    const shown = await waitFor(`the kiosk showing order ${orderId}'s QR`, async () => (await this.agentOrder(orderId))?.qr ?? undefined);
+    return shown;
+  }
+
+  /** Scans the same QR again: after a cancel, nothing may be payable on it. */
+  async scanAgain(orderId: string): Promise<ScanResult> {
+    const o = this.relay.store.getOrder(orderId)!;
+    return this.sandbox.scan({ qr: o.qr ?? this.posQr, maxPolls: 2 });
+  }
+
+  /** Whether Mercado Pago (the emulator) still holds something payable for our order. */
+  async payableAtMercadoPago(orderId: string): Promise<string[]> {
+    const open: string[] = [];
+    for (const o of await this.sandbox.orders()) if (o.external_reference === orderId && o.status === 'created') open.push(`Orders API order ${o.id}`);
+    for (const o of await this.sandbox.instoreOrders()) if (o.externalReference === orderId && o.state === 'open') open.push(`instore order ${o.id}`);
+    return open;
   }
 
   /** Closes the relay and starts it again on the same database file (a relay restart). */

@@ -195,7 +195,7 @@ export async function verdict(w: World): Promise<Verdict> {
 
 async function verdictFor(w: World, orderId: string): Promise<Verdict> {
   const payments = (await w.sandbox.payments()).filter((p) => p.external_reference === orderId);
-  const ids = new Set(payments.map((p) => p.id));
+  const ids = new Set(payments.map((p) => String(p.id)));
   return checkInvariants({
     agentOrders: w.agentOrders().filter((o) => o.id === orderId),
     pulses: [],
@@ -203,7 +203,7 @@ async function verdictFor(w: World, orderId: string): Promise<Verdict> {
     relayOrders: w.relayOrders().filter((o) => o.id === orderId),
     relayBacklog: { outbox: 0, refunds: 0, notifications: 0 },
     payments,
-    refunds: (await w.sandbox.refunds()).filter((r) => ids.has(r.paymentId)),
+    refunds: (await w.sandbox.refunds()).filter((r) => ids.has(String(r.paymentId))),
   });
 }
 

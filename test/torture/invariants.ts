@@ -53,9 +53,9 @@ export function checkInvariants(e: Evidence, opts: { settled: boolean } = { sett
   const everApproved = e.payments.filter((p) => p.status === 'approved' || p.status === 'refunded');
   const approvedByOrder = new Map<string, MpPayment[]>();
   for (const p of everApproved) if (p.external_reference) approvedByOrder.set(p.external_reference, [...(approvedByOrder.get(p.external_reference) ?? []), p]);
-  const paymentById = new Map(e.payments.map((p) => [p.id, p]));
-  const refundsByPayment = new Map<number, RefundRecord[]>();
-  for (const r of e.refunds) refundsByPayment.set(r.paymentId, [...(refundsByPayment.get(r.paymentId) ?? []), r]);
+  const paymentById = new Map(e.payments.map((p) => [String(p.id), p]));
+  const refundsByPayment = new Map<string, RefundRecord[]>();
+  for (const r of e.refunds) refundsByPayment.set(String(r.paymentId), [...(refundsByPayment.get(String(r.paymentId)) ?? []), r]);
 
   // 1. no payment dispensed twice: the motor started no more vends than orders that journaled
   // `dispensing` first, per slot, and no payment id backs two vends
@@ -89,7 +89,7 @@ export function checkInvariants(e: Evidence, opts: { settled: boolean } = { sett
 
   // 3. every approved payment dispensed or refunded exactly once (never twice, never both)
   for (const p of everApproved) {
-    const refunds = refundsByPayment.get(p.id) ?? [];
+    const refunds = refundsByPayment.get(String(p.id)) ?? [];
     const agent = p.external_reference ? agentById.get(p.external_reference) : undefined;
     const consumed = agent?.state === 'dispensed' && agent.payment_id === String(p.id);
     if (refunds.length > 1) v.push(`[3] payment ${p.id} (order ${p.external_reference}) refunded ${refunds.length} times`);
@@ -98,7 +98,7 @@ export function checkInvariants(e: Evidence, opts: { settled: boolean } = { sett
     if (opts.settled && !consumed && refunds.length === 0) v.push(`[3] payment ${p.id} (order ${p.external_reference}, kiosk state ${agent?.state ?? 'unknown'}) was neither dispensed nor refunded`);
   }
   for (const r of e.refunds) {
-    const p = paymentById.get(r.paymentId);
+    const p = paymentById.get(String(r.paymentId));
     if (!p || !(p.status === 'approved' || p.status === 'refunded')) v.push(`[3] refund ${r.id} of payment ${r.paymentId} which was never approved`);
   }
 
@@ -128,7 +128,7 @@ export function checkInvariants(e: Evidence, opts: { settled: boolean } = { sett
     counts: {
       orders: e.agentOrders.length,
       dispensed: e.agentOrders.filter((o) => o.state === 'dispensed').length,
-      refundedPayments: new Set(e.refunds.map((r) => r.paymentId)).size,
+      refundedPayments: new Set(e.refunds.map((r) => String(r.paymentId))).size,
       cancelled: e.agentOrders.filter((o) => o.state === 'cancelled').length,
       approvedPayments: everApproved.length,
       motorPulses: e.pulses.length,

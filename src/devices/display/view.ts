@@ -73,7 +73,7 @@ export function viewOf(s: Screen, t: Texts): View {
         ...(s.qr !== undefined ? { qr: s.qr } : {}),
         steps: [...t.paySteps],
         ...(s.secondsLeft !== undefined ? { seconds: s.secondsLeft, countdown: t.secondsLeft(s.secondsLeft) } : {}),
-        body: [],
+        body: s.message ? [s.message] : [],
         hint: t.cancelHint,
         ...banner,
       };
@@ -125,7 +125,7 @@ export function viewOf(s: Screen, t: Texts): View {
         tone: 'error',
         icon: s.reason === 'service' ? 'wrench' : 'cross',
         title: t.outOfService,
-        body: s.reason ? [t.outOfServiceWhy[s.reason], t.noSales] : [t.noSales],
+        body: [...(s.reason ? [t.outOfServiceWhy[s.reason]] : []), ...(s.message ? [s.message] : []), t.noSales],
         ...banner,
       };
   }

@@ -1,0 +1,37 @@
+import type { Kiosk, OrderRecord, PaymentRecord } from '../store.js';
+import type { ModelContext } from './context.js';
+import { searchMerchantOrders } from './merchant-orders.js';
+import type { Payable, PaymentModel, PaymentState, RefundAnswer } from './types.js';
+
+// Unattended (Mercado Pago polls the POS url): nothing is created at Mercado Pago before the
+// customer scans; the POS route answers the poll (routes/unattended.ts) while the order is pending.
+
+/** Refund of a legacy payment, shared by the three models whose payments are merchant-order payments. */
+export async function refundLegacyPayment(ctx: ModelContext, payment: PaymentRecord, idempotencyKey: string): Promise<RefundAnswer> {
+  const r = await ctx.mp.refundPayment(payment.paymentId, { idempotencyKey });
+  return { id: String(r.id), amount: r.amount, status: r.status };
+}
+
+export class UnattendedModel implements PaymentModel {
+  readonly name = 'unattended' as const;
+  constructor(private readonly ctx: ModelContext) {}
+
+  ordersHaveQr(): boolean {
+    return false;
+  }
+  offerLocally(): Payable {
+    return {};
+  }
+  async makePayable(): Promise<Payable> {
+    return {};
+  }
+  async withdraw(): Promise<void> {
+    // The POS route stops serving an order the moment it is no longer pending.
+  }
+  search(order: OrderRecord, _kiosk: Kiosk): Promise<PaymentState[]> {
+    return searchMerchantOrders(this.ctx.mp, order.id);
+  }
+  refund(_order: OrderRecord, payment: PaymentRecord, idempotencyKey: string): Promise<RefundAnswer> {
+    return refundLegacyPayment(this.ctx, payment, idempotencyKey);
+  }
+}
