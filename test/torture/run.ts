@@ -1,7 +1,7 @@
 import { Prng } from './prng.js';
 import { formatReport, type SuiteReport } from './report.js';
 import { crashSuite } from './suites/crash.js';
-import { fuzzSuite } from './suites/fuzz.js';
+import { FUZZ_TARGETS, fuzzSuite, type FuzzTarget } from './suites/fuzz.js';
 import { mpFaultSuite } from './suites/mp-faults.js';
 import { networkSuite } from './suites/network.js';
 import { soakSuite } from './suites/soak.js';
@@ -29,6 +29,7 @@ let model: PaymentModel = 'unattended';
 let verbose = false;
 let keep = false;
 let kiosks: number | undefined;
+let targets: FuzzTarget[] | undefined;
 for (let i = 0; i < args.length; i++) {
   const a = args[i]!;
   const value = () => {
@@ -49,6 +50,11 @@ for (let i = 0; i < args.length; i++) {
   } else if (a === '--verbose') verbose = true;
   else if (a === '--keep') keep = true;
   else if (a === '--kiosks') kiosks = Number(value());
+  else if (a === '--targets') {
+    targets = value().split(',') as FuzzTarget[];
+    const bad = targets.find((t) => !FUZZ_TARGETS.includes(t));
+    if (bad) usage(`unknown fuzz target "${bad}"; known: ${FUZZ_TARGETS.join(', ')}`);
+  }
   else if ((SUITES as readonly string[]).includes(a)) suites.push(a as Suite);
   else usage(`unknown argument "${a}"`);
 }
@@ -72,7 +78,7 @@ for (const suite of suites.length ? suites : SUITES) {
       report = await mpFaultSuite({ cycles: n, seed: runSeed, model, log, keepDir: keep });
       break;
     case 'fuzz':
-      report = await fuzzSuite({ cases: n, seed: runSeed, log });
+      report = await fuzzSuite({ cases: n, seed: runSeed, log, ...(targets ? { targets } : {}) });
       break;
     case 'soak':
       report = await soakSuite({ vends: n, seed: runSeed, model, log, keepDir: keep, ...(kiosks ? { kiosks } : {}) });
