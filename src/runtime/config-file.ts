@@ -46,7 +46,15 @@ export function checkConfigText<T>(text: string, schema: z.ZodType<T>): ConfigCh
     // laughs" document throws from toJS (found by the config fuzz suite)
     data = doc.toJS({ maxAliasCount: 100 }) ?? {};
   } catch (err) {
-    throw new ConfigError(`${source}: YAML error: ${(err as Error).message.split('\n')[0]} — YAML anchors (&x) and aliases (*x) are not needed in a qrkiosk config: write the value out`);
+    return {
+      ok: false,
+      problems: [
+        {
+          key: '(yaml)',
+          message: `YAML error: ${(err as Error).message.split('\n')[0]} — YAML anchors (&x) and aliases (*x) are not needed in a qrkiosk config: write the value out`,
+        },
+      ],
+    };
   }
   const parsed = schema.safeParse(data);
   if (parsed.success) return { ok: true, data: parsed.data, problems: [] };
