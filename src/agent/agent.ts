@@ -14,7 +14,7 @@ import { openHardware, type Hardware, type HardwareDeps, type HardwareReport } f
 import { DexAuditor } from './dex-auditor.js';
 import { canProbePrice, type PriceProbeResult } from '../devices/mdb/cashless.js';
 import type { DexReadOptions, DexReadResult } from '../devices/dex/reader.js';
-import { crashPoint } from './crash-hook.js';
+import { crashPoint } from '../runtime/crash-hook.js';
 import { Journal, type JournalEntry } from './journal.js';
 import { RelayLink, type LinkState } from './relay-link.js';
 import {

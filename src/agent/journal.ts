@@ -3,7 +3,7 @@ import { openDatabase } from '../runtime/sqlite.js';
 import { JOURNAL_MIGRATIONS } from './journal-schema.js';
 import { vendSession, OPEN_VEND_STATES, type VendEvent, type VendState } from '../core/vend-session.js';
 import type { AgentMessage, Welcome } from '../protocol/messages.js';
-import { crashPoint } from './crash-hook.js';
+import { crashPoint } from '../runtime/crash-hook.js';
 
 // The agent's durable memory. Every vend step is ONE transaction: the order's new state, an
 // append-only step row and the outbound frame that tells the relay about it. So after any crash
@@ -154,7 +154,12 @@ export class Journal {
     const cbMark = this.callbacks.length;
     let result: T;
     try {
-      result = this.db.transaction(fn)();
+      result = this.db.transaction(() => {
+        const r = fn();
+        // crash test hook: the writes are made, the commit is not
+        if (this.depth === 1) for (const s of this.entered) crashPoint(`${s}.uncommitted`);
+        return r;
+      })();
     } catch (err) {
       // rolled back (or this savepoint was): those states were never committed
       this.entered.length = mark;

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Currency } from '../core/money.js';
 import { relayOrder, type OrderEvent, type OrderState } from '../core/relay-order.js';
 import { mpOffer, type OfferEvent, type OfferState } from '../core/mp-offer.js';
+import { crashPoint } from '../runtime/crash-hook.js';
 import { openDatabase, type Db } from '../runtime/sqlite.js';
 import type { DexAuditFrame, PaymentModelName } from '../protocol/messages.js';
 
@@ -543,6 +544,7 @@ const POS_EXTERNAL_ID = /^[A-Za-z0-9]{1,39}$/;
 
 export class RelayStore {
   readonly db: Db;
+  private txDepth = 0;
 
   constructor(path: string) {
     this.db = openDatabase(path, { migrations: MIGRATIONS, what: 'relay database', key: 'store.path', mode: 0o600 });
@@ -561,7 +563,20 @@ export class RelayStore {
    * is that the state change and its outbox row commit together or not at all.
    */
   transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
+    if (this.txDepth > 0) return this.db.transaction(fn)();
+    this.txDepth++;
+    let result: T;
+    try {
+      result = this.db.transaction(() => {
+        const r = fn();
+        crashPoint('relay.uncommitted'); // crash test hook: written, not committed
+        return r;
+      })();
+    } finally {
+      this.txDepth--;
+    }
+    crashPoint('relay.committed'); // crash test hook: on disk
+    return result;
   }
 
   /** The first row `sql` selects, as a record; undefined when there is none. */

@@ -40,7 +40,22 @@ export function checkConfigText<T>(text: string, schema: z.ZodType<T>): ConfigCh
       }),
     };
   }
-  const data: unknown = doc.toJS() ?? {};
+  let data: unknown;
+  try {
+    // aliases are resolved here, not while parsing: an alias with no anchor (`*x`) or a "billion
+    // laughs" document throws from toJS (found by the config fuzz suite)
+    data = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  } catch (err) {
+    return {
+      ok: false,
+      problems: [
+        {
+          key: '(yaml)',
+          message: `YAML error: ${(err as Error).message.split('\n')[0]} — YAML anchors (&x) and aliases (*x) are not needed in a qrkiosk config: write the value out`,
+        },
+      ],
+    };
+  }
   const parsed = schema.safeParse(data);
   if (parsed.success) return { ok: true, data: parsed.data, problems: [] };
   return {

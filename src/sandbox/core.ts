@@ -132,6 +132,7 @@ interface FaultRec extends FaultInfo {
   regex?: RegExp;
   retryAfter?: string;
   body?: unknown;
+  delayMs?: number;
 }
 
 export interface SandboxCoreConfig {
@@ -538,6 +539,9 @@ export class SandboxCore {
         throw new SandboxError(400, 'bad_fault', `fault path is not a valid regex: ${(err as Error).message}`);
       }
     }
+    if (spec.delayMs !== undefined && (!Number.isInteger(spec.delayMs) || spec.delayMs < 0 || spec.delayMs > 600_000)) {
+      throw new SandboxError(400, 'bad_fault', `fault delayMs must be a whole number of ms from 0 to 600000, got ${spec.delayMs}`);
+    }
     const rec: FaultRec = { id: ++this.seq.fault, status: spec.status, remaining: times, hits: 0 };
     if (regex) {
       rec.regex = regex;
@@ -547,6 +551,7 @@ export class SandboxCore {
     if (spec.method !== undefined) rec.method = spec.method.toUpperCase();
     if (spec.retryAfter !== undefined) rec.retryAfter = spec.retryAfter;
     if (spec.body !== undefined) rec.body = spec.body;
+    if (spec.delayMs) rec.delayMs = spec.delayMs;
     if (spec.afterEffect) rec.afterEffect = true;
     if (spec.dropConnection) rec.dropConnection = true;
     this.faultList.push(rec);
@@ -558,7 +563,7 @@ export class SandboxCore {
    * ordinary faults (the request has no effect); phase 'after' takes afterEffect faults, which the
    * server applies once the handler has run (the effect happened, the answer is lost).
    */
-  takeFault(endpoint: SandboxEndpoint, method: string, url: string, phase: 'before' | 'after' = 'before'): (MpApiError & { dropConnection?: boolean }) | undefined {
+  takeFault(endpoint: SandboxEndpoint, method: string, url: string, phase: 'before' | 'after' = 'before'): (MpApiError & { dropConnection?: boolean; delayMs?: number }) | undefined {
     const f = this.faultList.find(
       (x) =>
         x.remaining > 0 &&
@@ -576,8 +581,9 @@ export class SandboxCore {
       : f.status === 429
         ? { message: 'too_many_requests', error: 'too_many_requests', status: 429, cause: [] }
         : { message: 'internal_error (sandbox fault)', error: 'internal_server_error', status: f.status, cause: [] };
-    const error: MpApiError & { dropConnection?: boolean } = new MpApiError(f.status, body, headers);
+    const error: MpApiError & { dropConnection?: boolean; delayMs?: number } = new MpApiError(f.status, body, headers);
     if (f.dropConnection) error.dropConnection = true;
+    if (f.delayMs) error.delayMs = f.delayMs;
     return error;
   }
 
