@@ -100,9 +100,10 @@ describe('relay.yaml is watched for catalog changes', () => {
     const watch = watchConfigCatalog(path, config, (c) => applied.push(c), logger, 20);
     cleanups.push(() => watch.close());
 
-    writeFileSync(path, yaml('1600.00'));
+    // a longer price: the file's size changes, so the poll sees it even within one clock tick
+    writeFileSync(path, yaml('16000.00'));
     await waitFor('the new catalog applied', () => applied.length === 1);
-    expect(applied[0]).toEqual([{ sku: 'COLA', name: 'Cola', price: '1600.00', currency: 'ARS' }]);
+    expect(applied[0]).toEqual([{ sku: 'COLA', name: 'Cola', price: '16000.00', currency: 'ARS' }]);
 
     writeFileSync(path, yaml('16.005'));
     expect(watch.reload()).toBe(false);

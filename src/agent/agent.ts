@@ -11,7 +11,10 @@ import { receiptTime, type PrintResult, type ReceiptPrinter } from '../devices/p
 import { parseAgentConfig, resolveToken, type AgentConfig, type AgentConfigInput } from './config.js';
 import { ControlServer, ControlStream, answers, type ControlRequest } from './control.js';
 import { openHardware, type Hardware, type HardwareDeps, type HardwareReport } from './hardware.js';
-import { crashPoint } from './crash-hook.js';
+import { DexAuditor } from './dex-auditor.js';
+import { canProbePrice, type PriceProbeResult } from '../devices/mdb/cashless.js';
+import type { DexReadOptions, DexReadResult } from '../devices/dex/reader.js';
+import { crashPoint } from '../runtime/crash-hook.js';
 import { Journal, type JournalEntry } from './journal.js';
 import { RelayLink, type LinkState } from './relay-link.js';
 import {
@@ -40,6 +43,8 @@ export interface AgentDeps {
   stableAfterMs?: number;
   /** stand-ins for GPIO, node-hid and evdev (src/agent/hardware.ts) */
   hardware?: HardwareDeps;
+  /** tests: the DEX audit read (a pty reader, a fake) */
+  dexRead?: (opts: DexReadOptions) => Promise<DexReadResult>;
 }
 
 export interface AgentStatus extends SessionStatus {
@@ -73,6 +78,11 @@ export interface Agent {
   once(event: 'link', listener: (state: LinkState) => void): this;
   /** graceful stop: finishes a vend in progress, motors safe, link and DB closed */
   close(): Promise<void>;
+}
+
+/** Who asked (the technician commands send their login); recorded with what they changed. */
+function technician(by: unknown): string {
+  return typeof by === 'string' && by.trim() ? by.trim().slice(0, 100) : 'unknown';
 }
 
 export function agentVersion(): string {
@@ -139,6 +149,8 @@ class AgentImpl extends EventEmitter implements Agent {
   private readonly streamEnders = new Set<(reason: string) => void>();
   /** a technician's test dispense is running: the motor is not free for a customer */
   private testDispensing = false;
+  /** the machine's audit over its DEX port (hardware.dex), if configured */
+  dex: DexAuditor | undefined;
 
   constructor(
     readonly config: AgentConfig,
@@ -240,7 +252,90 @@ class AgentImpl extends EventEmitter implements Agent {
         return this.testButtons();
       case 'test.printer':
         return this.testPrinter();
+      case 'stock':
+        return this.stockCommand(req.args);
+      case 'service': {
+        if (typeof req.args.on !== 'boolean') throw new Error('service needs on: true|false: {"cmd":"service","args":{"on":true,"by":"ana"}}');
+        return this.session.setService(req.args.on, technician(req.args.by));
+      }
+      case 'resolve': {
+        const resolution = req.args.resolution;
+        if (typeof req.args.orderId !== 'string' || (resolution !== 'dispensed' && resolution !== 'refund')) {
+          throw new Error('resolve needs orderId and resolution dispensed|refund: {"cmd":"resolve","args":{"orderId":"ord_…","resolution":"refund","by":"ana"}}');
+        }
+        return this.session.resolve(req.args.orderId, resolution, technician(req.args.by));
+      }
+      case 'update.hold':
+        return this.updateHold();
+      case 'test.mdb-price':
+        return this.testMdbPrice(req.args.slot, req.args.timeoutSeconds);
+      case 'dex.read':
+        if (!this.dex) throw new Error('this kiosk has no DEX port configured: add hardware.dex: { path: /dev/serial/by-id/... } (docs/mdb-dex.md)');
+        return this.dex.read();
     }
+  }
+
+  /** `qrkiosk stock show|set|refill`: the journal's counts, corrected by a technician. */
+  stockCommand(args: Record<string, unknown>): { slots: Array<{ slot: number; sku: string; count: number; full: number }> } {
+    const action = args.action ?? 'show';
+    const configured = this.db.configuredStock();
+    const slotArg = args.slot === undefined ? undefined : Number(args.slot);
+    if (slotArg !== undefined && !configured.has(slotArg)) throw new Error(`slot ${String(args.slot)} is not in the config (slots: ${[...configured.keys()].join(', ')})`);
+    if (action === 'set') {
+      const count = Number(args.count);
+      if (slotArg === undefined || !Number.isInteger(count) || count < 0) throw new Error('stock set needs a slot and a count of 0 or more: qrkiosk stock set 2 8');
+      this.db.setStock(slotArg, count);
+      this.logger.warn({ slot: slotArg, count, by: technician(args.by) }, `stock of slot ${slotArg} set to ${count}`);
+    } else if (action === 'refill') {
+      for (const [slot, full] of configured) {
+        if (slotArg === undefined || slot === slotArg) this.db.setStock(slot, full);
+      }
+      this.logger.warn({ slot: slotArg ?? 'all', by: technician(args.by) }, `refilled ${slotArg === undefined ? 'every slot' : `slot ${slotArg}`}`);
+    } else if (action !== 'show') {
+      throw new Error(`stock action is show, set or refill, not ${String(action)}`);
+    }
+    if (action !== 'show') this.session.refresh();
+    const counts = this.db.stock();
+    return {
+      slots: this.config.slots.map((s) => ({ slot: s.slot, sku: s.sku, count: counts.get(s.slot) ?? 0, full: configured.get(s.slot) ?? s.stock })),
+    };
+  }
+
+  /**
+   * `qrkiosk update`: holds the vend lock for as long as the updater's connection stays open. The
+   * answer comes only once no vend is open; from the request on, no new sale starts.
+   */
+  async updateHold(): Promise<ControlStream> {
+    const release = await this.session.holdForUpdate((o) => this.logger.warn(o, `update waits for order ${o.orderId} (${o.state}) to finish`));
+    this.logger.warn('update lock taken: no sales until the agent restarts or the update gives up');
+    return new ControlStream({ held: true, agentVersion: agentVersion() }, (_emit, end) => {
+      this.streamEnders.add(end);
+      return () => {
+        this.streamEnders.delete(end);
+        release();
+      };
+    });
+  }
+
+  /**
+   * `qrkiosk test mdb-price <slot>`: the technician chooses the slot's item on the machine; the
+   * price it asks is compared with the catalog (a wrong scale or decimal places is named) and the
+   * request is denied: nothing is sold.
+   */
+  async testMdbPrice(slotArg: unknown, timeoutArg: unknown): Promise<PriceProbeResult | { ok: false; slot: number; reason: string; message: string }> {
+    const slot = Number(slotArg);
+    if (!Number.isInteger(slot) || slot <= 0) throw new Error('test.mdb-price needs a slot number: {"cmd":"test.mdb-price","args":{"slot":1}}');
+    const seconds = timeoutArg === undefined ? 120 : Number(timeoutArg);
+    if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 600) throw new Error('timeoutSeconds must be 1..600');
+    if (!canProbePrice(this.dispenser)) throw new Error('the dispenser is not an MDB machine (hardware.dispenser.driver: mdb): there is no machine price to check');
+    const cfg = this.config.slots.find((s) => s.slot === slot);
+    if (!cfg) return { ok: false, slot, reason: 'unknown_slot', message: `slot ${slot} is not in slots[]` };
+    const product = (this.link.welcome ?? this.db.loadWelcome()?.welcome)?.catalog.find((p) => p.sku === cfg.sku);
+    if (!product) return { ok: false, slot, reason: 'price_unknown', message: `sku ${cfg.sku} has no catalog price yet (is the relay reachable?)` };
+    const open = this.session.status().order;
+    if (open) return { ok: false, slot, reason: 'vend_open', message: `a customer's order ${open.orderId} is ${open.state}: wait until it is over` };
+    this.logger.warn({ slot }, `technician price check on slot ${slot}: choose its item on the machine`);
+    return this.dispenser.probePrice(slot, product, seconds * 1000);
   }
 
   /** After a vend: the customer's receipt. Paper only: a failure is logged, never retried into a second sale. */
@@ -267,13 +362,17 @@ class AgentImpl extends EventEmitter implements Agent {
   }
 
   hardwareReport(): HardwareReport & { kioskId: string } {
-    const r = this.hardware?.report(this.config, this.buttons, this.dispenser) ?? {
+    const r = this.hardware?.report(this.config, this.buttons, this.dispenser, this.display) ?? {
       profile: this.config.hardware.profile ?? null,
       gpio: null,
       devices: [],
       faults: { active: [], recent: [] },
     };
-    return { kioskId: this.config.kioskId, ...r, devices: [...r.devices, ...(this.printer ? [this.printer.describe()] : [])] };
+    return {
+      kioskId: this.config.kioskId,
+      ...r,
+      devices: [...r.devices, ...(this.printer ? [this.printer.describe()] : []), ...(this.dex ? [this.dex.describe()] : [])],
+    };
   }
 
   /** `qrkiosk test dispense <slot>`: the real motor and sensor, never while a customer's vend is open. */
@@ -337,6 +436,7 @@ class AgentImpl extends EventEmitter implements Agent {
       for (const u of this.unsubscribe) u();
       this.buttons.close();
       await this.control?.close();
+      await this.dex?.close();
       // let a vend in progress finish and its result reach the outbox (and the relay if online)
       await this.session.close();
       // the receipt of the last vend finishes printing
@@ -429,6 +529,18 @@ export async function startAgent(config: AgentConfig | AgentConfigInput, deps: A
     session.onOffline();
     link.start();
     buttons.start();
+    if (cfg.hardware.dex) {
+      agent.dex = new DexAuditor({
+        config: cfg.hardware.dex,
+        journal,
+        flush: () => link.flush(),
+        logger,
+        faults: hardware.faults,
+        cashlessDevice: cfg.hardware.mdb ? (cfg.hardware.mdb.address ?? 1) : null,
+        ...(deps.dexRead ? { read: deps.dexRead } : {}),
+      });
+      agent.dex.start();
+    }
     logger.info({ kioskId: cfg.kioskId, relay: cfg.relay.url, slots: cfg.slots.length }, 'agent started');
     return agent;
   } catch (err) {

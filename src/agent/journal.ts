@@ -1,8 +1,9 @@
 import type { Db } from '../runtime/sqlite.js';
 import { openDatabase } from '../runtime/sqlite.js';
+import { JOURNAL_MIGRATIONS } from './journal-schema.js';
 import { vendSession, OPEN_VEND_STATES, type VendEvent, type VendState } from '../core/vend-session.js';
 import type { AgentMessage, Welcome } from '../protocol/messages.js';
-import { crashPoint } from './crash-hook.js';
+import { crashPoint } from '../runtime/crash-hook.js';
 
 // The agent's durable memory. Every vend step is ONE transaction: the order's new state, an
 // append-only step row and the outbound frame that tells the relay about it. So after any crash
@@ -10,61 +11,6 @@ import { crashPoint } from './crash-hook.js';
 // openDatabase runs synchronous=FULL: when a transaction returns, it is on disk. The session
 // relies on that to commit `dispensing` before the motor moves.
 
-const MIGRATIONS = [
-  `
-  CREATE TABLE orders (
-    id          TEXT PRIMARY KEY,
-    slot        INTEGER NOT NULL,
-    sku         TEXT NOT NULL,
-    amount      INTEGER NOT NULL,
-    currency    TEXT NOT NULL,
-    state       TEXT NOT NULL,
-    deadline    INTEGER NOT NULL,
-    created_at  INTEGER NOT NULL,
-    updated_at  INTEGER NOT NULL,
-    payment_id  TEXT,
-    result      TEXT,
-    pulses      INTEGER,
-    relay_amount INTEGER,
-    qr          TEXT
-  );
-  CREATE INDEX orders_state ON orders(state);
-  CREATE TABLE steps (
-    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
-    order_id TEXT NOT NULL REFERENCES orders(id),
-    state    TEXT NOT NULL,
-    at       INTEGER NOT NULL,
-    detail   TEXT
-  );
-  CREATE INDEX steps_order ON steps(order_id, seq);
-  -- append-only: the steps are the audit trail a refund dispute is settled with
-  CREATE TRIGGER steps_no_update BEFORE UPDATE ON steps BEGIN SELECT RAISE(ABORT, 'steps are append-only'); END;
-  CREATE TRIGGER steps_no_delete BEFORE DELETE ON steps BEGIN SELECT RAISE(ABORT, 'steps are append-only'); END;
-  CREATE TABLE outbox (
-    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-    id         TEXT NOT NULL UNIQUE,
-    type       TEXT NOT NULL,
-    payload    TEXT NOT NULL,
-    created_at INTEGER NOT NULL
-  );
-  CREATE TABLE inbox (
-    id          TEXT PRIMARY KEY,
-    type        TEXT NOT NULL,
-    received_at INTEGER NOT NULL
-  );
-  CREATE TABLE stock (
-    slot  INTEGER PRIMARY KEY,
-    count INTEGER NOT NULL CHECK (count >= 0),
-    -- the config value last applied; a different value in the config means "refilled"
-    configured INTEGER NOT NULL
-  );
-  CREATE TABLE kv (
-    key        TEXT PRIMARY KEY,
-    value      TEXT NOT NULL,
-    updated_at INTEGER NOT NULL
-  );
-  `,
-];
 
 export interface OrderRow {
   id: string;
@@ -81,6 +27,10 @@ export interface OrderRow {
   pulses: number | null;
   relayAmount: number | null;
   qr: string | null;
+  /** a technician's verdict (qrkiosk resolve), who gave it and when; null until then */
+  resolution: string | null;
+  resolvedBy: string | null;
+  resolvedAt: number | null;
 }
 
 export interface StepRow {
@@ -124,6 +74,10 @@ export class UnknownOrder extends Error {
   override name = 'UnknownOrder';
 }
 
+export class AlreadyResolved extends Error {
+  override name = 'AlreadyResolved';
+}
+
 export interface NewOrder {
   id: string;
   slot: number;
@@ -148,6 +102,9 @@ interface RawOrder {
   pulses: number | null;
   relay_amount: number | null;
   qr: string | null;
+  resolution?: string | null;
+  resolved_by?: string | null;
+  resolved_at?: number | null;
 }
 
 function toOrder(r: RawOrder): OrderRow {
@@ -166,6 +123,9 @@ function toOrder(r: RawOrder): OrderRow {
     pulses: r.pulses,
     relayAmount: r.relay_amount,
     qr: r.qr,
+    resolution: r.resolution ?? null,
+    resolvedBy: r.resolved_by ?? null,
+    resolvedAt: r.resolved_at ?? null,
   };
 }
 
@@ -180,7 +140,7 @@ export class Journal {
     readonly path: string,
     private readonly now: () => number = Date.now,
   ) {
-    this.db = openDatabase(path, { migrations: MIGRATIONS });
+    this.db = openDatabase(path, { migrations: JOURNAL_MIGRATIONS, what: 'journal', key: 'journal.path' });
   }
 
   /**
@@ -194,7 +154,12 @@ export class Journal {
     const cbMark = this.callbacks.length;
     let result: T;
     try {
-      result = this.db.transaction(fn)();
+      result = this.db.transaction(() => {
+        const r = fn();
+        // crash test hook: the writes are made, the commit is not
+        if (this.depth === 1) for (const s of this.entered) crashPoint(`${s}.uncommitted`);
+        return r;
+      })();
     } catch (err) {
       // rolled back (or this savepoint was): those states were never committed
       this.entered.length = mark;
@@ -398,6 +363,57 @@ export class Journal {
         existing.delete(s.slot);
       }
       for (const slot of existing.keys()) this.db.prepare(`DELETE FROM stock WHERE slot = ?`).run(slot);
+    });
+  }
+
+  /** A technician counted the slot: its count becomes `count` (the configured full count stays). */
+  setStock(slot: number, count: number): void {
+    this.tx(() => {
+      const r = this.db.prepare(`UPDATE stock SET count = ? WHERE slot = ?`).run(count, slot);
+      if (r.changes === 0) throw new Error(`slot ${slot} is not in the config: the slots are those of agent.yaml`);
+    });
+  }
+
+  /** The configured full count of each slot (what a refill loads). */
+  configuredStock(): Map<number, number> {
+    return new Map(
+      (this.db.prepare(`SELECT slot, configured FROM stock ORDER BY slot`).all() as Array<{ slot: number; configured: number }>).map((r) => [r.slot, r.configured]),
+    );
+  }
+
+  /**
+   * A technician's verdict on a vend nobody saw end: recorded on the order (who, when, what) with
+   * a step, and the frame for the relay queued in the same transaction. A second verdict is refused.
+   */
+  resolve(orderId: string, v: { resolution: 'dispensed' | 'refund'; by: string; at: number }, frame: AgentMessage): OrderRow {
+    return this.tx(() => {
+      const o = this.getOrder(orderId);
+      if (!o) throw new UnknownOrder(`order ${orderId} is not in the journal`);
+      if (o.resolution !== null) {
+        throw new AlreadyResolved(`order ${orderId} was already resolved as ${o.resolution} by ${o.resolvedBy} at ${new Date(o.resolvedAt ?? 0).toISOString()}`);
+      }
+      this.db.prepare(`UPDATE orders SET resolution = ?, resolved_by = ?, resolved_at = ?, updated_at = ? WHERE id = ?`).run(v.resolution, v.by, v.at, v.at, orderId);
+      this.addStep(orderId, o.state, v.at, `resolved by ${v.by}: ${v.resolution === 'dispensed' ? 'product was dispensed' : 'not dispensed, refund'} (checked by hand)`);
+      if (v.resolution === 'dispensed') this.db.prepare(`UPDATE stock SET count = MAX(0, count - 1) WHERE slot = ?`).run(o.slot);
+      this.enqueue(frame);
+      return this.getOrder(orderId)!;
+    });
+  }
+
+  // ---- small settings that survive a restart (service mode) -------------------------------------
+
+  getSetting(key: string): string | undefined {
+    return (this.db.prepare(`SELECT value FROM kv WHERE key = ?`).get(key) as { value: string } | undefined)?.value;
+  }
+
+  setSetting(key: string, value: string | undefined): void {
+    this.tx(() => {
+      if (value === undefined) this.db.prepare(`DELETE FROM kv WHERE key = ?`).run(key);
+      else {
+        this.db
+          .prepare(`INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`)
+          .run(key, value, this.now());
+      }
     });
   }
 

@@ -109,7 +109,24 @@ export interface StockView {
   jammed: boolean;
 }
 
+/** `qrkiosk service on`: who switched it on and when. */
+export interface ServiceMode {
+  by: string;
+  at: number;
+}
+
+/** Orders a technician may settle by hand: nobody could see whether the product fell. */
+const RESOLVABLE: readonly VendState[] = ['vend_unknown', 'vend_failed'];
+
+export type ResolveResult =
+  | { ok: true; orderId: string; resolution: 'dispensed' | 'refund'; by: string; at: number; state: VendState }
+  | { ok: false; reason: 'unknown_order' | 'not_resolvable' | 'already_resolved'; message: string };
+
 export interface SessionStatus {
+  /** technician's service mode: no new sales; null when selling */
+  service: ServiceMode | null;
+  /** an update waits for (or holds) the vend lock: no new sales */
+  updating: boolean;
   state: 'idle' | 'out_of_service' | VendState;
   screen: ScreenName | null;
   order: OrderView | null;
@@ -151,6 +168,8 @@ export class VendSession extends EventEmitter {
   private readonly jammed = new Set<number>();
   private cachedWelcome: Welcome | undefined;
   private closed = false;
+  /** updates waiting for or holding the vend lock (qrkiosk update) */
+  private updateHolds = 0;
 
   constructor(private readonly deps: SessionDeps) {
     super();
@@ -213,6 +232,7 @@ export class VendSession extends EventEmitter {
         ...(left > 0 && left <= LOW_STOCK ? { stock: left } : {}),
       };
     });
+    if (this.service() || this.updateHolds > 0) return { screen: 'out_of_service', reason: 'service', products };
     if (this.outOfService) return { screen: 'out_of_service', reason: 'offline', products };
     // nothing can be sold: say so instead of a menu where every button is refused
     const screen: ScreenName = products.every((p) => !p.available) && this.catalogWelcome() ? 'out_of_stock' : 'idle';
@@ -381,6 +401,9 @@ export class VendSession extends EventEmitter {
       return { ok: false, reason, message: detail ? `${message} (${detail})` : message };
     };
     if (this.closed) return refuse('out_of_service', 'agent is shutting down');
+    const service = this.service();
+    if (service) return refuse('out_of_service', `service mode, switched on by ${service.by} (qrkiosk service off)`);
+    if (this.updateHolds > 0) return refuse('out_of_service', 'an update is being installed');
     const cfg = this.deps.config.slots.find((s) => s.slot === slot);
     if (!cfg) return refuse('unknown_slot', `slot ${slot} is not in the config`);
     const open = this.openOrder();
@@ -639,7 +662,7 @@ export class VendSession extends EventEmitter {
     this.show({ screen: 'dispensing', orderId, product: this.productName(order.sku) });
     let outcome: VendOutcome;
     try {
-      outcome = await this.deps.dispenser.vend(order.slot);
+      outcome = await this.deps.dispenser.vend(order.slot, { orderId, amount: order.amount, currency: order.currency });
     } catch (err) {
       this.deps.dispenser.safe();
       outcome = { result: 'vend_failed', pulses: 0, detail: `dispenser error: ${(err as Error).message}` };
@@ -720,6 +743,75 @@ export class VendSession extends EventEmitter {
     }
   }
 
+  // ---- technician: service mode, update lock, settling a vend by hand --------------------------
+
+  /** Service mode as recorded in the journal (it survives a restart: the technician is still there). */
+  service(): ServiceMode | null {
+    const v = this.deps.journal.getSetting('service');
+    if (!v) return null;
+    try {
+      return JSON.parse(v) as ServiceMode;
+    } catch {
+      return { by: 'unknown', at: 0 };
+    }
+  }
+
+  /** On: no new selections (an open vend finishes), the out-of-service screen. Off: selling again. */
+  setService(on: boolean, by: string): { service: ServiceMode | null; openOrder: string | null } {
+    const mode = on ? { by, at: this.now() } : null;
+    this.deps.journal.setSetting('service', mode ? JSON.stringify(mode) : undefined);
+    this.log.warn({ by, on }, on ? `service mode on (${by}): no new sales` : `service mode off (${by}): selling again`);
+    this.refresh();
+    return { service: mode, openOrder: this.openOrder()?.id ?? null };
+  }
+
+  /**
+   * The update lock: an update may restart the agent only while no vend is open. Asking for it
+   * stops new selections at once (so a busy kiosk cannot starve the update), then waits for the
+   * open vend to end, motor work included. The returned function gives the lock back.
+   */
+  async holdForUpdate(onWait?: (order: { orderId: string; state: VendState }) => void): Promise<() => void> {
+    this.updateHolds++;
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      this.updateHolds--;
+      this.refresh();
+    };
+    this.refresh();
+    try {
+      for (let open = this.openOrder(); open; open = this.openOrder()) {
+        onWait?.({ orderId: open.id, state: open.state });
+        await new Promise<void>((resolve) => this.once('state', () => resolve()));
+      }
+      await this.settle();
+    } catch (err) {
+      release();
+      throw err;
+    }
+    return release;
+  }
+
+  /** `qrkiosk resolve`: a technician checked a vend by hand; recorded, and told to the relay once. */
+  resolve(orderId: string, resolution: 'dispensed' | 'refund', by: string): ResolveResult {
+    const o = this.deps.journal.getOrder(orderId);
+    if (!o) return { ok: false, reason: 'unknown_order', message: `order ${orderId} is not in this kiosk's journal (qrkiosk journal lists them)` };
+    if (!RESOLVABLE.includes(o.state)) {
+      return { ok: false, reason: 'not_resolvable', message: `order ${orderId} is ${o.state}: only ${RESOLVABLE.join(' or ')} orders are settled by hand` };
+    }
+    if (o.resolution !== null) {
+      return { ok: false, reason: 'already_resolved', message: `order ${orderId} was already resolved as ${o.resolution} by ${o.resolvedBy}` };
+    }
+    const at = this.now();
+    const f = frame({ type: 'vend.resolve' as const, orderId, resolution, by, at });
+    const r = this.deps.journal.resolve(orderId, { resolution, by, at }, f);
+    this.log.warn({ orderId, resolution, by }, `order ${orderId} resolved by ${by}: ${resolution}`);
+    this.deps.journal.afterCommit(() => this.deps.link.flush());
+    this.refresh();
+    return { ok: true, orderId, resolution, by, at, state: r.state };
+  }
+
   // ---- status -----------------------------------------------------------------------------------
 
   openOrdersForHello(): Array<{ orderId: string; state: string }> {
@@ -731,8 +823,11 @@ export class VendSession extends EventEmitter {
     const now = this.now();
     const w = this.catalogWelcome();
     const stock = this.deps.journal.stock();
+    const service = this.service();
     return {
-      state: open ? open.state : this.outOfService ? 'out_of_service' : 'idle',
+      service,
+      updating: this.updateHolds > 0,
+      state: open ? open.state : this.outOfService || service || this.updateHolds > 0 ? 'out_of_service' : 'idle',
       screen: this.deps.display.last()?.screen ?? null,
       order: open
         ? {

@@ -194,6 +194,8 @@ export function formatStatus(s: AgentStatus): string {
   const out: string[] = [];
   out.push(`kiosk    ${s.kioskId} (agent ${s.agentVersion}, up ${duration(s.uptimeSeconds * 1000)})`);
   out.push(`state    ${s.state}${s.screen ? `  (screen: ${s.screen})` : ''}`);
+  if (s.service) out.push(`service  on since ${time(s.service.at)} UTC (${s.service.by}): no new sales; qrkiosk service off ends it`);
+  if (s.updating) out.push('update   an update holds the vend lock: no new sales until the agent restarts');
   out.push(`relay    ${s.relay.online ? 'online' : s.relay.state}  ${s.relay.url}  (last welcome ${ago(s.relay.lastWelcomeAt)})`);
   if (s.order) {
     const o = s.order;

@@ -19,6 +19,12 @@ Programs
                                         create/fix the kiosk's POS at Mercado Pago, store its QR
   qrkiosk sandbox [--port N]            local Mercado Pago emulator with a simulated customer
 
+Installing and updating (on the Pi or the server, from a release: npm run release)
+  sudo qrkiosk install agent|relay [--profile NAME] [--dry-run] [--root DIR]
+                                        user, /opt/qrkiosk, /etc/qrkiosk, units, udev rules, start
+  qrkiosk config check FILE [--json]    every mistake in an agent or relay config, and the machine
+  sudo qrkiosk update <tarball|version> switch to another release; back by itself if it does not come up
+
 Technician commands (talk to the running agent; --socket PATH or --config FILE to find it)
   qrkiosk status [--json]               what the kiosk is doing now
   qrkiosk select <slot> [--json]        press a product button
@@ -28,6 +34,14 @@ Technician commands (talk to the running agent; --socket PATH or --config FILE t
   qrkiosk test buttons [--json]         live view of button presses until Ctrl-C (sales paused)
   qrkiosk test dispense <slot> [--json] pulse a slot's motor and watch the drop sensor
   qrkiosk test printer [--json]         print a sample receipt on the kiosk's receipt printer
+  qrkiosk safe-outputs --config FILE    every motor output to its safe (off) level, agent stopped
+  qrkiosk stock show|set <slot> <n>|refill [slot]   the counts per slot, corrected after loading
+  qrkiosk service on|off                out of service for customers (an open vend finishes)
+  qrkiosk resolve <order> dispensed|refund   settle a vend you checked by hand (sent to the relay)
+  qrkiosk logs [--follow] [--order ID] [--file FILE]   the agent's log, readable
+  qrkiosk test mdb-price <slot> [--json] choose the slot's item on an MDB machine: price vs catalog
+  qrkiosk dex read [--json]             read the machine's audit over its DEX port, send it to the relay
+  qrkiosk relay dex list|show|export --config FILE   machine audits beside qrkiosk's sales, CSV
 
   qrkiosk --version | help`;
 
@@ -54,8 +68,23 @@ export async function main(argv: string[]): Promise<number> {
       return (await import('./agent-commands.js')).technicianMain(cmd, rest);
     case 'hardware':
       return (await import('./hardware-commands.js')).hardwareMain(rest);
+    case 'stock':
+    case 'service':
+    case 'resolve':
+    case 'logs':
+      return (await import('./field-commands.js')).fieldMain(cmd, rest);
+    case 'update':
+      return (await import('./update-commands.js')).updateMain(rest);
+    case 'config':
+      return (await import('./config-commands.js')).configMain(rest);
+    case 'install':
+      return (await import('./install-commands.js')).installMain(rest);
     case 'test':
       return (await import('./hardware-commands.js')).testMain(rest);
+    case 'safe-outputs':
+      return (await import('./safe-outputs-command.js')).safeOutputsMain(rest);
+    case 'dex':
+      return (await import('./mdb-dex-commands.js')).dexMain(rest);
     case '--version':
     case '-v':
       console.log(version());

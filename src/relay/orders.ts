@@ -3,7 +3,7 @@ import { isCurrency, parseAmount, toDecimalString, type Currency } from '../core
 import { IllegalTransition } from '../core/state-machine.js';
 import type { OrderEvent } from '../core/relay-order.js';
 import { frame } from '../protocol/codec.js';
-import type { Hello, OrderCancel, OrderReady, OrderRejected, VendResult } from '../protocol/messages.js';
+import type { Hello, OrderCancel, OrderReady, OrderRejected, VendResolve, VendResult } from '../protocol/messages.js';
 import type { MpMerchantOrder } from '../mercadopago/types.js';
 import { fromMerchantOrder, type Payable, type PaymentModels, type PaymentState } from './models/index.js';
 import type { Logger } from '../runtime/log.js';
@@ -147,6 +147,9 @@ export class OrderService implements HubHandler {
       case 'vend.result':
         this.vendResult(kioskId, msg);
         return;
+      case 'vend.resolve':
+        this.vendResolve(kioskId, msg);
+        return;
     }
   }
 
@@ -182,6 +185,10 @@ export class OrderService implements HubHandler {
       // Same order id with a NEW message id (the inbox caught the same message id already).
       if (existing.kioskId === kioskId && existing.state === 'pending' && existing.sku === msg.sku && existing.quantity === msg.quantity) {
         this.send(kioskId, { type: 'order.accepted', orderId: existing.id, amount: existing.amount, currency: existing.currency });
+      } else if (existing.kioskId !== kioskId) {
+        // Another kiosk's order: say nothing about it (not its state, not whose it is).
+        this.log.warn({ kioskId, orderId: msg.orderId, owner: existing.kioskId }, `kiosk ${kioskId} sent order id ${msg.orderId}, which belongs to kiosk ${existing.kioskId}: refused as duplicate`);
+        this.reject(kioskId, msg.orderId, 'duplicate', `order id ${msg.orderId} is already used; use a new order id`);
       } else {
         this.log.warn({ kioskId, orderId: msg.orderId, state: existing.state }, `kiosk ${kioskId} re-used order id ${msg.orderId} (${existing.state}): refused as duplicate`);
         this.reject(kioskId, msg.orderId, 'duplicate', `order ${msg.orderId} already exists (${existing.state}); use a new order id`);
@@ -377,6 +384,27 @@ export class OrderService implements HubHandler {
         }
         return;
     }
+  }
+
+  /**
+   * A technician's verdict on a vend the kiosk could not see (`qrkiosk resolve`). Applied once (the
+   * hub's inbox drops a re-sent frame) and only by a checked transition: dispensed releases a
+   * `paid` order as vended, refund sends it to refunding. An order already past that point keeps
+   * its state; the verdict is recorded and, when it disagrees, the order goes to review.
+   */
+  private vendResolve(kioskId: string, msg: VendResolve): void {
+    const order = this.ownOrder(kioskId, msg.orderId, 'vend.resolve');
+    if (!order) return;
+    const detail = `technician ${msg.by} at ${new Date(msg.at).toISOString()}: ${msg.resolution === 'dispensed' ? 'product was dispensed' : 'product was not dispensed, refund'} (checked by hand)`;
+    const agrees = msg.resolution === 'dispensed' ? order.state === 'vended' : order.state === 'refunding' || order.state === 'refunded';
+    if (order.state === 'paid') {
+      const moved = this.move(order, msg.resolution === 'dispensed' ? 'vend_ok' : 'vend_failed', detail);
+      if (moved) this.store.clearReview(order.id, 'vend_unknown');
+    } else {
+      this.store.noteOrderEvent(order.id, order.state, 'technician_resolved', detail, this.o.now());
+      if (!agrees) this.store.flagReview(order.id, `technician says ${msg.resolution} but the order is ${order.state}: ${detail}`);
+    }
+    this.log.warn({ kioskId, orderId: order.id, resolution: msg.resolution, by: msg.by, state: order.state }, `order ${order.id}: ${detail}`);
   }
 
   // ---- expiry -----------------------------------------------------------------------------------

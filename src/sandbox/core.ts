@@ -132,6 +132,7 @@ interface FaultRec extends FaultInfo {
   regex?: RegExp;
   retryAfter?: string;
   body?: unknown;
+  delayMs?: number;
 }
 
 export interface SandboxCoreConfig {
@@ -402,6 +403,20 @@ export class SandboxCore {
     if (typeof query.external_reference === 'string') {
       list = list.filter((o) => o.externalReference === query.external_reference);
     }
+    // Time windows, as at Mercado Pago: ISO 8601 instants, both ends included.
+    const windows: [string, 'dateCreated' | 'lastUpdated', 'from' | 'to'][] = [
+      ['date_created_from', 'dateCreated', 'from'],
+      ['date_created_to', 'dateCreated', 'to'],
+      ['last_updated_from', 'lastUpdated', 'from'],
+      ['last_updated_to', 'lastUpdated', 'to'],
+    ];
+    for (const [param, field, end] of windows) {
+      const raw = query[param];
+      if (raw === undefined) continue;
+      const at = typeof raw === 'string' ? Date.parse(raw) : Number.NaN;
+      if (Number.isNaN(at)) throw mpError(400, 'bad_request', `${param} must be an ISO 8601 date, e.g. 2026-12-01T10:00:00.000-03:00`);
+      list = list.filter((o) => (end === 'from' ? Date.parse(o[field]) >= at : Date.parse(o[field]) <= at));
+    }
     const offset = Math.max(0, Number(query.offset ?? 0) || 0);
     const limit = Math.min(100, Math.max(1, Number(query.limit ?? 30) || 30));
     const page = list.slice(offset, offset + limit);
@@ -524,6 +539,9 @@ export class SandboxCore {
         throw new SandboxError(400, 'bad_fault', `fault path is not a valid regex: ${(err as Error).message}`);
       }
     }
+    if (spec.delayMs !== undefined && (!Number.isInteger(spec.delayMs) || spec.delayMs < 0 || spec.delayMs > 600_000)) {
+      throw new SandboxError(400, 'bad_fault', `fault delayMs must be a whole number of ms from 0 to 600000, got ${spec.delayMs}`);
+    }
     const rec: FaultRec = { id: ++this.seq.fault, status: spec.status, remaining: times, hits: 0 };
     if (regex) {
       rec.regex = regex;
@@ -533,6 +551,7 @@ export class SandboxCore {
     if (spec.method !== undefined) rec.method = spec.method.toUpperCase();
     if (spec.retryAfter !== undefined) rec.retryAfter = spec.retryAfter;
     if (spec.body !== undefined) rec.body = spec.body;
+    if (spec.delayMs) rec.delayMs = spec.delayMs;
     if (spec.afterEffect) rec.afterEffect = true;
     if (spec.dropConnection) rec.dropConnection = true;
     this.faultList.push(rec);
@@ -544,7 +563,7 @@ export class SandboxCore {
    * ordinary faults (the request has no effect); phase 'after' takes afterEffect faults, which the
    * server applies once the handler has run (the effect happened, the answer is lost).
    */
-  takeFault(endpoint: SandboxEndpoint, method: string, url: string, phase: 'before' | 'after' = 'before'): (MpApiError & { dropConnection?: boolean }) | undefined {
+  takeFault(endpoint: SandboxEndpoint, method: string, url: string, phase: 'before' | 'after' = 'before'): (MpApiError & { dropConnection?: boolean; delayMs?: number }) | undefined {
     const f = this.faultList.find(
       (x) =>
         x.remaining > 0 &&
@@ -562,8 +581,9 @@ export class SandboxCore {
       : f.status === 429
         ? { message: 'too_many_requests', error: 'too_many_requests', status: 429, cause: [] }
         : { message: 'internal_error (sandbox fault)', error: 'internal_server_error', status: f.status, cause: [] };
-    const error: MpApiError & { dropConnection?: boolean } = new MpApiError(f.status, body, headers);
+    const error: MpApiError & { dropConnection?: boolean; delayMs?: number } = new MpApiError(f.status, body, headers);
     if (f.dropConnection) error.dropConnection = true;
+    if (f.delayMs) error.delayMs = f.delayMs;
     return error;
   }
 

@@ -2,6 +2,7 @@
 // unauthenticated /_sandbox/* customer + inspection API that lets a demo in another process drive it.
 
 import type { AddressInfo } from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
 import { LogController, fastify, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import QRCode from 'qrcode';
 import { z } from 'zod';
@@ -95,6 +96,7 @@ const faultSchema = z.object({
   times: z.number().int().positive().optional(),
   retryAfter: z.string().optional(),
   body: z.unknown().optional(),
+  delayMs: z.number().int().min(0).max(600_000).optional(),
   afterEffect: z.boolean().optional(),
   dropConnection: z.boolean().optional(),
 });
@@ -262,6 +264,7 @@ function registerRoutes(app: FastifyInstance, core: SandboxCore): void {
       // Faults come first (an outage answers regardless of credentials), then the bearer token.
       onRequest: async (req, reply) => {
         const fault = core.takeFault(endpoint, req.method, req.url);
+        if (fault?.delayMs) await delay(fault.delayMs, undefined, { signal: core.lifetime.signal }).catch(() => undefined);
         if (fault?.dropConnection) return drop(req, reply);
         if (fault) throw fault;
         core.checkToken(req.headers.authorization);
@@ -428,6 +431,7 @@ function registerRoutes(app: FastifyInstance, core: SandboxCore): void {
         times: b.times,
         retryAfter: b.retryAfter,
         body: b.body,
+        delayMs: b.delayMs,
         afterEffect: b.afterEffect,
         dropConnection: b.dropConnection,
       }),

@@ -365,6 +365,11 @@ export interface FaultSpec {
   /** response body; default a Mercado Pago-like error */
   body?: unknown;
   /**
+   * hold the request this long before the error answer: a slow Mercado Pago, or (longer than the
+   * client's timeout) one that times out (default 0)
+   */
+  delayMs?: number;
+  /**
    * Let the request take effect (create the order, cancel, refund...) and only then fail: the
    * answer is lost. Proves that a retried create makes no second order.
    */

@@ -65,6 +65,10 @@ export interface SystemOptions {
   /** env for the agent process (QRKIOSK_CRASH_AFTER ...) */
   agentEnv?: Record<string, string>;
   contingencyAfterSeconds?: number;
+  /** the relay's orders.uncertainVendPolicy (default refund) */
+  uncertainVendPolicy?: 'refund' | 'review';
+  /** the agent's hardware section as YAML lines (indented two spaces), instead of the simulated one */
+  hardwareYaml?: string;
 }
 
 export interface RelayLogLine {
@@ -106,6 +110,7 @@ export class KioskSystem {
       orders: {
         maxPaymentSeconds: opts.maxPaymentSeconds ?? 120,
         contingencyAfterSeconds: opts.contingencyAfterSeconds ?? 600,
+        ...(opts.uncertainVendPolicy ? { uncertainVendPolicy: opts.uncertainVendPolicy } : {}),
       },
       kiosk: {
         id: 'kiosk-e2e',
@@ -156,14 +161,17 @@ slots:
   - { slot: 1, sku: COLA, stock: 10 }
   - { slot: 2, sku: AGUA, stock: 10 }
 hardware:
-  buttons: { driver: none }
+${
+  this.opts.hardwareYaml ??
+  `  buttons: { driver: none }
   display: { driver: log }
   dispenser:
     driver: sim
     pulseMs: 60
     dropWindowMs: 400
     maxPulses: 2
-    sim: { fault: ${this.opts.fault ?? 'none'}, dropDelayMs: 30, pulseLog: ${this.pulseLogPath} }
+    sim: { fault: ${this.opts.fault ?? 'none'}, dropDelayMs: 30, pulseLog: ${this.pulseLogPath} }`
+}
 `;
     writeFileSync(join(this.dir, 'agent.yaml'), yaml);
   }

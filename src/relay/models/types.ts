@@ -67,8 +67,30 @@ export interface PaymentModel {
   withdraw(order: OrderRecord, kiosk: Kiosk): Promise<void>;
   /** Contingency: the payment state of our order, found without a notification. */
   search(order: OrderRecord, kiosk: Kiosk): Promise<PaymentState[]>;
+  /**
+   * Contingency with a backlog: one page of EVERY record of this model's kind created in a time
+   * window (ours matched by external_reference by the caller), so many orders cost a few calls
+   * instead of one each (relay/contingency.ts). Models without it are searched order by order.
+   */
+  searchWindow?(window: SearchWindow): Promise<WindowPage>;
   /** Refunds one payment of the order in full, with a stable key. */
   refund(order: OrderRecord, payment: PaymentRecord, idempotencyKey: string): Promise<RefundAnswer>;
+}
+
+/** A time window of creation dates (epoch ms, both ends included) and a page of it. */
+export interface SearchWindow {
+  fromMs: number;
+  toMs: number;
+  offset: number;
+  limit: number;
+}
+
+export interface WindowPage {
+  states: PaymentState[];
+  /** how many records the whole window holds */
+  total: number;
+  /** how many records this page held (the next page starts that much further) */
+  size: number;
 }
 
 /** Thrown by a model when its kiosk's setup cannot work (no store for an attended kiosk...). */

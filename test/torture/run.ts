@@ -1,0 +1,92 @@
+import { Prng } from './prng.js';
+import { formatReport, type SuiteReport } from './report.js';
+import { crashSuite } from './suites/crash.js';
+import { FUZZ_TARGETS, fuzzSuite, type FuzzTarget } from './suites/fuzz.js';
+import { mpFaultSuite } from './suites/mp-faults.js';
+import { networkSuite } from './suites/network.js';
+import { soakSuite } from './suites/soak.js';
+import { PAYMENT_MODELS, type PaymentModel } from './world.js';
+
+// npm run torture -- [suite ...] [--cycles N] [--seed S] [--model M] [--verbose] [--keep]
+// Runs the torture suites at full size (the short versions run in `npm test`). Every run prints
+// its seed first; the same seed replays the same faults in the same order.
+
+const SUITES = ['crash', 'network', 'mp', 'fuzz', 'soak'] as const;
+type Suite = (typeof SUITES)[number];
+
+function usage(msg?: string): never {
+  if (msg) console.error(`torture: ${msg}`);
+  console.error(`usage: npm run torture -- [${SUITES.join('|')} ...] [--cycles N] [--seed S] [--model ${PAYMENT_MODELS.join('|')}] [--verbose] [--keep]
+  default: every suite; --cycles is per suite (fuzz: cases per target; soak: vends)`);
+  process.exit(2);
+}
+
+const args = process.argv.slice(2);
+const suites: Suite[] = [];
+let cycles: number | undefined;
+let seed: number | undefined;
+let model: PaymentModel = 'unattended';
+let verbose = false;
+let keep = false;
+let kiosks: number | undefined;
+let targets: FuzzTarget[] | undefined;
+for (let i = 0; i < args.length; i++) {
+  const a = args[i]!;
+  const value = () => {
+    const v = args[++i];
+    if (v === undefined) usage(`${a} needs a value`);
+    return v;
+  };
+  if (a === '--cycles') {
+    cycles = Number(value());
+    if (!Number.isInteger(cycles) || cycles < 1) usage('--cycles must be a positive whole number');
+  } else if (a === '--seed') {
+    seed = Number(value());
+    if (!Number.isSafeInteger(seed) || seed < 0) usage('--seed must be a non-negative whole number');
+  } else if (a === '--model') {
+    const m = value();
+    if (!PAYMENT_MODELS.includes(m as PaymentModel)) usage(`unknown model "${m}"; known: ${PAYMENT_MODELS.join(', ')}`);
+    model = m as PaymentModel;
+  } else if (a === '--verbose') verbose = true;
+  else if (a === '--keep') keep = true;
+  else if (a === '--kiosks') kiosks = Number(value());
+  else if (a === '--targets') {
+    targets = value().split(',') as FuzzTarget[];
+    const bad = targets.find((t) => !FUZZ_TARGETS.includes(t));
+    if (bad) usage(`unknown fuzz target "${bad}"; known: ${FUZZ_TARGETS.join(', ')}`);
+  }
+  else if ((SUITES as readonly string[]).includes(a)) suites.push(a as Suite);
+  else usage(`unknown argument "${a}"`);
+}
+const runSeed = seed ?? Prng.freshSeed();
+console.log(`torture seed ${runSeed} (replay with --seed ${runSeed})`);
+const log = verbose ? (l: string) => console.log(`  ${l}`) : undefined;
+
+const DEFAULTS: Record<Suite, number> = { crash: 1000, network: 1000, mp: 1000, fuzz: 100_000, soak: 100_000 };
+let failed = false;
+for (const suite of suites.length ? suites : SUITES) {
+  const n = cycles ?? DEFAULTS[suite];
+  let report: SuiteReport;
+  switch (suite) {
+    case 'crash':
+      report = await crashSuite({ cycles: n, seed: runSeed, model, log, keepDir: keep });
+      break;
+    case 'network':
+      report = await networkSuite({ cycles: n, seed: runSeed, model, log, keepDir: keep });
+      break;
+    case 'mp':
+      report = await mpFaultSuite({ cycles: n, seed: runSeed, model, log, keepDir: keep });
+      break;
+    case 'fuzz':
+      report = await fuzzSuite({ cases: n, seed: runSeed, log, ...(targets ? { targets } : {}) });
+      break;
+    case 'soak':
+      report = await soakSuite({ vends: n, seed: runSeed, model, log, keepDir: keep, ...(kiosks ? { kiosks } : {}) });
+      break;
+    default:
+      usage(`suite ${suite} is not written yet`);
+  }
+  console.log(formatReport(report));
+  if (report.violations.length) failed = true;
+}
+process.exit(failed ? 1 : 0);
