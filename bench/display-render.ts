@@ -150,9 +150,10 @@ export async function selectToFrame(dir: string, g: FbGeometry, runs: number): P
       if (!sel.ok) throw new Error(`select refused: ${sel.reason}`);
       await nextFrame(display, (e) => e.screen.screen === 'pay' && e.screen.orderId === sel.orderId);
       if (i >= 5) samples.push(performance.now() - t0); // the first few warm the JIT and glyph caches
-      const idle = nextFrame(display, (e) => e.screen.screen === 'idle' && e.screen.message === undefined);
+      const idle = nextFrame(display, (e) => e.screen.screen !== 'pay');
       agent.cancel();
       await idle;
+      while (agent.status().state !== 'idle') await new Promise((r) => setTimeout(r, 1));
     }
   } finally {
     await agent.close();
