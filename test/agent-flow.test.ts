@@ -290,8 +290,8 @@ describe('agent vend flow', () => {
     }
   });
 
-  it('a kiosk whose orders bring their own QR shows "preparing" until it arrives, never the POS sticker', async () => {
-    const { relay, agent, display } = await setup({ relay: { orderQr: true } });
+  it('a kiosk whose orders are payable only once accepted shows "preparing" until then, never the POS sticker', async () => {
+    const { relay, agent, display } = await setup({ relay: { qrOnAccept: true } });
     const r = selectOk(agent);
     expect(display.last()).toMatchObject({ screen: 'pay', orderId: r.orderId });
     expect(display.last()?.qr).toBeUndefined();
@@ -300,6 +300,14 @@ describe('agent vend flow', () => {
     const acc = relay.send({ type: 'order.accepted', orderId: r.orderId, amount: 150000, currency: 'ARS', qr });
     await relay.waitType('ack', (m) => m.ackId === acc.id);
     expect(display.last()).toMatchObject({ screen: 'pay', qr });
+    agent.cancel();
+
+    // a static-QR model (attended, orders/static): the sticker once the order is on the POS
+    const r2 = selectOk(agent);
+    expect(display.last()?.qr).toBeUndefined();
+    const acc2 = relay.send({ type: 'order.accepted', orderId: r2.orderId, amount: 150000, currency: 'ARS' });
+    await relay.waitType('ack', (m) => m.ackId === acc2.id);
+    await nextEvent<Screen>(agent as never, 'screen', (s) => s.screen === 'pay' && s.qr === POS_QR);
   });
 
   it('re-sends the outbox, in order, after the socket is cut and the link comes back', async () => {

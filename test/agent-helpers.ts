@@ -41,8 +41,8 @@ export interface FakeRelayOptions {
   maxPaymentSeconds?: number;
   /** the POS sticker's QR in the welcome (default POS_QR, an ARS one) */
   posQr?: string;
-  /** every order brings its own QR (dynamic models) */
-  orderQr?: boolean;
+  /** orders are payable only once accepted (every model but unattended) */
+  qrOnAccept?: boolean;
 }
 
 export class FakeRelay extends EventEmitter {
@@ -68,7 +68,7 @@ export class FakeRelay extends EventEmitter {
       catalog: CATALOG,
       maxPaymentSeconds: 300,
       posQr: POS_QR,
-      orderQr: false,
+      qrOnAccept: false,
       ...opts,
     };
     wss.on('connection', (ws) => this.onConnection(ws));
@@ -135,7 +135,7 @@ export class FakeRelay extends EventEmitter {
           serverTime: Date.now(),
           paymentModel: 'unattended',
           posQr: this.opts.posQr,
-          orderQr: this.opts.orderQr,
+          qrOnAccept: this.opts.qrOnAccept,
           catalog: this.opts.catalog,
           maxPaymentSeconds: this.opts.maxPaymentSeconds,
         }),

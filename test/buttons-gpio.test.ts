@@ -57,7 +57,9 @@ beforeEach(() => {
   const d = tempDir('qrk-btn-');
   cleanup = d.cleanup;
   const root = writeSysfsTree(d.dir, PI_TREES['Pi 4 (6.6)']!.chips);
-  twin = OnoffTwin.fromSysfs(root);
+  // interrupts delivered at once, so every millisecond of a bounce reaches the debouncer as the
+  // test writes it (late, coalesced delivery is the drop sensor's test: dispenser-gpio.test.ts)
+  twin = OnoffTwin.fromSysfs(root, { latencyMs: () => 0 });
   backend = OnoffBackend.open({ sysfsRoot: root, factory: twin.factory, exitHook: false });
   faults = new FaultLog();
   events = [];

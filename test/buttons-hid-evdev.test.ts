@@ -1,10 +1,13 @@
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, openSync, readFileSync, readdirSync, writeSync } from 'node:fs';
 import { PassThrough, Readable } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { EvdevButtons, EventParser, EV_KEY, encodeEvents, keyCode, nativeEventSize, type EvdevButtonsConfig } from '../src/devices/evdev-buttons.js';
+import { EVIOCGRAB, GRAB_READER_PY } from '../src/devices/evdev-grab.js';
 import { FaultLog } from '../src/devices/faults.js';
-import { HidButtons, decodeReport, type HidApi, type HidButtonsConfig, type HidDeviceInfo } from '../src/devices/hid-buttons.js';
+import { skipWithout } from './helpers/ci.js';
+import { waitFor } from './helpers/wait.js';
+import { FIRST_REPORT_WINDOW_MS, HidButtons, decodeReport, type HidApi, type HidButtonsConfig, type HidDeviceInfo } from '../src/devices/hid-buttons.js';
 
 // USB HID encoder reports and evdev keypad event streams replayed from recorded byte fixtures
 // (test/fixtures/hid, test/fixtures/evdev; README.md there shows them as hexdumps).
@@ -87,7 +90,8 @@ describe('USB HID arcade encoder (node-hid) from recorded reports', () => {
     expect(b.describe()).toMatchObject({ status: 'ok', detail: expect.stringContaining('/dev/hidraw0 0079:0006 "DragonRise Inc. Generic   USB  Joystick", 11 report(s)') });
   });
 
-  it('the first report after opening is the state, not a press (a button held while plugging in)', async () => {
+  it('a board that reports only on change: the first press after opening selects (after at most the first-report window)', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
     const api = fakeHid(() => [ENCODER]);
     const b = new HidButtons(ARCADE, () => api);
     cleanups.push(() => b.close());
@@ -95,11 +99,61 @@ describe('USB HID arcade encoder (node-hid) from recorded reports', () => {
     b.onPress((s) => events.push(s));
     b.start();
     const dev = await api.nthOpen(1);
-    const [, down1, idle] = reports();
-    dev.emit('data', down1); // first report: button 1 already down
-    dev.emit('data', idle);
+    const [idle, down1, , down3] = reports();
+    // the board sends nothing while nothing changes; minutes later the first customer presses 1
+    await vi.advanceTimersByTimeAsync(120_000);
     dev.emit('data', down1);
+    await vi.advanceTimersByTimeAsync(FIRST_REPORT_WINDOW_MS);
     expect(events).toEqual([1]);
+    dev.emit('data', idle);
+    dev.emit('data', down3);
+    expect(events).toEqual([1, 3]);
+    // a replug: again the first press counts, here a quick tap released inside the window
+    dev.emit('error', new Error('could not read from HID device'));
+    const again = api.nthOpen(2);
+    await vi.advanceTimersByTimeAsync(ARCADE.reconnectMs);
+    const dev2 = await again;
+    dev2.emit('data', down3);
+    await vi.advanceTimersByTimeAsync(30);
+    dev2.emit('data', idle);
+    expect(events).toEqual([1, 3, 3]);
+  });
+
+  it('a board that reports continuously: the first report is the state, so a button held while plugging in selects nothing', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
+    const api = fakeHid(() => [ENCODER]);
+    const b = new HidButtons(ARCADE, () => api);
+    cleanups.push(() => b.close());
+    const events: number[] = [];
+    b.onPress((s) => events.push(s));
+    b.start();
+    const dev = await api.nthOpen(1);
+    const [idle, down1] = reports();
+    // every 8 ms poll the board sends its state: button 1 is held from the start
+    let state = down1;
+    const stream = setInterval(() => dev.emit('data', state), 8);
+    cleanups.push(() => clearInterval(stream));
+    await vi.advanceTimersByTimeAsync(500);
+    expect(events).toEqual([]);
+    state = idle;
+    await vi.advanceTimersByTimeAsync(100);
+    state = down1;
+    await vi.advanceTimersByTimeAsync(100);
+    expect(events).toEqual([1]);
+    // an idle continuous board: the first real press selects at once
+    state = idle;
+    await vi.advanceTimersByTimeAsync(100);
+    dev.emit('error', new Error('could not read from HID device'));
+    clearInterval(stream);
+    const again = api.nthOpen(2);
+    await vi.advanceTimersByTimeAsync(ARCADE.reconnectMs);
+    const dev2 = await again;
+    const stream2 = setInterval(() => dev2.emit('data', state), 8);
+    cleanups.push(() => clearInterval(stream2));
+    await vi.advanceTimersByTimeAsync(200);
+    state = down1;
+    await vi.advanceTimersByTimeAsync(8);
+    expect(events).toEqual([1, 1]);
   });
 
   it('unplugged: reported once, retried, cleared when the encoder is back; nothing stays pressed', async () => {
@@ -262,42 +316,90 @@ describe('evdev numeric keypad from recorded event streams', () => {
   });
 });
 
-describe('reading a real event device file', () => {
-  it('openEventDevice: the bytes of the device, then its end; a missing device is ENOENT with the reason', async () => {
+describe('reading a real event device file through the grabbing reader', () => {
+  it('openEventDevice: the records of the device in one 24-byte layout, whatever the device\'s size; then its end', async () => {
     const { openEventDevice } = await import('../src/devices/evdev-buttons.js');
-    const path = new URL('./fixtures/evdev/keypad-direct-64bit.bin', import.meta.url).pathname;
-    const chunks: Buffer[] = [];
-    const s = openEventDevice(path);
-    s.on('data', (c: Buffer) => chunks.push(c));
-    await new Promise((r) => s.once('end', r));
-    expect(Buffer.concat(chunks)).toEqual(fixture('evdev/keypad-direct-64bit.bin'));
-    const missing = openEventDevice('/dev/input/no-such-event');
-    const err = await new Promise<NodeJS.ErrnoException>((r) => missing.once('error', r));
-    expect(err).toMatchObject({ code: 'ENOENT', message: expect.stringContaining('/dev/input/no-such-event: No such file or directory') });
+    const read = async (file: string, eventSize: 'auto' | 16 | 24) => {
+      const chunks: Buffer[] = [];
+      const s = openEventDevice(new URL(`./fixtures/${file}`, import.meta.url).pathname, { eventSize });
+      const info = new Promise((r) => s.once('open', r));
+      s.on('data', (c: Buffer) => chunks.push(c));
+      await new Promise((r) => s.once('end', r));
+      return { bytes: Buffer.concat(chunks), info: await info };
+    };
+    const b64 = await read('evdev/keypad-direct-64bit.bin', 24);
+    expect(b64.bytes).toEqual(fixture('evdev/keypad-direct-64bit.bin'));
+    // a plain file cannot be grabbed: said so, and read anyway
+    expect(b64.info).toEqual({ size: 24, grabbed: false, reason: expect.stringMatching(/^ENOTTY /) });
+    // a 32-bit reader's 16-byte records arrive as the same 24-byte records
+    const b32 = await read('evdev/keypad-direct-32bit.bin', 16);
+    expect(b32.bytes).toEqual(fixture('evdev/keypad-direct-64bit.bin'));
+    expect(b32.info).toMatchObject({ size: 16 });
   });
 
-  it('an agent with a keypad that nobody touches still exits when closed (no blocked read left behind)', async () => {
-    const { execFile, execFileSync } = await import('node:child_process');
+  it('a missing device is ENOENT from the open itself; a missing python3 says what to install', async () => {
+    const { openEventDevice } = await import('../src/devices/evdev-buttons.js');
+    const missing = openEventDevice('/dev/input/no-such-event');
+    const err = await new Promise<NodeJS.ErrnoException>((r) => missing.once('error', r));
+    expect(err).toMatchObject({ code: 'ENOENT', message: expect.stringContaining("open '/dev/input/no-such-event'") });
+    const noPython = openEventDevice(new URL('./fixtures/evdev/keypad-direct-64bit.bin', import.meta.url).pathname, { python: 'python3-not-installed' });
+    const err2 = await new Promise<NodeJS.ErrnoException>((r) => noPython.once('error', r));
+    expect(err2).toMatchObject({ code: 'ENOPYTHON', message: expect.stringMatching(/python3-not-installed is not installed: .*apt install python3/) });
+  });
+
+  it('the reader\'s EVIOCGRAB is the one of <linux/input.h>', () => {
+    if (skipWithout(existsSync('/usr/include/linux/input.h'), '/usr/include/linux/input.h', 'linux-libc-dev')) return;
+    const header = readFileSync('/usr/include/linux/input.h', 'utf8');
+    const m = /#define EVIOCGRAB\s+_IOW\('(.)', (0x[0-9a-f]+), int\)/.exec(header);
+    expect(m).not.toBeNull();
+    // asm-generic/ioctl.h: dir << 30 | size << 16 | type << 8 | nr, _IOC_WRITE = 1, sizeof(int) = 4
+    const ioctl = ((1 << 30) | (4 << 16) | (m![1]!.charCodeAt(0) << 8) | Number(m![2])) >>> 0;
+    expect(EVIOCGRAB).toBe(ioctl);
+    expect(GRAB_READER_PY).toContain(`EVIOCGRAB = ${ioctl}`);
+  });
+
+  it('keys typed on an idle device reach the agent through the reader; closing ends the reader (no blocked read left behind)', async () => {
+    const { execFileSync } = await import('node:child_process');
     const { tempDir } = await import('./agent-helpers.js');
     const { dir, cleanup } = tempDir('qrk-evdev-');
     cleanups.push(cleanup);
-    // a FIFO nobody writes to blocks a reader exactly like an idle keypad
-    execFileSync('mkfifo', [`${dir}/event0`]);
-    const script = `
-      import { EvdevButtons } from ${JSON.stringify(new URL('../src/devices/evdev-buttons.ts', import.meta.url).pathname)};
-      const b = new EvdevButtons({ device: ${JSON.stringify(`${dir}/event0`)}, entry: 'direct', keys: { KP1: 1 }, cancelKeys: [], enterKeys: [],
-        codeTimeoutMs: 5000, eventSize: 24, holdToCancelMs: 0, stuckMs: 0, reconnectMs: 1000 });
-      b.start();
-      setTimeout(() => { b.close(); console.log('closed'); }, 300);
-    `;
-    const started = Date.now();
-    const out = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
-      const child = execFile(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { timeout: 15_000 }, (err, stdout) =>
-        resolve({ code: err ? ((err as { code?: number }).code ?? -1) : 0, stdout }),
-      );
-      void child;
-    });
-    expect(out).toEqual({ code: 0, stdout: 'closed\n' });
-    expect(Date.now() - started).toBeLessThan(10_000);
+    // a FIFO with a writer that sends nothing blocks a reader exactly like an idle keypad
+    const fifo = `${dir}/event0`;
+    execFileSync('mkfifo', [fifo]);
+    const writer = openSync(fifo, constants.O_RDWR);
+    cleanups.push(() => closeSync(writer));
+    const b = new EvdevButtons({ ...KEYPAD, device: fifo, eventSize: 16 }, undefined, new FaultLog());
+    cleanups.push(() => b.close());
+    const events: string[] = [];
+    const pressed = new Promise<void>((resolve) =>
+      b.onPress((s) => {
+        events.push(`press ${s}`);
+        resolve();
+      }),
+    );
+    b.start();
+    // a 32-bit keypad stream: KP1 down, SYN, KP1 up, SYN
+    const rec = (type: number, code: number, value: number) => ({ sec: 1, usec: 0, type, code, value });
+    writeSync(writer, encodeEvents([rec(EV_KEY, keyCode('KP1')!, 1), rec(0, 0, 0), rec(EV_KEY, keyCode('KP1')!, 0), rec(0, 0, 0)], 16));
+    await pressed;
+    expect(events).toEqual(['press 1']);
+    // the reader's status line (stderr) may come after its first records (stdout)
+    await waitFor('the reader to say how it reads', () => b.describe().detail.includes('grabbed'));
+    expect(b.describe().detail).toMatch(/16-byte events, NOT grabbed \(ENOTTY .*\): keys also reach the console/);
+    // the reader: this process's python3 child
+    const pids = readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .filter((d) => {
+        try {
+          const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+          return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === process.pid && readFileSync(`/proc/${d}/cmdline`, 'utf8').includes('EVIOCGRAB');
+        } catch {
+          return false;
+        }
+      })
+      .map(Number);
+    expect(pids).toHaveLength(1);
+    b.close();
+    await waitFor('the reader to end', () => pids.every((p) => { try { process.kill(p, 0); return false; } catch { return true; } }));
   });
 });

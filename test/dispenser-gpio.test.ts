@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { PulseDispenser, type DropSensor, type Motor } from '../src/devices/dispenser.js';
 import { FaultLog } from '../src/devices/faults.js';
-import { GpioDispenser, type GpioDispenserConfig } from '../src/devices/gpio-dispenser.js';
+import { GpioDispenser, GpioDropSensor, type GpioDispenserConfig } from '../src/devices/gpio-dispenser.js';
 import { OnoffBackend } from '../src/devices/gpio/onoff-backend.js';
 import { OnoffTwin } from '../src/devices/gpio/onoff-twin.js';
 import { tempDir } from './agent-helpers.js';
@@ -105,6 +105,48 @@ describe('GPIO dispenser: the right result every time', () => {
     expect(await vend(d)).toEqual({ result: 'dispensed', pulses: 1 });
   });
 
+  it('a 2 ms beam break delivered 20 ms late (a loaded Pi) is one drop and one pulse', async () => {
+    // onoff only reads the line when epoll wakes the event loop: by then the beam is clear again
+    // and the value reads what it read before the product fell
+    twin.latencyMs = () => 20;
+    machine({ dropOn: 1, fallMs: 120, crossMs: 2 });
+    const d = await open();
+    expect(await vend(d)).toEqual({ result: 'dispensed', pulses: 1 });
+    expect(pulses).toHaveLength(1);
+    expect(twin.level(SENSOR)).toBe(0);
+  });
+
+  it('a 2 ms break just after the window closed is not this pulse\'s drop', async () => {
+    twin.latencyMs = () => 20;
+    // falls 10 ms after the window of the last pulse closed: the delivery is late, the edge was too
+    machine({ dropOn: 1, fallMs: 810, crossMs: 2 });
+    const d = await open({ maxPulses: 1 });
+    expect(await vend(d)).toEqual({ result: 'vend_failed', pulses: 1, detail: 'no drop seen after 1 pulse(s)' });
+  });
+
+  it('a motor that starts late (a slow gpioset spawn on a loaded Pi): the window waits for the pulse, the drop counts, no second pulse', async () => {
+    const input = await backend.input({ bcm: 16, pull: 'up', role: 'drop sensor' });
+    const sensor = new GpioDropSensor(input, false, 3000);
+    let started = 0;
+    const lateMotor: Motor = {
+      pulse: async (_slot, ms) => {
+        await new Promise((r) => setTimeout(r, 700)); // the backend gets the motor going 700 ms late
+        started++;
+        setTimeout(() => twin.drive(SENSOR, 1), 20);
+        setTimeout(() => twin.drive(SENSOR, 0), 24);
+        await new Promise((r) => setTimeout(r, ms));
+        return 'ok';
+      },
+      stop: () => {},
+    };
+    const d = new PulseDispenser(lateMotor, sensor, { pulseMs: 100, dropWindowMs: 600, maxPulses: 2 });
+    const p = d.vend(1);
+    await vi.advanceTimersByTimeAsync(3000);
+    expect(await p).toEqual({ result: 'dispensed', pulses: 1 });
+    expect(started).toBe(1);
+    sensor.close();
+  });
+
   it('never seen: vend_failed after maxPulses, each pulse given', async () => {
     machine({});
     const d = await open();
@@ -136,7 +178,7 @@ describe('GPIO dispenser: the right result every time', () => {
     expect(d.describe()).toMatchObject({ status: 'fault', lines: expect.arrayContaining([expect.objectContaining({ function: 'drop sensor', state: 'beam interrupted' })]) });
     // cleaned: the fault clears and vending works again
     twin.drive(SENSOR, 0);
-    await vi.advanceTimersByTimeAsync(0);
+    await vi.advanceTimersByTimeAsync(20); // the twin delivers interrupts 5-20 ms late
     expect(faults.active()).toEqual([]);
     expect(await vend(d)).toEqual({ result: 'dispensed', pulses: 1 });
   });

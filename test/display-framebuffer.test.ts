@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import jsqr from 'jsqr';
@@ -11,6 +11,7 @@ import { formatMoney } from '../src/core/money.js';
 import { SimButtons } from '../src/devices/buttons.js';
 import { SimDispenser } from '../src/devices/dispenser.js';
 import { FramebufferDisplay, FramebufferError, createDisplay, readFbGeometry, type FrameEvent, type Screen } from '../src/devices/display.js';
+import { unblankPanel } from '../src/devices/display/framebuffer.js';
 import { overlaps, type Box, type Layout } from '../src/devices/display/layout.js';
 import { frameToLogicalRgba, frameToRgba, ROTATIONS, type FbGeometry, type Rotation } from '../src/devices/display/surface.js';
 import { silentLogger } from '../src/runtime/log.js';
@@ -210,6 +211,34 @@ describe('framebuffer pay screen: every format and rotation decodes', () => {
       });
     }
   }
+});
+
+describe('framebuffer unblanking', () => {
+  const G = { width: 320, height: 240, bpp: 16 as const, stride: 640 };
+
+  it('writes 0 to the blank attribute when allowed, and says so in `qrkiosk hardware`', () => {
+    const fb = fakeFb(G);
+    writeFileSync(join(fb.sysfs, 'blank'), '1');
+    const d = open(fb);
+    expect(readFileSync(join(fb.sysfs, 'blank'), 'utf8')).toBe('0');
+    expect(d.describe()).toMatchObject({ role: 'display', driver: 'framebuffer', status: 'ok', detail: expect.stringMatching(/320x240 16 bpp, rotation 0, .*unblank: ok$/) });
+  });
+
+  it('not allowed or not there: never silent, UNAVAILABLE with the reason and the fix', () => {
+    const fb = fakeFb(G);
+    const d = open(fb);
+    expect(d.unblank).toEqual({ ok: false, reason: expect.stringMatching(/blank does not exist \(this framebuffer driver has no blanking control\)/) });
+    expect(d.describe().detail).toMatch(/unblank: UNAVAILABLE \(.*no blanking control\)/);
+    // a kernel file that refuses the write, for any user (root included)
+    symlinkSync('/proc/version', join(fb.sysfs, 'blank'));
+    expect(unblankPanel(fb.sysfs)).toEqual({ ok: false, reason: expect.stringMatching(/blank: .*EIO/) });
+    rmSync(join(fb.sysfs, 'blank'));
+    if (process.getuid?.() !== 0) {
+      writeFileSync(join(fb.sysfs, 'blank'), '1');
+      chmodSync(join(fb.sysfs, 'blank'), 0o444);
+      expect(unblankPanel(fb.sysfs)).toEqual({ ok: false, reason: expect.stringMatching(/writable only by root: install hardware\/udev\/99-qrkiosk\.rules .*consoleblank=0/) });
+    }
+  });
 });
 
 describe('framebuffer behaviour', () => {

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { SandboxEndpoint } from '../src/sandbox/types.js';
-import { KioskSystem, MODEL_VARIANTS, PRICES, type SystemOptions } from './helpers/system.js';
+import { KioskSystem, MODEL_VARIANTS, PRICES, withdrawable, type SystemOptions } from './helpers/system.js';
 import { waitFor } from './helpers/wait.js';
 
 // Cancel at every point of every model: before Mercado Pago answered the call that makes the order
@@ -25,9 +25,6 @@ function createEndpoint(model: string, mode: string | null): SandboxEndpoint | u
 describe.each(MODEL_VARIANTS)('$label', (variant) => {
   const start = (opts: SystemOptions = {}) =>
     KioskSystem.start({ model: variant.model, modelMode: variant.mode, ...(variant.generation ? { generation: variant.generation } : {}), ...opts });
-  // Mercado Pago has no call that withdraws a dynamic QR made with POST …/qrs: it stays payable
-  // until its expiration_date (the order's deadline), and a payment on it is refunded.
-  const withdrawable = !(variant.model === 'dynamic' && variant.mode === 'online');
 
   it('cancelled after the customer scanned: nothing payable, a payment that lands anyway is refunded once', async () => {
     sys = await start();
@@ -36,7 +33,7 @@ describe.each(MODEL_VARIANTS)('$label', (variant) => {
     const scan = await sys.customerScans(orderId);
     await sys.agentCancel();
     await sys.waitRelayState(orderId!, 'cancelled');
-    if (withdrawable) {
+    if (withdrawable(variant)) {
       await waitFor('nothing payable at Mercado Pago', async () => (await sys!.payableAtMercadoPago(orderId!)).length === 0);
       expect((await sys.scanAgain(orderId!)).status).not.toBe('ready');
     }
@@ -56,7 +53,6 @@ const CALLING = MODEL_VARIANTS.filter((v) => createEndpoint(v.model, v.mode) !==
 describe.each(CALLING)('$label, a model that calls Mercado Pago first', (variant) => {
   const start = (opts: SystemOptions = {}) => KioskSystem.start({ model: variant.model, modelMode: variant.mode, ...opts });
   const endpoint = createEndpoint(variant.model, variant.mode)!;
-  const withdrawable = !(variant.model === 'dynamic' && variant.mode === 'online');
 
   it('cancelled while the call that makes it payable has no answer yet: withdrawn once it is known', async () => {
     sys = await start();
@@ -72,7 +68,7 @@ describe.each(CALLING)('$label, a model that calls Mercado Pago first', (variant
       const o = sys!.relay.store.getOrder(orderId!);
       return o?.offerState === 'withdrawn';
     }, 30_000);
-    if (withdrawable) expect(await sys.payableAtMercadoPago(orderId!)).toEqual([]);
+    if (withdrawable(variant)) expect(await sys.payableAtMercadoPago(orderId!)).toEqual([]);
     // the kiosk never showed a QR for it
     expect((await sys.agentOrder(orderId!))?.qr ?? null).toBeNull();
     expect(sys.pulses()).toHaveLength(0);

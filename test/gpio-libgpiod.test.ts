@@ -195,8 +195,11 @@ for (const version of ['1.6.3', '2.1.3']) {
     it('output: held at the safe level from the start; a pulse is the active level for its width, then safe, held again', async () => {
       const b = await open([5]);
       const out = await b.output({ bcm: 5, safeLevel: 1, maxPulseMs: 2000, role: 'slot 1 motor' });
+      // the promise: when output() resolves the motor line IS at its safe level (the holder that
+      // keeps it there may still be starting: that is a process detail, awaited, not assumed)
       expect(chip.level(5)).toBe(1);
-      expect(chip.holder(5)).toEqual({ mode: 'out' });
+      expect(chip.outputsOf(5).map((c) => c.value)).toEqual([1]);
+      await chip.until('the safe-level holder', () => chip.holder(5)?.mode === 'out' || undefined);
       await out.pulse(150);
       const changes = chip.outputsOf(5);
       expect(changes.map((c) => c.value)).toEqual([1, 0, 1]);
@@ -216,6 +219,7 @@ for (const version of ['1.6.3', '2.1.3']) {
     it('output: the hard maximum wins over a longer pulse request', async () => {
       const b = await open([6]);
       const out = await b.output({ bcm: 6, safeLevel: 0, maxPulseMs: 100, role: 'slot 2 motor' });
+      expect(chip.outputsOf(6).map((c) => c.value)).toEqual([0]);
       await out.pulse(5000);
       const changes = chip.outputsOf(6);
       expect(changes.map((c) => c.value)).toEqual([0, 1, 0]);

@@ -175,6 +175,6 @@ describe('onoff backend (through the twin)', () => {
       throw Object.assign(new Error('EACCES: permission denied, open /sys/class/gpio/export'), { code: 'EACCES' });
     };
     const b = OnoffBackend.open({ sysfsRoot: root, factory: eacces, exitHook: false });
-    await expect(b.input({ bcm: 17, pull: 'up', role: 'x' })).rejects.toThrow(/cannot open GPIO17 as sysfs gpio529: permission denied: the agent user must be in group gpio/);
+    await expect(b.input({ bcm: 17, pull: 'up', role: 'x' })).rejects.toThrow(/cannot open GPIO17 as sysfs gpio529: permission denied: the agent user must be in group qrkiosk with hardware\/udev\/99-qrkiosk\.rules installed/);
   });
 });

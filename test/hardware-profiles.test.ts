@@ -91,6 +91,22 @@ describe('hardware profiles', () => {
     writeFileSync(join(dir, 'agent2.yaml'), `${BASE}hardware:\n  profile: nested.yaml\n`);
     expect(err(() => loadAgentConfig(join(dir, 'agent2.yaml')))).toContain('a profile cannot name another profile');
   });
+
+  it('a profile must say its relay polarity (motors.activeLow): no default can be right for every board', () => {
+    const { dir, cleanup } = tempDir('qrk-prof-');
+    cleanups.push(cleanup);
+    const text = readFileSync(join(BUNDLED_PROFILES_DIR, 'gpio-spiral-4.yaml'), 'utf8');
+    const without = text.replace(/^\s+activeLow: true\s+# IN low = relay on.*\n/m, '');
+    expect(without).not.toBe(text);
+    writeFileSync(join(dir, 'mine.yaml'), without);
+    writeFileSync(join(dir, 'agent.yaml'), `${BASE}hardware:\n  profile: mine.yaml\n`);
+    expect(err(() => loadAgentConfig(join(dir, 'agent.yaml')))).toMatch(/mine\.yaml: key "dispenser\.motors\.activeLow": missing: write activeLow: true or false/);
+    // every bundled profile with GPIO motors writes it out
+    for (const name of profiles) {
+      const raw = parseYaml(readFileSync(join(BUNDLED_PROFILES_DIR, `${name}.yaml`), 'utf8')) as { dispenser?: { driver?: string; motors?: { activeLow?: unknown } } };
+      if (raw.dispenser?.driver === 'gpio') expect(typeof raw.dispenser.motors?.activeLow, name).toBe('boolean');
+    }
+  });
 });
 
 describe('hardware config errors name the key and the fix', () => {
@@ -107,13 +123,18 @@ describe('hardware config errors name the key and the fix', () => {
       'hardware:\n  profile: gpio-spiral-4\n  buttons: { pins: { 2: 16 } }\n',
       /key "hardware\.dispenser\.sensor\.pin": GPIO16 is already used by hardware\.buttons\.pins\.2/,
     ],
-    ['hardware:\n  dispenser: { driver: gpio, motors: { pins: { 1: 5 } }, sensor: { pin: 16 } }\n', /key "hardware\.dispenser\.motors\.pins": slot 2 \(in slots\) has no motor: add "2: <BCM pin>"/],
-    ['hardware:\n  dispenser: { driver: gpio, pulseMs: 3000, motors: { pins: { 1: 5, 2: 6 } }, sensor: { pin: 16 } }\n', /key "hardware\.dispenser\.pulseMs": must be <= maxPulseMs \(2000\)/],
-    ['hardware:\n  dispenser: { driver: gpio, motors: { pins: { 1: 5, 2: 6 } } }\n', /key "hardware\.dispenser\.sensor": missing: sensor: \{ pin: 16 \}/],
-    ['hardware:\n  dispenser: { driver: gpio, motors: { pin: { 1: 5 } }, sensor: { pin: 16 } }\n', /unknown key\(s\) "pin": fix the spelling or remove it \(allowed here: activeLow, pins\)/],
+    ['hardware:\n  dispenser: { driver: gpio, motors: { activeLow: true, pins: { 1: 5 } }, sensor: { pin: 16 } }\n', /key "hardware\.dispenser\.motors\.pins": slot 2 \(in slots\) has no motor: add "2: <BCM pin>"/],
+    ['hardware:\n  dispenser: { driver: gpio, pulseMs: 3000, motors: { activeLow: true, pins: { 1: 5, 2: 6 } }, sensor: { pin: 16 } }\n', /key "hardware\.dispenser\.pulseMs": must be <= maxPulseMs \(2000\)/],
+    ['hardware:\n  dispenser: { driver: gpio, motors: { activeLow: false, pins: { 1: 5, 2: 6 } } }\n', /key "hardware\.dispenser\.sensor": missing: sensor: \{ pin: 16 \}/],
+    ['hardware:\n  dispenser: { driver: gpio, motors: { activeLow: true, pin: { 1: 5 } }, sensor: { pin: 16 } }\n', /unknown key\(s\) "pin": fix the spelling or remove it \(allowed here: activeLow, pins\)/],
     ['hardware:\n  buttons: { driver: hid, device: { vendorId: 0x0079, productId: 6 }, buttons: { 1: { byte: 5, mask: 256 } } }\n', /key "hardware\.buttons\.buttons\.1\.mask": .*a byte mask is 0x01-0xff/],
     ['hardware:\n  buttons: { driver: evdev, device: /dev/input/event0, keys: { KP11: 1 } }\n', /key "hardware\.buttons\.keys\.KP11": unknown key "KP11"/],
     ['hardware:\n  buttons: { driver: evdev, device: /dev/input/event0 }\n', /key "hardware\.buttons\.keys": entry: direct needs keys/],
+    [
+      'hardware:\n  dispenser: { driver: gpio, motors: { pins: { 1: 5, 2: 6 } }, sensor: { pin: 16 } }\n',
+      /agent\.yaml: key "hardware\.dispenser\.motors\.activeLow": missing: write activeLow: true or false for your relay board\. true = a relay switches ON when its IN pin is LOW \(most opto-isolated relay boards.*touch one IN pin to GND.*every motor turns from the moment the agent starts/,
+    ],
+    ['hardware:\n  dispenser: { driver: gpio, motors: { activeLow: low, pins: { 1: 5, 2: 6 } }, sensor: { pin: 16 } }\n', /key "hardware\.dispenser\.motors\.activeLow": invalid: write activeLow: true or false/],
     ['hardware:\n  gpio: { backend: pigpio }\n', /key "hardware\.gpio\.backend": use one of auto, onoff, libgpiod/],
   ])('%s', (hw, re) => {
     expect(err(() => cfg(hw))).toMatch(re);
@@ -172,7 +193,7 @@ describe('hardware docs stay true', () => {
       expect(r).toMatch(/GROUP="qrkiosk"|chgrp (-R )?qrkiosk/);
     }
     const all = rules.join('\n');
-    for (const kind of ['KERNEL=="gpiochip[0-9]*"', '/sys/class/gpio/export', 'SUBSYSTEM=="hidraw"', 'KERNEL=="event[0-9]*"', 'KERNEL=="ttyAMA[0-9]*"', 'KERNEL=="ttyUSB[0-9]*"', 'KERNEL=="fb[0-9]*"']) {
+    for (const kind of ['KERNEL=="gpiochip[0-9]*"', '/sys/class/gpio/export', 'SUBSYSTEM=="hidraw"', 'KERNEL=="event[0-9]*"', 'KERNEL=="ttyAMA[0-9]*"', 'KERNEL=="ttyUSB[0-9]*"', 'KERNEL=="fb[0-9]*"', 'SUBSYSTEM=="usbmisc", KERNEL=="lp[0-9]*"', '/sys%p/blank']) {
       expect(all).toContain(kind);
     }
   });

@@ -48,7 +48,7 @@ describe('Qibixx board lines', () => {
     expect(parseBoardLine('c,STATUS,VEND,99.20,18\r')).toEqual({ kind: 'vend_request', price: '99.20', item: 18 });
     expect(parseBoardLine('c,VEND,SUCCESS')).toEqual({ kind: 'vend_success' });
     expect(parseBoardLine('c,ERR,VEND 3')).toEqual({ kind: 'vend_failure', code: '3' });
-    expect(parseBoardLine('c,STATUS,IDLE,5.00')).toEqual({ kind: 'status', state: 'IDLE' });
+    expect(parseBoardLine('c,STATUS,IDLE,5.00')).toEqual({ kind: 'status', state: 'IDLE', funds: '5.00' });
     expect(parseBoardLine('c,ERR,"cashless is off"')).toEqual({ kind: 'error', text: '"cashless is off"' });
     expect(parseBoardLine('v,4.0.1.5,MDB-USB')).toMatchObject({ kind: 'other' });
     for (const bad of ['c,STATUS,VEND,1.00', 'c,STATUS,VEND,1.0a,5', 'c,STATUS,VE', 'c,ERR,VEND', 'c,VEND,SUCC', 'c,STATUS,VEND,1.00,5\u00ff', 'garbage', 'c,STATUS,VEND,1.00,99999']) {

@@ -4,11 +4,13 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../src/agent/agent.js';
 import { controlRequest } from '../src/agent/control.js';
 import { testPrinterMain } from '../src/cli/printer-commands.js';
+import { testMdbPriceMain } from '../src/cli/mdb-dex-commands.js';
 import { QibixxTwin } from '../src/devices/mdb/twin.js';
 import { LinePort } from '../src/devices/serial/line-port.js';
 import { silentLogger, type Logger } from '../src/runtime/log.js';
 import { FakeRelay, agentConfig, captureLogger, nextEvent, tempDir } from './agent-helpers.js';
 import { MockWire, resetMockPorts } from './helpers/mock-wire.js';
+import { waitFor } from './helpers/wait.js';
 import { PtyPair, skipPty } from './helpers/pty-pair.js';
 
 // The whole kiosk with an MDB vending machine: a real agent (config -> hardware -> session ->
@@ -187,6 +189,41 @@ describe('agent + MDB machine (binding-mock) + relay', () => {
       ['dispenser', 'mdb', 'ok'],
       ['printer', 'escpos', 'ok'],
     ]);
+  });
+});
+
+describe('qrkiosk test mdb-price: the machine price against the catalog', () => {
+  /** Runs the CLI; once the agent shows the price check waiting, the technician chooses on the machine. */
+  async function probe(socket: string, choose: () => void): Promise<{ code: number; out: string }> {
+    const out: string[] = [];
+    const run = testMdbPriceMain(['1', '--socket', socket, '--timeout', '30'], { out: (t) => out.push(t), err: (t) => out.push(t) });
+    await waitFor('the price check to wait for the machine', async () => {
+      const hw = (await controlRequest(socket, 'hardware')) as { devices: Array<{ detail: string }> };
+      return hw.devices.some((d) => d.detail.includes('price check of slot 1'));
+    });
+    choose();
+    const code = await run;
+    return { code, out: out.join('\n') };
+  }
+
+  it('a machine configured with the wrong decimal places is caught and nothing is sold', async () => {
+    const { agent, twin, relay } = await setup({ control: true, mdb: { setup: { decimalPlaces: 2 } } });
+    const socket = agent.config.control.socket;
+    const denied = nextEvent<string>(twin as never, 'command', (c) => c === 'C,STOP');
+    const r = await probe(socket, () => twin.select(1, '150.00'));
+    await denied;
+    expect(r.code).toBe(1);
+    expect(r.out).toContain('slot 1: the machine asks 150.00 for item 1: WRONG (decimal_places)');
+    expect(r.out).toContain('10x too low');
+    expect(twin.denials).toEqual([1]);
+    expect(twin.approvals).toEqual([]);
+    expect(relay.of('order.ready')).toEqual([]);
+    // the right price passes, and still sells nothing
+    const ok = await probe(socket, () => twin.select(1, '1500.00'));
+    expect(ok.code).toBe(0);
+    expect(ok.out).toContain('OK, machine price $ 1.500,00 matches the catalog');
+    expect(twin.approvals).toEqual([]);
+    expect(relay.of('order.ready')).toEqual([]);
   });
 });
 

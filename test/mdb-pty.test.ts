@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { MdbCashless, MDB_DEFAULTS } from '../src/devices/mdb/cashless.js';
+import { MdbCashless, MDB_DEFAULTS, mdbSetconf } from '../src/devices/mdb/cashless.js';
 import { QibixxTwin } from '../src/devices/mdb/twin.js';
 import { LinePort } from '../src/devices/serial/line-port.js';
 import { captureLogger, nextEvent, tempDir } from './agent-helpers.js';
@@ -107,5 +107,41 @@ describe.skipIf(skipPty)('MDB cashless driver over a socat pty pair', () => {
     expect(await vend).toEqual({ result: 'dispensed', pulses: 1 });
     expect(written.slice(before)).toEqual(['C,0', 'C,1']);
     expect(twin.approvals).toEqual(['2.50']);
+  });
+});
+
+describe.skipIf(skipPty)('MDB reader setup over a socat pty pair', () => {
+  it('a board that cannot be the second cashless device says so, and the technician sees it', async () => {
+    const { dir, cleanup } = tempDir('qrk-mdbpty-');
+    cleanups.push(cleanup);
+    const pair = new PtyPair(dir);
+    cleanups.push(() => pair.kill());
+    await pair.start();
+    const boardPort = new LinePort({ name: 'qibixx', path: pair.b, baudRate: 115200 });
+    const twin = new QibixxTwin(boardPort);
+    twin.refuse.add('mdb-addr');
+    boardPort.start();
+    await boardPort.whenOpen();
+    const faults: string[] = [];
+    const mdb = new MdbCashless({
+      ...MDB_DEFAULTS,
+      path: pair.a,
+      style: 'card-first',
+      setconf: mdbSetconf({ address: 2, style: 'card-first' }),
+      faults: { condition: (_d, kind, m) => void faults.push(`${kind}: ${m}`), clear: () => undefined, event: () => undefined },
+    });
+    cleanups.push(() => mdb.close(), () => boardPort.close());
+    const setup = nextEvent<Array<{ param: string; result: string }>>(mdb as never, 'setup');
+    mdb.start();
+    const results = await setup;
+    expect(results.map((r) => [r.param, r.result])).toEqual([
+      ['mdb-addr', 'refused: SETCONF mdb-addr'],
+      ['mdb-always-idle', 'ok'],
+    ]);
+    expect(faults[0]).toMatch(/^setup: C,SETCONF,mdb-addr=0x60: refused: .*cannot be the second cashless device/);
+    await nextEvent(twin as never, 'command', (c) => c === 'C,1');
+    const d = mdb.describe('dispenser');
+    expect(d.status).toBe('fault');
+    expect(d.detail).toContain('setup refused: mdb-addr=0x60');
   });
 });

@@ -1,9 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { MdbCashless, MDB_DEFAULTS } from '../src/devices/mdb/cashless.js';
+import { MdbCashless, MDB_DEFAULTS, mdbSetconf, type MdbOptions } from '../src/devices/mdb/cashless.js';
+import { parseAmount } from '../src/core/money.js';
 import { checkMachinePrice } from '../src/devices/mdb/price.js';
 import type { VendOutcome } from '../src/devices/dispenser.js';
-import { captureLogger } from './agent-helpers.js';
+import { captureLogger, tempDir } from './agent-helpers.js';
+import { LinePort } from '../src/devices/serial/line-port.js';
+import { PtyPair, skipPty } from './helpers/pty-pair.js';
 import { MockWire, resetMockPorts } from './helpers/mock-wire.js';
 
 // The Qibixx documentation's cashless-slave sessions (test/fixtures/qibixx-cashless-sessions.txt)
@@ -18,8 +21,8 @@ afterEach(async () => {
 
 type Step = { kind: '<' | '>' | '!' | '=' | '~'; text: string; line: number };
 
-function loadSessions(): Step[] {
-  const text = readFileSync(new URL('./fixtures/qibixx-cashless-sessions.txt', import.meta.url), 'utf8');
+function loadSessions(file: string): Step[] {
+  const text = readFileSync(new URL(`./fixtures/${file}`, import.meta.url), 'utf8');
   const steps: Step[] = [];
   text.split('\n').forEach((raw, i) => {
     const m = /^([<>!=~]) (.+)$/.exec(raw.trimEnd());
@@ -28,18 +31,96 @@ function loadSessions(): Step[] {
   return steps;
 }
 
-describe('Qibixx cashless-slave sessions replayed', () => {
-  it('the agent answers each documented session exactly as expected, in order', async () => {
-    const steps = loadSessions();
-    expect(steps.length).toBeGreaterThan(30);
+const STYLES: Array<{ name: string; file: string; opts: Partial<MdbOptions>; min: number; last: { item: number; price: string; result: string } }> = [
+  { name: 'selection first (always idle)', file: 'qibixx-cashless-sessions.txt', opts: {}, min: 40, last: { item: 18, price: '99.20', result: 'dispensed' } },
+  {
+    name: 'card first, as the second cashless device',
+    file: 'qibixx-card-first-sessions.txt',
+    opts: {
+      style: 'card-first',
+      selectTimeoutMs: 2000,
+      setconf: mdbSetconf({ address: 2, style: 'card-first', currencyCode: '0x1032' }),
+    },
+    min: 60,
+    last: { item: 18, price: '99.20', result: 'dispensed' },
+  },
+];
+
+/** The board's end of the link: what the replay writes as the board and reads from the agent. */
+interface BoardEnd {
+  readonly fromAgent: string[];
+  write(line: string): boolean;
+  nextLine(pred: (l: string) => boolean, timeoutMs: number, from: number): Promise<string>;
+  waitOpen(): Promise<void>;
+}
+
+/** The far end of a socat pty pair, on the real serialport binding. */
+class PtyBoard implements BoardEnd {
+  readonly fromAgent: string[] = [];
+  private readonly waiters = new Set<() => void>();
+  constructor(readonly port: LinePort) {
+    port.on('line', (l: string) => {
+      this.fromAgent.push(l);
+      for (const w of [...this.waiters]) w();
+    });
+  }
+  write(line: string): boolean {
+    return this.port.write(line);
+  }
+  waitOpen(): Promise<void> {
+    return this.port.whenOpen();
+  }
+  nextLine(pred: (l: string) => boolean, timeoutMs: number, from: number): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const hit = this.fromAgent.slice(from).find(pred);
+        if (hit === undefined) return false;
+        clearTimeout(timer);
+        this.waiters.delete(check);
+        resolve(hit);
+        return true;
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(check);
+        reject(new Error(`the agent wrote no matching line within ${timeoutMs} ms; got: ${this.fromAgent.slice(-10).join(' | ')}`));
+      }, timeoutMs);
+      if (!check()) this.waiters.add(check);
+    });
+  }
+}
+
+async function transport(kind: 'binding-mock' | 'socat pty'): Promise<{ wire: BoardEnd; conn: Pick<MdbOptions, 'path' | 'openPort'> }> {
+  if (kind === 'binding-mock') {
     const wire = new MockWire('/dev/ttyMDB');
+    return { wire, conn: { path: wire.path, openPort: wire.openPort } };
+  }
+  const { dir, cleanup } = tempDir('qrk-mdbreplay-');
+  cleanups.push(cleanup);
+  const pair = new PtyPair(dir);
+  cleanups.push(() => pair.kill());
+  await pair.start();
+  const board = new LinePort({ name: 'qibixx', path: pair.b, baudRate: 115200 });
+  cleanups.push(() => board.close());
+  board.start();
+  await board.whenOpen();
+  return { wire: new PtyBoard(board), conn: { path: pair.a } };
+}
+
+const CASES = STYLES.flatMap((s) => (['binding-mock', 'socat pty'] as const).map((t) => ({ ...s, transport: t })));
+
+describe.each(CASES)('Qibixx cashless sessions replayed: $name, over $transport', ({ file, opts, min, last, transport: kind }) => {
+  it.skipIf(kind === 'socat pty' && skipPty)('the agent answers each documented session exactly as expected, in order', async () => {
+    const steps = loadSessions(file);
+    expect(steps.length).toBeGreaterThan(min);
+    const { wire, conn } = await transport(kind);
     const cap = captureLogger();
-    const mdb = new MdbCashless({ ...MDB_DEFAULTS, path: wire.path, openPort: wire.openPort, resultTimeoutMs: 2000, logger: cap.logger });
+    const mdb = new MdbCashless({ ...MDB_DEFAULTS, ...conn, resultTimeoutMs: 2000, logger: cap.logger, ...opts });
     cleanups.push(() => mdb.close());
 
     // the session's part, reduced to what the board sees: a catalog and the price check
     const catalog = new Map([
       [5, { price: 100, currency: 'ARS' }],
+      [6, { price: 100, currency: 'ARS' }],
       [18, { price: 9920, currency: 'ARS' }],
     ]);
     let orders = 0;
@@ -100,7 +181,11 @@ describe('Qibixx cashless-slave sessions replayed', () => {
         case '!':
           await allTaken(fed);
           if (s.text === 'paid') vend = mdb.dispenser.vend(lastSlot);
-          else mdb.orderChanged({ orderId: open!, to: 'cancelled' }); // cancel and expiry both end as cancelled
+          else if (s.text.startsWith('paid ')) {
+            // card-first: the kiosk's paid order names the slot and the amount
+            const [, slot, amount] = s.text.split(' ');
+            vend = mdb.dispenser.vend(Number(slot), { orderId: `ord_paid${++orders}`, amount: parseAmount(amount!, 'ARS'), currency: 'ARS' });
+          } else mdb.orderChanged({ orderId: open!, to: 'cancelled' }); // cancel and expiry both end as cancelled
           break;
         case '=': {
           await allTaken(fed);
@@ -119,6 +204,6 @@ describe('Qibixx cashless-slave sessions replayed', () => {
     // nothing more than the expected lines, in that order
     expect(wire.fromAgent).toEqual(expectedOut);
     expect(cap.lines.filter((l) => String(l.msg).includes('garbled'))).toEqual([]);
-    expect(mdb.health()).toMatchObject({ board: 'IDLE', phase: 'idle', lastVend: { item: 18, price: '99.20', result: 'dispensed' } });
+    expect(mdb.health()).toMatchObject({ phase: 'idle', lastVend: last });
   });
 });

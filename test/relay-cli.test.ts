@@ -127,7 +127,7 @@ describe('qrkiosk relay --config FILE', () => {
       child.once('exit', (code) => reject(new Error(`relay exited early (${code}): ${stderr}`)));
     });
     const health = await fetch(`${url}/healthz`);
-    expect(await health.json()).toEqual({ ok: true, kiosksOnline: 0, pendingOrders: 0, needsReview: 0 });
+    expect(await health.json()).toEqual({ ok: true, kiosksOnline: 0, pendingOrders: 0, needsReview: 0, notificationsGivenUp: 0 });
     const exited = once(child, 'exit');
     child.kill('SIGTERM');
     const [code] = (await exited) as [number];

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
-import type { MercadoPagoApi, MpMerchantOrder, MpPayment, MpRefund } from '../src/mercadopago/types.js';
+import type { MercadoPagoApi, MerchantOrderSearch, MpMerchantOrder, MpPayment, MpRefund } from '../src/mercadopago/types.js';
 import { createLogger } from '../src/runtime/log.js';
 import { parseRelayConfig, type RelayConfig, type RelayConfigInput } from '../src/relay/config.js';
 import { startRelay, type RunningRelay } from '../src/relay/server.js';
@@ -51,6 +51,8 @@ export class FakeMp extends EventEmitter implements MercadoPagoApi {
   readonly refusedPayments = new Map<string, Error>();
   /** while set, merchant order reads wait for it (to hold a read "in flight") */
   gate: Promise<void> | null = null;
+  /** Mercado Pago's clock (date_created of what pay() makes); tests may share the relay's */
+  clock: () => number = Date.now;
   private nextId = 1000;
 
   /**
@@ -85,6 +87,7 @@ export class FakeMp extends EventEmitter implements MercadoPagoApi {
       paid_amount: status === 'approved' ? amount : 0,
       refunded_amount: 0,
       payments: [{ id: paymentId, transaction_amount: amount, currency_id: currency, status }],
+      date_created: new Date(this.clock()).toISOString(),
     };
     this.merchantOrders.set(String(moId), mo);
     return { moId, paymentId };
@@ -99,10 +102,15 @@ export class FakeMp extends EventEmitter implements MercadoPagoApi {
     return structuredClone(mo);
   }
 
-  async searchMerchantOrders(query: { external_reference: string }) {
+  async searchMerchantOrders(query: MerchantOrderSearch) {
     this.calls.push({ method: 'searchMerchantOrders', args: [query] });
-    const elements = [...this.merchantOrders.values()].filter((m) => m.external_reference === query.external_reference);
-    return { elements: structuredClone(elements), total: elements.length };
+    let list = [...this.merchantOrders.values()];
+    if (query.external_reference !== undefined) list = list.filter((m) => m.external_reference === query.external_reference);
+    if (query.date_created_from !== undefined) list = list.filter((m) => Date.parse(m.date_created!) >= Date.parse(query.date_created_from!));
+    if (query.date_created_to !== undefined) list = list.filter((m) => Date.parse(m.date_created!) <= Date.parse(query.date_created_to!));
+    const offset = query.offset ?? 0;
+    const page = list.slice(offset, offset + Math.min(100, query.limit ?? 30));
+    return { elements: page.length ? structuredClone(page) : null, next_offset: offset + page.length, total: list.length };
   }
 
   async getPayment(id: number | string): Promise<MpPayment> {
@@ -331,6 +339,7 @@ export async function startHarness(
     orders?: RelayConfigInput['orders'];
     sponsorId?: number;
     mp?: FakeMp;
+    limits?: RelayConfigInput['limits'];
   } = {},
 ): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'qrkiosk-relay-'));
@@ -348,6 +357,7 @@ export async function startHarness(
       },
       catalog: CATALOG,
       ...(opts.orders ? { orders: opts.orders } : {}),
+      ...(opts.limits ? { limits: opts.limits } : {}),
     },
     {},
   );

@@ -115,7 +115,7 @@ describe('payment notifications', () => {
     await k.close();
   });
 
-  it('refuses a forged or stale webhook signature with 401, records it and does nothing else', async () => {
+  it('refuses a forged or stale webhook signature with 401, does not store it, and does nothing else', async () => {
     h = await startHarness({ webhookSecret: SECRET });
     const k = await kioskWithOrder(h, 'ord_forged01');
     const { moId, paymentId } = h.mp.pay('ord_forged01', 1500);
@@ -125,10 +125,10 @@ describe('payment notifications', () => {
     expect(await webhook(h, 'payment', paymentId, {})).toBe(401);
     await h.relay.whenIdle();
     expect(h.mp.calls).toEqual([]);
-    expect(h.log.warns().filter((m) => /forged or stale webhook signature/.test(m))).toHaveLength(3);
-    const notes = h.relay.store.listNotifications();
-    expect(notes).toHaveLength(3);
-    expect(notes.every((n) => n.signatureOk === false && n.outcome?.startsWith('refused'))).toBe(true);
+    // refusals are logged aggregated per source: the first in full, the rest counted
+    expect(h.log.warns().filter((m) => /forged or stale webhook signature/.test(m))).toHaveLength(1);
+    // refused requests are not stored (a flood of them once grew the database without limit)
+    expect(h.relay.store.listNotifications()).toEqual([]);
     expect(h.relay.store.getOrder('ord_forged01')!.state).toBe('pending');
     await k.roundTrip();
     expect(k.of('order.paid')).toHaveLength(0);

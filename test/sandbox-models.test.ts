@@ -11,6 +11,7 @@ import { buildMercadoPagoQr, parseMercadoPagoQr } from '../src/emv/index.js';
 import { MercadoPagoClient } from '../src/mercadopago/client.js';
 import { MpBadRequestError, MpConflictError, MpError, MpNotFoundError } from '../src/mercadopago/errors.js';
 import type { MpInstoreOrderInput, MpOrderInput, MpPos, MpQrMode } from '../src/mercadopago/types.js';
+import { OrdersApiModel } from '../src/relay/models/index.js';
 import {
   connectSandbox,
   startSandbox,
@@ -611,6 +612,26 @@ describe('Orders API (/v1/orders, type qr)', () => {
     const none = await mp.searchOrders({ begin_date: begin, end_date: end, external_reference: 'nope' });
     expect(none.data).toEqual([]);
     expect((await raw('GET', '/v1/orders?external_reference=ord_search1')).body.errors[0].code).toBe('required_properties');
+  });
+
+  it("the contingency search's batch: every order created in a window, page by page (OrdersApiModel.searchWindow)", async () => {
+    const pos = await newPos('ORDW');
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await mp.createOrder(orderInput(`ord_window${i}`, pos.external_id, 'dynamic'), { idempotencyKey: `create:ord_window${i}` })).id);
+    const model = new OrdersApiModel({ mp, config: { catalog: [{ currency: 'ARS' }] } as never, now: Date.now });
+    const w = { fromMs: Date.now() - 60_000, toMs: Date.now() + 60_000, limit: 2 };
+    const seen: string[] = [];
+    let offset = 0;
+    let total = Infinity;
+    while (offset < total) {
+      const page = await model.searchWindow({ ...w, offset });
+      total = page.total;
+      offset += page.size;
+      if (page.size === 0) break;
+      seen.push(...page.states.map((st) => st.mpId));
+    }
+    for (const id of ids) expect(seen).toContain(id);
+    expect(new Set(seen).size).toBe(seen.length);
   });
 
   it('refuses a bad webhook configuration at start and at runtime', async () => {

@@ -304,6 +304,17 @@ describe('sandbox: a sale', () => {
     expect(search.elements?.[0]?.id).toBe(scan.merchantOrderId);
     const none = await mp.searchMerchantOrders({ external_reference: 'never-sold' });
     expect(none).toMatchObject({ total: 0, elements: null });
+    // the contingency search's batch: every merchant order created in a window, a page at a time
+    const hour = 3_600_000;
+    const range = { date_created_from: new Date(Date.now() - hour).toISOString(), date_created_to: new Date(Date.now() + hour).toISOString() };
+    const window = await mp.searchMerchantOrders({ ...range, limit: 100, offset: 0 });
+    expect(window.elements?.map((m) => m.id)).toContain(scan.merchantOrderId);
+    const onePage = await mp.searchMerchantOrders({ ...range, limit: 1, offset: 0 });
+    expect(onePage.elements).toHaveLength(1);
+    expect(onePage.total).toBe(window.total);
+    const before = await mp.searchMerchantOrders({ date_created_to: new Date(Date.now() - hour).toISOString() });
+    expect(before).toMatchObject({ total: 0, elements: null });
+    await expect(mp.searchMerchantOrders({ date_created_from: 'yesterday' })).rejects.toMatchObject({ status: 400 });
   });
 
   it('v2: 202 while not ready, then order-version 2 in the site currency', async () => {

@@ -45,7 +45,7 @@ describe('serial device config', () => {
     });
     expect(c.hardware.printer).toMatchObject({ driver: 'escpos', path: '/dev/usb/lp0', transport: 'auto', width: 32, charset: 'cp858', codeTable: 19, qrText: '{orderId}', cut: 'partial' });
     const m = parseAgentConfig({ ...base, hardware: { buttons: { driver: 'mdb' }, dispenser: { driver: 'mdb' }, mdb: { path: '/dev/ttyACM0', trustMachinePriceWithin: 0.5, items: { 11: 1, 12: 2 } } } });
-    expect(m.hardware.mdb).toEqual({ path: '/dev/ttyACM0', baudRate: 115200, trustMachinePriceWithin: '0.5', items: { 11: 1, 12: 2 }, resultTimeoutMs: 60000 });
+    expect(m.hardware.mdb).toEqual({ path: '/dev/ttyACM0', baudRate: 115200, trustMachinePriceWithin: '0.5', items: { 11: 1, 12: 2 }, resultTimeoutMs: 60000, selectTimeoutMs: 60000 });
   });
 
   it('says which key is wrong and what to write', () => {
@@ -108,5 +108,28 @@ hardware:
       const text = `kioskId: k1\nrelay: { url: wss://relay.example.com/v1/kiosk, token: token-0123456789 }\nslots: [{ slot: 1, sku: A, stock: 1 }, { slot: 2, sku: B, stock: 1 }]\n${b}`;
       expect(() => parseAgentConfigText(text, 'docs/config.md'), b).not.toThrow();
     }
+  });
+});
+
+describe('MDB style, cashless address, reader setup and the DEX port', () => {
+  const mdb = (extra: Record<string, unknown>, buttons = 'mdb') => ({ buttons: { driver: buttons }, dispenser: { driver: 'mdb' }, mdb: { path: '/dev/ttyACM0', ...extra } });
+
+  it('card-first beside a card reader, with the reader setup', () => {
+    const c = parseAgentConfig({ ...base, hardware: mdb({ style: 'card-first', address: 2, setup: { currencyCode: '0x1032', decimalPlaces: 2 }, setconf: { 'mdb-level': 3 } }, 'none') });
+    expect(c.hardware.mdb).toMatchObject({ style: 'card-first', address: 2, setup: { currencyCode: '0x1032', scaleFactor: 1, decimalPlaces: 2 }, setconf: { 'mdb-level': '3' } });
+  });
+
+  it('says what is wrong', () => {
+    expect(errorOf(mdb({ style: 'card-first' }))).toMatch(/card-first: the customer picks on the kiosk .* not mdb/);
+    expect(errorOf(mdb({ address: 3 }))).toMatch(/use 1 \(the only cashless device\) or 2 \(beside a card reader/);
+    expect(errorOf(mdb({ setup: { currencyCode: '032' } }))).toMatch(/0x1 followed by the ISO 4217 number, e.g. 0x1032/);
+    expect(errorOf(mdb({ style: 'first' }))).toMatch(/use selection-first .* or card-first/);
+    expect(errorOf({ ...mdb({}), dex: { path: 'ttyUSB1' } })).toMatch(/key "hardware.dex.path": write an absolute path/);
+    expect(errorOf({ ...mdb({}), dex: { path: '/dev/ttyUSB1', protocol: 'usb' } })).toMatch(/use dex \(DEX\/UCS\), ddcmp, or auto/);
+  });
+
+  it('fills the DEX port defaults', () => {
+    const c = parseAgentConfig({ ...base, hardware: { ...mdb({}), dex: { path: '/dev/ttyUSB1' } } });
+    expect(c.hardware.dex).toEqual({ path: '/dev/ttyUSB1', protocol: 'auto', answerMs: 1000, passCode: 0, everyMinutes: 60 });
   });
 });

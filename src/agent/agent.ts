@@ -11,6 +11,9 @@ import { receiptPrinterFor } from '../devices/serial/build.js';
 import { parseAgentConfig, resolveToken, type AgentConfig, type AgentConfigInput } from './config.js';
 import { ControlServer, ControlStream, answers, type ControlRequest } from './control.js';
 import { openHardware, type Hardware, type HardwareDeps, type HardwareReport } from './hardware.js';
+import { DexAuditor } from './dex-auditor.js';
+import { canProbePrice, type PriceProbeResult } from '../devices/mdb/cashless.js';
+import type { DexReadOptions, DexReadResult } from '../devices/dex/reader.js';
 import { crashPoint } from './crash-hook.js';
 import { Journal, type JournalEntry } from './journal.js';
 import { RelayLink, type LinkState } from './relay-link.js';
@@ -40,6 +43,8 @@ export interface AgentDeps {
   stableAfterMs?: number;
   /** stand-ins for GPIO, node-hid and evdev (src/agent/hardware.ts) */
   hardware?: HardwareDeps;
+  /** tests: the DEX audit read (a pty reader, a fake) */
+  dexRead?: (opts: DexReadOptions) => Promise<DexReadResult>;
 }
 
 export interface AgentStatus extends SessionStatus {
@@ -144,6 +149,8 @@ class AgentImpl extends EventEmitter implements Agent {
   private readonly streamEnders = new Set<(reason: string) => void>();
   /** a technician's test dispense is running: the motor is not free for a customer */
   private testDispensing = false;
+  /** the machine's audit over its DEX port (hardware.dex), if configured */
+  dex: DexAuditor | undefined;
 
   constructor(
     readonly config: AgentConfig,
@@ -260,6 +267,11 @@ class AgentImpl extends EventEmitter implements Agent {
       }
       case 'update.hold':
         return this.updateHold();
+      case 'test.mdb-price':
+        return this.testMdbPrice(req.args.slot, req.args.timeoutSeconds);
+      case 'dex.read':
+        if (!this.dex) throw new Error('this kiosk has no DEX port configured: add hardware.dex: { path: /dev/serial/by-id/... } (docs/mdb-dex.md)');
+        return this.dex.read();
     }
   }
 
@@ -305,6 +317,27 @@ class AgentImpl extends EventEmitter implements Agent {
     });
   }
 
+  /**
+   * `qrkiosk test mdb-price <slot>`: the technician chooses the slot's item on the machine; the
+   * price it asks is compared with the catalog (a wrong scale or decimal places is named) and the
+   * request is denied: nothing is sold.
+   */
+  async testMdbPrice(slotArg: unknown, timeoutArg: unknown): Promise<PriceProbeResult | { ok: false; slot: number; reason: string; message: string }> {
+    const slot = Number(slotArg);
+    if (!Number.isInteger(slot) || slot <= 0) throw new Error('test.mdb-price needs a slot number: {"cmd":"test.mdb-price","args":{"slot":1}}');
+    const seconds = timeoutArg === undefined ? 120 : Number(timeoutArg);
+    if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 600) throw new Error('timeoutSeconds must be 1..600');
+    if (!canProbePrice(this.dispenser)) throw new Error('the dispenser is not an MDB machine (hardware.dispenser.driver: mdb): there is no machine price to check');
+    const cfg = this.config.slots.find((s) => s.slot === slot);
+    if (!cfg) return { ok: false, slot, reason: 'unknown_slot', message: `slot ${slot} is not in slots[]` };
+    const product = (this.link.welcome ?? this.db.loadWelcome()?.welcome)?.catalog.find((p) => p.sku === cfg.sku);
+    if (!product) return { ok: false, slot, reason: 'price_unknown', message: `sku ${cfg.sku} has no catalog price yet (is the relay reachable?)` };
+    const open = this.session.status().order;
+    if (open) return { ok: false, slot, reason: 'vend_open', message: `a customer's order ${open.orderId} is ${open.state}: wait until it is over` };
+    this.logger.warn({ slot }, `technician price check on slot ${slot}: choose its item on the machine`);
+    return this.dispenser.probePrice(slot, product, seconds * 1000);
+  }
+
   /** After a vend: the customer's receipt. Paper only: a failure is logged, never retried into a second sale. */
   private printReceipt(orderId: string): void {
     const printer = this.printer;
@@ -329,13 +362,17 @@ class AgentImpl extends EventEmitter implements Agent {
   }
 
   hardwareReport(): HardwareReport & { kioskId: string } {
-    const r = this.hardware?.report(this.config, this.buttons, this.dispenser) ?? {
+    const r = this.hardware?.report(this.config, this.buttons, this.dispenser, this.display) ?? {
       profile: this.config.hardware.profile ?? null,
       gpio: null,
       devices: [],
       faults: { active: [], recent: [] },
     };
-    return { kioskId: this.config.kioskId, ...r, devices: [...r.devices, ...(this.printer ? [this.printer.describe()] : [])] };
+    return {
+      kioskId: this.config.kioskId,
+      ...r,
+      devices: [...r.devices, ...(this.printer ? [this.printer.describe()] : []), ...(this.dex ? [this.dex.describe()] : [])],
+    };
   }
 
   /** `qrkiosk test dispense <slot>`: the real motor and sensor, never while a customer's vend is open. */
@@ -399,6 +436,7 @@ class AgentImpl extends EventEmitter implements Agent {
       for (const u of this.unsubscribe) u();
       this.buttons.close();
       await this.control?.close();
+      await this.dex?.close();
       // let a vend in progress finish and its result reach the outbox (and the relay if online)
       await this.session.close();
       // the receipt of the last vend finishes printing
@@ -486,6 +524,18 @@ export async function startAgent(config: AgentConfig | AgentConfigInput, deps: A
     session.onOffline();
     link.start();
     buttons.start();
+    if (cfg.hardware.dex) {
+      agent.dex = new DexAuditor({
+        config: cfg.hardware.dex,
+        journal,
+        flush: () => link.flush(),
+        logger,
+        faults: hardware.faults,
+        cashlessDevice: cfg.hardware.mdb ? (cfg.hardware.mdb.address ?? 1) : null,
+        ...(deps.dexRead ? { read: deps.dexRead } : {}),
+      });
+      agent.dex.start();
+    }
     logger.info({ kioskId: cfg.kioskId, relay: cfg.relay.url, slots: cfg.slots.length }, 'agent started');
     return agent;
   } catch (err) {

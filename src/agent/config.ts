@@ -3,6 +3,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, loadConfigFile, parseConfigText } from '../runtime/config-file.js';
 import { hint, section } from '../runtime/schema-helpers.js';
+import { MAX_SLOT } from '../protocol/messages.js';
 import {
   DISPENSER_DEFAULT,
   buttonsSchema,
@@ -13,7 +14,7 @@ import {
   withProfile,
   withProfileBase,
 } from './hardware-config.js';
-import { checkSerialHardware, mdbSchema, printerSchema, serialPanelSchema } from '../devices/serial/config.js';
+import { checkSerialHardware, dexSchema, mdbSchema, printerSchema, serialPanelSchema } from '../devices/serial/config.js';
 
 // The agent's YAML config. Every message says what to write instead, because the person reading
 // it is a technician on SSH at a kiosk, not the author of this file. The loader adds the file
@@ -82,7 +83,8 @@ const slotSchema = section(
     slot: z
       .number({ error: hint('the button/spiral number, a whole number from 1, e.g. slot: 1') })
       .int({ error: 'must be a whole number from 1, e.g. slot: 1' })
-      .positive({ error: 'must be a whole number from 1, e.g. slot: 1' }),
+      .positive({ error: 'must be a whole number from 1, e.g. slot: 1' })
+      .max(MAX_SLOT, { error: `must be a whole number from 1 to ${MAX_SLOT}, e.g. slot: 1` }),
     sku: z
       .string({ error: hint('the product sku as listed in the relay catalog, e.g. sku: COLA-350') })
       .min(1, { error: 'must not be empty: write the product sku from the relay catalog' }),
@@ -95,7 +97,7 @@ const slotSchema = section(
 );
 
 // buttons, dispenser and gpio (drivers, pins, hardware profiles): src/agent/hardware-config.ts
-const hardwareSchema = withProfile(section(
+export const hardwareSchema = withProfile(section(
   {
     profile: profileInfoSchema.optional(),
     gpio: gpioSchema.optional(),
@@ -104,6 +106,7 @@ const hardwareSchema = withProfile(section(
     // one device behind both buttons and dispenser; the receipt printer (src/devices/serial/config.ts)
     serialPanel: serialPanelSchema.optional(),
     mdb: mdbSchema.optional(),
+    dex: dexSchema.optional(),
     printer: printerSchema.optional(),
     display: section(
       {

@@ -1,5 +1,6 @@
 import net from 'node:net';
-import { chmodSync, chownSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { chmodSync, chownSync, lstatSync, readFileSync, unlinkSync } from 'node:fs';
+import { ensureDir } from '../runtime/dirs.js';
 import { dirname } from 'node:path';
 import { z } from 'zod';
 import type { Logger } from '../runtime/log.js';
@@ -22,6 +23,8 @@ export const CONTROL_COMMANDS = [
   'service',
   'resolve',
   'update.hold',
+  'test.mdb-price',
+  'dex.read',
 ] as const;
 export type ControlCommand = (typeof CONTROL_COMMANDS)[number];
 
@@ -107,7 +110,7 @@ export class ControlServer {
 
   static async start(opts: { path: string; group?: string | number; handler: ControlHandler; logger: Logger }): Promise<ControlServer> {
     const { path, logger } = opts;
-    mkdirSync(dirname(path), { recursive: true });
+    ensureDir(dirname(path), 'the folder of the control socket', ' or set control.socket to another path');
     let existing: ReturnType<typeof lstatSync> | undefined;
     try {
       existing = lstatSync(path);
@@ -125,10 +128,18 @@ export class ControlServer {
     server.on('connection', (sock) => cs.onConnection(sock, opts.handler, logger));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(path, () => {
-        server.off('error', reject);
-        resolve();
-      });
+      // bind() creates the socket file with 0777 minus the umask: under umask 000 it would be
+      // world-writable until the chmod below. listen() binds synchronously, so a umask that removes
+      // every "other" bit for the duration of this call closes that window.
+      const previous = process.umask(0o117);
+      try {
+        server.listen(path, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      } finally {
+        process.umask(previous);
+      }
     });
     server.on('error', (err) => logger.error({ err }, 'control socket error'));
     // owner + group read/write; nobody else may press buttons or read the journal

@@ -166,7 +166,9 @@ const evdevButtons = section(
     enterKeys: keyList.default(['KPENTER', 'ENTER']),
     codeTimeoutMs: z.number().int().min(1000, { error: 'use at least 1000 ms' }).max(60_000).default(5000),
     eventSize: z
-      .union([z.literal('auto'), z.literal(16), z.literal(24)], { error: 'use auto, 16 (32-bit Node) or 24 (64-bit Node)' })
+      .union([z.literal('auto'), z.literal(16), z.literal(24)], {
+        error: 'use auto (the size the kernel gives the keypad reader: right on any Pi), or force 16 (32-bit) or 24 (64-bit) input_event records',
+      })
       .default('auto'),
     holdToCancelMs,
     stuckMs,
@@ -263,6 +265,14 @@ const simDispenser = section(
   'dispenser: { driver: sim }',
 );
 
+/** How to tell a relay board's polarity: the message of a missing or wrong motors.activeLow. */
+export const MOTOR_POLARITY_HELP =
+  'write activeLow: true or false for your relay board. true = a relay switches ON when its IN pin is LOW ' +
+  '(most opto-isolated relay boards, the ones marked "low level trigger"); false = ON when IN is HIGH. ' +
+  'To tell: with the agent stopped and the motors\' supply unplugged, power the board and touch one IN pin ' +
+  'to GND with a wire: if that relay clicks (its LED lights), write true. Wrong here means every motor ' +
+  'turns from the moment the agent starts.';
+
 const gpioDispenser = section(
   {
     driver: z.literal('gpio'),
@@ -277,10 +287,12 @@ const gpioDispenser = section(
     maxPulses,
     motors: section(
       {
-        activeLow: z.boolean({ error: hint('true when the relay board switches on with a LOW input (most opto-isolated boards)') }).default(false),
+        // Required, never defaulted: with the wrong polarity the level the agent holds as "off"
+        // switches every motor ON from the agent's start (see MOTOR_POLARITY_HELP)
+        activeLow: z.boolean({ error: (iss) => `${iss.input === undefined ? 'missing' : 'invalid'}: ${MOTOR_POLARITY_HELP}` }),
         pins: slotPins('map slot -> BCM pin of its motor relay, e.g. pins: { 1: 5, 2: 6 }'),
       },
-      'motors: { activeLow: true, pins: { 1: 5 } }',
+      'motors: { activeLow: true, pins: { 1: 5 } } (activeLow: true for most relay boards; see hardware/TROUBLESHOOTING.md)',
     ),
     sensor: section(
       {
@@ -305,7 +317,7 @@ const gpioDispenser = section(
       'feedback: { pins: { 1: 12 } }',
     ).optional(),
   },
-  'dispenser: { driver: gpio, motors: { pins: { 1: 5 } }, sensor: { pin: 16 } }',
+  'dispenser: { driver: gpio, motors: { activeLow: true, pins: { 1: 5 } }, sensor: { pin: 16 } }',
 ).superRefine((d, ctx) => {
   if (d.pulseMs > d.maxPulseMs) {
     ctx.addIssue({ code: 'custom', path: ['pulseMs'], message: `must be <= maxPulseMs (${d.maxPulseMs}): raise maxPulseMs only if the motor really needs it` });

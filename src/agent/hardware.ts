@@ -70,13 +70,15 @@ export class Hardware {
     private readonly ownsGpio: boolean,
   ) {}
 
-  report(cfg: AgentConfig, buttons: Buttons, dispenser: Dispenser): HardwareReport {
+  report(cfg: AgentConfig, buttons: Buttons, dispenser: Dispenser, display?: unknown): HardwareReport {
     const generic = (role: string, driver: string, detail: string): DeviceReport => ({ role, driver, status: 'ok', detail });
     const devices: DeviceReport[] = [
       isDescribable(buttons) ? buttons.describe() : generic('buttons', cfg.hardware.buttons.driver, 'no pins (simulated, keyboard or control socket)'),
       isDescribable(dispenser)
         ? dispenser.describe()
         : generic('dispenser', cfg.hardware.dispenser.driver, cfg.hardware.dispenser.driver === 'sim' ? 'simulated motor and drop sensor' : ''),
+      // the framebuffer says whether it can unblank the panel
+      ...(isDescribable(display) ? [display.describe()] : []),
     ];
     return {
       profile: cfg.hardware.profile ?? null,

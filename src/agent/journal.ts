@@ -140,7 +140,7 @@ export class Journal {
     readonly path: string,
     private readonly now: () => number = Date.now,
   ) {
-    this.db = openDatabase(path, { migrations: JOURNAL_MIGRATIONS });
+    this.db = openDatabase(path, { migrations: JOURNAL_MIGRATIONS, what: 'journal', key: 'journal.path' });
   }
 
   /**

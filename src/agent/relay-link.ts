@@ -152,6 +152,7 @@ export class RelayLink extends EventEmitter {
       this.stableTimer = setTimeout(() => {
         // the link proved itself: the next drop starts the backoff from the beginning again
         this.attempt = 0;
+        this.emit('stable');
       }, this.opts.stableAfterMs ?? 30_000);
       this.startPings();
       this.sendNow(

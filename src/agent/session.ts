@@ -248,9 +248,10 @@ export class VendSession extends EventEmitter {
 
   private showPay(order: OrderRow): void {
     const w = this.catalogWelcome();
-    // A kiosk whose orders bring their own QR never shows the POS sticker's meanwhile: the customer
-    // would scan a QR with nothing to pay on it. Until the order's QR arrives, the screen says so.
-    const qr = order.qr ?? (w?.orderQr ? undefined : w?.posQr || undefined);
+    // Where the order is payable only once the relay accepted it, no QR is shown before: the
+    // customer would scan a QR with nothing to pay on it. Until then the screen says "preparing".
+    const accepted = order.relayAmount !== null;
+    const qr = order.qr ?? (w?.qrOnAccept && !accepted ? undefined : w?.posQr || undefined);
     if (qr) {
       if (qr !== this.lastGoodQr) {
         const problem = qrProblem(qr, order);
@@ -531,7 +532,8 @@ export class VendSession extends EventEmitter {
         const updated = journal.note(order.id, `accepted by relay: ${msg.amount} ${msg.currency}${msg.qr ? ', per-order QR' : ''}`, {
           patch: { relayAmount: msg.amount, ...(msg.qr ? { qr: msg.qr } : {}) },
         });
-        if (msg.qr && updated.state === 'awaiting_payment' && this.currentId === order.id) {
+        // the order is payable now: its QR (or the POS sticker) replaces "preparing"
+        if (updated.state === 'awaiting_payment' && this.currentId === order.id) {
           journal.afterCommit(() => this.showPay(updated));
         }
         return;
@@ -660,7 +662,7 @@ export class VendSession extends EventEmitter {
     this.show({ screen: 'dispensing', orderId, product: this.productName(order.sku) });
     let outcome: VendOutcome;
     try {
-      outcome = await this.deps.dispenser.vend(order.slot);
+      outcome = await this.deps.dispenser.vend(order.slot, { orderId, amount: order.amount, currency: order.currency });
     } catch (err) {
       this.deps.dispenser.safe();
       outcome = { result: 'vend_failed', pulses: 0, detail: `dispenser error: ${(err as Error).message}` };

@@ -15,7 +15,8 @@ export const HARDWARE_USAGE = `usage:
   qrkiosk hardware              [--socket PATH | --config FILE] [--json]
   qrkiosk test buttons          [--socket PATH | --config FILE] [--json]
   qrkiosk test dispense <slot>  [--socket PATH | --config FILE] [--json]
-  qrkiosk test printer          [--socket PATH | --config FILE] [--json]`;
+  qrkiosk test printer          [--socket PATH | --config FILE] [--json]
+  qrkiosk test mdb-price <slot> [--socket PATH | --config FILE] [--json]`;
 
 interface Parsed {
   socket: string;
@@ -129,6 +130,9 @@ export async function testMain(argv: string[], io: Io = stdio, opts: TestOptions
     case 'printer':
       // a sample receipt on the kiosk's printer (src/cli/printer-commands.ts)
       return (await import('./printer-commands.js')).testPrinterMain(rest, io);
+    case 'mdb-price':
+      // the machine's price against the catalog (src/cli/mdb-dex-commands.ts)
+      return (await import('./mdb-dex-commands.js')).testMdbPriceMain(rest, io);
     default:
       io.err(`qrkiosk test: ${what ? `unknown test "${what}"` : 'say what to test'}\n\n${HARDWARE_USAGE}`);
       return 2;

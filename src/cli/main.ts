@@ -34,10 +34,14 @@ Technician commands (talk to the running agent; --socket PATH or --config FILE t
   qrkiosk test buttons [--json]         live view of button presses until Ctrl-C (sales paused)
   qrkiosk test dispense <slot> [--json] pulse a slot's motor and watch the drop sensor
   qrkiosk test printer [--json]         print a sample receipt on the kiosk's receipt printer
+  qrkiosk safe-outputs --config FILE    every motor output to its safe (off) level, agent stopped
   qrkiosk stock show|set <slot> <n>|refill [slot]   the counts per slot, corrected after loading
   qrkiosk service on|off                out of service for customers (an open vend finishes)
   qrkiosk resolve <order> dispensed|refund   settle a vend you checked by hand (sent to the relay)
   qrkiosk logs [--follow] [--order ID] [--file FILE]   the agent's log, readable
+  qrkiosk test mdb-price <slot> [--json] choose the slot's item on an MDB machine: price vs catalog
+  qrkiosk dex read [--json]             read the machine's audit over its DEX port, send it to the relay
+  qrkiosk relay dex list|show|export --config FILE   machine audits beside qrkiosk's sales, CSV
 
   qrkiosk --version | help`;
 
@@ -77,6 +81,10 @@ export async function main(argv: string[]): Promise<number> {
       return (await import('./install-commands.js')).installMain(rest);
     case 'test':
       return (await import('./hardware-commands.js')).testMain(rest);
+    case 'safe-outputs':
+      return (await import('./safe-outputs-command.js')).safeOutputsMain(rest);
+    case 'dex':
+      return (await import('./mdb-dex-commands.js')).dexMain(rest);
     case '--version':
     case '-v':
       console.log(version());

@@ -17,8 +17,16 @@ export interface VendOutcome {
   detail?: string;
 }
 
+/** The paid order a vend is for: machines that take payment themselves (MDB card-first) need the amount. */
+export interface VendOrder {
+  orderId: string;
+  /** minor units */
+  amount: number;
+  currency: string;
+}
+
 export interface Dispenser {
-  vend(slot: number): Promise<VendOutcome>;
+  vend(slot: number, order?: VendOrder): Promise<VendOutcome>;
   /** drive every output to its safe state (motors off) — shutdown and fault paths */
   safe(): void;
   close(): void;
@@ -41,6 +49,13 @@ export interface DropWatch {
    * from the previous pulse still falling or resting in the beam.
    */
   blockedAtStart?: boolean;
+  /**
+   * The motor's pulse is over. The window is measured from the pulse's start, but a backend may
+   * start the motor late (the libgpiod backend spawns a gpioset; on a loaded Pi that takes
+   * hundreds of ms): a window that ran out while the motor was still turning waits restMs more
+   * from now, so a product that falls just after a late pulse is still this pulse's product.
+   */
+  pulseEnded?(restMs: number): void;
 }
 
 export interface DropSensor {
@@ -93,6 +108,7 @@ export class PulseDispenser implements Dispenser {
           const running = this.motor.pulse(slot, this.opts.pulseMs);
           this.opts.onPulse?.(slot, pulse);
           motor = await running;
+          watch.pulseEnded?.(Math.max(0, this.opts.dropWindowMs - this.opts.pulseMs));
         } catch (err) {
           watch.cancel();
           this.motor.stop();

@@ -1,8 +1,11 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, constants, openSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { PassThrough, type Readable } from 'node:stream';
 import type { Logger } from '../runtime/log.js';
 import { ButtonChannel, DeviceButtons } from './button-logic.js';
 import type { FaultSink } from './faults.js';
+import { FORWARDED_EVENT_SIZE, GRAB_READER_PY } from './evdev-grab.js';
 import type { DeviceReport, InputEvent } from './report.js';
 
 // Numeric keypads (and anything else the kernel treats as a keyboard) read from evdev:
@@ -10,15 +13,19 @@ import type { DeviceReport, InputEvent } from './report.js';
 // read keyboards (the kernel's keyboard driver owns them), evdev can, with group `input`.
 //
 // Each read returns whole `struct input_event` records: a timeval, u16 type, u16 code, s32 value.
-// The timeval is two C longs, so a record is 24 bytes for a 64-bit process (arm64 / x86_64 Node)
-// and 16 bytes for a 32-bit one (armhf Node). The size follows the process, not the kernel: the
-// kernel writes the layout of the process that reads (compat) — and a 32-bit userland built with
-// 64-bit time_t still reads 16-byte records, because the struct uses __kernel_ulong_t there.
-// Little-endian on every Pi and PC.
+// The timeval is two C longs, so a record is 24 bytes for a 64-bit reader and 16 bytes for a
+// 32-bit one. The size follows the process that calls read(), not the kernel and not Node: the
+// kernel writes the compat layout for a 32-bit process on a 64-bit kernel — and a 32-bit userland
+// built with 64-bit time_t still reads 16-byte records, because the struct uses
+// __kernel_ulong_t there. `uname -m` (the kernel) or Node's own arch would both be wrong when the
+// reader is another program; so the reader (src/devices/evdev-grab.ts) reads with its own word
+// size and forwards one fixed layout. Little-endian on every Pi and PC.
+//
+// The reader also grabs the device (EVIOCGRAB): without it every key also types into the console
+// on tty1 (and a login prompt there). `qrkiosk hardware` says whether the grab is held.
 //
 // Two ways to select: `direct` (each mapped key is a slot, KP1 -> slot 1) and `code` (type the
-// slot number, then Enter: for machines with more than 9 slots). Keys also reach the console on
-// tty1 (Linux has no way for Node to grab the device without an ioctl): see TROUBLESHOOTING.md.
+// slot number, then Enter: for machines with more than 9 slots).
 
 export const EV_SYN = 0;
 export const EV_KEY = 1;
@@ -90,7 +97,10 @@ const DIGIT_KEYS = new Map<number, number>([
   ...Array.from({ length: 10 }, (_, d) => [KEY_CODES[String(d)]!, d] as [number, number]),
 ]);
 
-/** 24 for a 64-bit Node process, 16 for a 32-bit one. */
+/**
+ * The record size a process of this arch reads (24 for 64-bit, 16 for 32-bit). Only for streams
+ * that hand over raw device records (tests, replays); the real reader tells its own size.
+ */
 export function nativeEventSize(arch: string = process.arch): 16 | 24 {
   return arch === 'arm' || arch === 'ia32' || arch === 'mips' || arch === 'mipsel' || arch === 'ppc' ? 16 : 24;
 }
@@ -158,43 +168,87 @@ export function encodeEvents(events: InputEventRecord[], size: 16 | 24): Buffer 
   return buf;
 }
 
+/** How the device is read, as the reader reported it when it was ready. */
+export interface ReaderInfo {
+  /** the device's record size as read (16 or 24) */
+  size: number;
+  grabbed: boolean;
+  /** why not grabbed: "ENOTTY Inappropriate ioctl for device" */
+  reason?: string;
+}
+
+export interface OpenEventOptions {
+  /** the device's record size: 'auto' = as the kernel gives it to the reader */
+  eventSize?: 'auto' | 16 | 24;
+  /** EVIOCGRAB the device so its keys reach nobody else (default true) */
+  grab?: boolean;
+  /** the python interpreter (default python3 on PATH) */
+  python?: string;
+}
+
+/** A stream of input_event records; recordSize tells the parser their size. */
+export type EventStream = Readable & { recordSize?: 16 | 24 };
+
 /**
- * Opens an event device for reading. Not fs.createReadStream: a read() on a character device
- * blocks a libuv thread-pool thread until the next key press and cannot be cancelled, so the
- * agent would not exit on SIGTERM until someone touched the keypad. A `cat` child does the blocking
- * read instead; its stdout is a pipe the event loop watches, and killing it ends everything.
- * Its error message becomes an error with the usual code (EACCES, ENOENT, ENODEV).
+ * Opens an event device: the agent opens it (errors keep their errno), a python3 reader
+ * (src/devices/evdev-grab.ts) takes the open file as its stdin, grabs it and forwards the records,
+ * 24 bytes each, on a pipe the event loop watches. Not fs.createReadStream: a read() on a
+ * character device blocks a libuv thread-pool thread until the next key press and cannot be
+ * cancelled, so the agent would not exit until someone touched the keypad. Destroying the stream
+ * kills the reader, which ends the grab. Emits 'open' with ReaderInfo once the reader is ready.
  */
-export function openEventDevice(path: string): Readable {
-  const child = spawn('cat', [path], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let opened: NodeJS.Timeout | undefined;
+export function openEventDevice(path: string, opts: OpenEventOptions = {}): EventStream {
+  let child: ChildProcess | undefined;
   // destroy() (not a 'close' listener, which a caller may remove) is what ends the reader
-  const out = new PassThrough({
+  const out: PassThrough & { recordSize?: 16 | 24 } = new PassThrough({
     destroy(err, cb) {
-      clearTimeout(opened);
-      child.kill('SIGKILL');
+      child?.kill('SIGKILL');
       cb(err);
     },
   });
-  let stderr = '';
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (d: string) => (stderr += d));
-  child.stdout.pipe(out, { end: false });
-  child.once('error', (err) => out.destroy(err));
-  child.once('close', (code, signal) => {
-    if (out.destroyed) return;
-    if (code === 0 || signal) {
-      out.end();
+  out.recordSize = FORWARDED_EVENT_SIZE;
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (err) {
+    setImmediate(() => out.destroy(err as Error));
+    return out;
+  }
+  try {
+    child = spawn(opts.python ?? 'python3', ['-c', GRAB_READER_PY, String(opts.eventSize ?? 'auto'), opts.grab === false ? 'nograb' : 'grab'], {
+      stdio: [fd, 'pipe', 'pipe'],
+    });
+  } finally {
+    // the reader has its own copy: when it ends, the device (and its grab) is let go
+    closeSync(fd);
+  }
+  const proc = child;
+  let failure: Error | undefined;
+  createInterface({ input: proc.stderr! }).on('line', (line) => {
+    const ready = /^ready (\d+) (grabbed|not-grabbed)(?: (\S+) (.*))?$/.exec(line);
+    if (ready) {
+      const info: ReaderInfo = { size: Number(ready[1]), grabbed: ready[2] === 'grabbed', ...(ready[2] !== 'grabbed' ? { reason: `${ready[3]} ${ready[4]}` } : {}) };
+      out.emit('open', info);
       return;
     }
-    const msg = stderr.trim().replace(/^cat: /, '') || `cannot read ${path}`;
-    const errno = /Permission denied/.test(msg) ? 'EACCES' : /No such file/.test(msg) ? 'ENOENT' : /No such device/.test(msg) ? 'ENODEV' : 'EIO';
-    out.destroy(Object.assign(new Error(msg), { code: errno }));
+    const error = /^error (\S+) (.*)$/.exec(line);
+    if (error) failure = Object.assign(new Error(`${path}: ${error[2]}`), { code: error[1] });
+    else if (line.trim()) failure ??= new Error(`keypad reader: ${line.trim()}`);
   });
-  // cat fails at once on a missing or forbidden device; still running a moment later = open
-  opened = setTimeout(() => {
-    if (child.exitCode === null && !out.destroyed) out.emit('open');
-  }, 200);
+  proc.stdout!.pipe(out, { end: false });
+  proc.once('error', (err) => {
+    const e = err as NodeJS.ErrnoException;
+    out.destroy(
+      e.code === 'ENOENT'
+        ? Object.assign(new Error(`${opts.python ?? 'python3'} is not installed: the keypad is read and grabbed through it (apt install python3)`), { code: 'ENOPYTHON' })
+        : err,
+    );
+  });
+  proc.once('close', (code, signal) => {
+    if (out.destroyed) return;
+    if (code === 0 || signal) out.end();
+    else out.destroy(failure ?? new Error(`keypad reader for ${path} exited with code ${code}`));
+  });
   return out;
 }
 
@@ -217,7 +271,8 @@ export interface EvdevButtonsConfig {
 type KeyRole = { kind: 'slot'; slot: number } | { kind: 'cancel' } | { kind: 'digit'; digit: number } | { kind: 'enter' } | { kind: 'backspace' };
 
 export class EvdevButtons extends DeviceButtons {
-  private readonly parser: EventParser;
+  private parser: EventParser;
+  private reader: ReaderInfo | undefined;
   private readonly keys = new Map<number, { role: KeyRole; channel: ButtonChannel }>();
   private stream: Readable | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -229,7 +284,7 @@ export class EvdevButtons extends DeviceButtons {
 
   constructor(
     private readonly cfg: EvdevButtonsConfig,
-    private readonly open: (path: string) => Readable = openEventDevice,
+    private readonly open: (path: string, opts: OpenEventOptions) => EventStream = openEventDevice,
     private readonly faults?: FaultSink,
     logger?: Logger,
   ) {
@@ -312,17 +367,25 @@ export class EvdevButtons extends DeviceButtons {
 
   private connect(): void {
     if (this.stopped) return;
-    let stream: Readable;
+    let stream: EventStream;
     try {
-      stream = this.open(this.cfg.device);
+      stream = this.open(this.cfg.device, { eventSize: this.cfg.eventSize, grab: true });
     } catch (err) {
       this.lost(err as Error);
       return;
     }
     this.stream = stream;
-    this.parser.reset();
-    stream.on('open', () => {
+    // the real reader forwards its own fixed layout; a raw stream has the configured size
+    this.parser = new EventParser(stream.recordSize ?? this.parser.size);
+    this.reader = undefined;
+    stream.on('open', (info?: ReaderInfo) => {
       this.connected = true;
+      if (info) {
+        this.reader = info;
+        if (!info.grabbed) {
+          this.logger?.warn({ device: this.cfg.device, reason: info.reason }, `${this.deviceName}: not grabbed (${info.reason}): its keys also reach the console`);
+        }
+      }
       this.faults?.clear(this.deviceName, 'disconnected', 'connected');
     });
     stream.on('data', (chunk: Buffer | string) => {
@@ -362,7 +425,13 @@ export class EvdevButtons extends DeviceButtons {
     if (this.stopped) return;
     const e = err as NodeJS.ErrnoException;
     const hint =
-      e.code === 'EACCES' ? ' (permission: the agent user must be in group input, see hardware/udev/99-qrkiosk.rules)' : e.code === 'ENOENT' ? ' (not plugged in, or the path changed: use /dev/input/by-id/...)' : '';
+      e.code === 'EACCES'
+        ? ' (permission: the agent user must be in group input, see hardware/udev/99-qrkiosk.rules)'
+        : e.code === 'ENOENT'
+          ? ' (not plugged in, or the path changed: use /dev/input/by-id/...)'
+          : e.code === 'EBUSY'
+            ? ' (another program has grabbed the keypad: an old reader or an X/Wayland session)'
+            : '';
     this.faults?.condition(this.deviceName, 'disconnected', `${err.message}${hint}; retrying every ${this.cfg.reconnectMs} ms`);
     this.timer = setTimeout(() => {
       this.timer = undefined;
@@ -375,7 +444,7 @@ export class EvdevButtons extends DeviceButtons {
       role: 'buttons',
       driver: 'evdev',
       status: this.connected ? 'ok' : 'disconnected',
-      detail: `${this.cfg.device}, ${this.parser.size}-byte events, ${this.cfg.entry === 'code' ? 'type the slot number then Enter' : 'one key per slot'}, ${this.events_} event(s) read`,
+      detail: `${this.cfg.device}, ${this.reader ? `${this.reader.size}-byte events, ${this.reader.grabbed ? 'grabbed (keys reach only the agent)' : `NOT grabbed (${this.reader.reason}): keys also reach the console`}` : `${this.parser.size}-byte events`}, ${this.cfg.entry === 'code' ? 'type the slot number then Enter' : 'one key per slot'}, ${this.events_} event(s) read`,
       lines: [...this.keys.entries()]
         .filter(([, k]) => k.role.kind === 'slot' || k.role.kind === 'cancel' || k.role.kind === 'enter')
         .map(([code, k]) => ({

@@ -10,7 +10,8 @@ import type { DeviceReport, Describable } from './report.js';
 // dispenser; this file only knows pins.
 //
 // Drop sensor: a product crossing the beam is a short interruption — often a few milliseconds —
-// so the sensor is NOT debounced; any transition to "interrupted" inside the window counts. A beam
+// so the sensor is NOT debounced and is watched by EDGE: any edge into "interrupted" inside the
+// window counts, even when the line reads "clear" again by the time the backend looks. A beam
 // that is interrupted before the first pulse means the sensor cannot tell us anything (dirty or
 // misaligned optics, a product lodged in the chute, a cut wire reading as interrupted): the motor
 // is not started and the vend fails (the relay refunds), with one fault report until the beam
@@ -55,7 +56,10 @@ export class GpioDropSensor implements DropSensor {
 
   /** the beam is interrupted now */
   broken(): boolean {
-    const level: Level = this.input.level();
+    return this.isBroken(this.input.level());
+  }
+
+  private isBroken(level: Level): boolean {
     return this.activeLow ? level === 0 : level === 1;
   }
 
@@ -70,6 +74,10 @@ export class GpioDropSensor implements DropSensor {
     let done!: (v: boolean) => void;
     const seen = new Promise<boolean>((resolve) => (done = resolve));
     let finished = false;
+    // the window never closes while the motor still turns (see DropWatch.pulseEnded)
+    let motorRunning = true;
+    let expired = false;
+    const deadline = Date.now() + windowMs;
     const finish = (v: boolean) => {
       if (finished) return;
       finished = true;
@@ -78,11 +86,21 @@ export class GpioDropSensor implements DropSensor {
       if (v) this.armClearCheck();
       done(v);
     };
-    const off = this.input.onChange(() => {
-      if (this.broken()) finish(true);
+    // Edges, not levels: the backend may only look at the line 20 ms after a 2 ms break, when the
+    // beam is clear again. Any edge into "interrupted" inside the window is the product.
+    const off = this.input.onEdge((level) => {
+      if (this.isBroken(level)) finish(true);
     });
-    const timer = setTimeout(() => finish(false), windowMs);
-    return { seen, cancel: () => finish(false), blockedAtStart };
+    let timer = setTimeout(() => (motorRunning ? (expired = true) : finish(false)), windowMs);
+    const pulseEnded = (restMs: number) => {
+      motorRunning = false;
+      if (finished) return;
+      if (expired || deadline - Date.now() < restMs) {
+        clearTimeout(timer);
+        timer = setTimeout(() => finish(false), restMs);
+      }
+    };
+    return { seen, cancel: () => finish(false), blockedAtStart, pulseEnded };
   }
 
   private armClearCheck(): void {

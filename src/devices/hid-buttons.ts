@@ -11,6 +11,18 @@ import type { DeviceReport } from './report.js';
 // button (hardware/TROUBLESHOOTING.md). Bytes are counted in the report as node-hid delivers it
 // (that is also what hexdump shows for a device without report ids).
 //
+// The first report after opening. Boards come in two kinds, and the driver cannot ask which:
+//   - report on change (most encoders: Linux leaves their idle rate alone and they send nothing
+//     while nothing changes): the first report IS a change, from all released — usually the
+//     first customer's press after a boot or a replug, which must select;
+//   - report continuously (every poll interval, 1-10 ms): the first report is just the current
+//     state — a button already held while the board was plugged in must select nothing.
+// So nothing is taken as pressed before the first report, and the first report is held for
+// FIRST_REPORT_WINDOW_MS: a second report with the same buttons inside the window means the board
+// repeats itself (continuous: the first was the state); a different one, or none, means it
+// reports changes (the first was a press; a quick tap that is already released again counts).
+// The decision costs the first press after a connect at most the window, never the press.
+//
 // The board debounces in its firmware, so no debounce here; stuck detection and hold-to-cancel
 // work as for GPIO buttons. Unplugging is normal in the field (a loose USB cable): the driver
 // reports it once, retries every reconnectMs, and clears the fault when the board is back.
@@ -62,6 +74,9 @@ export function loadNodeHid(): HidApi {
   return { devices: (vid, pid) => HID.devicesAsync(vid, pid), open: (path) => HID.HIDAsync.open(path) };
 }
 
+/** how long the first report after a connect waits to learn whether the board repeats itself */
+export const FIRST_REPORT_WINDOW_MS = 100;
+
 function hex4(n: number): string {
   return n.toString(16).padStart(4, '0');
 }
@@ -80,6 +95,8 @@ export class HidButtons extends DeviceButtons {
   private handle: HidHandle | undefined;
   private connected: HidDeviceInfo | undefined;
   private fresh = true;
+  /** the first report of this connection, waiting for the board's kind (see the top of the file) */
+  private first: { levels: boolean[]; timer: NodeJS.Timeout } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private api: HidApi | undefined;
@@ -160,6 +177,8 @@ export class HidButtons extends DeviceButtons {
       this.handle = handle;
       this.connected = info ?? { vendorId: this.cfg.device.vendorId, productId: this.cfg.device.productId, path };
       this.fresh = true;
+      // nothing is known to be pressed until the board says so
+      for (const c of this.channels) c.channel.init(false);
       handle.on('data', (data) => this.report(data));
       handle.on('error', (err) => this.lost(err));
       this.faults?.clear(this.deviceName, 'disconnected', `connected at ${path}`);
@@ -180,14 +199,35 @@ export class HidButtons extends DeviceButtons {
   report(data: Buffer): void {
     this.reports++;
     const levels = decodeReport(data, this.channels.map((c) => c.bit));
-    // the first report after (re)connecting is the state, not a press: a button held while the
-    // cable was plugged in selects nothing
     if (this.fresh) {
       this.fresh = false;
-      this.channels.forEach((c, i) => c.channel.init(levels[i]!));
+      // no second report in the window: a board that reports changes, and this was one
+      const timer = setTimeout(() => this.settleFirst(false), FIRST_REPORT_WINDOW_MS);
+      this.first = { levels, timer };
       return;
     }
+    if (this.first) this.settleFirst(levels.every((l, i) => l === this.first!.levels[i]));
+    this.feed(levels);
+  }
+
+  /** repeats: the board streams its state, the first report was the state; else it was a change */
+  private settleFirst(repeats: boolean): void {
+    const f = this.first;
+    if (!f) return;
+    this.first = undefined;
+    clearTimeout(f.timer);
+    this.logger?.debug({ kind: repeats ? 'continuous' : 'on change' }, `${this.deviceName}: reports ${repeats ? 'continuously' : 'on change'}`);
+    if (repeats) this.channels.forEach((c, i) => c.channel.init(f.levels[i]!));
+    else this.feed(f.levels);
+  }
+
+  private feed(levels: boolean[]): void {
     this.channels.forEach((c, i) => c.channel.feed(levels[i]!));
+  }
+
+  private dropFirst(): void {
+    if (this.first) clearTimeout(this.first.timer);
+    this.first = undefined;
   }
 
   private lost(err: Error): void {
@@ -203,6 +243,7 @@ export class HidButtons extends DeviceButtons {
       }
     }
     // nothing is pressed on a board that is not there
+    this.dropFirst();
     for (const c of this.channels) c.channel.init(false);
     this.faults?.condition(this.deviceName, 'disconnected', `read error: ${err.message} (unplugged?); retrying every ${this.cfg.reconnectMs} ms`);
     this.retry();
@@ -230,6 +271,7 @@ export class HidButtons extends DeviceButtons {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    this.dropFirst();
     const h = this.handle;
     this.handle = undefined;
     if (h) {

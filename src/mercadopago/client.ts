@@ -22,6 +22,7 @@ import type {
   CreatePosInput,
   CreateStoreInput,
   MercadoPagoApi,
+  MerchantOrderSearch,
   MpDynamicQr,
   MpInstoreOrderInput,
   MpMerchantOrder,
@@ -128,10 +129,10 @@ export class MercadoPagoClient implements MercadoPagoApi {
     return this.request('GET', `/merchant_orders/${encodeURIComponent(String(id))}`);
   }
 
-  searchMerchantOrders(query: { external_reference: string }): Promise<MpSearchPage<MpMerchantOrder>> {
-    return this.request('GET', '/merchant_orders/search', {
-      query: { external_reference: query.external_reference },
-    });
+  searchMerchantOrders(query: MerchantOrderSearch): Promise<MpSearchPage<MpMerchantOrder>> {
+    const q: Record<string, string> = {};
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) q[k] = String(v);
+    return this.request('GET', '/merchant_orders/search', { query: q });
   }
 
   getPayment(id: number | string): Promise<MpPayment> {

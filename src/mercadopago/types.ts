@@ -48,6 +48,18 @@ export interface MpMerchantOrder {
   is_test?: boolean;
 }
 
+/**
+ * `GET /merchant_orders/search` filters we use: one order by its reference, or every merchant
+ * order created in a time window (ISO 8601), a page at a time (the contingency search's batch).
+ */
+export interface MerchantOrderSearch {
+  external_reference?: string;
+  date_created_from?: string;
+  date_created_to?: string;
+  limit?: number;
+  offset?: number;
+}
+
 export interface MpSearchPage<T> {
   elements: T[] | null;
   next_offset?: number;
@@ -248,7 +260,7 @@ export interface MpOrderSearchQuery {
 /** The operations the relay needs. The HTTP client implements it; tests may wrap it. */
 export interface MercadoPagoApi {
   getMerchantOrder(id: number | string): Promise<MpMerchantOrder>;
-  searchMerchantOrders(query: { external_reference: string }): Promise<MpSearchPage<MpMerchantOrder>>;
+  searchMerchantOrders(query: MerchantOrderSearch): Promise<MpSearchPage<MpMerchantOrder>>;
   getPayment(id: number | string): Promise<MpPayment>;
   /** Full refund when amount is omitted. The key makes a repeated call return the first refund. */
   refundPayment(paymentId: number | string, opts: { idempotencyKey: string; amount?: number }): Promise<MpRefund>;

@@ -28,11 +28,14 @@ export const Hello = z.object({
   openOrders: z.array(z.object({ orderId, state: z.string() })).default([]),
 });
 
+/** Highest slot (button/spiral) number a kiosk may name: the largest machines have a few hundred. */
+export const MAX_SLOT = 999;
+
 export const OrderReady = z.object({
   ...base,
   type: z.literal('order.ready'),
   orderId,
-  slot: z.number().int().positive(),
+  slot: z.number().int().positive().max(MAX_SLOT),
   sku: z.string().min(1),
   quantity: z.number().int().positive().default(1),
   /** what the kiosk displays; the relay prices from its own catalog and refuses a mismatch */
@@ -75,6 +78,65 @@ export const VendResolve = z.object({
   at: epochMs,
 });
 
+// A vending machine's own audit (EVA-DTS over its DEX port, src/devices/dex/), read by the agent
+// and kept by the relay beside qrkiosk's own sales. Amounts are in the machine's unit: `decimals`
+// (EVA-DTS ID4) says where the point goes. Sized to fit one frame: a machine with more
+// selections than `products` allows is sent without the extra ones (`truncated`).
+const dexMeter = z
+  .object({
+    valueSinceInit: z.number().int().nullable(),
+    countSinceInit: z.number().int().nullable(),
+    valueSinceReset: z.number().int().nullable(),
+    countSinceReset: z.number().int().nullable(),
+  })
+  .nullable();
+const short = (n: number) => z.string().max(n).nullable();
+
+export const DexAuditFrame = z.object({
+  ...base,
+  type: z.literal('dex.audit'),
+  /** the read's own id: the relay stores each read once */
+  auditId: z.string().regex(/^dex_[A-Za-z0-9_-]{6,60}$/, 'audit ids look like dex_<letters/digits>'),
+  readAt: epochMs,
+  protocol: z.enum(['dex', 'ddcmp']),
+  /** which MDB cashless device qrkiosk is on this machine (1 or 2), null when it is not on MDB */
+  cashlessDevice: z.union([z.literal(1), z.literal(2)]).nullable(),
+  machine: z.object({ serial: z.string().min(1).max(40), model: short(40), location: short(60), asset: short(40) }),
+  decimals: z.number().int().min(0).max(4).nullable(),
+  currency: short(3),
+  paid: dexMeter,
+  cash: dexMeter,
+  cashless1: dexMeter,
+  cashless2: dexMeter,
+  products: z
+    .array(
+      z.object({
+        selection: z.string().min(1).max(20),
+        price: z.number().int().nullable(),
+        productId: short(40),
+        countSinceInit: z.number().int().nullable(),
+        valueSinceInit: z.number().int().nullable(),
+        countSinceReset: z.number().int().nullable(),
+        valueSinceReset: z.number().int().nullable(),
+      }),
+    )
+    .max(300),
+  events: z
+    .array(
+      z.object({
+        code: z.string().min(2).max(4),
+        name: short(60),
+        date: short(6),
+        time: short(6),
+        sinceReset: z.number().int().nullable(),
+        sinceInit: z.number().int().nullable(),
+        active: z.boolean().nullable(),
+      }),
+    )
+    .max(100),
+  truncated: z.boolean().default(false),
+});
+
 // ---- relay -> agent -----------------------------------------------------------------------------
 
 export const CatalogEntry = z.object({
@@ -96,10 +158,11 @@ export const Welcome = z.object({
   /** what the screen shows as QR for this kiosk's POS (static model) */
   posQr: z.string(),
   /**
-   * true when every order brings its own QR in order.accepted (dynamic models): the kiosk must
-   * not show the POS QR meanwhile. Absent from older relays = false.
+   * true when an order becomes payable only once the relay accepts it (every model but
+   * unattended): the kiosk shows no QR before order.accepted, then the order's own QR if it
+   * brought one, else the POS QR. Absent from older relays = false.
    */
-  orderQr: z.boolean().optional(),
+  qrOnAccept: z.boolean().optional(),
   catalog: z.array(CatalogEntry),
   /** the relay never keeps an order payable longer than this */
   maxPaymentSeconds: z.number().int().positive(),
@@ -167,6 +230,7 @@ export const AgentMessage = z.discriminatedUnion('type', [
   OrderCancel,
   VendResult,
   VendResolve,
+  DexAuditFrame,
   Ack,
   Ping,
   Pong,
@@ -199,6 +263,7 @@ export type OrderPaid = z.infer<typeof OrderPaid>;
 export type OrderExpired = z.infer<typeof OrderExpired>;
 export type OrderRefunded = z.infer<typeof OrderRefunded>;
 export type ErrorFrame = z.infer<typeof ErrorFrame>;
+export type DexAuditFrame = z.infer<typeof DexAuditFrame>;
 
 /** Frames kept in an outbox until acked, and applied at most once by the receiver. */
 export const RELIABLE_TYPES = new Set<string>([
@@ -206,6 +271,7 @@ export const RELIABLE_TYPES = new Set<string>([
   'order.cancel',
   'vend.result',
   'vend.resolve',
+  'dex.audit',
   'order.accepted',
   'order.rejected',
   'order.paid',

@@ -3,8 +3,9 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, WebSocket, type RawData } from 'ws';
 import type { Logger } from '../runtime/log.js';
+import type { RefusalLog } from '../runtime/refusal-log.js';
 import { errorFrame, frame, parseAgentFrame } from '../protocol/codec.js';
-import type { AgentMessage, Hello, OrderCancel, OrderReady, VendResolve, VendResult, Welcome } from '../protocol/messages.js';
+import type { AgentMessage, DexAuditFrame, Hello, OrderCancel, OrderReady, VendResolve, VendResult, Welcome } from '../protocol/messages.js';
 import { hashToken, type Kiosk, type RelayStore } from './store.js';
 
 // The kiosk link: one WebSocket per kiosk at /v1/kiosk, authenticated at the HTTP upgrade with the
@@ -39,6 +40,8 @@ export interface HubOptions {
   welcomeFor(kiosk: Kiosk): WelcomeBody;
   /** business clock (inbox applied_at); liveness uses the real clock */
   now?: () => number;
+  /** refused connections are logged through it, aggregated per source (relay/limits.ts) */
+  refusals?: RefusalLog;
 }
 
 interface Link {
@@ -160,7 +163,7 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
     }
     const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
     if (!m) {
-      this.opts.logger.warn({ remote }, `kiosk connection from ${remote} refused: no bearer token`);
+      this.refuse(remote, 'no kiosk token', `kiosk connection from ${remote} refused: no bearer token`);
       refuseUpgrade(socket, 401, 'Unauthorized');
       return;
     }
@@ -168,15 +171,17 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
     const kiosk = this.opts.store.getKioskByTokenHash(hash);
     if (!kiosk) {
       // Log only a prefix of the hash: enough to correlate, useless to replay.
-      this.opts.logger.warn(
-        { remote, tokenHash: hash.slice(0, 8) },
-        `kiosk connection from ${remote} refused: unknown token (sha256 ${hash.slice(0, 8)}…)`,
-      );
+      this.refuse(remote, 'unknown kiosk token', `kiosk connection from ${remote} refused: unknown token (sha256 ${hash.slice(0, 8)}…)`, { tokenHash: hash.slice(0, 8) });
       refuseUpgrade(socket, 401, 'Unauthorized');
       return;
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, kiosk, remote));
   };
+
+  private refuse(remote: string, reason: string, message: string, fields: Record<string, unknown> = {}): void {
+    if (this.opts.refusals) this.opts.refusals.note(remote, reason, message, fields);
+    else this.opts.logger.warn({ remote, ...fields }, message);
+  }
 
   private onConnection(ws: WebSocket, kiosk: Kiosk, remote: string): void {
     const link: Link = { kioskId: kiosk.id, ws, remote, helloDone: false, lastSeen: Date.now(), sent: new Set() };
@@ -253,6 +258,7 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
       case 'order.cancel':
       case 'vend.result':
       case 'vend.resolve':
+      case 'dex.audit':
         this.applyReliable(link, msg);
         return;
     }
@@ -287,7 +293,7 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
     if (!wasOnline) this.emit('online', link.kioskId);
   }
 
-  private applyReliable(link: Link, msg: ReliableAgentMessage): void {
+  private applyReliable(link: Link, msg: ReliableAgentMessage | DexAuditFrame): void {
     const store = this.opts.store;
     const handler = this.handler;
     if (!handler) {
@@ -301,7 +307,9 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
           duplicate = true;
           return;
         }
-        handler.applyReliable(link.kioskId, msg);
+        // a machine audit is a record to keep, not an order step: stored here, once
+        if (msg.type === 'dex.audit') store.insertDexAudit(link.kioskId, msg, this.now());
+        else handler.applyReliable(link.kioskId, msg);
         store.recordInbox(link.kioskId, msg.id, msg.type, this.now());
       });
     } catch (err) {

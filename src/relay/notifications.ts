@@ -2,6 +2,8 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { MercadoPagoApi } from '../mercadopago/types.js';
 import type { PaymentModels } from './models/index.js';
 import type { Logger } from '../runtime/log.js';
+import { checkResourceId } from './notification-ids.js';
+import type { NotFoundMemory } from './not-found-memory.js';
 import type { MerchantOrderOutcome, OrderService } from './orders.js';
 import type { NotificationRecord, RelayStore } from './store.js';
 
@@ -115,6 +117,12 @@ function isNotFound(err: unknown): boolean {
   return !!e && (e.name === 'MpNotFoundError' || e.status === 404 || e.statusCode === 404);
 }
 
+/** A 4xx other than 404/429: asking again with the same id gets the same answer. */
+function isPermanent(err: unknown): boolean {
+  const status = (err as { status?: number } | null)?.status;
+  return typeof status === 'number' && status >= 400 && status < 500 && status !== 404 && status !== 429 && status !== 408;
+}
+
 export interface NotificationWorkerOptions {
   store: RelayStore;
   mp: MercadoPagoApi;
@@ -130,6 +138,10 @@ export interface NotificationWorkerOptions {
   maxBackoffMs?: number;
   /** a key that ended in a final outcome is not re-read again within this window */
   recentWindowMs?: number;
+  /** resources Mercado Pago said do not exist, remembered for a while (limits.notifications) */
+  notFound?: NotFoundMemory;
+  /** processings of one stored notification that may fail before it is given up (poison row) */
+  maxTries?: number;
 }
 
 const FINAL: ReadonlySet<string> = new Set<MerchantOrderOutcome | string>(['released', 'already_done']);
@@ -144,7 +156,7 @@ export class NotificationWorker {
   constructor(private readonly o: NotificationWorkerOptions) {}
 
   /** Queue a stored notification for processing. Never throws. */
-  submit(n: Pick<NotificationRecord, 'id' | 'topic' | 'resourceId'>): void {
+  submit(n: Pick<NotificationRecord, 'id' | 'topic' | 'resourceId' | 'attempts'>): void {
     if (this.closed) return;
     const store = this.o.store;
     const topic = n.topic ? (TOPICS[n.topic] ?? null) : null;
@@ -152,7 +164,22 @@ export class NotificationWorker {
       store.markNotification(n.id, `ignored: topic ${JSON.stringify(n.topic)}`, this.o.now());
       return;
     }
+    // The route checks ids before storing; rows stored by an older version are checked here,
+    // before any Mercado Pago call.
+    const idCheck = checkResourceId(topic, n.resourceId);
+    if (!idCheck.ok) {
+      store.markNotification(n.id, `refused: ${idCheck.reason}`, this.o.now());
+      return;
+    }
+    if ((n.attempts ?? 0) >= this.maxTries) {
+      store.giveUpNotification(n.id, `given up after ${n.attempts} failed tries`, this.o.now());
+      return;
+    }
     const key = `${topic}:${n.resourceId}`;
+    if (this.o.notFound?.has(key)) {
+      store.markNotification(n.id, 'not_found (remembered)', this.o.now());
+      return;
+    }
     const running = this.inFlight.get(key);
     if (running) {
       // The running read may have started before MP's latest change: read once more after it.
@@ -172,6 +199,10 @@ export class NotificationWorker {
       this.tasks.delete(task);
     });
     this.tasks.add(task);
+  }
+
+  private get maxTries(): number {
+    return this.o.maxTries ?? 5;
   }
 
   /** At start-up: notifications stored but not processed when we stopped. */
@@ -206,11 +237,24 @@ export class NotificationWorker {
       if (released) outcome = 'released';
       processed = true;
     } catch (err) {
-      if (this.closed) return; // left unprocessed: resumed at the next start
+      if (this.closed || !this.o.store.isOpen) return; // left unprocessed: resumed at the next start
       outcome = `error: ${(err as Error).message}`.slice(0, 500);
       // Left unprocessed on purpose: the next start resumes it, and the contingency poller asks MP
-      // about the order meanwhile.
-      this.o.logger.error({ err, topic, resourceId }, `notification ${topic} ${resourceId} could not be processed: ${(err as Error).message}`);
+      // about the order meanwhile. Unless it keeps failing (a poison row): then it is given up,
+      // flagged (store.countGivenUpNotifications, /healthz) and never run again.
+      try {
+        const tries = this.o.store.noteNotificationFailure(id, outcome);
+        if (isPermanent(err) || tries >= this.maxTries) {
+          const why = isPermanent(err) ? 'Mercado Pago refuses this request for good' : `failed ${tries} times`;
+          this.o.store.giveUpNotification(id, `given up (${why}): ${outcome}`.slice(0, 500), this.o.now());
+          this.o.logger.error({ err, topic, resourceId, tries }, `notification ${topic} ${resourceId} given up (${why}): ${(err as Error).message}; flagged for review`);
+        } else {
+          this.o.logger.error({ err, topic, resourceId, tries }, `notification ${topic} ${resourceId} could not be processed (try ${tries} of ${this.maxTries}): ${(err as Error).message}`);
+        }
+      } catch (dbErr) {
+        this.o.logger.error({ err: dbErr }, 'could not record notification failure');
+      }
+      return;
     }
     if (this.closed || !this.o.store.isOpen) return;
     try {
@@ -228,7 +272,7 @@ export class NotificationWorker {
       try {
         return await fn();
       } catch (err) {
-        if (this.closed || attempt >= max) throw err;
+        if (this.closed || attempt >= max || isPermanent(err)) throw err;
         const delay = Math.min((this.o.baseBackoffMs ?? 500) * 2 ** (attempt - 1), this.o.maxBackoffMs ?? 30_000);
         this.o.logger.warn({ err, attempt }, `Mercado Pago read failed (${(err as Error).message}); retrying in ${delay}ms`);
         await sleep(delay, this.abort.signal);
@@ -248,6 +292,7 @@ export class NotificationWorker {
   private async processOrder(id: string): Promise<string> {
     const state = await this.o.models.orders.read(id, this.o.currency);
     if (!state) {
+      this.o.notFound?.remember(`order:${id}`);
       this.o.logger.info({ mpOrderId: id }, `Mercado Pago order ${id} does not exist for our token: not ours`);
       return 'not_found';
     }
@@ -261,6 +306,7 @@ export class NotificationWorker {
       mo = await this.o.mp.getMerchantOrder(id);
     } catch (err) {
       if (isNotFound(err)) {
+        this.o.notFound?.remember(`merchant_order:${id}`);
         this.o.logger.info({ merchantOrderId: id }, `merchant order ${id} does not exist for our token: not ours`);
         return 'not_found';
       }
@@ -276,6 +322,7 @@ export class NotificationWorker {
       payment = await this.o.mp.getPayment(id);
     } catch (err) {
       if (isNotFound(err)) {
+        this.o.notFound?.remember(`payment:${id}`);
         this.o.logger.info({ paymentId: id }, `payment ${id} does not exist for our token: not ours`);
         return 'not_found';
       }
@@ -284,7 +331,9 @@ export class NotificationWorker {
     if (this.closed) return 'closed';
     // The payment alone proves nothing about the order: the merchant order is the source of truth.
     if (payment.order?.id !== undefined && payment.order.id !== null && payment.order.id !== '') {
-      return this.processMerchantOrder(String(payment.order.id));
+      const moId = String(payment.order.id);
+      if (!checkResourceId('merchant_order', moId).ok) return 'not_ours';
+      return this.processMerchantOrder(moId);
     }
     if (payment.external_reference) {
       const page = await this.o.mp.searchMerchantOrders({ external_reference: payment.external_reference });

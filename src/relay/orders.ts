@@ -185,6 +185,10 @@ export class OrderService implements HubHandler {
       // Same order id with a NEW message id (the inbox caught the same message id already).
       if (existing.kioskId === kioskId && existing.state === 'pending' && existing.sku === msg.sku && existing.quantity === msg.quantity) {
         this.send(kioskId, { type: 'order.accepted', orderId: existing.id, amount: existing.amount, currency: existing.currency });
+      } else if (existing.kioskId !== kioskId) {
+        // Another kiosk's order: say nothing about it (not its state, not whose it is).
+        this.log.warn({ kioskId, orderId: msg.orderId, owner: existing.kioskId }, `kiosk ${kioskId} sent order id ${msg.orderId}, which belongs to kiosk ${existing.kioskId}: refused as duplicate`);
+        this.reject(kioskId, msg.orderId, 'duplicate', `order id ${msg.orderId} is already used; use a new order id`);
       } else {
         this.log.warn({ kioskId, orderId: msg.orderId, state: existing.state }, `kiosk ${kioskId} re-used order id ${msg.orderId} (${existing.state}): refused as duplicate`);
         this.reject(kioskId, msg.orderId, 'duplicate', `order ${msg.orderId} already exists (${existing.state}); use a new order id`);

@@ -7,6 +7,9 @@ import { createLogger, type Logger } from '../runtime/log.js';
 import { requireAccessToken, type RelayConfig } from './config.js';
 import { ContingencyPoller } from './contingency.js';
 import { KioskHub, KIOSK_WS_PATH } from './hub.js';
+import { fastifyLimitOptions, RouteGuards } from './limits.js';
+import { NotFoundMemory } from './not-found-memory.js';
+import { pacedReads } from './paced-mp.js';
 import { NotificationWorker } from './notifications.js';
 import { PaymentModels } from './models/index.js';
 import { OfferWorker } from './offers.js';
@@ -44,6 +47,8 @@ export interface RunningRelay {
   runWatchdog(): number;
   /** one contingency pass now; resolves to the number of orders looked up */
   runContingency(): Promise<number>;
+  /** one retention pass now (the timer runs it hourly); returns how many notifications were pruned */
+  runRetention(): number;
   /**
    * Replaces the price list while running (the config file changed): connected kiosks get it at
    * once, and the next order is priced with it. Returns how many kiosks were told.
@@ -57,6 +62,7 @@ export interface RunningRelay {
 }
 
 const EXPIRY_TICK_MS = 1000;
+const RETENTION_TICK_MS = 3_600_000;
 
 export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Promise<RunningRelay> {
   const logger = deps.logger ?? createLogger('relay');
@@ -70,12 +76,15 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       logger: logger.child({ part: 'mercadopago' }),
     });
   const store = openRelayStore(config.store.path);
+  const limits = config.limits;
+  const guards = new RouteGuards({ limits, logger: logger.child({ part: 'limits' }) });
   const models = new PaymentModels({ mp, config, now });
 
   // Request logging off: MP polls the POS url several times a second while a customer waits.
-  const app = Fastify({ logger: false });
+  const app = Fastify({ logger: false, ...fastifyLimitOptions(limits) });
   app.setErrorHandler((err, req, reply) => {
     const status = (err as { statusCode?: number }).statusCode ?? 500;
+    if (status === 413) guards.refusals.note(req.ip, 'body too large', `request to ${req.routeOptions.url ?? req.url.slice(0, 64)} from ${req.ip} refused: body larger than allowed (limits.bodyBytes)`);
     if (status >= 500) logger.error({ err, url: req.url }, `HTTP ${req.method} ${req.url} failed: ${err instanceof Error ? err.message : String(err)}`);
     void reply.code(status).send({ error: { type: status >= 500 ? 'internal' : 'invalid', message: status >= 500 ? 'internal error' : (err as Error).message } });
   });
@@ -83,6 +92,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   const hub = new KioskHub({
     store,
     logger: logger.child({ part: 'hub' }),
+    refusals: guards.refusals,
     pingIntervalMs: config.hub.pingIntervalSeconds * 1000,
     now,
     welcomeFor: (kiosk) => ({
@@ -90,7 +100,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       serverTime: now(),
       paymentModel: kiosk.paymentModel,
       posQr: kiosk.posQr ?? '',
-      orderQr: models.of(kiosk).ordersHaveQr(kiosk),
+      qrOnAccept: models.of(kiosk).qrOnAccept(kiosk),
       catalog: catalog.list().map((p) => ({ sku: p.sku, name: p.name, price: p.price, currency: p.currency })),
       maxPaymentSeconds: config.orders.maxPaymentSeconds,
     }),
@@ -115,16 +125,39 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   refunds = new RefundWorker({ store, models, orders, logger: logger.child({ part: 'refunds' }), now });
   offers = new OfferWorker({ store, models, orders, logger: logger.child({ part: 'offers' }) });
   const siteCurrency = catalog.list()[0]!.currency;
-  const worker = new NotificationWorker({ store, mp, models, currency: siteCurrency, orders, logger: logger.child({ part: 'notifications' }), now });
-  const contingency = new ContingencyPoller({ store, models, orders, config: config.orders, logger: logger.child({ part: 'contingency' }), now });
+  // What notifications and the contingency search may cost at Mercado Pago, each with its own
+  // rate (limits.notifications.mpCallsPerSecond, limits.contingency.callsPerSecond): their reads
+  // go through paced views of the API (refunds and offers do not wait).
+  const notificationReads = pacedReads(mp, { perSecond: limits.notifications.mpCallsPerSecond, burst: Math.max(1, Math.ceil(limits.notifications.mpCallsPerSecond)) });
+  const contingencyReads = pacedReads(mp, { perSecond: limits.contingency.callsPerSecond, burst: 1 });
+  const worker = new NotificationWorker({
+    store,
+    mp: notificationReads.api,
+    models: new PaymentModels({ mp: notificationReads.api, config, now }),
+    currency: siteCurrency,
+    orders,
+    logger: logger.child({ part: 'notifications' }),
+    now,
+    notFound: new NotFoundMemory(limits.notifications.notFoundMemorySeconds * 1000, now),
+    maxTries: limits.notifications.maxTries,
+  });
+  const contingency = new ContingencyPoller({
+    store,
+    models: new PaymentModels({ mp: contingencyReads.api, config, now }),
+    orders,
+    config: config.orders,
+    limits: limits.contingency,
+    logger: logger.child({ part: 'contingency' }),
+    now,
+  });
 
   await app.register(async (scope) => {
     // Mercado Pago's content types are not documented (IPN often sends an empty body labelled
     // JSON). Take every body as text so no request is refused before it is recorded.
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
-    registerUnattendedRoutes(scope, { store, orders, config, logger: logger.child({ part: 'pos' }) });
-    registerNotificationRoutes(scope, { store, worker, config, logger: logger.child({ part: 'notifications' }), now });
+    registerUnattendedRoutes(scope, { store, orders, config, logger: logger.child({ part: 'pos' }), guards });
+    registerNotificationRoutes(scope, { store, worker, config, logger: logger.child({ part: 'notifications' }), now, guards });
   });
   app.get('/healthz', async () => ({
     ok: true,
@@ -132,8 +165,11 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     pendingOrders: store.countOrders('pending'),
     // orders a person must look at: store.ordersNeedingReview() lists them
     needsReview: store.countNeedingReview(),
+    // notifications whose processing was given up (poison rows): see the notifications table
+    notificationsGivenUp: store.countGivenUpNotifications(),
   }));
 
+  guards.attach(app.server);
   hub.attach(app.server);
   try {
     await app.listen({ host: config.listen.host, port: config.listen.port });
@@ -163,6 +199,20 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       return 0;
     }
   };
+  // Retention: processed notifications older than limits.notifications.retentionDays go.
+  const runRetention = () => {
+    try {
+      const pruned = store.pruneNotifications(now() - limits.notifications.retentionDays * 86_400_000);
+      if (pruned) logger.info({ pruned }, `pruned ${pruned} processed notifications older than ${limits.notifications.retentionDays} days`);
+      return pruned;
+    } catch (err) {
+      logger.error({ err }, `notification retention pass failed: ${(err as Error).message}`);
+      return 0;
+    }
+  };
+  runRetention();
+  const retentionTimer = setInterval(runRetention, RETENTION_TICK_MS);
+  retentionTimer.unref();
   // Kiosk changes made by another process (provision, set-qr, set-model) reach connected kiosks
   // within a tick: the store's kiosk revision says what changed.
   let seenRevision = store.kioskRevision();
@@ -210,11 +260,16 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   const close = () => {
     closing ??= (async () => {
       clearInterval(expiryTimer);
+      clearInterval(retentionTimer);
+      // waiters for a Mercado Pago turn go now (they see the closed flag and stop)
+      notificationReads.close();
+      contingencyReads.close();
       // Background work first, so nothing writes to the database after it is closed. A hanging
       // Mercado Pago call is not awaited: its intent is on disk and the next start resumes it.
       await Promise.all([withTimeout(contingency.close(), 1000), withTimeout(worker.close(), 1000), refunds!.close(), offers!.close()]);
       await hub.close();
       await app.close();
+      guards.close();
       store.close();
       logger.info('relay stopped');
     })();
@@ -231,6 +286,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     runExpiry,
     runWatchdog,
     runContingency: () => contingency.runOnce(),
+    runRetention,
     setCatalog,
     pushKioskChanges,
     whenIdle: async () => {

@@ -3,7 +3,7 @@ import type { Currency } from '../core/money.js';
 import { relayOrder, type OrderEvent, type OrderState } from '../core/relay-order.js';
 import { mpOffer, type OfferEvent, type OfferState } from '../core/mp-offer.js';
 import { openDatabase, type Db } from '../runtime/sqlite.js';
-import type { PaymentModelName } from '../protocol/messages.js';
+import type { DexAuditFrame, PaymentModelName } from '../protocol/messages.js';
 
 // The relay's durable state in one SQLite file. Every state change of an order is written in the
 // same transaction as the outbox message that tells the kiosk about it, so a crash can never leave
@@ -148,6 +148,29 @@ const MIGRATIONS: readonly string[] = [
   ALTER TABLE orders ADD COLUMN offer_error TEXT;
   CREATE INDEX orders_offer_work ON orders(offer_state) WHERE offer_state IN ('due', 'withdraw_due');
   `,
+  // 4: the machines' own audits (EVA-DTS over DEX, sent by the agents as dex.audit); the parsed
+  // frame is kept whole in body, the columns are what the audit is looked up by
+  `
+  CREATE TABLE dex_audits (
+    audit_id       TEXT PRIMARY KEY,
+    kiosk_id       TEXT NOT NULL REFERENCES kiosks(id),
+    machine_serial TEXT NOT NULL,
+    read_at        INTEGER NOT NULL,
+    received_at    INTEGER NOT NULL,
+    body           TEXT NOT NULL
+  );
+  CREATE INDEX dex_audits_kiosk ON dex_audits(kiosk_id, read_at);
+  `,
+  // 5: limits on the public routes (docs/reliability.md): who sent a notification (per-source
+  // cap), how often processing it failed (a poison row is given up after N tries, flagged),
+  // and an index for pruning processed rows after the retention period
+  `
+  ALTER TABLE notifications ADD COLUMN source TEXT;
+  ALTER TABLE notifications ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE notifications ADD COLUMN given_up_at INTEGER;
+  CREATE INDEX notifications_source ON notifications(source, received_at);
+  CREATE INDEX notifications_given_up ON notifications(given_up_at) WHERE given_up_at IS NOT NULL;
+  `,
 ];
 
 /** Several reasons for review are kept in the one column, joined by this. */
@@ -269,6 +292,12 @@ export interface NotificationRecord {
   signatureOk: boolean | null;
   processedAt: number | null;
   outcome: string | null;
+  /** the client address it came from (the proxy's X-Forwarded-For when trusted) */
+  source?: string | null;
+  /** failed processing attempts so far */
+  attempts?: number;
+  /** set when processing was given up for good (poison row): a person should look */
+  givenUpAt?: number | null;
 }
 
 export interface OutboxRecord {
@@ -312,6 +341,27 @@ export function posUrl(publicUrl: string, kiosk: Pick<Kiosk, 'posExternalId' | '
 }
 
 type Row = Record<string, unknown>;
+
+/** One stored machine audit: the dex.audit frame as received, minus the envelope. */
+export interface DexAuditRecord {
+  auditId: string;
+  kioskId: string;
+  machineSerial: string;
+  readAt: number;
+  receivedAt: number;
+  body: Omit<DexAuditFrame, 'v' | 'id' | 'type'>;
+}
+
+function dexAuditFromRow(r: Row): DexAuditRecord {
+  return {
+    auditId: r.audit_id as string,
+    kioskId: r.kiosk_id as string,
+    machineSerial: r.machine_serial as string,
+    readAt: r.read_at as number,
+    receivedAt: r.received_at as number,
+    body: JSON.parse(r.body as string) as DexAuditRecord['body'],
+  };
+}
 
 function kioskFromRow(r: Row): Kiosk {
   return {
@@ -404,6 +454,9 @@ function notificationFromRow(r: Row): NotificationRecord {
     signatureOk: r.signature_ok === null || r.signature_ok === undefined ? null : r.signature_ok === 1,
     processedAt: (r.processed_at as number | null) ?? null,
     outcome: (r.outcome as string | null) ?? null,
+    source: (r.source as string | null) ?? null,
+    attempts: (r.attempts as number | undefined) ?? 0,
+    givenUpAt: (r.given_up_at as number | null) ?? null,
   };
 }
 
@@ -492,7 +545,7 @@ export class RelayStore {
   readonly db: Db;
 
   constructor(path: string) {
-    this.db = openDatabase(path, { migrations: MIGRATIONS });
+    this.db = openDatabase(path, { migrations: MIGRATIONS, what: 'relay database', key: 'store.path', mode: 0o600 });
   }
 
   close(): void {
@@ -977,11 +1030,11 @@ export class RelayStore {
 
   // ---- notifications ----------------------------------------------------------------------------
 
-  insertNotification(n: Omit<NotificationRecord, 'id'>): number {
+  insertNotification(n: Omit<NotificationRecord, 'id' | 'attempts' | 'givenUpAt'>): number {
     const res = this.db
       .prepare(
-        `INSERT INTO notifications (received_at, form, topic, resource_id, query, body, headers, signature_ok, processed_at, outcome)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO notifications (received_at, form, topic, resource_id, query, body, headers, signature_ok, processed_at, outcome, source)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .run(
         n.receivedAt,
@@ -994,8 +1047,36 @@ export class RelayStore {
         n.signatureOk === null ? null : n.signatureOk ? 1 : 0,
         n.processedAt,
         n.outcome,
+        n.source ?? null,
       );
     return Number(res.lastInsertRowid);
+  }
+
+  /** Notifications stored from `source` since `since` (the per-source cap). */
+  countNotificationsFrom(source: string, since: number): number {
+    return this.count('SELECT COUNT(*) AS n FROM notifications WHERE source = ? AND received_at >= ?', source, since);
+  }
+
+  /** One more failed processing of a notification; returns how many there have been. */
+  noteNotificationFailure(id: number, outcome: string): number {
+    const r = this.db
+      .prepare('UPDATE notifications SET attempts = attempts + 1, outcome = ? WHERE id = ? RETURNING attempts')
+      .get(outcome, id) as { attempts: number } | undefined;
+    return r?.attempts ?? 0;
+  }
+
+  /** Processing given up for good: done (never resumed) and flagged for a person. */
+  giveUpNotification(id: number, outcome: string, at: number): void {
+    this.db.prepare('UPDATE notifications SET outcome = ?, processed_at = ?, given_up_at = ? WHERE id = ?').run(outcome, at, at, id);
+  }
+
+  countGivenUpNotifications(): number {
+    return this.count('SELECT COUNT(*) AS n FROM notifications WHERE given_up_at IS NOT NULL');
+  }
+
+  /** Retention: deletes processed notifications older than `processedBefore`; returns how many. */
+  pruneNotifications(processedBefore: number): number {
+    return this.db.prepare('DELETE FROM notifications WHERE processed_at IS NOT NULL AND processed_at < ?').run(processedBefore).changes;
   }
 
   markNotification(id: number, outcome: string, processedAt: number | null): void {
@@ -1033,6 +1114,56 @@ export class RelayStore {
 
   recordInbox(kioskId: string, messageId: string, type: string, at: number): void {
     this.db.prepare('INSERT INTO inbox (kiosk_id, message_id, type, applied_at) VALUES (?, ?, ?, ?)').run(kioskId, messageId, type, at);
+  }
+
+  // ---- machine audits (DEX) ---------------------------------------------------------------------
+
+  /** Stores a machine audit once (a re-sent read with the same auditId is ignored); true when new. */
+  insertDexAudit(kioskId: string, frame: DexAuditFrame, at: number): boolean {
+    const { v: _v, id: _id, type: _type, ...body } = frame;
+    return (
+      this.db
+        .prepare('INSERT OR IGNORE INTO dex_audits (audit_id, kiosk_id, machine_serial, read_at, received_at, body) VALUES (?, ?, ?, ?, ?, ?)')
+        .run(frame.auditId, kioskId, frame.machine.serial, frame.readAt, at, JSON.stringify(body)).changes > 0
+    );
+  }
+
+  getDexAudit(auditId: string): DexAuditRecord | undefined {
+    return this.one(dexAuditFromRow, 'SELECT * FROM dex_audits WHERE audit_id = ?', auditId);
+  }
+
+  /** Newest first; from/to bound read_at (inclusive). */
+  dexAudits(opts: { kioskId?: string; from?: number; to?: number; limit: number }): DexAuditRecord[] {
+    return this.many(
+      dexAuditFromRow,
+      `SELECT * FROM dex_audits WHERE (@kiosk IS NULL OR kiosk_id = @kiosk) AND read_at >= @from AND read_at <= @to
+       ORDER BY read_at DESC, audit_id DESC LIMIT @limit`,
+      { kiosk: opts.kioskId ?? null, from: opts.from ?? 0, to: opts.to ?? Number.MAX_SAFE_INTEGER, limit: opts.limit },
+    );
+  }
+
+  /** The same machine's audit read just before `readAt`, for the sales between two reads. */
+  previousDexAudit(kioskId: string, machineSerial: string, readAt: number): DexAuditRecord | undefined {
+    return this.one(
+      dexAuditFromRow,
+      'SELECT * FROM dex_audits WHERE kiosk_id = ? AND machine_serial = ? AND read_at < ? ORDER BY read_at DESC LIMIT 1',
+      kioskId,
+      machineSerial,
+      readAt,
+    );
+  }
+
+  /** qrkiosk's own sales of a kiosk: vends reported dispensed for orders paid in (from, to], per slot. */
+  dispensedBySlot(kioskId: string, from: number, to: number): Array<{ slot: number | null; count: number; amount: number; currency: string }> {
+    return this.many(
+      (r) => ({ slot: (r.slot as number | null) ?? null, count: r.n as number, amount: r.amount as number, currency: r.currency as string }),
+      `SELECT slot, currency, COUNT(*) AS n, SUM(amount) AS amount FROM orders
+       WHERE kiosk_id = ? AND vend_result = 'dispensed' AND paid_at > ? AND paid_at <= ?
+       GROUP BY slot, currency ORDER BY slot`,
+      kioskId,
+      from,
+      to,
+    );
   }
 }
 

@@ -402,6 +402,20 @@ export class SandboxCore {
     if (typeof query.external_reference === 'string') {
       list = list.filter((o) => o.externalReference === query.external_reference);
     }
+    // Time windows, as at Mercado Pago: ISO 8601 instants, both ends included.
+    const windows: [string, 'dateCreated' | 'lastUpdated', 'from' | 'to'][] = [
+      ['date_created_from', 'dateCreated', 'from'],
+      ['date_created_to', 'dateCreated', 'to'],
+      ['last_updated_from', 'lastUpdated', 'from'],
+      ['last_updated_to', 'lastUpdated', 'to'],
+    ];
+    for (const [param, field, end] of windows) {
+      const raw = query[param];
+      if (raw === undefined) continue;
+      const at = typeof raw === 'string' ? Date.parse(raw) : Number.NaN;
+      if (Number.isNaN(at)) throw mpError(400, 'bad_request', `${param} must be an ISO 8601 date, e.g. 2026-12-01T10:00:00.000-03:00`);
+      list = list.filter((o) => (end === 'from' ? Date.parse(o[field]) >= at : Date.parse(o[field]) <= at));
+    }
     const offset = Math.max(0, Number(query.offset ?? 0) || 0);
     const limit = Math.min(100, Math.max(1, Number(query.limit ?? 30) || 30));
     const page = list.slice(offset, offset + limit);

@@ -43,6 +43,15 @@ export const MODEL_VARIANTS: readonly { label: string; model: PaymentModelName; 
   { label: 'orders hybrid', model: 'orders', mode: 'hybrid' },
 ];
 
+/**
+ * Whether Mercado Pago can be told to stop taking payments for an order of this model. It cannot
+ * for a dynamic QR made with POST …/qrs (no delete: it expires at the order's deadline) nor for an
+ * offline QR (Mercado Pago never heard of it): a payment on either after a cancel is refunded.
+ */
+export function withdrawable(v: { model: PaymentModelName; mode: string | null }): boolean {
+  return !(v.model === 'dynamic' && (v.mode === 'online' || v.mode === 'offline'));
+}
+
 export interface SystemOptions {
   generation?: 'v1' | 'v2';
   /** the kiosk's payment model (default unattended) and mode */
@@ -58,6 +67,8 @@ export interface SystemOptions {
   contingencyAfterSeconds?: number;
   /** the relay's orders.uncertainVendPolicy (default refund) */
   uncertainVendPolicy?: 'refund' | 'review';
+  /** the agent's hardware section as YAML lines (indented two spaces), instead of the simulated one */
+  hardwareYaml?: string;
 }
 
 export interface RelayLogLine {
@@ -150,14 +161,17 @@ slots:
   - { slot: 1, sku: COLA, stock: 10 }
   - { slot: 2, sku: AGUA, stock: 10 }
 hardware:
-  buttons: { driver: none }
+${
+  this.opts.hardwareYaml ??
+  `  buttons: { driver: none }
   display: { driver: log }
   dispenser:
     driver: sim
     pulseMs: 60
     dropWindowMs: 400
     maxPulses: 2
-    sim: { fault: ${this.opts.fault ?? 'none'}, dropDelayMs: 30, pulseLog: ${this.pulseLogPath} }
+    sim: { fault: ${this.opts.fault ?? 'none'}, dropDelayMs: 30, pulseLog: ${this.pulseLogPath} }`
+}
 `;
     writeFileSync(join(this.dir, 'agent.yaml'), yaml);
   }

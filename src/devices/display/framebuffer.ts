@@ -11,6 +11,7 @@ import { screenKey, type Display, type Screen } from './model.js';
 import { paintDynamic, paintStatic } from './paint.js';
 import { Surface, frameBytes, type FbGeometry, type Rotation } from './surface.js';
 import { viewOf } from './view.js';
+import type { DeviceReport } from '../report.js';
 
 // `display.driver: framebuffer`: draws on a Linux framebuffer (/dev/fbN) with no X, no browser
 // and no native addon. The geometry comes from sysfs; each frame is drawn off-screen in the
@@ -98,8 +99,33 @@ export interface FrameEvent {
   full: boolean;
 }
 
+/**
+ * Writes 0 to the framebuffer's sysfs `blank`. That file belongs to root (mode 0644) unless the
+ * udev rule hands it to group qrkiosk; the video group only opens /dev/fbN. Never silent: the
+ * answer is shown by `qrkiosk hardware`.
+ */
+export function unblankPanel(sysfs: string): { ok: true } | { ok: false; reason: string } {
+  const file = join(sysfs, 'blank');
+  if (!existsSync(file)) return { ok: false, reason: `${file} does not exist (this framebuffer driver has no blanking control)` };
+  try {
+    writeFileSync(file, '0');
+    return { ok: true };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return {
+      ok: false,
+      reason:
+        code === 'EACCES' || code === 'EPERM'
+          ? `${file} is writable only by root: install hardware/udev/99-qrkiosk.rules (it gives group qrkiosk that file), and add consoleblank=0 to cmdline.txt so the console never blanks the panel`
+          : `${file}: ${(err as Error).message}`,
+    };
+  }
+}
+
 export class FramebufferDisplay extends EventEmitter implements Display {
   readonly geometry: FbGeometry;
+  /** could the panel be unblanked at start (`qrkiosk hardware`) */
+  readonly unblank: { ok: true } | { ok: false; reason: string };
   readonly device: string;
   readonly rotation: Rotation;
   private readonly fd: number;
@@ -143,12 +169,9 @@ export class FramebufferDisplay extends EventEmitter implements Display {
     }
     this.frames = [new Surface(this.geometry, this.rotation), new Surface(this.geometry, this.rotation)];
     this.base = new Surface(this.geometry, this.rotation);
-    // best effort: a blanked console framebuffer shows nothing
-    try {
-      if (existsSync(join(sysfs, 'blank'))) writeFileSync(join(sysfs, 'blank'), '0');
-    } catch {
-      /* not allowed or not supported: the panel is probably on anyway */
-    }
+    // a panel the console blanked shows nothing: unblank it, and say so when that is not allowed
+    this.unblank = unblankPanel(sysfs);
+    if (!this.unblank.ok) this.log?.warn({ sysfs }, `framebuffer unblanking unavailable: ${this.unblank.reason}`);
     const refreshMs = opts.refreshMs ?? 5000;
     if (refreshMs > 0) {
       this.refresh = setInterval(() => this.rewrite(), refreshMs);
@@ -174,6 +197,19 @@ export class FramebufferDisplay extends EventEmitter implements Display {
 
   last(): Screen | undefined {
     return this.current;
+  }
+
+  /** `qrkiosk hardware` */
+  describe(): DeviceReport {
+    const g = this.geometry;
+    return {
+      role: 'display',
+      driver: 'framebuffer',
+      status: this.lastError ? 'fault' : 'ok',
+      detail:
+        `${this.device} ${g.width}x${g.height} ${g.bpp} bpp, rotation ${this.rotation}, ${this.framesWritten} frame(s) written; ` +
+        `unblank: ${this.unblank.ok ? 'ok' : `UNAVAILABLE (${this.unblank.reason})`}${this.lastError ? `; last error: ${this.lastError}` : ''}`,
+    };
   }
 
   /** The layout of the screen drawn last (tests check what fits where). */

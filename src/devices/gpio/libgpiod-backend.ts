@@ -31,8 +31,12 @@ import {
 // Outputs: the kernel keeps a line's value only while a process holds it, so each output has a
 // holder process (`gpioset` that waits for a signal) at the safe level. A pulse replaces the holder
 // with a small shell chain: a self-timed gpioset drives the active level for the pulse width, then
-// the chain prints a marker and execs a new safe-level holder. The pulse therefore ends on time
-// even if the agent dies mid-pulse — the motor cannot be left running by a crash here.
+// the chain prints a marker and execs a new safe-level holder. The pulse ends on time if the agent
+// alone dies mid-pulse — but NOT if the chain dies with it: systemd kills every process of the
+// unit when the agent ends (KillMode=mixed, an out-of-memory kill of the cgroup, a watchdog
+// abort), and a Raspberry Pi kernel keeps a released line at its last level, the motor's "on".
+// That case is covered outside the agent: `qrkiosk safe-outputs` (src/devices/gpio/safe-outputs.ts)
+// runs from ExecStopPost= after every end of the unit and at boot.
 //
 // Every child gets its own process group (detached): Ctrl-C on a terminal must not kill the holders
 // before the agent has driven its outputs safe, and a pulse chain is stopped as a whole.
@@ -148,6 +152,14 @@ export const commands = {
   /** sets value and exits at once (shutdown) */
   once(v: LibgpiodVersion, l: LineLocation, value: Level): [string, string[]] {
     return v.major >= 2 ? ['gpioset', ['-c', l.chip, '-t', '0', `${l.offset}=${value}`]] : ['gpioset', ['-m', 'exit', l.chip, `${l.offset}=${value}`]];
+  },
+  /**
+   * Start-up: set the safe level once (exits 0 only once the kernel drove it), print the marker,
+   * then become the holder. The marker therefore means "the output is at its safe level".
+   */
+  holdChain(v: LibgpiodVersion, l: LineLocation, safe: Level): string {
+    const sh = (c: [string, string[]]) => [c[0], ...c[1]].map(shq).join(' ');
+    return `${sh(commands.once(v, l, safe))} && echo ${PULSE_DONE} || { echo ${PULSE_FAILED} $?; exit 1; }; exec ${sh(commands.hold(v, l, safe))}`;
   },
   /**
    * The shell chain of a pulse: active for ms, back to safe, print the marker, then become the
@@ -338,7 +350,7 @@ class LgInput extends InputLevel implements GpioInput {
       (line) => {
         const ev = parseMonitorLine(line);
         if (!ev || (ev.offset !== undefined && ev.offset !== this.loc.offset)) return;
-        this.set(ev.edge === 'rising' ? 1 : 0);
+        this.edge(ev.edge === 'rising' ? 1 : 0);
       },
       this.b.env,
     );
@@ -415,15 +427,28 @@ class LgOutput implements GpioOutput {
     return this.safeLevel === 1 ? 0 : 1;
   }
 
-  /** starts the safe-level holder */
+  /**
+   * Drives the line to its safe level and starts the holder. Resolves only once the line IS at the
+   * safe level: a one-shot gpioset sets it (its success proves the kernel drove the value), the
+   * chain prints a marker, then execs the holder that keeps it there. Spawning the holder alone
+   * and waiting a while proved nothing on a busy machine: output() resolved while the motor line
+   * was still at whatever level it had.
+   */
   async start(): Promise<void> {
-    this.startHolder(...commands.hold(this.b.version, this.loc, this.safeLevel));
-    // a holder that cannot get the line dies at once: say so now, at start-up, not at the first sale
-    let timer: NodeJS.Timeout | undefined;
-    const early = await Promise.race([this.holder!.exited, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), 150)))]);
-    clearTimeout(timer);
-    if (early) {
-      throw new GpioError(`cannot hold ${this.loc.name} (${this.role}) at ${this.safeLevel}: gpioset ${describeExit(early, this.holder!)}`);
+    let marker: (ok: boolean) => void = () => {};
+    const outcome = new Promise<boolean>((resolve) => (marker = resolve));
+    const chain = this.startHolder('sh', ['-c', commands.holdChain(this.b.version, this.loc, this.safeLevel)], (line) => {
+      if (line === PULSE_DONE) marker(true);
+      else if (line.startsWith(PULSE_FAILED)) marker(false);
+    });
+    const ok = await Promise.race([outcome, chain.exited.then(() => false)]);
+    if (!ok) {
+      // this output never started: no restarts of its holder
+      this.closed = true;
+      await chain.stop(500);
+      if (this.r.timer) clearTimeout(this.r.timer);
+      const res = describeExit(await chain.exited, chain);
+      throw new GpioError(`cannot set ${this.loc.name} (${this.role}) to its safe level ${this.safeLevel}: ${chain.lastError() || res}`);
     }
   }
 

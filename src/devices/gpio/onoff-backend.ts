@@ -53,7 +53,11 @@ export interface OnoffBackendOptions {
   logger?: Logger;
   /** why this backend was picked, for the report */
   reason?: string;
-  /** drive outputs safe from process 'exit' (default true; tests that build many backends may turn it off) */
+  /**
+   * drive outputs safe from process 'exit' (default true; tests that build many backends may turn
+   * it off). No handler runs on SIGKILL, an out-of-memory kill or a watchdog abort: the sysfs value
+   * stays where it was, which is why systemd runs `qrkiosk safe-outputs` after the agent ends.
+   */
   exitHook?: boolean;
 }
 
@@ -76,9 +80,9 @@ class OnoffInput extends InputLevel implements GpioInput {
         warned = true;
         return;
       }
-      // onoff reads the value file after each interrupt: two fast edges can both report the same
-      // level. Only changes mean anything to the layers above.
-      this.set(value);
+      // onoff reads the value file after each interrupt, by which time a short pulse may be over:
+      // an interrupt that reads the level we already had was two edges (see InputLevel)
+      this.interrupted(value);
     });
   }
 
@@ -189,7 +193,7 @@ export class OnoffBackend implements GpioBackend {
         code === 'EINVAL'
           ? `the kernel refused gpio${n}: no chip owns that number (chip ${this.chip.dir} "${this.chip.label}" has base ${this.chip.base})`
           : code === 'EACCES' || code === 'EPERM'
-            ? 'permission denied: the agent user must be in group gpio (hardware/udev/99-qrkiosk.rules)'
+            ? 'permission denied: the agent user must be in group qrkiosk with hardware/udev/99-qrkiosk.rules installed (or in group gpio where it exists)'
             : code === 'EBUSY'
               ? 'the pin is used by a kernel driver or another program (an overlay in config.txt, a 1-wire or SPI function)'
               : (err as Error).message;

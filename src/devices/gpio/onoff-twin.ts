@@ -1,4 +1,6 @@
 import { EventEmitter } from 'node:events';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { listSysfsChips, type SysfsChip } from './sysfs.js';
 import type { OnoffDirection, OnoffEdge, OnoffFactory, OnoffGpio, OnoffOptions } from './onoff-backend.js';
 import type { Level } from './types.js';
@@ -11,10 +13,15 @@ import type { Level } from './types.js';
 //   - 'high'/'low' set the direction and the level in one step; reconfigureDirection: false keeps
 //     an already exported output as it is;
 //   - writing the value of an input fails with EPERM;
-//   - watch() callbacks arrive asynchronously (epoll) and carry the value read at delivery time,
-//     so two fast edges may report the same level twice;
+//   - watch() callbacks arrive LATE, 5-20 ms after the edge as on a loaded Pi (epoll wakes the
+//     event loop when it gets round to it), and carry the value read at delivery time; edges that
+//     happen while a wake-up is pending are one wake-up (the kernel's sysfs_notify sets one flag),
+//     so a 2 ms pulse is one callback reading the level it started from;
 //   - edge 'none' never calls back.
-// Tests drive inputs with drive() and read what outputs did from `writes`.
+// Tests drive inputs with drive() and read what outputs did from `writes`. With `mirror` (the root
+// of a fake /sys/class/gpio tree) the twin also keeps gpioN/{direction,value,active_low,edge} files
+// there as the kernel presents them, so another process (`qrkiosk safe-outputs`) sees what this one
+// left on the pins, even after it was SIGKILLed.
 
 export interface TwinWrite {
   at: number;
@@ -23,6 +30,8 @@ export interface TwinWrite {
 }
 
 interface Pin {
+  /** an interrupt is waiting for the event loop */
+  pending: boolean;
   exported: boolean;
   direction: 'in' | 'out';
   edge: OnoffEdge;
@@ -44,19 +53,53 @@ function sysErr(code: 'EINVAL' | 'EPERM' | 'EBUSY', gpio: number): NodeJS.ErrnoE
   return e;
 }
 
+export interface TwinOptions {
+  /**
+   * ms from an edge to its watch() callback, called per interrupt. Default: 5-20 ms, stepping
+   * through the range (deterministic, so a test failure repeats).
+   */
+  latencyMs?: () => number;
+  /** root of a fake sysfs GPIO tree to keep gpioN files in (see above) */
+  mirror?: string;
+}
+
 export class OnoffTwin extends EventEmitter {
   private readonly pins = new Map<number, Pin>();
   readonly writes: TwinWrite[] = [];
   /** numbers exported over the twin's life, in order */
   readonly exports: number[] = [];
+  private wakeups = 0;
+  latencyMs: () => number;
+  private readonly mirror: string | undefined;
 
-  constructor(readonly chips: SysfsChip[]) {
+  constructor(
+    readonly chips: SysfsChip[],
+    opts: TwinOptions = {},
+  ) {
     super();
+    this.latencyMs = opts.latencyMs ?? (() => 5 + ((this.wakeups++ * 7) % 16));
+    this.mirror = opts.mirror;
+  }
+
+  /** the pin's files in the mirrored tree, as the kernel would show them now */
+  private sync(gpio: number, p: Pin): void {
+    if (!this.mirror) return;
+    const dir = join(this.mirror, `gpio${gpio}`);
+    if (!p.exported) {
+      rmSync(dir, { recursive: true, force: true });
+      return;
+    }
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'direction'), `${p.direction}\n`);
+    writeFileSync(join(dir, 'value'), `${this.read(p)}\n`);
+    writeFileSync(join(dir, 'active_low'), `${p.activeLow ? 1 : 0}\n`);
+    writeFileSync(join(dir, 'edge'), `${p.edge}\n`);
   }
 
   /** A twin for the chips of a (fake) sysfs tree. */
-  static fromSysfs(root: string): OnoffTwin {
-    return new OnoffTwin(listSysfsChips(root));
+  static fromSysfs(root: string, opts: TwinOptions = {}): OnoffTwin {
+    // the chips are read from the tree; opts.mirror may name the same root
+    return new OnoffTwin(listSysfsChips(root), opts);
   }
 
   private owned(gpio: number): boolean {
@@ -66,7 +109,7 @@ export class OnoffTwin extends EventEmitter {
   private pin(gpio: number): Pin {
     let p = this.pins.get(gpio);
     if (!p) {
-      p = { exported: false, direction: 'in', edge: 'none', external: 0, driven: 0, activeLow: false, watchers: new Set() };
+      p = { pending: false, exported: false, direction: 'in', edge: 'none', external: 0, driven: 0, activeLow: false, watchers: new Set() };
       this.pins.set(gpio, p);
     }
     return p;
@@ -100,6 +143,7 @@ export class OnoffTwin extends EventEmitter {
       }
     }
     p.edge = edge;
+    this.sync(gpio, p);
     const twin = this;
     let unexported = false;
     const alive = () => {
@@ -127,6 +171,7 @@ export class OnoffTwin extends EventEmitter {
         p.exported = false;
         p.watchers.clear();
         p.direction = 'in';
+        twin.sync(gpio, p);
       },
     };
   };
@@ -134,6 +179,7 @@ export class OnoffTwin extends EventEmitter {
   private setDriven(gpio: number, p: Pin, v: Level): void {
     const before = p.driven;
     p.driven = v;
+    this.sync(gpio, p);
     this.writes.push({ at: Date.now(), gpio, value: v });
     this.emit('write', gpio, v, before);
   }
@@ -144,15 +190,18 @@ export class OnoffTwin extends EventEmitter {
     if (p.external === level) return;
     p.external = level;
     if (p.direction !== 'in' || !p.exported) return;
+    this.sync(gpio, p);
     const rising = level === 1;
     const fires = p.edge === 'both' || (p.edge === 'rising' && rising) || (p.edge === 'falling' && !rising);
-    if (!fires || p.watchers.size === 0) return;
+    if (!fires || p.watchers.size === 0 || p.pending) return;
     // epoll wakes the process later; onoff then reads the value file, whatever it is by then
-    setImmediate(() => {
+    p.pending = true;
+    setTimeout(() => {
+      p.pending = false;
       if (!p.exported) return;
       const value = this.read(p);
       for (const w of [...p.watchers]) w(null, value);
-    });
+    }, this.latencyMs());
   }
 
   /** Physical level of a pin as the circuit sees it. */

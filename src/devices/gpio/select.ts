@@ -78,6 +78,6 @@ export async function selectGpioBackend(opts: SelectOptions): Promise<GpioBacken
 
   throw new GpioError(
     `key "hardware.gpio.backend" (${opts.backend}): no GPIO backend works on this machine:\n  - ${tried.join('\n  - ')}\n` +
-      'Fix: install the gpiod package (apt install gpiod) and give the agent user group gpio, or run on a kernel with sysfs GPIO.',
+      'Fix: install the gpiod package (apt install gpiod) and install hardware/udev/99-qrkiosk.rules (group qrkiosk gets /dev/gpiochip*), or run on a kernel with sysfs GPIO.',
   );
 }

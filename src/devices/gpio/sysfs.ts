@@ -96,7 +96,7 @@ export function sysfsExportWritable(root = DEFAULT_SYSFS_ROOT): { ok: true } | {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return { ok: false, reason: `${join(root, 'export')} does not exist (no sysfs GPIO in this kernel)` };
     if (code === 'EACCES' || code === 'EPERM') {
-      return { ok: false, reason: `${join(root, 'export')} is not writable by this user: add it to group gpio (hardware/udev/99-qrkiosk.rules)` };
+      return { ok: false, reason: `${join(root, 'export')} is not writable by this user: install hardware/udev/99-qrkiosk.rules (it gives group qrkiosk the GPIO files) or add the user to group gpio where it exists` };
     }
     return { ok: false, reason: `${join(root, 'export')}: ${(err as Error).message}` };
   }

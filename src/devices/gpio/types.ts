@@ -41,6 +41,13 @@ export interface GpioInput {
   level(): Level;
   /** called on every level change the backend sees (not debounced); returns unsubscribe */
   onChange(listener: (level: Level) => void): () => void;
+  /**
+   * called on every EDGE the kernel reported, with the level it went to, even when the level
+   * afterwards is the same as before: a 2 ms pulse that the backend saw as one late interrupt is
+   * two edges here (to the other level and back), never nothing. For inputs where a short event
+   * matters (a product crossing the drop sensor's beam); returns unsubscribe.
+   */
+  onEdge(listener: (level: Level) => void): () => void;
 }
 
 export interface GpioOutput {

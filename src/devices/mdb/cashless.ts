@@ -1,11 +1,14 @@
 import type { Logger } from '../../runtime/log.js';
 import { isSelectionAnswer, type Buttons, type OrderChange, type SelectionAnswer, type SelectionDetail } from '../buttons.js';
-import { DispenserBusy, type Dispenser, type VendOutcome } from '../dispenser.js';
+import { isCurrency, toDecimalString } from '../../core/money.js';
+import { DispenserBusy, type Dispenser, type VendOrder, type VendOutcome } from '../dispenser.js';
 import type { FaultSink } from '../faults.js';
 import type { DeviceReport } from '../report.js';
 import { LineDevice } from '../serial/line-device.js';
 import type { OpenPort } from '../serial/line-port.js';
+import { checkMachinePrice } from './price.js';
 import { Commands, parseBoardLine, type BoardLine, type CashlessState } from './qibixx.js';
+import { diagnoseScale, type ScaleSetup, type ScaleVerdict } from './scale.js';
 
 // An MDB vending machine retrofitted with a Qibixx board in cashless-slave mode. The machine
 // keeps its keypad, its prices and its motors; qrkiosk is its "card reader":
@@ -16,8 +19,24 @@ import { Commands, parseBoardLine, type BoardLine, type CashlessState } from './
 //   machine result  -> c,VEND,SUCCESS = dispensed, c,ERR,VEND n = vend_failed (refund)
 //   cancel/expiry   -> C,STOP (deny), so the machine stops waiting for credit
 //
+// That is the selection-first ("always idle") style. The card-first style ("authorization
+// first") suits a QR payment made before the machine is touched:
+//
+//   kiosk: customer picks, pays  -> relay: paid -> dispenser.vend(slot, order)
+//                                -> C,START,<paid amount> (a session with funds)
+//   machine keypad               -> c,STATUS,VEND,<price>,<item>: the paid item -> C,VEND (approve)
+//                                   any other item, or a price above what was paid -> C,STOP, refund
+//   machine result               -> as above, then C,STOP ends the session: one payment, one vend
+//                                   (a second request in the session, multi-vend, is denied)
+//   nobody chooses in time, or the customer cancels on the machine -> vend_failed, refund
+//
 // The machine, not the Pi, turns the motor: only c,VEND,SUCCESS means the customer got the
-// product. Approval is sent at most once per request; nothing is re-sent after a reconnect.
+// product. Approval is sent at most once per request; nothing is re-sent after a reconnect. A
+// machine that stops waiting (its own timeout) before our approval reaches it leaves the vend
+// state without a result: that is reported as not dispensed at once, so the paid customer is
+// refunded, and an approval that arrives after it gave up cannot start a vend nobody is paying
+// for (the request it answered is gone). Revalue (putting money back on a card) is always
+// refused: qrkiosk keeps no customer balances.
 
 export interface MdbOptions {
   path: string;
@@ -28,6 +47,19 @@ export interface MdbOptions {
   trustMachinePriceWithin?: string;
   /** after approving, how long the machine has to report the vend result */
   resultTimeoutMs: number;
+  /** selection-first (the machine asks, default) or card-first (we open a session once paid) */
+  style?: 'selection-first' | 'card-first';
+  /** card-first: how long the customer has to choose on the machine after the session opens */
+  selectTimeoutMs?: number;
+  /**
+   * C,SETCONF lines sent on every enable (the board forgets them at power-off); empty = the
+   * board's stored setup. Built from hardware.mdb.address / setup / setconf (mdbSetconf()).
+   */
+  setconf?: ReadonlyArray<readonly [string, string]>;
+  /** what the reader announces (for the scale check's advice); null = unknown */
+  scale?: ScaleSetup | null;
+  /** how long the board has to answer one C,SETCONF */
+  setconfAnswerMs?: number;
   reconnect?: { baseMs: number; capMs: number };
   openPort?: OpenPort;
   logger?: Logger;
@@ -37,9 +69,41 @@ export interface MdbOptions {
 
 export const MDB_DEFAULTS = { baudRate: 115200, resultTimeoutMs: 60_000 } as const;
 
+/** MDB addresses of the two cashless devices a VMC can have */
+export const CASHLESS_ADDRESS = { 1: '0x10', 2: '0x60' } as const;
+
+/** The C,SETCONF lines for a config: address, always-idle for the style, currency, then the operator's own. */
+export function mdbSetconf(c: {
+  address?: 1 | 2 | undefined;
+  style?: 'selection-first' | 'card-first' | undefined;
+  currencyCode?: string | undefined;
+  setconf?: Record<string, string> | undefined;
+}): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  if (c.address !== undefined) out.push(['mdb-addr', CASHLESS_ADDRESS[c.address]]);
+  if (c.style !== undefined) out.push(['mdb-always-idle', c.style === 'selection-first' ? '1' : '0']);
+  if (c.currencyCode !== undefined) out.push(['mdb-currency-code', c.currencyCode]);
+  for (const [k, v] of Object.entries(c.setconf ?? {})) {
+    const i = out.findIndex(([p]) => p === k);
+    if (i >= 0) out[i] = [k, v];
+    else out.push([k, v]);
+  }
+  return out;
+}
+
 type Phase =
   | { kind: 'idle' }
   | { kind: 'requested'; item: number; price: string; slot: number; orderId: string | null; at: number }
+  | {
+      kind: 'starting';
+      slot: number;
+      funds: string;
+      order: VendOrder;
+      /** the board said c,STATUS,IDLE: the VMC opened the session */
+      open: boolean;
+      timer: NodeJS.Timeout;
+      done: (o: VendOutcome) => void;
+    }
   | {
       kind: 'approved';
       item: number;
@@ -50,14 +114,37 @@ type Phase =
       done: (o: VendOutcome) => void;
     };
 
+interface Probe {
+  slot: number;
+  catalog: { price: number; currency: string };
+  resolve: (r: PriceProbeResult) => void;
+  timer: NodeJS.Timeout;
+}
+
+/** The dispenser face of an MDB machine can also run the price scale check. */
+export interface PriceProbe {
+  probePrice(slot: number, catalog: { price: number; currency: string }, timeoutMs: number): Promise<PriceProbeResult>;
+}
+
+export function canProbePrice(d: object): d is PriceProbe {
+  return typeof (d as Partial<PriceProbe>).probePrice === 'function';
+}
+
+export type PriceProbeResult =
+  | { ok: true; slot: number; item: number; machinePrice: string; verdict: ScaleVerdict }
+  | { ok: false; slot: number; reason: 'timeout' | 'busy' | 'not_ready'; message: string };
+
 export interface MdbHealth {
   driver: 'mdb';
   path: string;
   port: string;
   /** the cashless state the board last reported */
   board: CashlessState | null;
-  phase: 'idle' | 'requested' | 'approved';
-  request: { item: number; price: string; slot: number; orderId: string | null } | null;
+  phase: 'idle' | 'requested' | 'starting' | 'approved';
+  style: 'selection-first' | 'card-first';
+  request: { item: number | null; price: string; slot: number; orderId: string | null } | null;
+  /** each C,SETCONF of the last enable: ok, refused (board's text) or no answer */
+  setup: Array<{ param: string; value: string; result: string }>;
   lastVend: { item: number; price: string; result: VendOutcome['result']; at: number } | null;
   opens: number;
   disconnects: number;
@@ -71,7 +158,7 @@ const DENY_ON = new Set(['cancelled', 'rejected', 'not_dispensed']);
 
 export class MdbCashless extends LineDevice {
   readonly buttons: Buttons & { describe(): DeviceReport };
-  readonly dispenser: Dispenser & { describe(): DeviceReport };
+  readonly dispenser: Dispenser & { describe(): DeviceReport } & PriceProbe;
   private readonly opts: MdbOptions;
   private readonly pressListeners = new Set<(slot: number, detail?: SelectionDetail) => unknown>();
   private readonly cancelListeners = new Set<() => void>();
@@ -82,10 +169,18 @@ export class MdbCashless extends LineDevice {
   private lastInitAt = 0;
   private lastVend: MdbHealth['lastVend'] = null;
   private lastError: string | null = null;
+  private readonly style: 'selection-first' | 'card-first';
+  private probe: Probe | undefined;
+  private setupResults: MdbHealth['setup'] = [];
+  /** the answer a C,SETCONF is waiting for */
+  private setconfWaiter: ((answer: string) => void) | undefined;
+  /** bumped on every enable: a stale setup chain stops */
+  private initRun = 0;
 
   constructor(opts: MdbOptions) {
     super(opts, { link: 'mdb', logPart: 'mdb', device: `MDB interface ${opts.path}`, unplugHint: 'check the MDB-USB cable or the HAT' });
     this.opts = opts;
+    this.style = opts.style ?? 'selection-first';
     this.buttons = this.makeButtons();
     this.dispenser = this.makeDispenser();
   }
@@ -94,16 +189,20 @@ export class MdbCashless extends LineDevice {
   override describe(role: 'buttons' | 'dispenser'): DeviceReport {
     const h = this.health();
     const enabled = h.board === 'ENABLED' || h.board === 'IDLE' || h.board === 'VEND';
-    const status: DeviceReport['status'] = h.port !== 'open' ? 'disconnected' : enabled ? 'ok' : 'fault';
+    const refused = h.setup.filter((s) => s.result !== 'ok');
+    const status: DeviceReport['status'] = h.port !== 'open' ? 'disconnected' : enabled && refused.length === 0 ? 'ok' : 'fault';
     const board = h.board ? `cashless ${h.board.toLowerCase()}` : 'no status from the board yet';
     const req = h.request ? `; machine asks ${h.request.price} for item ${h.request.item} (slot ${h.request.slot}, ${h.phase})` : '';
     const last = role === 'dispenser' && h.lastVend ? `; last vend item ${h.lastVend.item}: ${h.lastVend.result}` : '';
     const what = role === 'buttons' ? 'the machine keypad selects' : 'the machine vends after approval';
+    const setup =
+      (refused.length ? `; setup refused: ${refused.map((r) => `${r.param}=${r.value} (${r.result})`).join(', ')}` : '') +
+      (this.probe ? `; price check of slot ${this.probe.slot}: waiting for its item to be chosen on the machine` : '');
     return {
       role,
       driver: 'mdb',
       status,
-      detail: `${h.path} @ ${this.opts.baudRate} baud, port ${h.port}; ${board}; ${what}${req}${last}${h.lastError ? `; last board error: ${h.lastError}` : ''}`,
+      detail: `${h.path} @ ${this.opts.baudRate} baud, port ${h.port}; ${h.style}; ${board}; ${what}${req}${last}${setup}${h.lastError ? `; last board error: ${h.lastError}` : ''}`,
     };
   }
 
@@ -115,7 +214,14 @@ export class MdbCashless extends LineDevice {
       port: this.link.state,
       board: this.board,
       phase: p.kind,
-      request: p.kind === 'idle' ? null : { item: p.item, price: p.price, slot: p.slot, orderId: p.orderId },
+      style: this.style,
+      request:
+        p.kind === 'idle'
+          ? null
+          : p.kind === 'starting'
+            ? { item: null, price: p.funds, slot: p.slot, orderId: p.order.orderId }
+            : { item: p.item, price: p.price, slot: p.slot, orderId: p.orderId },
+      setup: this.setupResults,
       lastVend: this.lastVend,
       ...this.linkCounts(),
       lastError: this.lastError,
@@ -126,6 +232,8 @@ export class MdbCashless extends LineDevice {
     const p = this.phase;
     if (p.kind === 'approved') this.settle({ result: 'vend_failed', pulses: 1, detail: 'agent stopping before the machine reported the vend result' });
     else if (p.kind === 'requested') this.deny('agent stopping');
+    else if (p.kind === 'starting') this.endStart('agent stopping before the customer chose', true);
+    this.endProbe({ ok: false, slot: this.probe?.slot ?? 0, reason: 'not_ready', message: 'agent stopping' });
     await this.link.close();
     this.pressListeners.clear();
     this.cancelListeners.clear();
@@ -151,16 +259,29 @@ export class MdbCashless extends LineDevice {
       case 'status': {
         const was = this.board;
         this.board = m.state;
-        if (was !== m.state) this.log?.info({ from: was, to: m.state }, `mdb: cashless ${m.state.toLowerCase()}`);
-        if (this.phase.kind === 'requested') {
-          // the machine left the vend state before we approved: its customer cancelled, or it
-          // stopped waiting for credit. The order must not be paid for any more.
-          this.withdrawn(`machine left the vend request (c,STATUS,${m.state})`);
+        if (was !== m.state) this.log?.info({ from: was, to: m.state, funds: m.funds }, `mdb: cashless ${m.state.toLowerCase()}`);
+        const p = this.phase;
+        if (m.state === 'IDLE' && p.kind === 'starting') {
+          p.open = true;
+          this.log?.info({ slot: p.slot, funds: m.funds ?? p.funds }, 'mdb: the machine opened the session: waiting for the customer to choose');
+          return;
         }
-        return;
+        // selection-first: IDLE before our approval/result = the machine left the vend
+        return this.sessionLeft(`c,STATUS,${m.state}`);
       }
       case 'vend_request':
+        this.board = 'VEND';
         return this.onRequest(m.price, m.item);
+      case 'revalue_request': {
+        // money back onto a "card": qrkiosk holds no balances, so never
+        this.log?.warn({ line: m.text }, 'mdb: the machine asked to revalue: refused (qrkiosk keeps no customer balance)');
+        if (this.phase.kind !== 'approved') this.link.write(Commands.deny);
+        this.emit('revalue_refused', m.text);
+        return;
+      }
+      case 'set_ok':
+        this.setconfWaiter?.('ok');
+        return;
       case 'vend_success':
       case 'vend_failure': {
         const text = m.kind === 'vend_success' ? 'c,VEND,SUCCESS' : `c,ERR,VEND ${m.code}`;
@@ -175,6 +296,7 @@ export class MdbCashless extends LineDevice {
       case 'error': {
         this.lastError = m.text;
         this.log?.warn({ error: m.text }, `mdb: board error ${m.text}`);
+        if (this.setconfWaiter) return this.setconfWaiter(`refused: ${m.text}`);
         if (/cashless is off/i.test(m.text) && this.phase.kind === 'idle') this.init('board says cashless is off', true);
         return;
       }
@@ -184,10 +306,50 @@ export class MdbCashless extends LineDevice {
     }
   }
 
+  /**
+   * The board left the vend / the session (a status other than VEND). Whatever we were waiting
+   * for from the machine will not come.
+   */
+  private sessionLeft(why: string): void {
+    const p = this.phase;
+    switch (p.kind) {
+      case 'requested':
+        // the machine left the vend state before we approved: its customer cancelled, or it
+        // stopped waiting for credit. The order must not be paid for any more.
+        return this.withdrawn(`machine left the vend request (${why})`);
+      case 'approved':
+        // A result always comes before the board leaves the vend. None came: the machine gave
+        // up (its own timeout) before our approval reached it, or cancelled. Nothing was vended.
+        this.settle({
+          result: 'vend_failed',
+          pulses: 0,
+          detail: `machine left the vend (${why}) without reporting a result: it gave up before the approval arrived; not dispensed`,
+        });
+        return;
+      case 'starting':
+        // ENABLED (or lower) while we wait for a choice: the session is over (the customer
+        // pressed cancel on the machine, or the machine's own session timeout)
+        if (why !== 'c,STATUS,IDLE') this.endStart(`the machine ended the session before a selection (${why})`, false);
+        return;
+      case 'idle':
+        return;
+    }
+  }
+
   private onRequest(price: string, item: number): void {
     const p = this.phase;
+    if (this.probe && p.kind === 'idle') return this.onProbeRequest(price, item);
     if (p.kind === 'approved') {
       this.log?.error({ item, price, approvedItem: p.item }, 'mdb: a new vend request while an approved vend has no result yet: ignored');
+      return;
+    }
+    if (p.kind === 'starting') return this.onSessionRequest(p, price, item);
+    if (this.style === 'card-first') {
+      // no session of ours is open: a second selection after the paid one (multi-vend), or a
+      // machine set to always-idle. One payment buys one vend.
+      this.log?.warn({ item, price }, 'mdb: vend request outside a paid session (multi-vend?): denied');
+      this.link.write(Commands.deny);
+      this.emit('denied', item, 'no paid session (multi-vend refused)');
       return;
     }
     if (p.kind === 'requested') this.withdrawn(`machine replaced item ${p.item} with item ${item}`);
@@ -223,6 +385,30 @@ export class MdbCashless extends LineDevice {
     this.deny(answer ? `selection refused: ${answer.reason ?? ''} ${answer.message ?? ''}`.trim() : 'nobody took the selection');
   }
 
+  /** Card-first: the customer chose on the machine inside the session we opened for a paid order. */
+  private onSessionRequest(p: Extract<Phase, { kind: 'starting' }>, price: string, item: number): void {
+    const slot = this.slotOf(item);
+    const refuse = (why: string) => {
+      this.log?.warn({ item, price, paidSlot: p.slot }, `mdb: ${why}: denied`);
+      this.link.write(Commands.deny);
+      clearTimeout(p.timer);
+      this.phase = { kind: 'idle' };
+      p.done({ result: 'vend_failed', pulses: 0, detail: `not approved: ${why}` });
+    };
+    if (slot !== p.slot) return refuse(`the customer chose item ${item}${slot !== undefined ? ` (slot ${slot})` : ''} but paid for slot ${p.slot}`);
+    const check = checkMachinePrice(price, this.opts.trustMachinePriceWithin, { price: p.order.amount, currency: p.order.currency });
+    if (!check.ok) return refuse(`machine price disagrees with the paid amount: ${check.detail}`);
+    if (check.difference > 0) return refuse(`the machine asks ${price}, more than the ${p.funds} paid`);
+    clearTimeout(p.timer);
+    if (!this.link.write(Commands.approve(price))) {
+      this.phase = { kind: 'idle' };
+      p.done({ result: 'vend_failed', pulses: 0, detail: 'MDB interface disconnected: the machine was not told to vend' });
+      return;
+    }
+    this.log?.info({ item, price, orderId: p.order.orderId }, `mdb: approved ${price} for item ${item} in the paid session`);
+    this.phase = { kind: 'approved', item, price, slot, orderId: p.order.orderId, timer: this.resultTimer(), done: p.done };
+  }
+
   // ---- agent -> board -----------------------------------------------------------------------------
 
   protected override onOpen(): void {
@@ -236,6 +422,7 @@ export class MdbCashless extends LineDevice {
       this.withdrawn('MDB interface reconnected during the request');
       this.link.write(Commands.deny);
     }
+    if (this.phase.kind === 'starting') this.endStart('MDB interface reconnected before the customer chose', true);
     this.init('port opened');
   }
 
@@ -245,9 +432,45 @@ export class MdbCashless extends LineDevice {
     if (rateLimited && now - this.lastInitAt < 2000) return;
     this.lastInitAt = now;
     this.initPending = false;
-    this.log?.info({ why }, 'mdb: enabling the cashless slave (C,0, C,1)');
+    const run = ++this.initRun;
+    const setconf = this.opts.setconf ?? [];
+    this.log?.info({ why, setconf: setconf.length }, 'mdb: enabling the cashless slave (C,0, setup, C,1)');
     this.link.write(Commands.disable);
-    this.link.write(Commands.enable);
+    if (setconf.length === 0) {
+      this.link.write(Commands.enable);
+      return;
+    }
+    // one C,SETCONF at a time, each answered c,SET,OK (or an error) before the next
+    void (async () => {
+      const results: MdbHealth['setup'] = [];
+      for (const [param, value] of setconf) {
+        if (run !== this.initRun || !this.link.isOpen) return;
+        const answer = await new Promise<string>((resolve) => {
+          const t = setTimeout(() => resolve('no answer'), this.opts.setconfAnswerMs ?? 2000);
+          this.setconfWaiter = (a) => {
+            clearTimeout(t);
+            this.setconfWaiter = undefined;
+            resolve(a);
+          };
+          this.link.write(Commands.setconf(param, value));
+        });
+        this.setconfWaiter = undefined;
+        results.push({ param, value, result: answer });
+        if (answer !== 'ok') {
+          const hint =
+            param === 'mdb-addr' && value === '0x60'
+              ? ': this interface (or its firmware) cannot be the second cashless device; update it, or take the card reader out and use hardware.mdb.address: 1'
+              : '';
+          this.log?.error({ param, value, answer }, `mdb: the board did not take ${param}=${value} (${answer})${hint}`);
+          this.opts.faults?.condition(this.device, 'setup', `C,SETCONF,${param}=${value}: ${answer}${hint}`);
+        }
+      }
+      if (run !== this.initRun) return;
+      this.setupResults = results;
+      if (results.every((r) => r.result === 'ok')) this.opts.faults?.clear(this.device, 'setup', 'reader setup accepted');
+      this.link.write(Commands.enable);
+      this.emit('setup', results);
+    })();
   }
 
   /** Deny the open request (C,STOP) and forget it. */
@@ -258,6 +481,17 @@ export class MdbCashless extends LineDevice {
     const sent = this.link.write(Commands.deny);
     this.log?.info({ item: p.item, price: p.price, orderId: p.orderId, sent }, `mdb: denied item ${p.item}: ${why}`);
     this.emit('denied', p.item, why);
+  }
+
+  /** Card-first: the session we opened ends without a vend (the paid order is refunded). */
+  private endStart(why: string, sendStop: boolean): void {
+    const p = this.phase;
+    if (p.kind !== 'starting') return;
+    clearTimeout(p.timer);
+    this.phase = { kind: 'idle' };
+    if (sendStop) this.link.write(Commands.deny);
+    this.log?.info({ slot: p.slot, orderId: p.order.orderId }, `mdb: paid session ended without a vend: ${why}`);
+    p.done({ result: 'vend_failed', pulses: 0, detail: `not vended: ${why}` });
   }
 
   /** The machine (or the link) ended the request: cancel the order, nothing to send. */
@@ -277,8 +511,22 @@ export class MdbCashless extends LineDevice {
     this.phase = { kind: 'idle' };
     this.lastVend = { item: p.item, price: p.price, result: o.result, at: Date.now() };
     this.log?.info({ item: p.item, slot: p.slot, orderId: p.orderId, ...o }, `mdb: vend of item ${p.item}: ${o.result}`);
+    // card-first: end the session now, so the funds cannot buy a second product (multi-vend)
+    if (this.style === 'card-first') this.link.write(Commands.deny);
     p.done(o);
     if (this.initPending && this.link.isOpen) this.init('reconnected during the vend');
+  }
+
+  private resultTimer(): NodeJS.Timeout {
+    return setTimeout(() => {
+      // end the session so the machine does not sit on approved credit
+      if (this.style !== 'card-first') this.link.write(Commands.deny);
+      this.settle({
+        result: 'vend_failed',
+        pulses: 1,
+        detail: `no vend result from the machine within ${this.opts.resultTimeoutMs} ms after approval; it may have dispensed`,
+      });
+    }, this.opts.resultTimeoutMs);
   }
 
   /** Session state changes: a cancelled/expired/rejected order denies the machine's request. */
@@ -286,6 +534,51 @@ export class MdbCashless extends LineDevice {
     const p = this.phase;
     if (p.kind !== 'requested' || p.orderId !== change.orderId) return;
     if (DENY_ON.has(change.to)) this.deny(`order ${change.orderId} ${change.to}`);
+  }
+
+  // ---- price scale check (qrkiosk test mdb-price <slot>) -------------------------------------------
+
+  /**
+   * Waits for the technician to choose the slot's item on the machine, compares the price the
+   * machine asks with the catalog's, and denies the request: nothing is sold. Card-first machines
+   * only ask inside a session, so one is opened with funds well above the price (never approved).
+   */
+  probePrice(slot: number, catalog: { price: number; currency: string }, timeoutMs: number): Promise<PriceProbeResult> {
+    if (this.probe || this.phase.kind !== 'idle') {
+      return Promise.resolve({ ok: false, slot, reason: 'busy', message: `the MDB driver is busy (${this.probe ? 'another price check' : this.phase.kind})` });
+    }
+    if (!this.link.isOpen) return Promise.resolve({ ok: false, slot, reason: 'not_ready', message: `the MDB interface is ${this.link.state}` });
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        if (this.style === 'card-first') this.link.write(Commands.deny);
+        this.endProbe({ ok: false, slot, reason: 'timeout', message: `nobody chose the item of slot ${slot} on the machine within ${Math.round(timeoutMs / 1000)} s` });
+      }, timeoutMs);
+      this.probe = { slot, catalog, resolve, timer };
+      if (this.style === 'card-first' && isCurrency(catalog.currency)) this.link.write(Commands.start(toDecimalString(catalog.price * 100, catalog.currency)));
+    });
+  }
+
+  private onProbeRequest(price: string, item: number): void {
+    const probe = this.probe!;
+    // never sold: the request is always denied
+    this.link.write(Commands.deny);
+    const slot = this.slotOf(item);
+    if (slot !== probe.slot) {
+      this.log?.info({ item, slot, want: probe.slot }, 'mdb: price check: another item was chosen; still waiting');
+      if (this.style === 'card-first' && isCurrency(probe.catalog.currency)) this.link.write(Commands.start(toDecimalString(probe.catalog.price * 100, probe.catalog.currency)));
+      return;
+    }
+    const verdict = diagnoseScale(price, probe.catalog, this.opts.scale ?? null);
+    this.log?.info({ item, price, verdict }, `mdb: price check of slot ${probe.slot}: ${verdict.message}`);
+    this.endProbe({ ok: true, slot: probe.slot, item, machinePrice: price, verdict });
+  }
+
+  private endProbe(r: PriceProbeResult): void {
+    const probe = this.probe;
+    if (!probe) return;
+    clearTimeout(probe.timer);
+    this.probe = undefined;
+    probe.resolve(r);
   }
 
   // ---- faces --------------------------------------------------------------------------------------
@@ -310,9 +603,10 @@ export class MdbCashless extends LineDevice {
     );
   }
 
-  private makeDispenser(): Dispenser & { describe(): DeviceReport } {
+  private makeDispenser(): Dispenser & { describe(): DeviceReport } & PriceProbe {
     // the machine owns its motors
-    return this.dispenserFace((slot: number) => {
+    const face = this.dispenserFace((slot: number, order?: VendOrder) => {
+      if (this.style === 'card-first') return this.vendCardFirst(slot, order);
       const p = this.phase;
       if (p.kind === 'approved') return Promise.reject(new DispenserBusy('the machine is already vending'));
       if (p.kind !== 'requested' || p.slot !== slot) {
@@ -329,17 +623,29 @@ export class MdbCashless extends LineDevice {
       }
       this.log?.info({ item: p.item, price: p.price, orderId: p.orderId }, `mdb: approved ${p.price} for item ${p.item}`);
       return new Promise<VendOutcome>((resolve) => {
-        const timer = setTimeout(() => {
-          // end the session so the machine does not sit on approved credit
-          this.link.write(Commands.deny);
-          this.settle({
-            result: 'vend_failed',
-            pulses: 1,
-            detail: `no vend result from the machine within ${this.opts.resultTimeoutMs} ms after approval; it may have dispensed`,
-          });
-        }, this.opts.resultTimeoutMs);
-        this.phase = { ...p, kind: 'approved', timer, done: resolve };
+        this.phase = { ...p, kind: 'approved', timer: this.resultTimer(), done: resolve };
       });
+    });
+    return Object.assign(face, { probePrice: (slot: number, catalog: { price: number; currency: string }, timeoutMs: number) => this.probePrice(slot, catalog, timeoutMs) });
+  }
+
+  /** Card-first: open a session with the paid amount; the customer chooses on the machine. */
+  private vendCardFirst(slot: number, order: VendOrder | undefined): Promise<VendOutcome> {
+    const p = this.phase;
+    if (p.kind !== 'idle' || this.probe) return Promise.reject(new DispenserBusy(`the machine is busy (${this.probe ? 'price check' : p.kind})`));
+    const fail = (detail: string) => {
+      this.log?.warn({ slot }, `mdb: not starting a session: ${detail}`);
+      return Promise.resolve<VendOutcome>({ result: 'vend_failed', pulses: 0, detail: `not vended: ${detail}` });
+    };
+    if (!order || !isCurrency(order.currency)) return fail('card-first needs the paid amount (a customer order), not a bare slot');
+    if (this.board !== 'ENABLED') return fail(`the machine is not ready for a session (cashless ${this.board?.toLowerCase() ?? 'not set up'})`);
+    const funds = toDecimalString(order.amount, order.currency);
+    if (!this.link.write(Commands.start(funds))) return fail('MDB interface disconnected');
+    this.log?.info({ slot, funds, orderId: order.orderId }, `mdb: session opened with ${funds}: the customer chooses on the machine`);
+    return new Promise<VendOutcome>((resolve) => {
+      const ms = this.opts.selectTimeoutMs ?? 60_000;
+      const timer = setTimeout(() => this.endStart(`nobody chose on the machine within ${Math.round(ms / 1000)} s`, true), ms);
+      this.phase = { kind: 'starting', slot, funds, order, open: false, timer, done: resolve };
     });
   }
 }

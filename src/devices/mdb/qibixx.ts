@@ -13,6 +13,13 @@
 //   C,STOP                 deny the request / end the session
 //   c,VEND,SUCCESS         the machine dispensed
 //   c,ERR,VEND <n>         the machine could not dispense (n = 3 in the docs' example)
+//   C,START,<funds>        card-first ("authorization first"): open a session with funds; the
+//                          VMC then lets the customer choose and asks c,STATUS,VEND as above
+//   C,SETCONF,<par>=<val>  reader setup, sent while disabled (C,0), answered c,SET,OK; the board
+//                          forgets it at power-off. Names used: mdb-addr (0x10 first cashless
+//                          device, 0x60 second), mdb-currency-code, mdb-always-idle (1 = selection
+//                          first); others can be given in hardware.mdb.setconf
+//   c,STATUS,REVALUE...    the VMC asks to put money back on the "card": refused (C,STOP)
 //
 // There is no checksum. A line that does not parse is logged and ignored; a truncated line
 // that still parses (an item "15" cut to "1") cannot be detected here, which is one reason the
@@ -21,8 +28,11 @@
 export type CashlessState = 'INACTIVE' | 'DISABLED' | 'ENABLED' | 'IDLE' | 'VEND';
 
 export type BoardLine =
-  | { kind: 'status'; state: Exclude<CashlessState, 'VEND'> }
+  /** IDLE = a session is open; it may carry the funds left (c,STATUS,IDLE,<funds>) */
+  | { kind: 'status'; state: Exclude<CashlessState, 'VEND'>; funds?: string }
   | { kind: 'vend_request'; price: string; item: number }
+  | { kind: 'revalue_request'; text: string }
+  | { kind: 'set_ok' }
   | { kind: 'vend_success' }
   | { kind: 'vend_failure'; code: string }
   | { kind: 'error'; text: string }
@@ -47,11 +57,16 @@ export function parseBoardLine(raw: string): BoardLine {
         if (!ITEM.test(f[4]!) || Number(f[4]) > 65535) return { kind: 'garbled', reason: `item "${f[4]}" is not an MDB item number` };
         return { kind: 'vend_request', price: f[3]!, item: Number(f[4]) };
       }
-      if (st === 'INACTIVE' || st === 'DISABLED' || st === 'ENABLED' || st === 'IDLE') {
-        // IDLE may carry the session's funds (c,STATUS,IDLE,<funds>); the state is what matters
-        if (st !== 'IDLE' && f.length !== 3) return { kind: 'garbled', reason: `c,STATUS,${st} takes no fields` };
+      if (st === 'IDLE') {
+        if (f.length > 4) return { kind: 'garbled', reason: 'c,STATUS,IDLE takes at most the funds' };
+        if (f.length === 4 && !PRICE.test(f[3]!)) return { kind: 'garbled', reason: `funds "${f[3]}" is not a decimal amount` };
+        return f.length === 4 ? { kind: 'status', state: 'IDLE', funds: f[3]! } : { kind: 'status', state: 'IDLE' };
+      }
+      if (st === 'INACTIVE' || st === 'DISABLED' || st === 'ENABLED') {
+        if (f.length !== 3) return { kind: 'garbled', reason: `c,STATUS,${st} takes no fields` };
         return { kind: 'status', state: st };
       }
+      if (st === 'REVALUE') return { kind: 'revalue_request', text: line };
       return { kind: 'garbled', reason: `unknown cashless status "${st ?? ''}" (truncated?)` };
     }
     if (f[1] === 'VEND') {
@@ -65,7 +80,9 @@ export function parseBoardLine(raw: string): BoardLine {
       if (text.startsWith('VEND')) return { kind: 'garbled', reason: `vend error without a code: "${line}" (truncated?)` };
       return { kind: 'error', text };
     }
-    // c,SET,..., c,START,... acknowledgements and the like
+    if (f[1] === 'REVALUE') return { kind: 'revalue_request', text: line };
+    if (f[1] === 'SET' && f[2] === 'OK' && f.length === 3) return { kind: 'set_ok' };
+    // c,START,... acknowledgements and the like
     return { kind: 'other', text: line };
   }
   if (/^[a-z],/.test(line) || /^[a-z]$/.test(line)) return { kind: 'other', text: line };
@@ -77,6 +94,9 @@ export const Commands = {
   enable: 'C,1',
   approve: (price: string) => `C,VEND,${price}`,
   deny: 'C,STOP',
+  /** card-first: a session with these funds */
+  start: (funds: string) => `C,START,${funds}`,
+  setconf: (param: string, value: string) => `C,SETCONF,${param}=${value}`,
 } as const;
 
 /** A command line sent to the board, parsed (the twin and the tests use it). */
@@ -84,6 +104,8 @@ export type BoardCommand =
   | { kind: 'enable'; on: boolean }
   | { kind: 'approve'; price: string }
   | { kind: 'deny' }
+  | { kind: 'start'; funds: string }
+  | { kind: 'setconf'; param: string; value: string }
   | { kind: 'other'; text: string };
 
 export function parseBoardCommand(raw: string): BoardCommand {
@@ -92,5 +114,9 @@ export function parseBoardCommand(raw: string): BoardCommand {
   if (line === 'C,STOP') return { kind: 'deny' };
   const m = /^C,VEND,(\d{1,7}(?:\.\d{1,4})?)$/.exec(line);
   if (m) return { kind: 'approve', price: m[1]! };
+  const s = /^C,START,(\d{1,7}(?:\.\d{1,4})?)$/.exec(line);
+  if (s) return { kind: 'start', funds: s[1]! };
+  const c = /^C,SETCONF,([a-z0-9-]+)=([^,\s]+)$/.exec(line);
+  if (c) return { kind: 'setconf', param: c[1]!, value: c[2]! };
   return { kind: 'other', text: line };
 }

@@ -7,6 +7,11 @@ import { parseBoardCommand } from './qibixx.js';
 // It follows the session sequences of the Qibixx documentation: enable -> INACTIVE, DISABLED,
 // ENABLED; a selection -> c,STATUS,VEND,<price>,<item>; C,VEND -> the machine vends and reports
 // c,VEND,SUCCESS or c,ERR,VEND 3, then c,STATUS,IDLE; C,STOP -> the request is dropped.
+// Card-first: C,START,<funds> opens a session (c,STATUS,IDLE,<funds>) in which the customer may
+// choose; C,STOP ends it (c,STATUS,ENABLED). C,SETCONF answers c,SET,OK unless the parameter is
+// in `refuse` (an older firmware that cannot be the second cashless device). A machine that gives
+// up (giveUp) leaves the vend at once: an approval that arrives afterwards is a violation and
+// vends nothing, like a real VMC that is no longer waiting.
 
 export type MachineOutcome = 'success' | 'fail' | 'silent';
 
@@ -23,6 +28,17 @@ export class QibixxTwin extends EventEmitter {
   readonly commands: string[] = [];
   /** commands that made no sense in the state they arrived in */
   readonly violations: string[] = [];
+  /** C,SETCONF parameters received, and those this board refuses */
+  readonly setconf = new Map<string, string>();
+  refuse = new Set<string>();
+  /** card-first: the funds of the open session, null = no session */
+  session: string | null = null;
+  readonly starts: string[] = [];
+  /**
+   * The approval crosses the VMC's own timeout on the wire: by the time C,VEND arrives the
+   * machine has given up (c,STATUS,ENABLED), so it vends nothing.
+   */
+  giveUpBeforeApproval = false;
 
   constructor(private readonly end: LineEnd) {
     super();
@@ -48,6 +64,26 @@ export class QibixxTwin extends EventEmitter {
     this.say('c,STATUS,IDLE');
   }
 
+  /** The VMC's own timeout: it stops waiting for approval and ends the session. */
+  giveUp(): void {
+    this.request = null;
+    this.session = null;
+    this.state = 'ENABLED';
+    this.say('c,STATUS,ENABLED');
+  }
+
+  /** Card-first: the customer chooses inside the open session (the VMC checks the funds). */
+  selectInSession(item: number, price: string): boolean {
+    if (this.session === null || Number(price) > Number(this.session)) return false;
+    this.select(item, price);
+    return true;
+  }
+
+  /** The VMC asks to put credit back on the reader (revalue). */
+  askRevalue(amount: string): void {
+    this.say(`c,STATUS,REVALUE,${amount}`);
+  }
+
   private onLine(line: string): void {
     this.commands.push(line);
     this.emit('command', line);
@@ -66,6 +102,11 @@ export class QibixxTwin extends EventEmitter {
         return;
       case 'approve': {
         const r = this.request;
+        if (this.state === 'VEND' && r && this.giveUpBeforeApproval) {
+          this.giveUp();
+          this.violations.push(`${line} after the machine gave up`);
+          return;
+        }
         if (this.state !== 'VEND' || !r) {
           this.violations.push(`${line} with no open request`);
           return;
@@ -78,14 +119,40 @@ export class QibixxTwin extends EventEmitter {
           this.say('c,VEND,SUCCESS');
         } else this.say('c,ERR,VEND 3');
         this.state = 'IDLE';
-        this.say('c,STATUS,IDLE');
+        this.say(this.session !== null ? `c,STATUS,IDLE,${this.session}` : 'c,STATUS,IDLE');
         return;
       }
       case 'deny':
         if (this.request) this.denials.push(this.request.item);
         this.request = null;
+        if (this.session !== null) {
+          // ends the card-first session
+          this.session = null;
+          this.state = 'ENABLED';
+          this.say('c,STATUS,ENABLED');
+          return;
+        }
         this.state = 'IDLE';
         this.say('c,STATUS,IDLE');
+        return;
+      case 'start':
+        if (this.state !== 'ENABLED') {
+          this.violations.push(`${line} while ${this.state}`);
+          return;
+        }
+        this.starts.push(c.funds);
+        this.session = c.funds;
+        this.state = 'IDLE';
+        this.say(`c,STATUS,IDLE,${c.funds}`);
+        return;
+      case 'setconf':
+        if (this.state !== 'off') this.violations.push(`${line} while enabled (send C,0 first)`);
+        if (this.refuse.has(c.param)) {
+          this.say(`c,ERR,SETCONF ${c.param}`);
+          return;
+        }
+        this.setconf.set(c.param, c.value);
+        this.say('c,SET,OK');
         return;
       case 'other':
         this.violations.push(`unknown command ${line}`);

@@ -32,8 +32,11 @@ const CP858_HIGH =
   'ÇüéâäàåçêëèïîìÄÅÉæÆôöòûùÿÖÜø£Ø×ƒáíóúñÑªº¿®¬½¼¡«»░▒▓│┤ÁÂÀ©╣║╗╝¢¥┐└┴┬├─┼ãÃ╚╔╩╦╠═╬¤ðÐÊËÈ€ÍÎÏ┘┌█▄¦Ì▀ÓßÔÒõÕµþÞÚÛÙýÝ¯´\u00ad±‗¾¶§÷¸°¨·¹³²■\u00a0';
 const CP858 = new Map<string, number>([...CP858_HIGH].map((ch, i) => [ch, 0x80 + i]));
 
-/** QR data the printer can store in one symbol (model 2, level L, byte mode). */
-export const QR_MAX_BYTES = 2953;
+/**
+ * Bytes one QR symbol holds (model 2, version 40, byte mode) at each error-correction level: the
+ * limit depends on the level the symbol is printed with (receipts use M).
+ */
+export const QR_MAX_BYTES: Readonly<Record<QrErrorLevel, number>> = { L: 2953, M: 2331, Q: 1663, H: 1273 };
 
 export class EscPosError extends Error {
   override name = 'EscPosError';
@@ -113,10 +116,13 @@ export class EscPos {
   qr(data: string, opts: { moduleSize?: number; level?: QrErrorLevel } = {}): this {
     const bytes = Buffer.from(data, 'utf8');
     if (bytes.length === 0) throw new EscPosError('QR data is empty');
-    if (bytes.length > QR_MAX_BYTES) throw new EscPosError(`QR data is ${bytes.length} bytes; at most ${QR_MAX_BYTES} fit one symbol`);
+    const ecc = opts.level ?? 'M';
+    if (bytes.length > QR_MAX_BYTES[ecc]) {
+      throw new EscPosError(`QR data is ${bytes.length} bytes; at most ${QR_MAX_BYTES[ecc]} fit one symbol at error correction ${ecc}`);
+    }
     const size = opts.moduleSize ?? 6;
     if (!Number.isInteger(size) || size < 1 || size > 16) throw new EscPosError(`QR module size ${size}: 1-16 dots`);
-    const level = { L: 0x30, M: 0x31, Q: 0x32, H: 0x33 }[opts.level ?? 'M'];
+    const level = { L: 0x30, M: 0x31, Q: 0x32, H: 0x33 }[ecc];
     const k = (...fn: number[]) => this.push(GS, 0x28, 0x6b, fn.length & 0xff, fn.length >> 8, ...fn);
     k(0x31, 0x41, 0x32, 0x00); // model 2
     k(0x31, 0x43, size);

@@ -2,7 +2,7 @@ import type { Logger } from '../../runtime/log.js';
 import type { Buttons } from '../buttons.js';
 import type { Dispenser } from '../dispenser.js';
 import type { FaultSink } from '../faults.js';
-import { MdbCashless, MDB_DEFAULTS } from '../mdb/cashless.js';
+import { MdbCashless, MDB_DEFAULTS, mdbSetconf } from '../mdb/cashless.js';
 import { DeviceFileTransport, ReceiptPrinter, SerialPrinterTransport, transportFor, type PrinterTransport } from '../printer/printer.js';
 import type { MdbConfig, PrinterConfig, SerialPanelConfig } from './config.js';
 import type { OpenPort } from './line-port.js';
@@ -57,6 +57,10 @@ export function mdbFor(owner: object, c: MdbConfig, opts: SerialBuildOptions = {
     resultTimeoutMs: c.resultTimeoutMs,
     ...(c.items ? { items: new Map(Object.entries(c.items).map(([item, sl]) => [Number(item), sl])) } : {}),
     ...(c.trustMachinePriceWithin !== undefined ? { trustMachinePriceWithin: c.trustMachinePriceWithin } : {}),
+    ...(c.style ? { style: c.style } : {}),
+    selectTimeoutMs: c.selectTimeoutMs,
+    setconf: mdbSetconf({ address: c.address, style: c.style, currencyCode: c.setup?.currencyCode, setconf: c.setconf }),
+    scale: c.setup ? { scaleFactor: c.setup.scaleFactor, decimalPlaces: c.setup.decimalPlaces } : null,
     ...(opts.logger ? { logger: opts.logger } : {}),
     ...(opts.faults ? { faults: opts.faults } : {}),
     ...(opts.openPort ? { openPort: opts.openPort } : {}),
@@ -92,6 +96,7 @@ export function receiptPrinterFor(c: PrinterConfig | undefined, locale: string, 
     },
     opts.logger?.child({ part: 'printer' }),
     opts.faults,
+    c.timeoutMs,
   );
 }
 
@@ -119,6 +124,12 @@ export function openSerialDevices(
   if (!opts.have?.buttons && b === 'serial-panel') out.buttons = serialPanelFor(hw, hw.serialPanel!, build).buttons;
   if (!opts.have?.dispenser && d === 'serial-panel') out.dispenser = serialPanelFor(hw, hw.serialPanel!, build).dispenser;
   if (!opts.have?.buttons && b === 'mdb') out.buttons = mdbFor(hw, hw.mdb!, build).buttons;
-  if (!opts.have?.dispenser && d === 'mdb') out.dispenser = mdbFor(hw, hw.mdb!, build).dispenser;
+  if (!opts.have?.dispenser && d === 'mdb') {
+    const mdb = mdbFor(hw, hw.mdb!, build);
+    out.dispenser = mdb.dispenser;
+    // card-first: no MDB buttons face starts the port, and the VMC must find its reader set up
+    // and enabled before the first paid order, so the board is enabled now
+    if (b !== 'mdb') mdb.start();
+  }
   return out;
 }

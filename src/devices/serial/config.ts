@@ -81,8 +81,49 @@ export const mdbSchema = section(
       .refine((v) => DECIMAL.test(v), { error: 'write a decimal amount in the catalog currency, e.g. "0.50" (or leave it out: prices must match)' })
       .optional(),
     resultTimeoutMs: ms('how long the machine has to report the vend after approval', 60_000, 5000, 600_000),
+    style: z
+      .enum(['selection-first', 'card-first'], {
+        error: 'use selection-first (the customer chooses on the machine, then pays) or card-first (pays at the kiosk, then chooses on the machine)',
+      })
+      .optional(),
+    selectTimeoutMs: ms('card-first: how long the customer has to choose on the machine once paid', 60_000, 10_000, 300_000),
+    address: z
+      .union([z.literal(1), z.literal(2)], { error: 'use 1 (the only cashless device) or 2 (beside a card reader that keeps address 1)' })
+      .optional(),
+    setup: section(
+      {
+        currencyCode: z
+          .string()
+          .regex(/^0x1\d{3}$/, { error: 'MDB currency code: 0x1 followed by the ISO 4217 number, e.g. 0x1032 for ARS, 0x1986 for BRL' })
+          .optional(),
+        scaleFactor: z.number({ error: hint('the scale factor the reader announces, e.g. scaleFactor: 1') }).int().min(1).max(255).default(1),
+        decimalPlaces: z.number({ error: hint('the decimal places the reader announces, e.g. decimalPlaces: 2') }).int().min(0).max(4).default(2),
+      },
+      'setup: { currencyCode: 0x1032, scaleFactor: 1, decimalPlaces: 2 }',
+    ).optional(),
+    setconf: z
+      .record(z.string().regex(/^[a-z0-9-]+$/, { error: 'Qibixx parameter names look like mdb-always-idle' }), z.union([z.string(), z.number()]).transform(String), {
+        error: hint('extra C,SETCONF parameters for the board, e.g. setconf: { mdb-always-idle: 1 }'),
+      })
+      .optional(),
   },
   'mdb: { path: /dev/serial/by-id/usb-Qibixx_MDB-HAT_0-if00 }',
+);
+
+export const dexSchema = section(
+  {
+    path: devicePath('/dev/serial/by-id/usb-FTDI_FT232R_USB_UART_A1-if00-port0'),
+    protocol: z.enum(['dex', 'ddcmp', 'auto'], { error: 'use dex (DEX/UCS), ddcmp, or auto (try DDCMP, then DEX/UCS)' }).default('auto'),
+    answerMs: ms('how long the machine has to answer each step', 1000, 100, 10_000),
+    passCode: z.number({ error: hint('the machine\'s DDCMP pass code, e.g. passCode: 0') }).int().min(0).max(0xffff).default(0),
+    everyMinutes: z
+      .number({ error: hint('read the audit every N minutes, e.g. everyMinutes: 60 (0 = only on qrkiosk dex read)') })
+      .int()
+      .min(0)
+      .max(7 * 24 * 60)
+      .default(60),
+  },
+  'dex: { path: /dev/serial/by-id/usb-FTDI_..., protocol: auto }',
 );
 
 export const printerSchema = section(
@@ -115,12 +156,19 @@ export const printerSchema = section(
       .default('{orderId}'),
     qrModuleSize: z.number({ error: hint('QR dots per module, e.g. 6') }).int().min(1).max(16).default(6),
     cut: z.enum(['partial', 'full', 'none'], { error: 'use partial, full or none (printers without a cutter)' }).default('partial'),
+    timeoutMs: z
+      .number({ error: hint('ms a receipt may take to reach the printer before it counts as print_failed, e.g. timeoutMs: 10000') })
+      .int()
+      .min(1000, { error: 'use at least 1000 ms' })
+      .max(120_000, { error: 'use at most 120000 ms' })
+      .default(10_000),
   },
   'printer: { path: /dev/usb/lp0 }',
 );
 
 export type SerialPanelConfig = z.output<typeof serialPanelSchema>;
 export type MdbConfig = z.output<typeof mdbSchema>;
+export type DexConfig = z.output<typeof dexSchema>;
 export type PrinterConfig = z.output<typeof printerSchema>;
 
 /** The cross-checks that need the whole hardware section (mounted in the agent's superRefine). */
@@ -145,7 +193,10 @@ export function checkSerialHardware(
   if ((mdbButtons || mdbDispenser) && !hw.mdb) {
     issue(['hardware', 'mdb'], 'missing: the mdb driver needs hardware.mdb: { path: /dev/serial/by-id/usb-Qibixx_MDB-HAT_0-if00 }');
   }
-  if (mdbButtons !== mdbDispenser) {
+  if (mdbButtons && hw.mdb?.style === 'card-first') {
+    // card-first: the machine keypad only chooses inside a paid session; the kiosk's own buttons pick
+    issue(['hardware', 'buttons', 'driver'], 'card-first: the customer picks on the kiosk (its buttons or screen) and pays before the machine is touched: set hardware.buttons to the kiosk\'s own buttons, not mdb');
+  } else if (mdbButtons !== mdbDispenser && !(mdbDispenser && hw.mdb?.style === 'card-first')) {
     // the machine's keypad chooses and the machine vends what was chosen: one without the other
     // cannot sell anything
     issue(

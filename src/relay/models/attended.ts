@@ -3,9 +3,9 @@ import { toDecimalNumber } from '../../core/money.js';
 import type { Kiosk, OrderRecord, PaymentRecord } from '../store.js';
 import { notificationUrl, type ModelContext } from './context.js';
 import { instoreOrderBody } from './instore-body.js';
-import { isNotFound, searchMerchantOrders } from './merchant-orders.js';
+import { isNotFound, searchMerchantOrders, searchMerchantOrderWindow } from './merchant-orders.js';
 import { refundLegacyPayment } from './unattended.js';
-import { ModelSetupError, type Payable, type PaymentModel, type PaymentState, type RefundAnswer } from './types.js';
+import { ModelSetupError, type Payable, type PaymentModel, type PaymentState, type RefundAnswer, type SearchWindow, type WindowPage } from './types.js';
 
 // Attended (Mercado Pago's "QR modelo atendido"): the order is put on the kiosk's POS, and the
 // customer scans the POS's static QR. One order per POS at a time: putting a new one replaces the
@@ -19,8 +19,8 @@ export class AttendedModel implements PaymentModel {
   readonly name = 'attended' as const;
   constructor(private readonly ctx: ModelContext) {}
 
-  ordersHaveQr(): boolean {
-    return false;
+  qrOnAccept(): boolean {
+    return true;
   }
   offerLocally(): undefined {
     return undefined;
@@ -70,6 +70,9 @@ export class AttendedModel implements PaymentModel {
 
   search(order: OrderRecord): Promise<PaymentState[]> {
     return searchMerchantOrders(this.ctx.mp, order.id);
+  }
+  searchWindow(w: SearchWindow): Promise<WindowPage> {
+    return searchMerchantOrderWindow(this.ctx.mp, w);
   }
   refund(_order: OrderRecord, payment: PaymentRecord, idempotencyKey: string): Promise<RefundAnswer> {
     return refundLegacyPayment(this.ctx, payment, idempotencyKey);

@@ -2,9 +2,9 @@ import { buildMercadoPagoQr } from '../../emv/index.js';
 import type { Kiosk, OrderRecord, PaymentRecord } from '../store.js';
 import type { ModelContext } from './context.js';
 import { instoreOrderBody } from './instore-body.js';
-import { isNotFound, searchMerchantOrders } from './merchant-orders.js';
+import { isNotFound, searchMerchantOrders, searchMerchantOrderWindow } from './merchant-orders.js';
 import { refundLegacyPayment } from './unattended.js';
-import type { Payable, PaymentModel, PaymentState, RefundAnswer } from './types.js';
+import type { Payable, PaymentModel, PaymentState, RefundAnswer, SearchWindow, WindowPage } from './types.js';
 
 // Dynamic QR (Mercado Pago's "QR modelo dinâmico"): a QR per order, shown on the kiosk's screen.
 //   online:  POST …/pos/{pos}/qrs -> qr_data. Mercado Pago offers no delete for it: the order's
@@ -19,7 +19,7 @@ export class DynamicModel implements PaymentModel {
   readonly name = 'dynamic' as const;
   constructor(private readonly ctx: ModelContext) {}
 
-  ordersHaveQr(): boolean {
+  qrOnAccept(): boolean {
     return true;
   }
 
@@ -59,6 +59,9 @@ export class DynamicModel implements PaymentModel {
 
   search(order: OrderRecord): Promise<PaymentState[]> {
     return searchMerchantOrders(this.ctx.mp, order.id);
+  }
+  searchWindow(w: SearchWindow): Promise<WindowPage> {
+    return searchMerchantOrderWindow(this.ctx.mp, w);
   }
   refund(_order: OrderRecord, payment: PaymentRecord, idempotencyKey: string): Promise<RefundAnswer> {
     return refundLegacyPayment(this.ctx, payment, idempotencyKey);

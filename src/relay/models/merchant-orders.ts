@@ -1,5 +1,5 @@
 import type { MercadoPagoApi, MpMerchantOrder } from '../../mercadopago/types.js';
-import type { PaymentState } from './types.js';
+import type { PaymentState, SearchWindow, WindowPage } from './types.js';
 
 // The legacy models (unattended, attended, dynamic) all end in a merchant order: Mercado Pago's
 // record of what was paid for our external_reference. One reader serves the three.
@@ -20,6 +20,18 @@ export function fromMerchantOrder(mo: MpMerchantOrder): PaymentState {
 export async function searchMerchantOrders(mp: MercadoPagoApi, externalReference: string): Promise<PaymentState[]> {
   const page = await mp.searchMerchantOrders({ external_reference: externalReference });
   return (page.elements ?? []).map(fromMerchantOrder);
+}
+
+/** One page of every merchant order created in the window (the contingency search's batch). */
+export async function searchMerchantOrderWindow(mp: MercadoPagoApi, w: SearchWindow): Promise<WindowPage> {
+  const page = await mp.searchMerchantOrders({
+    date_created_from: new Date(w.fromMs).toISOString(),
+    date_created_to: new Date(w.toMs).toISOString(),
+    limit: w.limit,
+    offset: w.offset,
+  });
+  const elements = page.elements ?? [];
+  return { states: elements.map(fromMerchantOrder), total: page.total, size: elements.length };
 }
 
 /** A merchant order by id; null when it does not exist for our token. */

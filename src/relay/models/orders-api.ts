@@ -3,7 +3,7 @@ import type { MpOrder, MpOrderInput } from '../../mercadopago/types.js';
 import type { Kiosk, OrderRecord, PaymentRecord } from '../store.js';
 import { describeOrder, type ModelContext } from './context.js';
 import { isNotFound } from './merchant-orders.js';
-import type { Payable, PaymentModel, PaymentState, RefundAnswer } from './types.js';
+import type { Payable, PaymentModel, PaymentState, RefundAnswer, SearchWindow, WindowPage } from './types.js';
 
 // The Orders API (POST /v1/orders, type "qr"): Mercado Pago's current QR API and the only model a
 // seller can switch on alone. config.qr.mode: `dynamic` (the order's qr_data on the kiosk screen),
@@ -50,8 +50,8 @@ export class OrdersApiModel implements PaymentModel {
   readonly name = 'orders' as const;
   constructor(private readonly ctx: ModelContext) {}
 
-  ordersHaveQr(kiosk: Kiosk): boolean {
-    return kiosk.modelMode !== 'static';
+  qrOnAccept(): boolean {
+    return true;
   }
   offerLocally(): undefined {
     return undefined;
@@ -116,6 +116,20 @@ export class OrdersApiModel implements PaymentModel {
       external_reference: order.id,
     });
     return (page.data ?? []).filter((o) => o.external_reference === order.id).map((o) => fromOrder(o, order.currency));
+  }
+
+  /** One page of every Orders API order created in the window (the contingency search's batch). */
+  async searchWindow(w: SearchWindow): Promise<WindowPage> {
+    // Orders API pages are numbered from 1 with a fixed size: the window's offset is a multiple of it
+    const page = await this.ctx.mp.searchOrders({
+      begin_date: new Date(w.fromMs).toISOString(),
+      end_date: new Date(w.toMs).toISOString(),
+      page: Math.floor(w.offset / w.limit) + 1,
+      page_size: w.limit,
+    });
+    const data = page.data ?? [];
+    const currency = this.ctx.config.catalog[0]?.currency ?? 'ARS';
+    return { states: data.map((o) => fromOrder(o, currency)), total: Number(page.paging?.total ?? data.length), size: data.length };
   }
 
   /** Reads an order named by a notification; null when it does not exist for our token. */

@@ -51,8 +51,11 @@ export interface RefundAnswer {
 
 export interface PaymentModel {
   readonly name: PaymentModelName;
-  /** whether every order of this kiosk brings its own QR (the kiosk must not show the POS QR) */
-  ordersHaveQr(kiosk: Kiosk): boolean;
+  /**
+   * Whether an order is payable only once the relay accepted it (the kiosk shows no QR before
+   * order.accepted; then the order's own QR if any, else the POS QR).
+   */
+  qrOnAccept(kiosk: Kiosk): boolean;
   /**
    * Makes the order payable without calling Mercado Pago, when the model can (unattended: the POS
    * url answers; offline dynamic: the relay composes the QR). undefined: makePayable must be called.
@@ -64,8 +67,30 @@ export interface PaymentModel {
   withdraw(order: OrderRecord, kiosk: Kiosk): Promise<void>;
   /** Contingency: the payment state of our order, found without a notification. */
   search(order: OrderRecord, kiosk: Kiosk): Promise<PaymentState[]>;
+  /**
+   * Contingency with a backlog: one page of EVERY record of this model's kind created in a time
+   * window (ours matched by external_reference by the caller), so many orders cost a few calls
+   * instead of one each (relay/contingency.ts). Models without it are searched order by order.
+   */
+  searchWindow?(window: SearchWindow): Promise<WindowPage>;
   /** Refunds one payment of the order in full, with a stable key. */
   refund(order: OrderRecord, payment: PaymentRecord, idempotencyKey: string): Promise<RefundAnswer>;
+}
+
+/** A time window of creation dates (epoch ms, both ends included) and a page of it. */
+export interface SearchWindow {
+  fromMs: number;
+  toMs: number;
+  offset: number;
+  limit: number;
+}
+
+export interface WindowPage {
+  states: PaymentState[];
+  /** how many records the whole window holds */
+  total: number;
+  /** how many records this page held (the next page starts that much further) */
+  size: number;
 }
 
 /** Thrown by a model when its kiosk's setup cannot work (no store for an attended kiosk...). */

@@ -1,7 +1,7 @@
 import type { Kiosk, OrderRecord, PaymentRecord } from '../store.js';
 import type { ModelContext } from './context.js';
-import { searchMerchantOrders } from './merchant-orders.js';
-import type { Payable, PaymentModel, PaymentState, RefundAnswer } from './types.js';
+import { searchMerchantOrders, searchMerchantOrderWindow } from './merchant-orders.js';
+import type { Payable, PaymentModel, PaymentState, RefundAnswer, SearchWindow, WindowPage } from './types.js';
 
 // Unattended (Mercado Pago polls the POS url): nothing is created at Mercado Pago before the
 // customer scans; the POS route answers the poll (routes/unattended.ts) while the order is pending.
@@ -16,7 +16,8 @@ export class UnattendedModel implements PaymentModel {
   readonly name = 'unattended' as const;
   constructor(private readonly ctx: ModelContext) {}
 
-  ordersHaveQr(): boolean {
+  qrOnAccept(): boolean {
+    // the POS url answers whenever the order is pending: the sticker can be shown at once
     return false;
   }
   offerLocally(): Payable {
@@ -30,6 +31,9 @@ export class UnattendedModel implements PaymentModel {
   }
   search(order: OrderRecord, _kiosk: Kiosk): Promise<PaymentState[]> {
     return searchMerchantOrders(this.ctx.mp, order.id);
+  }
+  searchWindow(w: SearchWindow): Promise<WindowPage> {
+    return searchMerchantOrderWindow(this.ctx.mp, w);
   }
   refund(_order: OrderRecord, payment: PaymentRecord, idempotencyKey: string): Promise<RefundAnswer> {
     return refundLegacyPayment(this.ctx, payment, idempotencyKey);

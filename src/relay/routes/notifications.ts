@@ -1,6 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from '../../runtime/log.js';
 import type { RelayConfig } from '../config.js';
+import type { RouteGuards } from '../limits.js';
+import { checkResourceId, printableId } from '../notification-ids.js';
 import { classifyNotification, verifyWebhookSignatureAnyCase, type NotificationWorker } from '../notifications.js';
 import type { RelayStore } from '../store.js';
 
@@ -14,7 +16,11 @@ export interface NotificationRouteDeps {
   config: RelayConfig;
   logger: Logger;
   now: () => number;
+  /** per-source limits and the aggregated refusal log (relay/limits.ts) */
+  guards: RouteGuards;
 }
+
+const HOUR_MS = 3_600_000;
 
 const KEPT_HEADERS = ['x-signature', 'x-request-id', 'user-agent', 'content-type', 'x-forwarded-for'];
 
@@ -26,8 +32,11 @@ function rawQueryParam(url: string | undefined, name: string): string | undefine
 }
 
 export function registerNotificationRoutes(app: FastifyInstance, deps: NotificationRouteDeps): void {
-  app.post('/mp/notifications', { bodyLimit: 64 * 1024 }, async (req, reply) => {
+  const limits = deps.guards.limits;
+  const refuse = (source: string, reason: string, message: string, fields: Record<string, unknown> = {}) => deps.guards.refusals.note(source, reason, message, fields);
+  app.post('/mp/notifications', { bodyLimit: limits.bodyBytes.notifications, onRequest: deps.guards.notificationGate }, async (req, reply) => {
     const receivedAt = deps.now();
+    const source = req.ip;
     const query = { ...(req.query as Record<string, unknown>) };
     const rawBody = typeof req.body === 'string' ? req.body : req.body === undefined || req.body === null ? null : JSON.stringify(req.body);
     let body: unknown;
@@ -37,13 +46,28 @@ export function registerNotificationRoutes(app: FastifyInstance, deps: Notificat
       body = undefined; // IPN bodies are ignored anyway; a webhook without JSON is classified by its query
     }
     const c = classifyNotification(query, body);
+    // Refused requests are answered and logged (aggregated), never stored: storing them was how
+    // a flood grew the database without limit.
+    if (c.form === 'unknown') {
+      refuse(source, 'not a notification', `request to the notification url from ${source} names no topic and no id: refused`);
+      return reply.code(400).send({ error: { type: 'invalid', message: 'not a Mercado Pago notification: no topic/type and no id' } });
+    }
+    if (c.rawTopic !== null && !/^[A-Za-z0-9_.-]{1,64}$/.test(c.rawTopic)) {
+      refuse(source, 'invalid topic', `notification from ${source} refused: topic ${printableId(c.rawTopic)} is not one Mercado Pago sends`);
+      return reply.code(400).send({ error: { type: 'invalid', message: 'the topic/type must be letters, digits, "_", "-" or "." (at most 64)' } });
+    }
+    const idCheck = checkResourceId(c.topic, c.resourceId);
+    if (!idCheck.ok) {
+      refuse(source, 'invalid id', `notification from ${source} refused: ${idCheck.reason}`, { topic: c.rawTopic === null ? null : printableId(c.rawTopic) });
+      return reply.code(400).send({ error: { type: 'invalid', message: idCheck.reason } });
+    }
     const headers: Record<string, string> = {};
     for (const h of KEPT_HEADERS) {
       const v = req.headers[h];
       if (typeof v === 'string') headers[h] = v;
     }
     // the row as received; how it was judged is added when it is stored
-    const received = { receivedAt, form: c.form, topic: c.rawTopic, resourceId: c.resourceId, query, body: rawBody, headers };
+    const received = { receivedAt, form: c.form, topic: c.rawTopic, resourceId: c.resourceId, query, body: rawBody, headers, source };
 
     const secret = deps.config.mercadopago.webhookSecret;
     let signatureOk: boolean | null = null;
@@ -63,14 +87,15 @@ export function registerNotificationRoutes(app: FastifyInstance, deps: Notificat
       });
       signatureOk = check.ok;
       if (!check.ok) {
-        // Recorded for the audit trail, never processed.
-        deps.store.insertNotification({ ...received, signatureOk: false, processedAt: receivedAt, outcome: `refused: ${check.reason}` });
-        deps.logger.warn(
-          { remote: req.ip, topic: c.rawTopic, resourceId: c.resourceId, reason: check.reason },
-          `forged or stale webhook signature from ${req.ip} (${c.rawTopic ?? '?'} ${c.resourceId ?? '?'}): ${check.reason}; ignored`,
-        );
+        refuse(source, 'bad signature', `forged or stale webhook signature from ${source} (${c.topic ?? '?'} ${c.resourceId ?? '?'}): ${check.reason}; ignored`, { resourceId: c.resourceId });
         return reply.code(401).send({ error: { type: 'unauthorized', message: 'invalid webhook signature' } });
       }
+    }
+
+    // A cap on what one source can make us store; Mercado Pago retries later what it is refused.
+    if (deps.store.countNotificationsFrom(source, receivedAt - HOUR_MS) >= limits.notifications.storedPerSourcePerHour) {
+      refuse(source, 'over the stored cap', `notification from ${source} refused: ${limits.notifications.storedPerSourcePerHour} already stored from it in the last hour (limits.notifications.storedPerSourcePerHour)`);
+      return reply.code(429).header('retry-after', '600').send({ error: { type: 'rate_limited', message: 'too many notifications from this address; retry later' } });
     }
 
     const id = deps.store.insertNotification({ ...received, signatureOk, processedAt: null, outcome: null });

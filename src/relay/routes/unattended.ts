@@ -3,6 +3,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { toDecimalNumber } from '../../core/money.js';
 import type { Logger } from '../../runtime/log.js';
 import type { RelayConfig } from '../config.js';
+import type { RouteGuards } from '../limits.js';
+import { printableId } from '../notification-ids.js';
 import type { OrderService } from '../orders.js';
 import type { Kiosk, OrderRecord, RelayStore } from '../store.js';
 
@@ -16,6 +18,8 @@ export interface UnattendedDeps {
   orders: OrderService;
   config: RelayConfig;
   logger: Logger;
+  /** per-source limits and the aggregated refusal log (relay/limits.ts) */
+  guards: RouteGuards;
 }
 
 /** Compares hashes so the comparison time depends on neither the key nor its length. */
@@ -36,9 +40,11 @@ export function registerUnattendedRoutes(app: FastifyInstance, deps: UnattendedD
     // Always compare, even for an unknown POS, so timing does not reveal which POS ids exist.
     const keyOk = sameKey(key, kiosk?.posKey ?? 'no-such-pos');
     if (!kiosk || !keyOk) {
-      deps.logger.warn(
-        { posExternalId, remote: req.ip },
-        `POS url called with ${kiosk ? 'a wrong key' : 'an unknown POS'} (${posExternalId}) from ${req.ip}: refused`,
+      // aggregated per source: a prober must not be able to fill the disk with warnings
+      deps.guards.refusals.note(
+        req.ip,
+        kiosk ? 'wrong POS key' : 'unknown POS',
+        `POS url called with ${kiosk ? 'a wrong key' : 'an unknown POS'} (${printableId(posExternalId)}) from ${req.ip}: refused`,
       );
       // Same answer for both cases: an attacker learns nothing about which POS ids exist.
       return reply.code(400).send({ error: { type: 'invalid', message: 'unknown point of sale or wrong key' } });
@@ -61,9 +67,10 @@ export function registerUnattendedRoutes(app: FastifyInstance, deps: UnattendedD
       : reply.code(200).header('order-version', '2').send(v2Order(kiosk, offer.order, notificationUrl));
   };
 
-  app.get('/mp/pos/:posExternalId', handler);
+  const opts = { bodyLimit: deps.guards.limits.bodyBytes.pos, onRequest: deps.guards.posGate };
+  app.get('/mp/pos/:posExternalId', opts, handler);
   // Mercado Pago does not document the method of the poll: answer POST the same way.
-  app.post('/mp/pos/:posExternalId', handler);
+  app.post('/mp/pos/:posExternalId', opts, handler);
 }
 
 function describe(kiosk: Kiosk, order: OrderRecord): string {

@@ -1,0 +1,156 @@
+import type { Server } from 'node:http';
+import type { Socket } from 'node:net';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import type { Logger } from '../runtime/log.js';
+import { KeyedRateLimiter } from '../runtime/rate-limit.js';
+import { RefusalLog } from '../runtime/refusal-log.js';
+
+// Limits on every public route of the relay. The relay must face the internet (Mercado Pago calls
+// it), so anyone can call it: each thing a request can make us spend (connections, memory,
+// database rows, Mercado Pago calls, log lines) has a cap here, configurable under `limits:` in
+// relay.yaml, with defaults far above what Mercado Pago's documented traffic needs
+// (docs/reliability.md#limits-and-their-defaults explains each one).
+
+const positiveInt = z.number().int().positive();
+const positive = z.number().positive();
+
+export const limitsSchema = z
+  .strictObject({
+    // Behind a reverse proxy every connection comes from the proxy: the client is the last
+    // address of X-Forwarded-For, and connections per source must be limited by the proxy.
+    trustProxy: z.boolean().default(false),
+    maxConnections: positiveInt.default(4096),
+    connectionsPerSource: positiveInt.default(128),
+    headersTimeoutSeconds: positiveInt.default(10),
+    requestTimeoutSeconds: positiveInt.default(15),
+    idleTimeoutSeconds: positiveInt.default(30),
+    keepAliveTimeoutSeconds: positiveInt.default(5),
+    bodyBytes: z
+      .strictObject({
+        notifications: positiveInt.max(1024 * 1024).default(16 * 1024),
+        pos: positiveInt.max(1024 * 1024).default(4 * 1024),
+      })
+      .prefault({}),
+    notifications: z
+      .strictObject({
+        // each stored notification is a durable write (an fsync on the event loop): a burst of
+        // hundreds measurably delayed the POS poll, so the burst stays modest; Mercado Pago sends
+        // a few per payment and retries what is refused
+        perSecond: positive.default(10),
+        burst: positiveInt.default(60),
+        storedPerSourcePerHour: positiveInt.default(5000),
+        retentionDays: positiveInt.default(30),
+        notFoundMemorySeconds: positiveInt.default(600),
+        maxTries: positiveInt.default(5),
+        mpCallsPerSecond: positive.default(10),
+      })
+      .prefault({}),
+    pos: z.strictObject({ perSecond: positive.default(50), burst: positiveInt.default(200) }).prefault({}),
+    contingency: z
+      .strictObject({
+        callsPerSecond: positive.default(2),
+        maxBackoffSeconds: positiveInt.default(300),
+        pageSize: positiveInt.max(100).default(50),
+        maxPagesPerPass: positiveInt.default(10),
+      })
+      .prefault({}),
+    refusalLogSeconds: positiveInt.default(60),
+  })
+  .superRefine((l, ctx) => {
+    if (l.headersTimeoutSeconds > l.requestTimeoutSeconds) {
+      ctx.addIssue({ code: 'custom', path: ['headersTimeoutSeconds'], message: `must not be longer than requestTimeoutSeconds (${l.requestTimeoutSeconds}): the whole request includes its headers` });
+    }
+  })
+  .prefault({});
+
+export type RelayLimits = z.output<typeof limitsSchema>;
+
+/** Fastify's own options for the limits it enforces itself. */
+export function fastifyLimitOptions(l: RelayLimits) {
+  return {
+    trustProxy: l.trustProxy,
+    // whole request, body included: a body sent a byte every 10 s is cut here
+    requestTimeout: l.requestTimeoutSeconds * 1000,
+    // a socket silent this long is closed (kiosk WebSockets are exempt: `ws` clears it)
+    connectionTimeout: l.idleTimeoutSeconds * 1000,
+    keepAliveTimeout: l.keepAliveTimeoutSeconds * 1000,
+    http: {
+      headersTimeout: l.headersTimeoutSeconds * 1000,
+      requestTimeout: l.requestTimeoutSeconds * 1000,
+      // Node checks the two timeouts above only this often (default 30 s)
+      connectionsCheckingInterval: 1000,
+    },
+  };
+}
+
+export interface RouteGuardOptions {
+  limits: RelayLimits;
+  logger: Logger;
+}
+
+/**
+ * The per-source gates of the public routes and the aggregated log of what they refuse. One
+ * instance per relay; routes use its fastify hooks, the server its connection gate.
+ */
+export class RouteGuards {
+  readonly refusals: RefusalLog;
+  private readonly notifications: KeyedRateLimiter;
+  private readonly pos: KeyedRateLimiter;
+  private readonly connections = new Map<string, number>();
+
+  constructor(private readonly o: RouteGuardOptions) {
+    this.refusals = new RefusalLog({ logger: o.logger, periodMs: o.limits.refusalLogSeconds * 1000 });
+    this.notifications = new KeyedRateLimiter({ perSecond: o.limits.notifications.perSecond, burst: o.limits.notifications.burst });
+    this.pos = new KeyedRateLimiter({ perSecond: o.limits.pos.perSecond, burst: o.limits.pos.burst });
+  }
+
+  get limits(): RelayLimits {
+    return this.o.limits;
+  }
+
+  /** Caps connections, in total and per source address (unless a trusted proxy is in front). */
+  attach(server: Server): void {
+    server.maxConnections = this.o.limits.maxConnections;
+    if (this.o.limits.trustProxy) return;
+    const max = this.o.limits.connectionsPerSource;
+    server.on('connection', (socket: Socket) => {
+      const source = socket.remoteAddress ?? 'unknown';
+      const n = (this.connections.get(source) ?? 0) + 1;
+      if (n > max) {
+        this.refusals.note(source, 'too many connections', `connection from ${source} refused: it already has ${max} open (limits.connectionsPerSource)`);
+        socket.destroy();
+        return;
+      }
+      this.connections.set(source, n);
+      socket.once('close', () => {
+        const left = (this.connections.get(source) ?? 1) - 1;
+        if (left <= 0) this.connections.delete(source);
+        else this.connections.set(source, left);
+      });
+    });
+  }
+
+  /** onRequest hook of the POS url: runs before the body is read. */
+  readonly posGate = async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
+    return this.gate(this.pos, 'pos', req, reply);
+  };
+
+  /** onRequest hook of the notification url: runs before the body is read. */
+  readonly notificationGate = async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
+    return this.gate(this.notifications, 'notifications', req, reply);
+  };
+
+  private gate(limiter: KeyedRateLimiter, key: 'pos' | 'notifications', req: FastifyRequest, reply: FastifyReply): FastifyReply | undefined {
+    const source = req.ip;
+    if (limiter.tryTake(source)) return undefined;
+    const what = key === 'pos' ? 'POS url' : 'notification url';
+    this.refusals.note(source, `${what} rate limited`, `${what} called too often by ${source}: answering 429 (limits.${key})`);
+    // Mercado Pago retries a notification that was not answered 200, so nothing is lost.
+    return reply.code(429).header('retry-after', String(limiter.retryAfterSeconds(source))).header('connection', 'close').send({ error: { type: 'rate_limited', message: 'too many requests; retry later' } });
+  }
+
+  close(): void {
+    this.refusals.close();
+  }
+}
