@@ -110,7 +110,9 @@ describe('qrkiosk stock', () => {
   it('shows, sets and refills the counts', async () => {
     sys = await KioskSystem.start();
     await sys.startAgent();
-    expect((await cli('stock', 'set', '2', '3')).out).toMatch(/^2\s+AGUA\s+3\s+10$/m);
+    const set = await cli('stock', 'set', '2', '3');
+    expect(set.err).toBe('');
+    expect(set.out).toMatch(/^2\s+AGUA\s+3\s+10$/m);
     const shown = await cli('stock', 'show', '--json');
     expect(JSON.parse(shown.out)).toEqual({ slots: [{ slot: 1, sku: 'COLA', count: 10, full: 10 }, { slot: 2, sku: 'AGUA', count: 3, full: 10 }] });
     expect((await cli('stock', 'refill')).out).toMatch(/^2\s+AGUA\s+10\s+10$/m);

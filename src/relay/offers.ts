@@ -1,9 +1,9 @@
 import type { Logger } from '../runtime/log.js';
-import { backoffDelay } from '../runtime/backoff.js';
 import { isPermanentRefusal, describeRefusal } from './refunds.js';
 import { ModelSetupError, type PaymentModels } from './models/index.js';
 import type { OrderService } from './orders.js';
 import type { OrderRecord, RelayStore } from './store.js';
+import { WorkLoop } from './work-loop.js';
 
 // Makes orders payable at Mercado Pago and withdraws them, for the models that need a call
 // (attended, dynamic online/hybrid, Orders API). The work list is the orders table itself
@@ -25,57 +25,24 @@ export interface OfferWorkerOptions {
   maxBackoffMs?: number;
 }
 
-export class OfferWorker {
-  private running: Promise<void> | undefined;
-  private again = false;
-  private closed = false;
-  private readonly retry = new Map<string, { attempts: number; notBefore: number; timer: NodeJS.Timeout }>();
+export class OfferWorker extends WorkLoop {
+  constructor(private readonly o: OfferWorkerOptions) {
+    super({ logger: o.logger, name: 'offer', baseBackoffMs: o.baseBackoffMs ?? 500, maxBackoffMs: o.maxBackoffMs ?? 30_000 });
+  }
 
-  constructor(private readonly o: OfferWorkerOptions) {}
-
-  kick(): void {
-    if (this.closed) return;
-    if (this.running) {
-      this.again = true;
-      return;
+  protected async pass(): Promise<void> {
+    const blocked = new Set<string>();
+    for (const order of this.o.store.offerWork()) {
+      if (this.closed || !this.o.store.isOpen) return;
+      if (blocked.has(order.kioskId)) continue;
+      const done = await this.step(order);
+      if (!done) blocked.add(order.kioskId);
     }
-    this.running = this.passes()
-      .catch((err: unknown) => {
-        if (!this.closed) this.o.logger.error({ err }, `offer pass failed: ${(err as Error).message}`);
-      })
-      .finally(() => {
-        this.running = undefined;
-      });
-  }
-
-  async idle(): Promise<void> {
-    while (this.running) await this.running;
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-    for (const r of this.retry.values()) clearTimeout(r.timer);
-    this.retry.clear();
-    await Promise.race([this.running, new Promise((r) => setTimeout(r, 200).unref())]);
-  }
-
-  private async passes(): Promise<void> {
-    do {
-      this.again = false;
-      const blocked = new Set<string>();
-      for (const order of this.o.store.offerWork()) {
-        if (this.closed || !this.o.store.isOpen) return;
-        if (blocked.has(order.kioskId)) continue;
-        const done = await this.step(order);
-        if (!done) blocked.add(order.kioskId);
-      }
-    } while (this.again && !this.closed);
   }
 
   /** One order's pending call. Resolves whether the kiosk's later work may go ahead. */
   private async step(order: OrderRecord): Promise<boolean> {
-    const r = this.retry.get(order.id);
-    if (r && r.notBefore > Date.now()) return false;
+    if (this.backingOff(order.id)) return false;
     const kiosk = this.o.store.getKiosk(order.kioskId);
     if (!kiosk) return true;
     const model = this.o.models.of(kiosk);
@@ -93,7 +60,7 @@ export class OfferWorker {
         this.o.orders.withdrawEnded(order.id);
         this.o.logger.info({ orderId: order.id, kioskId: kiosk.id, model: model.name }, `order ${order.id} withdrawn at Mercado Pago (${model.name})`);
       }
-      this.clearRetry(order.id);
+      this.succeeded(order.id);
       return true;
     } catch (err) {
       if (this.closed || !this.o.store.isOpen) return false;
@@ -103,30 +70,13 @@ export class OfferWorker {
         this.o.logger.error({ err, orderId: order.id, kioskId: kiosk.id, model: model.name }, `Mercado Pago refused to ${what} order ${order.id} (${model.name}): ${why}`);
         if (order.offerState === 'due') this.o.orders.offerRefused(order.id, why);
         else this.o.orders.withdrawEnded(order.id, why);
-        this.clearRetry(order.id);
+        this.succeeded(order.id);
         return true;
       }
       this.o.store.noteOfferError(order.id, (err as Error).message);
-      this.scheduleRetry(order.id, `${what} order ${order.id}`, err as Error);
+      this.failed(order.id, `${what} order ${order.id}`, err as Error);
       return false;
     }
-  }
-
-  private clearRetry(id: string): void {
-    const r = this.retry.get(id);
-    if (r) clearTimeout(r.timer);
-    this.retry.delete(id);
-  }
-
-  private scheduleRetry(id: string, what: string, err: Error): void {
-    const prev = this.retry.get(id);
-    if (prev) clearTimeout(prev.timer);
-    const attempts = (prev?.attempts ?? 0) + 1;
-    const delay = backoffDelay(attempts, this.o.baseBackoffMs ?? 500, this.o.maxBackoffMs ?? 30_000);
-    const timer = setTimeout(() => this.kick(), delay);
-    timer.unref();
-    this.retry.set(id, { attempts, notBefore: Date.now() + delay, timer });
-    this.o.logger.warn({ err, orderId: id, attempts, delayMs: delay }, `${what} failed (${err.message}); retrying in ${delay} ms`);
   }
 }
 

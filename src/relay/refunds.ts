@@ -1,7 +1,7 @@
 import { isCurrency, parseAmount } from '../core/money.js';
 import type { PaymentModels } from './models/index.js';
-import { backoffDelay } from '../runtime/backoff.js';
 import type { Logger } from '../runtime/log.js';
+import { WorkLoop } from './work-loop.js';
 import type { OrderService } from './orders.js';
 import type { OrderRecord, PaymentRecord, RefundReason, RelayStore } from './store.js';
 
@@ -66,91 +66,26 @@ type PaymentRefundOutcome = 'done' | 'failed';
 /** Rounds of "refund what is approved, then finish" before leaving an order to the next pass. */
 const MAX_ROUNDS = 3;
 
-export class RefundWorker {
-  private running: Promise<void> | undefined;
-  private again = false;
-  private closed = false;
-  /** keyed by order id (order refunds) or idempotency key (surplus refunds) */
-  private readonly retry = new Map<string, { attempts: number; notBefore: number; timer: NodeJS.Timeout }>();
-
-  constructor(private readonly o: RefundWorkerOptions) {}
-
-  /** Something may need refunding: run a pass now (or right after the one in progress). */
-  kick(): void {
-    if (this.closed) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = this.loop().finally(() => {
-      this.running = undefined;
-    });
+export class RefundWorker extends WorkLoop {
+  constructor(private readonly o: RefundWorkerOptions) {
+    super({ logger: o.logger, name: 'refund', baseBackoffMs: o.baseBackoffMs ?? 1000, maxBackoffMs: o.maxBackoffMs ?? 5 * 60_000 });
   }
 
-  async idle(): Promise<void> {
-    while (this.running) await this.running;
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-    for (const r of this.retry.values()) clearTimeout(r.timer);
-    this.retry.clear();
-    // Do not wait for an MP call that may hang: the intent row makes the restart safe.
-    await Promise.race([this.running, new Promise((r) => setTimeout(r, 200).unref())]);
-  }
-
-  private async loop(): Promise<void> {
-    try {
-      await this.passes();
-    } catch (err) {
-      // e.g. the database closed under us during shutdown; never an unhandled rejection.
-      if (!this.closed) this.o.logger.error({ err }, `refund pass failed: ${(err as Error).message}`);
-    }
-  }
-
-  private async passes(): Promise<void> {
-    do {
-      this.again = false;
-      for (const order of this.o.store.ordersInState('refunding')) {
-        if (this.closed) return;
-        await this.attempt(order.id, `refund for order ${order.id}`, () => this.refundOrder(order));
-      }
-      for (const r of this.o.store.surplusRefundsDue()) {
-        if (this.closed) return;
-        const order = this.o.store.getOrder(r.orderId);
-        const payment = this.o.store.getPayment(r.paymentId);
-        if (!order || !payment) continue; // written together with the payment: cannot happen
-        await this.attempt(r.idempotencyKey, `surplus refund of payment ${r.paymentId} (order ${r.orderId})`, async () => {
-          await this.refundPayment(order, payment, 'surplus');
-        });
-      }
-    } while (this.again && !this.closed);
-  }
-
-  /** Runs one unit of work unless it is backing off; schedules a retry when it throws. */
-  private async attempt(key: string, what: string, fn: () => Promise<void>): Promise<void> {
-    const r = this.retry.get(key);
-    if (r && r.notBefore > Date.now()) return;
-    try {
-      await fn();
-      if (r) clearTimeout(r.timer);
-      this.retry.delete(key);
-    } catch (err) {
+  /** Retries are keyed by order id (order refunds) or idempotency key (surplus refunds). */
+  protected async pass(): Promise<void> {
+    for (const order of this.o.store.ordersInState('refunding')) {
       if (this.closed) return;
-      this.scheduleRetry(key, what, err as Error);
+      await this.attempt(order.id, `refund for order ${order.id}`, () => this.refundOrder(order));
     }
-  }
-
-  private scheduleRetry(key: string, what: string, err: Error): void {
-    const prev = this.retry.get(key);
-    if (prev) clearTimeout(prev.timer);
-    const attempts = (prev?.attempts ?? 0) + 1;
-    // Capped exponential backoff: MP outages last minutes; hammering them does not help.
-    const delay = backoffDelay(attempts, this.o.baseBackoffMs ?? 1000, this.o.maxBackoffMs ?? 5 * 60_000);
-    const timer = setTimeout(() => this.kick(), delay);
-    timer.unref();
-    this.retry.set(key, { attempts, notBefore: Date.now() + delay, timer });
-    this.o.logger.warn({ err, key, attempts, delayMs: delay }, `${what} failed (${err.message}); retrying in ${Math.round(delay / 1000)}s`);
+    for (const r of this.o.store.surplusRefundsDue()) {
+      if (this.closed) return;
+      const order = this.o.store.getOrder(r.orderId);
+      const payment = this.o.store.getPayment(r.paymentId);
+      if (!order || !payment) continue; // written together with the payment: cannot happen
+      await this.attempt(r.idempotencyKey, `surplus refund of payment ${r.paymentId} (order ${r.orderId})`, async () => {
+        await this.refundPayment(order, payment, 'surplus');
+      });
+    }
   }
 
   private async refundOrder(order: OrderRecord): Promise<void> {
