@@ -29,7 +29,7 @@ import { frame } from '../src/protocol/codec.js';
 import { isReliable } from '../src/protocol/messages.js';
 
 export const BENCH_QR =
-  '00020101021243650016COM.MERCADOLIBRE02013063638f1192a-5fd1-4180-a180-8bcae3556bc35204000053030325802AR5909Test Shop6004CABA63041D2C';
+  '00020101021243650016COM.MERCADOLIBRE02013063638f1192a-5fd1-4180-a180-8bcae3556bc35204000053030325802AR5909Test Shop6004CABA63049BE1';
 
 export interface Figure {
   what: string;

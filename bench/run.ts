@@ -15,6 +15,7 @@ import { journalCycles } from './journal-cycles.js';
 import { QUICK } from './lib/stats.js';
 import { benchRelayHttp } from './relay-http.js';
 import { benchVendLatency } from './vend-latency.js';
+import { benchQrLatency } from './qr-latency.js';
 
 interface Row {
   path: string;
@@ -174,6 +175,22 @@ async function main(): Promise<void> {
     kind: 'cost',
     pi3: pi3Ms(agent.startToReadyMs),
   });
+
+  // ---- button -> QR on screen, per payment model (issue 7): models that call Mercado Pago before
+  // the QR exists add a round trip; the floor is the unattended model, whose QR the kiosk has ----
+  const qr = await benchQrLatency(QUICK ? 15 : Number(process.env.BENCH_QR_RUNS ?? 60));
+  raw.qrLatency = qr;
+  const base = qr.find((q) => q.model === 'unattended')!;
+  for (const q of qr) {
+    rows.push({
+      path: `button -> QR on screen, ${q.model} (emulator, relay and agent in one process)`,
+      figure: `median ${n(q.medianMs)} ms, p99 ${n(q.p99Ms)} ms`,
+      floor: `unattended (the QR the kiosk already has): median ${n(base.medianMs)} ms`,
+      ratio: q.medianMs / base.medianMs,
+      kind: 'cost',
+      pi3: pi3Ms(q.p99Ms),
+    });
+  }
 
   const machine = `${cpus().length} x ${cpus()[0]?.model.trim() ?? '?'}, ${Math.round(totalmem() / 2 ** 30)} GB, node ${process.version}`;
   const result = { date: started.toISOString(), machine, quick: QUICK, rows, raw };

@@ -79,7 +79,7 @@ function ownError(err: unknown, cls: new (...a: never[]) => Error): void {
   if (!err.message.trim()) throw new Error(`${cls.name} with an empty message`);
 }
 
-const QR_SAMPLE = '00020101021243650016COM.MERCADOLIBRE02013063638f1192a-5fd1-4180-a180-8bcae3556bc35204000053030325802AR5909Test Shop6004CABA63041D2C';
+const QR_SAMPLE = '00020101021243650016COM.MERCADOLIBRE02013063638f1192a-5fd1-4180-a180-8bcae3556bc35204000053030325802AR5909Test Shop6004CABA63049BE1';
 const RELAY_YAML = `listen: { host: 127.0.0.1, port: 8080 }
 publicUrl: https://relay.example.com
 store: { path: /var/lib/qrkiosk/relay.sqlite }
