@@ -90,7 +90,7 @@ describe('qrkiosk install agent --root', () => {
     const rules = readdirSync(join(release.dir, 'hardware/udev')).filter((f) => f.endsWith('.rules'));
     expect(readdirSync(join(root, 'etc/udev/rules.d')).sort()).toEqual(rules.sort());
     const unit = readFileSync(join(root, 'etc/systemd/system/qrkiosk-agent.service'), 'utf8');
-    expect(unit).toMatch(new RegExp(`^ExecStart=${process.execPath} /opt/qrkiosk/current/bin/qrkiosk\\.js agent `, 'm'));
+    expect(unit).toMatch(new RegExp(`^ExecStart=${process.execPath}( --\\S+)* /opt/qrkiosk/current/bin/qrkiosk\\.js agent `, 'm'));
     // only groups that exist; the rest is said, and the system steps are printed, not run
     expect(first.out).toMatch(/usermod -aG dialout,video,input qrkiosk/);
     expect(first.out).toMatch(/groups gpio, plugdev, lp do not exist here/);
