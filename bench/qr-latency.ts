@@ -13,7 +13,7 @@ import { pino } from 'pino';
 import { startAgent } from '../src/agent/agent.js';
 import { startLocalStack } from '../src/cli/local-stack.js';
 import { NullDisplay, type Screen } from '../src/devices/display.js';
-import type { PaymentModelName } from '../src/protocol/messages.js';
+import { modelVariants } from '../src/relay/models/modes.js';
 
 export interface QrLatency {
   model: string;
@@ -22,17 +22,7 @@ export interface QrLatency {
   p99Ms: number;
 }
 
-export const BENCH_MODELS: readonly { label: string; model: PaymentModelName; mode: string | null }[] = [
-  { label: 'unattended', model: 'unattended', mode: null },
-  { label: 'attended/v2', model: 'attended', mode: 'v2' },
-  { label: 'attended/mpmobile', model: 'attended', mode: 'mpmobile' },
-  { label: 'dynamic/online', model: 'dynamic', mode: 'online' },
-  { label: 'dynamic/hybrid', model: 'dynamic', mode: 'hybrid' },
-  { label: 'dynamic/offline', model: 'dynamic', mode: 'offline' },
-  { label: 'orders/dynamic', model: 'orders', mode: 'dynamic' },
-  { label: 'orders/static', model: 'orders', mode: 'static' },
-  { label: 'orders/hybrid', model: 'orders', mode: 'hybrid' },
-];
+export const BENCH_MODELS = modelVariants();
 
 function percentile(sorted: number[], p: number): number {
   const i = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);

@@ -13,6 +13,7 @@ import { startRelay, type RunningRelay } from '../../src/relay/server.js';
 import type { Sandbox } from '../../src/sandbox/index.js';
 import { TcpProxy } from './tcp-proxy.js';
 import type { PaymentModelName } from '../../src/protocol/messages.js';
+import { modelVariants } from '../../src/relay/models/modes.js';
 import type { ScanResult } from '../../src/sandbox/types.js';
 import { waitFor } from './wait.js';
 
@@ -30,18 +31,10 @@ export const PRICES = { COLA: 150000, AGUA: 90000 } as const;
 export type ModelVariant = string;
 
 /** Every model and mode the spine runs in (issue: every model end to end). */
-export const MODEL_VARIANTS: readonly { label: string; model: PaymentModelName; mode: string | null; generation?: 'v1' | 'v2' }[] = [
-  { label: 'unattended v1', model: 'unattended', mode: null, generation: 'v1' },
-  { label: 'unattended v2', model: 'unattended', mode: null, generation: 'v2' },
-  { label: 'attended v2', model: 'attended', mode: 'v2' },
-  { label: 'attended mpmobile', model: 'attended', mode: 'mpmobile' },
-  { label: 'dynamic online', model: 'dynamic', mode: 'online' },
-  { label: 'dynamic hybrid', model: 'dynamic', mode: 'hybrid' },
-  { label: 'dynamic offline', model: 'dynamic', mode: 'offline' },
-  { label: 'orders dynamic', model: 'orders', mode: 'dynamic' },
-  { label: 'orders static', model: 'orders', mode: 'static' },
-  { label: 'orders hybrid', model: 'orders', mode: 'hybrid' },
-];
+export const MODEL_VARIANTS: readonly { label: string; model: PaymentModelName; mode: string | null; generation?: 'v1' | 'v2' }[] = modelVariants().flatMap((v) =>
+  // the unattended model's two answer generations are two ways of selling
+  v.model === 'unattended' ? (['v1', 'v2'] as const).map((generation) => ({ ...v, label: `unattended ${generation}`, generation })) : [v],
+);
 
 /**
  * Whether Mercado Pago can be told to stop taking payments for an order of this model. It cannot

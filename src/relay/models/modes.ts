@@ -77,3 +77,10 @@ export function describeModes(): string {
 export function modelLabel(model: PaymentModelName, mode: string | null): string {
   return mode ? `${model}/${mode}` : model;
 }
+
+/** Every model with each of its modes (a model without modes once, with mode null). */
+export function modelVariants(): { model: PaymentModelName; mode: string | null; label: string }[] {
+  return PAYMENT_MODELS.flatMap((model) =>
+    (MODEL_MODES[model].length ? MODEL_MODES[model] : [null]).map((mode) => ({ model, mode, label: modelLabel(model, mode) })),
+  );
+}
