@@ -46,6 +46,9 @@ export async function benchVendLatency(vends = 200): Promise<LatencyResult> {
     webhookSecret: SECRET,
     catalog: [{ sku: 'COLA', name: 'Cola', price: '1500.00', currency: 'ARS' }],
     orders: { contingencyAfterSeconds: 3600 },
+    // vends back to back exceed the default 10 Mercado Pago reads a second for notifications: the
+    // pacing would be measured instead of the path (a fleet's reads are spread over time)
+    limits: { notifications: { mpCallsPerSecond: 10_000 } },
     kiosk: { id: 'bench', posExternalId: 'BENCH1', storeExternalId: 'BENCHSTORE', model: 'unattended' },
     pollIntervalMs: 20,
     sandboxLogger: silent,

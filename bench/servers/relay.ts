@@ -41,6 +41,13 @@ const config = parseRelayConfig({
   store: { path },
   mercadopago: { baseUrl: 'http://127.0.0.1:9', accessToken: 'TEST-bench', collectorId: 111222333 },
   catalog: [{ sku: 'COLA', name: 'Cola', price: '1500.00', currency: 'ARS' }],
+  // The load comes from one address here, where Mercado Pago's polls and notifications come from
+  // many: the per-source rate limits would answer 429 and measure the limiter, not the route.
+  limits: {
+    pos: { perSecond: 1_000_000, burst: 1_000_000 },
+    notifications: { perSecond: 1_000_000, burst: 1_000_000, storedPerSourcePerHour: 100_000_000 },
+    connectionsPerSource: 100_000,
+  },
 });
 const relay = await startRelay(config, { logger: pino({ level: 'silent' }), mp });
 console.log(JSON.stringify({ port, posPath: first, wsUrl: relay.wsUrl, tokens }));

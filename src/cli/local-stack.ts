@@ -23,6 +23,7 @@ export interface LocalStackOptions {
   webhookSecret?: string;
   catalog: RelayConfigInput['catalog'];
   orders?: RelayConfigInput['orders'];
+  limits?: RelayConfigInput['limits'];
   kiosk: { id: string; posExternalId: string; generation?: 'v1' | 'v2'; storeExternalId: string; model?: PaymentModelName; modelMode?: string | null };
   /** how often the simulated app polls a POS url */
   pollIntervalMs?: number;
@@ -69,6 +70,7 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
       },
       catalog: o.catalog,
       ...(o.orders ? { orders: o.orders } : {}),
+      ...(o.limits ? { limits: o.limits } : {}),
     });
     const relay = await startRelay(relayConfig, { logger: o.relayLogger });
 
