@@ -1,10 +1,11 @@
-import { unwatchFile, watchFile } from 'node:fs';
+import { statSync } from 'node:fs';
 import type { Logger } from '../runtime/log.js';
 import { loadRelayConfig, type RelayConfig } from './config.js';
 
 // The operator changes a price in relay.yaml: the relay must not need a restart, and neither must
-// the kiosks. The file is polled (fs.watchFile: works whatever editor replaced it, on any file
-// system) and re-read on SIGHUP (systemctl reload). A file with a mistake is reported and ignored:
+// the kiosks. The file's size and mtime are polled (works whatever editor replaced it, on any file
+// system; the first look is taken here, synchronously, so an edit right after start is not taken
+// for the baseline) and it is re-read on SIGHUP (systemctl reload). A file with a mistake is reported and ignored:
 // the relay keeps selling with the catalog it had.
 
 export interface CatalogWatch {
@@ -41,14 +42,28 @@ export function watchConfigCatalog(
     apply(next.catalog);
     return true;
   };
-  const onChange = () => void reload();
-  watchFile(path, { interval: intervalMs, persistent: false }, onChange);
+  const look = (): string => {
+    try {
+      const st = statSync(path);
+      return `${st.size}:${st.mtimeMs}:${st.ino}`;
+    } catch {
+      return 'missing';
+    }
+  };
+  let seen = look();
+  const timer = setInterval(() => {
+    const now = look();
+    if (now === seen) return;
+    seen = now;
+    reload();
+  }, intervalMs);
+  timer.unref();
   const onHup = () => void reload();
   process.on('SIGHUP', onHup);
   return {
     reload,
     close() {
-      unwatchFile(path, onChange);
+      clearInterval(timer);
       process.off('SIGHUP', onHup);
     },
   };

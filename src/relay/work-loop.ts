@@ -81,9 +81,15 @@ export abstract class WorkLoop {
     const attempts = (prev?.attempts ?? 0) + 1;
     // Mercado Pago outages last minutes; hammering it does not help.
     const delay = backoffDelay(attempts, this.loop.baseBackoffMs, this.loop.maxBackoffMs);
-    const timer = setTimeout(() => this.kick(), delay);
-    timer.unref();
-    this.retry.set(key, { attempts, notBefore: Date.now() + delay, timer });
+    // The timer makes the key due itself: a timer may fire a little before Date.now() reaches
+    // notBefore, and a pass that still found it backing off would leave it waiting for ever.
+    const entry = { attempts, notBefore: Date.now() + delay, timer: undefined as unknown as NodeJS.Timeout };
+    entry.timer = setTimeout(() => {
+      entry.notBefore = 0;
+      this.kick();
+    }, delay);
+    entry.timer.unref();
+    this.retry.set(key, entry);
     this.loop.logger.warn({ err, key, attempts, delayMs: delay }, `${what} failed (${err.message}); retrying in ${delay} ms`);
   }
 
