@@ -118,8 +118,17 @@ function signatureOver(r: Received, dataId: string): boolean {
   return createHmac('sha256', SECRET).update(manifest).digest('hex') === parts.v1;
 }
 
-const orderWebhook = (id: string, action: string) => (r: Received): boolean =>
-  r.url.startsWith('/mp/orders') && JSON.parse(r.body || '{}').data?.id === id && JSON.parse(r.body).action === action;
+const orderWebhook = (id: string, action: string) => (r: Received): boolean => {
+  if (!r.url.startsWith('/mp/orders')) return false;
+  // a late delivery of an earlier test may carry any body: a predicate that threw would stop the
+  // receiver from resolving the other waiters
+  try {
+    const body = JSON.parse(r.body || '{}') as { data?: { id?: string }; action?: string };
+    return body.data?.id === id && body.action === action;
+  } catch {
+    return false;
+  }
+};
 
 beforeAll(async () => {
   receiver = createServer((req, res) => {
@@ -129,7 +138,16 @@ beforeAll(async () => {
     req.on('end', () => {
       const r = { method: req.method!, url: req.url!, headers: req.headers, body };
       received.push(r);
-      waiters = waiters.filter((w) => (w.pred(r) ? (w.resolve(r), false) : true));
+      waiters = waiters.filter((w) => {
+        let hit = false;
+        try {
+          hit = w.pred(r);
+        } catch {
+          hit = false;
+        }
+        if (hit) w.resolve(r);
+        return !hit;
+      });
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
     });
   });
