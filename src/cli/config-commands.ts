@@ -1,6 +1,6 @@
-import { parseArgs } from 'node:util';
 import { checkConfigFile, type ConfigKind } from '../install/config-check.js';
 import { formatProblem } from '../runtime/config-file.js';
+import { commandArgs } from './command-args.js';
 import { stdio, type Io } from './control-client.js';
 
 // `qrkiosk config check FILE`: exit 0 when the file and the machine are fine, 1 with every problem.
@@ -12,28 +12,20 @@ checks this machine against it: devices there, the service user (default qrkiosk
 them, the relay's host name resolving. --no-machine checks only the file.`;
 
 export async function configMain(argv: string[], io: Io = stdio): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        kind: { type: 'string' },
-        'no-machine': { type: 'boolean' },
-        user: { type: 'string' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (err) {
-    io.err(`qrkiosk config: ${(err as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
+  const parsed = commandArgs(
+    'config',
+    argv,
+    {
+      kind: { type: 'string' },
+      'no-machine': { type: 'boolean' },
+      user: { type: 'string' },
+      json: { type: 'boolean' }
+    },
+    USAGE,
+    io,
+  );
+  if (typeof parsed === 'number') return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    io.out(USAGE);
-    return 0;
-  }
   if (positionals[0] !== 'check' || positionals.length !== 2) {
     io.err(`qrkiosk config: say which file to check, e.g. qrkiosk config check /etc/qrkiosk/agent.yaml\n\n${USAGE}`);
     return 2;

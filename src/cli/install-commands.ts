@@ -1,7 +1,7 @@
-import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { InstallError, runInstall, type InstallReport } from '../install/install.js';
 import { NotARelease, runningReleaseDir, type Role } from '../install/layout.js';
+import { commandArgs } from './command-args.js';
 import { stdio, type Io } from './control-client.js';
 
 // `qrkiosk install agent|relay`: the one command between an unpacked release and a running service.
@@ -19,30 +19,22 @@ and starts the service. Running it again changes nothing.
   --root DIR         install into the directory tree DIR (useradd and systemctl are printed, not run)`;
 
 export async function installMain(argv: string[], io: Io = stdio): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        'dry-run': { type: 'boolean' },
-        root: { type: 'string' },
-        profile: { type: 'string' },
-        'token-file': { type: 'string' },
-        from: { type: 'string' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (err) {
-    io.err(`qrkiosk install: ${(err as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
+  const parsed = commandArgs(
+    'install',
+    argv,
+    {
+      'dry-run': { type: 'boolean' },
+      root: { type: 'string' },
+      profile: { type: 'string' },
+      'token-file': { type: 'string' },
+      from: { type: 'string' },
+      json: { type: 'boolean' }
+    },
+    USAGE,
+    io,
+  );
+  if (typeof parsed === 'number') return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    io.out(USAGE);
-    return 0;
-  }
   const role = positionals[0];
   if (positionals.length !== 1 || (role !== 'agent' && role !== 'relay')) {
     io.err(`qrkiosk install: say what to install: agent (the kiosk) or relay (the server)\n\n${USAGE}`);

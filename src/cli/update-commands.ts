@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { NotARelease } from '../install/layout.js';
 import { UpdateError, runUpdate } from '../install/update.js';
+import { commandArgs } from './command-args.js';
 import { stdio, type Io } from './control-client.js';
 
 // `qrkiosk update <tarball|version>`: exit 0 updated (or already current), 1 rolled back or failed.
@@ -14,22 +14,9 @@ READY and reaches the relay within the deadline (default 90 s). Otherwise it swi
 and says why. A version already under /opt/qrkiosk/releases switches to it (also to go back).`;
 
 export async function updateMain(argv: string[], io: Io = stdio): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: { deadline: { type: 'string' }, root: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
-    });
-  } catch (err) {
-    io.err(`qrkiosk update: ${(err as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
+  const parsed = commandArgs('update', argv, { deadline: { type: 'string' }, root: { type: 'string' }, json: { type: 'boolean' } }, USAGE, io);
+  if (typeof parsed === 'number') return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    io.out(USAGE);
-    return 0;
-  }
   if (positionals.length !== 1) {
     io.err(`qrkiosk update: give one release tarball or version\n\n${USAGE}`);
     return 2;
