@@ -8,7 +8,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { mpEndpointTemplate } from '../src/mercadopago/endpoints.js';
 import { MercadoPagoClient } from '../src/mercadopago/client.js';
 import { parseRelayConfig, type RelayConfigInput } from '../src/relay/config.js';
+import { RelayOps } from '../src/relay/observability/ops.js';
 import { provisionKiosk } from '../src/relay/provision.js';
+import { openRelayStore } from '../src/relay/store.js';
 import { startRelay, type RunningRelay } from '../src/relay/server.js';
 import { freeLoopbackPort } from '../src/runtime/net.js';
 import { startSandbox, type Sandbox } from '../src/sandbox/index.js';
@@ -255,6 +257,35 @@ describe('relay /healthz and /readyz', () => {
     expect(health.store.ok).toBe(false);
     expect(health.problems.join()).toMatch(/store unreachable/);
   }, 30_000);
+});
+
+describe('RelayOps readiness', () => {
+  it('is not ready before start (the listener is up before the loops resume), ready after, not after close', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'qrkiosk-obs-ops-'));
+    const store = openRelayStore(join(dir, 'relay.sqlite'));
+    const config = parseRelayConfig(
+      {
+        publicUrl: 'https://relay.example.com',
+        store: { path: join(dir, 'relay.sqlite') },
+        mercadopago: { accessToken: 'TEST-x', collectorId: 1 },
+        catalog: [{ sku: 'COLA', name: 'Cola', price: '1500.00', currency: 'ARS' }],
+        observability: { instance: 'relay-s' },
+      },
+      {},
+    );
+    const ops = new RelayOps({ config: config.observability, logger: silent, store: () => store, kiosksConnected: () => 0 });
+    try {
+      expect(await ops.readyz()).toMatchObject({ status: 503, body: JSON.stringify({ ready: false, instance: 'relay-s', reason: 'starting' }) });
+      await ops.start();
+      expect((await ops.readyz()).status).toBe(200);
+      await ops.close();
+      expect(JSON.parse((await ops.readyz()).body)).toMatchObject({ ready: false, reason: 'closed' });
+    } finally {
+      await ops.close();
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('qrkiosk relay: SIGTERM drains first', () => {

@@ -46,11 +46,14 @@ function buildSchema(env: NodeJS.ProcessEnv) {
       drainSeconds: z.number().min(0).default(10),
     })
     .prefault({})
-    .transform((o) => ({
-      ...o,
-      instance: o.instance ?? (hostname().replace(/[^A-Za-z0-9_.:-]/g, '-').slice(0, 64) || 'relay'),
-      metricsToken: o.metricsToken ?? (env[METRICS_TOKEN_ENV] || undefined),
-    }));
+    .transform((o, ctx) => {
+      const metricsToken = o.metricsToken ?? (env[METRICS_TOKEN_ENV] || undefined);
+      if (metricsToken !== undefined && metricsToken.length < 16) {
+        ctx.addIssue({ code: 'custom', path: ['metricsToken'], message: `${METRICS_TOKEN_ENV} is shorter than 16 characters: use e.g. \`openssl rand -hex 24\`` });
+        return z.NEVER;
+      }
+      return { ...o, instance: o.instance ?? (hostname().replace(/[^A-Za-z0-9_.:-]/g, '-').slice(0, 64) || 'relay'), metricsToken };
+    });
 }
 
 export function observabilitySchema(env: NodeJS.ProcessEnv = process.env) {
