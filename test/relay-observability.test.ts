@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -49,7 +51,11 @@ async function startStack(observability: RelayConfigInput['observability'] = {})
     orders: { contingencyAfterSeconds: 600 },
     observability: { instance: 'relay-a', metricsToken: METRICS_TOKEN, ...observability },
   });
-  const relay = await startRelay(config, { logger: silent });
+  const relay = await startRelay(config, { logger: silent }).catch(async (err: unknown) => {
+    await sandbox.close();
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  });
   await sandbox.configure({ panelNotificationUrl: `http://127.0.0.1:${port}/mp/notifications` });
   const added = relay.store.addKiosk({ id: 'k1', posExternalId: 'OBSPOS1', generation: 'v2' });
   await provisionKiosk(new MercadoPagoClient({ baseUrl: sandbox.url, accessToken: ACCESS_TOKEN }), config, relay.store, added.kiosk, { storeExternalId: 'OBSSTORE', storeName: 'obs store' });
@@ -135,7 +141,10 @@ describe('relay /metrics', () => {
     await sell(s, kiosk, 'ord_obsfail2');
     kiosk.send({ type: 'vend.result', orderId: 'ord_obsfail2', result: 'vend_failed', pulses: 2 });
     await waitFor('ord_obsfail2 refunded', () => s.relay.store.getOrder('ord_obsfail2')?.state === 'refunded');
+    await kiosk.waitFrame((f) => f.type === 'order.refunded' && f.orderId === 'ord_obsfail2');
     await s.relay.whenIdle();
+    // the kiosk acks on receipt and the relay reads a socket in order: after this every ack is applied
+    await kiosk.roundTrip();
 
     const after = await scrape(s.relay.url);
     expect(sampleValue(after, 'qrkiosk_payment_to_vend_seconds_count', { result: 'vended' })).toBe(1);
@@ -168,6 +177,17 @@ describe('relay /metrics', () => {
     expect(sampleValue(families, 'qrkiosk_kiosks_connected')).toBe(0);
     expect((await fetch(`${admin}/readyz`)).status).toBe(200);
     expect((await fetch(`${admin}/nothing`)).status).toBe(404);
+  }, 30_000);
+
+  it('an admin port already taken stops the start with an error naming the key', async () => {
+    const taken = createServer();
+    await new Promise<void>((ok) => taken.listen(0, '127.0.0.1', ok));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      await expect(startStack({ adminListen: { host: '127.0.0.1', port } })).rejects.toThrow(`observability.adminListen 127.0.0.1:${port}: the port is taken`);
+    } finally {
+      await new Promise((ok) => taken.close(ok));
+    }
   }, 30_000);
 
   it('two relays in one process each report only their own', async () => {

@@ -253,7 +253,6 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   }, EXPIRY_TICK_MS);
   expiryTimer.unref();
   contingency.start();
-  await ops.start();
   logger.info({ url: base, publicUrl: config.publicUrl }, `relay listening on ${base} (public ${config.publicUrl})`);
 
   let closing: Promise<void> | undefined;
@@ -276,6 +275,12 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     })();
     return closing;
   };
+  try {
+    await ops.start(); // store pings, the admin listener (its port may be taken), then ready
+  } catch (err) {
+    await close();
+    throw err;
+  }
 
   return {
     url: base,

@@ -89,9 +89,11 @@ export class RelayOps {
     if (adminListen) {
       this.admin = createServer((req, res) => void this.serveAdmin(req, res));
       await new Promise<void>((resolve, reject) => {
-        this.admin!.once('error', reject);
+        this.admin!.once('error', (err: NodeJS.ErrnoException) =>
+          reject(new Error(`observability.adminListen ${adminListen.host}:${adminListen.port}: ${err.code === 'EADDRINUSE' ? 'the port is taken: choose another' : err.message}`, { cause: err })),
+        );
         this.admin!.listen(adminListen.port, adminListen.host, () => {
-          this.admin!.off('error', reject);
+          this.admin!.removeAllListeners('error');
           resolve();
         });
       });
