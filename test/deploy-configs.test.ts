@@ -59,6 +59,9 @@ describe('deploy/', () => {
     expect(kiosk).toMatch(/proxy_set_header Upgrade \$http_upgrade;/);
     expect(kiosk).toMatch(/proxy_set_header Connection \$connection_upgrade;/);
     expect(text).toMatch(/proxy_http_version 1\.1;/);
+    // the client address the relay's per-source limits use: replaced, never a client-written list
+    expect(text).toMatch(/proxy_set_header X-Forwarded-For \$remote_addr;/);
+    expect(text).not.toMatch(/\$proxy_add_x_forwarded_for/);
     const c = relayDefaults();
     const readTimeout = Number(/proxy_read_timeout (\d+)s;/.exec(kiosk)![1]);
     // the relay drops a kiosk silent for two ping intervals: the proxy must wait longer than that
@@ -88,6 +91,8 @@ describe('deploy/', () => {
     expect(text).toMatch(/http-check send meth GET uri \/readyz/);
     expect(text).toMatch(/http-check expect status 200/);
     expect(text).not.toMatch(/stick-table|cookie |balance source/); // no stickiness
+    expect(text).toMatch(/http-request set-header X-Forwarded-For %\[src\]/);
+    expect(text).not.toMatch(/option forwardfor/);
     const c = relayDefaults();
     const tunnel = Number(/timeout tunnel (\d+)s/.exec(text)![1]);
     expect(tunnel).toBeGreaterThan(2 * c.hub.pingIntervalSeconds);
