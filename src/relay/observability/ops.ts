@@ -48,6 +48,8 @@ export class RelayOps {
   private storeTimer: NodeJS.Timeout | undefined;
   private admin: Server | undefined;
   private draining: Promise<void> | undefined;
+  private storeCheck: Promise<void> | undefined;
+  private storeCheckedAt = -Infinity;
   private readonly tokenDigest: Buffer | undefined;
 
   constructor(private readonly o: RelayOpsOptions) {
@@ -82,8 +84,8 @@ export class RelayOps {
 
   /** After the public listener is up: the store pings, the admin listener, then ready. */
   async start(): Promise<void> {
-    await this.checkStore();
-    this.storeTimer = setInterval(() => void this.checkStore(), this.o.config.health.storeCheckSeconds * 1000);
+    await this.checkStore(true);
+    this.storeTimer = setInterval(() => void this.checkStore(true), this.o.config.health.storeCheckSeconds * 1000);
     this.storeTimer.unref();
     const adminListen = this.o.config.adminListen;
     if (adminListen) {
@@ -202,8 +204,22 @@ export class RelayOps {
     }
   }
 
-  private async checkStore(): Promise<void> {
-    if (this.state === 'closed') return;
+  /**
+   * Pings the store. /healthz and /readyz are public, so requests share one ping in flight and
+   * reuse a result younger than a second: a flood of health requests is not a flood of queries.
+   */
+  private checkStore(force = false): Promise<void> {
+    if (this.state === 'closed') return Promise.resolve();
+    if (this.storeCheck) return this.storeCheck;
+    if (!force && performance.now() - this.storeCheckedAt < 1000) return Promise.resolve();
+    this.storeCheck = this.pingOnce().finally(() => {
+      this.storeCheck = undefined;
+      this.storeCheckedAt = performance.now();
+    });
+    return this.storeCheck;
+  }
+
+  private async pingOnce(): Promise<void> {
     const limitMs = this.o.config.health.pingTimeoutSeconds * 1000;
     let timer: NodeJS.Timeout | undefined;
     try {
