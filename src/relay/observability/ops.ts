@@ -229,7 +229,9 @@ export class RelayOps {
           timer = setTimeout(() => reject(new Error(`no answer within ${limitMs} ms`)), limitMs);
         }),
       ]);
+      const downMs = this.health.store.downForMs();
       this.health.store.success();
+      if (downMs > 0) this.o.logger.info({ downMs }, `store reachable again after ${Math.round(downMs / 1000)}s`);
     } catch (err) {
       const first = !this.health.store.failing;
       this.health.store.failure((err as Error).message);
