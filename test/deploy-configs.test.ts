@@ -82,7 +82,9 @@ describe('deploy/', () => {
     );
     const r = spawnSync('nginx', ['-t', '-c', conf, '-e', join(dir, 'error.log')], { encoding: 'utf8' });
     expect(r.stderr).toMatch(/syntax is ok/);
-    expect(r.stderr).not.toMatch(/\[warn\]|\[emerg\]/);
+    // run as a user other than root, nginx warns that `user` needs root: that one is expected
+    const problems = r.stderr.split('\n').filter((l) => /\[(warn|emerg)\]/.test(l) && !/"user" directive makes sense only/.test(l));
+    expect(problems).toEqual([]);
     expect(r.status).toBe(0);
   });
 
