@@ -187,11 +187,15 @@ export interface NewCommand {
   payload: string;
   /** running (being applied) or refused at once (expired, invalid...) */
   state: 'running' | 'refused';
+  /** when it was received (and, refused at once, refused): the time the relay is told */
+  at: number;
   reason?: string;
   message?: string;
 }
 
 export interface CommandFinish {
+  /** when it was applied or refused: the time the relay is told */
+  at: number;
   message: string;
   reason?: string;
   result?: CommandRow['result'];
@@ -497,7 +501,7 @@ export class Journal {
   /** Records a verified command as seen (running or refused at once), with its frames. A second insert of the same id fails. */
   insertCommand(c: NewCommand, outbox: AgentMessage[] = []): CommandRow {
     return this.tx(() => {
-      const at = this.now();
+      const at = c.at;
       this.db
         .prepare(
           `INSERT INTO commands (id, kind, issued_by, issued_at, expires_at, received_at, state, finished_at, reason, message, payload)
@@ -517,7 +521,7 @@ export class Journal {
       const to = kioskSideCommand.next(cur.state, event);
       this.db
         .prepare(`UPDATE commands SET state = ?, finished_at = ?, reason = ?, message = ?, result = ? WHERE id = ?`)
-        .run(to, this.now(), f.reason ?? null, f.message, f.result ? JSON.stringify(f.result) : null, id);
+        .run(to, f.at, f.reason ?? null, f.message, f.result ? JSON.stringify(f.result) : null, id);
       for (const fr of f.outbox ?? []) this.enqueue(fr);
       return this.getCommand(id)!;
     });

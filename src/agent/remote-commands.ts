@@ -77,17 +77,18 @@ export class RemoteCommands {
     }
     const base = { id: body.commandId, kind: body.action.kind, issuedBy: body.issuedBy, issuedAt: body.issuedAt, expiresAt: body.expiresAt, payload: f.payload };
     const later = journal.tx(() => {
-      const refusal = this.check(body);
+      const at = this.now();
+      const refusal = this.check(body, at);
       if (refusal) {
-        journal.insertCommand({ ...base, state: 'refused', ...refusal }, [this.result(body.commandId, 'refused', refusal.message, refusal.reason)]);
+        journal.insertCommand({ ...base, at, state: 'refused', ...refusal }, [this.result(body.commandId, 'refused', at, refusal.message, refusal.reason)]);
         this.log.warn({ commandId: body.commandId, kind: body.action.kind, reason: refusal.reason }, `refused relay command ${body.commandId} (${describeAction(body.action)}): ${refusal.message}`);
         return undefined;
       }
-      journal.insertCommand({ ...base, state: 'running' });
+      journal.insertCommand({ ...base, at, state: 'running' });
       // the motor runs after the commit and the ack: a crash from here on never runs it again
       if (body.action.kind === 'test.vend') return body.action.slot;
       const done = this.applyNow(body);
-      journal.finishCommand(body.commandId, 'done', { message: done.message, ...(done.result ? { result: done.result } : {}), outbox: [this.result(body.commandId, 'applied', done.message, undefined, done.result)] });
+      journal.finishCommand(body.commandId, 'done', { at, message: done.message, ...(done.result ? { result: done.result } : {}), outbox: [this.result(body.commandId, 'applied', at, done.message, undefined, done.result)] });
       this.log.warn({ commandId: body.commandId, kind: body.action.kind, by: body.issuedBy }, `applied relay command ${body.commandId} from ${body.issuedBy}: ${done.message}`);
       return undefined;
     });
@@ -98,8 +99,7 @@ export class RemoteCommands {
   }
 
   /** What is wrong with a verified command on this kiosk now; undefined when it can be applied. */
-  private check(b: CommandBody): Verdict | undefined {
-    const now = this.now();
+  private check(b: CommandBody, now: number): Verdict | undefined {
     if (now > b.expiresAt) {
       return { reason: 'expired', message: `expired at ${new Date(b.expiresAt).toISOString()}, received at ${new Date(now).toISOString()} (kiosk clock): not applied` };
     }
@@ -187,13 +187,14 @@ export class RemoteCommands {
       out = { ok: true, result: 'vend_failed', pulses: 0, detail: `dispenser error: ${(err as Error).message}` };
     }
     const { journal } = this.deps;
+    const at = this.now();
     if (!out.ok) {
       const message = out.message ?? 'the dispenser is busy';
-      journal.finishCommand(b.commandId, 'refuse', { reason: 'busy', message, outbox: [this.result(b.commandId, 'refused', message, 'busy')] });
+      journal.finishCommand(b.commandId, 'refuse', { at, reason: 'busy', message, outbox: [this.result(b.commandId, 'refused', at, message, 'busy')] });
     } else {
       const result: ResultValues = { slot, result: out.result ?? 'unknown', pulses: out.pulses ?? 0, ...(out.detail ? { detail: out.detail.slice(0, 200) } : {}) };
       const message = `test vend on slot ${slot}: ${out.result}${out.detail ? ` (${out.detail})` : ''}`;
-      journal.finishCommand(b.commandId, 'done', { message, result, outbox: [this.result(b.commandId, 'applied', message, undefined, result)] });
+      journal.finishCommand(b.commandId, 'done', { at, message, result, outbox: [this.result(b.commandId, 'applied', at, message, undefined, result)] });
     }
     this.deps.link.flush();
     this.deps.changed?.();
@@ -207,7 +208,8 @@ export class RemoteCommands {
     for (const c of this.deps.journal.runningCommands()) {
       const message = 'the agent restarted while it ran: not run again, result unknown (check the slot)';
       const result: ResultValues = { result: 'vend_unknown' };
-      this.deps.journal.finishCommand(c.id, 'interrupted', { message, result, outbox: [this.result(c.id, 'applied', message, undefined, result)] });
+      const at = this.now();
+      this.deps.journal.finishCommand(c.id, 'interrupted', { at, message, result, outbox: [this.result(c.id, 'applied', at, message, undefined, result)] });
       this.log.warn({ commandId: c.id, kind: c.kind }, `relay command ${c.id} (${c.kind}) was interrupted by a restart: ${message}`);
     }
   }
@@ -227,14 +229,14 @@ export class RemoteCommands {
     void q.finally(() => this.running.delete(q));
   }
 
-  private result(commandId: string, outcome: 'applied' | 'refused', message: string, reason?: CommandVerdictReason, result?: ResultValues): AgentMessage {
+  private result(commandId: string, outcome: 'applied' | 'refused', at: number, message: string, reason?: CommandVerdictReason, result?: ResultValues): AgentMessage {
     // checked here: a frame the relay would refuse would sit in the outbox for ever
     return AgentMessage.parse(
       frame({
         type: 'command.result' as const,
         commandId,
         outcome,
-        at: this.now(),
+        at,
         message: message.slice(0, 500),
         ...(reason ? { reason } : {}),
         ...(result ? { result } : {}),

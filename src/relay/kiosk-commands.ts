@@ -189,6 +189,12 @@ export class KioskCommands extends EventEmitter<KioskCommandsEvents> {
       this.log.warn({ kioskId, commandId: msg.commandId, outcome: msg.outcome }, `kiosk ${kioskId} answered command ${msg.commandId}, which this relay did not issue to it`);
       return;
     }
+    const detail = `kiosk ${msg.outcome} it at ${new Date(msg.at).toISOString()} (kiosk clock): ${msg.message}`;
+    if (c.history.some((h) => h.detail === detail)) {
+      // the same verdict again: the agent re-sends its unacked outbox after every welcome
+      this.log.debug({ kioskId, commandId: c.id }, `kiosk ${kioskId} sent its verdict on command ${c.id} again: kept once`);
+      return;
+    }
     const event: CommandEvent = msg.outcome === 'applied' ? 'applied' : msg.reason === 'expired' ? 'expired' : 'refused';
     const patch: CommandPatch = {
       kioskAt: msg.at,
@@ -197,7 +203,6 @@ export class KioskCommands extends EventEmitter<KioskCommandsEvents> {
       result: msg.result ?? null,
       ...(msg.outcome === 'refused' ? { refusal: { reason: msg.reason ?? 'refused', message: msg.message } } : {}),
     };
-    const detail = `kiosk ${msg.outcome} it at ${new Date(msg.at).toISOString()} (kiosk clock): ${msg.message}`;
     if (c.state === 'expired' && event === 'expired') {
       await this.deps.recorder.noteCommand(c.id, this.deps.now(), detail);
     } else if (!(await this.move(c.id, event, patch, detail))) {
