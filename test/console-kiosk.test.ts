@@ -150,6 +150,8 @@ describe('signed commands', () => {
     expect(after[0]).toMatchObject({ reason: 'replayed', commandId: issued.id });
     expect((await sys.status()).stock.find((s) => s.slot === 1)?.count).toBe(7);
     expect((await kioskCommands()).filter((c) => c.id === issued.id)).toHaveLength(1);
+    const shown = await cli('commands');
+    expect(shown.out).toMatch(new RegExp(`${issued.id}\\s+stock.set\\s+ana\\s+applied\\s+stock set: slot 1 = 4`));
     // the relay's record of the command is unchanged by the replays: still applied, once
     expect((await commands().get(issued.id))?.state).toBe('applied');
   });

@@ -20,6 +20,14 @@ export interface FleetKioskView {
   lastRefill: RefillRecord | null;
 }
 
+/**
+ * A kiosk's active hardware faults as the alert rules take them (relay/console/alert-rules.ts,
+ * KioskFacts.faults): one code per device and kind, so a condition alerts once until it clears.
+ */
+export function activeFaults(status: StatusBody | null): Array<{ code: string; message: string; since: number }> {
+  return (status?.faults.active ?? []).map((f) => ({ code: `${f.device}/${f.kind}`, message: `${f.device}: ${f.message}`, since: f.at }));
+}
+
 export interface FleetStatusDeps {
   recorder: FleetRecorder;
   isOnline(kioskId: string): boolean;
