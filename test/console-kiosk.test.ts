@@ -70,7 +70,8 @@ function refusalsWaiting(n: number) {
   });
 }
 
-describe('signed commands', () => {
+// several agent starts per test: each wait names what it waited for; this outer limit is only a backstop
+describe('signed commands', { timeout: 120_000 }, () => {
   it('a price change is applied by the connected kiosk, confirmed with its time, and the next order is priced with it and accepted', async () => {
     sys = await KioskSystem.start();
     await sys.startAgent();
@@ -214,7 +215,7 @@ describe('signed commands', () => {
   });
 });
 
-describe('what the kiosk reports', () => {
+describe('what the kiosk reports', { timeout: 120_000 }, () => {
   it('a hardware fault on the kiosk appears in the relay fleet status, with stock, version, model and screen', async () => {
     sys = await KioskSystem.start({
       hardwareYaml: `  buttons: { driver: none }
