@@ -188,6 +188,18 @@ describe('signed commands', { timeout: 120_000 }, () => {
     expect(await kioskCommands()).toEqual([]);
   });
 
+  it('a kiosk without relay.commandKey refuses every command, and the relay records the command refused', async () => {
+    sys = await KioskSystem.start({ commandKey: null });
+    await sys.startAgent();
+    expect((await sys.status()).relay.commandKeyId).toBeNull();
+    const issued = await commands().issue(KIOSK, { kind: 'service', inService: false }, { by: 'ana' });
+    const refused = await commandIn(issued.id, 'refused');
+    expect(refused.refusal).toMatchObject({ reason: 'no_key' });
+    expect(refused.refusal!.message).toMatch(/no relay.commandKey in agent.yaml/);
+    expect((await sys.status()).service).toBeNull();
+    expect(sys.agentOutput).toMatch(/agent.yaml has no relay.commandKey: its commands will be refused/);
+  });
+
   it('out of service shows the screen and refuses presses, survives a restart; a test vend runs the motor', async () => {
     sys = await KioskSystem.start();
     await sys.startAgent();

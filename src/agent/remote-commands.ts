@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import { frame } from '../protocol/codec.js';
 import { AgentMessage, type CommandFrame, type CommandRefused, type CommandResult, type CommandVerdictReason } from '../protocol/messages.js';
-import { COMMAND_CLOCK_SKEW_MS, describeAction, verifyCommand, type CommandBody } from '../protocol/signed-command.js';
+import { claimedId, COMMAND_CLOCK_SKEW_MS, describeAction, verifyCommand, type CommandBody } from '../protocol/signed-command.js';
 import type { Logger } from '../runtime/log.js';
 import type { CommandRow, Journal } from './journal.js';
 import type { VendSession } from './session.js';
@@ -57,7 +57,7 @@ export class RemoteCommands {
   receive(f: CommandFrame): void {
     const { trustedKey, journal } = this.deps;
     if (!trustedKey) {
-      return this.reject(f, undefined, 'no_key', 'this kiosk has no relay.commandKey in agent.yaml, so it cannot check who signed a command: write the line printed by `qrkiosk relay command-key`');
+      return this.reject(f, claimedId(f.payload), 'no_key', 'this kiosk has no relay.commandKey in agent.yaml, so it cannot check who signed a command: write the line printed by `qrkiosk relay command-key`');
     }
     const v = verifyCommand(f, trustedKey);
     if (!v.ok) return this.reject(f, v.commandId, v.reason, v.message);

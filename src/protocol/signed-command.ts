@@ -116,7 +116,7 @@ export type VerifyResult =
   | { ok: false; reason: Extract<CommandRejection, 'unsigned' | 'bad_signature' | 'malformed'>; message: string; commandId?: string };
 
 /** The command id as written in a payload, for naming a refused frame (never trusted for anything else). */
-function claimedId(payload: string): string | undefined {
+export function claimedId(payload: string): string | undefined {
   try {
     const id = (JSON.parse(payload) as { commandId?: unknown }).commandId;
     return typeof id === 'string' ? id.slice(0, 100) : undefined;

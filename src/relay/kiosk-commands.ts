@@ -222,8 +222,11 @@ export class KioskCommands extends EventEmitter<KioskCommandsEvents> {
 
   /** command.refused: a frame the kiosk would not take. Returns whether the command was ours. */
   async onRefused(kioskId: string, msg: CommandRefused): Promise<boolean> {
-    const c = msg.commandId ? await this.deps.recorder.getCommand(msg.commandId) : undefined;
-    const ours = !!c && c.kioskId === kioskId;
+    // our command frames carry the command id as their frame id
+    const c = await this.deps.recorder.getCommand(msg.commandId ?? msg.frameId);
+    // a refused frame is ours only if it is the very frame we sent (a forgery may name our command id);
+    // a replay is only ever reported for a command whose signature the kiosk verified
+    const ours = !!c && c.kioskId === kioskId && (msg.reason === 'replayed' || msg.frameId === c.id);
     if (!ours) {
       this.log.warn({ kioskId, frameId: msg.frameId, reason: msg.reason }, `kiosk ${kioskId} refused a command frame this relay did not issue to it (${msg.reason}): ${msg.message}`);
       return false;
