@@ -33,7 +33,7 @@ export interface KioskCommandsDeps {
   /** default validity (commands.ttlSeconds) */
   ttlMs: number;
   /** whether the relay knows this kiosk (unknown ids are refused at issue) */
-  kioskExists(kioskId: string): boolean;
+  kioskExists(kioskId: string): boolean | Promise<boolean>;
 }
 
 /** How the commands reach kiosks: the hub (set once it exists). */
@@ -88,7 +88,7 @@ export class KioskCommands extends EventEmitter<KioskCommandsEvents> {
 
   /** Signs and records a command, and sends it now if the kiosk is connected (else when it comes back, until the expiry). */
   async issue(kioskId: string, actionInput: unknown, opts: IssueOptions): Promise<CommandRecord> {
-    if (!this.deps.kioskExists(kioskId)) throw new CommandInputError(`no kiosk "${kioskId}" at this relay (qrkiosk relay kiosk list)`);
+    if (!(await this.deps.kioskExists(kioskId))) throw new CommandInputError(`no kiosk "${kioskId}" at this relay (qrkiosk relay kiosk list)`);
     const parsed = CommandAction.safeParse(actionInput);
     if (!parsed.success) {
       throw new CommandInputError(`command not understood: ${parsed.error.issues.slice(0, 3).map((i) => `${i.path.join('.') || 'kind'}: ${i.message}`).join('; ')}`);

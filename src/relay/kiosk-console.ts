@@ -34,7 +34,7 @@ export interface KioskConsoleOptions {
   now: () => number;
   /** where reports and commands are kept; default InMemoryFleetRecorder (lost at restart) */
   recorder?: FleetRecorder;
-  kioskExists(kioskId: string): boolean;
+  kioskExists(kioskId: string): boolean | Promise<boolean>;
 }
 
 export class KioskConsole implements ConsoleFrames {
