@@ -63,6 +63,8 @@ export class KioskCommands extends EventEmitter<KioskCommandsEvents> {
   private readonly prices = new Map<string, KioskPrices>();
   /** the actions of commands still waiting for a verdict, so a confirmation can switch prices synchronously */
   private readonly open = new Map<string, { kioskId: string; action: CommandAction }>();
+  /** counts confirmations handled, so a slower re-read never overwrites a newer one */
+  private priceChanges = 0;
   private readonly log: Logger;
 
   constructor(private readonly deps: KioskCommandsDeps) {
@@ -183,12 +185,15 @@ export class KioskCommands extends EventEmitter<KioskCommandsEvents> {
   /** command.result: the kiosk's verdict on a command it verified. Prices switch here, before any await. */
   async onResult(kioskId: string, msg: CommandResult): Promise<void> {
     const open = this.open.get(msg.commandId);
-    if (open && open.kioskId === kioskId && msg.outcome === 'applied') this.adoptPrices(kioskId, msg.commandId, open.action);
+    const adoptedNow = !!open && open.kioskId === kioskId && msg.outcome === 'applied';
+    if (adoptedNow) this.adoptPrices(kioskId, msg.commandId, open.action);
     const c = await this.deps.recorder.getCommand(msg.commandId);
     if (!c || c.kioskId !== kioskId) {
       this.log.warn({ kioskId, commandId: msg.commandId, outcome: msg.outcome }, `kiosk ${kioskId} answered command ${msg.commandId}, which this relay did not issue to it`);
       return;
     }
+    // issued by another relay instance (or before a restart that lost `open`): adopted now
+    if (!adoptedNow && msg.outcome === 'applied' && c.state !== 'applied') this.adoptPrices(kioskId, c.id, c.action);
     const detail = `kiosk ${msg.outcome} it at ${new Date(msg.at).toISOString()} (kiosk clock): ${msg.message}`;
     if (c.history.some((h) => h.detail === detail)) {
       // the same verdict again: the agent re-sends its unacked outbox after every welcome
@@ -268,11 +273,27 @@ export class KioskCommands extends EventEmitter<KioskCommandsEvents> {
   // ---- prices -------------------------------------------------------------------------------------
 
   private adoptPrices(kioskId: string, commandId: string, a: CommandAction): void {
+    this.priceChanges++;
     if (a.kind === 'catalog.set') this.prices.set(kioskId, { catalog: a.entries, prices: {}, commandId });
     else if (a.kind === 'price.set') {
       const cur = this.prices.get(kioskId);
       this.prices.set(kioskId, { catalog: cur?.catalog ?? null, prices: { ...cur?.prices, [a.sku]: { price: a.price, currency: a.currency } }, commandId });
     }
+  }
+
+  /**
+   * Re-reads one kiosk's confirmed prices (another relay instance may have recorded a change while
+   * it was connected there). Returns whether they differ from what this instance had.
+   */
+  async refreshPrices(kioskId: string): Promise<boolean> {
+    const version = this.priceChanges;
+    const stored = (await this.deps.recorder.kioskPrices()).get(kioskId);
+    // a confirmation handled meanwhile is newer than what was read: keep it
+    if (this.priceChanges !== version) return false;
+    const before = JSON.stringify(this.prices.get(kioskId) ?? null);
+    if (stored) this.prices.set(kioskId, stored);
+    else this.prices.delete(kioskId);
+    return JSON.stringify(stored ?? null) !== before;
   }
 
   /** The kiosk's price list: the relay's catalog with what this kiosk confirmed applying laid over it. */

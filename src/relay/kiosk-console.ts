@@ -76,7 +76,11 @@ export class KioskConsole implements ConsoleFrames {
     hub.setConsole(this);
     hub.on('online', (kioskId) => {
       void this.fleet.onPresence(kioskId, true).catch((err: unknown) => this.log.error({ err, kioskId }, 'could not record the kiosk online'));
-      void this.commands.resend(kioskId).catch((err: unknown) => this.log.error({ err, kioskId }, `could not re-send commands to kiosk ${kioskId}`));
+      void (async () => {
+        // prices confirmed through another relay instance: the welcome just sent may lack them
+        if (await this.commands.refreshPrices(kioskId)) hub.rewelcome(kioskId);
+        await this.commands.resend(kioskId);
+      })().catch((err: unknown) => this.log.error({ err, kioskId }, `could not refresh prices or re-send commands to kiosk ${kioskId}`));
     });
     hub.on('offline', (kioskId) => {
       void this.fleet.onPresence(kioskId, false).catch((err: unknown) => this.log.error({ err, kioskId }, 'could not record the kiosk offline'));
