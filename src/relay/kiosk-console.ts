@@ -50,7 +50,7 @@ export class KioskConsole implements ConsoleFrames {
     const path = commandKeyPath(opts.config);
     const { signer, created } = loadOrCreateCommandKey(path);
     if (created) {
-      this.log.warn({ path, keyId: signer.keyId }, `made the command signing key ${path}; write in every kiosk's agent.yaml: relay.commandKey: ${signer.publicKeyText}`);
+      this.log.info({ path, keyId: signer.keyId }, `made the command signing key ${path}; write in every kiosk's agent.yaml: relay.commandKey: ${signer.publicKeyText}`);
     }
     this.signer = signer;
     this.recorder = opts.recorder ?? new InMemoryFleetRecorder();
