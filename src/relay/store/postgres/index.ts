@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { SchemaTooNew } from '../../../runtime/sqlite.js';
-import { StoreError } from '../../store.js';
+import { StoreError } from '../types.js';
 import { applyPgMigrations } from './schema.js';
 import { pgTypes } from './rows.js';
 import { PostgresRelayStore } from './store.js';

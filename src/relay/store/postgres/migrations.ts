@@ -188,6 +188,12 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   CREATE INDEX notifications_given_up ON notifications(given_up_at) WHERE given_up_at IS NOT NULL;
   `,
   },
+  {
+    version: 6,
+    additive: false, // as in SQLite, where every step so far is a plain (non-additive) string
+    // inbox retention (OutboxStore.pruneInbox)
+    sql: `CREATE INDEX inbox_applied ON inbox(applied_at);`,
+  },
 ];
 
 /** The schema version this code writes (the highest step it knows). */

@@ -15,7 +15,7 @@ import {
   type RefundReason,
   type RefundRecord,
   type ResponseGeneration,
-} from '../../store.js';
+} from '../types.js';
 
 // Rows as PostgreSQL returns them, mapped to the same records the SQLite store returns.
 //

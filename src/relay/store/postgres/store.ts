@@ -4,12 +4,17 @@ import { relayOrder } from '../../../core/relay-order.js';
 import { mpOffer, type OfferEvent } from '../../../core/mp-offer.js';
 import { crashPoint } from '../../../runtime/crash-hook.js';
 import type { DexAuditFrame, PaymentModelName } from '../../../protocol/messages.js';
+import type { RelayStore } from '../api.js';
 import {
   StoreError,
+  checkKioskInput,
+  checkStoreExternalId,
   hashToken,
   newKioskToken,
   newPosKey,
   posPath,
+  withReviewReason,
+  withoutReviewReasons,
   type AddKioskInput,
   type AddedKiosk,
   type DexAuditRecord,
@@ -23,7 +28,7 @@ import {
   type PaymentRecord,
   type RefundReason,
   type RefundRecord,
-} from '../../store.js';
+} from '../types.js';
 import {
   dexAuditFromRow,
   kioskFromRow,
@@ -48,12 +53,6 @@ import {
 // each instance takes rows no other instance holds, and a row goes back to the pool by itself
 // when the instance holding it dies (its connection closes, its transaction rolls back).
 
-/** Several reasons for review are kept in the one column, joined by this (as in SQLite). */
-const REVIEW_SEPARATOR = '; ';
-// The same rules as the SQLite store's addKiosk (src/relay/store.ts).
-const KIOSK_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-const POS_EXTERNAL_ID = /^[A-Za-z0-9]{1,39}$/;
-
 /** Held while a kiosk revision is taken and until commit: revisions then commit in their order. */
 const REVISION_LOCK = `SELECT pg_advisory_xact_lock(hashtext('qrkiosk kiosk revision ' || current_schema()))`;
 const NEXT_REVISION = '(SELECT COALESCE(MAX(revision), 0) + 1 FROM kiosks)';
@@ -69,13 +68,14 @@ interface TxState {
   savepoints: number;
 }
 
-export class PostgresRelayStore {
+export class PostgresRelayStore implements RelayStore {
   readonly kind = 'postgres' as const;
 
   /** @internal use openPostgresStore */
   constructor(
     private readonly pool: pg.Pool,
     private readonly tx: TxState | null = null,
+    private readonly shared: { reads: number } = { reads: 0 },
   ) {}
 
   // ---- plumbing ---------------------------------------------------------------------------------
@@ -107,6 +107,15 @@ export class PostgresRelayStore {
     return (await this.q.query(sql, params)).rowCount ?? 0;
   }
 
+  /**
+   * The POS-url poll reuses an answer while this number stays the same. Other instances write to
+   * the same database without this process seeing it, so on PostgreSQL "no write here" never
+   * means "nothing changed": every call returns a new number and the cache is never reused.
+   */
+  writeCount(): number {
+    return ++this.shared.reads;
+  }
+
   get inTransaction(): boolean {
     return this.tx !== null;
   }
@@ -125,7 +134,7 @@ export class PostgresRelayStore {
       await client.query('BEGIN');
       let result: T;
       try {
-        result = await fn(new PostgresRelayStore(this.pool, state));
+        result = await fn(new PostgresRelayStore(this.pool, state, this.shared));
         crashPoint('relay.uncommitted'); // crash test hook: written, not committed
         await client.query('COMMIT');
       } catch (err) {
@@ -183,19 +192,7 @@ export class PostgresRelayStore {
   // ---- kiosks -----------------------------------------------------------------------------------
 
   async addKiosk(input: AddKioskInput, at = Date.now()): Promise<AddedKiosk> {
-    if (!KIOSK_ID.test(input.id)) {
-      throw new StoreError(`kiosk id "${input.id}" must be letters, digits, "_", "-" or "." (at most 64)`);
-    }
-    if (!POS_EXTERNAL_ID.test(input.posExternalId)) {
-      throw new StoreError(
-        `POS external id "${input.posExternalId}" must be letters and digits only, fewer than 40 (Mercado Pago's rule)`,
-      );
-    }
-    const generation = input.generation ?? 'v2';
-    if (generation !== 'v1' && generation !== 'v2') throw new StoreError(`generation must be v1 or v2, not ${String(generation)}`);
-    if (input.storeExternalId != null && !POS_EXTERNAL_ID.test(input.storeExternalId)) {
-      throw new StoreError(`store external id "${input.storeExternalId}" must be letters and digits only, fewer than 40 (Mercado Pago's rule)`);
-    }
+    const generation = checkKioskInput(input);
     const token = newKioskToken();
     const posKey = newPosKey();
     return this.atomic(async (tx) => {
@@ -273,9 +270,7 @@ export class PostgresRelayStore {
   }
 
   async setKioskStore(id: string, storeExternalId: string): Promise<void> {
-    if (!POS_EXTERNAL_ID.test(storeExternalId)) {
-      throw new StoreError(`store external id "${storeExternalId}" must be letters and digits only, fewer than 40 (Mercado Pago's rule)`);
-    }
+    checkStoreExternalId(storeExternalId);
     return this.bumpRevision(id, 'store_external_id = $2', storeExternalId);
   }
 
@@ -382,10 +377,9 @@ export class PostgresRelayStore {
     return this.atomic(async (tx) => {
       const cur = await tx.lockOrder(orderId);
       if (!cur) throw new StoreError(`no order "${orderId}"`);
-      const reasons = cur.needsReview ? cur.needsReview.split(REVIEW_SEPARATOR) : [];
-      if (reasons.includes(why)) return false;
-      reasons.push(why);
-      await tx.run('UPDATE orders SET needs_review = $1 WHERE id = $2', reasons.join(REVIEW_SEPARATOR), orderId);
+      const next = withReviewReason(cur.needsReview, why);
+      if (next === undefined) return false;
+      await tx.run('UPDATE orders SET needs_review = $1 WHERE id = $2', next, orderId);
       return true;
     });
   }
@@ -394,11 +388,10 @@ export class PostgresRelayStore {
   clearReview(orderId: string, prefix: string): Promise<boolean> {
     return this.atomic(async (tx) => {
       const cur = await tx.lockOrder(orderId);
-      if (!cur?.needsReview) return false;
-      const reasons = cur.needsReview.split(REVIEW_SEPARATOR);
-      const kept = reasons.filter((r) => !r.startsWith(prefix));
-      if (kept.length === reasons.length) return false;
-      await tx.run('UPDATE orders SET needs_review = $1 WHERE id = $2', kept.length ? kept.join(REVIEW_SEPARATOR) : null, orderId);
+      if (!cur) return false;
+      const next = withoutReviewReasons(cur.needsReview, prefix);
+      if (next === undefined) return false;
+      await tx.run('UPDATE orders SET needs_review = $1 WHERE id = $2', next, orderId);
       return true;
     });
   }
@@ -695,6 +688,10 @@ export class PostgresRelayStore {
 
   async inInbox(kioskId: string, messageId: string): Promise<boolean> {
     return (await this.rows('SELECT 1 FROM inbox WHERE kiosk_id = $1 AND message_id = $2', [kioskId, messageId])).length > 0;
+  }
+
+  pruneInbox(appliedBefore: number): Promise<number> {
+    return this.run('DELETE FROM inbox WHERE applied_at < $1', appliedBefore);
   }
 
   async recordInbox(kioskId: string, messageId: string, type: string, at: number): Promise<void> {
