@@ -34,6 +34,8 @@ import type {
 // (UPDATE ... WHERE state = <read>); when another transaction moved the order first they throw
 // IllegalTransition (core/state-machine.ts) instead of overwriting it. PostgreSQL implementations
 // take the row lock for these (SELECT ... FOR UPDATE) so the check and the write see one state.
+// A refused move (IllegalTransition, StoreError "no order") leaves the surrounding transaction
+// usable: the caller catches it and goes on (it notes the refusal in the order's history).
 //
 // Times are epoch milliseconds (integers), money integer minor units, as in types.ts.
 
