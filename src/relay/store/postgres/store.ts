@@ -760,40 +760,40 @@ export class PostgresRelayStore implements RelayStore {
   // locks last until the transaction ends, so call them on the store given by transaction() and
   // do the work (the transition, the refund row) in that same transaction.
 
-  claimPendingPastDeadline(now: number, limit: number): Promise<OrderRecord[]> {
+  async claimPendingPastDeadline(now: number, limit: number): Promise<OrderRecord[]> {
     this.requireTransaction('claimPendingPastDeadline');
-    return this.many(orderFromRow, `SELECT * FROM orders WHERE state = 'pending' AND deadline <= $1 ORDER BY deadline, id LIMIT $2 FOR UPDATE SKIP LOCKED`, now, limit);
+    return await this.many(orderFromRow, `SELECT * FROM orders WHERE state = 'pending' AND deadline <= $1 ORDER BY deadline, id LIMIT $2 FOR UPDATE SKIP LOCKED`, now, limit);
   }
 
-  claimContingencyCandidates(createdBefore: number, quietSince: number, closedSince: number, limit: number): Promise<OrderRecord[]> {
+  async claimContingencyCandidates(createdBefore: number, quietSince: number, closedSince: number, limit: number): Promise<OrderRecord[]> {
     this.requireTransaction('claimContingencyCandidates');
-    return this.many(orderFromRow, `SELECT * FROM orders WHERE ${CONTINGENCY_WHERE} ORDER BY created_at, id LIMIT $4 FOR UPDATE SKIP LOCKED`, createdBefore, quietSince, closedSince, limit);
+    return await this.many(orderFromRow, `SELECT * FROM orders WHERE ${CONTINGENCY_WHERE} ORDER BY created_at, id LIMIT $4 FOR UPDATE SKIP LOCKED`, createdBefore, quietSince, closedSince, limit);
   }
 
   /** e.g. the orders in `refunding` whose refunds the refund worker retries */
-  claimOrdersInState(state: OrderState, limit: number): Promise<OrderRecord[]> {
+  async claimOrdersInState(state: OrderState, limit: number): Promise<OrderRecord[]> {
     this.requireTransaction('claimOrdersInState');
-    return this.many(orderFromRow, 'SELECT * FROM orders WHERE state = $1 ORDER BY created_at, id LIMIT $2 FOR UPDATE SKIP LOCKED', state, limit);
+    return await this.many(orderFromRow, 'SELECT * FROM orders WHERE state = $1 ORDER BY created_at, id LIMIT $2 FOR UPDATE SKIP LOCKED', state, limit);
   }
 
-  claimSurplusRefundsDue(limit: number): Promise<RefundRecord[]> {
+  async claimSurplusRefundsDue(limit: number): Promise<RefundRecord[]> {
     this.requireTransaction('claimSurplusRefundsDue');
-    return this.many(refundFromRow, `SELECT r.* FROM refunds r JOIN orders o ON o.id = r.order_id WHERE ${SURPLUS_DUE_WHERE} ORDER BY r.id LIMIT $1 FOR UPDATE OF r SKIP LOCKED`, limit);
+    return await this.many(refundFromRow, `SELECT r.* FROM refunds r JOIN orders o ON o.id = r.order_id WHERE ${SURPLUS_DUE_WHERE} ORDER BY r.id LIMIT $1 FOR UPDATE OF r SKIP LOCKED`, limit);
   }
 
-  claimUnprocessedNotifications(limit: number): Promise<NotificationRecord[]> {
+  async claimUnprocessedNotifications(limit: number): Promise<NotificationRecord[]> {
     this.requireTransaction('claimUnprocessedNotifications');
-    return this.many(notificationFromRow, 'SELECT * FROM notifications WHERE processed_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED', limit);
+    return await this.many(notificationFromRow, 'SELECT * FROM notifications WHERE processed_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED', limit);
   }
 
-  claimOfferWork(limit: number): Promise<OrderRecord[]> {
+  async claimOfferWork(limit: number): Promise<OrderRecord[]> {
     this.requireTransaction('claimOfferWork');
-    return this.many(orderFromRow, `SELECT * FROM orders WHERE ${OFFER_WORK_WHERE} ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED`, limit);
+    return await this.many(orderFromRow, `SELECT * FROM orders WHERE ${OFFER_WORK_WHERE} ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED`, limit);
   }
 
-  claimOverdueVends(paidBefore: number, limit: number): Promise<OrderRecord[]> {
+  async claimOverdueVends(paidBefore: number, limit: number): Promise<OrderRecord[]> {
     this.requireTransaction('claimOverdueVends');
-    return this.many(orderFromRow, `SELECT * FROM orders WHERE ${OVERDUE_WHERE} ORDER BY paid_at, id LIMIT $2 FOR UPDATE SKIP LOCKED`, paidBefore, limit);
+    return await this.many(orderFromRow, `SELECT * FROM orders WHERE ${OVERDUE_WHERE} ORDER BY paid_at, id LIMIT $2 FOR UPDATE SKIP LOCKED`, paidBefore, limit);
   }
 }
 
