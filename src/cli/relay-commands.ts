@@ -27,6 +27,7 @@ const USAGE = `usage:
   qrkiosk relay order <orderId> --config FILE [--json]
   qrkiosk relay provision <id> --config FILE --store <storeExternalId> [--store-name NAME] [--pos-name NAME] [--category MCC]
   qrkiosk relay dex list|show|export ...   the machines' own audits (qrkiosk relay dex help)
+  qrkiosk relay migrate --from sqlite:FILE --to postgres://… [--force]   move a stopped relay to PostgreSQL
 
 payment models (MODEL/MODE): ${describeModes()}
   default for a new kiosk: orders/dynamic where the site has the Orders API QR, else dynamic/online`;
@@ -52,6 +53,7 @@ export async function relayMain(argv: string[], io: RelayCliIo = defaultIo): Pro
     if (args[0] === 'provision') return await provision(args.slice(1), io);
     if (args[0] === 'orders') return listOrders(args.slice(1), io);
     if (args[0] === 'order') return showOrder(args.slice(1), io);
+    if (args[0] === 'migrate') return await (await import('./relay-migrate-command.js')).migrateCommand(args.slice(1), io);
     if (args[0] === 'dex') return (await import('./relay-dex-commands.js')).dexCommand(args.slice(1), io);
     if (args[0] === 'help' || args[0] === '--help' || args[0] === '-h') {
       io.out(USAGE);
