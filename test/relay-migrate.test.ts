@@ -11,10 +11,10 @@ import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { relayMain } from '../src/cli/relay-commands.js';
 import { ORDER_STATES } from '../src/core/relay-order.js';
-import { RelayStore as SqliteRelayStore } from '../src/relay/store.js';
 import { openPostgresStore, type PostgresRelayStore } from '../src/relay/store/postgres/index.js';
 import { hashToken, type NewOrder } from '../src/relay/store/types.js';
 import { createTestDatabase, skipWithoutPostgres, type TestDatabase } from './helpers/pg.js';
+import { openSqliteTestStore } from './helpers/relay-stores.js';
 
 const skip = await skipWithoutPostgres();
 const T0 = 1_764_000_000_000;
@@ -40,60 +40,60 @@ function order(id: string, over: Partial<NewOrder> = {}): NewOrder {
 }
 
 /** A relay file as a season of sales leaves it: every order state, refunds, gaps in the ids. */
-function seedSqlite(path: string): { token: string } {
-  const s = new SqliteRelayStore(path);
+async function seedSqlite(path: string): Promise<{ token: string }> {
+  const s = await openSqliteTestStore(path);
   try {
-    const { token } = s.addKiosk({ id: 'k1', posExternalId: 'POS1', storeExternalId: 'S1', model: 'unattended' }, T0 - 10);
-    s.addKiosk({ id: 'k2', posExternalId: 'POS2', model: 'dynamic', modelMode: 'online', posQr: 'QR2' }, T0 - 5);
-    s.setKioskPosQr('k1', 'QR1');
+    const { token } = await s.addKiosk({ id: 'k1', posExternalId: 'POS1', storeExternalId: 'S1', model: 'unattended' }, T0 - 10);
+    await s.addKiosk({ id: 'k2', posExternalId: 'POS2', model: 'dynamic', modelMode: 'online', posQr: 'QR2' }, T0 - 5);
+    await s.setKioskPosQr('k1', 'QR1');
     let t = T0;
-    const pay = (id: string) => {
-      s.upsertPayment({ paymentId: `p-${id}`, orderId: id, merchantOrderId: `mo-${id}`, status: 'approved', amount: 99_950, currency: 'ARS' }, ++t);
-      s.transitionOrder(id, 'payment_verified', ++t, `mo-${id}`, { paidAt: t, merchantOrderId: `mo-${id}`, paymentIds: [`p-${id}`] });
-      s.enqueueOutbox('k1', { id: `paid-${id}`, type: 'order.paid' }, t);
+    const pay = async (id: string) => {
+      await s.upsertPayment({ paymentId: `p-${id}`, orderId: id, merchantOrderId: `mo-${id}`, status: 'approved', amount: 99_950, currency: 'ARS' }, ++t);
+      await s.transitionOrder(id, 'payment_verified', ++t, `mo-${id}`, { paidAt: t, merchantOrderId: `mo-${id}`, paymentIds: [`p-${id}`] });
+      await s.enqueueOutbox('k1', { id: `paid-${id}`, type: 'order.paid' }, t);
     };
-    s.insertOrder(order('o-pending', { createdAt: ++t, deadline: T0 + 1e9, offerState: 'due' }));
-    s.insertOrder(order('o-paid', { createdAt: ++t }));
-    pay('o-paid');
-    s.insertOrder(order('o-vended', { createdAt: ++t }));
-    pay('o-vended');
-    s.transitionOrder('o-vended', 'vend_ok', ++t, null, { vendResult: 'dispensed' });
-    s.insertOrder(order('o-refunding', { createdAt: ++t }));
-    pay('o-refunding');
-    s.transitionOrder('o-refunding', 'vend_failed', ++t, 'jam', { vendResult: 'failed' });
-    s.insertRefundIntent('o-refunding', 'p-o-refunding', 'refund-o-refunding', ++t);
-    s.recordRefundAttempt('refund-o-refunding', 'timeout');
-    s.insertOrder(order('o-refunded', { createdAt: ++t }));
-    pay('o-refunded');
-    s.transitionOrder('o-refunded', 'vend_failed', ++t);
-    s.insertRefundIntent('o-refunded', 'p-o-refunded', 'refund-o-refunded', ++t);
-    s.completeRefund('refund-o-refunded', { mpRefundId: 'R1', amount: 99_950, currency: 'ARS', status: 'approved' }, ++t);
-    s.transitionOrder('o-refunded', 'refund_done', ++t);
-    s.insertOrder(order('o-cancelled', { createdAt: ++t }));
-    s.transitionOrder('o-cancelled', 'cancel', ++t);
-    s.insertOrder(order('o-expired', { createdAt: ++t, kioskId: 'k2', slot: null }));
-    s.transitionOrder('o-expired', 'expire', ++t);
-    s.insertOrder(order('o-rejected', { createdAt: ++t, state: 'rejected', rejectReason: 'price mismatch' }));
-    s.flagReview('o-paid', 'no vend result');
-    s.markVendOverdue('o-paid', ++t, 'overdue');
-    s.insertRefundIntent('o-vended', 'p-extra', 'surplus-1', ++t, 'surplus');
-    s.recordExternalRefund('o-cancelled', 'p-ext', 'ext-1', 500, 'ARS', ++t, 'surplus');
+    await s.insertOrder(order('o-pending', { createdAt: ++t, deadline: T0 + 1e9, offerState: 'due' }));
+    await s.insertOrder(order('o-paid', { createdAt: ++t }));
+    await pay('o-paid');
+    await s.insertOrder(order('o-vended', { createdAt: ++t }));
+    await pay('o-vended');
+    await s.transitionOrder('o-vended', 'vend_ok', ++t, null, { vendResult: 'dispensed' });
+    await s.insertOrder(order('o-refunding', { createdAt: ++t }));
+    await pay('o-refunding');
+    await s.transitionOrder('o-refunding', 'vend_failed', ++t, 'jam', { vendResult: 'failed' });
+    await s.insertRefundIntent('o-refunding', 'p-o-refunding', 'refund-o-refunding', ++t);
+    await s.recordRefundAttempt('refund-o-refunding', 'timeout');
+    await s.insertOrder(order('o-refunded', { createdAt: ++t }));
+    await pay('o-refunded');
+    await s.transitionOrder('o-refunded', 'vend_failed', ++t);
+    await s.insertRefundIntent('o-refunded', 'p-o-refunded', 'refund-o-refunded', ++t);
+    await s.completeRefund('refund-o-refunded', { mpRefundId: 'R1', amount: 99_950, currency: 'ARS', status: 'approved' }, ++t);
+    await s.transitionOrder('o-refunded', 'refund_done', ++t);
+    await s.insertOrder(order('o-cancelled', { createdAt: ++t }));
+    await s.transitionOrder('o-cancelled', 'cancel', ++t);
+    await s.insertOrder(order('o-expired', { createdAt: ++t, kioskId: 'k2', slot: null }));
+    await s.transitionOrder('o-expired', 'expire', ++t);
+    await s.insertOrder(order('o-rejected', { createdAt: ++t, state: 'rejected', rejectReason: 'price mismatch' }));
+    await s.flagReview('o-paid', 'no vend result');
+    await s.markVendOverdue('o-paid', ++t, 'overdue');
+    await s.insertRefundIntent('o-vended', 'p-extra', 'surplus-1', ++t, 'surplus');
+    await s.recordExternalRefund('o-cancelled', 'p-ext', 'ext-1', 500, 'ARS', ++t, 'surplus');
     // notifications: three stored, the first pruned (its id must never be given again)
     const n = { form: 'webhook' as const, topic: 'merchant_order', resourceId: '1', query: { 'data.id': '1' }, body: '{"ñ":"ü"}', headers: { 'x-request-id': 'r' }, signatureOk: true, processedAt: null, outcome: null, source: '10.0.0.9' };
-    const n1 = s.insertNotification({ ...n, receivedAt: ++t });
-    s.markNotification(n1, 'ok', ++t);
-    s.insertNotification({ ...n, receivedAt: ++t, signatureOk: null });
-    const n3 = s.insertNotification({ ...n, receivedAt: ++t, signatureOk: false });
-    s.noteNotificationFailure(n3, 'mp 500');
-    s.pruneNotifications(t + 1);
+    const n1 = await s.insertNotification({ ...n, receivedAt: ++t });
+    await s.markNotification(n1, 'ok', ++t);
+    await s.insertNotification({ ...n, receivedAt: ++t, signatureOk: null });
+    const n3 = await s.insertNotification({ ...n, receivedAt: ++t, signatureOk: false });
+    await s.noteNotificationFailure(n3, 'mp 500');
+    await s.pruneNotifications(t + 1);
     // the kiosk acked the first outbox message (deleted: its seq must never come back)
-    s.deleteOutbox('k1', 'paid-o-paid');
-    s.recordInbox('k1', 'vend-1', 'vend.result', ++t);
-    s.insertDexAudit('k1', { v: 1, id: 'x', type: 'dex.audit', auditId: 'dex_abcdef1', readAt: ++t, machine: { serial: 'SN', model: 'm', location: 'l', asset: 'a' }, products: [] } as never, t);
-    expect(ORDER_STATES.every((st) => s.countOrders(st) === 1)).toBe(true);
+    await s.deleteOutbox('k1', 'paid-o-paid');
+    await s.recordInbox('k1', 'vend-1', 'vend.result', ++t);
+    await s.insertDexAudit('k1', { v: 1, id: 'x', type: 'dex.audit', auditId: 'dex_abcdef1', readAt: ++t, machine: { serial: 'SN', model: 'm', location: 'l', asset: 'a' }, products: [] } as never, t);
+    for (const st of ORDER_STATES) expect(await s.countOrders(st)).toBe(1);
     return { token };
   } finally {
-    s.close();
+    await s.close();
   }
 }
 
@@ -123,7 +123,7 @@ describe.skipIf(skip)('qrkiosk relay migrate (SQLite -> PostgreSQL)', () => {
   });
 
   it('copies every table with matching counts and checksums, and PostgreSQL carries on with every order', async () => {
-    const { token } = seedSqlite(file);
+    const { token } = await seedSqlite(file);
     const r = await cli(['--from', `sqlite:${file}`, '--to', db.url]);
     expect(r.err).toEqual([]);
     expect(r.code).toBe(0);
@@ -140,27 +140,27 @@ describe.skipIf(skip)('qrkiosk relay migrate (SQLite -> PostgreSQL)', () => {
     expect(r.out.at(-1)).toMatch(/every count and checksum matches/);
 
     // record for record what the SQLite store answers, the PostgreSQL store answers
-    const sq = new SqliteRelayStore(file);
+    const sq = await openSqliteTestStore(file);
     pgStore = await openPostgresStore(db.url, { poolSize: 2 });
     const p = pgStore;
     try {
-      expect(await p.listKiosks()).toEqual(sq.listKiosks());
+      expect(await p.listKiosks()).toEqual(await sq.listKiosks());
       expect((await p.getKioskByTokenHash(hashToken(token)))?.id).toBe('k1');
-      expect(await p.kioskRevision()).toBe(sq.kioskRevision());
+      expect(await p.kioskRevision()).toBe(await sq.kioskRevision());
       for (const st of ORDER_STATES) {
-        const [o] = sq.ordersInState(st);
+        const [o] = await sq.ordersInState(st);
         expect(await p.getOrder(o!.id)).toEqual(o);
-        expect(await p.orderEvents(o!.id)).toEqual(sq.orderEvents(o!.id));
-        expect(await p.paymentsOf(o!.id)).toEqual(sq.paymentsOf(o!.id));
-        expect(await p.refundsOf(o!.id)).toEqual(sq.refundsOf(o!.id));
+        expect(await p.orderEvents(o!.id)).toEqual(await sq.orderEvents(o!.id));
+        expect(await p.paymentsOf(o!.id)).toEqual(await sq.paymentsOf(o!.id));
+        expect(await p.refundsOf(o!.id)).toEqual(await sq.refundsOf(o!.id));
       }
-      expect(await p.listNotifications()).toEqual(sq.listNotifications());
-      expect(await p.outboxOf('k1')).toEqual(sq.outboxOf('k1'));
+      expect(await p.listNotifications()).toEqual(await sq.listNotifications());
+      expect(await p.outboxOf('k1')).toEqual(await sq.outboxOf('k1'));
       expect(await p.inInbox('k1', 'vend-1')).toBe(true);
-      expect(await p.getDexAudit('dex_abcdef1')).toEqual(sq.getDexAudit('dex_abcdef1'));
-      expect(await p.ordersNeedingReview()).toEqual(sq.ordersNeedingReview());
-      expect(await p.surplusRefundsDue()).toEqual(sq.surplusRefundsDue());
-      expect(await p.offerWork()).toEqual(sq.offerWork());
+      expect(await p.getDexAudit('dex_abcdef1')).toEqual(await sq.getDexAudit('dex_abcdef1'));
+      expect(await p.ordersNeedingReview()).toEqual(await sq.ordersNeedingReview());
+      expect(await p.surplusRefundsDue()).toEqual(await sq.surplusRefundsDue());
+      expect(await p.offerWork()).toEqual(await sq.offerWork());
 
       // carrying on: each open order takes its next step on PostgreSQL
       const t = T0 + 10_000;
@@ -186,14 +186,14 @@ describe.skipIf(skip)('qrkiosk relay migrate (SQLite -> PostgreSQL)', () => {
       const newNotification = await p.insertNotification({ receivedAt: t, form: 'ipn', topic: null, resourceId: null, query: {}, body: null, headers: {}, signatureOk: null, processedAt: null, outcome: null });
       expect(newNotification).toBe(4); // 1 was pruned, 2 and 3 copied: never 1 again
       const refund = await p.insertRefundIntent('o-cancelled', 'p-late', 'refund-late', t + 5);
-      expect(refund.id).toBe(Math.max(...sq.allRefunds().map((x) => x.id)) + 1);
+      expect(refund.id).toBe(Math.max(...(await sq.allRefunds()).map((x) => x.id)) + 1);
     } finally {
-      sq.close();
+      await sq.close();
     }
   });
 
   it('refuses a target that already has relay rows, and --force replaces them', async () => {
-    seedSqlite(file);
+    await seedSqlite(file);
     expect((await cli(['--from', `sqlite:${file}`, '--to', db.url])).code).toBe(0);
     const again = await cli(['--from', `sqlite:${file}`, '--to', db.url]);
     expect(again.code).toBe(1);
@@ -210,7 +210,7 @@ describe.skipIf(skip)('qrkiosk relay migrate (SQLite -> PostgreSQL)', () => {
   });
 
   it('a copy that fails half-way leaves PostgreSQL empty and says why', async () => {
-    seedSqlite(file);
+    await seedSqlite(file);
     // a NUL character: SQLite keeps it, PostgreSQL text cannot hold it
     const raw = new Database(file);
     raw.prepare(`UPDATE notifications SET body = 'a' || char(0) || 'b' WHERE id = 2`).run();

@@ -48,11 +48,11 @@ export async function openTestStore(kind: StoreKind, opts: PostgresStoreOptions 
   }
   const dir = mkdtempSync(join(tmpdir(), 'qk-store-'));
   const path = join(dir, 'relay.sqlite');
-  const opened: SyncRelayStore[] = [];
+  const opened: RelayStore[] = [];
   const open = async () => {
-    const s = new SyncRelayStore(path);
+    const s = await openSqliteTestStore(path);
     opened.push(s);
-    return asyncSqlite(s);
+    return s;
   };
   const store = await open();
   return {
@@ -60,10 +60,15 @@ export async function openTestStore(kind: StoreKind, opts: PostgresStoreOptions 
     where: path,
     reopen: () => open(),
     async cleanup() {
-      for (const s of opened) s.close();
+      for (const s of opened) await s.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** The SQLite relay store on `path` (created and migrated when new). */
+export async function openSqliteTestStore(path: string): Promise<RelayStore> {
+  return asyncSqlite(new SyncRelayStore(path));
 }
 
 /** Today's synchronous SQLite store behind the async interface. */
@@ -76,6 +81,9 @@ function asyncSqlite(sync: SyncRelayStore): RelayStore {
     },
     async close() {
       sync.close();
+    },
+    get isOpen() {
+      return sync.isOpen;
     },
     writeCount: () => sync.writeCount(),
     async pruneInbox(appliedBefore: number) {
