@@ -196,6 +196,40 @@ describe.skipIf(skip)('PostgreSQL relay store: several instances on one database
     await expect(leaked!.listKiosks()).rejects.toThrow(/transaction has ended/);
   });
 
+  it('a call on the outer store from inside its own transaction is refused (as SQLite refuses it)', async () => {
+    const a = await open();
+    await a.addKiosk({ id: 'k1', posExternalId: 'POS1' }, T0);
+    await a.insertOrder(order('o1'));
+    await expect(
+      a.transaction(async (tx) => {
+        await tx.transitionOrder('o1', 'cancel', T0 + 1); // the row is locked by tx now
+        await a.flagReview('o1', 'from outside'); // would wait for tx forever
+      }),
+    ).rejects.toThrow(/on the `tx` handle/);
+    expect((await a.getOrder('o1'))?.state).toBe('pending'); // rolled back
+  });
+
+  it('close() lets a running transaction finish, then refuses calls', async () => {
+    const a = await open();
+    await a.addKiosk({ id: 'k1', posExternalId: 'POS1' }, T0);
+    const inside = signal();
+    const goOn = signal();
+    const tx = a.transaction(async (t) => {
+      inside.resolve();
+      await goOn.promise;
+      await t.insertOrder(order('o1'));
+      return 'committed';
+    });
+    await inside.promise;
+    const closing = a.close();
+    goOn.resolve();
+    expect(await tx).toBe('committed');
+    await closing;
+    await expect(a.getOrder('o1')).rejects.toThrow(/closed/);
+    const b = await open();
+    expect((await b.getOrder('o1'))?.state).toBe('pending');
+  });
+
   it('instances starting together migrate once, without racing', async () => {
     const started = await Promise.all([open(2), open(2), open(2), open(2)]);
     expect(started).toHaveLength(4);

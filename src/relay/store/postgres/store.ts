@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import pg from 'pg';
 import type { OrderEvent, OrderState } from '../../../core/relay-order.js';
 import { relayOrder } from '../../../core/relay-order.js';
@@ -62,10 +63,19 @@ const UNIQUE_VIOLATION = '23505';
 type Queryable = Pick<pg.Pool, 'query'> | pg.PoolClient;
 
 interface TxState {
+  pool: pg.Pool;
   client: pg.PoolClient;
   /** false once the transaction ended: a tx store kept past its callback must not run queries */
   open: boolean;
   savepoints: number;
+}
+
+/** Which transaction (if any) the current async context is inside (follows fn's awaits). */
+const insideTransaction = new AsyncLocalStorage<TxState>();
+
+interface Shared {
+  calls: number;
+  closed: boolean;
 }
 
 export class PostgresRelayStore implements RelayStore {
@@ -75,13 +85,18 @@ export class PostgresRelayStore implements RelayStore {
   constructor(
     private readonly pool: pg.Pool,
     private readonly tx: TxState | null = null,
-    private readonly shared: { reads: number } = { reads: 0 },
+    private readonly shared: Shared = { calls: 0, closed: false },
   ) {}
 
   // ---- plumbing ---------------------------------------------------------------------------------
 
   private get q(): Queryable {
-    if (!this.tx) return this.pool;
+    if (!this.tx) {
+      // a running transaction finishes on its own connection; close() waits for it
+      if (this.shared.closed) throw new StoreError('the relay store is closed');
+      this.refuseInsideOwnTransaction();
+      return this.pool;
+    }
     if (!this.tx.open) throw new StoreError('this transaction has ended: use the store passed to transaction() only inside its callback');
     return this.tx.client;
   }
@@ -113,7 +128,7 @@ export class PostgresRelayStore implements RelayStore {
    * means "nothing changed": every call returns a new number and the cache is never reused.
    */
   writeCount(): number {
-    return ++this.shared.reads;
+    return ++this.shared.calls;
   }
 
   get inTransaction(): boolean {
@@ -127,14 +142,16 @@ export class PostgresRelayStore implements RelayStore {
    */
   async transaction<T>(fn: (tx: PostgresRelayStore) => Promise<T>): Promise<T> {
     if (this.tx) return this.savepoint(fn);
+    if (this.shared.closed) throw new StoreError('the relay store is closed');
+    this.refuseInsideOwnTransaction();
     const client = await this.pool.connect();
-    const state: TxState = { client, open: true, savepoints: 0 };
+    const state: TxState = { pool: this.pool, client, open: true, savepoints: 0 };
     let broken: Error | undefined;
     try {
       await client.query('BEGIN');
       let result: T;
       try {
-        result = await fn(new PostgresRelayStore(this.pool, state, this.shared));
+        result = await insideTransaction.run(state, () => fn(new PostgresRelayStore(this.pool, state, this.shared)));
         crashPoint('relay.uncommitted'); // crash test hook: written, not committed
         await client.query('COMMIT');
       } catch (err) {
@@ -165,6 +182,20 @@ export class PostgresRelayStore implements RelayStore {
     }
   }
 
+  /**
+   * A call on the outer store from inside one of its transactions runs on another connection,
+   * outside the transaction: it does not see its writes, and waits forever for a row the
+   * transaction has locked. Refused, as the SQLite store refuses it.
+   */
+  private refuseInsideOwnTransaction(): void {
+    const open = insideTransaction.getStore();
+    if (open?.open && open.pool === this.pool) {
+      throw new StoreError(
+        'a store call was made on the store itself from inside its own transaction, where it would not see the transaction and could wait for it forever: make it on the `tx` handle the transaction passed in',
+      );
+    }
+  }
+
   /** fn inside a transaction: this one when there is one (its row locks last to its end), else a new one. */
   private atomic<T>(fn: (tx: PostgresRelayStore) => Promise<T>): Promise<T> {
     return this.tx ? fn(this) : this.transaction(fn);
@@ -186,7 +217,9 @@ export class PostgresRelayStore implements RelayStore {
   /** Ends the pool (waits for checked-out connections to be released). */
   async close(): Promise<void> {
     if (this.tx) throw new StoreError('close() the store, not a transaction');
-    if (!(this.pool as pg.Pool & { ended?: boolean }).ended) await this.pool.end();
+    if (this.shared.closed) return;
+    this.shared.closed = true;
+    await this.pool.end(); // waits for the connections checked out by running transactions
   }
 
   // ---- kiosks -----------------------------------------------------------------------------------
