@@ -230,6 +230,32 @@ describe.skipIf(skip)('PostgreSQL relay store: several instances on one database
     expect((await b.getOrder('o1'))?.state).toBe('pending');
   });
 
+  it('a connection killed inside a transaction fails that transaction only; the store goes on', async () => {
+    const a = await open();
+    await a.addKiosk({ id: 'k1', posExternalId: 'POS1' }, T0);
+    const inside = signal();
+    const killed = signal();
+    const tx = a.transaction(async (t) => {
+      await t.insertOrder(order('o1'));
+      inside.resolve();
+      await killed.promise;
+      await t.insertOrder(order('o2'));
+    });
+    await inside.promise;
+    const admin = new pg.Client({ connectionString: db.url });
+    await admin.connect();
+    const r = await admin.query(
+      `SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction' AND pid <> pg_backend_pid()`,
+    );
+    await admin.end();
+    expect(r.rows).toEqual([{ done: true }]);
+    killed.resolve();
+    await expect(tx).rejects.toThrow();
+    expect(await a.getOrder('o1')).toBeUndefined(); // rolled back with the connection
+    await a.insertOrder(order('o3')); // the pool opened a new connection
+    expect((await a.getOrder('o3'))?.state).toBe('pending');
+  });
+
   it('instances starting together migrate once, without racing', async () => {
     const started = await Promise.all([open(2), open(2), open(2), open(2)]);
     expect(started).toHaveLength(4);

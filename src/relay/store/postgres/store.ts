@@ -147,6 +147,13 @@ export class PostgresRelayStore implements RelayStore {
     const client = await this.pool.connect();
     const state: TxState = { pool: this.pool, client, open: true, savepoints: 0 };
     let broken: Error | undefined;
+    // A checked-out client whose connection dies between two queries (server restart, network)
+    // emits 'error', and the pool listens only to idle clients: unheard, it would crash the
+    // process. Noted instead; the transaction's next query fails and it rolls back as any other.
+    const onError = (err: Error) => {
+      broken = err;
+    };
+    client.on('error', onError);
     try {
       await client.query('BEGIN');
       let result: T;
@@ -164,6 +171,7 @@ export class PostgresRelayStore implements RelayStore {
       return result;
     } finally {
       state.open = false;
+      client.off('error', onError);
       client.release(broken);
     }
   }
