@@ -122,6 +122,15 @@ describe.each(STORE_KINDS)('relay store contract: %s', (kind: StoreKind) => {
     await expect(s.insertOrder(order('o1'))).rejects.toThrow();
   });
 
+  it.skipIf(skip)('latest order: a tie on created_at goes to the later inserted, whatever the ids', async () => {
+    await s.insertOrder(order('zz-first', { createdAt: T0 + 5 }));
+    await s.insertOrder(order('aa-second', { createdAt: T0 + 5 }));
+    expect((await s.latestOrderOf('k1'))?.id).toBe('aa-second');
+    await s.insertOrder(order('mm-rejected', { createdAt: T0 + 5, state: 'rejected', rejectReason: 'x' }));
+    expect((await s.latestOrderOf('k1'))?.id).toBe('aa-second');
+    expect(await s.latestOrderOf('k2')).toBeUndefined();
+  });
+
   it.skipIf(skip)('transitions: checked against the table, patch applied, history written', async () => {
     await s.insertOrder(order('o1'));
     const paid = await s.transitionOrder('o1', 'payment_verified', T0 + 5, 'mo 77', { paidAt: T0 + 5, merchantOrderId: '77', paymentIds: ['p1'] });

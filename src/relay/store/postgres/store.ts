@@ -368,8 +368,16 @@ export class PostgresRelayStore implements RelayStore {
   }
 
   latestOrderOf(kioskId: string): Promise<OrderRecord | undefined> {
-    // SQLite breaks a tie on created_at by insertion order (rowid); PostgreSQL has none, so by id
-    return this.one(orderFromRow, `SELECT * FROM orders WHERE kiosk_id = $1 AND state <> 'rejected' ORDER BY created_at DESC, id DESC LIMIT 1`, kioskId);
+    // Ties on created_at go to the later inserted (api.ts). PostgreSQL has no rowid: the order's
+    // first history row (its insert) carries the insertion order, looked up for the tied rows only.
+    return this.one(
+      orderFromRow,
+      `SELECT o.* FROM orders o
+       WHERE o.kiosk_id = $1 AND o.state <> 'rejected'
+         AND o.created_at = (SELECT MAX(created_at) FROM orders WHERE kiosk_id = $1 AND state <> 'rejected')
+       ORDER BY (SELECT MIN(seq) FROM order_events e WHERE e.order_id = o.id) DESC LIMIT 1`,
+      kioskId,
+    );
   }
 
   ordersInState(state: OrderState): Promise<OrderRecord[]> {
