@@ -89,7 +89,7 @@ describe('qrkiosk resolve', () => {
     await sys.waitRelayState(orderId!, 'refunded');
     expect(await sys.sandbox.refunds()).toHaveLength(1);
     const technicianEvents = async () => (await sys!.relay.store.orderEvents(orderId!)).filter((e) => /technician ana/.test(e.detail ?? ''));
-    expect(technicianEvents()).toHaveLength(1);
+    expect(await technicianEvents()).toHaveLength(1);
 
     // a second verdict is refused at the kiosk
     const again = await cli('resolve', orderId!, 'dispensed');
@@ -101,7 +101,7 @@ describe('qrkiosk resolve', () => {
     await sys.stopAgent();
     await sys.startAgent({});
     expect((await sys.status()).outboxPending).toBe(0);
-    expect(technicianEvents()).toHaveLength(1);
+    expect(await technicianEvents()).toHaveLength(1);
     expect(await sys.sandbox.refunds()).toHaveLength(1);
   });
 });

@@ -2,6 +2,7 @@ import type { Catalog } from '../core/catalog.js';
 import { isCurrency, parseAmount, toDecimalString, type Currency } from '../core/money.js';
 import { IllegalTransition } from '../core/state-machine.js';
 import type { OrderEvent } from '../core/relay-order.js';
+import { refundSettles } from '../core/refund.js';
 import { frame } from '../protocol/codec.js';
 import type { Hello, OrderCancel, OrderReady, OrderRejected, VendResolve, VendResult } from '../protocol/messages.js';
 import type { MpMerchantOrder } from '../mercadopago/types.js';
@@ -479,7 +480,7 @@ export class OrderService implements HubHandler {
       const order = await t.store.getOrder(orderId);
       if (!order || order.state !== 'refunding') return 'not_refunding';
       const refunds = await t.store.refundsOf(orderId);
-      const settled = new Set(refunds.filter((r) => !UNSETTLED_REFUND.has(r.status)).map((r) => r.paymentId));
+      const settled = new Set(refunds.filter((r) => refundSettles(r.status)).map((r) => r.paymentId));
       if ((await t.store.approvedPaymentsOf(orderId)).some((p) => !settled.has(p.paymentId))) return 'incomplete';
       const moved = await this.move(t, order, 'refund_done', `refunds ${refunds.map((r) => r.mpRefundId).join(',')}`);
       if (!moved) return 'not_refunding';
@@ -684,8 +685,6 @@ export class OrderService implements HubHandler {
   }
 }
 
-/** Refund statuses that do not (yet) settle a payment: asked but unanswered, or refused. */
-const UNSETTLED_REFUND: ReadonlySet<string> = new Set(['requested', 'failed', 'rejected', 'cancelled']);
 
 function describeAmount(p: Pick<PaymentRecord, 'amount' | 'currency'>): string {
   return isCurrency(p.currency) ? `${toDecimalString(p.amount, p.currency)} ${p.currency}` : `${p.amount} minor units of ${p.currency}`;

@@ -1,4 +1,5 @@
 import { isCurrency, parseAmount } from '../core/money.js';
+import { refundEventOf, refundMachine, refundNeedsPerson, type RefundState } from '../core/refund.js';
 import type { PaymentModels } from './models/index.js';
 import type { Logger } from '../runtime/log.js';
 import { WorkLoop } from './work-loop.js';
@@ -17,8 +18,6 @@ export function refundIdempotencyKey(orderId: string, paymentId: string): string
   return `qrkiosk-refund-${orderId}-${paymentId}`;
 }
 
-/** Refund statuses after which MP will not give the money back by itself: a human must look. */
-const FAILED = new Set(['rejected', 'cancelled', 'failed']);
 
 /** 4xx that may succeed later: conflict / locked (a concurrent operation on the payment), rate limit. */
 const RETRYABLE_4XX = new Set([409, 423, 429]);
@@ -130,7 +129,7 @@ export class RefundWorker extends WorkLoop {
     const key = refundIdempotencyKey(order.id, p.paymentId);
     const what = reason === 'surplus' ? 'surplus payment' : 'payment';
     const existing = await store.getRefundByKey(key);
-    if (existing && existing.status !== 'requested') return FAILED.has(existing.status) ? 'failed' : 'done';
+    if (existing && existing.status !== 'requested') return refundNeedsPerson(existing.status) ? 'failed' : 'done';
     if (!existing && p.status === 'refunded') {
       // Refunded without us ever asking (by hand in the MP panel): the money is back already;
       // calling again would fail or, worse, be a second refund.
@@ -150,6 +149,8 @@ export class RefundWorker extends WorkLoop {
       if (isPermanentRefusal(err)) {
         const refusal = describeRefusal(err);
         await store.transaction(async (tx) => {
+          // requested -> failed through the refund's table; another instance that recorded an answer first wins
+          refundMachine.next(((await tx.getRefundByKey(key))?.status ?? 'requested') as RefundState, 'refused');
           await tx.failRefund(key, refusal, this.o.now());
           await this.o.orders.flagForReview(order.id, `refund of ${what} ${p.paymentId} refused by Mercado Pago: ${refusal}`, tx);
         });
@@ -170,11 +171,15 @@ export class RefundWorker extends WorkLoop {
     } catch {
       /* keep the payment amount: a full refund was asked */
     }
-    const refused = FAILED.has(refund.status);
-    await store.transaction(async (tx) => {
-      await tx.completeRefund(key, { mpRefundId: String(refund.id), amount, currency, status: refund.status }, this.o.now());
-      if (refused) await this.o.orders.flagForReview(order.id, `refund ${refund.id} of ${what} ${p.paymentId} was ${refund.status}`, tx);
+    // Mercado Pago's answer moves the intent through core/refund.ts; what is stored is the state
+    const status = await store.transaction(async (tx) => {
+      const cur = ((await tx.getRefundByKey(key))?.status ?? 'requested') as RefundState;
+      const to = refundMachine.next(cur, refundEventOf(refund.status));
+      await tx.completeRefund(key, { mpRefundId: String(refund.id), amount, currency, status: to }, this.o.now());
+      if (refundNeedsPerson(to)) await this.o.orders.flagForReview(order.id, `refund ${refund.id} of ${what} ${p.paymentId} was ${refund.status}`, tx);
+      return to;
     });
+    const refused = refundNeedsPerson(status);
     logger.info(
       { orderId: order.id, paymentId: p.paymentId, refundId: refund.id, status: refund.status, reason },
       `order ${order.id}: ${what} ${p.paymentId} refunded (refund ${refund.id}, ${refund.status})`,

@@ -61,6 +61,9 @@ export class SqliteOrders implements Sync<OrderStore> {
   constructor(private readonly c: SqliteConn) {}
 
   insertOrder(o: NewOrder): OrderRecord {
+    // the first step of the lifecycle is checked like the others (core/relay-order.ts)
+    const event = o.state === 'pending' ? 'created' : 'rejected';
+    if (relayOrder.next('new', event) !== o.state) throw new IllegalTransition(relayOrder.name, 'new', event);
     this.c.db
       .prepare(
         `INSERT INTO orders (id, kiosk_id, slot, sku, title, quantity, unit_price, amount, currency, claimed_amount,
@@ -69,7 +72,7 @@ export class SqliteOrders implements Sync<OrderStore> {
            @claimedCurrency, @state, @rejectReason, @deadline, @createdAt, @createdAt, @offerState, @qr)`,
       )
       .run({ ...o, rejectReason: o.rejectReason ?? null, offerState: o.offerState ?? 'local', qr: o.qr ?? null });
-    this.insertEvent(o.id, null, o.state, o.state === 'pending' ? 'created' : 'rejected', o.rejectReason ?? null, o.createdAt);
+    this.insertEvent(o.id, null, o.state, event, o.rejectReason ?? null, o.createdAt);
     return this.getOrder(o.id)!;
   }
 
@@ -195,6 +198,7 @@ export class SqliteOrders implements Sync<OrderStore> {
       const cur = this.getOrder(id);
       if (!cur) throw new StoreError(`no order "${id}"`);
       const to = relayOrder.next(cur.state, event);
+      if (to === 'new') throw new IllegalTransition(relayOrder.name, cur.state, event); // no row goes back before its start
       const res = this.c.db
         .prepare(
           `UPDATE orders SET state = @to, updated_at = @at,
