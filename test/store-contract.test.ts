@@ -120,6 +120,9 @@ describe.each(STORE_KINDS)('relay store contract: %s', (kind: StoreKind) => {
     expect((await s.recentOrders({ limit: 9, state: 'pending', kioskId: 'k1' })).map((x) => x.id)).toEqual(['o2', 'o1']);
     expect((await s.offerWork()).map((x) => x.id)).toEqual(['o2']);
     await expect(s.insertOrder(order('o1'))).rejects.toThrow();
+    // the first step goes through the order's table: an order cannot be born paid
+    await expect(s.insertOrder(order('o9', { state: 'paid' as never }))).rejects.toThrow(IllegalTransition);
+    expect(await s.getOrder('o9')).toBeUndefined();
   });
 
   it.skipIf(skip)('latest order: a tie on created_at goes to the later inserted, whatever the ids', async () => {

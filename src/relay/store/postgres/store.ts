@@ -3,6 +3,7 @@ import pg from 'pg';
 import type { OrderEvent, OrderState } from '../../../core/relay-order.js';
 import { relayOrder } from '../../../core/relay-order.js';
 import { mpOffer, type OfferEvent } from '../../../core/mp-offer.js';
+import { IllegalTransition } from '../../../core/state-machine.js';
 import { crashPoint } from '../../../runtime/crash-hook.js';
 import type { DexAuditFrame, PaymentModelName } from '../../../protocol/messages.js';
 import type { RelayStore } from '../api.js';
@@ -324,6 +325,9 @@ export class PostgresRelayStore implements RelayStore {
   // ---- orders -----------------------------------------------------------------------------------
 
   insertOrder(o: NewOrder): Promise<OrderRecord> {
+    // the first step of the lifecycle is checked like the others (core/relay-order.ts)
+    const event = o.state === 'pending' ? 'created' : 'rejected';
+    if (relayOrder.next('new', event) !== o.state) return Promise.reject(new IllegalTransition(relayOrder.name, 'new', event));
     return this.atomic(async (tx) => {
       const r = await tx.rows(
         `INSERT INTO orders (id, kiosk_id, slot, sku, title, quantity, unit_price, amount, currency, claimed_amount,
@@ -349,7 +353,7 @@ export class PostgresRelayStore implements RelayStore {
           o.qr ?? null,
         ],
       );
-      await tx.insertEvent(o.id, null, o.state, o.state === 'pending' ? 'created' : 'rejected', o.rejectReason ?? null, o.createdAt);
+      await tx.insertEvent(o.id, null, o.state, event, o.rejectReason ?? null, o.createdAt);
       return orderFromRow(r[0]!);
     });
   }
@@ -467,6 +471,7 @@ export class PostgresRelayStore implements RelayStore {
       const cur = await tx.lockOrder(id);
       if (!cur) throw new StoreError(`no order "${id}"`);
       const to = relayOrder.next(cur.state, event);
+      if (to === 'new') throw new IllegalTransition(relayOrder.name, cur.state, event); // no row goes back before its start
       const r = await tx.rows(
         `UPDATE orders SET state = $2, updated_at = $3,
            paid_at = CASE WHEN $4::boolean THEN $5::bigint ELSE paid_at END,
@@ -492,8 +497,9 @@ export class PostgresRelayStore implements RelayStore {
           cur.state,
         ],
       );
-      // cannot happen while we hold the row lock; kept so a future edit that drops the lock fails loudly
-      if (r.length !== 1) throw new StoreError(`order "${id}" changed state under a transition (${cur.state} -> ${to})`);
+      // cannot happen while we hold the row lock; kept (as SCHEMA-CHANGES.md says) so a future
+      // edit that drops the lock still refuses instead of overwriting another writer's move
+      if (r.length !== 1) throw new IllegalTransition(relayOrder.name, (await tx.getOrder(id))?.state ?? cur.state, event);
       await tx.insertEvent(id, cur.state, to, event, detail ?? null, at);
       return orderFromRow(r[0]!);
     });
@@ -508,9 +514,10 @@ export class PostgresRelayStore implements RelayStore {
       const r = await tx.rows(
         `UPDATE orders SET offer_state = $2,
            mp_order_id = COALESCE($3, mp_order_id), qr = COALESCE($4, qr), offer_error = $5
-         WHERE id = $1 RETURNING *`,
-        [id, to, facts.mpOrderId ?? null, facts.qr ?? null, facts.error ?? null],
+         WHERE id = $1 AND offer_state = $6 RETURNING *`,
+        [id, to, facts.mpOrderId ?? null, facts.qr ?? null, facts.error ?? null, cur.offerState],
       );
+      if (r.length !== 1) throw new IllegalTransition(mpOffer.name, (await tx.getOrder(id))?.offerState ?? cur.offerState, event);
       if (to !== cur.offerState) await tx.insertEvent(id, cur.state, cur.state, `mp_${event}`, facts.error ?? facts.mpOrderId ?? null, at);
       return orderFromRow(r[0]!);
     });
