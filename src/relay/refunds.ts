@@ -4,6 +4,7 @@ import type { PaymentModels } from './models/index.js';
 import type { Logger } from '../runtime/log.js';
 import { WorkLoop } from './work-loop.js';
 import type { OrderRecord, PaymentRecord, RefundReason, RelayStore } from './store/index.js';
+import type { RelayObserver } from './observability/observer.js';
 
 // Refunds for orders in `refunding`, and surplus refunds (one payment an order did not need, given
 // back while the order keeps its state). Each (order, payment) pair has ONE idempotency key,
@@ -68,6 +69,8 @@ export interface RefundWorkerOptions {
   now: () => number;
   baseBackoffMs?: number;
   maxBackoffMs?: number;
+  /** metrics (relay/observability): told how each refund attempt ended */
+  observe?: Pick<RelayObserver, 'refundAttempted'>;
 }
 
 type PaymentRefundOutcome = 'done' | 'failed';
@@ -134,6 +137,7 @@ export class RefundWorker extends WorkLoop {
       // Refunded without us ever asking (by hand in the MP panel): the money is back already;
       // calling again would fail or, worse, be a second refund.
       await store.recordExternalRefund(order.id, p.paymentId, key, p.amount, p.currency, this.o.now(), reason);
+      this.o.observe?.refundAttempted('external');
       logger.info({ orderId: order.id, paymentId: p.paymentId }, `order ${order.id}: payment ${p.paymentId} was already refunded outside the relay`);
       return 'done';
     }
@@ -154,6 +158,7 @@ export class RefundWorker extends WorkLoop {
           await tx.failRefund(key, refusal, this.o.now());
           await this.o.orders.flagForReview(order.id, `refund of ${what} ${p.paymentId} refused by Mercado Pago: ${refusal}`, tx);
         });
+        this.o.observe?.refundAttempted('refused');
         logger.error(
           { orderId: order.id, paymentId: p.paymentId, amount: p.amount, currency: p.currency, status: (err as { status?: number }).status, reason },
           `Mercado Pago refused for good the refund of ${what} ${p.paymentId} (order ${order.id}): ${refusal}; not retrying, refund it by hand`,
@@ -161,6 +166,7 @@ export class RefundWorker extends WorkLoop {
         return 'failed';
       }
       await store.recordRefundAttempt(key, (err as Error).message.slice(0, 500));
+      this.o.observe?.refundAttempted('retry');
       throw err;
     }
     if (this.closed) return 'done';
@@ -180,6 +186,7 @@ export class RefundWorker extends WorkLoop {
       return to;
     });
     const refused = refundNeedsPerson(status);
+    this.o.observe?.refundAttempted(refused ? 'refused' : 'refunded');
     logger.info(
       { orderId: order.id, paymentId: p.paymentId, refundId: refund.id, status: refund.status, reason },
       `order ${order.id}: ${what} ${p.paymentId} refunded (refund ${refund.id}, ${refund.status})`,

@@ -176,6 +176,8 @@ export interface OutboxStore {
   enqueueOutbox(kioskId: string, frame: { id: string; type: string }, at: number): Promise<void>;
   /** by seq (the order they were enqueued) */
   outboxOf(kioskId: string): Promise<OutboxRecord[]>;
+  /** Reliable frames written for kiosks and not yet acked, all kiosks (the outbox depth metric). */
+  outboxDepth(): Promise<number>;
   /** Only the kiosk the message was addressed to can ack it away; whether a row went. */
   deleteOutbox(kioskId: string, messageId: string): Promise<boolean>;
   /** Whether the kiosk's reliable message was applied already (at most once). */

@@ -400,6 +400,9 @@ class SqliteStoreView implements RelayStore {
   outboxOf(...a: Parameters<RelayStore['outboxOf']>) {
     return this.r.run(() => this.ops.outbox.outboxOf(...a));
   }
+  outboxDepth(...a: Parameters<RelayStore['outboxDepth']>) {
+    return this.r.run(() => this.ops.outbox.outboxDepth(...a));
+  }
   deleteOutbox(...a: Parameters<RelayStore['deleteOutbox']>) {
     return this.r.run(() => this.ops.outbox.deleteOutbox(...a));
   }

@@ -42,4 +42,8 @@ export class SqliteOutbox implements Sync<OutboxStore> {
   pruneInbox(appliedBefore: number): number {
     return this.c.run('DELETE FROM inbox WHERE applied_at < ?', appliedBefore).changes;
   }
+
+  outboxDepth(): number {
+    return this.c.count('SELECT COUNT(*) AS n FROM outbox');
+  }
 }
