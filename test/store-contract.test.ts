@@ -277,10 +277,12 @@ describe.each(STORE_KINDS)('relay store contract: %s', (kind: StoreKind) => {
     expect(box.map((r) => r.messageId)).toEqual(['m1', 'm2']);
     expect(box[0]).toMatchObject({ kioskId: 'k1', type: 'order.paid', payload: JSON.stringify(f1), createdAt: T0 });
     expect(box[1]!.seq).toBeGreaterThan(box[0]!.seq);
+    expect(await s.outboxDepth()).toBe(3);
     await expect(s.enqueueOutbox('k1', f1, T0)).rejects.toThrow(); // message ids are unique
     expect(await s.deleteOutbox('k2', 'm1')).toBe(false);
     expect(await s.deleteOutbox('k1', 'm1')).toBe(true);
     expect((await s.outboxOf('k1')).map((r) => r.messageId)).toEqual(['m2']);
+    expect(await s.outboxDepth()).toBe(2);
     expect(await s.inInbox('k1', 'a1')).toBe(false);
     await s.recordInbox('k1', 'a1', 'vend.result', T0);
     await s.recordInbox('k1', 'a2', 'vend.result', T0 + 100);

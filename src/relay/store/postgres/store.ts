@@ -738,6 +738,11 @@ export class PostgresRelayStore implements RelayStore {
     return this.many(outboxFromRow, 'SELECT * FROM outbox WHERE kiosk_id = $1 ORDER BY seq', kioskId);
   }
 
+  /** Reliable frames written for kiosks and not yet acked, all kiosks (the outbox depth metric). */
+  outboxDepth(): Promise<number> {
+    return this.count('SELECT COUNT(*) AS n FROM outbox');
+  }
+
   async deleteOutbox(kioskId: string, messageId: string): Promise<boolean> {
     return (await this.run('DELETE FROM outbox WHERE kiosk_id = $1 AND message_id = $2', kioskId, messageId)) > 0;
   }
