@@ -4,7 +4,7 @@ import type { Logger } from '../runtime/log.js';
 import { commandKeyPath, loadOrCreateCommandKey, type CommandSigner } from './command-key.js';
 import type { RelayConfig } from './config.js';
 import { FleetStatus } from './fleet-status.js';
-import { InMemoryFleetRecorder, type FleetRecorder } from './fleet-recorder.js';
+import type { FleetRecorder } from './fleet-recorder.js';
 import { KioskCommands, type CommandLink } from './kiosk-commands.js';
 
 // The kiosk side of the operator's console at the relay: the signing key, the commands, the
@@ -32,8 +32,8 @@ export interface KioskConsoleOptions {
   config: Pick<RelayConfig, 'commands' | 'store'>;
   logger: Logger;
   now: () => number;
-  /** where reports and commands are kept; default InMemoryFleetRecorder (lost at restart) */
-  recorder?: FleetRecorder;
+  /** where reports and commands are kept: the relay store (it implements FleetRecorder) */
+  recorder: FleetRecorder;
   kioskExists(kioskId: string): boolean | Promise<boolean>;
 }
 
@@ -53,7 +53,7 @@ export class KioskConsole implements ConsoleFrames {
       this.log.info({ path, keyId: signer.keyId }, `made the command signing key ${path}; write in every kiosk's agent.yaml: relay.commandKey: ${signer.publicKeyText}`);
     }
     this.signer = signer;
-    this.recorder = opts.recorder ?? new InMemoryFleetRecorder();
+    this.recorder = opts.recorder;
     this.commands = new KioskCommands({
       recorder: this.recorder,
       signer,

@@ -34,7 +34,7 @@ export interface RelayDeps {
   mp?: MercadoPagoApi;
   /** business clock (deadlines, timestamps); tests move it by hand */
   now?: () => number;
-  /** where kiosk reports and operator commands are kept (default in memory: relay/fleet-recorder.ts) */
+  /** where kiosk reports and operator commands are kept (default: the relay store, migration 8) */
   fleetRecorder?: FleetRecorder;
 }
 
@@ -90,7 +90,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   const store = await openRelayStore(config.store);
   let kioskConsole: KioskConsole;
   try {
-    kioskConsole = new KioskConsole({ config, logger, now, kioskExists: async (id) => (await store.getKiosk(id)) !== undefined, ...(deps.fleetRecorder ? { recorder: deps.fleetRecorder } : {}) });
+    kioskConsole = new KioskConsole({ config, logger, now, kioskExists: async (id) => (await store.getKiosk(id)) !== undefined, recorder: deps.fleetRecorder ?? store });
     await kioskConsole.load();
   } catch (err) {
     await store.close();

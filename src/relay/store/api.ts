@@ -1,6 +1,7 @@
 import type { OrderEvent, OrderState } from '../../core/relay-order.js';
 import type { OfferEvent } from '../../core/mp-offer.js';
 import type { DexAuditFrame, PaymentModelName } from '../../protocol/messages.js';
+import type { FleetRecorder } from '../fleet-recorder.js';
 import type {
   AddedKiosk,
   AddKioskInput,
@@ -200,7 +201,15 @@ export interface DexAuditStore {
   previousDexAudit(kioskId: string, machineSerial: string, readAt: number): Promise<DexAuditRecord | undefined>;
 }
 
-export interface RelayStore extends KioskStore, OrderStore, PaymentStore, RefundStore, NotificationStore, OutboxStore, DexAuditStore {
+/**
+ * The operator console's record of the fleet (relay/fleet-recorder.ts; tables of migration 8):
+ * recordRefill is idempotent per refillId, transitionCommand checks the move against
+ * core/kiosk-command.ts and appends the history row in the same transaction (conditional on the
+ * state it read, as transitionOrder).
+ */
+export type FleetStore = FleetRecorder;
+
+export interface RelayStore extends KioskStore, OrderStore, PaymentStore, RefundStore, NotificationStore, OutboxStore, DexAuditStore, FleetStore {
   /** See the header: fn's writes through `tx` commit together or not at all. */
   transaction<T>(fn: (tx: RelayStore) => Promise<T>): Promise<T>;
   /** Waits for the running transaction (if any), then closes; later calls reject with StoreError. */
