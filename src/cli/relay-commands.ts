@@ -24,6 +24,9 @@ const USAGE = `usage:
   qrkiosk relay kiosk list --config FILE [--json]
   qrkiosk relay kiosk set-qr <id> <payload> --config FILE
   qrkiosk relay kiosk rotate-token <id> --config FILE
+  qrkiosk relay kiosk service <id> in|out --reason TEXT --config FILE   signed commands, sent by the running relay
+  qrkiosk relay kiosk stock <id> <slot> <count> | test-vend <id> <slot> | price <id> <sku> <amount> --config FILE
+  qrkiosk relay kiosk commands <id> --config FILE [--json]   the commands sent to a kiosk and their answers
   qrkiosk relay orders --config FILE [--kiosk ID] [--state STATE] [--review] [--limit N] [--json]
   qrkiosk relay order <orderId> --config FILE [--json]
   qrkiosk relay provision <id> --config FILE --store <storeExternalId> [--store-name NAME] [--pos-name NAME] [--category MCC]
@@ -272,8 +275,11 @@ async function kioskCommand(args: string[], io: RelayCliIo): Promise<number> {
       io.out('  WARNING: shown ONCE; the old token no longer works. Update the kiosk agent config now.');
       return 0;
     }
-    default:
+    default: {
+      const orders = await import('./relay-kiosk-orders.js');
+      if (sub && orders.KIOSK_ORDER_COMMANDS.has(sub)) return await orders.kioskOrderCommand(sub, rest, io);
       throw new UsageError(sub ? `unknown kiosk command "${sub}"\n${USAGE}` : USAGE);
+    }
   }
 }
 

@@ -92,10 +92,24 @@ export class KioskConsole implements ConsoleFrames {
     return this.commands.catalogFor(kioskId, base);
   }
 
-  /** The periodic pass (the relay's one-second tick): commands past their expiry stop being sent. */
+  /**
+   * The periodic pass (the relay's one-second tick): commands recorded by the CLI or another
+   * instance are picked up and sent, commands past their expiry stop being sent.
+   */
   tick(): void {
-    void this.commands.expireDue().catch((err: unknown) => this.log.error({ err }, `command expiry pass failed: ${(err as Error).message}`));
+    // one pass at a time: a slow store must not pile passes up
+    if (this.passing) return;
+    this.passing = true;
+    void (async () => {
+      await this.commands.pickUp();
+      await this.commands.expireDue();
+    })()
+      .catch((err: unknown) => this.log.error({ err }, `command pass (pick up, expiry) failed: ${(err as Error).message}`))
+      .finally(() => {
+        this.passing = false;
+      });
   }
+  private passing = false;
 
   onFrame(kioskId: string, msg: ConsoleAgentMessage): Promise<void> {
     switch (msg.type) {
