@@ -17,9 +17,16 @@ const positive = z.number().positive();
 
 export const limitsSchema = z
   .strictObject({
-    // Behind a reverse proxy every connection comes from the proxy: the client is the last
-    // address of X-Forwarded-For, and connections per source must be limited by the proxy.
-    trustProxy: z.boolean().default(false),
+    // Behind a reverse proxy every connection comes from the proxy, and connections per source
+    // must be limited by the proxy. The value is how many proxies stand in front of the relay
+    // (true = 1): the client is the address the outermost of them appended to X-Forwarded-For,
+    // counted from the RIGHT. Never the left-most entry, which the client writes itself (fastify's
+    // `trustProxy: true` would take that one, and a client could dodge the per-source limits by
+    // sending a new X-Forwarded-For with each request).
+    trustProxy: z
+      .union([z.boolean(), z.number().int().min(0).max(5, 'trustProxy counts the proxies in front of the relay (0 to 5), or true for one')])
+      .default(false)
+      .transform((v) => (v === true ? 1 : v === false ? 0 : v)),
     maxConnections: positiveInt.default(4096),
     connectionsPerSource: positiveInt.default(128),
     headersTimeoutSeconds: positiveInt.default(10),
@@ -73,7 +80,9 @@ export type RelayLimits = z.output<typeof limitsSchema>;
 /** Fastify's own options for the limits it enforces itself. */
 export function fastifyLimitOptions(l: RelayLimits) {
   return {
-    trustProxy: l.trustProxy,
+    // proxy-addr walks from the socket (hop 0) leftwards through X-Forwarded-For and takes the
+    // first address it does not trust: trusting hops 0..n-1 gives the address the n-th proxy saw
+    trustProxy: l.trustProxy > 0 ? (_address: string, hop: number) => hop < l.trustProxy : false,
     // whole request, body included: a body sent a byte every 10 s is cut here
     requestTimeout: l.requestTimeoutSeconds * 1000,
     // a socket silent this long is closed (kiosk WebSockets are exempt: `ws` clears it)
