@@ -100,3 +100,22 @@ describe('kiosk commands from the CLI', { timeout: 120_000 }, () => {
     expect((JSON.parse(listed.out) as CommandRecord[]).map((c) => c.kind)).toEqual(['price.set', 'service', 'test.vend', 'service']);
   });
 });
+
+describe('kiosk tokens from the CLI', { timeout: 120_000 }, () => {
+  it('`qrkiosk relay kiosk revoke` disconnects the connected kiosk at once and its old token is refused after', async () => {
+    sys = await KioskSystem.start();
+    await sys.startAgent();
+    const hub = sys.relay.hub;
+    await waitFor('the kiosk online', async () => (hub.isOnline(KIOSK) ? true : undefined));
+    const config = relayYaml(sys);
+    const refusedBefore = sys.relayLogMatching(/unknown token/).length;
+    const revoked = await cli('kiosk', 'revoke', KIOSK, '--config', config);
+    expect(revoked.code, revoked.err).toBe(0);
+    expect(revoked.out).not.toMatch(/qk_/); // no working token is shown
+    await waitFor('the kiosk disconnected', async () => (hub.isOnline(KIOSK) ? undefined : true));
+    expect(sys.relayLogMatching(/token was rotated or revoked: disconnected/)).toHaveLength(1);
+    // the agent tries again with its old token and is refused
+    await waitFor('the old token refused', async () => (sys!.relayLogMatching(/unknown token/).length > refusedBefore ? true : undefined));
+    expect(hub.isOnline(KIOSK)).toBe(false);
+  });
+});

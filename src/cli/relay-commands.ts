@@ -23,7 +23,8 @@ const USAGE = `usage:
   qrkiosk relay kiosk set-model <id> MODEL[/MODE] --config FILE
   qrkiosk relay kiosk list --config FILE [--json]
   qrkiosk relay kiosk set-qr <id> <payload> --config FILE
-  qrkiosk relay kiosk rotate-token <id> --config FILE
+  qrkiosk relay kiosk rotate-token <id> --config FILE   (a running relay disconnects the old token at once)
+  qrkiosk relay kiosk revoke <id> --config FILE   the kiosk is disconnected and refused until rotate-token
   qrkiosk relay kiosk service <id> in|out --reason TEXT --config FILE   signed commands, sent by the running relay
   qrkiosk relay kiosk stock <id> <slot> <count> | test-vend <id> <slot> | price <id> <sku> <amount> --config FILE
   qrkiosk relay kiosk commands <id> --config FILE [--json]   the commands sent to a kiosk and their answers
@@ -273,6 +274,17 @@ async function kioskCommand(args: string[], io: RelayCliIo): Promise<number> {
       const token = await withStore(config, (store) => store.rotateKioskToken(id));
       io.out(`kiosk ${id}: new token: ${token}`);
       io.out('  WARNING: shown ONCE; the old token no longer works. Update the kiosk agent config now.');
+      return 0;
+    }
+    case 'revoke': {
+      const { values, positionals } = parse(rest, { config: { type: 'string' } });
+      const id = positionals[0];
+      if (!id || positionals.length > 1) throw new UsageError('usage: qrkiosk relay kiosk revoke <id> --config FILE');
+      const config = configOf(values);
+      // a new token nobody is shown: the old one stops working, and no working one exists
+      await withStore(config, (store) => store.rotateKioskToken(id));
+      io.out(`kiosk ${id}: token revoked; a running relay disconnects it within a second and refuses it from now on`);
+      io.out(`  to let it back in: qrkiosk relay kiosk rotate-token ${id} --config FILE, and put the new token in its agent config`);
       return 0;
     }
     default: {

@@ -238,7 +238,8 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   const retentionTimer = setInterval(() => void runRetention(), RETENTION_TICK_MS);
   retentionTimer.unref();
   // Kiosk changes made by another process (provision, set-qr, set-model) reach connected kiosks
-  // within a tick: the store's kiosk revision says what changed.
+  // within a tick: the store's kiosk revision says what changed. A rotated or revoked token ends
+  // the kiosk's link on every instance (each one polls the revision).
   let seenRevision = await store.kioskRevision();
   const pushKioskChanges = async () => {
     let n = 0;
@@ -248,6 +249,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       const changed = await store.kiosksChangedAfter(seenRevision);
       seenRevision = Math.max(seenRevision, now);
       for (const k of changed) {
+        if (await hub.dropIfTokenRevoked(k.id)) continue;
         if (await hub.rewelcome(k.id)) {
           n++;
           logger.info({ kioskId: k.id, model: k.paymentModel }, `kiosk ${k.id} changed (QR or payment model): sent it a fresh welcome`);

@@ -58,7 +58,7 @@ export interface KioskStore {
   setKioskModel(id: string, model: PaymentModelName, mode: string | null): Promise<void>;
   /** checkStoreExternalId, bumps the kiosk revision; StoreError when there is no such kiosk */
   setKioskStore(id: string, storeExternalId: string): Promise<void>;
-  /** New token (returned once); the old one stops working at once. */
+  /** New token (returned once); the old one stops working at once; bumps the kiosk revision (running relays drop the old token's link). */
   rotateKioskToken(id: string): Promise<string>;
 }
 

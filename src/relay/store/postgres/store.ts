@@ -321,7 +321,8 @@ export class PostgresRelayStore implements RelayStore {
 
   async rotateKioskToken(id: string): Promise<string> {
     const token = newKioskToken();
-    if ((await this.run('UPDATE kiosks SET token_hash = $1 WHERE id = $2', hashToken(token), id)) === 0) throw new StoreError(`no kiosk "${id}"`);
+    // a new revision: every running instance notices within a tick and drops the old token's link
+    await this.bumpRevision(id, 'token_hash = $2', hashToken(token));
     return token;
   }
 
