@@ -5,6 +5,7 @@ import type { FleetRecorder } from '../fleet-recorder.js';
 import type {
   AddedKiosk,
   AddKioskInput,
+  ApiKeyRecord,
   DexAuditRecord,
   Kiosk,
   NewOrder,
@@ -209,7 +210,25 @@ export interface DexAuditStore {
  */
 export type FleetStore = FleetRecorder;
 
-export interface RelayStore extends KioskStore, OrderStore, PaymentStore, RefundStore, NotificationStore, OutboxStore, DexAuditStore, FleetStore {
+export interface ApiKeyStore {
+  /** StoreError when the name is taken (names are how operators tell keys apart). */
+  insertApiKey(k: Omit<ApiKeyRecord, 'revokedAt'>): Promise<void>;
+  /** the key whose secret hashes to this (revoked ones too: the caller refuses them) */
+  apiKeyByHash(secretHash: string): Promise<ApiKeyRecord | undefined>;
+  /** by creation */
+  listApiKeys(): Promise<ApiKeyRecord[]>;
+  /** By id or name; whether a key that was not revoked is revoked now. */
+  revokeApiKey(idOrName: string, at: number): Promise<boolean>;
+}
+
+export interface StockStore {
+  /** the par level of each slot that has one, all kiosks, by kiosk and slot */
+  parLevels(): Promise<Array<{ kioskId: string; slot: number; par: number }>>;
+  /** par 0 removes it */
+  setParLevel(kioskId: string, slot: number, par: number): Promise<void>;
+}
+
+export interface RelayStore extends KioskStore, OrderStore, PaymentStore, RefundStore, NotificationStore, OutboxStore, DexAuditStore, FleetStore, ApiKeyStore, StockStore {
   /** See the header: fn's writes through `tx` commit together or not at all. */
   transaction<T>(fn: (tx: RelayStore) => Promise<T>): Promise<T>;
   /** Waits for the running transaction (if any), then closes; later calls reject with StoreError. */

@@ -1,5 +1,6 @@
 import type { CommandState } from '../../core/kiosk-command.js';
 import type { CommandHistoryRow, CommandRecord, CommandRefusalRecord, KioskPrices, RefillRecord, StoredStatus } from '../fleet-recorder.js';
+import type { ApiKeyRecord } from './types.js';
 
 // The fleet recorder's rows (migration 8) as records, the same for both stores: JSON columns are
 // TEXT in both, integers come back as numbers from both (postgres/rows.ts parses BIGINT exactly).
@@ -73,4 +74,15 @@ export function commandFromRow(r: Row, history: CommandHistoryRow[]): CommandRec
 
 export function pricesFromRow(r: Row): KioskPrices {
   return { catalog: jsonOrNull(r.catalog), prices: json(r.prices), commandId: r.command_id as string };
+}
+
+export function apiKeyFromRow(r: Row): ApiKeyRecord {
+  return {
+    id: r.id as string,
+    name: r.name as string,
+    scopes: json(r.scopes),
+    secretHash: r.secret_hash as string,
+    createdAt: r.created_at as number,
+    revokedAt: (r.revoked_at as number | null) ?? null,
+  };
 }

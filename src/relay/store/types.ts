@@ -281,3 +281,14 @@ export function withoutReviewReasons(current: string | null, prefix: string): st
   if (kept.length === reasons.length) return undefined;
   return kept.length ? kept.join(REVIEW_SEPARATOR) : null;
 }
+
+/** An integration's key for /api/v1 (migration 8): only the secret's hash is kept. */
+export interface ApiKeyRecord {
+  id: string;
+  name: string;
+  /** scopes of core/console-roles.ts */
+  scopes: string[];
+  secretHash: string;
+  createdAt: number;
+  revokedAt: number | null;
+}

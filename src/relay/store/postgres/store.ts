@@ -7,7 +7,7 @@ import { IllegalTransition } from '../../../core/state-machine.js';
 import { crashPoint } from '../../../runtime/crash-hook.js';
 import { kioskCommand, type CommandEvent, type CommandState } from '../../../core/kiosk-command.js';
 import type { CommandPatch, CommandRecord, CommandRefusalRecord, KioskPrices, Presence, RefillRecord, StoredStatus } from '../../fleet-recorder.js';
-import { commandFromRow, commandHistoryFromRow, pricesFromRow, refillFromRow, refusalFromRow, statusFromRow, REFUSALS_KEPT } from '../fleet-rows.js';
+import { apiKeyFromRow, commandFromRow, commandHistoryFromRow, pricesFromRow, refillFromRow, refusalFromRow, statusFromRow, REFUSALS_KEPT } from '../fleet-rows.js';
 import type { DexAuditFrame, PaymentModelName } from '../../../protocol/messages.js';
 import type { RelayStore } from '../api.js';
 import {
@@ -22,6 +22,7 @@ import {
   withoutReviewReasons,
   type AddKioskInput,
   type AddedKiosk,
+  type ApiKeyRecord,
   type DexAuditRecord,
   type Kiosk,
   type NewOrder,
@@ -985,6 +986,38 @@ export class PostgresRelayStore implements RelayStore {
   async kioskPrices(): Promise<Map<string, KioskPrices>> {
     const rows = await this.rows('SELECT * FROM fleet_kiosk_prices ORDER BY kiosk_id');
     return new Map(rows.map((r) => [r.kiosk_id as string, pricesFromRow(r)]));
+  }
+
+  // ---- API keys, par levels (migration 8) --------------------------------------------------------
+
+  async insertApiKey(k: Omit<ApiKeyRecord, 'revokedAt'>): Promise<void> {
+    try {
+      await this.run('INSERT INTO api_keys (id, name, scopes, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5)', k.id, k.name, JSON.stringify(k.scopes), k.secretHash, k.createdAt);
+    } catch (err) {
+      if ((err as { code?: string }).code === UNIQUE_VIOLATION) throw new StoreError(`an API key named "${k.name}" exists already: pick another name, or revoke that one first`);
+      throw err;
+    }
+  }
+
+  apiKeyByHash(secretHash: string): Promise<ApiKeyRecord | undefined> {
+    return this.one(apiKeyFromRow, 'SELECT * FROM api_keys WHERE secret_hash = $1', secretHash);
+  }
+
+  listApiKeys(): Promise<ApiKeyRecord[]> {
+    return this.many(apiKeyFromRow, 'SELECT * FROM api_keys ORDER BY created_at, id');
+  }
+
+  async revokeApiKey(idOrName: string, at: number): Promise<boolean> {
+    return (await this.run('UPDATE api_keys SET revoked_at = $1 WHERE (id = $2 OR name = $2) AND revoked_at IS NULL', at, idOrName)) > 0;
+  }
+
+  parLevels(): Promise<Array<{ kioskId: string; slot: number; par: number }>> {
+    return this.many((r) => ({ kioskId: r.kiosk_id as string, slot: r.slot as number, par: r.par as number }), 'SELECT * FROM stock_par ORDER BY kiosk_id, slot');
+  }
+
+  async setParLevel(kioskId: string, slot: number, par: number): Promise<void> {
+    if (par === 0) await this.run('DELETE FROM stock_par WHERE kiosk_id = $1 AND slot = $2', kioskId, slot);
+    else await this.run('INSERT INTO stock_par (kiosk_id, slot, par) VALUES ($1, $2, $3) ON CONFLICT (kiosk_id, slot) DO UPDATE SET par = excluded.par', kioskId, slot, par);
   }
 
   // ---- background work shared between instances (FOR UPDATE SKIP LOCKED) -----------------------

@@ -6,6 +6,7 @@ import { StoreError } from '../types.js';
 import { SqliteConn } from './conn.js';
 import { SqliteDexAudits } from './dex-audits.js';
 import { SqliteFleet } from './fleet.js';
+import { SqliteApiKeys } from './api-keys.js';
 import { SqliteKiosks } from './kiosks.js';
 import { AsyncLock } from './lock.js';
 import { MIGRATIONS } from './migrations.js';
@@ -37,6 +38,7 @@ class SqliteTables {
   readonly outbox: SqliteOutbox;
   readonly dex: SqliteDexAudits;
   readonly fleet: SqliteFleet;
+  readonly apiKeys: SqliteApiKeys;
 
   constructor(readonly conn: SqliteConn) {
     const c = conn;
@@ -48,6 +50,7 @@ class SqliteTables {
     this.outbox = new SqliteOutbox(c);
     this.dex = new SqliteDexAudits(c);
     this.fleet = new SqliteFleet(c);
+    this.apiKeys = new SqliteApiKeys(c);
   }
 }
 
@@ -479,6 +482,25 @@ class SqliteStoreView implements RelayStore {
   }
   kioskPrices(...a: Parameters<RelayStore['kioskPrices']>) {
     return this.r.run(() => this.ops.fleet.kioskPrices(...a));
+  }
+  // ApiKeyStore, StockStore: ./api-keys.ts
+  insertApiKey(...a: Parameters<RelayStore['insertApiKey']>) {
+    return this.r.run(() => this.ops.apiKeys.insertApiKey(...a));
+  }
+  apiKeyByHash(...a: Parameters<RelayStore['apiKeyByHash']>) {
+    return this.r.run(() => this.ops.apiKeys.apiKeyByHash(...a));
+  }
+  listApiKeys(...a: Parameters<RelayStore['listApiKeys']>) {
+    return this.r.run(() => this.ops.apiKeys.listApiKeys(...a));
+  }
+  revokeApiKey(...a: Parameters<RelayStore['revokeApiKey']>) {
+    return this.r.run(() => this.ops.apiKeys.revokeApiKey(...a));
+  }
+  parLevels(...a: Parameters<RelayStore['parLevels']>) {
+    return this.r.run(() => this.ops.apiKeys.parLevels(...a));
+  }
+  setParLevel(...a: Parameters<RelayStore['setParLevel']>) {
+    return this.r.run(() => this.ops.apiKeys.setParLevel(...a));
   }
 }
 
