@@ -16,6 +16,7 @@ import { OfferWorker } from './offers.js';
 import { OrderService } from './orders.js';
 import { RefundWorker } from './refunds.js';
 import { registerNotificationRoutes } from './routes/notifications.js';
+import { registerApiRoutes } from './routes/api.js';
 import { registerUnattendedRoutes } from './routes/unattended.js';
 import { openRelayStore, type RelayStore } from './store/index.js';
 import { RelayOps } from './observability/ops.js';
@@ -184,6 +185,8 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     registerUnattendedRoutes(scope, { store, orders, config, logger: logger.child({ part: 'pos' }), guards, now, isOnline: (id) => hub.isOnline(id) });
     registerNotificationRoutes(scope, { store, worker, config, logger: logger.child({ part: 'notifications' }), now, guards });
   });
+  // the REST API for integrations (API keys with scopes; OpenAPI at /api/openapi.json)
+  registerApiRoutes(app, { store, fleet: kioskConsole.fleet, config, now });
   ops.register(app);
 
   guards.attach(app.server);
