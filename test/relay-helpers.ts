@@ -342,6 +342,7 @@ export async function startHarness(
     sponsorId?: number;
     mp?: FakeMp;
     limits?: RelayConfigInput['limits'];
+    stock?: RelayConfigInput['stock'];
     /**
      * the relay's store: a SQLite file in dir (default), or a fresh PostgreSQL database dropped at
      * cleanup. QRKIOSK_TEST_STORE=postgres makes PostgreSQL the default, to run the relay tests
@@ -368,6 +369,7 @@ export async function startHarness(
       catalog: CATALOG,
       ...(opts.orders ? { orders: opts.orders } : {}),
       ...(opts.limits ? { limits: opts.limits } : {}),
+      ...(opts.stock ? { stock: opts.stock } : {}),
     },
     {},
   );
