@@ -155,4 +155,18 @@ describe('REST API', { timeout: 60_000 }, () => {
     expect(listed.out.join()).not.toMatch(/secretHash/);
     kiosk.close();
   });
+
+  it('/api is rate limited per source beyond its burst, with the documented error', async () => {
+    h = await startHarness({ limits: { api: { perSecond: 0.001, burst: 5 } } });
+    const statuses: number[] = [];
+    let last: unknown;
+    for (let i = 0; i < 8; i++) {
+      const r = await get('/api/v1/kiosks');
+      statuses.push(r.status);
+      last = r.body;
+    }
+    expect(statuses).toEqual([401, 401, 401, 401, 401, 429, 429, 429]);
+    const doc = OPENAPI as unknown as Doc;
+    expect(ajvFor(doc).compile(responseSchema(doc, '/api/v1/kiosks', 429))(last)).toBe(true);
+  });
 });

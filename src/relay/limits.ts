@@ -54,6 +54,9 @@ export const limitsSchema = z
       })
       .prefault({}),
     pos: z.strictObject({ perSecond: positive.default(50), burst: positiveInt.default(200) }).prefault({}),
+    // the integrations' REST API (/api): per source, before the key is looked up, so a flood of
+    // guessed keys costs one token each and no store read past the burst
+    api: z.strictObject({ perSecond: positive.default(10), burst: positiveInt.default(60) }).prefault({}),
     // The inbox records which kiosk frames were applied, so a re-sent one is acked, not applied
     // twice. An agent re-sends an unacked frame within minutes; a row older than this protects
     // nothing and only grows the table (issue 8).
@@ -110,12 +113,14 @@ export class RouteGuards {
   readonly refusals: RefusalLog;
   private readonly notifications: KeyedRateLimiter;
   private readonly pos: KeyedRateLimiter;
+  private readonly api: KeyedRateLimiter;
   private readonly connections = new Map<string, number>();
 
   constructor(private readonly o: RouteGuardOptions) {
     this.refusals = new RefusalLog({ logger: o.logger, periodMs: o.limits.refusalLogSeconds * 1000 });
     this.notifications = new KeyedRateLimiter({ perSecond: o.limits.notifications.perSecond, burst: o.limits.notifications.burst });
     this.pos = new KeyedRateLimiter({ perSecond: o.limits.pos.perSecond, burst: o.limits.pos.burst });
+    this.api = new KeyedRateLimiter({ perSecond: o.limits.api.perSecond, burst: o.limits.api.burst });
   }
 
   get limits(): RelayLimits {
@@ -152,6 +157,14 @@ export class RouteGuards {
   /** onRequest hook of the notification url: runs before the body is read. */
   readonly notificationGate = async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
     return this.gate(this.notifications, 'notifications', req, reply);
+  };
+
+  /** onRequest hook of /api (the REST API): its error body is the API's documented Error. */
+  readonly apiGate = async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
+    const source = req.ip;
+    if (this.api.tryTake(source)) return undefined;
+    this.refusals.note(source, 'API rate limited', `/api called too often by ${source}: answering 429 (limits.api)`);
+    return reply.code(429).header('retry-after', String(this.api.retryAfterSeconds(source))).send({ error: { code: 'rate_limited', message: 'too many requests from this address; retry after the seconds in Retry-After' } });
   };
 
   private gate(limiter: KeyedRateLimiter, key: 'pos' | 'notifications', req: FastifyRequest, reply: FastifyReply): FastifyReply | undefined {

@@ -186,7 +186,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     registerNotificationRoutes(scope, { store, worker, config, logger: logger.child({ part: 'notifications' }), now, guards });
   });
   // the REST API for integrations (API keys with scopes; OpenAPI at /api/openapi.json)
-  registerApiRoutes(app, { store, fleet: kioskConsole.fleet, config, now });
+  registerApiRoutes(app, { store, fleet: kioskConsole.fleet, config, now, guards });
   ops.register(app);
 
   guards.attach(app.server);

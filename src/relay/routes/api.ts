@@ -87,7 +87,7 @@ async function parsByKiosk(store: RelayStore): Promise<Map<string, Map<number, n
 export function registerApiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
   const { store } = deps;
   const route = (path: string, scope: Scope, handler: (req: FastifyRequest) => Promise<object>) => {
-    app.get(path, async (req, reply) => {
+    app.get(path, { onRequest: deps.guards ? [deps.guards.apiGate] : [] }, async (req, reply) => {
       try {
         await authorise(store, req, scope);
         return await handler(req);
@@ -98,7 +98,7 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiRouteDeps): voi
     });
   };
 
-  app.get('/api/openapi.json', async () => OPENAPI);
+  app.get('/api/openapi.json', { onRequest: deps.guards ? [deps.guards.apiGate] : [] }, async () => OPENAPI);
 
   route('/api/v1/kiosks', 'kiosks', async () => {
     const [kiosks, views, pars] = await Promise.all([store.listKiosks(), deps.fleet.kiosks(), parsByKiosk(store)]);
