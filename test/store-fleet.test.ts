@@ -161,4 +161,25 @@ describe.each(STORE_KINDS)('fleet recorder in the relay store: %s', (kind: Store
       { kioskId: 'k1', slot: 2, par: 12 },
     ]);
   });
+
+  it.skipIf(skip)('sales per UTC day, kiosk and product: vended orders by the day they were paid', async () => {
+    await s.addKiosk({ id: 'k1', posExternalId: 'POS1', storeExternalId: 'STORE1', model: 'unattended' }, T0 - 1000);
+    const DAY = 86_400_000;
+    const day0 = Math.floor(T0 / DAY) * DAY;
+    const sell = async (id: string, paidAt: number, vend: 'vend_ok' | 'vend_failed', sku = 'cola', quantity = 1) => {
+      await s.insertOrder({ id, kioskId: 'k1', slot: 1, sku, title: sku, quantity, unitPrice: 100, amount: 100 * quantity, currency: 'ARS', claimedAmount: 100 * quantity, claimedCurrency: 'ARS', state: 'pending', deadline: paidAt + 60_000, createdAt: paidAt - 10 });
+      await s.transitionOrder(id, 'payment_verified', paidAt, null, { paidAt });
+      await s.transitionOrder(id, vend, paidAt + 5, null, { vendResult: vend === 'vend_ok' ? 'dispensed' : 'failed' });
+    };
+    await sell('o1', day0 + 10, 'vend_ok');
+    await sell('o2', day0 + DAY - 1, 'vend_ok', 'cola', 2);
+    await sell('o3', day0 + DAY, 'vend_ok', 'agua');
+    await sell('o4', day0 + 20, 'vend_failed');
+    const days = Math.floor(T0 / DAY);
+    expect(await s.salesByDay(day0, day0 + 2 * DAY)).toEqual([
+      { day: days, kioskId: 'k1', sku: 'cola', currency: 'ARS', units: 3, amount: 300 },
+      { day: days + 1, kioskId: 'k1', sku: 'agua', currency: 'ARS', units: 1, amount: 100 },
+    ]);
+    expect(await s.salesByDay(day0, day0 + DAY, 'k2')).toEqual([]);
+  });
 });

@@ -53,6 +53,8 @@ export function stepSource(event: string): 'kiosk' | 'mercadopago' | 'operator' 
   return 'relay';
 }
 
+const isoDay = (day: number): string => new Date(day * 86_400_000).toISOString().slice(0, 10);
+
 function orderOut(o: OrderRecord) {
   return {
     id: o.id,
@@ -136,6 +138,22 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiRouteDeps): voi
     const order = await store.getOrder(orderId);
     if (!order) throw new ApiError(404, 'not_found', `no order "${orderId.slice(0, 80)}"`);
     return { order: orderOut(order), timeline: (await store.orderEvents(orderId)).map(stepOut) };
+  });
+
+  route('/api/v1/sales', 'sales', async (req) => {
+    const q = req.query as Record<string, string | undefined>;
+    const DAY = 86_400_000;
+    const day = (text: string | undefined, name: string, fallback: number): number => {
+      if (text === undefined) return fallback;
+      if (!/^\d{4}-\d{2}-\d{2}$/.test(text) || Number.isNaN(Date.parse(`${text}T00:00:00Z`))) throw new ApiError(400, 'bad_request', `${name} must be a day as YYYY-MM-DD (UTC)`);
+      return Date.parse(`${text}T00:00:00Z`) / DAY;
+    };
+    const today = Math.floor(deps.now() / DAY);
+    const to = day(q.to, 'to', today);
+    const from = day(q.from, 'from', to - 6);
+    if (from > to || to - from > 366) throw new ApiError(400, 'bad_request', 'from must be on or before to, at most 366 days apart');
+    const rows = await store.salesByDay(from * DAY, (to + 1) * DAY, q.kiosk || undefined);
+    return { from: isoDay(from), to: isoDay(to), sales: rows.map((r) => ({ day: isoDay(r.day), kioskId: r.kioskId, sku: r.sku, currency: r.currency, units: r.units, amount: r.amount })) };
   });
 
   route('/api/v1/stock/pick-list', 'stock', async (req) => {

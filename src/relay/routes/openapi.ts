@@ -68,6 +68,43 @@ export const OPENAPI = {
         },
       },
     },
+    '/api/v1/sales': {
+      get: {
+        operationId: 'sales',
+        summary: 'Sales per day (UTC), kiosk and product: vended orders by the day they were paid; default the last 7 days (scope: sales)',
+        'x-scope': 'sales',
+        parameters: [
+          { name: 'from', in: 'query', required: false, schema: { type: 'string', format: 'date' } },
+          { name: 'to', in: 'query', required: false, schema: { type: 'string', format: 'date' } },
+          { name: 'kiosk', in: 'query', required: false, schema: { type: 'string' } },
+        ],
+        responses: {
+          '200': json(
+            {
+              type: 'object',
+              required: ['from', 'to', 'sales'],
+              additionalProperties: false,
+              properties: {
+                from: { type: 'string' },
+                to: { type: 'string' },
+                sales: {
+                  type: 'array',
+                  items: {
+                    type: 'object',
+                    required: ['day', 'kioskId', 'sku', 'currency', 'units', 'amount'],
+                    additionalProperties: false,
+                    properties: { day: { type: 'string' }, kioskId: { type: 'string' }, sku: { type: 'string' }, currency: { type: 'string' }, units: { type: 'integer' }, amount: { type: 'integer', description: 'minor units' } },
+                  },
+                },
+              },
+            },
+            'the sales, by day, kiosk, product, currency',
+          ),
+          '400': json(err, 'a bad day or range'),
+          ...errors,
+        },
+      },
+    },
     '/api/v1/stock/pick-list': {
       get: {
         operationId: 'pickList',

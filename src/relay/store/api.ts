@@ -228,7 +228,24 @@ export interface StockStore {
   setParLevel(kioskId: string, slot: number, par: number): Promise<void>;
 }
 
-export interface RelayStore extends KioskStore, OrderStore, PaymentStore, RefundStore, NotificationStore, OutboxStore, DexAuditStore, FleetStore, ApiKeyStore, StockStore {
+export interface SaleRow {
+  /** days since the epoch, UTC (the day of paid_at) */
+  day: number;
+  kioskId: string;
+  sku: string;
+  currency: string;
+  /** units sold (sum of quantity) */
+  units: number;
+  /** minor units */
+  amount: number;
+}
+
+export interface SalesStore {
+  /** Orders vended (state `vended`) and paid in [from, to), per UTC day, kiosk, product and currency; ordered by those. */
+  salesByDay(from: number, to: number, kioskId?: string): Promise<SaleRow[]>;
+}
+
+export interface RelayStore extends KioskStore, OrderStore, PaymentStore, RefundStore, NotificationStore, OutboxStore, DexAuditStore, FleetStore, ApiKeyStore, StockStore, SalesStore {
   /** See the header: fn's writes through `tx` commit together or not at all. */
   transaction<T>(fn: (tx: RelayStore) => Promise<T>): Promise<T>;
   /** Waits for the running transaction (if any), then closes; later calls reject with StoreError. */

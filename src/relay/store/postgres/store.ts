@@ -9,7 +9,7 @@ import { kioskCommand, type CommandEvent, type CommandState } from '../../../cor
 import type { CommandPatch, CommandRecord, CommandRefusalRecord, KioskPrices, Presence, RefillRecord, StoredStatus } from '../../fleet-recorder.js';
 import { apiKeyFromRow, commandFromRow, commandHistoryFromRow, pricesFromRow, refillFromRow, refusalFromRow, statusFromRow, REFUSALS_KEPT } from '../fleet-rows.js';
 import type { DexAuditFrame, PaymentModelName } from '../../../protocol/messages.js';
-import type { RelayStore } from '../api.js';
+import type { RelayStore, SaleRow } from '../api.js';
 import {
   StoreError,
   checkKioskInput,
@@ -1018,6 +1018,18 @@ export class PostgresRelayStore implements RelayStore {
   async setParLevel(kioskId: string, slot: number, par: number): Promise<void> {
     if (par === 0) await this.run('DELETE FROM stock_par WHERE kiosk_id = $1 AND slot = $2', kioskId, slot);
     else await this.run('INSERT INTO stock_par (kiosk_id, slot, par) VALUES ($1, $2, $3) ON CONFLICT (kiosk_id, slot) DO UPDATE SET par = excluded.par', kioskId, slot, par);
+  }
+
+  salesByDay(from: number, to: number, kioskId?: string): Promise<SaleRow[]> {
+    return this.many(
+      (r) => ({ day: r.day as number, kioskId: r.kiosk_id as string, sku: r.sku as string, currency: r.currency as string, units: r.units as number, amount: r.amount as number }),
+      `SELECT paid_at / 86400000 AS day, kiosk_id, sku, currency, SUM(quantity)::bigint AS units, SUM(amount)::bigint AS amount FROM orders
+       WHERE state = 'vended' AND paid_at >= $1 AND paid_at < $2 AND ($3::text IS NULL OR kiosk_id = $3)
+       GROUP BY day, kiosk_id, sku, currency ORDER BY day, kiosk_id, sku, currency`,
+      from,
+      to,
+      kioskId ?? null,
+    );
   }
 
   // ---- background work shared between instances (FOR UPDATE SKIP LOCKED) -----------------------

@@ -1,11 +1,11 @@
-import type { ApiKeyStore, StockStore } from '../api.js';
+import type { ApiKeyStore, SaleRow, SalesStore, StockStore } from '../api.js';
 import { StoreError, type ApiKeyRecord } from '../types.js';
 import { apiKeyFromRow } from '../fleet-rows.js';
 import type { SqliteConn, Sync } from './conn.js';
 
 // Integrations' API keys and the slots' par levels (migration 8).
 
-export class SqliteApiKeys implements Sync<ApiKeyStore & StockStore> {
+export class SqliteApiKeys implements Sync<ApiKeyStore & StockStore & SalesStore> {
   constructor(private readonly c: SqliteConn) {}
 
   insertApiKey(k: Omit<ApiKeyRecord, 'revokedAt'>): void {
@@ -36,5 +36,18 @@ export class SqliteApiKeys implements Sync<ApiKeyStore & StockStore> {
   setParLevel(kioskId: string, slot: number, par: number): void {
     if (par === 0) this.c.run('DELETE FROM stock_par WHERE kiosk_id = ? AND slot = ?', kioskId, slot);
     else this.c.run('INSERT INTO stock_par (kiosk_id, slot, par) VALUES (?, ?, ?) ON CONFLICT(kiosk_id, slot) DO UPDATE SET par = excluded.par', kioskId, slot, par);
+  }
+
+  salesByDay(from: number, to: number, kioskId?: string): SaleRow[] {
+    return this.c.many(
+      (r) => ({ day: r.day as number, kioskId: r.kiosk_id as string, sku: r.sku as string, currency: r.currency as string, units: r.units as number, amount: r.amount as number }),
+      `SELECT paid_at / 86400000 AS day, kiosk_id, sku, currency, SUM(quantity) AS units, SUM(amount) AS amount FROM orders
+       WHERE state = 'vended' AND paid_at >= ? AND paid_at < ? AND (? IS NULL OR kiosk_id = ?)
+       GROUP BY day, kiosk_id, sku, currency ORDER BY day, kiosk_id, sku, currency`,
+      from,
+      to,
+      kioskId ?? null,
+      kioskId ?? null,
+    );
   }
 }

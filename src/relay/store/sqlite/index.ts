@@ -502,6 +502,9 @@ class SqliteStoreView implements RelayStore {
   setParLevel(...a: Parameters<RelayStore['setParLevel']>) {
     return this.r.run(() => this.ops.apiKeys.setParLevel(...a));
   }
+  salesByDay(...a: Parameters<RelayStore['salesByDay']>) {
+    return this.r.run(() => this.ops.apiKeys.salesByDay(...a));
+  }
 }
 
 /** The store itself: the view on the lock, and the connection's life. */
