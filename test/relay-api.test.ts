@@ -43,7 +43,7 @@ async function cli(...args: string[]): Promise<{ code: number; out: string[]; er
 
 function configFile(hh: Harness): string {
   const file = join(hh.dir, 'relay-cli.yaml');
-  writeFileSync(file, JSON.stringify({ publicUrl: PUBLIC_URL, store: hh.config.store, mercadopago: { collectorId: COLLECTOR_ID, accessToken: 'T' }, catalog: CATALOG }));
+  writeFileSync(file, JSON.stringify({ publicUrl: PUBLIC_URL, store: hh.config.store, mercadopago: { collectorId: COLLECTOR_ID, accessToken: 'T' }, catalog: CATALOG, stock: hh.config.stock }));
   return file;
 }
 
@@ -134,6 +134,11 @@ describe('REST API', { timeout: 60_000 }, () => {
       ],
       totals: [{ sku: 'AGUA', load: 5 }, { sku: 'COLA', load: 8 }],
     });
+    // the CLI computes the same pick list
+    const printed = await cli('stock', 'pick-list', 'north', '--config', file, '--json');
+    expect(JSON.parse(printed.out.join('\n'))).toEqual(answers['/api/v1/stock/pick-list']);
+    expect((await cli('stock', 'par', 'k1', '2', '0', '--config', file)).code).toBe(0);
+    expect(((await get('/api/v1/stock/pick-list?route=north', all)).body as { totals: unknown }).totals).toEqual([{ sku: 'AGUA', load: 1 }, { sku: 'COLA', load: 8 }]);
     const one = answers['/api/v1/orders/{orderId}'] as { order: { id: string; state: string }; timeline: Array<{ event: string; source: string }> };
     expect(one.order).toMatchObject({ id: 'ord_api00001', state: 'pending' });
     expect(one.timeline[0]).toMatchObject({ event: 'created', source: 'kiosk' });
