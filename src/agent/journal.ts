@@ -2,6 +2,7 @@ import type { Db } from '../runtime/sqlite.js';
 import { openDatabase } from '../runtime/sqlite.js';
 import { JOURNAL_MIGRATIONS } from './journal-schema.js';
 import { vendSession, OPEN_VEND_STATES, type VendEvent, type VendState } from '../core/vend-session.js';
+import { kioskSideCommand, type KioskCommandEvent, type KioskCommandState } from '../core/kiosk-command.js';
 import type { AgentMessage, Welcome } from '../protocol/messages.js';
 import { crashPoint } from '../runtime/crash-hook.js';
 
@@ -127,6 +128,79 @@ function toOrder(r: RawOrder): OrderRow {
     resolvedBy: r.resolved_by ?? null,
     resolvedAt: r.resolved_at ?? null,
   };
+}
+
+/** A relay command this kiosk verified (journal table `commands`). */
+export interface CommandRow {
+  id: string;
+  kind: string;
+  issuedBy: string;
+  issuedAt: number;
+  expiresAt: number;
+  receivedAt: number;
+  state: KioskCommandState;
+  finishedAt: number | null;
+  reason: string | null;
+  message: string | null;
+  result: Record<string, string | number | boolean | null> | null;
+  payload: string;
+}
+
+interface RawCommand {
+  id: string;
+  kind: string;
+  issued_by: string;
+  issued_at: number;
+  expires_at: number;
+  received_at: number;
+  state: string;
+  finished_at: number | null;
+  reason: string | null;
+  message: string | null;
+  result: string | null;
+  payload: string;
+}
+
+function toCommand(r: RawCommand): CommandRow {
+  return {
+    id: r.id,
+    kind: r.kind,
+    issuedBy: r.issued_by,
+    issuedAt: r.issued_at,
+    expiresAt: r.expires_at,
+    receivedAt: r.received_at,
+    state: r.state as KioskCommandState,
+    finishedAt: r.finished_at,
+    reason: r.reason,
+    message: r.message,
+    result: r.result ? (JSON.parse(r.result) as CommandRow['result']) : null,
+    payload: r.payload,
+  };
+}
+
+export interface NewCommand {
+  id: string;
+  kind: string;
+  issuedBy: string;
+  issuedAt: number;
+  expiresAt: number;
+  payload: string;
+  /** running (being applied) or refused at once (expired, invalid...) */
+  state: 'running' | 'refused';
+  /** when it was received (and, refused at once, refused): the time the relay is told */
+  at: number;
+  reason?: string;
+  message?: string;
+}
+
+export interface CommandFinish {
+  /** when it was applied or refused: the time the relay is told */
+  at: number;
+  message: string;
+  reason?: string;
+  result?: CommandRow['result'];
+  /** frames about it (the command.result), committed with it */
+  outbox?: AgentMessage[];
 }
 
 export class Journal {
@@ -400,6 +474,68 @@ export class Journal {
     });
   }
 
+  /**
+   * `qrkiosk stock refill [slot]`: the slot (or every slot) back to its configured full count, and
+   * the stock.refill frame telling the relay, in one transaction: the refill is on disk and queued
+   * for the relay together, or not at all.
+   */
+  refillStock(slot: number | undefined, makeFrame: (changes: Array<{ slot: number; before: number; after: number }>) => AgentMessage): Array<{ slot: number; before: number; after: number }> {
+    return this.tx(() => {
+      const rows = this.db.prepare(`SELECT slot, count, configured FROM stock ORDER BY slot`).all() as Array<{ slot: number; count: number; configured: number }>;
+      const chosen = rows.filter((r) => slot === undefined || r.slot === slot);
+      if (chosen.length === 0) throw new Error(`slot ${slot} is not in the config: the slots are those of agent.yaml`);
+      const changes = chosen.map((r) => ({ slot: r.slot, before: r.count, after: r.configured }));
+      for (const c of changes) this.db.prepare(`UPDATE stock SET count = ? WHERE slot = ?`).run(c.after, c.slot);
+      this.enqueue(makeFrame(changes));
+      return changes;
+    });
+  }
+
+  // ---- the relay's signed commands (replay memory) ----------------------------------------------
+
+  getCommand(id: string): CommandRow | undefined {
+    const r = this.db.prepare(`SELECT * FROM commands WHERE id = ?`).get(id) as RawCommand | undefined;
+    return r ? toCommand(r) : undefined;
+  }
+
+  /** Records a verified command as seen (running or refused at once), with its frames. A second insert of the same id fails. */
+  insertCommand(c: NewCommand, outbox: AgentMessage[] = []): CommandRow {
+    return this.tx(() => {
+      const at = c.at;
+      this.db
+        .prepare(
+          `INSERT INTO commands (id, kind, issued_by, issued_at, expires_at, received_at, state, finished_at, reason, message, payload)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(c.id, c.kind, c.issuedBy, c.issuedAt, c.expiresAt, at, c.state, c.state === 'refused' ? at : null, c.reason ?? null, c.message ?? null, c.payload);
+      for (const f of outbox) this.enqueue(f);
+      return this.getCommand(c.id)!;
+    });
+  }
+
+  /** A running command ends: checked against core/kiosk-command.ts, its frames queued in the same transaction. */
+  finishCommand(id: string, event: KioskCommandEvent, f: CommandFinish): CommandRow {
+    return this.tx(() => {
+      const cur = this.getCommand(id);
+      if (!cur) throw new Error(`command ${id} is not in the journal`);
+      const to = kioskSideCommand.next(cur.state, event);
+      this.db
+        .prepare(`UPDATE commands SET state = ?, finished_at = ?, reason = ?, message = ?, result = ? WHERE id = ?`)
+        .run(to, f.at, f.reason ?? null, f.message, f.result ? JSON.stringify(f.result) : null, id);
+      for (const fr of f.outbox ?? []) this.enqueue(fr);
+      return this.getCommand(id)!;
+    });
+  }
+
+  /** Commands a previous run left running (a test vend the agent died in). */
+  runningCommands(): CommandRow[] {
+    return (this.db.prepare(`SELECT * FROM commands WHERE state = 'running' ORDER BY received_at`).all() as RawCommand[]).map(toCommand);
+  }
+
+  recentCommands(limit = 20): CommandRow[] {
+    return (this.db.prepare(`SELECT * FROM commands ORDER BY received_at DESC, rowid DESC LIMIT ?`).all(Math.max(1, limit)) as RawCommand[]).map(toCommand);
+  }
+
   // ---- small settings that survive a restart (service mode) -------------------------------------
 
   getSetting(key: string): string | undefined {
@@ -430,6 +566,19 @@ export class Journal {
       this.db
         .prepare(`INSERT INTO kv (key, value, updated_at) VALUES ('welcome', ?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`)
         .run(JSON.stringify(w), receivedAt);
+    });
+  }
+
+  /**
+   * A price or catalog command changed the kiosk's prices: the cached welcome carries them, so a
+   * restart before the relay's next welcome still sells at them. Its receive time is kept.
+   */
+  replaceWelcomeCatalog(catalog: Welcome['catalog']): boolean {
+    return this.tx(() => {
+      const cached = this.loadWelcome();
+      if (!cached) return false;
+      this.db.prepare(`UPDATE kv SET value = ? WHERE key = 'welcome'`).run(JSON.stringify({ ...cached.welcome, catalog }));
+      return true;
     });
   }
 

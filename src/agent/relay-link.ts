@@ -5,6 +5,7 @@ import { errorFrame, frame, parseRelayFrame } from '../protocol/codec.js';
 import {
   isReliable,
   type AgentMessage,
+  type CommandFrame,
   type OrderAccepted,
   type OrderExpired,
   type OrderPaid,
@@ -41,6 +42,11 @@ export interface RelayLinkOptions {
    * the commit (and after the ack), e.g. moving the motor.
    */
   apply: (msg: ReliableRelayMessage) => (() => void) | void;
+  /**
+   * A signed operator command (src/agent/remote-commands.ts checks and applies it, and acks it
+   * itself once it is journaled). Without a handler, commands are logged and ignored.
+   */
+  onCommand?: (msg: CommandFrame) => void;
   /** a link that stayed up this long resets the backoff (default 30 s) */
   stableAfterMs?: number;
   /** for tests of the jitter */
@@ -228,6 +234,22 @@ export class RelayLink extends EventEmitter {
     this.pingOutstandingSince = undefined;
   }
 
+  /**
+   * Sends a frame that is not kept in the outbox (a status snapshot, an ack, a refusal): written
+   * now if the link is open, else dropped. Returns whether it was written.
+   */
+  sendUnreliable(f: AgentMessage): boolean {
+    return this.sendNow(f);
+  }
+
+  /**
+   * A signed price or catalog command changed this kiosk's prices: the welcome in hand sells at
+   * them from now on (the relay's next welcome carries them too).
+   */
+  adoptCatalog(catalog: Welcome['catalog']): void {
+    if (this._welcome) this._welcome = { ...this._welcome, catalog };
+  }
+
   /** Writes a frame to the current socket if there is one (unreliable frames, acks, pongs). */
   private sendNow(f: AgentMessage | ReturnType<typeof errorFrame>): boolean {
     const ws = this.ws;
@@ -285,6 +307,10 @@ export class RelayLink extends EventEmitter {
         return;
       case 'error':
         this.log.warn({ code: msg.code, refId: msg.refId }, `relay reported an error: ${msg.message}`);
+        return;
+      case 'command':
+        if (this.opts.onCommand) this.opts.onCommand(msg);
+        else this.log.warn({ id: msg.id }, 'relay sent a command; this agent has no command handler');
         return;
       default:
         if (isReliable(msg.type)) return this.onReliable(msg);

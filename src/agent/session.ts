@@ -60,6 +60,8 @@ export interface LinkView {
   readonly state: LinkState;
   readonly lastWelcomeAt: number | undefined;
   flush(): void;
+  /** a signed price/catalog command changed the prices in hand */
+  adoptCatalog(catalog: Welcome['catalog']): void;
 }
 
 export interface SessionTimings {
@@ -113,6 +115,8 @@ export interface StockView {
 export interface ServiceMode {
   by: string;
   at: number;
+  /** a technician at the kiosk, or an operator's signed command through the relay; absent = technician */
+  via?: 'technician' | 'relay';
 }
 
 /** Orders a technician may settle by hand: nobody could see whether the product fell. */
@@ -756,13 +760,39 @@ export class VendSession extends EventEmitter {
     }
   }
 
-  /** On: no new selections (an open vend finishes), the out-of-service screen. Off: selling again. */
-  setService(on: boolean, by: string): { service: ServiceMode | null; openOrder: string | null } {
-    const mode = on ? { by, at: this.now() } : null;
+  /**
+   * On: no new selections (an open vend finishes), the out-of-service screen. Off: selling again.
+   * May run inside a journal transaction (a relay command): the screen changes after the commit.
+   */
+  setService(on: boolean, by: string, via: 'technician' | 'relay' = 'technician'): { service: ServiceMode | null; openOrder: string | null } {
+    const mode: ServiceMode | null = on ? { by, at: this.now(), via } : null;
     this.deps.journal.setSetting('service', mode ? JSON.stringify(mode) : undefined);
-    this.log.warn({ by, on }, on ? `service mode on (${by}): no new sales` : `service mode off (${by}): selling again`);
-    this.refresh();
+    this.log.warn({ by, on, via }, on ? `service mode on (${by}): no new sales` : `service mode off (${by}): selling again`);
+    this.deps.journal.afterCommit(() => this.refresh());
     return { service: mode, openOrder: this.openOrder()?.id ?? null };
+  }
+
+  /** The price list the kiosk sells at now (the relay's welcome, changed by any price command since). */
+  catalog(): Welcome['catalog'] | undefined {
+    return this.catalogWelcome()?.catalog;
+  }
+
+  /**
+   * A signed price or catalog command: the next order is priced from `catalog`. Written to the
+   * cached welcome in the caller's transaction; the screen shows the new prices after the commit.
+   */
+  applyCatalog(catalog: Welcome['catalog']): void {
+    this.deps.journal.replaceWelcomeCatalog(catalog);
+    this.deps.journal.afterCommit(() => {
+      this.deps.link.adoptCatalog(catalog);
+      if (this.cachedWelcome) this.cachedWelcome = { ...this.cachedWelcome, catalog };
+      this.refresh();
+    });
+  }
+
+  /** The order a customer has open now (a test vend must wait for it). */
+  openOrderId(): string | null {
+    return this.openOrder()?.id ?? null;
   }
 
   /**

@@ -11,6 +11,7 @@ import { ORDER_STATES, type OrderState } from '../core/relay-order.js';
 import { formatMoney } from '../core/money.js';
 import { createLogger } from '../runtime/log.js';
 import { SystemdNotifier } from '../runtime/sd-notify.js';
+import { commandKeyPath, loadOrCreateCommandKey } from '../relay/command-key.js';
 
 // `qrkiosk relay ...`: run the relay, and provision kiosks in its database. argv is what follows
 // "relay" on the command line. Every failure is one line on stderr and exit code 2, because these
@@ -27,6 +28,7 @@ const USAGE = `usage:
   qrkiosk relay order <orderId> --config FILE [--json]
   qrkiosk relay provision <id> --config FILE --store <storeExternalId> [--store-name NAME] [--pos-name NAME] [--category MCC]
   qrkiosk relay dex list|show|export ...   the machines' own audits (qrkiosk relay dex help)
+  qrkiosk relay command-key --config FILE   the line for every kiosk's agent.yaml (relay.commandKey); makes the key if missing
 
 payment models (MODEL/MODE): ${describeModes()}
   default for a new kiosk: orders/dynamic where the site has the Orders API QR, else dynamic/online`;
@@ -53,6 +55,7 @@ export async function relayMain(argv: string[], io: RelayCliIo = defaultIo): Pro
     if (args[0] === 'orders') return await listOrders(args.slice(1), io);
     if (args[0] === 'order') return await showOrder(args.slice(1), io);
     if (args[0] === 'dex') return await (await import('./relay-dex-commands.js')).dexCommand(args.slice(1), io);
+    if (args[0] === 'command-key') return commandKey(args.slice(1), io);
     if (args[0] === 'help' || args[0] === '--help' || args[0] === '-h') {
       io.out(USAGE);
       return 0;
@@ -123,6 +126,23 @@ async function runRelay(args: string[], io: RelayCliIo): Promise<number> {
   return 0;
 }
 
+/**
+ * `qrkiosk relay command-key`: the public half of the relay's command signing key, as the line a
+ * kiosk's agent.yaml needs. Makes the key (0600) when it does not exist yet, like the relay's
+ * first start does.
+ */
+function commandKey(args: string[], io: RelayCliIo): number {
+  const { values, positionals } = parse(args, { config: { type: 'string' } });
+  if (positionals.length) throw new UsageError(`unexpected "${positionals[0]}": usage: qrkiosk relay command-key --config FILE`);
+  const config = configOf(values);
+  const path = commandKeyPath(config);
+  const { signer, created } = loadOrCreateCommandKey(path);
+  if (created) io.err(`made the command signing key ${path} (mode 0600): back it up; every kiosk trusts its public half`);
+  io.out(`commandKey: ${signer.publicKeyText}`);
+  io.err(`key id ${signer.keyId}: put the line above in the relay section of every kiosk's agent.yaml (relay.commandKey)`);
+  return 0;
+}
+
 async function withStore<T>(config: RelayConfig, fn: (store: RelayStore) => Promise<T>): Promise<T> {
   const store = await openRelayStore(config.store);
   try {
@@ -169,6 +189,9 @@ async function kioskCommand(args: string[], io: RelayCliIo): Promise<number> {
       io.out('');
       io.out('  WARNING: this token is shown ONCE and cannot be shown again (only its hash is stored).');
       io.out('  Put it in the kiosk agent config now; if it is lost, run: qrkiosk relay kiosk rotate-token ' + id);
+      io.out('');
+      const key = loadOrCreateCommandKey(commandKeyPath(config)).signer;
+      io.out(`  the relay's command key, for the same agent.yaml (relay section): commandKey: ${key.publicKeyText}`);
       io.out('');
       if (choice.model === 'unattended') {
         const url = posUrl(config.publicUrl, added.kiosk);

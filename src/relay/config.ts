@@ -101,6 +101,15 @@ function buildSchema(env: NodeJS.ProcessEnv) {
           vendResultTimeoutSeconds: 300,
         }),
       hub: z.strictObject({ pingIntervalSeconds: positiveInt.default(20) }).default({ pingIntervalSeconds: 20 }),
+      // Operator commands to kiosks, signed with the relay's Ed25519 key (docs/console-kiosk.md).
+      // keyFile: the private key (PEM, mode 0600), created at first start when missing; default
+      // command-key.pem beside the store. ttlSeconds: how long a command may take to reach its kiosk.
+      commands: z
+        .strictObject({
+          keyFile: z.string().min(1, 'write where the command signing key lives, e.g. /var/lib/qrkiosk/command-key.pem').optional(),
+          ttlSeconds: positiveInt.max(86_400, 'a command may live at most 86400 seconds (a day): kiosks refuse older ones').default(600),
+        })
+        .default({ ttlSeconds: 600 }),
       // limits on every public route (relay/limits.ts, docs/reliability.md)
       limits: limitsSchema,
       // /metrics, /healthz, /readyz (relay/observability/config.ts, docs/deploy.md)

@@ -5,8 +5,10 @@ import { WebSocketServer, WebSocket, type RawData } from 'ws';
 import type { Logger } from '../runtime/log.js';
 import type { RefusalLog } from '../runtime/refusal-log.js';
 import { errorFrame, frame, parseAgentFrame } from '../protocol/codec.js';
+import { isReliable } from '../protocol/messages.js';
 import type { AgentMessage, DexAuditFrame, Hello, OrderCancel, OrderReady, VendResolve, VendResult, Welcome } from '../protocol/messages.js';
 import { hashToken, type Kiosk, type RelayStore } from './store/index.js';
+import type { ConsoleAgentMessage, ConsoleFrames } from './kiosk-console.js';
 
 // The kiosk link: one WebSocket per kiosk at /v1/kiosk, authenticated at the HTTP upgrade with the
 // kiosk's bearer token (only its sha256 is stored). Reliable frames are applied at most once via
@@ -64,6 +66,8 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
   private readonly links = new Map<string, Link>();
   private handler: HubHandler | undefined;
+  /** the console's kiosk frames (src/relay/kiosk-console.ts) */
+  private console: ConsoleFrames | undefined;
   private pingTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly now: () => number;
@@ -75,6 +79,18 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
 
   setHandler(handler: HubHandler): void {
     this.handler = handler;
+  }
+
+  setConsole(frames: ConsoleFrames): void {
+    this.console = frames;
+  }
+
+  /** Writes one frame to a kiosk's live socket (a signed command); false when it has none. */
+  sendTo(kioskId: string, body: object): boolean {
+    const link = this.links.get(kioskId);
+    if (!link?.helloDone || link.ws.readyState !== WebSocket.OPEN) return false;
+    this.send(link, body);
+    return true;
   }
 
   /** Hooks the upgrade event of the HTTP server fastify listens with. */
@@ -285,6 +301,7 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
         return;
       case 'ack':
         if (await this.opts.store.deleteOutbox(link.kioskId, msg.ackId)) link.sent.delete(msg.ackId);
+        else if (this.console?.onAck(link.kioskId, msg.ackId)) return;
         else this.opts.logger.debug({ kioskId: link.kioskId, ackId: msg.ackId }, 'ack for an unknown or already acked message');
         return;
       case 'ping':
@@ -306,7 +323,32 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
       case 'dex.audit':
         await this.applyReliable(link, msg);
         return;
+      case 'kiosk.status':
+      case 'stock.refill':
+      case 'command.result':
+      case 'command.refused':
+        this.onConsoleFrame(link, msg);
+        return;
     }
+  }
+
+  /** Console frames are kept by the console's recorder (idempotent per id), acked once it has them. */
+  private onConsoleFrame(link: Link, msg: ConsoleAgentMessage): void {
+    const reliable = isReliable(msg.type);
+    if (!this.console) {
+      if (reliable) this.send(link, errorFrame('internal', 'relay is starting; try again', msg.id));
+      return;
+    }
+    this.console.onFrame(link.kioskId, msg).then(
+      () => {
+        if (reliable) this.send(link, frame({ type: 'ack' as const, ackId: msg.id }));
+      },
+      (err: unknown) => {
+        // NOT acked: the agent keeps it in its outbox and sends it again
+        this.opts.logger.error({ err, kioskId: link.kioskId, msgId: msg.id }, `kiosk ${link.kioskId}: could not record ${msg.type}: ${(err as Error).message}`);
+        if (reliable) this.send(link, errorFrame('internal', `could not record ${msg.type}; it will be retried`, msg.id));
+      },
+    );
   }
 
   private async onHello(link: Link, msg: Hello): Promise<void> {

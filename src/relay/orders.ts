@@ -21,8 +21,8 @@ import type { RelayObserver } from './observability/observer.js';
 
 export interface OrderServiceOptions {
   store: RelayStore;
-  /** the relay's price list as it is now (it can be reloaded while running) */
-  catalog: () => Catalog;
+  /** a kiosk's price list as it is now: the relay's (reloadable) with the prices that kiosk confirmed (relay/kiosk-commands.ts) */
+  catalog: (kioskId: string) => Catalog;
   orders: RelayConfig['orders'];
   collectorId: number;
   logger: Logger;
@@ -223,7 +223,7 @@ export class OrderService implements HubHandler {
       deadline: msg.deadline,
       createdAt: now,
     };
-    const product = this.o.catalog().get(msg.sku);
+    const product = this.o.catalog(kioskId).get(msg.sku);
     if (!product) {
       const text = `product ${msg.sku} is not in the relay's catalog`;
       this.log.warn({ kioskId, orderId: msg.orderId, sku: msg.sku }, `kiosk ${kioskId}: ${text}: order ${msg.orderId} refused`);

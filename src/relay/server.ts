@@ -19,6 +19,9 @@ import { registerNotificationRoutes } from './routes/notifications.js';
 import { registerUnattendedRoutes } from './routes/unattended.js';
 import { openRelayStore, type RelayStore } from './store/index.js';
 import { RelayOps } from './observability/ops.js';
+import { KioskConsole } from './kiosk-console.js';
+import type { FleetRecorder } from './fleet-recorder.js';
+import { CONSOLE_FEATURE } from '../protocol/messages.js';
 
 // Composition root of the relay: one SQLite store, one HTTP server (fastify) carrying both the
 // Mercado Pago routes and the kiosks' WebSocket upgrade, and the background loops (expiry,
@@ -31,6 +34,8 @@ export interface RelayDeps {
   mp?: MercadoPagoApi;
   /** business clock (deadlines, timestamps); tests move it by hand */
   now?: () => number;
+  /** where kiosk reports and operator commands are kept (default in memory: relay/fleet-recorder.ts) */
+  fleetRecorder?: FleetRecorder;
 }
 
 export interface RunningRelay {
@@ -44,6 +49,8 @@ export interface RunningRelay {
   orders: OrderService;
   /** /metrics, /healthz, /readyz; drain() before close() on SIGTERM */
   ops: RelayOps;
+  /** kiosk reports and signed operator commands (relay/kiosk-console.ts) */
+  console: KioskConsole;
   /** one expiry pass now (the timer runs it every second) */
   runExpiry(): Promise<number>;
   /** one paid-but-no-vend-result check now (the timer runs it every second); resolves how many were flagged */
@@ -81,6 +88,14 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       onCall: ops.mpCall,
     });
   const store = await openRelayStore(config.store);
+  let kioskConsole: KioskConsole;
+  try {
+    kioskConsole = new KioskConsole({ config, logger, now, kioskExists: async (id) => (await store.getKiosk(id)) !== undefined, ...(deps.fleetRecorder ? { recorder: deps.fleetRecorder } : {}) });
+    await kioskConsole.load();
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
   const limits = config.limits;
   const guards = new RouteGuards({ limits, logger: logger.child({ part: 'limits' }) });
   const models = new PaymentModels({ mp, config, now });
@@ -106,16 +121,19 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       paymentModel: kiosk.paymentModel,
       posQr: kiosk.posQr ?? '',
       qrOnAccept: models.of(kiosk).qrOnAccept(kiosk),
-      catalog: catalog.list().map((p) => ({ sku: p.sku, name: p.name, price: p.price, currency: p.currency })),
+      catalog: kioskConsole.catalogFor(kiosk.id, catalog).list().map((p) => ({ sku: p.sku, name: p.name, price: p.price, currency: p.currency })),
       maxPaymentSeconds: config.orders.maxPaymentSeconds,
+      features: [CONSOLE_FEATURE],
+      commandKeyId: kioskConsole.signer.keyId,
     }),
   });
+  kioskConsole.attach(hub);
 
   let refunds: RefundWorker | undefined;
   let offers: OfferWorker | undefined;
   const orders = new OrderService({
     store,
-    catalog: () => catalog,
+    catalog: (kioskId) => kioskConsole.catalogFor(kioskId, catalog),
     orders: config.orders,
     collectorId: config.mercadopago.collectorId,
     logger: logger.child({ part: 'orders' }),
@@ -262,6 +280,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       await runExpiry();
       await runWatchdog();
       await pushKioskChanges();
+      kioskConsole.tick();
     })().finally(() => {
       ticking = false;
     });
@@ -305,6 +324,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     hub,
     orders,
     ops,
+    console: kioskConsole,
     runExpiry,
     runWatchdog,
     runContingency: () => contingency.runOnce(),

@@ -62,6 +62,8 @@ export interface SystemOptions {
   uncertainVendPolicy?: 'refund' | 'review';
   /** the agent's hardware section as YAML lines (indented two spaces), instead of the simulated one */
   hardwareYaml?: string;
+  /** relay.commandKey of agent.yaml: default the relay's own key (as provisioned); null leaves it out */
+  commandKey?: string | null;
 }
 
 export interface RelayLogLine {
@@ -141,7 +143,7 @@ kioskId: kiosk-e2e
 relay:
   url: ws://127.0.0.1:${relayPort}/v1/kiosk
   token: ${this.token}
-  backoff: { baseMs: 50, capMs: 400 }
+${this.opts.commandKey === null ? '' : `  commandKey: ${this.opts.commandKey ?? this.relay.console.signer.publicKeyText}\n`}  backoff: { baseMs: 50, capMs: 400 }
   pingIntervalSeconds: 5
 journal:
   path: ${join(this.dir, 'agent.sqlite')}
