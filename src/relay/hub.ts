@@ -327,19 +327,20 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
       case 'stock.refill':
       case 'command.result':
       case 'command.refused':
-        this.onConsoleFrame(link, msg);
+        await this.onConsoleFrame(link, msg);
         return;
     }
   }
 
   /** Console frames are kept by the console's recorder (idempotent per id), acked once it has them. */
-  private onConsoleFrame(link: Link, msg: ConsoleAgentMessage): void {
+  private async onConsoleFrame(link: Link, msg: ConsoleAgentMessage): Promise<void> {
     const reliable = isReliable(msg.type);
     if (!this.console) {
       if (reliable) this.send(link, errorFrame('internal', 'relay is starting; try again', msg.id));
       return;
     }
-    this.console.onFrame(link.kioskId, msg).then(
+    // awaited: the link's frames are handled in the order they came (see ws.on('message'))
+    await this.console.onFrame(link.kioskId, msg).then(
       () => {
         if (reliable) this.send(link, frame({ type: 'ack' as const, ackId: msg.id }));
       },
