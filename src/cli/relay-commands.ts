@@ -29,6 +29,7 @@ const USAGE = `usage:
   qrkiosk relay provision <id> --config FILE --store <storeExternalId> [--store-name NAME] [--pos-name NAME] [--category MCC]
   qrkiosk relay dex list|show|export ...   the machines' own audits (qrkiosk relay dex help)
   qrkiosk relay command-key --config FILE   the line for every kiosk's agent.yaml (relay.commandKey); makes the key if missing
+  qrkiosk relay migrate --from sqlite:FILE --to postgres://… [--force]   move a stopped relay to PostgreSQL
 
 payment models (MODEL/MODE): ${describeModes()}
   default for a new kiosk: orders/dynamic where the site has the Orders API QR, else dynamic/online`;
@@ -54,6 +55,7 @@ export async function relayMain(argv: string[], io: RelayCliIo = defaultIo): Pro
     if (args[0] === 'provision') return await provision(args.slice(1), io);
     if (args[0] === 'orders') return await listOrders(args.slice(1), io);
     if (args[0] === 'order') return await showOrder(args.slice(1), io);
+    if (args[0] === 'migrate') return await (await import('./relay-migrate-command.js')).migrateCommand(args.slice(1), io);
     if (args[0] === 'dex') return await (await import('./relay-dex-commands.js')).dexCommand(args.slice(1), io);
     if (args[0] === 'command-key') return commandKey(args.slice(1), io);
     if (args[0] === 'help' || args[0] === '--help' || args[0] === '-h') {
