@@ -219,6 +219,8 @@ export class MdbCashless extends LineDevice {
   private busSetup: BusSetup | null = null;
   private setupMismatch: string[] = [];
   private priceRange: string[] = [];
+  /** a re-enable was sent because the reader announced other values: once, until a read agrees */
+  private reinitForMismatch = false;
   /** the slots' catalog prices, for the max/min check after each setup read */
   private catalog: Array<{ slot: number; price: number; currency: string }> = [];
 
@@ -582,10 +584,22 @@ export class MdbCashless extends LineDevice {
     } else {
       this.setupMismatch = readerMismatches(s.reader, this.opts.expectReader ?? {});
       if (this.setupMismatch.length) {
-        const msg = `the reader announced ${this.setupMismatch.join(', ')} to the machine at setup: the board did not keep its C,SETCONF setup (power blip? firmware?); restart the agent to send it again, and check qrkiosk test mdb-price`;
+        // the board lost its setup (a power blip while the port stayed open) or does not apply a
+        // parameter: send the setup again, once; a board that still disagrees stays a fault
+        const retry = !this.reinitForMismatch && this.phase.kind === 'idle' && !this.probe && (this.opts.setconf?.length ?? 0) > 0;
+        const msg = `the reader announced ${this.setupMismatch.join(', ')} to the machine at setup: the board did not keep or apply its C,SETCONF setup; ${
+          retry ? 'sending the setup again' : 'check the board\'s firmware (its parameter names) and hardware.mdb.setup, then restart the agent'
+        }`;
         this.log?.error({ busSetup: s }, `mdb: ${msg}`);
         this.opts.faults?.condition(this.device, 'setup_read', msg);
+        if (retry) {
+          this.reinitForMismatch = true;
+          this.emit('setup_read', s);
+          this.init('the reader announced other values than configured');
+          return;
+        }
       } else {
+        this.reinitForMismatch = false;
         this.log?.info({ busSetup: s }, `mdb: setup read on the bus: ${describeBusSetup(s, this.catalogCurrency())}`);
         this.opts.faults?.clear(this.device, 'setup_read', 'the reader announces what the config asks');
       }

@@ -37,6 +37,8 @@ export class QibixxTwin extends EventEmitter {
   /** C,SETCONF parameters received, and those this board refuses */
   readonly setconf = new Map<string, string>();
   refuse = new Set<string>();
+  /** parameters this board acknowledges (c,SET,OK) but does not apply: it keeps announcing its default */
+  ignore = new Set<string>();
   /** card-first: the funds of the open session, null = no session */
   session: string | null = null;
   readonly starts: string[] = [];
@@ -52,6 +54,8 @@ export class QibixxTwin extends EventEmitter {
   /** the reader config data a board announces when nothing was set */
   readonly readerDefaults = { level: 3, currencyCode: '0x1756', scaleFactor: 1, decimalPlaces: 2, maxResponse: 30, options: 0x08 };
   private clock = 14_000_000;
+  /** the VMC reset the reader and sets it up once the sniffer is on (so the test sees the exchange) */
+  private setupPending = false;
 
   constructor(private readonly end: LineEnd) {
     super();
@@ -92,13 +96,39 @@ export class QibixxTwin extends EventEmitter {
     return true;
   }
 
+  /** The board loses its C,SETCONF values (power blip while the Pi's port stays open). */
+  forgetSetup(): void {
+    this.setconf.clear();
+  }
+
+  /**
+   * The VMC resets the reader (its own power cycle) and sets it up again: INACTIVE, then the setup
+   * exchange (printed only once the sniffer is on, so the driver is given the chance to turn it
+   * on, as the VMC's polls before the setup give a real one), DISABLED, ENABLED.
+   */
+  vmcReset(): void {
+    this.request = null;
+    this.session = null;
+    this.state = 'INACTIVE';
+    this.say('c,STATUS,INACTIVE');
+    if (this.sniffing) this.finishReset();
+    else this.setupPending = true;
+  }
+
+  private finishReset(): void {
+    this.setupPending = false;
+    this.setupExchange();
+    this.state = 'ENABLED';
+    this.say('c,STATUS,ENABLED');
+  }
+
   /** What the board announces as reader config data (its C,SETCONF values over its defaults). */
   readerConfig(): { level: number; currencyCode: string; scaleFactor: number; decimalPlaces: number; maxResponse: number; options: number } {
     const d = this.readerDefaults;
     const num = (k: string, dflt: number) => (this.setconf.has(k) ? Number(this.setconf.get(k)) : dflt);
     return {
       ...d,
-      currencyCode: this.setconf.get('mdb-currency-code') ?? d.currencyCode,
+      currencyCode: (this.setconf.get('mdb-currency-code') as string | undefined) ?? d.currencyCode,
       scaleFactor: num('mdb-scale-factor', d.scaleFactor),
       decimalPlaces: num('mdb-decimal-places', d.decimalPlaces),
     };
@@ -127,7 +157,9 @@ export class QibixxTwin extends EventEmitter {
     this.sniff('vmc', null, 'ACK');
     this.state = 'DISABLED';
     this.say('c,STATUS,DISABLED');
-    this.sniff('vmc', base | 1, `01${hex(this.vmc.max, 2)}${hex(this.vmc.min, 2)}`);
+    // prices beyond 16 bits: a level 3 machine with 32-bit money, which repeats the currency
+    const wide = this.vmc.max > 0xffff || this.vmc.min > 0xffff;
+    this.sniff('vmc', base | 1, wide ? `01${hex(this.vmc.max, 4)}${hex(this.vmc.min, 4)}${cc}` : `01${hex(this.vmc.max, 2)}${hex(this.vmc.min, 2)}`);
     this.sniff('peripheral', null, 'ACK');
   }
 
@@ -208,12 +240,13 @@ export class QibixxTwin extends EventEmitter {
           this.say(`c,ERR,SETCONF ${c.param}`);
           return;
         }
-        this.setconf.set(c.param, c.value);
+        if (!this.ignore.has(c.param)) this.setconf.set(c.param, c.value);
         this.say('c,SET,OK');
         return;
       case 'sniff':
         this.sniffing = c.on;
         this.say('x,ACK');
+        if (c.on && this.setupPending) this.finishReset();
         return;
       case 'other':
         this.violations.push(`unknown command ${line}`);
