@@ -156,7 +156,9 @@ describe('the MDB driver reads the setup on enable', () => {
     const probe = mdb.probePrice(1, { price: 150000, currency: 'ARS' }, 30_000);
     twin.select(1, '150.00');
     const r = await probe;
+    await received(twin, 'C,STOP', 1);
     expect(twin.denials).toEqual([1]); // nothing sold
+    expect(twin.approvals).toEqual([]);
     expect(r).toMatchObject({ ok: true, verdict: { ok: false, kind: 'decimal_places' }, setup: { source: 'bus', scaleFactor: 1, decimalPlaces: 2, vmcMax: 15000, vmcMin: 500 } });
     if (!r.ok) throw new Error('unreachable');
     expect(r.verdict.message).toContain('the reader announced scale factor 1 and 2 decimal places at setup (read on the MDB bus)');
