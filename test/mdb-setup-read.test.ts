@@ -188,6 +188,21 @@ describe('the MDB driver reads the setup on enable', () => {
     expect(twin.violations).toEqual([]);
   });
 
+  it('a board without a sniffer: the read ends once the board is enabled, and the price check says it used the config', async () => {
+    const { mdb, twin, cap, faults } = await driver({ ...ars, setupGraceMs: 50 }, (t) => {
+      t.hasSniffer = false;
+    });
+    const read = setupRead(mdb);
+    mdb.start();
+    const s = await read;
+    expect(s).toEqual({ vmc: null, reader: null, prices: null, busErrors: 0 });
+    expect(cap.lines.some((l) => String(l.msg).includes("the reader's setup was not seen on the bus (the board is enabled): trusting hardware.mdb.setup"))).toBe(true);
+    expect(faults.active()).toEqual([]);
+    const probe = mdb.probePrice(1, { price: 150000, currency: 'ARS' }, 30_000);
+    twin.select(1, '1500.00');
+    expect(await probe).toMatchObject({ ok: true, verdict: { ok: true }, setup: { source: 'config', scaleFactor: 1, decimalPlaces: 2, vmcMax: null } });
+  });
+
   it('the board forgets its setup and the machine resets the reader: the new setup is read, the setup sent again, and it agrees again', async () => {
     const { mdb, twin, wire, faults } = await driver(ars);
     const first = readAndOff(mdb, twin);

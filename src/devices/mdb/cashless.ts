@@ -68,6 +68,8 @@ export interface MdbOptions {
   expectReader?: ExpectedReader;
   /** after the board says ENABLED, how long late sniffer lines of the setup may still come */
   setupGraceMs?: number;
+  /** the sniffer is never left on longer than this (a VMC that never sets the reader up) */
+  setupReadMs?: number;
   /** how long the board has to answer one C,SETCONF */
   setconfAnswerMs?: number;
   reconnect?: { baseMs: number; capMs: number };
@@ -215,7 +217,9 @@ export class MdbCashless extends LineDevice {
   private initRun = 0;
   /** the setup exchange being read (sniffer on), undefined = not reading */
   private exchange: SetupExchange | undefined;
+  /** ends the read: the cap from the start, then the short grace once the board is enabled */
   private setupGrace: NodeJS.Timeout | undefined;
+  private setupGraceStarted = false;
   private busSetup: BusSetup | null = null;
   private setupMismatch: string[] = [];
   private priceRange: string[] = [];
@@ -548,7 +552,9 @@ export class MdbCashless extends LineDevice {
 
   private startSetupRead(): void {
     clearTimeout(this.setupGrace);
-    this.setupGrace = undefined;
+    const capMs = this.opts.setupReadMs ?? 30_000;
+    this.setupGrace = setTimeout(() => this.finishSetupRead(`no complete setup within ${Math.round(capMs / 1000)} s`), capMs);
+    this.setupGraceStarted = false;
     const addr = this.opts.setconf?.find(([p]) => p === 'mdb-addr')?.[1] === CASHLESS_ADDRESS[2] ? 0x60 : 0x10;
     this.exchange = new SetupExchange(addr);
     this.link.write(Commands.sniff(true));
@@ -563,7 +569,9 @@ export class MdbCashless extends LineDevice {
       return;
     }
     // MDB sets up before it enables; the sniffer's lines may lag the status line a little
-    if (state === 'ENABLED' && this.exchange && !this.setupGrace) {
+    if (state === 'ENABLED' && this.exchange && !this.setupGraceStarted) {
+      this.setupGraceStarted = true;
+      clearTimeout(this.setupGrace);
       this.setupGrace = setTimeout(() => this.finishSetupRead('the board is enabled'), this.opts.setupGraceMs ?? 1000);
     }
   }

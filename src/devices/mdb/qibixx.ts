@@ -43,7 +43,7 @@ export type BoardLine =
   | { kind: 'error'; text: string }
   /** a block the sniffer saw on the MDB bus (only while X,1 is on) */
   | { kind: 'sniff'; block: SniffBlock }
-  /** well-formed lines we have no use for: version, ACKs, sniffer, master side, settings */
+  /** well-formed lines we have no use for: version, ACKs (x,ACK too), master side, settings */
   | { kind: 'other'; text: string }
   | { kind: 'garbled'; reason: string };
 

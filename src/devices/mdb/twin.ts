@@ -49,6 +49,8 @@ export class QibixxTwin extends EventEmitter {
   giveUpBeforeApproval = false;
   /** X,1 received */
   sniffing = false;
+  /** false: a firmware without the sniffer, which ignores X,1 */
+  hasSniffer = true;
   /** the VMC's side of setup: its feature level and max/min prices in bus units (0xffff / 0 = not said) */
   vmc = { level: 3, max: 0xffff, min: 0 };
   /** the reader config data a board announces when nothing was set */
@@ -244,6 +246,7 @@ export class QibixxTwin extends EventEmitter {
         this.say('c,SET,OK');
         return;
       case 'sniff':
+        if (!this.hasSniffer) return;
         this.sniffing = c.on;
         this.say('x,ACK');
         if (c.on && this.setupPending) this.finishReset();
