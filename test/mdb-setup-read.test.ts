@@ -188,6 +188,17 @@ describe('the MDB driver reads the setup on enable', () => {
     expect(twin.violations).toEqual([]);
   });
 
+  it('a status the board reports for C,0 during the setup is not taken for the machine resetting the reader', async () => {
+    const { mdb, twin, wire } = await driver(ars, (t) => {
+      t.reportsDisable = true;
+    });
+    const read = readAndOff(mdb, twin);
+    mdb.start();
+    await read;
+    expect(wire.fromAgent.filter((l) => l === 'X,1')).toHaveLength(1);
+    expect(wire.fromAgent.slice(-3)).toEqual(['X,1', 'C,1', 'X,0']);
+  });
+
   it('a board without a sniffer: the read ends once the board is enabled, and the price check says it used the config', async () => {
     const { mdb, twin, cap, faults } = await driver({ ...ars, setupGraceMs: 50 }, (t) => {
       t.hasSniffer = false;

@@ -215,5 +215,6 @@ export function describeBusSetup(s: BusSetup, currency?: Currency): string {
     };
     parts.push(`VMC prices ${show(s.prices.min, 'no minimum')} .. ${show(s.prices.max, 'no maximum')}`);
   } else parts.push('VMC max/min prices not seen');
+  if (s.busErrors) parts.push(`${s.busErrors} blocks with bus errors while reading`);
   return parts.join('; ');
 }

@@ -220,6 +220,8 @@ export class MdbCashless extends LineDevice {
   /** ends the read: the cap from the start, then the short grace once the board is enabled */
   private setupGrace: NodeJS.Timeout | undefined;
   private setupGraceStarted = false;
+  /** between C,0 and C,1 of an enable: a status then is the board's answer to C,0, not the VMC */
+  private enabling = false;
   private busSetup: BusSetup | null = null;
   private setupMismatch: string[] = [];
   private priceRange: string[] = [];
@@ -501,6 +503,7 @@ export class MdbCashless extends LineDevice {
     if (rateLimited && now - this.lastInitAt < 2000) return;
     this.lastInitAt = now;
     this.initPending = false;
+    this.enabling = true;
     const run = ++this.initRun;
     const setconf = this.opts.setconf ?? [];
     this.log?.info({ why, setconf: setconf.length }, 'mdb: enabling the cashless slave (C,0, setup, C,1)');
@@ -546,6 +549,7 @@ export class MdbCashless extends LineDevice {
 
   /** C,1, with the sniffer on first when the setup is read (the VMC sets the reader up anew). */
   private enableReading(): void {
+    this.enabling = false;
     if (this.opts.readSetup) this.startSetupRead();
     this.link.write(Commands.enable);
   }
@@ -563,7 +567,7 @@ export class MdbCashless extends LineDevice {
   private onStatusForSetupRead(state: CashlessState): void {
     if (!this.opts.readSetup) return;
     // the VMC reset the reader by itself (its power cycle): it sets it up again, read that too
-    if (state === 'INACTIVE' && !this.exchange && this.link.isOpen) {
+    if (state === 'INACTIVE' && !this.exchange && !this.enabling && this.link.isOpen) {
       this.log?.info('mdb: the machine reset the reader: reading its new setup');
       this.startSetupRead();
       return;

@@ -51,6 +51,8 @@ export class QibixxTwin extends EventEmitter {
   sniffing = false;
   /** false: a firmware without the sniffer, which ignores X,1 */
   hasSniffer = true;
+  /** a board that reports c,STATUS,INACTIVE when disabled (C,0) */
+  reportsDisable = false;
   /** the VMC's side of setup: its feature level and max/min prices in bus units (0xffff / 0 = not said) */
   vmc = { level: 3, max: 0xffff, min: 0 };
   /** the reader config data a board announces when nothing was set */
@@ -178,6 +180,7 @@ export class QibixxTwin extends EventEmitter {
       case 'enable':
         if (!c.on) {
           this.state = 'off';
+          if (this.reportsDisable) this.say('c,STATUS,INACTIVE');
           return;
         }
         // the VMC sets the reader up and enables it
