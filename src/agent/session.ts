@@ -518,7 +518,8 @@ export class VendSession extends EventEmitter {
 
   /**
    * Applies a reliable relay frame. Called inside the journal transaction that records it in the
-   * inbox; returns work for after the commit + ack (the motor).
+   * inbox; returns work for after the commit, run before the ack (the motor: its synced `dispensing`
+   * commit flushes the deferred `paid` one).
    */
   apply(msg: ReliableRelayMessage): (() => void) | void {
     const journal = this.deps.journal;
