@@ -303,10 +303,11 @@ export class FramebufferDisplay extends EventEmitter implements Display {
   /**
    * Draws a screen into a surface. The plain part (all but the QR's modules and the countdown) is
    * repainted only when it differs from the cached one; every frame is then a copy of it, the
-   * QR's modules (runs of filled rows) and the countdown. Returns whether the plain part was
-   * repainted.
+   * QR's modules (runs of filled rows) and the countdown. A screen with neither (idle, results)
+   * is its plain surface: written as it is, `into` untouched (at idle only the plain screens are
+   * resident, not the two frames). Returns what to write and whether the plain part was repainted.
    */
-  private draw(screen: Screen, into: Surface): boolean {
+  private draw(screen: Screen, into: Surface): { surface: Surface; full: boolean } {
     const key = screenKey(screen);
     let full = false;
     if (key !== this.baseKey) {
@@ -320,6 +321,8 @@ export class FramebufferDisplay extends EventEmitter implements Display {
         const reuse = this.plains.length >= PLAIN_SCREENS ? this.plains.pop()! : undefined;
         const surface = reuse?.surface ?? (this.plains.length === 0 ? this.base : new Surface(this.geometry, this.rotation));
         hit = { key: plain, surface };
+        // the panel may show this very surface: after the repaint, compare with nothing
+        if (this.lastFront === surface) this.lastFront = undefined;
         paintStatic(layout, hit.surface, this.font, { qrModules: false });
         this.paints.set(surface, (this.paints.get(surface) ?? 0) + 1);
         if (!this.paintIds.has(surface)) this.paintIds.set(surface, this.paintIds.size);
@@ -329,6 +332,7 @@ export class FramebufferDisplay extends EventEmitter implements Display {
       this.base = hit.surface;
       this.baseKey = key;
     }
+    if (this.overlays.length === 0) return { surface: this.base, full };
     // A frame that already holds this plain screen gets back only what its last draw painted
     // over it (the countdown); the QR's square is painted whole again anyway. Else a full copy.
     const paint = this.paints.get(this.base) ?? 0;
@@ -344,7 +348,7 @@ export class FramebufferDisplay extends EventEmitter implements Display {
     paintQrModules(this.layout!, into);
     const v = screen.secondsLeft !== undefined ? { seconds: screen.secondsLeft, text: textsFor(screen, this.t).secondsLeft(screen.secondsLeft) } : undefined;
     this.paintCountdown(into, paint, v);
-    return full;
+    return { surface: into, full };
   }
 
   /**
@@ -384,9 +388,8 @@ export class FramebufferDisplay extends EventEmitter implements Display {
     if (!p || this.writing || this.closed) return;
     this.pending = undefined;
     const t0 = performance.now();
-    const back = this.frames[this.next]!;
-    this.next ^= 1;
-    const full = this.draw(p.screen, back);
+    const { surface: back, full } = this.draw(p.screen, this.frames[this.next]!);
+    if (back === this.frames[this.next]) this.next ^= 1;
     const renderMs = performance.now() - t0;
     this.writeFrame(back, () => {
       this.emit('frame', { screen: p.screen, renderMs, latencyMs: performance.now() - p.at, full } satisfies FrameEvent);
@@ -404,8 +407,10 @@ export class FramebufferDisplay extends EventEmitter implements Display {
     let start = 0;
     let end = frameBytes(this.geometry);
     const prev = this.lastFront;
-    if (!whole && prev && prev !== frame && this.lastError === undefined) {
-      const band = changedRows(prev.buf, frame.buf, stride, this.geometry.height);
+    if (!whole && prev && this.lastError === undefined) {
+      // the same surface again (a plain screen, not repainted since: draw() forgets lastFront
+      // when it repaints it) is the same picture
+      const band = prev === frame ? undefined : changedRows(prev.buf, frame.buf, stride, this.geometry.height);
       start = band ? band.first * stride : 0;
       end = band ? (band.last + 1) * stride : 0;
     }
@@ -452,8 +457,8 @@ export class FramebufferDisplay extends EventEmitter implements Display {
     try {
       const frame = this.frames[this.next]!;
       this.baseKey = undefined;
-      this.draw({ screen: 'out_of_service', reason: 'service' }, frame);
-      writeSync(this.fd, frame.buf, 0, frameBytes(this.geometry), 0);
+      const drawn = this.draw({ screen: 'out_of_service', reason: 'service' }, frame).surface;
+      writeSync(this.fd, drawn.buf, 0, frameBytes(this.geometry), 0);
     } catch (err) {
       this.log?.warn({ err }, 'could not draw the shutdown screen');
     }
