@@ -3,6 +3,7 @@ import { Catalog, CatalogError } from '../core/catalog.js';
 import { MoneyError } from '../core/money.js';
 import { ConfigError, loadConfigFile, parseConfigText } from '../runtime/config-file.js';
 import { limitsSchema } from './limits.js';
+import { observabilitySchema } from './observability/config.js';
 
 // The relay's YAML configuration. Everything has a safe default except what only the operator can
 // know (public URL, store path, Mercado Pago credentials, catalog). Errors name the key and line
@@ -91,6 +92,8 @@ function buildSchema(env: NodeJS.ProcessEnv) {
       hub: z.strictObject({ pingIntervalSeconds: positiveInt.default(20) }).default({ pingIntervalSeconds: 20 }),
       // limits on every public route (relay/limits.ts, docs/reliability.md)
       limits: limitsSchema,
+      // /metrics, /healthz, /readyz (relay/observability/config.ts, docs/deploy.md)
+      observability: observabilitySchema(env),
       // What a QR the relay composes itself shows in the customer's app (dynamic model, offline
       // mode). EMVCo caps the name at 25 characters and the city at 15.
       qr: z
