@@ -14,9 +14,9 @@ import { crashPoint } from '../runtime/crash-hook.js';
 // A few commits need not be flushed on their own (`flush: 'deferred'`): with SQLite's WAL they are
 // atomic and survive the process being killed (the WAL is in the OS's cache), and the next synced
 // commit flushes them with it. Only two kinds use that: an ack's outbox delete (losing it to a
-// power cut re-sends a frame the relay drops as a repeat) and `paid`, which the `dispensing`
-// commit made at once after it flushes before anything is acked (journal.flush() covers the
-// paths where no synced commit follows). One fsync a sale fewer on the way to the motor.
+// power cut re-sends a frame the relay drops as a repeat) and `paid`, flushed by the synced
+// `dispensing` commit made right after it, before anything is acked (journal.flush() covers the
+// paths where no synced commit follows). One fsync fewer on the way to the motor.
 
 
 export interface OrderRow {
