@@ -91,7 +91,7 @@ export async function benchQrLatency(runs = 50): Promise<QrLatency[]> {
 
 async function waitIdle(stack: Awaited<ReturnType<typeof startLocalStack>>, orderId: string): Promise<void> {
   for (;;) {
-    const o = stack.relay.store.getOrder(orderId);
+    const o = await stack.relay.store.getOrder(orderId);
     if (o && o.state !== 'pending' && o.offerState !== 'due' && o.offerState !== 'withdraw_due') return;
     await new Promise((r) => setTimeout(r, 2));
   }

@@ -85,7 +85,7 @@ describe.each(MODEL_VARIANTS)('$label', (variant) => {
     await sys.waitRelayState(orderId!, 'vended');
     await sys.relay.whenIdle();
     expect(sys.pulses()).toHaveLength(1);
-    expect(sys.relay.store.getOrder(orderId!)?.paymentIds).toEqual([String(paid.paymentId)]);
+    expect((await sys.relay.store.getOrder(orderId!))?.paymentIds).toEqual([String(paid.paymentId)]);
     expect(sys.relayLog.filter((l) => l.level >= 50)).toEqual([]);
     expect(await sys.sandbox.refunds()).toHaveLength(0);
   });
@@ -117,7 +117,7 @@ describe.each(MODEL_VARIANTS)('$label', (variant) => {
 
     await sys.waitAgentState(orderId!, 'cancelled', 10_000); // ... but the kiosk's deadline passed
     // the kiosk's cancel and the relay's own expiry race: either ends the order unpaid
-    await waitFor(`relay order ${orderId} cancelled or expired`, () => ['cancelled', 'expired'].includes(sys!.relay.store.getOrder(orderId!)?.state ?? ''));
+    await waitFor(`relay order ${orderId} cancelled or expired`, async () => ['cancelled', 'expired'].includes((await sys!.relay.store.getOrder(orderId!))?.state ?? ''));
     await waitFor('the order withdrawn at Mercado Pago', async () => (await sys!.payableAtMercadoPago(orderId!)).length === 0);
     // Nothing left to scan and pay, where Mercado Pago can withdraw (docs/payment-models.md)
     if (withdrawable(variant)) {
@@ -172,7 +172,7 @@ describe.each(MODEL_VARIANTS)('$label', (variant) => {
     await sys.waitRelayState(orderId!, 'vended');
     expect(sys.proxy!.connections).toBeGreaterThanOrEqual(2);
     expect(sys.pulses()).toHaveLength(1);
-    await waitFor('relay outbox drained', () => sys!.relay.store.outboxOf('kiosk-e2e').length === 0);
+    await waitFor('relay outbox drained', async () => (await sys!.relay.store.outboxOf('kiosk-e2e')).length === 0);
   });
 
   it('a forged notification is refused with 401 and releases nothing', async () => {
@@ -188,7 +188,7 @@ describe.each(MODEL_VARIANTS)('$label', (variant) => {
         : await sys.sandbox.notify({ merchantOrderId: paid.merchantOrderId, form: 'webhook', signature: 'forged' });
     expect((await forged.deliveries).map((d) => d.httpStatus)).toEqual([401]);
     await sys.relay.whenIdle();
-    expect(sys.relay.store.getOrder(orderId!)?.state).toBe('pending');
+    expect((await sys.relay.store.getOrder(orderId!))?.state).toBe('pending');
     expect((await sys.agentOrder(orderId!))?.state).toBe('awaiting_payment');
     expect(sys.pulses()).toHaveLength(0);
     expect(WEBHOOK_SECRET).toBeTruthy();
@@ -241,7 +241,7 @@ describe('crashes and links that do not depend on the model (unattended v2)', ()
     await cut;
     await sys.waitAgentState(orderId!, 'dispensed');
     await sys.waitRelayState(orderId!, 'vended');
-    await waitFor('relay outbox drained', () => sys!.relay.store.outboxOf('kiosk-e2e').length === 0);
+    await waitFor('relay outbox drained', async () => (await sys!.relay.store.outboxOf('kiosk-e2e')).length === 0);
     expect(sys.pulses()).toHaveLength(1);
   });
 });

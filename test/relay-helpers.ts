@@ -366,7 +366,7 @@ export async function startHarness(
   const log = captureLogger();
   const start = () => startRelay(config, { mp, logger: log.logger, now: () => clock.t });
   const relay = await start();
-  const added = relay.store.addKiosk({ id: 'k1', posExternalId: 'POS1', generation: opts.generation ?? 'v2', posQr: '00020101021143...' });
+  const added = await relay.store.addKiosk({ id: 'k1', posExternalId: 'POS1', generation: opts.generation ?? 'v2', posQr: '00020101021143...' });
   const h: Harness = {
     dir,
     dbPath,

@@ -80,7 +80,7 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
 
     // `qrkiosk relay kiosk add` + `qrkiosk relay provision`
     const model = o.kiosk.model ?? 'unattended';
-    const added = relay.store.addKiosk({
+    const added = await relay.store.addKiosk({
       id: o.kiosk.id,
       posExternalId: o.kiosk.posExternalId,
       generation: o.kiosk.generation ?? 'v2',
@@ -89,7 +89,7 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
     });
     const mp = new MercadoPagoClient({ baseUrl: sandbox.url, accessToken: o.accessToken });
     await provisionKiosk(mp, relayConfig, relay.store, added.kiosk, { storeExternalId: o.kiosk.storeExternalId, storeName: `${o.kiosk.id} store` });
-    const posQr = relay.store.getKiosk(o.kiosk.id)!.posQr!;
+    const posQr = (await relay.store.getKiosk(o.kiosk.id))!.posQr!;
     return {
       sandbox,
       relay,

@@ -46,7 +46,18 @@ function buildSchema(env: NodeJS.ProcessEnv) {
         .url({ message: 'write the https base URL Mercado Pago can reach, e.g. https://relay.example.com' })
         .max(200, 'keep publicUrl under 200 characters: Mercado Pago caps POS urls at 300')
         .transform((u) => u.replace(/\/+$/, '')),
-      store: z.strictObject({ path: z.string().min(1, 'write where the relay database lives, e.g. /var/lib/qrkiosk/relay.sqlite') }),
+      // One relay on a SQLite file (path), or several relay instances sharing PostgreSQL (url).
+      store: z
+        .strictObject({
+          path: z.string().min(1, 'write where the relay database lives, e.g. /var/lib/qrkiosk/relay.sqlite').optional(),
+          url: z
+            .string()
+            .regex(/^postgres(ql)?:\/\/\S+$/i, 'write the PostgreSQL database as postgres://user:password@host:5432/database')
+            .optional(),
+        })
+        .refine((s) => (s.path === undefined) !== (s.url === undefined), {
+          message: 'set either store.path (a SQLite file, e.g. /var/lib/qrkiosk/relay.sqlite) or store.url (postgres://…, for several relay instances), one of the two',
+        }),
       mercadopago: z
         .strictObject({
           baseUrl: z.url().default('https://api.mercadopago.com').transform((u) => u.replace(/\/+$/, '')),

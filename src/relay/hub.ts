@@ -6,7 +6,7 @@ import type { Logger } from '../runtime/log.js';
 import type { RefusalLog } from '../runtime/refusal-log.js';
 import { errorFrame, frame, parseAgentFrame } from '../protocol/codec.js';
 import type { AgentMessage, DexAuditFrame, Hello, OrderCancel, OrderReady, VendResolve, VendResult, Welcome } from '../protocol/messages.js';
-import { hashToken, type Kiosk, type RelayStore } from './store.js';
+import { hashToken, type Kiosk, type RelayStore } from './store/index.js';
 
 // The kiosk link: one WebSocket per kiosk at /v1/kiosk, authenticated at the HTTP upgrade with the
 // kiosk's bearer token (only its sha256 is stored). Reliable frames are applied at most once via
@@ -21,14 +21,13 @@ export type ReliableAgentMessage = OrderReady | OrderCancel | VendResult | VendR
 
 export interface HubHandler {
   /**
-   * Applies a reliable frame. Runs INSIDE the inbox transaction and must be synchronous: if it
+   * Applies a reliable frame INSIDE the inbox transaction: every write goes through `tx`. If it
    * throws, nothing (state, outbox, inbox) is committed and the frame is not acked, so the agent
-   * re-sends it later.
+   * re-sends it later. Resolves what to run once the transaction has committed (push the outbox
+   * rows it created, wake workers).
    */
-  applyReliable(kioskId: string, msg: ReliableAgentMessage): void;
-  /** Called after the transaction committed: push the outbox rows it created. */
-  afterCommit(): void;
-  onHello?(kioskId: string, hello: Hello): void;
+  applyReliable(tx: RelayStore, kioskId: string, msg: ReliableAgentMessage): Promise<() => void>;
+  onHello?(kioskId: string, hello: Hello): Promise<void>;
 }
 
 export type WelcomeBody = Omit<Welcome, 'v' | 'id' | 'type'>;
@@ -52,6 +51,8 @@ interface Link {
   lastSeen: number;
   /** outbox ids already written on THIS socket; a new socket starts empty, hence a full re-send */
   sent: Set<string>;
+  /** the frames of this socket are handled one after the other, in the order they came */
+  queue: Promise<void>;
 }
 
 export interface KioskHubEvents {
@@ -94,11 +95,11 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
    * welcome at any time, so a change reaches the screen without a reconnect. A kiosk that is not
    * connected gets the new one when it says hello. Returns whether it was sent.
    */
-  rewelcome(kioskId: string): boolean {
+  async rewelcome(kioskId: string): Promise<boolean> {
     const link = this.links.get(kioskId);
     if (!link?.helloDone) return false;
-    const kiosk = this.opts.store.getKiosk(kioskId);
-    if (!kiosk) return false;
+    const kiosk = await this.opts.store.getKiosk(kioskId);
+    if (!kiosk || this.links.get(kioskId) !== link) return false;
     this.send(link, frame({ type: 'welcome' as const, ...this.opts.welcomeFor(kiosk) }));
     return true;
   }
@@ -114,11 +115,23 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
     return n;
   }
 
-  /** Writes the kiosk's unsent outbox rows, in order. No-op when it is not connected. */
-  flush(kioskId: string): void {
+  /**
+   * Writes the kiosk's unsent outbox rows, in order. No-op when it is not connected. Never
+   * rejects: a row it could not read stays in the outbox for the next flush or reconnect.
+   */
+  async flush(kioskId: string): Promise<void> {
     const link = this.links.get(kioskId);
     if (!link || !link.helloDone || link.ws.readyState !== WebSocket.OPEN) return;
-    for (const row of this.opts.store.outboxOf(kioskId)) {
+    let rows;
+    try {
+      rows = await this.opts.store.outboxOf(kioskId);
+    } catch (err) {
+      if (!this.closed) this.opts.logger.error({ err, kioskId }, `kiosk ${kioskId}: could not read its outbox: ${(err as Error).message}`);
+      return;
+    }
+    // Synchronous from here: of two flushes racing, each row goes out once, in outbox order.
+    if (this.links.get(kioskId) !== link || link.ws.readyState !== WebSocket.OPEN) return;
+    for (const row of rows) {
       if (link.sent.has(row.messageId)) continue;
       link.sent.add(row.messageId);
       link.ws.send(row.payload);
@@ -168,7 +181,21 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
       return;
     }
     const hash = hashToken(m[1]!);
-    const kiosk = this.opts.store.getKioskByTokenHash(hash);
+    void this.opts.store.getKioskByTokenHash(hash).then(
+      (kiosk) => this.upgradeKiosk(req, socket, head, remote, hash, kiosk),
+      (err: unknown) => {
+        this.opts.logger.error({ err, remote }, `kiosk connection from ${remote}: could not look up its token: ${(err as Error).message}`);
+        refuseUpgrade(socket, 503, 'Service Unavailable');
+      },
+    );
+  };
+
+  private upgradeKiosk(req: IncomingMessage, socket: Duplex, head: Buffer, remote: string, hash: string, kiosk: Kiosk | undefined): void {
+    if (socket.destroyed) return;
+    if (this.closed) {
+      refuseUpgrade(socket, 503, 'Service Unavailable');
+      return;
+    }
     if (!kiosk) {
       // Log only a prefix of the hash: enough to correlate, useless to replay.
       this.refuse(remote, 'unknown kiosk token', `kiosk connection from ${remote} refused: unknown token (sha256 ${hash.slice(0, 8)}…)`, { tokenHash: hash.slice(0, 8) });
@@ -176,7 +203,7 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
       return;
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, kiosk, remote));
-  };
+  }
 
   private refuse(remote: string, reason: string, message: string, fields: Record<string, unknown> = {}): void {
     if (this.opts.refusals) this.opts.refusals.note(remote, reason, message, fields);
@@ -184,7 +211,7 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
   }
 
   private onConnection(ws: WebSocket, kiosk: Kiosk, remote: string): void {
-    const link: Link = { kioskId: kiosk.id, ws, remote, helloDone: false, lastSeen: Date.now(), sent: new Set() };
+    const link: Link = { kioskId: kiosk.id, ws, remote, helloDone: false, lastSeen: Date.now(), sent: new Set(), queue: Promise.resolve() };
     const previous = this.links.get(kiosk.id);
     this.links.set(kiosk.id, link);
     if (previous) {
@@ -196,13 +223,16 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
     this.opts.logger.info({ kioskId: kiosk.id, remote }, `kiosk ${kiosk.id} connected from ${remote}`);
 
     ws.on('message', (data, isBinary) => {
-      try {
-        this.onMessage(link, data, isBinary);
-      } catch (err) {
-        // Last line of defence: a bug handling one frame must not take the process down.
-        this.opts.logger.error({ err, kioskId: link.kioskId }, `kiosk ${link.kioskId}: frame handling failed`);
-        this.send(link, errorFrame('internal', 'the relay could not handle that frame'));
-      }
+      link.lastSeen = Date.now();
+      // One frame at a time per kiosk, as the agent sent them: a cancel is never overtaken by the
+      // order.ready after it while the first one waits for the store.
+      link.queue = link.queue
+        .then(() => this.onMessage(link, data, isBinary))
+        .catch((err: unknown) => {
+          // Last line of defence: a bug handling one frame must not take the process down.
+          this.opts.logger.error({ err, kioskId: link.kioskId }, `kiosk ${link.kioskId}: frame handling failed`);
+          this.send(link, errorFrame('internal', 'the relay could not handle that frame'));
+        });
     });
     ws.on('pong', () => {
       link.lastSeen = Date.now();
@@ -220,8 +250,7 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
 
   // ---- frames -----------------------------------------------------------------------------------
 
-  private onMessage(link: Link, data: RawData, isBinary: boolean): void {
-    link.lastSeen = Date.now();
+  private async onMessage(link: Link, data: RawData, isBinary: boolean): Promise<void> {
     if (this.links.get(link.kioskId) !== link) return; // a replaced socket has no say any more
     if (isBinary) {
       this.refuseFrame(link, 'malformed', 'binary frames are not part of the protocol: send JSON text');
@@ -236,10 +265,10 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
     const msg: AgentMessage = parsed.msg;
     switch (msg.type) {
       case 'hello':
-        this.onHello(link, msg);
+        await this.onHello(link, msg);
         return;
       case 'ack':
-        if (this.opts.store.deleteOutbox(link.kioskId, msg.ackId)) link.sent.delete(msg.ackId);
+        if (await this.opts.store.deleteOutbox(link.kioskId, msg.ackId)) link.sent.delete(msg.ackId);
         else this.opts.logger.debug({ kioskId: link.kioskId, ackId: msg.ackId }, 'ack for an unknown or already acked message');
         return;
       case 'ping':
@@ -259,12 +288,12 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
       case 'vend.result':
       case 'vend.resolve':
       case 'dex.audit':
-        this.applyReliable(link, msg);
+        await this.applyReliable(link, msg);
         return;
     }
   }
 
-  private onHello(link: Link, msg: Hello): void {
+  private async onHello(link: Link, msg: Hello): Promise<void> {
     if (msg.kioskId !== link.kioskId) {
       // The token decides who the kiosk is; a hello naming another kiosk is a misconfigured agent.
       this.opts.logger.warn(
@@ -275,7 +304,7 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
       link.ws.close(1008, 'kiosk id does not match token');
       return;
     }
-    const kiosk = this.opts.store.getKiosk(link.kioskId);
+    const kiosk = await this.opts.store.getKiosk(link.kioskId);
     if (!kiosk) {
       link.ws.close(1008, 'kiosk removed');
       return;
@@ -285,15 +314,15 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
     link.sent.clear(); // a (re-)hello means the agent wants the whole outbox again
     this.send(link, frame({ type: 'welcome' as const, ...this.opts.welcomeFor(kiosk) }));
     try {
-      this.handler?.onHello?.(link.kioskId, msg);
+      await this.handler?.onHello?.(link.kioskId, msg);
     } catch (err) {
       this.opts.logger.error({ err, kioskId: link.kioskId }, 'hello reconciliation failed');
     }
-    this.flush(link.kioskId);
+    await this.flush(link.kioskId);
     if (!wasOnline) this.emit('online', link.kioskId);
   }
 
-  private applyReliable(link: Link, msg: ReliableAgentMessage | DexAuditFrame): void {
+  private async applyReliable(link: Link, msg: ReliableAgentMessage | DexAuditFrame): Promise<void> {
     const store = this.opts.store;
     const handler = this.handler;
     if (!handler) {
@@ -301,16 +330,17 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
       return;
     }
     let duplicate = false;
+    let afterCommit: (() => void) | undefined;
     try {
-      store.transaction(() => {
-        if (store.inInbox(link.kioskId, msg.id)) {
+      await store.transaction(async (tx) => {
+        if (await tx.inInbox(link.kioskId, msg.id)) {
           duplicate = true;
           return;
         }
         // a machine audit is a record to keep, not an order step: stored here, once
-        if (msg.type === 'dex.audit') store.insertDexAudit(link.kioskId, msg, this.now());
-        else handler.applyReliable(link.kioskId, msg);
-        store.recordInbox(link.kioskId, msg.id, msg.type, this.now());
+        if (msg.type === 'dex.audit') await tx.insertDexAudit(link.kioskId, msg, this.now());
+        else afterCommit = await handler.applyReliable(tx, link.kioskId, msg);
+        await tx.recordInbox(link.kioskId, msg.id, msg.type, this.now());
       });
     } catch (err) {
       // Rolled back and NOT acked: the agent keeps the frame in its outbox and re-sends it.
@@ -322,7 +352,7 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
       this.opts.logger.debug({ kioskId: link.kioskId, msgId: msg.id }, `duplicate ${msg.type}: acked again, not re-applied`);
     }
     this.send(link, frame({ type: 'ack' as const, ackId: msg.id }));
-    handler.afterCommit();
+    afterCommit?.();
   }
 
   private refuseFrame(link: Link, code: Parameters<typeof errorFrame>[0], message: string, refId?: string): void {

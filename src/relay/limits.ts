@@ -47,6 +47,10 @@ export const limitsSchema = z
       })
       .prefault({}),
     pos: z.strictObject({ perSecond: positive.default(50), burst: positiveInt.default(200) }).prefault({}),
+    // The inbox records which kiosk frames were applied, so a re-sent one is acked, not applied
+    // twice. An agent re-sends an unacked frame within minutes; a row older than this protects
+    // nothing and only grows the table (issue 8).
+    inbox: z.strictObject({ retentionDays: positiveInt.default(7) }).prefault({}),
     contingency: z
       .strictObject({
         callsPerSecond: positive.default(2),

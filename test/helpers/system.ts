@@ -242,8 +242,8 @@ ${
   }
 
   async waitRelayState(orderId: string, state: string, timeoutMs = 15_000) {
-    return waitFor(`relay order ${orderId} in ${state}`, () => {
-      const o = this.relay.store.getOrder(orderId);
+    return waitFor(`relay order ${orderId} in ${state}`, async () => {
+      const o = await this.relay.store.getOrder(orderId);
       return o?.state === state ? o : undefined;
     }, timeoutMs);
   }
@@ -273,11 +273,11 @@ ${
 
   /** The QR the kiosk shows for the order, once the order is payable at Mercado Pago. */
   async shownQr(orderId: string): Promise<string> {
-    await waitFor(`order ${orderId} payable at Mercado Pago`, () => {
-      const o = this.relay.store.getOrder(orderId);
+    await waitFor(`order ${orderId} payable at Mercado Pago`, async () => {
+      const o = await this.relay.store.getOrder(orderId);
       return o && (o.offerState === 'offered' || o.offerState === 'local');
     });
-    const own = this.relay.store.getOrder(orderId)!.qr;
+    const own = (await this.relay.store.getOrder(orderId))!.qr;
     if (!own) return this.posQr;
     // what the agent shows: the relay sent it in order.accepted
     const shown = await waitFor(`the kiosk showing order ${orderId}'s QR`, async () => (await this.agentOrder(orderId))?.qr ?? undefined);
@@ -286,7 +286,7 @@ ${
 
   /** Scans the same QR again: after a cancel, nothing may be payable on it. */
   async scanAgain(orderId: string): Promise<ScanResult> {
-    const o = this.relay.store.getOrder(orderId)!;
+    const o = (await this.relay.store.getOrder(orderId))!;
     return this.sandbox.scan({ qr: o.qr ?? this.posQr, maxPolls: 2 });
   }
 

@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { controlRequest } from '../../src/agent/control.js';
 import { readPulseLog, type SimFault } from '../../src/devices/dispenser.js';
 import { MercadoPagoClient } from '../../src/mercadopago/client.js';
-import { addKiosk, openRelayStore, posUrl, setKioskPosQr } from '../../src/relay/store.js';
+import { openRelayStore, posUrl } from '../../src/relay/store/index.js';
 import { freeLoopbackPort } from '../../src/runtime/net.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { FaultProxy, type NetFault } from './fault-proxy.js';
@@ -138,19 +138,19 @@ export class World {
     writeFileSync(join(dir, 'relay.yaml'), JSON.stringify(config, null, 2)); // JSON is YAML
 
     // `qrkiosk relay kiosk add` + `qrkiosk relay provision`, before the relay process starts
-    const store = openRelayStore(storePath);
+    const store = await openRelayStore(storePath);
     let token: string;
     let posQr: string;
     try {
-      const added = addKiosk(store, { id: KIOSK_ID, posExternalId: 'KIOSKT1', generation: opts.generation ?? 'v2' });
+      const added = await store.addKiosk({ id: KIOSK_ID, posExternalId: 'KIOSKT1', generation: opts.generation ?? 'v2' });
       token = added.token;
       const mp = new MercadoPagoClient({ baseUrl: sandbox.url, accessToken: ACCESS_TOKEN });
       await mp.createStore(COLLECTOR_ID, { name: 'torture store', external_id: 'TORTURESTORE' });
       const pos = await mp.createPos({ name: KIOSK_ID, fixed_amount: true, external_store_id: 'TORTURESTORE', external_id: 'KIOSKT1', url: posUrl(publicUrl, added.kiosk) });
       posQr = pos.qr_code!;
-      setKioskPosQr(store, KIOSK_ID, posQr);
+      await store.setKioskPosQr(KIOSK_ID, posQr);
     } finally {
-      store.close();
+      await store.close();
     }
     const w = new World({ ...opts, model }, dir, sandbox, relayPort, proxies, posQr, token);
     w.writeAgentConfig();
