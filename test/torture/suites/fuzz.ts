@@ -32,7 +32,7 @@ export type FuzzTarget = (typeof FUZZ_TARGETS)[number];
 export interface FuzzOptions {
   /** cases per target */
   cases: number;
-  /** fewer (or more) cases for some targets, e.g. the slow config parser in the short run */
+  /** fewer (or more) cases for some targets, e.g. the HTTP targets in the short run */
   casesFor?: Partial<Record<FuzzTarget, number>>;
   seed: number;
   targets?: readonly FuzzTarget[];
