@@ -18,6 +18,7 @@ function usage(msg?: string): never {
   if (msg) console.error(`torture: ${msg}`);
   console.error(`usage: npm run torture -- [${SUITES.join('|')} ...] [--cycles N] [--seed S] [--model ${PAYMENT_MODELS.join('|')}|all] [--verbose] [--keep]
   default: every suite; --cycles is per suite (fuzz: cases per target; soak: vends)
+  --minutes M: the soak stops selling after M minutes and reports what it reached
   --model all runs the crash, network and mp suites once per payment model, each --cycles long`);
   process.exit(2);
 }
@@ -30,6 +31,7 @@ let models: PaymentModel[] = ['unattended'];
 let verbose = false;
 let keep = false;
 let kiosks: number | undefined;
+let minutes: number | undefined;
 let targets: FuzzTarget[] | undefined;
 for (let i = 0; i < args.length; i++) {
   const a = args[i]!;
@@ -51,6 +53,10 @@ for (let i = 0; i < args.length; i++) {
   } else if (a === '--verbose') verbose = true;
   else if (a === '--keep') keep = true;
   else if (a === '--kiosks') kiosks = Number(value());
+  else if (a === '--minutes') {
+    minutes = Number(value());
+    if (!(minutes > 0)) usage('--minutes must be a positive number (the soak stops selling after it and reports)');
+  }
   else if (a === '--targets') {
     targets = value().split(',') as FuzzTarget[];
     const bad = targets.find((t) => !FUZZ_TARGETS.includes(t));
@@ -87,7 +93,7 @@ for (const { suite, model } of runs) {
       report = await fuzzSuite({ cases: n, seed: runSeed, log, ...(targets ? { targets } : {}) });
       break;
     case 'soak':
-      report = await soakSuite({ vends: n, seed: runSeed, model, log, keepDir: keep, ...(kiosks ? { kiosks } : {}) });
+      report = await soakSuite({ vends: n, seed: runSeed, model, log, keepDir: keep, ...(kiosks ? { kiosks } : {}), ...(minutes ? { minutes } : {}) });
       break;
     default:
       usage(`suite ${suite} is not written yet`);
