@@ -45,7 +45,9 @@ describe('SimDispenser', () => {
 
   it('slow_drop: seen when it falls inside the window, missed when it falls after', async () => {
     expect(await sim('slow_drop', { slowDropMs: 40, dropWindowMs: 60 }).vend(1)).toEqual({ result: 'dispensed', pulses: 1 });
-    const late = sim('slow_drop', { slowDropMs: 100, dropWindowMs: 40 });
+    // the window starts when the 10 ms pulse ends: each pulse's product falls 150 ms after the
+    // window (10 + 40 ms) would have closed
+    const late = sim('slow_drop', { slowDropMs: 200, dropWindowMs: 40 });
     expect(await late.vend(1)).toMatchObject({ result: 'vend_failed', pulses: 2 });
   });
 
@@ -70,12 +72,12 @@ describe('PulseDispenser (the policy real drivers plug into)', () => {
     const sensor: DropSensor = {
       watch: () => {
         calls.push('watch');
-        return { seen: Promise.resolve(false), cancel: () => calls.push('cancel') };
+        return { seen: Promise.resolve(false), cancel: () => calls.push('cancel'), pulseEnded: () => calls.push('pulse ended') };
       },
     };
     const d = new PulseDispenser(motor, sensor, { pulseMs: 1, dropWindowMs: 1, maxPulses: 2 });
     expect(await d.vend(7)).toMatchObject({ result: 'jammed', pulses: 1 });
-    expect(calls).toEqual(['watch', 'pulse 7', 'cancel', 'stop']);
+    expect(calls).toEqual(['watch', 'pulse 7', 'pulse ended', 'cancel', 'stop']);
   });
 });
 
