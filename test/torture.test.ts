@@ -7,6 +7,7 @@ import { fuzzSuite } from './torture/suites/fuzz.js';
 import { mpFaultSuite } from './torture/suites/mp-faults.js';
 import { networkSuite } from './torture/suites/network.js';
 import { soakSuite } from './torture/suites/soak.js';
+import { PAYMENT_MODELS } from './torture/world.js';
 
 // The short versions of the torture suites (`npm run torture` runs them at full size), with fixed
 // seeds so they are the same every run, plus the checks that make the suites trustworthy: the
@@ -120,6 +121,16 @@ describe('torture suites, short versions', () => {
     const r = await soakSuite({ vends: 12, kiosks: 2, seed: 1 });
     clean(r);
     expect(r.extra?.dbBytesPerVend).toBeGreaterThan(0);
+  }, 180_000);
+});
+
+// Every payment model through the same harness (the long runs: npm run torture -- --model all):
+// the provisioning, the scan and the calls Mercado Pago can fail differ per model, the
+// invariants do not. One crash cycle and one Mercado Pago fault cycle each.
+describe.each(PAYMENT_MODELS.filter((m) => m !== 'unattended'))('torture suites, short versions, model %s', (model) => {
+  it('a sale with a seeded SIGKILL, then one with seeded Mercado Pago faults: nothing lost, nothing twice', async () => {
+    clean(await crashSuite({ cycles: 1, seed: 7, model }));
+    clean(await mpFaultSuite({ cycles: 1, seed: 3, model, maxNotifyDelayMs: 1500, timeoutChance: 0, harmMs: 500 }));
   }, 180_000);
 });
 
