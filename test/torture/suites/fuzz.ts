@@ -293,24 +293,50 @@ export async function fuzzSuite(o: FuzzOptions): Promise<SuiteReport> {
             break;
           }
           case 'ws-live': {
-            // a connected kiosk that sends garbage: the relay answers with error frames or closes,
-            // and changes nothing
-            const ws = new WebSocket(live!.stack.relay.wsUrl, { headers: { authorization: `Bearer ${live!.stack.token}` } });
-            await new Promise((res, rej) => ws.once('open', res).once('error', rej));
-            let closed = false;
-            ws.on('close', () => (closed = true));
-            ws.on('error', () => undefined);
+            // A connected kiosk that sends garbage: the relay answers with error frames or closes,
+            // and changes nothing. Its own kiosk (not the agent's): with the agent's token the
+            // agent's reconnect replaced the fuzzer's link within a second and every later case
+            // sent nothing. When the relay closes the link the fuzzer connects again, so every
+            // case is a frame the relay received; frames and connections are counted.
+            const wsKiosk = await live!.stack.relay.store.addKiosk({ id: 'fuzz-ws', posExternalId: 'FUZZWS' });
+            let ws: WebSocket | undefined;
+            let closed = true;
+            let frames = 0;
+            let connections = 0;
+            let answers = 0;
+            const connect = async () => {
+              const sock = new WebSocket(live!.stack.relay.wsUrl, { headers: { authorization: `Bearer ${wsKiosk.token}` } });
+              sock.on('error', () => undefined);
+              sock.on('message', () => answers++);
+              await new Promise((res, rej) => sock.once('open', res).once('error', rej));
+              sock.on('close', () => (closed = true));
+              closed = false;
+              connections++;
+              ws = sock;
+            };
             const samples = ['{"v":1,"id":"x1","type":"order.cancel","orderId":"ord_nope"}', '{"v":1,"id":"x2","type":"vend.result","orderId":"ord_nope","result":"dispensed","pulses":1}', '{"v":1,"id":"x3","type":"ping","at":1}'];
-            let sent = 0;
             await fc.assert(
               fc.asyncProperty(anyText(samples), async (raw) => {
-                if (closed) return;
-                ws.send(raw);
-                if (++sent % 200 === 0) await new Promise((r) => setTimeout(r, 1)); // let the relay breathe
+                // a well-formed order is a sale, not fuzz
+                const valid = parseAgentFrame(raw);
+                if (valid.ok && valid.msg.type === 'order.ready') return;
+                if (closed) await connect();
+                // written to the socket before the next case: no case is a no-op
+                await new Promise<void>((res) => ws!.send(raw, () => res()));
+                frames++;
               }),
               params,
             );
-            ws.close();
+            // the relay has read them all: it answers a ping after them
+            if (!closed) {
+              const before = answers;
+              ws!.send(JSON.stringify({ v: 1, id: 'last', type: 'ping', at: 1 }));
+              for (let i = 0; i < 800 && answers === before && !closed; i++) await new Promise((r) => setTimeout(r, 25));
+            }
+            ws?.close();
+            faults['ws-live frames sent'] = frames;
+            faults['ws-live frames the relay answered'] = answers;
+            faults['ws-live connections'] = connections;
             break;
           }
           case 'pos-url': {
