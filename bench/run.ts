@@ -16,6 +16,7 @@ import { QUICK } from './lib/stats.js';
 import { benchRelayHttp } from './relay-http.js';
 import { benchVendLatency } from './vend-latency.js';
 import { benchQrLatency } from './qr-latency.js';
+import { benchKioskConnections, describeHeld } from './kiosk-connections.js';
 
 interface Row {
   path: string;
@@ -85,6 +86,17 @@ async function main(): Promise<void> {
       kind: 'cost',
     });
   }
+
+  // ---- kiosks held by one relay process (the 50,000 figure: bench/README.md, --kiosks 50000) ----
+  const held = await benchKioskConnections({ kiosks: QUICK ? 1000 : Number(process.env.BENCH_KIOSKS_HELD ?? 5000), windowSeconds: QUICK ? 20 : 40 });
+  raw.kioskConnections = held;
+  rows.push({
+    path: `kiosks held by one relay process (${held.relay.asked} asked; hello + heartbeats, ${held.relay.windowSeconds.toFixed(0)} s window)`,
+    figure: describeHeld(held.relay),
+    floor: `bare ws server, same sockets and heartbeats: ${describeHeld(held.floor)}`,
+    ratio: held.relay.cpuMsPerSecondPer1000 / held.floor.cpuMsPerSecondPer1000,
+    kind: 'cost',
+  });
 
   // ---- floors for the in-process paths ----
   const synced = syncedInserts(QUICK ? 50 : 200);

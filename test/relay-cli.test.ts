@@ -109,7 +109,8 @@ describe('qrkiosk relay kiosk ...', () => {
 
 describe('qrkiosk relay --config FILE', () => {
   it('serves until SIGTERM, then closes gracefully with exit code 0', async () => {
-    writeFileSync(configPath, `listen: {host: 127.0.0.1, port: 0}\n${readFileSync(configPath, 'utf8')}`);
+    // drainSeconds 0: nothing balances this relay (test/relay-observability.test.ts covers the drain)
+    writeFileSync(configPath, `listen: {host: 127.0.0.1, port: 0}\nobservability: {drainSeconds: 0}\n${readFileSync(configPath, 'utf8')}`);
     const script = join(dir, 'run.mts');
     const entry = resolve('src/cli/relay-commands.ts');
     writeFileSync(script, `import { relayMain } from ${JSON.stringify(entry)};\nprocess.exitCode = await relayMain(process.argv.slice(2));\n`);
@@ -127,7 +128,7 @@ describe('qrkiosk relay --config FILE', () => {
       child.once('exit', (code) => reject(new Error(`relay exited early (${code}): ${stderr}`)));
     });
     const health = await fetch(`${url}/healthz`);
-    expect(await health.json()).toEqual({ ok: true, kiosksOnline: 0, pendingOrders: 0, needsReview: 0, notificationsGivenUp: 0 });
+    expect(await health.json()).toMatchObject({ ok: true, kiosksOnline: 0, pendingOrders: 0, needsReview: 0, notificationsGivenUp: 0, store: { ok: true } });
     const exited = once(child, 'exit');
     child.kill('SIGTERM');
     const [code] = (await exited) as [number];

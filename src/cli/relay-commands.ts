@@ -103,12 +103,12 @@ async function runRelay(args: string[], io: RelayCliIo): Promise<number> {
       return (err as Error).message;
     }
   });
-  await new Promise<void>((resolve) => {
+  const signal = await new Promise<string>((resolve) => {
     const stop = (sig: string) => {
       io.err(`${sig}: stopping the relay`);
       process.off('SIGINT', onInt);
       process.off('SIGTERM', onTerm);
-      resolve();
+      resolve(sig);
     };
     const onInt = () => stop('SIGINT');
     const onTerm = () => stop('SIGTERM');
@@ -117,6 +117,9 @@ async function runRelay(args: string[], io: RelayCliIo): Promise<number> {
   });
   systemd.stopping();
   catalogWatch.close();
+  // SIGTERM (systemd, docker): /readyz answers 503 for observability.drainSeconds first, so the
+  // load balancer moves kiosks and traffic away before the sockets close. Ctrl-C stops at once.
+  if (signal === 'SIGTERM') await relay.ops.drain();
   await relay.close();
   systemd.close();
   return 0;

@@ -18,6 +18,7 @@ import {
   MpTimeoutError,
   errorFromResponse,
 } from './errors.js';
+import type { MpCallObserver } from './endpoints.js';
 import type {
   CreatePosInput,
   CreateStoreInput,
@@ -52,6 +53,8 @@ export interface MercadoPagoClientOptions {
   logger?: Logger;
   /** [0,1) source for jitter; injectable so tests can make delays deterministic */
   random?: () => number;
+  /** told of every HTTP attempt (latency, status or failure): the relay's metrics and health */
+  onCall?: MpCallObserver;
 }
 
 export interface MpRequestOptions {
@@ -108,6 +111,7 @@ export class MercadoPagoClient implements MercadoPagoApi {
   private readonly retryCapMs: number;
   private readonly logger: Logger | undefined;
   private readonly random: () => number;
+  private readonly onCall: MpCallObserver | undefined;
 
   constructor(opts: MercadoPagoClientOptions) {
     if (!opts.accessToken) {
@@ -121,6 +125,7 @@ export class MercadoPagoClient implements MercadoPagoApi {
     this.retryCapMs = opts.retryCapMs ?? 30_000;
     this.logger = opts.logger;
     this.random = opts.random ?? Math.random;
+    this.onCall = opts.onCall;
   }
 
   // ---- endpoints -------------------------------------------------------------------------------
@@ -304,6 +309,7 @@ export class MercadoPagoClient implements MercadoPagoApi {
         responseHeaders = res.headers;
         text = await res.text();
       } catch (err) {
+        this.onCall?.({ method: upper, path, seconds: (Date.now() - started) / 1000, failure: isTimeout(err) ? 'timeout' : 'network' });
         const failure = isTimeout(err)
           ? new MpTimeoutError(
               `Mercado Pago ${upper} ${pathWithQuery} did not answer within ${this.timeoutMs} ms (attempt ${attempt}). Check connectivity to ${this.baseUrl}${
@@ -327,6 +333,7 @@ export class MercadoPagoClient implements MercadoPagoApi {
         throw failure;
       }
 
+      this.onCall?.({ method: upper, path, seconds: (Date.now() - started) / 1000, status });
       const body = parseBody(text);
       this.logger?.debug({ method: upper, path: pathWithQuery, status, attempt, ms: Date.now() - started }, 'mp request');
 

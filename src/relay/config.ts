@@ -3,6 +3,7 @@ import { Catalog, CatalogError } from '../core/catalog.js';
 import { MoneyError } from '../core/money.js';
 import { ConfigError, loadConfigFile, parseConfigText } from '../runtime/config-file.js';
 import { limitsSchema } from './limits.js';
+import { finishObservability, observabilityBaseSchema } from './observability/config.js';
 
 // The relay's YAML configuration. Everything has a safe default except what only the operator can
 // know (public URL, store path, Mercado Pago credentials, catalog). Errors name the key and line
@@ -93,6 +94,9 @@ const RELAY_CONFIG_SCHEMA = z
     hub: z.strictObject({ pingIntervalSeconds: positiveInt.default(20) }).default({ pingIntervalSeconds: 20 }),
     // limits on every public route (relay/limits.ts, docs/reliability.md)
     limits: limitsSchema,
+    // /metrics, /healthz, /readyz (relay/observability/config.ts, docs/deploy.md); what comes from
+    // the environment is filled in after parsing (finishObservability)
+    observability: observabilityBaseSchema,
     // What a QR the relay composes itself shows in the customer's app (dynamic model, offline
     // mode). EMVCo caps the name at 25 characters and the city at 15.
     qr: z
@@ -106,21 +110,25 @@ const RELAY_CONFIG_SCHEMA = z
 
 type ParsedRelayConfig = z.output<typeof RELAY_CONFIG_SCHEMA>;
 
-/** The access token: the file's, else the environment's (systemd EnvironmentFile). */
-function withEnvToken(config: ParsedRelayConfig, env: NodeJS.ProcessEnv) {
+/**
+ * What comes from the environment (systemd EnvironmentFile): the access token when the file has
+ * none, the metrics token and the instance name (finishObservability, which may add an issue).
+ */
+function withEnv(config: ParsedRelayConfig, env: NodeJS.ProcessEnv, ctx: z.RefinementCtx) {
   const accessToken: string | undefined = config.mercadopago.accessToken ?? env[ACCESS_TOKEN_ENV] ?? undefined;
-  return { ...config, mercadopago: { ...config.mercadopago, accessToken } };
+  const observability = finishObservability(config.observability, env, ctx, ['observability']);
+  return { ...config, mercadopago: { ...config.mercadopago, accessToken }, observability };
 }
 
 /**
- * The schema reading the access token fallback from `env` (tests pass their own). The wrapper is
- * a cheap pipe over the schema built once; the schema itself is not rebuilt.
+ * The schema reading the environment from `env` (tests pass their own). The wrapper is a cheap
+ * pipe over the schema built once; the schema itself is not rebuilt.
  */
 export function relayConfigSchema(env: NodeJS.ProcessEnv = process.env) {
-  return RELAY_CONFIG_SCHEMA.transform((c) => withEnvToken(c, env));
+  return RELAY_CONFIG_SCHEMA.transform((c, ctx) => withEnv(c, env, ctx));
 }
 
-export type RelayConfig = ReturnType<typeof withEnvToken>;
+export type RelayConfig = ReturnType<typeof withEnv>;
 export type RelayConfigInput = z.input<typeof RELAY_CONFIG_SCHEMA>;
 
 export function loadRelayConfig(path: string, env: NodeJS.ProcessEnv = process.env): RelayConfig {

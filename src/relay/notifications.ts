@@ -6,6 +6,7 @@ import { checkResourceId } from './notification-ids.js';
 import type { NotFoundMemory } from './not-found-memory.js';
 import type { MerchantOrderOutcome, OrderService } from './orders.js';
 import type { NotificationRecord, RelayStore } from './store.js';
+import type { RelayObserver } from './observability/observer.js';
 
 // Mercado Pago notifications are only a hint that something changed: we store each one before
 // answering 200 (so a crash cannot lose it), then a worker re-reads the merchant order from the
@@ -142,6 +143,8 @@ export interface NotificationWorkerOptions {
   notFound?: NotFoundMemory;
   /** processings of one stored notification that may fail before it is given up (poison row) */
   maxTries?: number;
+  /** metrics (relay/observability): told how long each processed notification took */
+  observe?: Pick<RelayObserver, 'notificationProcessed'>;
 }
 
 const FINAL: ReadonlySet<string> = new Set<MerchantOrderOutcome | string>(['released', 'already_done']);
@@ -226,6 +229,7 @@ export class NotificationWorker {
   private async run(id: number, topic: NotificationTopic, resourceId: string, key: string, state: { rerun: boolean }): Promise<void> {
     let outcome = 'error';
     let processed = false;
+    const started = performance.now();
     try {
       let released = false;
       do {
@@ -259,6 +263,7 @@ export class NotificationWorker {
     if (this.closed || !this.o.store.isOpen) return;
     try {
       this.o.store.markNotification(id, outcome, processed ? this.o.now() : null);
+      if (processed) this.o.observe?.notificationProcessed((performance.now() - started) / 1000);
     } catch (err) {
       this.o.logger.error({ err }, 'could not record notification outcome');
     }

@@ -11,6 +11,7 @@ import type { RelayConfig } from './config.js';
 import type { HubHandler, ReliableAgentMessage } from './hub.js';
 import { refundIdempotencyKey } from './refunds.js';
 import type { Kiosk, OrderPatch, OrderRecord, PaymentRecord, RelayStore } from './store.js';
+import type { RelayObserver } from './observability/observer.js';
 
 // The order service: the only place that decides what happens to an order. Every state change
 // goes through store.transitionOrder (checked against core/relay-order.ts) inside a transaction
@@ -34,6 +35,8 @@ export interface OrderServiceOptions {
   models: PaymentModels;
   /** an order must be made payable or withdrawn at Mercado Pago (relay/offers.ts) */
   onOfferWork(): void;
+  /** metrics (relay/observability): told of each vend result of a paid order */
+  observe?: Pick<RelayObserver, 'vendReported'>;
 }
 
 export type Offer =
@@ -114,6 +117,7 @@ export class OrderService implements HubHandler {
   private move(order: OrderRecord, event: OrderEvent, detail?: string, patch?: OrderPatch): OrderRecord | undefined {
     try {
       const next = this.store.transitionOrder(order.id, event, this.o.now(), detail ?? null, patch);
+      if (order.state === 'paid' && order.paidAt !== null && (event === 'vend_ok' || event === 'vend_failed')) this.o.observe?.vendReported(event === 'vend_ok' ? 'vended' : 'vend_failed', (this.o.now() - order.paidAt) / 1000);
       this.log.info({ orderId: order.id, from: order.state, to: next.state, event }, `order ${order.id}: ${order.state} -> ${next.state} (${event})`);
       if (next.state === 'refunding') this.refundNeeded = true;
       if ((next.state === 'cancelled' || next.state === 'expired') && (next.offerState === 'due' || next.offerState === 'offered')) {

@@ -4,6 +4,7 @@ import type { Logger } from '../runtime/log.js';
 import { WorkLoop } from './work-loop.js';
 import type { OrderService } from './orders.js';
 import type { OrderRecord, PaymentRecord, RefundReason, RelayStore } from './store.js';
+import type { RelayObserver } from './observability/observer.js';
 
 // Refunds for orders in `refunding`, and surplus refunds (one payment an order did not need, given
 // back while the order keeps its state). Each (order, payment) pair has ONE idempotency key,
@@ -59,6 +60,8 @@ export interface RefundWorkerOptions {
   now: () => number;
   baseBackoffMs?: number;
   maxBackoffMs?: number;
+  /** metrics (relay/observability): told how each refund attempt ended */
+  observe?: Pick<RelayObserver, 'refundAttempted'>;
 }
 
 type PaymentRefundOutcome = 'done' | 'failed';
@@ -125,6 +128,7 @@ export class RefundWorker extends WorkLoop {
       // Refunded without us ever asking (by hand in the MP panel): the money is back already;
       // calling again would fail or, worse, be a second refund.
       store.recordExternalRefund(order.id, p.paymentId, key, p.amount, p.currency, this.o.now(), reason);
+      this.o.observe?.refundAttempted('external');
       logger.info({ orderId: order.id, paymentId: p.paymentId }, `order ${order.id}: payment ${p.paymentId} was already refunded outside the relay`);
       return 'done';
     }
@@ -143,6 +147,7 @@ export class RefundWorker extends WorkLoop {
           store.failRefund(key, refusal, this.o.now());
           this.o.orders.flagForReview(order.id, `refund of ${what} ${p.paymentId} refused by Mercado Pago: ${refusal}`);
         });
+        this.o.observe?.refundAttempted('refused');
         logger.error(
           { orderId: order.id, paymentId: p.paymentId, amount: p.amount, currency: p.currency, status: (err as { status?: number }).status, reason },
           `Mercado Pago refused for good the refund of ${what} ${p.paymentId} (order ${order.id}): ${refusal}; not retrying, refund it by hand`,
@@ -150,6 +155,7 @@ export class RefundWorker extends WorkLoop {
         return 'failed';
       }
       store.recordRefundAttempt(key, (err as Error).message.slice(0, 500));
+      this.o.observe?.refundAttempted('retry');
       throw err;
     }
     if (this.closed || !store.isOpen) return 'done';
@@ -165,6 +171,7 @@ export class RefundWorker extends WorkLoop {
       store.completeRefund(key, { mpRefundId: String(refund.id), amount, currency, status: refund.status }, this.o.now());
       if (refused) this.o.orders.flagForReview(order.id, `refund ${refund.id} of ${what} ${p.paymentId} was ${refund.status}`);
     });
+    this.o.observe?.refundAttempted(refused ? 'refused' : 'refunded');
     logger.info(
       { orderId: order.id, paymentId: p.paymentId, refundId: refund.id, status: refund.status, reason },
       `order ${order.id}: ${what} ${p.paymentId} refunded (refund ${refund.id}, ${refund.status})`,

@@ -18,6 +18,7 @@ import { RefundWorker } from './refunds.js';
 import { registerNotificationRoutes } from './routes/notifications.js';
 import { registerUnattendedRoutes } from './routes/unattended.js';
 import { openRelayStore, type RelayStore } from './store.js';
+import { RelayOps } from './observability/ops.js';
 
 // Composition root of the relay: one SQLite store, one HTTP server (fastify) carrying both the
 // Mercado Pago routes and the kiosks' WebSocket upgrade, and the background loops (expiry,
@@ -41,6 +42,8 @@ export interface RunningRelay {
   store: RelayStore;
   hub: KioskHub;
   orders: OrderService;
+  /** /metrics, /healthz, /readyz; drain() before close() on SIGTERM */
+  ops: RelayOps;
   /** one expiry pass now (the timer runs it every second) */
   runExpiry(): number;
   /** one paid-but-no-vend-result check now (the timer runs it every second); returns how many were flagged */
@@ -68,12 +71,14 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   const logger = deps.logger ?? createLogger('relay');
   const now = deps.now ?? Date.now;
   let catalog = Catalog.fromInput(config.catalog);
+  const ops = new RelayOps({ config: config.observability, logger: logger.child({ part: 'ops' }), store: () => store, kiosksConnected: () => hub.onlineCount() });
   const mp: MercadoPagoApi =
     deps.mp ??
     new MercadoPagoClient({
       baseUrl: config.mercadopago.baseUrl,
       accessToken: requireAccessToken(config),
       logger: logger.child({ part: 'mercadopago' }),
+      onCall: ops.mpCall,
     });
   const store = openRelayStore(config.store.path);
   const limits = config.limits;
@@ -120,9 +125,10 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     onRefundNeeded: () => refunds?.kick(),
     models,
     onOfferWork: () => offers?.kick(),
+    observe: ops.observer,
   });
   hub.setHandler(orders);
-  refunds = new RefundWorker({ store, models, orders, logger: logger.child({ part: 'refunds' }), now });
+  refunds = new RefundWorker({ store, models, orders, logger: logger.child({ part: 'refunds' }), now, observe: ops.observer });
   offers = new OfferWorker({ store, models, orders, logger: logger.child({ part: 'offers' }) });
   const siteCurrency = catalog.list()[0]!.currency;
   // What notifications and the contingency search may cost at Mercado Pago, each with its own
@@ -140,6 +146,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     now,
     notFound: new NotFoundMemory(limits.notifications.notFoundMemorySeconds * 1000, now),
     maxTries: limits.notifications.maxTries,
+    observe: ops.observer,
   });
   const contingency = new ContingencyPoller({
     store,
@@ -159,15 +166,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     registerUnattendedRoutes(scope, { store, orders, config, logger: logger.child({ part: 'pos' }), guards, now, isOnline: (id) => hub.isOnline(id) });
     registerNotificationRoutes(scope, { store, worker, config, logger: logger.child({ part: 'notifications' }), now, guards });
   });
-  app.get('/healthz', async () => ({
-    ok: true,
-    kiosksOnline: hub.onlineCount(),
-    pendingOrders: store.countOrders('pending'),
-    // orders a person must look at: store.ordersNeedingReview() lists them
-    needsReview: store.countNeedingReview(),
-    // notifications whose processing was given up (poison rows): see the notifications table
-    notificationsGivenUp: store.countGivenUpNotifications(),
-  }));
+  ops.register(app);
 
   guards.attach(app.server);
   hub.attach(app.server);
@@ -261,6 +260,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     closing ??= (async () => {
       clearInterval(expiryTimer);
       clearInterval(retentionTimer);
+      await ops.close();
       // waiters for a Mercado Pago turn go now (they see the closed flag and stop)
       notificationReads.close();
       contingencyReads.close();
@@ -275,6 +275,12 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     })();
     return closing;
   };
+  try {
+    await ops.start(); // store pings, the admin listener (its port may be taken), then ready
+  } catch (err) {
+    await close();
+    throw err;
+  }
 
   return {
     url: base,
@@ -283,6 +289,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     store,
     hub,
     orders,
+    ops,
     runExpiry,
     runWatchdog,
     runContingency: () => contingency.runOnce(),
