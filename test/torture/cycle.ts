@@ -190,8 +190,20 @@ export async function runCycle(w: World, prng: Prng, plan: PayPlan, hooks: Cycle
   return res;
 }
 
-/** The invariants over the whole run so far. */
-export async function verdict(w: World): Promise<Verdict> {
+/**
+ * The invariants over the whole run so far, once the work in flight has drained: a notification
+ * can land at any moment (a late one of an earlier sale, the webhook Mercado Pago sends after a
+ * refund) and is processed milliseconds later. Read at an instant, such a row counted as "never
+ * processed" (mp suite, Orders API, seed 20261229); the backlog must be empty at some moment within
+ * `drainMs`, or it is a violation.
+ */
+export async function verdict(w: World, drainMs = 30_000): Promise<Verdict> {
+  const end = Date.now() + drainMs;
+  for (;;) {
+    const b = w.relayBacklog();
+    if ((b.outbox === 0 && b.refunds === 0 && b.notifications === 0 && w.agentOutbox() === 0) || Date.now() > end) break;
+    await sleep(50);
+  }
   const ledger = await w.ledger();
   return checkInvariants({
     agentOrders: w.agentOrders(),
