@@ -51,6 +51,15 @@ describe('SimDispenser', () => {
     expect(await late.vend(1)).toMatchObject({ result: 'vend_failed', pulses: 2 });
   });
 
+  it('the window starts when the pulse ends: a product falling 50 ms after a 300 ms pulse counts (window 200 ms)', async () => {
+    // Counted from arming, the window closed 100 ms before the motor stopped. The soak (seed
+    // 20261225, 83,684 vends on a loaded machine) saw 3 vends fail that way: the process stalled
+    // about 200 ms between arming the sensor and starting the motor (the pulse log shows the motor
+    // starting ~210 ms after `dispensing`), the window ran out before the product fell.
+    const d = sim('slow_drop', { pulseMs: 300, dropWindowMs: 200, slowDropMs: 350, maxPulses: 1 });
+    expect(await d.vend(1)).toEqual({ result: 'dispensed', pulses: 1 });
+  });
+
   it('refuses a second vend while one is running (one motor at a time)', async () => {
     const d = sim('none');
     const first = d.vend(1);
