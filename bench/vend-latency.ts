@@ -93,7 +93,7 @@ export async function benchVendLatency(vends = 200): Promise<LatencyResult> {
       while (agent.status().state !== 'idle') await new Promise((r) => setTimeout(r, 1));
       const sel = agent.select(1);
       if (!sel.ok) throw new Error(`select refused: ${sel.reason}`);
-      while (relay.store.getOrder(sel.orderId)?.state !== 'pending') await new Promise((r) => setTimeout(r, 1));
+      while ((await relay.store.getOrder(sel.orderId))?.state !== 'pending') await new Promise((r) => setTimeout(r, 1));
       const scan = await sandbox.scan({ qr: pos.qr_code! });
       if (scan.status !== 'ready') throw new Error(`scan ${scan.status}`);
       await sandbox.pay({ checkoutId: scan.checkoutId, notify: false });

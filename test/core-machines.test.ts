@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { IllegalTransition } from '../src/core/state-machine.js';
 import { vendSession } from '../src/core/vend-session.js';
 import { relayOrder } from '../src/core/relay-order.js';
+import { refundEventOf, refundMachine, refundNeedsPerson, refundSettles, REFUND_STATES } from '../src/core/refund.js';
 import { Catalog, CatalogError } from '../src/core/catalog.js';
 
 describe('vend session machine', () => {
@@ -28,6 +29,35 @@ describe('relay order machine', () => {
     expect(relayOrder.next('paid', 'vend_failed')).toBe('refunding');
     expect(relayOrder.next('refunding', 'refund_done')).toBe('refunded');
     expect(relayOrder.can('refunded', 'refund_done')).toBe(false);
+  });
+
+  it('starts through the table too: an order is created pending or rejected, never back to new', () => {
+    expect(relayOrder.next('new', 'created')).toBe('pending');
+    expect(relayOrder.next('new', 'rejected')).toBe('rejected');
+    expect(() => relayOrder.next('new', 'payment_verified')).toThrow(IllegalTransition);
+    expect(() => relayOrder.next('pending', 'created')).toThrow(IllegalTransition);
+    expect(relayOrder.isTerminal('rejected')).toBe(true);
+  });
+});
+
+describe('refund machine', () => {
+  it("moves an intent by Mercado Pago's answer, once", () => {
+    expect(refundMachine.next('requested', refundEventOf('approved'))).toBe('approved');
+    expect(refundMachine.next('requested', refundEventOf('in_process'))).toBe('in_process');
+    expect(refundMachine.next('in_process', refundEventOf('approved'))).toBe('approved');
+    expect(refundMachine.next('requested', refundEventOf('authorized'))).toBe('in_process');
+    expect(refundMachine.next('requested', 'refused')).toBe('failed');
+    expect(() => refundMachine.next('approved', 'mp_rejected')).toThrow(IllegalTransition);
+    expect(() => refundMachine.next('failed', 'mp_approved')).toThrow(IllegalTransition);
+    expect(() => refundMachine.next('external', 'refused')).toThrow(IllegalTransition);
+  });
+
+  it('says in one table which states settle a payment and which need a person', () => {
+    const settles = Object.keys(REFUND_STATES).filter(refundSettles).sort();
+    const person = Object.keys(REFUND_STATES).filter(refundNeedsPerson).sort();
+    expect(settles).toEqual(['approved', 'external', 'in_process']);
+    expect(person).toEqual(['cancelled', 'failed', 'rejected']);
+    expect(refundSettles('requested') || refundNeedsPerson('requested')).toBe(false);
   });
 });
 

@@ -5,7 +5,7 @@ import { parseEvaDts } from '../src/devices/dex/eva-dts.js';
 import { frame } from '../src/protocol/codec.js';
 import { AgentMessage, isReliable, type DexAuditFrame } from '../src/protocol/messages.js';
 import { toMinor } from '../src/relay/dex-audits.js';
-import { openRelayStore } from '../src/relay/store.js';
+import { openRelayStore } from '../src/relay/store/index.js';
 import { tempDir } from './agent-helpers.js';
 import { buildEvaDts, CANS, SNACK } from './helpers/eva-dts.js';
 
@@ -39,18 +39,18 @@ describe('dex.audit frame', () => {
     expect(JSON.stringify(f).length).toBeLessThan(64 * 1024);
   });
 
-  it('the relay stores an audit once, however often it arrives', () => {
+  it('the relay stores an audit once, however often it arrives', async () => {
     const { dir, cleanup } = tempDir('qrk-dexstore-');
     cleanups.push(cleanup);
-    const store = openRelayStore(join(dir, 'relay.sqlite'));
+    const store = await openRelayStore(join(dir, 'relay.sqlite'));
     cleanups.push(() => store.close());
-    store.addKiosk({ id: 'k1', posExternalId: 'POS1' });
+    await store.addKiosk({ id: 'k1', posExternalId: 'POS1' });
     const f = auditFrame(buildEvaDts(SNACK));
-    expect(store.insertDexAudit('k1', f, 1)).toBe(true);
-    expect(store.insertDexAudit('k1', { ...f, id: 'another-frame-id' }, 2)).toBe(false);
-    expect(store.dexAudits({ limit: 10 })).toHaveLength(1);
-    expect(store.getDexAudit(f.auditId)?.body.products).toHaveLength(3);
-    expect(store.previousDexAudit('k1', 'AMS0123456', f.readAt)).toBeUndefined();
+    expect(await store.insertDexAudit('k1', f, 1)).toBe(true);
+    expect(await store.insertDexAudit('k1', { ...f, id: 'another-frame-id' }, 2)).toBe(false);
+    expect(await store.dexAudits({ limit: 10 })).toHaveLength(1);
+    expect((await store.getDexAudit(f.auditId))?.body.products).toHaveLength(3);
+    expect(await store.previousDexAudit('k1', 'AMS0123456', f.readAt)).toBeUndefined();
   });
 
   it('machine units convert to minor units exactly, or not at all', () => {

@@ -75,7 +75,7 @@ describe.skipIf(skipPty)('DEX audit: agent reads, relay keeps and compares', () 
     const first = await cli(dexMain, ['read', '--socket', socket]);
     expect(first.code, first.out).toBe(0);
     expect(first.out).toMatch(/machine AMS0123456: audit read over DDCMP .* 3 selections, 1 events; queued for the relay as dex_/);
-    await waitFor('the first audit at the relay', () => sys!.relay.store.dexAudits({ limit: 10 }).length === 1);
+    await waitFor('the first audit at the relay', async () => (await sys!.relay.store.dexAudits({ limit: 10 })).length === 1);
 
     // qrkiosk sells 2; the machine counts 3 on qrkiosk's cashless device (one vend qrkiosk never charged)
     await sell(sys);
@@ -87,9 +87,9 @@ describe.skipIf(skipPty)('DEX audit: agent reads, relay keeps and compares', () 
     expect(summary.protocol).toBe('ddcmp');
     const stored = await waitFor('the second audit at the relay', () => sys!.relay.store.getDexAudit(summary.auditId));
     expect(stored).toMatchObject({ kioskId: 'kiosk-e2e', machineSerial: 'AMS0123456', body: { cashlessDevice: null, decimals: 2, currency: 'ARS' } });
-    expect(sys.relay.store.dexAudits({ limit: 10 })).toHaveLength(2);
+    expect(await sys.relay.store.dexAudits({ limit: 10 })).toHaveLength(2);
 
-    const cmp = compareAudit(sys.relay.store, stored);
+    const cmp = await compareAudit(sys.relay.store, stored);
     expect(cmp.machine.cashlessCount).toBe(3);
     expect(cmp.machine.cashlessValue).toBe(3 * PRICES.COLA);
     expect(cmp.qrkiosk).toMatchObject({ count: 2, amount: 2 * PRICES.COLA, bySlot: [{ slot: 1, count: 2, amount: 2 * PRICES.COLA }] });

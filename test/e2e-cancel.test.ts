@@ -60,12 +60,12 @@ describe.each(CALLING)('$label, a model that calls Mercado Pago first', (variant
     // Mercado Pago takes the order but every answer is lost, for the client's first tries.
     await sys.sandbox.setFault({ endpoint, status: 504, afterEffect: true, times: 4 });
     const { orderId } = await sys.select(1);
-    await waitFor('the create failing', () => sys!.relay.store.getOrder(orderId!)?.offerError ?? undefined);
+    await waitFor('the create failing', async () => (await sys!.relay.store.getOrder(orderId!))?.offerError ?? undefined);
     await sys.agentCancel();
     await sys.waitRelayState(orderId!, 'cancelled');
     await sys.sandbox.clearFaults();
-    await waitFor('the withdrawal done', () => {
-      const o = sys!.relay.store.getOrder(orderId!);
+    await waitFor('the withdrawal done', async () => {
+      const o = await sys!.relay.store.getOrder(orderId!);
       return o?.offerState === 'withdrawn';
     }, 30_000);
     if (withdrawable(variant)) expect(await sys.payableAtMercadoPago(orderId!)).toEqual([]);

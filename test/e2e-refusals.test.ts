@@ -28,7 +28,7 @@ describe('refused with a clear log line, nothing dispensed', () => {
     const lines = sys.relayLogMatching(/signature/i).filter((l) => l.level >= WARN);
     expect(lines.length).toBeGreaterThan(0);
     await sys.relay.whenIdle();
-    expect(sys.relay.store.getOrder(orderId!)?.state).toBe('pending');
+    expect((await sys.relay.store.getOrder(orderId!))?.state).toBe('pending');
     expect((await sys.agentOrder(orderId!))?.state).toBe('awaiting_payment');
     expect(sys.pulses()).toHaveLength(0);
   });
@@ -44,7 +44,7 @@ describe('refused with a clear log line, nothing dispensed', () => {
     expect(sys.relayLogMatching(/key/i).filter((l) => l.level >= WARN).length).toBeGreaterThan(0);
     const unknownPos = await fetch(`${sys.relay.url}/mp/pos/NOSUCHPOS?key=x`);
     expect(unknownPos.status).toBe(400);
-    expect(sys.relay.store.getOrder(orderId!)?.state).toBe('pending');
+    expect((await sys.relay.store.getOrder(orderId!))?.state).toBe('pending');
   });
 
   it('an unknown kiosk token', async () => {
@@ -79,7 +79,7 @@ describe('refused with a clear log line, nothing dispensed', () => {
     );
     const rejected = await waitFor('order.rejected', () => frames.find((f) => f.type === 'order.rejected'));
     expect(rejected).toMatchObject({ orderId, reason: 'price_mismatch' });
-    expect(sys.relay.store.getOrder(orderId)?.state).toBe('rejected');
+    expect((await sys.relay.store.getOrder(orderId))?.state).toBe('rejected');
     expect(sys.relayLog.find((l) => l.level >= WARN && /claimed/.test(l.msg))?.msg).toMatch(/claimed 10\.00 ARS for COLA, catalog says 1500\.00 ARS/);
     // never offered to Mercado Pago
     const scan = await sys.sandbox.scan({ qr: sys.posQr, maxPolls: 2 });
@@ -97,7 +97,7 @@ describe('refused with a clear log line, nothing dispensed', () => {
     await paid.deliveries;
     await sys.relay.whenIdle();
     expect(paid.merchantOrderStatus).toBe('opened');
-    expect(sys.relay.store.getOrder(orderId!)?.state).toBe('pending');
+    expect((await sys.relay.store.getOrder(orderId!))?.state).toBe('pending');
     expect(sys.relayLog.find((l) => l.level >= WARN && /underpaid/i.test(l.msg))).toBeDefined();
     expect((await sys.agentOrder(orderId!))?.state).toBe('awaiting_payment');
 

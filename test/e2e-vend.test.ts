@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { KioskSystem, MODEL_VARIANTS, PRICES, WEBHOOK_SECRET, withdrawable, type SystemOptions } from './helpers/system.js';
 import { waitFor } from './helpers/wait.js';
+import { skipWithoutPostgres } from './helpers/pg.js';
+import { STORE_KINDS } from './helpers/relay-stores.js';
 
 /** the states an order went through (a step may also note an event without changing state) */
 function path(steps: Array<{ state: string }>): string[] {
@@ -9,7 +11,12 @@ function path(steps: Array<{ state: string }>): string[] {
 
 // The spine, end to end, in every payment model: agent process <-> relay <-> Mercado Pago
 // emulator, all on loopback. Each model makes the order payable its own way (POS url, an order on
-// the POS, a QR per order, the Orders API); the outcome must be the same.
+// the POS, a QR per order, the Orders API); the outcome must be the same. And on both relay
+// stores: a SQLite file, and a PostgreSQL database (issue 10: "the spine's end-to-end vend tests
+// pass on PostgreSQL as they do on SQLite"); without a server that half fails in CI, and is
+// skipped only on a laptop.
+
+const skipPostgres = await skipWithoutPostgres();
 
 let sys: KioskSystem | undefined;
 afterEach(async () => {
@@ -17,9 +24,10 @@ afterEach(async () => {
   sys = undefined;
 });
 
-describe.each(MODEL_VARIANTS)('$label', (variant) => {
+describe.each(STORE_KINDS)('relay store: %s', (store) => {
+describe.skipIf(store === 'postgres' && skipPostgres).each(MODEL_VARIANTS)('$label', (variant) => {
   const start = (opts: SystemOptions = {}) =>
-    KioskSystem.start({ model: variant.model, modelMode: variant.mode, ...(variant.generation ? { generation: variant.generation } : {}), ...opts });
+    KioskSystem.start({ store, model: variant.model, modelMode: variant.mode, ...(variant.generation ? { generation: variant.generation } : {}), ...opts });
   const isOrders = variant.model === 'orders';
 
   it('select -> QR -> customer pays -> relay releases -> dispensed -> drop seen', async () => {
@@ -85,7 +93,7 @@ describe.each(MODEL_VARIANTS)('$label', (variant) => {
     await sys.waitRelayState(orderId!, 'vended');
     await sys.relay.whenIdle();
     expect(sys.pulses()).toHaveLength(1);
-    expect(sys.relay.store.getOrder(orderId!)?.paymentIds).toEqual([String(paid.paymentId)]);
+    expect((await sys.relay.store.getOrder(orderId!))?.paymentIds).toEqual([String(paid.paymentId)]);
     expect(sys.relayLog.filter((l) => l.level >= 50)).toEqual([]);
     expect(await sys.sandbox.refunds()).toHaveLength(0);
   });
@@ -117,7 +125,7 @@ describe.each(MODEL_VARIANTS)('$label', (variant) => {
 
     await sys.waitAgentState(orderId!, 'cancelled', 10_000); // ... but the kiosk's deadline passed
     // the kiosk's cancel and the relay's own expiry race: either ends the order unpaid
-    await waitFor(`relay order ${orderId} cancelled or expired`, () => ['cancelled', 'expired'].includes(sys!.relay.store.getOrder(orderId!)?.state ?? ''));
+    await waitFor(`relay order ${orderId} cancelled or expired`, async () => ['cancelled', 'expired'].includes((await sys!.relay.store.getOrder(orderId!))?.state ?? ''));
     await waitFor('the order withdrawn at Mercado Pago', async () => (await sys!.payableAtMercadoPago(orderId!)).length === 0);
     // Nothing left to scan and pay, where Mercado Pago can withdraw (docs/payment-models.md)
     if (withdrawable(variant)) {
@@ -172,7 +180,7 @@ describe.each(MODEL_VARIANTS)('$label', (variant) => {
     await sys.waitRelayState(orderId!, 'vended');
     expect(sys.proxy!.connections).toBeGreaterThanOrEqual(2);
     expect(sys.pulses()).toHaveLength(1);
-    await waitFor('relay outbox drained', () => sys!.relay.store.outboxOf('kiosk-e2e').length === 0);
+    await waitFor('relay outbox drained', async () => (await sys!.relay.store.outboxOf('kiosk-e2e')).length === 0);
   });
 
   it('a forged notification is refused with 401 and releases nothing', async () => {
@@ -188,11 +196,12 @@ describe.each(MODEL_VARIANTS)('$label', (variant) => {
         : await sys.sandbox.notify({ merchantOrderId: paid.merchantOrderId, form: 'webhook', signature: 'forged' });
     expect((await forged.deliveries).map((d) => d.httpStatus)).toEqual([401]);
     await sys.relay.whenIdle();
-    expect(sys.relay.store.getOrder(orderId!)?.state).toBe('pending');
+    expect((await sys.relay.store.getOrder(orderId!))?.state).toBe('pending');
     expect((await sys.agentOrder(orderId!))?.state).toBe('awaiting_payment');
     expect(sys.pulses()).toHaveLength(0);
     expect(WEBHOOK_SECRET).toBeTruthy();
   });
+});
 });
 
 describe('crashes and links that do not depend on the model (unattended v2)', () => {
@@ -241,7 +250,7 @@ describe('crashes and links that do not depend on the model (unattended v2)', ()
     await cut;
     await sys.waitAgentState(orderId!, 'dispensed');
     await sys.waitRelayState(orderId!, 'vended');
-    await waitFor('relay outbox drained', () => sys!.relay.store.outboxOf('kiosk-e2e').length === 0);
+    await waitFor('relay outbox drained', async () => (await sys!.relay.store.outboxOf('kiosk-e2e')).length === 0);
     expect(sys.pulses()).toHaveLength(1);
   });
 });

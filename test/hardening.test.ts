@@ -7,7 +7,7 @@ import { stringify } from 'yaml';
 import { ControlServer } from '../src/agent/control.js';
 import { Journal } from '../src/agent/journal.js';
 import { silentLogger } from '../src/runtime/log.js';
-import { openRelayStore } from '../src/relay/store.js';
+import { openRelayStore } from '../src/relay/store/index.js';
 import { agentConfig } from './agent-helpers.js';
 import { TestKiosk, startHarness, type Harness } from './relay-helpers.js';
 
@@ -53,18 +53,18 @@ function runAgent(config: object, dir: string, opts: { uid?: number; gid?: numbe
 }
 
 describe('files the relay and the agent create', () => {
-  it("the relay's SQLite file (POS keys inside) is 0600, and an older 0644 file is narrowed", () => {
+  it("the relay's SQLite file (POS keys inside) is 0600, and an older 0644 file is narrowed", async () => {
     const dir = temp();
     const previous = process.umask(0o022);
     try {
       const path = join(dir, 'relay.sqlite');
-      const store = openRelayStore(path);
-      store.addKiosk({ id: 'k1', posExternalId: 'POS1' });
+      const store = await openRelayStore(path);
+      await store.addKiosk({ id: 'k1', posExternalId: 'POS1' });
       expect(statSync(path).mode & 0o777).toBe(0o600);
       for (const side of ['-wal', '-shm']) expect(statSync(path + side).mode & 0o077).toBe(0);
-      store.close();
+      await store.close();
       chmodSync(path, 0o644);
-      openRelayStore(path).close();
+      await (await openRelayStore(path)).close();
       expect(statSync(path).mode & 0o777).toBe(0o600);
     } finally {
       process.umask(previous);
@@ -136,13 +136,13 @@ describe('kiosk frames the relay must refuse', () => {
     const err = k.waitFrame((f) => f.type === 'error');
     k.send({ type: 'order.ready', orderId: 'ord_slot99999', slot: 99999, sku: 'COLA', quantity: 1, amount: 150000, currency: 'ARS', deadline: h.clock.t + 60_000 });
     expect((await err).message).toMatch(/slot/);
-    expect(h.relay.store.getOrder('ord_slot99999')).toBeUndefined();
+    expect(await h.relay.store.getOrder('ord_slot99999')).toBeUndefined();
     await k.close();
   });
 
   it("a kiosk re-using another kiosk's order id learns nothing about that order", async () => {
     h = await startHarness();
-    const other = h.relay.store.addKiosk({ id: 'k2', posExternalId: 'POS2' });
+    const other = await h.relay.store.addKiosk({ id: 'k2', posExternalId: 'POS2' });
     const k1 = await TestKiosk.connect(h.relay, h.token);
     expect((await k1.ready('ord_secret0001', { now: h.clock.t })).type).toBe('order.accepted');
     const k2 = await TestKiosk.connect(h.relay, other.token, { kioskId: 'k2' });

@@ -42,10 +42,11 @@ describe('journal schema', () => {
     const path = file();
     openDatabase(path, { migrations: [...JOURNAL_MIGRATIONS, { sql: 'ALTER TABLE orders RENAME COLUMN qr TO payment_qr', additive: false }] }).close();
     expect(() => new Journal(path)).toThrow(SchemaTooNew);
-    expect(() => new Journal(path)).toThrow(/needs code that knows schema 3 or more; this program knows 2: run the newer release again/);
+    const n = JOURNAL_MIGRATIONS.length;
+    expect(() => new Journal(path)).toThrow(new RegExp(`needs code that knows schema ${n + 1} or more; this program knows ${n}: run the newer release again`));
     // nothing was changed by the refusal
     const db = new Database(path, { readonly: true });
-    expect(db.pragma('user_version', { simple: true })).toBe(3);
+    expect(db.pragma('user_version', { simple: true })).toBe(n + 1);
     db.close();
   });
 });

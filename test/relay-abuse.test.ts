@@ -105,7 +105,7 @@ describe('abuse: the relay keeps answering the POS poll under attack', { timeout
     expect(stats.requests).toBeGreaterThan(POLLS);
     // rows and Mercado Pago calls bounded by the per-source rate: burst 60 + 10 a second
     const bound = 60 + 10 * Math.ceil(seconds + 1);
-    const rows = h.relay.store.listNotifications().length;
+    const rows = (await h.relay.store.listNotifications()).length;
     expect(rows).toBeLessThanOrEqual(bound);
     expect(h.mp.calls.length).toBeLessThanOrEqual(rows);
     expect((stats.statuses['429'] ?? 0) + (stats.statuses['413'] ?? 0)).toBeGreaterThan(0);
@@ -145,7 +145,7 @@ describe('abuse: the relay keeps answering the POS poll under attack', { timeout
     // 100 per source, plus the kiosk, the poll and SQLite
     expect(during - before).toBeLessThanOrEqual(100 + 20);
     expect(stats.closedByRelay).toBeGreaterThan(0);
-    expect(h.relay.store.listNotifications()).toEqual([]);
+    expect(await h.relay.store.listNotifications()).toEqual([]);
   });
 
   it('many idle connections from one source: capped per source, the poll still gets in', async () => {

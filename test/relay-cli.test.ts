@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { relayMain } from '../src/cli/relay-commands.js';
-import { hashToken, openRelayStore } from '../src/relay/store.js';
+import { hashToken, openRelayStore } from '../src/relay/store/index.js';
 
 let dir: string;
 let configPath: string;
@@ -44,9 +44,9 @@ describe('qrkiosk relay kiosk ...', () => {
     expect(bad.err).toMatch(/unknown mode "sticker" for the orders model: write one of orders\/dynamic, orders\/static, orders\/hybrid/);
     const attended = await run('kiosk', 'set-model', 'k2', 'attended/mpmobile', '--config', configPath);
     expect(attended.code).toBe(0);
-    const store = openRelayStore(join(dir, 'relay.sqlite'));
-    expect(store.getKiosk('k2')).toMatchObject({ paymentModel: 'attended', modelMode: 'mpmobile' });
-    store.close();
+    const store = await openRelayStore(join(dir, 'relay.sqlite'));
+    expect(await store.getKiosk('k2')).toMatchObject({ paymentModel: 'attended', modelMode: 'mpmobile' });
+    await store.close();
     const unknown = await run('kiosk', 'set-model', 'k2', 'cash', '--config', configPath);
     expect(unknown.err).toMatch(/unknown payment model "cash"/);
   });
@@ -57,9 +57,9 @@ describe('qrkiosk relay kiosk ...', () => {
     const token = /token: (qk_\S+)/.exec(add.out)![1]!;
     expect(add.out).toMatch(/shown ONCE and cannot be shown again/);
     expect(add.out).toMatch(/POS url to register at Mercado Pago \(\d+ characters\): https:\/\/relay\.example\.com\/mp\/pos\/POS1\?key=[A-Za-z0-9_-]{32}/);
-    const store = openRelayStore(join(dir, 'relay.sqlite'));
-    expect(store.getKioskByTokenHash(hashToken(token))).toMatchObject({ id: 'k1', generation: 'v1' });
-    store.close();
+    const store = await openRelayStore(join(dir, 'relay.sqlite'));
+    expect(await store.getKioskByTokenHash(hashToken(token))).toMatchObject({ id: 'k1', generation: 'v1' });
+    await store.close();
 
     expect((await run('kiosk', 'set-qr', 'k1', '00020101021143', '--config', configPath)).code).toBe(0);
     const list = await run('kiosk', 'list', '--config', configPath, '--json');

@@ -1,10 +1,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../src/runtime/config-file.js';
 import { parseRelayConfigText, requireAccessToken } from '../src/relay/config.js';
-import { addKiosk, hashToken, listKiosks, openRelayStore, posUrl, rotateKioskToken, setKioskPosQr, StoreError } from '../src/relay/store.js';
+import { hashToken, openRelayStore, posUrl, StoreError } from '../src/relay/store/index.js';
 
 const YAML = `
 publicUrl: https://relay.example.com/
@@ -66,44 +67,47 @@ describe('relay store: kiosk provisioning', () => {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('issues a token once, stores only its hash, and gives the POS path', () => {
-    const store = openRelayStore(join(dir, 'r.sqlite'));
-    const added = addKiosk(store, { id: 'k1', posExternalId: 'POS1' });
+  it('issues a token once, stores only its hash, and gives the POS path', async () => {
+    const store = await openRelayStore(join(dir, 'r.sqlite'));
+    const added = await store.addKiosk({ id: 'k1', posExternalId: 'POS1' });
     expect(added.token).toMatch(/^qk_[A-Za-z0-9_-]{43}$/);
     expect(added.posKey).toMatch(/^[A-Za-z0-9_-]{32}$/);
     expect(added.posPath).toBe(`/mp/pos/POS1?key=${added.posKey}`);
     expect(added.kiosk).toMatchObject({ id: 'k1', generation: 'v2', paymentModel: 'unattended', posQr: null });
-    const row = store.db.prepare('SELECT * FROM kiosks').get() as Record<string, unknown>;
+    // what is on disk, read as a thief with the file would
+    const file = new Database(join(dir, 'r.sqlite'), { readonly: true });
+    const row = file.prepare('SELECT * FROM kiosks').get() as Record<string, unknown>;
+    file.close();
     expect(row.token_hash).toBe(hashToken(added.token));
     expect(JSON.stringify(row)).not.toContain(added.token);
-    expect(store.getKioskByTokenHash(hashToken(added.token))!.id).toBe('k1');
+    expect((await store.getKioskByTokenHash(hashToken(added.token)))!.id).toBe('k1');
 
     const url = posUrl('https://relay.example.com', added.kiosk);
     expect(url).toBe(`https://relay.example.com/mp/pos/POS1?key=${added.posKey}`);
     expect(url.length).toBeLessThan(300);
     expect(() => posUrl(`https://${'a'.repeat(260)}.example.com`, added.kiosk)).toThrow(/fewer than 300/);
 
-    setKioskPosQr(store, 'k1', '000201...');
-    const fresh = rotateKioskToken(store, 'k1');
-    expect(store.getKioskByTokenHash(hashToken(added.token))).toBeUndefined();
-    expect(store.getKioskByTokenHash(hashToken(fresh))!.posQr).toBe('000201...');
-    expect(listKiosks(store).map((k) => k.id)).toEqual(['k1']);
-    store.close();
+    await store.setKioskPosQr('k1', '000201...');
+    const fresh = await store.rotateKioskToken('k1');
+    expect(await store.getKioskByTokenHash(hashToken(added.token))).toBeUndefined();
+    expect((await store.getKioskByTokenHash(hashToken(fresh)))!.posQr).toBe('000201...');
+    expect((await store.listKiosks()).map((k) => k.id)).toEqual(['k1']);
+    await store.close();
 
     // reopening re-runs no migration and keeps the data
-    const again = openRelayStore(join(dir, 'r.sqlite'));
-    expect(again.listKiosks()).toHaveLength(1);
-    again.close();
+    const again = await openRelayStore(join(dir, 'r.sqlite'));
+    expect(await again.listKiosks()).toHaveLength(1);
+    await again.close();
   });
 
-  it('refuses bad or duplicate ids', () => {
-    const store = openRelayStore(join(dir, 'r.sqlite'));
-    addKiosk(store, { id: 'k1', posExternalId: 'POS1', generation: 'v1' });
-    expect(() => addKiosk(store, { id: 'k1', posExternalId: 'POS2' })).toThrow(/already exists/);
-    expect(() => addKiosk(store, { id: 'k2', posExternalId: 'POS1' })).toThrow(/already belongs/);
-    expect(() => addKiosk(store, { id: 'k3', posExternalId: 'POS-3' })).toThrow(StoreError);
-    expect(() => addKiosk(store, { id: 'k4', posExternalId: 'P'.repeat(40) })).toThrow(/fewer than 40/);
-    expect(() => setKioskPosQr(store, 'nope', 'x')).toThrow(/no kiosk/);
-    store.close();
+  it('refuses bad or duplicate ids', async () => {
+    const store = await openRelayStore(join(dir, 'r.sqlite'));
+    await store.addKiosk({ id: 'k1', posExternalId: 'POS1', generation: 'v1' });
+    await expect(store.addKiosk({ id: 'k1', posExternalId: 'POS2' })).rejects.toThrow(/already exists/);
+    await expect(store.addKiosk({ id: 'k2', posExternalId: 'POS1' })).rejects.toThrow(/already belongs/);
+    await expect(store.addKiosk({ id: 'k3', posExternalId: 'POS-3' })).rejects.toThrow(StoreError);
+    await expect(store.addKiosk({ id: 'k4', posExternalId: 'P'.repeat(40) })).rejects.toThrow(/fewer than 40/);
+    await expect(store.setKioskPosQr('nope', 'x')).rejects.toThrow(/no kiosk/);
+    await store.close();
   });
 });

@@ -38,7 +38,7 @@ describe('contingency search that scales', { timeout: 180_000 }, () => {
     h.mp.clock = () => h!.clock.t;
     const k = await TestKiosk.connect(h.relay, h.token);
     await selectCancel(h, k, 300);
-    expect(h.relay.store.countOrders('cancelled')).toBe(300);
+    expect(await h.relay.store.countOrders('cancelled')).toBe(300);
     // the real customer: a pending order, paid, its notification lost
     expect((await k.ready('ord_realpay1', { now: h.clock.t })).type).toBe('order.accepted');
     h.mp.pay('ord_realpay1', 1500);

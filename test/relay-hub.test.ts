@@ -41,7 +41,7 @@ describe('relay hub: authentication', () => {
   });
 
   it('stops accepting the old token after rotation', async () => {
-    const fresh = h.relay.store.rotateKioskToken('k1');
+    const fresh = await h.relay.store.rotateKioskToken('k1');
     expect(await upgradeStatus(h.relay.wsUrl, { authorization: `Bearer ${h.token}` })).toBe(401);
     const k = await TestKiosk.connect(h.relay, fresh);
     expect(h.relay.hub.isOnline('k1')).toBe(true);
@@ -141,7 +141,7 @@ describe('relay hub: session', () => {
     await k.roundTrip();
     expect(k.frames.filter((f) => f.type === 'ack' && f.ackId === 'm_same_id_1')).toHaveLength(2);
     expect(k.of('order.accepted', 'ord_once0001')).toHaveLength(1);
-    expect(h.relay.store.orderEvents('ord_once0001')).toHaveLength(1);
+    expect(await h.relay.store.orderEvents('ord_once0001')).toHaveLength(1);
     await k.close();
   });
 
@@ -149,7 +149,7 @@ describe('relay hub: session', () => {
     const k = await TestKiosk.connect(h.relay, h.token, { autoAck: false });
     const accepted = await k.ready('ord_outbox01', { now: h.clock.t });
     expect(accepted.type).toBe('order.accepted');
-    expect(h.relay.store.outboxOf('k1')).toHaveLength(1);
+    expect(await h.relay.store.outboxOf('k1')).toHaveLength(1);
     const offline = once(h.relay.hub, 'offline');
     await k.close();
     await offline;
@@ -159,8 +159,8 @@ describe('relay hub: session', () => {
     const again = await k2.waitFrame((f) => f.type === 'order.accepted');
     expect(again.id).toBe(accepted.id);
     await k2.roundTrip();
-    expect(h.relay.store.outboxOf('k1')).toHaveLength(0); // k2 auto-acked it
-    expect(h.relay.store.getOrder('ord_outbox01')!.state).toBe('pending');
+    expect(await h.relay.store.outboxOf('k1')).toHaveLength(0); // k2 auto-acked it
+    expect((await h.relay.store.getOrder('ord_outbox01'))!.state).toBe('pending');
     await k2.close();
 
     const k3 = await TestKiosk.connect(h.relay, h.token, { openOrders: [{ orderId: 'ord_outbox01', state: 'awaiting_payment' }] });
@@ -176,7 +176,7 @@ describe('relay hub: session', () => {
     await k.close();
     await offline;
     const k2 = await TestKiosk.connect(h.relay, h.token, { openOrders: [] });
-    expect(h.relay.store.getOrder('ord_forgot01')!.state).toBe('cancelled');
+    expect((await h.relay.store.getOrder('ord_forgot01'))!.state).toBe('cancelled');
     await k2.close();
   });
 

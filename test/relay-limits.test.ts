@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseRelayConfig } from '../src/relay/config.js';
-import { openRelayStore } from '../src/relay/store.js';
+import { openRelayStore } from '../src/relay/store/index.js';
 import { WebSocket } from 'ws';
 import { COLLECTOR_ID, FakeMp, kioskWithOrder, notifyIpn, posUrlOf, PUBLIC_URL, startHarness, TestKiosk, type Harness } from './relay-helpers.js';
 
@@ -68,7 +68,7 @@ describe('limits: notifications', () => {
     await h.relay.whenIdle();
     expect(statuses.filter((s) => s === 200)).toHaveLength(40);
     expect(statuses.filter((s) => s === 429)).toHaveLength(260);
-    expect(h.relay.store.listNotifications()).toHaveLength(40);
+    expect(await h.relay.store.listNotifications()).toHaveLength(40);
     expect(mpReads(h.mp).length).toBeLessThanOrEqual(40);
   });
 
@@ -82,7 +82,7 @@ describe('limits: notifications', () => {
     for (let i = 0; i < 5; i++) expect(await notifyIpn(h, 'payment', 555_000_222)).toBe(200);
     await h.relay.whenIdle();
     expect(mpReads(h.mp).map((c) => `${c.method} ${String(c.args[0])}`)).toEqual(['getMerchantOrder 555000111', 'getPayment 555000222']);
-    const outcomes = h.relay.store.listNotifications().map((n) => n.outcome);
+    const outcomes = (await h.relay.store.listNotifications()).map((n) => n.outcome);
     expect(outcomes.filter((o) => o === 'not_found (remembered)')).toHaveLength(25);
   });
 
@@ -96,7 +96,7 @@ describe('limits: notifications', () => {
     }
     await h.relay.whenIdle();
     expect(h.mp.calls).toEqual([]);
-    expect(h.relay.store.listNotifications()).toEqual([]);
+    expect(await h.relay.store.listNotifications()).toEqual([]);
     // and the 15,000-digit id never reaches a log line whole
     expect(h.log.raw.join('').length).toBeLessThan(20_000);
   });
@@ -104,32 +104,32 @@ describe('limits: notifications', () => {
   it('a stored row with a bad id (from an older relay) is refused at resume, without a call', async () => {
     h = await startHarness();
     await h.relay.close();
-    const s = openRelayStore(h.dbPath);
+    const s = await openRelayStore(h.dbPath);
     for (const id of ['..', '1'.repeat(15_000)]) {
-      s.insertNotification({ receivedAt: h.clock.t, form: 'ipn', topic: 'merchant_order', resourceId: id, query: {}, body: null, headers: {}, signatureOk: null, processedAt: null, outcome: null });
+      await s.insertNotification({ receivedAt: h.clock.t, form: 'ipn', topic: 'merchant_order', resourceId: id, query: {}, body: null, headers: {}, signatureOk: null, processedAt: null, outcome: null });
     }
-    s.close();
+    await s.close();
     await h.restart();
     await h.relay.whenIdle();
     expect(h.mp.calls).toEqual([]);
-    const rows = h.relay.store.listNotifications();
+    const rows = await h.relay.store.listNotifications();
     expect(rows.every((n) => n.processedAt !== null && n.outcome?.startsWith('refused: resource id'))).toBe(true);
     await h.restart();
-    expect(h.relay.store.unprocessedNotifications()).toEqual([]);
+    expect(await h.relay.store.unprocessedNotifications()).toEqual([]);
   });
 
   it('a poison row is given up after limits.notifications.maxTries and flagged, and never runs again', async () => {
     h = await startHarness({ limits: { notifications: { maxTries: 3 } } });
     await h.relay.close();
-    const s = openRelayStore(h.dbPath);
-    const id = s.insertNotification({ receivedAt: h.clock.t, form: 'ipn', topic: 'merchant_order', resourceId: '777', query: {}, body: null, headers: {}, signatureOk: null, processedAt: null, outcome: null });
+    const s = await openRelayStore(h.dbPath);
+    const id = await s.insertNotification({ receivedAt: h.clock.t, form: 'ipn', topic: 'merchant_order', resourceId: '777', query: {}, body: null, headers: {}, signatureOk: null, processedAt: null, outcome: null });
     // it failed three times before (each run ended in an error or a crash)
-    for (let i = 0; i < 3; i++) s.noteNotificationFailure(id, 'error: Mercado Pago answered 500');
-    s.close();
+    for (let i = 0; i < 3; i++) await s.noteNotificationFailure(id, 'error: Mercado Pago answered 500');
+    await s.close();
     await h.restart();
     await h.relay.whenIdle();
     expect(h.mp.calls).toEqual([]);
-    const row = h.relay.store.listNotifications()[0]!;
+    const row = (await h.relay.store.listNotifications())[0]!;
     expect(row).toMatchObject({ attempts: 3, outcome: 'given up after 3 failed tries' });
     expect(row.givenUpAt).not.toBeNull();
     const health = (await (await fetch(`${h.relay.url}/healthz`)).json()) as { notificationsGivenUp: number };
@@ -149,7 +149,7 @@ describe('limits: notifications', () => {
     expect(await notifyIpn(h, 'merchant_order', 123)).toBe(200);
     await h.relay.whenIdle();
     expect(h.mp.calls).toHaveLength(1);
-    const row = h.relay.store.listNotifications()[0]!;
+    const row = (await h.relay.store.listNotifications())[0]!;
     expect(row.outcome).toMatch(/^given up \(Mercado Pago refuses this request for good\)/);
     expect(row.givenUpAt).not.toBeNull();
     await h.restart();
@@ -162,7 +162,7 @@ describe('limits: notifications', () => {
     const big = JSON.stringify({ type: 'payment', data: { id: '123' }, pad: 'x'.repeat(60 * 1024) });
     for (let i = 0; i < 5; i++) expect(await post(`${h.relay.url}/mp/notifications?data.id=123&type=payment`, big)).toBe(413);
     expect(await post(posUrlOf(h), 'y'.repeat(8 * 1024))).toBe(413);
-    expect(h.relay.store.listNotifications()).toEqual([]);
+    expect(await h.relay.store.listNotifications()).toEqual([]);
   });
 
   it('stored notifications are capped per source per hour', async () => {
@@ -177,22 +177,35 @@ describe('limits: notifications', () => {
     await h.relay.whenIdle();
   });
 
+  it('inbox retention: applied kiosk frames older than inbox.retentionDays are pruned (issue 8)', async () => {
+    h = await startHarness({ limits: { inbox: { retentionDays: 7 } } });
+    const day = 86_400_000;
+    await h.relay.store.recordInbox('k1', 'msg-8-days', 'order.ready', h.clock.t - 8 * day);
+    await h.relay.store.recordInbox('k1', 'msg-6-days', 'order.ready', h.clock.t - 6 * day);
+    expect(await h.relay.runRetention()).toEqual({ notifications: 0, inbox: 1 });
+    expect(await h.relay.store.inInbox('k1', 'msg-8-days')).toBe(false);
+    expect(await h.relay.store.inInbox('k1', 'msg-6-days')).toBe(true);
+    h.clock.t += 2 * day;
+    expect((await h.relay.runRetention()).inbox).toBe(1);
+    expect(await h.relay.store.inInbox('k1', 'msg-6-days')).toBe(false);
+  });
+
   it('retention: processed rows older than retentionDays are pruned, unprocessed ones kept', async () => {
     h = await startHarness({ limits: { notifications: { retentionDays: 7 } } });
     await h.relay.close();
-    const s = openRelayStore(h.dbPath);
+    const s = await openRelayStore(h.dbPath);
     const row = (at: number, processedAt: number | null) =>
       s.insertNotification({ receivedAt: at, form: 'ipn', topic: 'chargebacks', resourceId: '1', query: {}, body: null, headers: {}, signatureOk: null, processedAt, outcome: processedAt ? 'ignored' : null });
     const day = 86_400_000;
-    row(h.clock.t - 30 * day, h.clock.t - 30 * day);
-    row(h.clock.t - 8 * day, h.clock.t - 8 * day);
-    row(h.clock.t - 1 * day, h.clock.t - 1 * day);
-    s.close();
+    await row(h.clock.t - 30 * day, h.clock.t - 30 * day);
+    await row(h.clock.t - 8 * day, h.clock.t - 8 * day);
+    await row(h.clock.t - 1 * day, h.clock.t - 1 * day);
+    await s.close();
     await h.restart(); // a pass runs at start-up
-    expect(h.relay.store.listNotifications()).toHaveLength(1);
+    expect(await h.relay.store.listNotifications()).toHaveLength(1);
     h.clock.t += 7 * day;
-    expect(h.relay.runRetention()).toBe(1);
-    expect(h.relay.store.listNotifications()).toEqual([]);
+    expect(await h.relay.runRetention()).toEqual({ notifications: 1, inbox: 0 });
+    expect(await h.relay.store.listNotifications()).toEqual([]);
   });
 });
 

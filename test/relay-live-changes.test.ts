@@ -9,7 +9,7 @@ import { NullDisplay, type Screen } from '../src/devices/display.js';
 import { buildMercadoPagoQr } from '../src/emv/index.js';
 import { watchConfigCatalog } from '../src/relay/config-watch.js';
 import { parseRelayConfig } from '../src/relay/config.js';
-import { openRelayStore } from '../src/relay/store.js';
+import { openRelayStore } from '../src/relay/store/index.js';
 import { checkProvisionInput, ProvisionError } from '../src/relay/provision.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -57,22 +57,22 @@ describe('live changes reach connected kiosks', () => {
   it('a catalog price change is sent to the kiosk and prices the next order', async () => {
     const { stack, agent } = await running();
     const before = agent.status().relay.lastWelcomeAt!;
-    const told = stack.relay.setCatalog([{ sku: 'COLA', name: 'Cola', price: '1750.00', currency: 'ARS' }]);
+    const told = await stack.relay.setCatalog([{ sku: 'COLA', name: 'Cola', price: '1750.00', currency: 'ARS' }]);
     expect(told).toBe(1);
     await waitFor('a fresh welcome', () => (agent.status().relay.lastWelcomeAt ?? 0) > before);
     const sel = agent.select(1);
     expect(sel.ok && sel.amount).toBe(175000);
-    await waitFor('relay order pending', () => (sel.ok ? stack.relay.store.getOrder(sel.orderId)?.state === 'pending' : false));
-    expect(sel.ok && stack.relay.store.getOrder(sel.orderId)?.amount).toBe(175000);
+    await waitFor('relay order pending', async () => (sel.ok ? (await stack.relay.store.getOrder(sel.orderId))?.state === 'pending' : false));
+    expect(sel.ok && (await stack.relay.store.getOrder(sel.orderId))?.amount).toBe(175000);
   });
 
   it('a new POS QR stored by another process (provision, set-qr) is shown at once', async () => {
     const { stack, agent, display } = await running();
     const newQr = buildMercadoPagoQr({ collectorId: 4242, currency: 'ARS', merchantName: 'New sticker', merchantCity: 'CABA', terminalLabel: 'K1' });
     const before = agent.status().relay.lastWelcomeAt!;
-    const other = openRelayStore(stack.relayConfig.store.path); // what the CLI does
-    other.setKioskPosQr('k1', newQr);
-    other.close();
+    const other = await openRelayStore(stack.relayConfig.store); // what the CLI does
+    await other.setKioskPosQr('k1', newQr);
+    await other.close();
     await waitFor('a fresh welcome with the new QR', () => (agent.status().relay.lastWelcomeAt ?? 0) > before);
     const shown = new Promise<Screen>((resolve) => agent.once('screen', resolve));
     expect(agent.select(1).ok).toBe(true);

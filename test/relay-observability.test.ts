@@ -12,7 +12,7 @@ import { MercadoPagoClient } from '../src/mercadopago/client.js';
 import { parseRelayConfig, type RelayConfigInput } from '../src/relay/config.js';
 import { RelayOps } from '../src/relay/observability/ops.js';
 import { provisionKiosk } from '../src/relay/provision.js';
-import { openRelayStore } from '../src/relay/store.js';
+import { openRelayStore } from '../src/relay/store/index.js';
 import { startRelay, type RunningRelay } from '../src/relay/server.js';
 import { freeLoopbackPort } from '../src/runtime/net.js';
 import { startSandbox, type Sandbox } from '../src/sandbox/index.js';
@@ -57,7 +57,7 @@ async function startStack(observability: RelayConfigInput['observability'] = {})
     throw err;
   });
   await sandbox.configure({ panelNotificationUrl: `http://127.0.0.1:${port}/mp/notifications` });
-  const added = relay.store.addKiosk({ id: 'k1', posExternalId: 'OBSPOS1', generation: 'v2' });
+  const added = await relay.store.addKiosk({ id: 'k1', posExternalId: 'OBSPOS1', generation: 'v2' });
   await provisionKiosk(new MercadoPagoClient({ baseUrl: sandbox.url, accessToken: ACCESS_TOKEN }), config, relay.store, added.kiosk, { storeExternalId: 'OBSSTORE', storeName: 'obs store' });
   const s: Stack = {
     dir,
@@ -65,7 +65,7 @@ async function startStack(observability: RelayConfigInput['observability'] = {})
     sandboxPort: Number(new URL(sandbox.url).port),
     relay,
     token: added.token,
-    posQr: relay.store.getKiosk('k1')!.posQr!,
+    posQr: (await relay.store.getKiosk('k1'))!.posQr!,
     async close() {
       await s.relay.close();
       await s.sandbox.close();
@@ -136,11 +136,11 @@ describe('relay /metrics', () => {
     // a sale that vends
     await sell(s, kiosk, 'ord_obsvend1');
     kiosk.send({ type: 'vend.result', orderId: 'ord_obsvend1', result: 'dispensed', pulses: 1 });
-    await waitFor('ord_obsvend1 vended', () => s.relay.store.getOrder('ord_obsvend1')?.state === 'vended');
+    await waitFor('ord_obsvend1 vended', async () => (await s.relay.store.getOrder('ord_obsvend1'))?.state === 'vended');
     // a sale whose vend fails: refunded through the emulator
     await sell(s, kiosk, 'ord_obsfail2');
     kiosk.send({ type: 'vend.result', orderId: 'ord_obsfail2', result: 'vend_failed', pulses: 2 });
-    await waitFor('ord_obsfail2 refunded', () => s.relay.store.getOrder('ord_obsfail2')?.state === 'refunded');
+    await waitFor('ord_obsfail2 refunded', async () => (await s.relay.store.getOrder('ord_obsfail2'))?.state === 'refunded');
     await kiosk.waitFrame((f) => f.type === 'order.refunded' && f.orderId === 'ord_obsfail2');
     await s.relay.whenIdle();
     // the kiosk acks on receipt and the relay reads a socket in order: after this every ack is applied
@@ -266,13 +266,13 @@ describe('relay /healthz and /readyz', () => {
   it('readyz and healthz 503 when the store fails its ping', async () => {
     stack = await startStack({ health: { storeDownSeconds: 0.001 } });
     const s = stack;
-    s.relay.store.close(); // the database handle is gone: every query throws
+    await s.relay.store.close(); // the database handle is gone: every query throws
     // a ping result is reused for up to a second: wait for the next one
     const ready = await waitFor('readyz 503', async () => {
       const r = await fetch(`${s.relay.url}/readyz`);
       return r.status === 503 ? ((await r.json()) as { reason: string }) : undefined;
     });
-    expect(ready.reason).toMatch(/^store unreachable: .*not open/);
+    expect(ready.reason).toMatch(/^store unreachable: .*closed/);
     const health = await waitFor('healthz 503', async () => {
       const r = await fetch(`${s.relay.url}/healthz`);
       return r.status === 503 ? ((await r.json()) as { problems: string[]; store: { ok: boolean } }) : undefined;
@@ -285,7 +285,7 @@ describe('relay /healthz and /readyz', () => {
 describe('RelayOps readiness', () => {
   it('is not ready before start (the listener is up before the loops resume), ready after, not after close', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'qrkiosk-obs-ops-'));
-    const store = openRelayStore(join(dir, 'relay.sqlite'));
+    const store = await openRelayStore(join(dir, 'relay.sqlite'));
     const config = parseRelayConfig(
       {
         publicUrl: 'https://relay.example.com',
@@ -305,7 +305,7 @@ describe('RelayOps readiness', () => {
       expect(JSON.parse((await ops.readyz()).body)).toMatchObject({ ready: false, reason: 'closed' });
     } finally {
       await ops.close();
-      store.close();
+      await store.close();
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -14,7 +14,7 @@ describe('order.ready', () => {
     const k = await TestKiosk.connect(h.relay, h.token);
     const accepted = await k.ready('ord_priced01', { deadline: h.clock.t + 600_000 });
     expect(accepted).toMatchObject({ type: 'order.accepted', orderId: 'ord_priced01', amount: 150000, currency: 'ARS' });
-    const order = h.relay.store.getOrder('ord_priced01')!;
+    const order = (await h.relay.store.getOrder('ord_priced01'))!;
     expect(order).toMatchObject({ state: 'pending', kioskId: 'k1', sku: 'COLA', amount: 150000, unitPrice: 150000, title: 'Cola 500ml' });
     expect(order.deadline).toBe(h.clock.t + 120_000); // maxPaymentSeconds wins over the kiosk's 10 minutes
 
@@ -30,7 +30,7 @@ describe('order.ready', () => {
     const answer = await k.ready('ord_liar0001', { amount: 100000 });
     expect(answer).toMatchObject({ type: 'order.rejected', orderId: 'ord_liar0001', reason: 'price_mismatch' });
     expect(h.log.warns()).toContain('kiosk k1 claimed 1000.00 ARS for COLA, catalog says 1500.00 ARS: order ord_liar0001 refused');
-    expect(h.relay.store.getOrder('ord_liar0001')).toMatchObject({ state: 'rejected', rejectReason: 'price_mismatch', claimedAmount: 100000 });
+    expect(await h.relay.store.getOrder('ord_liar0001')).toMatchObject({ state: 'rejected', rejectReason: 'price_mismatch', claimedAmount: 100000 });
     const pos = await getJson(posUrlOf(h));
     expect(pos).toMatchObject({ status: 202, body: { status: { status_detail: 'Waiting_for_order' } } });
 
@@ -43,7 +43,7 @@ describe('order.ready', () => {
     h = await startHarness();
     const k = await TestKiosk.connect(h.relay, h.token);
     expect(await k.ready('ord_unknown1', { sku: 'CAVIAR' })).toMatchObject({ type: 'order.rejected', reason: 'unknown_product' });
-    expect(h.relay.store.getOrder('ord_unknown1')!.state).toBe('rejected');
+    expect((await h.relay.store.getOrder('ord_unknown1'))!.state).toBe('rejected');
     const dup = k.nextFrame((f) => f.type === 'order.rejected' && f.reason === 'duplicate');
     await k.ready('ord_unknown1');
     expect(await dup).toMatchObject({ orderId: 'ord_unknown1' });
@@ -56,14 +56,14 @@ describe('order.ready', () => {
     await k.ready('ord_cancel01', { now: h.clock.t });
     k.send({ type: 'order.cancel', orderId: 'ord_cancel01', reason: 'customer' });
     await k.roundTrip();
-    expect(h.relay.store.getOrder('ord_cancel01')!.state).toBe('cancelled');
+    expect((await h.relay.store.getOrder('ord_cancel01'))!.state).toBe('cancelled');
 
     await k.ready('ord_expire01', { now: h.clock.t });
     h.clock.t += 121_000;
-    expect(h.relay.runExpiry()).toBe(1);
+    expect(await h.relay.runExpiry()).toBe(1);
     const expired = await k.waitFrame((f) => f.type === 'order.expired');
     expect(expired).toMatchObject({ orderId: 'ord_expire01' });
-    expect(h.relay.store.orderEvents('ord_expire01').map((e) => e.to)).toEqual(['pending', 'expired']);
+    expect((await h.relay.store.orderEvents('ord_expire01')).map((e) => e.to)).toEqual(['pending', 'expired']);
     await k.close();
   });
 
@@ -75,8 +75,8 @@ describe('order.ready', () => {
     await h.relay.close();
     h.clock.t += 200_000;
     await h.restart();
-    expect(h.relay.store.getOrder('ord_downtime')!.state).toBe('expired');
-    expect(h.relay.store.outboxOf('k1').map((r) => r.type)).toEqual(['order.expired']);
+    expect((await h.relay.store.getOrder('ord_downtime'))!.state).toBe('expired');
+    expect((await h.relay.store.outboxOf('k1')).map((r) => r.type)).toEqual(['order.expired']);
   });
 
   it('refuses an illegal transition (vend.result for an unpaid order) and logs it', async () => {
@@ -85,7 +85,7 @@ describe('order.ready', () => {
     await k.ready('ord_illegal1', { now: h.clock.t });
     k.send({ type: 'vend.result', orderId: 'ord_illegal1', result: 'dispensed' });
     await k.roundTrip();
-    expect(h.relay.store.getOrder('ord_illegal1')!.state).toBe('pending');
+    expect((await h.relay.store.getOrder('ord_illegal1'))!.state).toBe('pending');
     expect(h.log.warns().some((m) => /event "vend_ok" is not allowed in state "pending"; refused/.test(m))).toBe(true);
     await k.close();
   });
@@ -191,7 +191,7 @@ describe('unattended POS url', () => {
     expect(await detail()).toBe('Waiting_for_order');
 
     // the next order is served; then the kiosk drops (no database write): not offered
-    h.relay.runExpiry();
+    await h.relay.runExpiry();
     await k.ready('ord_warm0002', { now: h.clock.t, deadline: h.clock.t + 60_000 });
     for (let i = 0; i < 3; i++) expect(await poll()).toMatchObject({ status: 200, body: { external_reference: 'ord_warm0002' } });
     const offline = once(h.relay.hub, 'offline');

@@ -44,9 +44,9 @@ describe('payment notifications', () => {
     await k.roundTrip();
     expect(k.of('order.paid')).toHaveLength(1);
     expect(h.log.errors()).toEqual([]);
-    const order = h.relay.store.getOrder('ord_ipn00001')!;
+    const order = (await h.relay.store.getOrder('ord_ipn00001'))!;
     expect(order).toMatchObject({ state: 'paid', merchantOrderId: String(moId), paymentIds: [String(paymentId)] });
-    const notes = h.relay.store.listNotifications();
+    const notes = await h.relay.store.listNotifications();
     expect(notes).toHaveLength(6);
     expect(notes.every((n) => n.processedAt !== null && n.form === 'ipn' && n.topic === 'merchant_order')).toBe(true);
     expect(notes.filter((n) => n.outcome === 'released')).toHaveLength(1);
@@ -54,7 +54,7 @@ describe('payment notifications', () => {
     // the kiosk dispenses
     k.send({ type: 'vend.result', orderId: 'ord_ipn00001', result: 'dispensed', pulses: 1 });
     await k.roundTrip();
-    expect(h.relay.store.getOrder('ord_ipn00001')!.state).toBe('vended');
+    expect((await h.relay.store.getOrder('ord_ipn00001'))!.state).toBe('vended');
     await k.close();
   });
 
@@ -75,7 +75,7 @@ describe('payment notifications', () => {
     expect(k.of('order.paid')).toHaveLength(1);
     // the in-flight read plus ONE re-read for the four copies (MP may have changed meanwhile)
     expect(h.mp.calls.filter((c) => c.method === 'getMerchantOrder')).toHaveLength(2);
-    expect(h.relay.store.listNotifications().map((n) => n.outcome)).toEqual(['released', 'coalesced', 'coalesced', 'coalesced', 'coalesced']);
+    expect((await h.relay.store.listNotifications()).map((n) => n.outcome)).toEqual(['released', 'coalesced', 'coalesced', 'coalesced', 'coalesced']);
     await k.close();
   });
 
@@ -111,7 +111,7 @@ describe('payment notifications', () => {
     const status = await webhook(h, 'topic_merchant_order_wh', moId, { 'x-request-id': 'req-1', 'x-signature': sign(String(moId), 'req-1', ts) });
     expect(status).toBe(200);
     await k.waitFrame((f) => f.type === 'order.paid');
-    expect(h.relay.store.listNotifications()[0]).toMatchObject({ form: 'webhook', signatureOk: true, outcome: 'released' });
+    expect((await h.relay.store.listNotifications())[0]).toMatchObject({ form: 'webhook', signatureOk: true, outcome: 'released' });
     await k.close();
   });
 
@@ -128,8 +128,8 @@ describe('payment notifications', () => {
     // refusals are logged aggregated per source: the first in full, the rest counted
     expect(h.log.warns().filter((m) => /forged or stale webhook signature/.test(m))).toHaveLength(1);
     // refused requests are not stored (a flood of them once grew the database without limit)
-    expect(h.relay.store.listNotifications()).toEqual([]);
-    expect(h.relay.store.getOrder('ord_forged01')!.state).toBe('pending');
+    expect(await h.relay.store.listNotifications()).toEqual([]);
+    expect((await h.relay.store.getOrder('ord_forged01'))!.state).toBe('pending');
     await k.roundTrip();
     expect(k.of('order.paid')).toHaveLength(0);
     await k.close();
@@ -144,7 +144,7 @@ describe('payment notifications', () => {
     await h.relay.whenIdle();
     expect(h.log.errors()).toEqual([]);
     expect(h.log.lines.some((l) => /is not ours/.test(l.msg))).toBe(true);
-    expect(h.relay.store.listNotifications().map((n) => n.outcome)).toEqual(['not_ours', 'not_found', 'ignored: topic "chargebacks"']);
+    expect((await h.relay.store.listNotifications()).map((n) => n.outcome)).toEqual(['not_ours', 'not_found', 'ignored: topic "chargebacks"']);
   });
 
   it('accepts an IPN with an empty JSON body and a webhook without a secret configured', async () => {
@@ -173,10 +173,10 @@ describe('payment notifications', () => {
     const c = h.mp.pay('ord_notyet01', 1500, { currency: 'BRL' });
     for (const x of [a, b, c]) await notifyIpn(h, 'merchant_order', x.moId);
     await h.relay.whenIdle();
-    expect(h.relay.store.listNotifications().map((n) => n.outcome)).toEqual(['waiting', 'foreign_collector', 'currency_mismatch']);
+    expect((await h.relay.store.listNotifications()).map((n) => n.outcome)).toEqual(['waiting', 'foreign_collector', 'currency_mismatch']);
     await k.roundTrip();
     expect(k.of('order.paid')).toHaveLength(0);
-    expect(h.relay.store.getOrder('ord_notyet01')!.state).toBe('pending');
+    expect((await h.relay.store.getOrder('ord_notyet01'))!.state).toBe('pending');
     await k.close();
   });
 
@@ -187,16 +187,16 @@ describe('payment notifications', () => {
     await notifyIpn(h, 'merchant_order', moId);
     await h.relay.whenIdle();
     expect(h.log.warns()).toContain('order ord_underpd1 underpaid: 1000.00 of 1500.00 ARS');
-    expect(h.relay.store.getOrder('ord_underpd1')!.state).toBe('pending');
+    expect((await h.relay.store.getOrder('ord_underpd1'))!.state).toBe('pending');
 
     h.clock.t += 121_000;
-    h.relay.runExpiry();
+    await h.relay.runExpiry();
     const refunded = await k.waitFrame((f) => f.type === 'order.refunded');
     expect(refunded).toMatchObject({ orderId: 'ord_underpd1', amount: 100000, currency: 'ARS' });
     expect(k.of('order.expired')).toHaveLength(1);
     expect(k.of('order.paid')).toHaveLength(0);
     expect(h.mp.refundCalls()).toEqual([{ paymentId: String(paymentId), key: refundIdempotencyKey('ord_underpd1', String(paymentId)) }]);
-    expect(h.relay.store.orderEvents('ord_underpd1').map((e) => e.to)).toEqual(['pending', 'expired', 'refunding', 'refunded']);
+    expect((await h.relay.store.orderEvents('ord_underpd1')).map((e) => e.to)).toEqual(['pending', 'expired', 'refunding', 'refunded']);
     await k.close();
   });
 
@@ -211,7 +211,7 @@ describe('payment notifications', () => {
     expect(refunded).toMatchObject({ orderId: 'ord_cancpay1', amount: 150000 });
     expect(k.of('order.paid')).toHaveLength(0);
     expect(h.mp.refunds).toHaveLength(1);
-    expect(h.relay.store.getOrder('ord_cancpay1')!.state).toBe('refunded');
+    expect((await h.relay.store.getOrder('ord_cancpay1'))!.state).toBe('refunded');
     await k.close();
   });
 
@@ -228,7 +228,7 @@ describe('payment notifications', () => {
     k.send({ type: 'vend.result', orderId: 'ord_lostnot1', result: 'dispensed' });
     await k.ready('ord_lostnot2', { now: h.clock.t });
     h.clock.t += 121_000;
-    h.relay.runExpiry();
+    await h.relay.runExpiry();
     h.mp.pay('ord_lostnot2', 1500);
     await h.relay.runContingency();
     await k.waitFrame((f) => f.type === 'order.refunded' && f.orderId === 'ord_lostnot2');
@@ -243,9 +243,9 @@ describe('payment notifications', () => {
     await k.close();
     await h.relay.close();
     // As if the relay died right after answering 200: the row exists, unprocessed.
-    const { openRelayStore } = await import('../src/relay/store.js');
-    const s = openRelayStore(h.dbPath);
-    s.insertNotification({
+    const { openRelayStore } = await import('../src/relay/store/index.js');
+    const s = await openRelayStore(h.dbPath);
+    await s.insertNotification({
       receivedAt: h.clock.t,
       form: 'ipn',
       topic: 'merchant_order',
@@ -257,10 +257,10 @@ describe('payment notifications', () => {
       processedAt: null,
       outcome: null,
     });
-    s.close();
+    await s.close();
     await h.restart();
     await h.relay.whenIdle();
-    expect(h.relay.store.getOrder('ord_resume01')!.state).toBe('paid');
+    expect((await h.relay.store.getOrder('ord_resume01'))!.state).toBe('paid');
     const k2 = await TestKiosk.connect(h.relay, h.token, { openOrders: [{ orderId: 'ord_resume01', state: 'awaiting_payment' }] });
     await k2.waitFrame((f) => f.type === 'order.paid');
     await k2.close();
@@ -288,17 +288,17 @@ describe('refunds', () => {
     k.send({ type: 'vend.result', orderId: 'ord_vendfail', result: 'jammed', pulses: 1 });
     await called;
     await h.relay.whenIdle();
-    expect(h.relay.store.getOrder('ord_vendfail')!.state).toBe('refunding');
-    expect(h.relay.store.refundsOf('ord_vendfail')).toMatchObject([{ status: 'requested', idempotencyKey: key, attempts: 1 }]);
+    expect((await h.relay.store.getOrder('ord_vendfail'))!.state).toBe('refunding');
+    expect(await h.relay.store.refundsOf('ord_vendfail')).toMatchObject([{ status: 'requested', idempotencyKey: key, attempts: 1 }]);
     await k.close();
 
     h.mp.refundMode = 'ok';
     await h.restart();
     await h.relay.whenIdle();
-    expect(h.relay.store.getOrder('ord_vendfail')!.state).toBe('refunded');
+    expect((await h.relay.store.getOrder('ord_vendfail'))!.state).toBe('refunded');
     expect(h.mp.refunds).toHaveLength(1);
     expect(h.mp.refundCalls().map((c) => c.key)).toEqual([key, key]);
-    expect(h.relay.store.refundsOf('ord_vendfail')).toMatchObject([{ status: 'approved', mpRefundId: String(h.mp.refunds[0]!.id), amount: 150000 }]);
+    expect(await h.relay.store.refundsOf('ord_vendfail')).toMatchObject([{ status: 'approved', mpRefundId: String(h.mp.refunds[0]!.id), amount: 150000 }]);
 
     // A third start changes nothing: no more calls.
     await h.restart();
@@ -332,8 +332,8 @@ describe('refunds', () => {
     k.send({ type: 'vend.result', orderId: 'ord_unknown1', result: 'vend_unknown' });
     await k.roundTrip();
     await h.relay.whenIdle();
-    expect(h.relay.store.getOrder('ord_unknown1')).toMatchObject({ state: 'paid', vendResult: 'vend_unknown' });
-    expect(h.relay.store.getOrder('ord_unknown1')!.needsReview).toMatch(/vend_unknown/);
+    expect(await h.relay.store.getOrder('ord_unknown1')).toMatchObject({ state: 'paid', vendResult: 'vend_unknown' });
+    expect((await h.relay.store.getOrder('ord_unknown1'))!.needsReview).toMatch(/vend_unknown/);
     expect(h.mp.refunds).toHaveLength(0);
     await k.close();
     await h.cleanup();

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { relayMain } from '../src/cli/relay-commands.js';
 import { parseMercadoPagoQr } from '../src/emv/index.js';
-import { openRelayStore } from '../src/relay/store.js';
+import { openRelayStore } from '../src/relay/store/index.js';
 import { startSandbox, type Sandbox } from '../src/sandbox/index.js';
 
 // `qrkiosk relay provision` against the Mercado Pago emulator: the POS gets this relay's url,
@@ -57,9 +57,9 @@ describe('qrkiosk relay provision', () => {
     expect(pos).toHaveLength(1);
     expect(pos[0]!.url).toMatch(/^https:\/\/relay\.example\.com\/mp\/pos\/KIOSK1\?key=/);
     expect(pos[0]!.fixed_amount).toBe(true);
-    const store = openRelayStore(join(dir, 'relay.sqlite'));
-    const qr = store.getKiosk('k1')!.posQr!;
-    store.close();
+    const store = await openRelayStore(join(dir, 'relay.sqlite'));
+    const qr = (await store.getKiosk('k1'))!.posQr!;
+    await store.close();
     expect(parseMercadoPagoQr(qr).collectorId).toBe('555');
 
     const again = await run(['provision', 'k1', '--config', cfg]);
@@ -93,17 +93,17 @@ describe('qrkiosk relay provision', () => {
     const pos = await sandbox.pointsOfSale();
     expect(pos).toHaveLength(1);
     expect(pos[0]!.url ?? null).toBeNull();
-    const store = openRelayStore(join(dir, 'relay.sqlite'));
-    expect(store.getKiosk('k1')).toMatchObject({ storeExternalId: 'STORE1' });
-    const revision = store.kioskRevision();
-    store.close();
+    const store = await openRelayStore(join(dir, 'relay.sqlite'));
+    expect(await store.getKiosk('k1')).toMatchObject({ storeExternalId: 'STORE1' });
+    const revision = await store.kioskRevision();
+    await store.close();
 
     const again = await run(['provision', 'k1', '--config', cfg]);
     expect(again.code).toBe(0);
     expect(again.out).not.toMatch(/\b(created|changed|stored)\b/);
-    const after = openRelayStore(join(dir, 'relay.sqlite'));
-    expect(after.kioskRevision()).toBe(revision);
-    after.close();
+    const after = await openRelayStore(join(dir, 'relay.sqlite'));
+    expect(await after.kioskRevision()).toBe(revision);
+    await after.close();
     expect(await sandbox.pointsOfSale()).toHaveLength(1);
     expect(await sandbox.stores()).toHaveLength(1);
   });

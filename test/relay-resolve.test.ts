@@ -19,8 +19,8 @@ async function paidOrder(orderId: string) {
   await k.waitFrame((f) => f.type === 'order.paid');
   k.send({ type: 'vend.result', orderId, result: 'vend_unknown', pulses: 1, detail: 'agent restarted while dispensing' });
   await k.roundTrip();
-  expect(h.relay.store.getOrder(orderId)).toMatchObject({ state: 'paid' });
-  expect(h.relay.store.getOrder(orderId)!.needsReview).toMatch(/^vend_unknown/);
+  expect(await h.relay.store.getOrder(orderId)).toMatchObject({ state: 'paid' });
+  expect((await h.relay.store.getOrder(orderId))!.needsReview).toMatch(/^vend_unknown/);
   return k;
 }
 
@@ -30,12 +30,12 @@ describe('vend.resolve', () => {
     const at = Date.UTC(2026, 11, 1, 7, 0, 0);
     const id = k.send({ type: 'vend.resolve', orderId: 'ord_resolve1', resolution: 'dispensed', by: 'ana', at });
     await k.roundTrip();
-    const o = h!.relay.store.getOrder('ord_resolve1')!;
+    const o = (await h!.relay.store.getOrder('ord_resolve1'))!;
     expect(o.state).toBe('vended');
     expect(o.needsReview).toBeNull();
     k.send({ id, type: 'vend.resolve', orderId: 'ord_resolve1', resolution: 'dispensed', by: 'ana', at });
     await k.roundTrip();
-    const events = h!.relay.store.orderEvents('ord_resolve1').filter((e) => /technician ana at 2026-12-01T07:00:00\.000Z/.test(e.detail ?? ''));
+    const events = (await h!.relay.store.orderEvents('ord_resolve1')).filter((e) => /technician ana at 2026-12-01T07:00:00\.000Z/.test(e.detail ?? ''));
     expect(events).toHaveLength(1);
     expect(k.of('ack').filter((a) => a.ackId === id)).toHaveLength(2);
     await k.close();
@@ -47,7 +47,7 @@ describe('vend.resolve', () => {
     await k.roundTrip();
     k.send({ type: 'vend.resolve', orderId: 'ord_resolve2', resolution: 'refund', by: 'beto', at: Date.now() });
     await k.roundTrip();
-    const o = h!.relay.store.getOrder('ord_resolve2')!;
+    const o = (await h!.relay.store.getOrder('ord_resolve2'))!;
     expect(o.state).toBe('vended');
     expect(o.needsReview).toMatch(/technician says refund but the order is vended/);
     expect(h!.mp.refunds ?? []).toHaveLength(0);

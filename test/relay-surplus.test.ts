@@ -43,8 +43,8 @@ describe('surplus payments are refunded one by one, the order keeps its state', 
     expect(key).toBe(`qrkiosk-refund-ord_twopay01-${second.paymentId}`);
     expect(h.mp.refundCalls()).toEqual([{ paymentId: String(second.paymentId), key }]);
     expect(h.mp.refunds).toHaveLength(1);
-    expect(h.relay.store.getOrder('ord_twopay01')).toMatchObject({ state: 'paid', paymentIds: [first], needsReview: null });
-    expect(h.relay.store.refundsOf('ord_twopay01')).toMatchObject([
+    expect(await h.relay.store.getOrder('ord_twopay01')).toMatchObject({ state: 'paid', paymentIds: [first], needsReview: null });
+    expect(await h.relay.store.refundsOf('ord_twopay01')).toMatchObject([
       { paymentId: String(second.paymentId), idempotencyKey: key, reason: 'surplus', status: 'approved', amount: 150000, currency: 'ARS' },
     ]);
     const warn = logsAt(h, WARN, /surplus payment/);
@@ -52,14 +52,14 @@ describe('surplus payments are refunded one by one, the order keeps its state', 
     expect(warn[0]).toMatchObject({ orderId: 'ord_twopay01', paymentId: String(second.paymentId), amount: 150000, currency: 'ARS' });
     expect(warn[0]!.msg).toBe(`order ord_twopay01 (paid) received surplus payment ${second.paymentId} of 1500.00 ARS: refunding it, the order stays paid`);
     expect(h.log.errors()).toEqual([]);
-    expect(h.relay.store.listNotifications().map((n) => n.outcome)).toEqual(['released', 'surplus_refund']);
+    expect((await h.relay.store.listNotifications()).map((n) => n.outcome)).toEqual(['released', 'surplus_refund']);
 
     // The kiosk was told to dispense once and is told nothing about the other customer's money.
     k.send({ type: 'vend.result', orderId: 'ord_twopay01', result: 'dispensed', pulses: 1 });
     await k.roundTrip();
     expect(k.of('order.paid')).toHaveLength(1);
     expect(k.of('order.refunded')).toHaveLength(0);
-    expect(h.relay.store.getOrder('ord_twopay01')!.state).toBe('vended');
+    expect((await h.relay.store.getOrder('ord_twopay01'))!.state).toBe('vended');
 
     // Replays and restarts change nothing: no second call, no second refund.
     await notifyIpn(h, 'merchant_order', second.moId);
@@ -68,8 +68,8 @@ describe('surplus payments are refunded one by one, the order keeps its state', 
     await h.restart();
     await h.relay.whenIdle();
     expect(h.mp.refundCalls()).toHaveLength(1);
-    expect(h.relay.store.getOrder('ord_twopay01')!.state).toBe('vended');
-    expect(h.relay.store.orderEvents('ord_twopay01').map((e) => e.event)).toEqual(['created', 'payment_verified', 'surplus_payment', 'vend_ok']);
+    expect((await h.relay.store.getOrder('ord_twopay01'))!.state).toBe('vended');
+    expect((await h.relay.store.orderEvents('ord_twopay01')).map((e) => e.event)).toEqual(['created', 'payment_verified', 'surplus_payment', 'vend_ok']);
   });
 
   it('a customer who pays again after the vend gets the second payment back; the order stays vended', async () => {
@@ -81,7 +81,7 @@ describe('surplus payments are refunded one by one, the order keeps its state', 
     await notifyIpn(h, 'payment', again.paymentId);
     await h.relay.whenIdle();
     expect(h.mp.refundCalls()).toEqual([{ paymentId: String(again.paymentId), key: refundIdempotencyKey('ord_paytwice', String(again.paymentId)) }]);
-    expect(h.relay.store.getOrder('ord_paytwice')).toMatchObject({ state: 'vended', needsReview: null });
+    expect(await h.relay.store.getOrder('ord_paytwice')).toMatchObject({ state: 'vended', needsReview: null });
     expect(logsAt(h, WARN, /order ord_paytwice \(vended\) received surplus payment/)).toHaveLength(1);
     await k.close();
   });
@@ -96,7 +96,7 @@ describe('surplus payments are refunded one by one, the order keeps its state', 
     await notifyIpn(h, 'merchant_order', moId);
     await k.waitFrame((f) => f.type === 'order.paid');
     await h.relay.whenIdle();
-    expect(h.relay.store.getOrder('ord_samemo01')).toMatchObject({ state: 'paid', paymentIds: [String(paymentId)], needsReview: null });
+    expect(await h.relay.store.getOrder('ord_samemo01')).toMatchObject({ state: 'paid', paymentIds: [String(paymentId)], needsReview: null });
     expect(h.mp.refundCalls().map((c) => c.paymentId)).toEqual([String(extra)]);
     await k.close();
   });
@@ -107,15 +107,15 @@ describe('surplus payments are refunded one by one, the order keeps its state', 
     const short = h.mp.pay('ord_underrel', 1000, { moStatus: 'opened' });
     await notifyIpn(h, 'merchant_order', short.moId);
     await h.relay.whenIdle();
-    expect(h.relay.store.getOrder('ord_underrel')!.state).toBe('pending');
+    expect((await h.relay.store.getOrder('ord_underrel'))!.state).toBe('pending');
     const full = h.mp.pay('ord_underrel', 1500);
     await notifyIpn(h, 'merchant_order', full.moId);
     await k.waitFrame((f) => f.type === 'order.paid');
     await h.relay.whenIdle();
     // Without it the first payment would wait for a re-read of its merchant order that may never come.
     expect(h.mp.refundCalls().map((c) => c.paymentId)).toEqual([String(short.paymentId)]);
-    expect(h.relay.store.refundsOf('ord_underrel')).toMatchObject([{ paymentId: String(short.paymentId), reason: 'surplus', amount: 100000 }]);
-    expect(h.relay.store.getOrder('ord_underrel')).toMatchObject({ state: 'paid', paymentIds: [String(full.paymentId)] });
+    expect(await h.relay.store.refundsOf('ord_underrel')).toMatchObject([{ paymentId: String(short.paymentId), reason: 'surplus', amount: 100000 }]);
+    expect(await h.relay.store.getOrder('ord_underrel')).toMatchObject({ state: 'paid', paymentIds: [String(full.paymentId)] });
     await k.close();
   });
 
@@ -127,7 +127,7 @@ describe('surplus payments are refunded one by one, the order keeps its state', 
     await notifyIpn(h, 'merchant_order', moId);
     await h.relay.whenIdle();
     expect(h.mp.refundCalls()).toEqual([{ paymentId: String(paymentId), key: refundIdempotencyKey('ord_rejpaid1', String(paymentId)) }]);
-    expect(h.relay.store.getOrder('ord_rejpaid1')).toMatchObject({ state: 'rejected', needsReview: null });
+    expect(await h.relay.store.getOrder('ord_rejpaid1')).toMatchObject({ state: 'rejected', needsReview: null });
     expect(logsAt(h, WARN, /order ord_rejpaid1 \(rejected\) received surplus payment \d+ of 1000\.00 ARS/)).toHaveLength(1);
     expect(h.log.errors()).toEqual([]);
     await k.close();
@@ -143,8 +143,8 @@ describe('surplus payments are refunded one by one, the order keeps its state', 
     await notifyIpn(h, 'merchant_order', late.moId);
     await h.relay.whenIdle();
     expect(h.mp.refundCalls().map((c) => c.paymentId)).toEqual([paymentId, String(late.paymentId)]);
-    expect(h.relay.store.getOrder('ord_leftover')!.state).toBe('refunded');
-    expect(h.relay.store.refundsOf('ord_leftover').map((r) => [r.paymentId, r.reason, r.status])).toEqual([
+    expect((await h.relay.store.getOrder('ord_leftover'))!.state).toBe('refunded');
+    expect((await h.relay.store.refundsOf('ord_leftover')).map((r) => [r.paymentId, r.reason, r.status])).toEqual([
       [paymentId, 'order', 'approved'],
       [String(late.paymentId), 'surplus', 'approved'],
     ]);
@@ -158,14 +158,14 @@ describe('surplus payments are refunded one by one, the order keeps its state', 
     const { k, paymentId } = await paidOrder(h, 'ord_inflight2');
     const late = h.mp.pay('ord_inflight2', 1500);
     // The late merchant order is read (as its notification would) while MP handles the first refund.
-    h.mp.once('refund-call', () => {
-      expect(h!.relay.orders.applyMerchantOrder(h!.mp.merchantOrders.get(String(late.moId))!, 'notification')).toBe('already_done');
+    h.mp.once('refund-call', async () => {
+      expect(await h!.relay.orders.applyMerchantOrder(h!.mp.merchantOrders.get(String(late.moId))!, 'notification')).toBe('already_done');
     });
     k.send({ type: 'vend.result', orderId: 'ord_inflight2', result: 'jammed', pulses: 1 });
     const refunded = await k.waitFrame((f) => f.type === 'order.refunded');
     expect(refunded).toMatchObject({ orderId: 'ord_inflight2', amount: 300000 });
     expect(h.mp.refundCalls().map((c) => c.paymentId)).toEqual([paymentId, String(late.paymentId)]);
-    expect(h.relay.store.refundsOf('ord_inflight2').every((r) => r.reason === 'order' && r.status === 'approved')).toBe(true);
+    expect((await h.relay.store.refundsOf('ord_inflight2')).every((r) => r.reason === 'order' && r.status === 'approved')).toBe(true);
     await k.close();
   });
 
@@ -180,15 +180,15 @@ describe('surplus payments are refunded one by one, the order keeps its state', 
     await called;
     await h.relay.whenIdle();
     const key = refundIdempotencyKey('ord_surplost', String(second.paymentId));
-    expect(h.relay.store.refundsOf('ord_surplost')).toMatchObject([{ status: 'requested', reason: 'surplus', attempts: 1 }]);
+    expect(await h.relay.store.refundsOf('ord_surplost')).toMatchObject([{ status: 'requested', reason: 'surplus', attempts: 1 }]);
 
     h.mp.refundMode = 'ok';
     await h.restart();
     await h.relay.whenIdle();
     expect(h.mp.refundCalls().map((c) => c.key)).toEqual([key, key]);
     expect(h.mp.refunds).toHaveLength(1);
-    expect(h.relay.store.refundsOf('ord_surplost')).toMatchObject([{ status: 'approved', mpRefundId: String(h.mp.refunds[0]!.id) }]);
-    expect(h.relay.store.getOrder('ord_surplost')!.state).toBe('paid');
+    expect(await h.relay.store.refundsOf('ord_surplost')).toMatchObject([{ status: 'approved', mpRefundId: String(h.mp.refunds[0]!.id) }]);
+    expect((await h.relay.store.getOrder('ord_surplost'))!.state).toBe('paid');
   });
 
   it('overpayment by a single payment is released, flagged for review and not refunded', async () => {
@@ -198,12 +198,12 @@ describe('surplus payments are refunded one by one, the order keeps its state', 
     await notifyIpn(h, 'merchant_order', moId);
     await k.waitFrame((f) => f.type === 'order.paid');
     await h.relay.whenIdle();
-    const order = h.relay.store.getOrder('ord_overpay1')!;
+    const order = (await h.relay.store.getOrder('ord_overpay1'))!;
     expect(order.state).toBe('paid');
     expect(order.needsReview).toMatch(/^overpaid: payments \d+ paid 2000\.00 ARS for 1500\.00 ARS$/);
     expect(h.mp.refundCalls()).toEqual([]);
     expect(logsAt(h, WARN, /order ord_overpay1 overpaid: 2000\.00 of 1500\.00 ARS/)).toHaveLength(1);
-    expect(h.relay.store.ordersNeedingReview().map((o) => o.id)).toEqual(['ord_overpay1']);
+    expect((await h.relay.store.ordersNeedingReview()).map((o) => o.id)).toEqual(['ord_overpay1']);
     await k.close();
   });
 });
@@ -212,25 +212,25 @@ describe('paid but no vend result', () => {
   it('flags the order once after vendResultTimeoutSeconds, never refunds, and clears the flag when the result comes', async () => {
     h = await startHarness();
     const { k } = await paidOrder(h, 'ord_novend01');
-    const paidAt = h.relay.store.getOrder('ord_novend01')!.paidAt!;
+    const paidAt = (await h.relay.store.getOrder('ord_novend01'))!.paidAt!;
     await k.close();
 
     h.clock.t = paidAt + 299_999;
-    expect(h.relay.runWatchdog()).toBe(0);
+    expect(await h.relay.runWatchdog()).toBe(0);
     h.clock.t = paidAt + 300_000;
-    expect(h.relay.runWatchdog()).toBe(1);
-    expect(h.relay.runWatchdog()).toBe(0);
+    expect(await h.relay.runWatchdog()).toBe(1);
+    expect(await h.relay.runWatchdog()).toBe(0);
     const warns = logsAt(h, WARN, /has not reported the vend/);
     expect(warns.map((l) => l.msg)).toEqual(['kiosk k1 has not reported the vend of ord_novend01 for 300 s']);
     expect(warns[0]).toMatchObject({ kioskId: 'k1', orderId: 'ord_novend01', kioskOnline: false });
-    expect(h.relay.store.getOrder('ord_novend01')).toMatchObject({ state: 'paid', needsReview: 'vend result overdue: kiosk k1 has not reported the vend of ord_novend01 for 300 s' });
-    expect(h.relay.store.ordersNeedingReview().map((o) => o.id)).toEqual(['ord_novend01']);
+    expect(await h.relay.store.getOrder('ord_novend01')).toMatchObject({ state: 'paid', needsReview: 'vend result overdue: kiosk k1 has not reported the vend of ord_novend01 for 300 s' });
+    expect((await h.relay.store.ordersNeedingReview()).map((o) => o.id)).toEqual(['ord_novend01']);
     expect((await getJson(`${h.relay.url}/healthz`)).body).toMatchObject({ needsReview: 1 });
 
     // Once, whatever restarts follow.
     h.clock.t += 3_600_000;
     await h.restart();
-    expect(h.relay.runWatchdog()).toBe(0);
+    expect(await h.relay.runWatchdog()).toBe(0);
     expect(logsAt(h, WARN, /has not reported the vend/)).toHaveLength(1);
     expect(h.mp.refundCalls()).toEqual([]);
 
@@ -238,11 +238,11 @@ describe('paid but no vend result', () => {
     const k2 = await TestKiosk.connect(h.relay, h.token, { openOrders: [{ orderId: 'ord_novend01', state: 'dispensing' }] });
     k2.send({ type: 'vend.result', orderId: 'ord_novend01', result: 'dispensed', pulses: 1 });
     await k2.roundTrip();
-    expect(h.relay.store.getOrder('ord_novend01')).toMatchObject({ state: 'vended', needsReview: null });
-    expect(h.relay.store.ordersNeedingReview()).toEqual([]);
+    expect(await h.relay.store.getOrder('ord_novend01')).toMatchObject({ state: 'vended', needsReview: null });
+    expect(await h.relay.store.ordersNeedingReview()).toEqual([]);
     expect((await getJson(`${h.relay.url}/healthz`)).body).toMatchObject({ needsReview: 0 });
     expect(h.log.lines.some((l) => l.msg === 'kiosk k1 reported the overdue vend of ord_novend01: dispensed')).toBe(true);
-    expect(h.relay.store.orderEvents('ord_novend01').map((e) => e.event)).toEqual(['created', 'payment_verified', 'vend_overdue', 'vend_ok']);
+    expect((await h.relay.store.orderEvents('ord_novend01')).map((e) => e.event)).toEqual(['created', 'payment_verified', 'vend_overdue', 'vend_ok']);
     await k2.close();
   });
 
@@ -255,9 +255,9 @@ describe('paid but no vend result', () => {
     const b = await paidOrder(h, 'ord_novend03');
     await b.k.close();
     h.clock.t += 60_000;
-    expect(h.relay.runWatchdog()).toBe(1); // ord_novend02 has a result (vend_unknown, kept for review)
+    expect(await h.relay.runWatchdog()).toBe(1); // ord_novend02 has a result (vend_unknown, kept for review)
     expect(logsAt(h, WARN, /has not reported the vend/).map((l) => l.msg)).toEqual(['kiosk k1 has not reported the vend of ord_novend03 for 60 s']);
-    expect(h.relay.store.ordersNeedingReview().map((o) => o.id)).toEqual(['ord_novend02', 'ord_novend03']);
+    expect((await h.relay.store.ordersNeedingReview()).map((o) => o.id)).toEqual(['ord_novend02', 'ord_novend03']);
     expect((await getJson(`${h.relay.url}/healthz`)).body).toMatchObject({ ok: true, needsReview: 2 });
   });
 });
@@ -279,10 +279,10 @@ describe('refunds Mercado Pago refuses for good', () => {
     await once(h.mp, 'refund-call');
     await h.relay.whenIdle();
     const key = refundIdempotencyKey('ord_tooold01', paymentId);
-    expect(h.relay.store.refundsOf('ord_tooold01')).toMatchObject([
+    expect(await h.relay.store.refundsOf('ord_tooold01')).toMatchObject([
       { idempotencyKey: key, status: 'failed', attempts: 1, lastError: 'HTTP 400 15016: payment too old to be refunded; Payment too old to be refunded' },
     ]);
-    const order = h.relay.store.getOrder('ord_tooold01')!;
+    const order = (await h.relay.store.getOrder('ord_tooold01'))!;
     expect(order.state).toBe('refunding');
     expect(order.needsReview).toBe(`refund of payment ${paymentId} refused by Mercado Pago: HTTP 400 15016: payment too old to be refunded; Payment too old to be refunded`);
     const errors = logsAt(h, ERROR, /refused for good/);
@@ -313,8 +313,8 @@ describe('refunds Mercado Pago refuses for good', () => {
     );
     await notifyIpn(h, 'merchant_order', second.moId);
     await h.relay.whenIdle();
-    expect(h.relay.store.refundsOf('ord_surpfail')).toMatchObject([{ reason: 'surplus', status: 'failed' }]);
-    const order = h.relay.store.getOrder('ord_surpfail')!;
+    expect(await h.relay.store.refundsOf('ord_surpfail')).toMatchObject([{ reason: 'surplus', status: 'failed' }]);
+    const order = (await h.relay.store.getOrder('ord_surpfail'))!;
     expect(order.state).toBe('vended');
     expect(order.needsReview).toMatch(new RegExp(`^refund of surplus payment ${second.paymentId} refused by Mercado Pago: HTTP 400 2063: .*in_mediation`));
     expect(logsAt(h, ERROR, new RegExp(`surplus payment ${second.paymentId} \\(order ord_surpfail\\)`))).toHaveLength(1);
@@ -337,8 +337,8 @@ describe('refunds Mercado Pago refuses for good', () => {
     const key = refundIdempotencyKey('ord_retry503', paymentId);
     expect(h.mp.refundCalls().map((c) => c.key)).toEqual([key, key, key]);
     expect(h.mp.refunds).toHaveLength(1);
-    expect(h.relay.store.refundsOf('ord_retry503')).toMatchObject([{ status: 'approved', attempts: 2, lastError: null }]);
-    expect(h.relay.store.getOrder('ord_retry503')!.needsReview).toBeNull();
+    expect(await h.relay.store.refundsOf('ord_retry503')).toMatchObject([{ status: 'approved', attempts: 2, lastError: null }]);
+    expect((await h.relay.store.getOrder('ord_retry503'))!.needsReview).toBeNull();
     await k.close();
   }, 12_000);
 });

@@ -75,8 +75,8 @@ describe('qrkiosk resolve', () => {
     expect((await sys.agentEnded()).signal).toBe('SIGKILL');
     await sys.startAgent({});
     await sys.waitAgentState(orderId!, 'vend_unknown');
-    await waitFor('the relay to keep the order for review', () => (sys!.relay.store.getOrder(orderId!)?.needsReview ? true : undefined));
-    expect(sys.relay.store.getOrder(orderId!)?.state).toBe('paid');
+    await waitFor('the relay to keep the order for review', async () => ((await sys!.relay.store.getOrder(orderId!))?.needsReview ? true : undefined));
+    expect((await sys.relay.store.getOrder(orderId!))?.state).toBe('paid');
 
     const r = await cli('resolve', orderId!, 'refund');
     expect(r.err).toBe('');
@@ -88,8 +88,8 @@ describe('qrkiosk resolve', () => {
     // the relay moves the order by its checked transition and refunds the customer
     await sys.waitRelayState(orderId!, 'refunded');
     expect(await sys.sandbox.refunds()).toHaveLength(1);
-    const technicianEvents = () => sys!.relay.store.orderEvents(orderId!).filter((e) => /technician ana/.test(e.detail ?? ''));
-    expect(technicianEvents()).toHaveLength(1);
+    const technicianEvents = async () => (await sys!.relay.store.orderEvents(orderId!)).filter((e) => /technician ana/.test(e.detail ?? ''));
+    expect(await technicianEvents()).toHaveLength(1);
 
     // a second verdict is refused at the kiosk
     const again = await cli('resolve', orderId!, 'dispensed');
@@ -101,7 +101,7 @@ describe('qrkiosk resolve', () => {
     await sys.stopAgent();
     await sys.startAgent({});
     expect((await sys.status()).outboxPending).toBe(0);
-    expect(technicianEvents()).toHaveLength(1);
+    expect(await technicianEvents()).toHaveLength(1);
     expect(await sys.sandbox.refunds()).toHaveLength(1);
   });
 });

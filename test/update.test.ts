@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentStatus } from '../src/agent/agent.js';
 import { BUILD_TIMEOUT_MS, buildRelease } from './helpers/release.js';
 import { KioskSystem } from './helpers/system.js';
+import { JOURNAL_MIGRATIONS } from '../src/agent/journal-schema.js';
 import { waitFor } from './helpers/wait.js';
 
 // `qrkiosk update` for real: the release built by `npm run release`, installed with
@@ -126,7 +127,8 @@ describe('qrkiosk update', () => {
     // the newer agent migrated the journal; the older one came back on it and reads it
     const status = await runningAs('0.1.0');
     const db = new Database(join(sys.dir, 'agent.sqlite'), { readonly: true });
-    expect(db.pragma('user_version', { simple: true })).toBe(3);
+    // this release's migrations and the newer one's extra step
+    expect(db.pragma('user_version', { simple: true })).toBe(JOURNAL_MIGRATIONS.length + 1);
     expect(db.prepare(`SELECT name FROM sqlite_master WHERE name = 'newer_feature'`).get()).toBeTruthy();
     db.close();
     expect(status.stock).toHaveLength(2);

@@ -12,7 +12,7 @@ import { pino } from 'pino';
 import type { MercadoPagoApi } from '../../src/mercadopago/types.js';
 import { parseRelayConfig } from '../../src/relay/config.js';
 import { startRelay } from '../../src/relay/server.js';
-import { addKiosk, openRelayStore } from '../../src/relay/store.js';
+import { openRelayStore } from '../../src/relay/store/index.js';
 import { freeLoopbackPort } from '../../src/runtime/net.js';
 
 const { values } = parseArgs({
@@ -22,15 +22,15 @@ if (!values.tokens) throw new Error('relay-fleet needs --tokens FILE (where the 
 const kiosks = Number(values.kiosks);
 const dir = mkdtempSync(join(tmpdir(), 'qrk-bench-fleet-'));
 const path = join(dir, 'relay.sqlite');
-const store = openRelayStore(path);
+const store = await openRelayStore(path);
 const lines: string[] = [];
-store.transaction(() => {
+await store.transaction(async (tx) => {
   for (let i = 0; i < kiosks; i++) {
-    const k = addKiosk(store, { id: `k${i}`, posExternalId: `POS${i}`, generation: 'v2' });
+    const k = await tx.addKiosk({ id: `k${i}`, posExternalId: `POS${i}`, generation: 'v2' });
     lines.push(`${k.kiosk.id} ${k.token}`);
   }
 });
-store.close();
+await store.close();
 writeFileSync(values.tokens, `${lines.join('\n')}\n`);
 
 const port = await freeLoopbackPort();

@@ -11,21 +11,21 @@ import { pino } from 'pino';
 import type { MercadoPagoApi, MpMerchantOrder } from '../../src/mercadopago/types.js';
 import { parseRelayConfig } from '../../src/relay/config.js';
 import { startRelay } from '../../src/relay/server.js';
-import { addKiosk, openRelayStore, posPath } from '../../src/relay/store.js';
+import { openRelayStore, posPath } from '../../src/relay/store/index.js';
 import { freeLoopbackPort } from '../../src/runtime/net.js';
 
 const { values } = parseArgs({ options: { kiosks: { type: 'string', default: '1' }, generation: { type: 'string', default: 'v2' } } });
 const dir = mkdtempSync(join(tmpdir(), 'qrk-bench-relay-'));
 const path = join(dir, 'relay.sqlite');
-const store = openRelayStore(path);
+const store = await openRelayStore(path);
 const tokens: string[] = [];
 let first = '';
 for (let i = 0; i < Number(values.kiosks); i++) {
-  const k = addKiosk(store, { id: `k${i}`, posExternalId: `POS${i}`, generation: values.generation as 'v1' | 'v2' });
+  const k = await store.addKiosk({ id: `k${i}`, posExternalId: `POS${i}`, generation: values.generation as 'v1' | 'v2' });
   tokens.push(k.token);
   if (i === 0) first = posPath(k.kiosk.posExternalId, k.kiosk.posKey);
 }
-store.close();
+await store.close();
 
 const notOurs = (id: number | string): MpMerchantOrder =>
   ({ id: Number(id), status: 'opened', external_reference: null, items: [], total_amount: 0, paid_amount: 0, refunded_amount: 0, payments: [] }) as MpMerchantOrder;

@@ -1,3 +1,4 @@
+import { randomBytes, type KeyObject } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import type { Logger } from '../runtime/log.js';
@@ -17,6 +18,11 @@ import type { DexReadOptions, DexReadResult } from '../devices/dex/reader.js';
 import { crashPoint } from '../runtime/crash-hook.js';
 import { Journal, type JournalEntry } from './journal.js';
 import { RelayLink, type LinkState } from './relay-link.js';
+import { RemoteCommands } from './remote-commands.js';
+import { StatusReporter, type StatusBody } from './status-report.js';
+import { frame } from '../protocol/codec.js';
+import { STATUS_MAX_SLOTS, type Welcome } from '../protocol/messages.js';
+import { keyIdOf, parsePublicKeyText } from '../protocol/signed-command.js';
 import {
   VendSession,
   type CancelReason,
@@ -56,6 +62,8 @@ export interface AgentStatus extends SessionStatus {
     online: boolean;
     lastWelcomeAt: number | null;
     connectedSince: number | null;
+    /** the id of relay.commandKey (the key relay commands must be signed with); null: commands are refused */
+    commandKeyId: string | null;
   };
   startedAt: number;
   uptimeSeconds: number;
@@ -151,6 +159,12 @@ class AgentImpl extends EventEmitter implements Agent {
   private testDispensing = false;
   /** the machine's audit over its DEX port (hardware.dex), if configured */
   dex: DexAuditor | undefined;
+  /** the relay's signed commands (src/agent/remote-commands.ts) */
+  commands: RemoteCommands | undefined;
+  /** the status snapshot for the operator's console (src/agent/status-report.ts) */
+  reporter: StatusReporter | undefined;
+  /** relay.commandKey, parsed */
+  commandKey: KeyObject | undefined;
 
   constructor(
     readonly config: AgentConfig,
@@ -171,13 +185,39 @@ class AgentImpl extends EventEmitter implements Agent {
       // an MDB machine waiting for credit is denied when its order is cancelled or expires
       this.buttons.orderChanged?.(c);
       if (c.to === 'dispensed') this.printReceipt(c.orderId);
+      // a stalled motor is a hardware fault the operator must see, not only a refused slot
+      if (c.event === 'jammed') {
+        const slot = this.db.getOrder(c.orderId)?.slot;
+        if (slot !== undefined) this.hardware?.faults.condition(`slot ${slot} motor`, 'jammed', `the motor stalled during order ${c.orderId}: no sales from slot ${slot} until it is cleared and the agent restarted`);
+      }
+      this.reporter?.poke();
     });
-    this.session.on('screen', (s: Screen) => this.emit('screen', s));
+    this.session.on('screen', (s: Screen) => {
+      this.emit('screen', s);
+      this.reporter?.poke();
+    });
     this.link.on('state', (s: LinkState) => {
       this.emit('link', s);
       if (s !== 'online') this.session.onOffline();
     });
-    this.link.on('welcome', (w) => this.session.onWelcome(w));
+    this.link.on('welcome', (w: Welcome) => {
+      this.session.onWelcome(w);
+      this.checkRelayKey(w);
+      this.reporter?.onWelcome();
+      this.checkMdbCatalog();
+    });
+    // the catalog of the last run, until the relay sends a new one
+    this.checkMdbCatalog();
+    if (this.hardware) {
+      const faults = this.hardware.faults;
+      const poke = () => this.reporter?.poke();
+      faults.on('fault', poke);
+      faults.on('cleared', poke);
+      this.unsubscribe.push(() => {
+        faults.off('fault', poke);
+        faults.off('cleared', poke);
+      });
+    }
     this.unsubscribe.push(
       this.buttons.onPress((slot, detail) => {
         // a technician is watching the buttons (`qrkiosk test buttons`) or test-dispensing
@@ -217,6 +257,7 @@ class AgentImpl extends EventEmitter implements Agent {
         online: this.link.online,
         lastWelcomeAt: this.link.lastWelcomeAt ?? this.db.loadWelcome()?.receivedAt ?? null,
         connectedSince: this.link.connectedSince ?? null,
+        commandKeyId: this.commandKey ? keyIdOf(this.commandKey) : null,
       },
       startedAt: this.startedAt,
       uptimeSeconds: Math.floor((now - this.startedAt) / 1000),
@@ -226,6 +267,51 @@ class AgentImpl extends EventEmitter implements Agent {
 
   journal(limit = 20): JournalEntry[] {
     return this.db.recent(limit);
+  }
+
+  /** The relay names its signing key in the welcome: a kiosk that trusts another one says so now, not at the first command. */
+  private checkRelayKey(w: Welcome): void {
+    if (!w.commandKeyId) return;
+    const ours = this.commandKey ? keyIdOf(this.commandKey) : undefined;
+    if (ours === w.commandKeyId) return;
+    this.logger.warn(
+      { relayKey: w.commandKeyId, trusted: ours ?? null },
+      ours
+        ? `the relay signs commands with key ${w.commandKeyId}, this kiosk trusts ${ours}: its commands will be refused until relay.commandKey is updated`
+        : `the relay signs commands with key ${w.commandKeyId}, but agent.yaml has no relay.commandKey: its commands will be refused (qrkiosk relay command-key prints the line)`,
+    );
+  }
+
+  /** What the operator's console shows of this kiosk (kiosk.status). */
+  statusBody(): StatusBody {
+    const s = this.session.status();
+    const configured = this.db.configuredStock();
+    const w = this.link.welcome ?? this.db.loadWelcome()?.welcome;
+    const faults = this.hardware?.faults;
+    const fault = (f: { at: number; device: string; kind: string; message: string; active: boolean; clearedAt?: number }) => ({
+      at: f.at,
+      device: f.device.slice(0, 120),
+      kind: f.kind.slice(0, 40),
+      message: f.message.slice(0, 300),
+      active: f.active,
+      ...(f.clearedAt !== undefined ? { clearedAt: f.clearedAt } : {}),
+    });
+    const catalog = this.session.catalog() ?? [];
+    return {
+      agentVersion: agentVersion(),
+      startedAt: this.startedAt,
+      paymentModel: w?.paymentModel ?? null,
+      screen: s.screen,
+      state: s.state,
+      service: s.service ? { by: s.service.by.slice(0, 200), at: s.service.at, via: s.service.via ?? 'technician' } : null,
+      updating: s.updating,
+      openOrder: s.order ? { orderId: s.order.orderId, state: s.order.state } : null,
+      stock: s.stock.slice(0, STATUS_MAX_SLOTS).map((r) => ({ slot: r.slot, sku: r.sku.slice(0, 60), count: r.count, full: configured.get(r.slot) ?? r.count, jammed: r.jammed })),
+      prices: catalog.slice(0, STATUS_MAX_SLOTS).map((p) => ({ sku: p.sku.slice(0, 60), price: p.price, currency: p.currency })),
+      faults: { active: (faults?.active() ?? []).slice(-50).map(fault), recent: (faults?.recent(20) ?? []).map(fault) },
+      outboxPending: s.outboxPending,
+      truncated: s.stock.length > STATUS_MAX_SLOTS || catalog.length > STATUS_MAX_SLOTS,
+    };
   }
 
   async handleControl(req: ControlRequest): Promise<unknown> {
@@ -272,6 +358,11 @@ class AgentImpl extends EventEmitter implements Agent {
       case 'dex.read':
         if (!this.dex) throw new Error('this kiosk has no DEX port configured: add hardware.dex: { path: /dev/serial/by-id/... } (docs/mdb-dex.md)');
         return this.dex.read();
+      case 'commands': {
+        const limit = req.args.limit === undefined ? 20 : Number(req.args.limit);
+        if (!Number.isInteger(limit) || limit <= 0) throw new Error('commands limit must be a positive whole number');
+        return this.commands?.recent(Math.min(limit, 1000)) ?? [];
+      }
     }
   }
 
@@ -287,14 +378,25 @@ class AgentImpl extends EventEmitter implements Agent {
       this.db.setStock(slotArg, count);
       this.logger.warn({ slot: slotArg, count, by: technician(args.by) }, `stock of slot ${slotArg} set to ${count}`);
     } else if (action === 'refill') {
-      for (const [slot, full] of configured) {
-        if (slotArg === undefined || slot === slotArg) this.db.setStock(slot, full);
-      }
-      this.logger.warn({ slot: slotArg ?? 'all', by: technician(args.by) }, `refilled ${slotArg === undefined ? 'every slot' : `slot ${slotArg}`}`);
+      // the refill and the frame telling the relay are one journal transaction (exactly once)
+      const by = technician(args.by);
+      const skus = new Map(this.config.slots.map((s) => [s.slot, s.sku]));
+      this.db.refillStock(slotArg, (changes) => {
+        const refillId = `rfl_${randomBytes(12).toString('base64url')}`;
+        return frame(
+          { type: 'stock.refill' as const, refillId, at: Date.now(), by, slots: changes.slice(0, STATUS_MAX_SLOTS).map((c) => ({ ...c, sku: (skus.get(c.slot) ?? '?').slice(0, 60) })) },
+          refillId,
+        );
+      });
+      this.link.flush();
+      this.logger.warn({ slot: slotArg ?? 'all', by }, `refilled ${slotArg === undefined ? 'every slot' : `slot ${slotArg}`}`);
     } else if (action !== 'show') {
       throw new Error(`stock action is show, set or refill, not ${String(action)}`);
     }
-    if (action !== 'show') this.session.refresh();
+    if (action !== 'show') {
+      this.session.refresh();
+      this.reporter?.poke();
+    }
     const counts = this.db.stock();
     return {
       slots: this.config.slots.map((s) => ({ slot: s.slot, sku: s.sku, count: counts.get(s.slot) ?? 0, full: configured.get(s.slot) ?? s.stock })),
@@ -336,6 +438,21 @@ class AgentImpl extends EventEmitter implements Agent {
     if (open) return { ok: false, slot, reason: 'vend_open', message: `a customer's order ${open.orderId} is ${open.state}: wait until it is over` };
     this.logger.warn({ slot }, `technician price check on slot ${slot}: choose its item on the machine`);
     return this.dispenser.probePrice(slot, product, seconds * 1000);
+  }
+
+  /**
+   * An MDB machine: the slots' catalog prices against the VMC's max/min prices read at setup (a
+   * machine whose decimal point disagrees with the reader's shows here before anyone buys).
+   */
+  private checkMdbCatalog(): void {
+    if (!canProbePrice(this.dispenser)) return;
+    const catalog = (this.link.welcome ?? this.db.loadWelcome()?.welcome)?.catalog;
+    if (!catalog) return;
+    const prices = this.config.slots.flatMap((s) => {
+      const p = catalog.find((c) => c.sku === s.sku);
+      return p ? [{ slot: s.slot, price: p.price, currency: p.currency }] : [];
+    });
+    this.dispenser.checkCatalog(prices);
   }
 
   /** After a vend: the customer's receipt. Paper only: a failure is logged, never retried into a second sale. */
@@ -434,9 +551,12 @@ class AgentImpl extends EventEmitter implements Agent {
     this.closing ??= (async () => {
       for (const end of [...this.streamEnders]) end('agent stopping');
       for (const u of this.unsubscribe) u();
+      this.reporter?.close();
       this.buttons.close();
       await this.control?.close();
       await this.dex?.close();
+      // a remote test vend finishes its pulse, like a customer's vend
+      await this.commands?.settle();
       // let a vend in progress finish and its result reach the outbox (and the relay if online)
       await this.session.close();
       // the receipt of the last vend finishes printing
@@ -460,6 +580,7 @@ export async function startAgent(config: AgentConfig | AgentConfigInput, deps: A
   const token = resolveToken(cfg);
   const journal = new Journal(cfg.journal.path);
   let session: VendSession | undefined;
+  let commands: RemoteCommands | undefined;
   let hardware: Hardware | undefined;
   try {
     journal.syncStock(cfg.slots);
@@ -474,6 +595,7 @@ export async function startAgent(config: AgentConfig | AgentConfigInput, deps: A
       logger,
       openOrders: () => session!.openOrdersForHello(),
       apply: (msg) => session!.apply(msg),
+      onCommand: (msg) => commands!.receive(msg),
       ...(deps.stableAfterMs !== undefined ? { stableAfterMs: deps.stableAfterMs } : {}),
     });
     // Never touch the pins while another agent runs here: driving its motor outputs "safe"
@@ -501,6 +623,18 @@ export async function startAgent(config: AgentConfig | AgentConfigInput, deps: A
     });
     const agent = new AgentImpl(cfg, journal, link, session, buttons, display, dispenser, logger);
     agent.hardware = hardware;
+    agent.commandKey = cfg.relay.commandKey ? parsePublicKeyText(cfg.relay.commandKey) : undefined;
+    agent.reporter = new StatusReporter({ link, snapshot: () => agent.statusBody(), logger });
+    commands = agent.commands = new RemoteCommands({
+      kioskId: cfg.kioskId,
+      trustedKey: agent.commandKey,
+      journal,
+      session,
+      link,
+      testVend: (slot) => agent.testDispense(slot),
+      logger,
+      changed: () => agent.reporter?.poke(),
+    });
     // the serial/printer builders are loaded only for a kiosk that has a printer
     const printerCfg = cfg.hardware.printer;
     agent.printer =
@@ -526,6 +660,7 @@ export async function startAgent(config: AgentConfig | AgentConfigInput, deps: A
     // settle the previous run's open orders before talking to the relay, so hello and the
     // outbox already tell the truth
     session.recover();
+    commands.recover();
     session.onOffline();
     link.start();
     buttons.start();

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { ConfigError, loadConfigFile, parseConfigText } from '../runtime/config-file.js';
 import { hint, section } from '../runtime/schema-helpers.js';
 import { MAX_SLOT } from '../protocol/messages.js';
+import { CommandKeyError, parsePublicKeyText } from '../protocol/signed-command.js';
 import {
   DISPENSER_DEFAULT,
   buttonsSchema,
@@ -54,6 +55,20 @@ const relaySchema = section(
       },
       'backoff: { baseMs: 500, capMs: 60000 }',
     ).default({ baseMs: 500, capMs: 60_000 }),
+    // The relay's PUBLIC key for signed operator commands (docs/console-kiosk.md). Written here at
+    // provisioning, with the token, because the kiosk must not learn whom to trust from the link
+    // it is checking. Without it every remote command is refused.
+    commandKey: z
+      .string({ error: hint('the line printed by `qrkiosk relay command-key`, e.g. commandKey: ed25519:AbC…') })
+      .superRefine((text, ctx) => {
+        try {
+          parsePublicKeyText(text);
+        } catch (err) {
+          if (err instanceof CommandKeyError) ctx.addIssue({ code: 'custom', message: err.message });
+          else throw err;
+        }
+      })
+      .optional(),
     pingIntervalSeconds: z
       .number({ error: hint('seconds between liveness pings, e.g. pingIntervalSeconds: 15') })
       .positive({ error: 'must be more than 0 (seconds), e.g. 15' })

@@ -25,6 +25,7 @@ export const CONTROL_COMMANDS = [
   'update.hold',
   'test.mdb-price',
   'dex.read',
+  'commands',
 ] as const;
 export type ControlCommand = (typeof CONTROL_COMMANDS)[number];
 

@@ -71,4 +71,27 @@ export const JOURNAL_MIGRATIONS: Migration[] = [
   ALTER TABLE orders ADD COLUMN resolved_at INTEGER;
   `,
   },
+  {
+    // 3: the relay's signed commands this kiosk verified (docs/console-kiosk.md). A command id in
+    // here is never applied again: a replayed frame is refused, also after a restart.
+    additive: true,
+    sql: `
+  CREATE TABLE commands (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    issued_by   TEXT NOT NULL,
+    issued_at   INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    -- core/kiosk-command.ts (kioskSideCommand): running, applied, refused
+    state       TEXT NOT NULL,
+    finished_at INTEGER,
+    reason      TEXT,
+    message     TEXT,
+    result      TEXT,
+    -- the signed payload as received: what exactly the relay asked
+    payload     TEXT NOT NULL
+  );
+  `,
+  },
 ];

@@ -2,6 +2,7 @@ import type { Db } from '../runtime/sqlite.js';
 import { openDatabase } from '../runtime/sqlite.js';
 import { JOURNAL_MIGRATIONS } from './journal-schema.js';
 import { vendSession, OPEN_VEND_STATES, type VendEvent, type VendState } from '../core/vend-session.js';
+import { kioskSideCommand, type KioskCommandEvent, type KioskCommandState } from '../core/kiosk-command.js';
 import type { AgentMessage, Welcome } from '../protocol/messages.js';
 import { crashPoint } from '../runtime/crash-hook.js';
 
@@ -10,6 +11,13 @@ import { crashPoint } from '../runtime/crash-hook.js';
 // the journal and the outbox agree, and the outbox is re-sent until the relay acks each frame.
 // openDatabase runs synchronous=FULL: when a transaction returns, it is on disk. The session
 // relies on that to commit `dispensing` before the motor moves.
+//
+// A few commits need not be flushed on their own (`flush: 'deferred'`): with SQLite's WAL they are
+// atomic and survive the process being killed (the WAL is in the OS's cache), and the next synced
+// commit flushes them with it. Only two kinds use that: an ack's outbox delete (losing it to a
+// power cut re-sends a frame the relay drops as a repeat) and `paid`, flushed by the synced
+// `dispensing` commit made right after it, before anything is acked (journal.flush() covers the
+// paths where no synced commit follows). One fsync fewer on the way to the motor.
 
 
 export interface OrderRow {
@@ -129,9 +137,90 @@ function toOrder(r: RawOrder): OrderRow {
   };
 }
 
+/** A relay command this kiosk verified (journal table `commands`). */
+export interface CommandRow {
+  id: string;
+  kind: string;
+  issuedBy: string;
+  issuedAt: number;
+  expiresAt: number;
+  receivedAt: number;
+  state: KioskCommandState;
+  finishedAt: number | null;
+  reason: string | null;
+  message: string | null;
+  result: Record<string, string | number | boolean | null> | null;
+  payload: string;
+}
+
+interface RawCommand {
+  id: string;
+  kind: string;
+  issued_by: string;
+  issued_at: number;
+  expires_at: number;
+  received_at: number;
+  state: string;
+  finished_at: number | null;
+  reason: string | null;
+  message: string | null;
+  result: string | null;
+  payload: string;
+}
+
+function toCommand(r: RawCommand): CommandRow {
+  return {
+    id: r.id,
+    kind: r.kind,
+    issuedBy: r.issued_by,
+    issuedAt: r.issued_at,
+    expiresAt: r.expires_at,
+    receivedAt: r.received_at,
+    state: r.state as KioskCommandState,
+    finishedAt: r.finished_at,
+    reason: r.reason,
+    message: r.message,
+    result: r.result ? (JSON.parse(r.result) as CommandRow['result']) : null,
+    payload: r.payload,
+  };
+}
+
+export interface NewCommand {
+  id: string;
+  kind: string;
+  issuedBy: string;
+  issuedAt: number;
+  expiresAt: number;
+  payload: string;
+  /** running (being applied) or refused at once (expired, invalid...) */
+  state: 'running' | 'refused';
+  /** when it was received (and, refused at once, refused): the time the relay is told */
+  at: number;
+  reason?: string;
+  message?: string;
+}
+
+export interface CommandFinish {
+  /** when it was applied or refused: the time the relay is told */
+  at: number;
+  message: string;
+  reason?: string;
+  result?: CommandRow['result'];
+  /** frames about it (the command.result), committed with it */
+  outbox?: AgentMessage[];
+}
+
+/** How the outermost transaction's commit reaches the disk (see the top of this file). */
+export interface TxOptions {
+  /** 'now' (default): flushed before tx returns; 'deferred': flushed by the next synced commit */
+  flush?: 'now' | 'deferred';
+}
+
 export class Journal {
   readonly db: Db;
   private depth = 0;
+  /** a deferred commit has not been flushed by a synced one yet */
+  private unflushed = false;
   /** states entered inside the current (outermost) transaction; crash hook runs after commit */
   private entered: string[] = [];
   private callbacks: Array<() => void> = [];
@@ -148,7 +237,13 @@ export class Journal {
    * fires only once the OUTERMOST transaction has committed, so "crash after X" always means
    * "X is on disk".
    */
-  tx<T>(fn: () => T): T {
+  tx<T>(fn: () => T, opts: TxOptions = {}): T {
+    // only the outermost transaction commits; a nested one joins it whatever it asks
+    const outermost = this.depth === 0;
+    const deferred = outermost && opts.flush === 'deferred';
+    if (deferred) this.db.pragma('synchronous = NORMAL');
+    // a commit that changed no row writes nothing to the WAL, so it flushes nothing either
+    const changesBefore = outermost && this.unflushed ? this.totalChanges() : 0;
     this.depth++;
     const mark = this.entered.length;
     const cbMark = this.callbacks.length;
@@ -167,7 +262,11 @@ export class Journal {
       throw err;
     } finally {
       this.depth--;
+      if (deferred) this.db.pragma('synchronous = FULL');
     }
+    // a synced commit (WAL mode: one fsync of the log) makes every commit before it durable too
+    if (deferred) this.unflushed = true;
+    else if (outermost && this.unflushed && this.totalChanges() !== changesBefore) this.unflushed = false;
     if (this.depth === 0) {
       const states = this.entered;
       const callbacks = this.callbacks;
@@ -177,6 +276,20 @@ export class Journal {
       for (const cb of callbacks) cb();
     }
     return result;
+  }
+
+  private totalChanges(): number {
+    return (this.db.prepare('SELECT total_changes() AS n').get() as { n: number }).n;
+  }
+
+  /**
+   * Makes every commit so far durable: a no-op after a synced commit; after a deferred one that
+   * no synced commit followed, a synced write of the time (kv `flushed_at`). Call it before
+   * telling anyone about a deferred commit (the relay's ack).
+   */
+  flush(): void {
+    if (!this.unflushed || this.depth > 0) return;
+    this.setSetting('flushed_at', String(this.now()));
   }
 
   /**
@@ -291,7 +404,8 @@ export class Journal {
 
   /** The relay has the frame: stop re-sending it. */
   ack(id: string): boolean {
-    return this.tx(() => this.db.prepare(`DELETE FROM outbox WHERE id = ?`).run(id).changes > 0);
+    // deferred: a lost delete re-sends a frame the relay already has, and it drops the repeat
+    return this.tx(() => this.db.prepare(`DELETE FROM outbox WHERE id = ?`).run(id).changes > 0, { flush: 'deferred' });
   }
 
   inboxHas(id: string): boolean {
@@ -400,6 +514,68 @@ export class Journal {
     });
   }
 
+  /**
+   * `qrkiosk stock refill [slot]`: the slot (or every slot) back to its configured full count, and
+   * the stock.refill frame telling the relay, in one transaction: the refill is on disk and queued
+   * for the relay together, or not at all.
+   */
+  refillStock(slot: number | undefined, makeFrame: (changes: Array<{ slot: number; before: number; after: number }>) => AgentMessage): Array<{ slot: number; before: number; after: number }> {
+    return this.tx(() => {
+      const rows = this.db.prepare(`SELECT slot, count, configured FROM stock ORDER BY slot`).all() as Array<{ slot: number; count: number; configured: number }>;
+      const chosen = rows.filter((r) => slot === undefined || r.slot === slot);
+      if (chosen.length === 0) throw new Error(`slot ${slot} is not in the config: the slots are those of agent.yaml`);
+      const changes = chosen.map((r) => ({ slot: r.slot, before: r.count, after: r.configured }));
+      for (const c of changes) this.db.prepare(`UPDATE stock SET count = ? WHERE slot = ?`).run(c.after, c.slot);
+      this.enqueue(makeFrame(changes));
+      return changes;
+    });
+  }
+
+  // ---- the relay's signed commands (replay memory) ----------------------------------------------
+
+  getCommand(id: string): CommandRow | undefined {
+    const r = this.db.prepare(`SELECT * FROM commands WHERE id = ?`).get(id) as RawCommand | undefined;
+    return r ? toCommand(r) : undefined;
+  }
+
+  /** Records a verified command as seen (running or refused at once), with its frames. A second insert of the same id fails. */
+  insertCommand(c: NewCommand, outbox: AgentMessage[] = []): CommandRow {
+    return this.tx(() => {
+      const at = c.at;
+      this.db
+        .prepare(
+          `INSERT INTO commands (id, kind, issued_by, issued_at, expires_at, received_at, state, finished_at, reason, message, payload)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(c.id, c.kind, c.issuedBy, c.issuedAt, c.expiresAt, at, c.state, c.state === 'refused' ? at : null, c.reason ?? null, c.message ?? null, c.payload);
+      for (const f of outbox) this.enqueue(f);
+      return this.getCommand(c.id)!;
+    });
+  }
+
+  /** A running command ends: checked against core/kiosk-command.ts, its frames queued in the same transaction. */
+  finishCommand(id: string, event: KioskCommandEvent, f: CommandFinish): CommandRow {
+    return this.tx(() => {
+      const cur = this.getCommand(id);
+      if (!cur) throw new Error(`command ${id} is not in the journal`);
+      const to = kioskSideCommand.next(cur.state, event);
+      this.db
+        .prepare(`UPDATE commands SET state = ?, finished_at = ?, reason = ?, message = ?, result = ? WHERE id = ?`)
+        .run(to, f.at, f.reason ?? null, f.message, f.result ? JSON.stringify(f.result) : null, id);
+      for (const fr of f.outbox ?? []) this.enqueue(fr);
+      return this.getCommand(id)!;
+    });
+  }
+
+  /** Commands a previous run left running (a test vend the agent died in). */
+  runningCommands(): CommandRow[] {
+    return (this.db.prepare(`SELECT * FROM commands WHERE state = 'running' ORDER BY received_at`).all() as RawCommand[]).map(toCommand);
+  }
+
+  recentCommands(limit = 20): CommandRow[] {
+    return (this.db.prepare(`SELECT * FROM commands ORDER BY received_at DESC, rowid DESC LIMIT ?`).all(Math.max(1, limit)) as RawCommand[]).map(toCommand);
+  }
+
   // ---- small settings that survive a restart (service mode) -------------------------------------
 
   getSetting(key: string): string | undefined {
@@ -430,6 +606,19 @@ export class Journal {
       this.db
         .prepare(`INSERT INTO kv (key, value, updated_at) VALUES ('welcome', ?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`)
         .run(JSON.stringify(w), receivedAt);
+    });
+  }
+
+  /**
+   * A price or catalog command changed the kiosk's prices: the cached welcome carries them, so a
+   * restart before the relay's next welcome still sells at them. Its receive time is kept.
+   */
+  replaceWelcomeCatalog(catalog: Welcome['catalog']): boolean {
+    return this.tx(() => {
+      const cached = this.loadWelcome();
+      if (!cached) return false;
+      this.db.prepare(`UPDATE kv SET value = ? WHERE key = 'welcome'`).run(JSON.stringify({ ...cached.welcome, catalog }));
+      return true;
     });
   }
 

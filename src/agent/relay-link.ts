@@ -5,6 +5,7 @@ import { errorFrame, frame, parseRelayFrame } from '../protocol/codec.js';
 import {
   isReliable,
   type AgentMessage,
+  type CommandFrame,
   type OrderAccepted,
   type OrderExpired,
   type OrderPaid,
@@ -38,9 +39,15 @@ export interface RelayLinkOptions {
   /**
    * Applies one reliable relay frame. Runs INSIDE the journal transaction that also records the
    * frame id in the inbox, so "applied" and "seen" commit together. May return work to run after
-   * the commit (and after the ack), e.g. moving the motor.
+   * the commit and before the ack, e.g. moving the motor (whose `dispensing` commit also flushes
+   * the deferred `paid` one: see onReliable).
    */
   apply: (msg: ReliableRelayMessage) => (() => void) | void;
+  /**
+   * A signed operator command (src/agent/remote-commands.ts checks and applies it, and acks it
+   * itself once it is journaled). Without a handler, commands are logged and ignored.
+   */
+  onCommand?: (msg: CommandFrame) => void;
   /** a link that stayed up this long resets the backoff (default 30 s) */
   stableAfterMs?: number;
   /** for tests of the jitter */
@@ -228,6 +235,22 @@ export class RelayLink extends EventEmitter {
     this.pingOutstandingSince = undefined;
   }
 
+  /**
+   * Sends a frame that is not kept in the outbox (a status snapshot, an ack, a refusal): written
+   * now if the link is open, else dropped. Returns whether it was written.
+   */
+  sendUnreliable(f: AgentMessage): boolean {
+    return this.sendNow(f);
+  }
+
+  /**
+   * A signed price or catalog command changed this kiosk's prices: the welcome in hand sells at
+   * them from now on (the relay's next welcome carries them too).
+   */
+  adoptCatalog(catalog: Welcome['catalog']): void {
+    if (this._welcome) this._welcome = { ...this._welcome, catalog };
+  }
+
   /** Writes a frame to the current socket if there is one (unreliable frames, acks, pongs). */
   private sendNow(f: AgentMessage | ReturnType<typeof errorFrame>): boolean {
     const ws = this.ws;
@@ -286,6 +309,10 @@ export class RelayLink extends EventEmitter {
       case 'error':
         this.log.warn({ code: msg.code, refId: msg.refId }, `relay reported an error: ${msg.message}`);
         return;
+      case 'command':
+        if (this.opts.onCommand) this.opts.onCommand(msg);
+        else this.log.warn({ id: msg.id }, 'relay sent a command; this agent has no command handler');
+        return;
       default:
         if (isReliable(msg.type)) return this.onReliable(msg);
         // exhaustive today; a future relay type that is neither is ignored loudly
@@ -312,19 +339,30 @@ export class RelayLink extends EventEmitter {
   private onReliable(msg: ReliableRelayMessage): void {
     const journal = this.opts.journal;
     if (journal.inboxHas(msg.id)) {
-      // our ack got lost: the effect is already durable, just say so again
+      // our ack got lost: the effect is already applied; flushed (a no-op unless it was deferred
+      // a moment ago), then said again
+      journal.flush();
       this.sendAck(msg.id);
       return;
     }
-    const after = journal.tx(() => {
-      const a = this.opts.apply(msg);
-      journal.markInbox(msg.id, msg.type);
-      return a;
-    });
+    // `order.paid` is committed without its own fsync: the motor work below starts with the
+    // synced `dispensing` commit, which flushes both, before the ack goes out. A process killed
+    // in between still finds `paid` (the WAL is in the OS cache) and dispenses on restart; a
+    // power cut in between loses it unacked, and the relay sends order.paid again.
+    const after = journal.tx(
+      () => {
+        const a = this.opts.apply(msg);
+        journal.markInbox(msg.id, msg.type);
+        return a;
+      },
+      { flush: msg.type === 'order.paid' ? 'deferred' : 'now' },
+    );
+    if (after) after();
+    // nothing is acked before it is on disk (a no-op when the motor work flushed it)
+    journal.flush();
     this.sendAck(msg.id);
     // the apply may have queued frames (vend.result for a late payment...)
     this.flush();
-    if (after) after();
   }
 
   private sendAck(id: string): void {

@@ -196,7 +196,7 @@ async function sellOnce(parts: DemoParts, slot: number, fault: SimFault): Promis
  */
 async function shownQr(parts: DemoParts, orderId: string): Promise<string> {
   return waitUntil(async () => {
-    const o = parts.relay.store.getOrder(orderId);
+    const o = await parts.relay.store.getOrder(orderId);
     if (!o || (o.offerState !== 'offered' && o.offerState !== 'local')) return undefined;
     return o.qr ?? parts.posQr;
   });

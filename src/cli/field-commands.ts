@@ -4,6 +4,7 @@ import { userInfo } from 'node:os';
 import { createInterface } from 'node:readline';
 import { controlRequest } from '../agent/control.js';
 import type { ResolveResult, ServiceMode } from '../agent/session.js';
+import type { CommandRow } from '../agent/journal.js';
 import { table } from './agent-commands.js';
 import { controlFailed, controlSocket, parseControlArgs, stdio, type Io } from './control-client.js';
 
@@ -16,6 +17,7 @@ const USAGE = `usage:
   qrkiosk stock refill [slot]            a slot (or all) back to the full count of agent.yaml
   qrkiosk service on|off                 out of service for customers (an open vend finishes)
   qrkiosk resolve <order> dispensed|refund   settle a vend you checked by hand; sent to the relay
+  qrkiosk commands                       the operator's signed commands received from the relay
   qrkiosk logs [--follow] [--order ID] [--file FILE]   the agent's log, readable
   (all but logs: [--socket PATH | --config FILE] [--json])`;
 
@@ -35,7 +37,7 @@ export async function fieldMain(cmd: string, argv: string[], io: Io = stdio): Pr
     io.err(`qrkiosk ${cmd}: ${what}\n\n${USAGE}`);
     return 2;
   };
-  let request: { cmd: 'stock' | 'service' | 'resolve'; args: Record<string, unknown> };
+  let request: { cmd: 'stock' | 'service' | 'resolve' | 'commands'; args: Record<string, unknown> };
   const by = whoAmI();
   switch (cmd) {
     case 'stock': {
@@ -59,6 +61,11 @@ export async function fieldMain(cmd: string, argv: string[], io: Io = stdio): Pr
       request = { cmd, args: { orderId, resolution, by } };
       break;
     }
+    case 'commands': {
+      if (positionals.length) return usage('takes no arguments');
+      request = { cmd, args: { limit: 50 } };
+      break;
+    }
     default:
       return usage(`unknown command ${cmd}`);
   }
@@ -73,6 +80,13 @@ export async function fieldMain(cmd: string, argv: string[], io: Io = stdio): Pr
   } else if (cmd === 'stock') {
     const r = result as { slots: Array<{ slot: number; sku: string; count: number; full: number }> };
     io.out(table(['SLOT', 'SKU', 'COUNT', 'FULL'], r.slots.map((s) => [String(s.slot), s.sku, String(s.count), String(s.full)])));
+  } else if (cmd === 'commands') {
+    const rows = result as CommandRow[];
+    if (rows.length === 0) io.out('no commands from the relay yet');
+    else {
+      const when = (t: number | null) => (t ? new Date(t).toISOString().replace('T', ' ').slice(0, 19) : '-');
+      io.out(table(['RECEIVED', 'COMMAND', 'KIND', 'BY', 'STATE', 'WHAT'], rows.map((c) => [when(c.receivedAt), c.id, c.kind, c.issuedBy, c.state, c.message ?? ''])));
+    }
   } else if (cmd === 'service') {
     const r = result as { service: ServiceMode | null; openOrder: string | null };
     io.out(

@@ -15,8 +15,10 @@ import type { Currency } from '../core/money.js';
 // three exercise the same wiring.
 
 export interface LocalStackOptions {
-  /** where the relay keeps its database */
+  /** where the relay keeps its database (a SQLite file here unless storeUrl is given) */
   dir: string;
+  /** run the relay on this PostgreSQL database (store.url) instead of a SQLite file in dir */
+  storeUrl?: string;
   accessToken: string;
   collectorId: number;
   currency?: Currency;
@@ -61,7 +63,7 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
     const relayConfig = parseRelayConfig({
       listen: { host: '127.0.0.1', port },
       publicUrl,
-      store: { path: join(o.dir, 'relay.sqlite') },
+      store: o.storeUrl ? { url: o.storeUrl } : { path: join(o.dir, 'relay.sqlite') },
       mercadopago: {
         baseUrl: sandbox.url,
         accessToken: o.accessToken,
@@ -80,7 +82,7 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
 
     // `qrkiosk relay kiosk add` + `qrkiosk relay provision`
     const model = o.kiosk.model ?? 'unattended';
-    const added = relay.store.addKiosk({
+    const added = await relay.store.addKiosk({
       id: o.kiosk.id,
       posExternalId: o.kiosk.posExternalId,
       generation: o.kiosk.generation ?? 'v2',
@@ -89,7 +91,7 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
     });
     const mp = new MercadoPagoClient({ baseUrl: sandbox.url, accessToken: o.accessToken });
     await provisionKiosk(mp, relayConfig, relay.store, added.kiosk, { storeExternalId: o.kiosk.storeExternalId, storeName: `${o.kiosk.id} store` });
-    const posQr = relay.store.getKiosk(o.kiosk.id)!.posQr!;
+    const posQr = (await relay.store.getKiosk(o.kiosk.id))!.posQr!;
     return {
       sandbox,
       relay,

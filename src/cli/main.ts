@@ -38,10 +38,12 @@ Technician commands (talk to the running agent; --socket PATH or --config FILE t
   qrkiosk stock show|set <slot> <n>|refill [slot]   the counts per slot, corrected after loading
   qrkiosk service on|off                out of service for customers (an open vend finishes)
   qrkiosk resolve <order> dispensed|refund   settle a vend you checked by hand (sent to the relay)
+  qrkiosk commands [--json]             the operator's signed commands this kiosk received, and what it did
   qrkiosk logs [--follow] [--order ID] [--file FILE]   the agent's log, readable
   qrkiosk test mdb-price <slot> [--json] choose the slot's item on an MDB machine: price vs catalog
   qrkiosk dex read [--json]             read the machine's audit over its DEX port, send it to the relay
   qrkiosk relay dex list|show|export --config FILE   machine audits beside qrkiosk's sales, CSV
+  qrkiosk relay migrate --from sqlite:FILE --to postgres://…   move a stopped relay to PostgreSQL, verified
 
   qrkiosk --version | help`;
 
@@ -71,6 +73,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'stock':
     case 'service':
     case 'resolve':
+    case 'commands':
     case 'logs':
       return (await import('./field-commands.js')).fieldMain(cmd, rest);
     case 'update':

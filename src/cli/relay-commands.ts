@@ -1,7 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { loadRelayConfig, type RelayConfig } from '../relay/config.js';
 import { startRelay } from '../relay/server.js';
-import { openRelayStore, posUrl, type RelayStore } from '../relay/store.js';
+import { openRelayStore, posUrl, type RelayStore } from '../relay/store/index.js';
 import { MercadoPagoClient } from '../mercadopago/client.js';
 import { requireAccessToken } from '../relay/config.js';
 import { defaultModelFor, describeModes, modelLabel, parseModelChoice, ModelChoiceError } from '../relay/models/modes.js';
@@ -11,6 +11,7 @@ import { ORDER_STATES, type OrderState } from '../core/relay-order.js';
 import { formatMoney } from '../core/money.js';
 import { createLogger } from '../runtime/log.js';
 import { SystemdNotifier } from '../runtime/sd-notify.js';
+import { commandKeyPath, loadOrCreateCommandKey } from '../relay/command-key.js';
 
 // `qrkiosk relay ...`: run the relay, and provision kiosks in its database. argv is what follows
 // "relay" on the command line. Every failure is one line on stderr and exit code 2, because these
@@ -27,6 +28,8 @@ const USAGE = `usage:
   qrkiosk relay order <orderId> --config FILE [--json]
   qrkiosk relay provision <id> --config FILE --store <storeExternalId> [--store-name NAME] [--pos-name NAME] [--category MCC]
   qrkiosk relay dex list|show|export ...   the machines' own audits (qrkiosk relay dex help)
+  qrkiosk relay command-key --config FILE   the line for every kiosk's agent.yaml (relay.commandKey); makes the key if missing
+  qrkiosk relay migrate --from sqlite:FILE --to postgres://… [--force]   move a stopped relay to PostgreSQL
 
 payment models (MODEL/MODE): ${describeModes()}
   default for a new kiosk: orders/dynamic where the site has the Orders API QR, else dynamic/online`;
@@ -48,11 +51,13 @@ const defaultIo: RelayCliIo = {
 export async function relayMain(argv: string[], io: RelayCliIo = defaultIo): Promise<number> {
   const args = argv[0] === 'relay' ? argv.slice(1) : argv;
   try {
-    if (args[0] === 'kiosk') return kioskCommand(args.slice(1), io);
+    if (args[0] === 'kiosk') return await kioskCommand(args.slice(1), io);
     if (args[0] === 'provision') return await provision(args.slice(1), io);
-    if (args[0] === 'orders') return listOrders(args.slice(1), io);
-    if (args[0] === 'order') return showOrder(args.slice(1), io);
-    if (args[0] === 'dex') return (await import('./relay-dex-commands.js')).dexCommand(args.slice(1), io);
+    if (args[0] === 'orders') return await listOrders(args.slice(1), io);
+    if (args[0] === 'order') return await showOrder(args.slice(1), io);
+    if (args[0] === 'migrate') return await (await import('./relay-migrate-command.js')).migrateCommand(args.slice(1), io);
+    if (args[0] === 'dex') return await (await import('./relay-dex-commands.js')).dexCommand(args.slice(1), io);
+    if (args[0] === 'command-key') return commandKey(args.slice(1), io);
     if (args[0] === 'help' || args[0] === '--help' || args[0] === '-h') {
       io.out(USAGE);
       return 0;
@@ -90,17 +95,15 @@ async function runRelay(args: string[], io: RelayCliIo): Promise<number> {
   io.err(`relay listening on ${relay.url}; Mercado Pago reaches it at ${config.publicUrl}`);
   const catalogWatch = watchConfigCatalog(values.config as string, config, (catalog) => relay.setCatalog(catalog), logger);
   const systemd = new SystemdNotifier(logger);
-  const health = () => {
-    const h = relay.store.db.prepare("SELECT count(*) AS n FROM orders WHERE state = 'pending'").get() as { n: number };
-    return `${relay.hub.onlineCount()} kiosks online; ${h.n} pending orders`;
-  };
-  systemd.ready(health());
-  systemd.startWatchdog(() => {
+  // the store answering (a count of pending orders) is part of being healthy
+  const health = async () => `${relay.hub.onlineCount()} kiosks online; ${await relay.store.countOrders('pending')} pending orders`;
+  systemd.ready(await health());
+  systemd.startWatchdog(async () => {
     try {
-      systemd.status(health());
+      systemd.status(await health());
       return undefined;
     } catch (err) {
-      return (err as Error).message;
+      return `the relay store does not answer: ${(err as Error).message}`;
     }
   });
   const signal = await new Promise<string>((resolve) => {
@@ -125,16 +128,33 @@ async function runRelay(args: string[], io: RelayCliIo): Promise<number> {
   return 0;
 }
 
-function withStore<T>(config: RelayConfig, fn: (store: RelayStore) => T): T {
-  const store = openRelayStore(config.store.path);
+/**
+ * `qrkiosk relay command-key`: the public half of the relay's command signing key, as the line a
+ * kiosk's agent.yaml needs. Makes the key (0600) when it does not exist yet, like the relay's
+ * first start does.
+ */
+function commandKey(args: string[], io: RelayCliIo): number {
+  const { values, positionals } = parse(args, { config: { type: 'string' } });
+  if (positionals.length) throw new UsageError(`unexpected "${positionals[0]}": usage: qrkiosk relay command-key --config FILE`);
+  const config = configOf(values);
+  const path = commandKeyPath(config);
+  const { signer, created } = loadOrCreateCommandKey(path);
+  if (created) io.err(`made the command signing key ${path} (mode 0600): back it up; every kiosk trusts its public half`);
+  io.out(`commandKey: ${signer.publicKeyText}`);
+  io.err(`key id ${signer.keyId}: put the line above in the relay section of every kiosk's agent.yaml (relay.commandKey)`);
+  return 0;
+}
+
+async function withStore<T>(config: RelayConfig, fn: (store: RelayStore) => Promise<T>): Promise<T> {
+  const store = await openRelayStore(config.store);
   try {
-    return fn(store);
+    return await fn(store);
   } finally {
-    store.close();
+    await store.close();
   }
 }
 
-function kioskCommand(args: string[], io: RelayCliIo): number {
+async function kioskCommand(args: string[], io: RelayCliIo): Promise<number> {
   const [sub, ...rest] = args;
   switch (sub) {
     case 'add': {
@@ -154,7 +174,7 @@ function kioskCommand(args: string[], io: RelayCliIo): number {
       const config = configOf(values);
       const site = siteCurrency(config);
       const choice = values.model === undefined ? defaultModelFor(site) : modelChoice(values.model, site);
-      const added = withStore(config, (store) =>
+      const added = await withStore(config, (store) =>
         store.addKiosk({
           id,
           posExternalId: values.pos as string,
@@ -172,6 +192,9 @@ function kioskCommand(args: string[], io: RelayCliIo): number {
       io.out('  WARNING: this token is shown ONCE and cannot be shown again (only its hash is stored).');
       io.out('  Put it in the kiosk agent config now; if it is lost, run: qrkiosk relay kiosk rotate-token ' + id);
       io.out('');
+      const key = loadOrCreateCommandKey(commandKeyPath(config)).signer;
+      io.out(`  the relay's command key, for the same agent.yaml (relay section): commandKey: ${key.publicKeyText}`);
+      io.out('');
       if (choice.model === 'unattended') {
         const url = posUrl(config.publicUrl, added.kiosk);
         io.out(`  POS url to register at Mercado Pago (${url.length} characters): ${url}`);
@@ -188,11 +211,14 @@ function kioskCommand(args: string[], io: RelayCliIo): number {
       if (!id || !text || positionals.length > 2) throw new UsageError('usage: qrkiosk relay kiosk set-model <id> MODEL[/MODE] --config FILE');
       const config = configOf(values);
       const choice = modelChoice(text, siteCurrency(config));
-      withStore(config, (store) => {
-        const pending = store.pendingOrderOf(id);
-        if (pending) throw new UsageError(`kiosk ${id} has order ${pending.id} waiting for payment: try again when it is paid, cancelled or expired`);
-        store.setKioskModel(id, choice.model, choice.mode);
-      });
+      // the check and the change in one transaction: an order created in between cannot slip through
+      await withStore(config, (store) =>
+        store.transaction(async (tx) => {
+          const pending = await tx.pendingOrderOf(id);
+          if (pending) throw new UsageError(`kiosk ${id} has order ${pending.id} waiting for payment: try again when it is paid, cancelled or expired`);
+          await tx.setKioskModel(id, choice.model, choice.mode);
+        }),
+      );
       io.out(`kiosk ${id}: payment model now ${modelLabel(choice.model, choice.mode)}; a running relay tells the kiosk within a second`);
       if (choice.model === 'unattended') io.out(`  run qrkiosk relay provision ${id} --config FILE to give its POS the url Mercado Pago polls`);
       return 0;
@@ -201,7 +227,7 @@ function kioskCommand(args: string[], io: RelayCliIo): number {
       const { values, positionals } = parse(rest, { config: { type: 'string' }, json: { type: 'boolean' } });
       if (positionals.length) throw new UsageError(`unexpected "${positionals[0]}"`);
       const config = configOf(values);
-      const kiosks = withStore(config, (store) => store.listKiosks());
+      const kiosks = await withStore(config, (store) => store.listKiosks());
       const rows = kiosks.map((k) => ({
         id: k.id,
         posExternalId: k.posExternalId,
@@ -232,7 +258,7 @@ function kioskCommand(args: string[], io: RelayCliIo): number {
       const [id, payload] = positionals;
       if (!id || !payload || positionals.length > 2) throw new UsageError("usage: qrkiosk relay kiosk set-qr <id> '<payload>' --config FILE");
       const config = configOf(values);
-      withStore(config, (store) => store.setKioskPosQr(id, payload));
+      await withStore(config, (store) => store.setKioskPosQr(id, payload));
       io.out(`kiosk ${id}: POS QR stored; a running relay sends it to the kiosk within a second`);
       return 0;
     }
@@ -241,7 +267,7 @@ function kioskCommand(args: string[], io: RelayCliIo): number {
       const id = positionals[0];
       if (!id || positionals.length > 1) throw new UsageError('usage: qrkiosk relay kiosk rotate-token <id> --config FILE');
       const config = configOf(values);
-      const token = withStore(config, (store) => store.rotateKioskToken(id));
+      const token = await withStore(config, (store) => store.rotateKioskToken(id));
       io.out(`kiosk ${id}: new token: ${token}`);
       io.out('  WARNING: shown ONCE; the old token no longer works. Update the kiosk agent config now.');
       return 0;
@@ -271,9 +297,9 @@ async function provision(args: string[], io: RelayCliIo): Promise<number> {
   const category = values.category === undefined ? undefined : Number(values.category);
   if (category !== undefined && !Number.isInteger(category)) throw new UsageError(`--category must be a numeric MCC, not "${values.category}"`);
   const mp = new MercadoPagoClient({ baseUrl: config.mercadopago.baseUrl, accessToken: requireAccessToken(config) });
-  const store = openRelayStore(config.store.path);
+  const store = await openRelayStore(config.store);
   try {
-    const kiosk = store.getKiosk(id);
+    const kiosk = await store.getKiosk(id);
     if (!kiosk) throw new UsageError(`no kiosk "${id}": add it first with qrkiosk relay kiosk add ${id} --pos <externalId> --config FILE`);
     let rows: ProvisionRow[];
     try {
@@ -293,7 +319,7 @@ async function provision(args: string[], io: RelayCliIo): Promise<number> {
     printRows(rows, io);
     return 0;
   } finally {
-    store.close();
+    await store.close();
   }
 }
 
@@ -321,7 +347,7 @@ function isoTime(ms: number | null): string {
 }
 
 /** `qrkiosk relay orders`: what the operator checks first when a customer calls. */
-function listOrders(args: string[], io: RelayCliIo): number {
+async function listOrders(args: string[], io: RelayCliIo): Promise<number> {
   const { values, positionals } = parse(args, {
     config: { type: 'string' },
     kiosk: { type: 'string' },
@@ -338,9 +364,9 @@ function listOrders(args: string[], io: RelayCliIo): number {
     throw new UsageError(`--state must be one of ${ORDER_STATES.join(', ')}`);
   }
   const config = configOf(values);
-  const orders = withStore(config, (store) =>
+  const orders = await withStore(config, async (store) =>
     values.review
-      ? store.ordersNeedingReview().slice(-limit)
+      ? (await store.ordersNeedingReview()).slice(-limit)
       : store.recentOrders({
           limit,
           ...(values.kiosk ? { kioskId: values.kiosk } : {}),
@@ -365,15 +391,15 @@ function listOrders(args: string[], io: RelayCliIo): number {
 }
 
 /** `qrkiosk relay order <id>`: one order with its history, payments and refunds. */
-function showOrder(args: string[], io: RelayCliIo): number {
+async function showOrder(args: string[], io: RelayCliIo): Promise<number> {
   const { values, positionals } = parse(args, { config: { type: 'string' }, json: { type: 'boolean' } });
   const id = positionals[0];
   if (!id || positionals.length > 1) throw new UsageError('usage: qrkiosk relay order <orderId> --config FILE');
   const config = configOf(values);
-  const detail = withStore(config, (store) => {
-    const order = store.getOrder(id);
+  const detail = await withStore(config, async (store) => {
+    const order = await store.getOrder(id);
     if (!order) return undefined;
-    return { order, events: store.orderEvents(id), payments: store.paymentsOf(id), refunds: store.refundsOf(id) };
+    return { order, events: await store.orderEvents(id), payments: await store.paymentsOf(id), refunds: await store.refundsOf(id) };
   });
   if (!detail) throw new UsageError(`no order "${id}" (order ids look like ord_…; see qrkiosk relay orders)`);
   if (values.json) {

@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadRelayConfig } from '../relay/config.js';
 import { auditsCsv, compareAudit, formatComparison } from '../relay/dex-audits.js';
-import { openRelayStore, type RelayStore } from '../relay/store.js';
+import { openRelayStore, type RelayStore } from '../relay/store/index.js';
 
 // `qrkiosk relay dex ...`: the machines' own audits the agents sent (dex.audit), beside
 // qrkiosk's sales for the same machine and period, and as CSV for the operator's spreadsheet.
@@ -23,17 +23,17 @@ function time(v: string | undefined, flag: string): number | undefined {
   return t;
 }
 
-function withStore<T>(configPath: unknown, fn: (store: RelayStore) => T): T {
+async function withStore<T>(configPath: unknown, fn: (store: RelayStore) => Promise<T>): Promise<T> {
   if (typeof configPath !== 'string' || !configPath) throw new Error('--config FILE is required (the relay YAML)');
-  const store = openRelayStore(loadRelayConfig(configPath).store.path);
+  const store = await openRelayStore(loadRelayConfig(configPath).store);
   try {
-    return fn(store);
+    return await fn(store);
   } finally {
-    store.close();
+    await store.close();
   }
 }
 
-export function dexCommand(args: string[], io: Io): number {
+export async function dexCommand(args: string[], io: Io): Promise<number> {
   const [sub, ...rest] = args;
   let parsed;
   try {
@@ -67,7 +67,7 @@ export function dexCommand(args: string[], io: Io): number {
     case 'list': {
       const limit = values.limit === undefined ? 50 : Number(values.limit);
       if (!Number.isInteger(limit) || limit <= 0) throw new Error('--limit must be a positive whole number, e.g. --limit 50');
-      const audits = withStore(values.config, (s) => s.dexAudits({ ...range, limit }));
+      const audits = await withStore(values.config, (s) => s.dexAudits({ ...range, limit }));
       if (values.json) io.out(JSON.stringify(audits, null, 2));
       else if (audits.length === 0) io.out('no machine audits');
       else {
@@ -84,8 +84,8 @@ export function dexCommand(args: string[], io: Io): number {
     case 'show': {
       const id = positionals[0];
       if (!id || positionals.length !== 1) throw new Error(`give one audit id (qrkiosk relay dex list shows them)\n${DEX_USAGE}`);
-      const cmp = withStore(values.config, (s) => {
-        const a = s.getDexAudit(id);
+      const cmp = await withStore(values.config, async (s) => {
+        const a = await s.getDexAudit(id);
         if (!a) throw new Error(`no audit ${id} (qrkiosk relay dex list shows them)`);
         return compareAudit(s, a);
       });
@@ -93,7 +93,7 @@ export function dexCommand(args: string[], io: Io): number {
       return 0;
     }
     case 'export': {
-      const audits = withStore(values.config, (s) => s.dexAudits({ ...range, limit: 100_000 })).reverse();
+      const audits = (await withStore(values.config, (s) => s.dexAudits({ ...range, limit: 100_000 }))).reverse();
       const csv = auditsCsv(audits);
       if (values.out) {
         writeFileSync(values.out, csv);

@@ -17,6 +17,8 @@ export const ORDER_STATES = [
 export type OrderState = (typeof ORDER_STATES)[number];
 
 export type OrderEvent =
+  | 'created'
+  | 'rejected'
   | 'payment_verified'
   | 'vend_ok'
   | 'vend_failed'
@@ -25,7 +27,14 @@ export type OrderEvent =
   | 'late_payment'
   | 'refund_done';
 
-export const relayOrder = defineMachine<OrderState, OrderEvent>('relay-order', {
+/**
+ * Before its first row an order is `new`: it is either accepted (`created` -> pending) or refused
+ * (`rejected`), and that first step goes through the table like every other one.
+ */
+export type OrderStart = 'new';
+
+export const relayOrder = defineMachine<OrderState | OrderStart, OrderEvent>('relay-order', {
+  new: { created: 'pending', rejected: 'rejected' },
   pending: { payment_verified: 'paid', cancel: 'cancelled', expire: 'expired' },
   paid: { vend_ok: 'vended', vend_failed: 'refunding' },
   vended: {},

@@ -166,6 +166,17 @@ export const Welcome = z.object({
   catalog: z.array(CatalogEntry),
   /** the relay never keeps an order payable longer than this */
   maxPaymentSeconds: z.number().int().positive(),
+  /**
+   * What this relay understands beyond the order frames: 'console.v1' = kiosk.status,
+   * stock.refill and command.result (docs/console-kiosk.md). Absent from older relays.
+   */
+  features: z.array(z.string().max(40)).max(20).optional(),
+  /**
+   * The id of the key the relay signs commands with. Informational only: the kiosk trusts the key
+   * in its own agent.yaml (relay.commandKey), never one named over the link; this lets it say
+   * early that the two differ.
+   */
+  commandKeyId: z.string().max(64).optional(),
 });
 
 export const OrderAccepted = z.object({
@@ -210,6 +221,142 @@ export const OrderRefunded = z.object({
   currency,
 });
 
+// ---- operator console (docs/console-kiosk.md) ----------------------------------------------------
+
+/** The relay understands the console frames below (Welcome.features). */
+export const CONSOLE_FEATURE = 'console.v1';
+
+const commandId = z.string().regex(/^cmd_[A-Za-z0-9_-]{6,60}$/, 'command ids look like cmd_<letters/digits>');
+const text = (n: number) => z.string().max(n);
+
+const statusFault = z.object({
+  at: epochMs,
+  device: text(120),
+  kind: text(40),
+  message: text(300),
+  active: z.boolean(),
+  clearedAt: epochMs.optional(),
+});
+
+/** Most slots a status snapshot lists; a bigger machine is sent truncated (the frame cap is 64 KiB). */
+export const STATUS_MAX_SLOTS = 300;
+
+/**
+ * agent -> relay, NOT reliable: what the kiosk is like right now. Each snapshot replaces the
+ * previous one at the relay, so a lost one costs nothing: the next change, and every welcome,
+ * sends a fresh one. Faults that started and cleared while the link was down are in `recent`.
+ */
+export const KioskStatus = z.object({
+  ...base,
+  type: z.literal('kiosk.status'),
+  /** kiosk clock when the snapshot was taken */
+  at: epochMs,
+  agentVersion: text(40),
+  startedAt: epochMs,
+  /** the payment model of the last welcome; null before the first one */
+  paymentModel: z.enum(PAYMENT_MODELS).nullable(),
+  /** the screen shown now (idle, pay, out_of_service...) */
+  screen: text(40).nullable(),
+  /** idle, out_of_service, or the open order's state */
+  state: text(40),
+  /** out of service by a technician (`qrkiosk service on`) or by a relay command */
+  service: z.object({ by: text(200), at: epochMs, via: z.enum(['technician', 'relay']) }).nullable(),
+  updating: z.boolean(),
+  openOrder: z.object({ orderId, state: text(40) }).nullable(),
+  stock: z
+    .array(
+      z.object({
+        slot: z.number().int().positive().max(MAX_SLOT),
+        sku: text(60),
+        count: z.number().int().nonnegative(),
+        /** the configured full count: what a refill loads */
+        full: z.number().int().nonnegative(),
+        jammed: z.boolean(),
+      }),
+    )
+    .max(STATUS_MAX_SLOTS),
+  /** the prices the kiosk sells at now (after any price command) */
+  prices: z.array(z.object({ sku: text(60), price: minor, currency })).max(STATUS_MAX_SLOTS),
+  faults: z.object({ active: z.array(statusFault).max(50), recent: z.array(statusFault).max(20) }),
+  /** reliable frames still waiting for the relay's ack */
+  outboxPending: z.number().int().nonnegative(),
+  /** some slots, prices or faults were left out to fit one frame */
+  truncated: z.boolean().default(false),
+});
+
+/**
+ * agent -> relay, reliable: a technician refilled (`qrkiosk stock refill`). A fact, so it goes
+ * through the outbox; the relay keeps it once per refillId (the frame id is the refillId).
+ */
+export const StockRefill = z.object({
+  ...base,
+  type: z.literal('stock.refill'),
+  refillId: z.string().regex(/^rfl_[A-Za-z0-9_-]{6,60}$/, 'refill ids look like rfl_<letters/digits>'),
+  at: epochMs,
+  by: z.string().min(1).max(100),
+  slots: z
+    .array(z.object({ slot: z.number().int().positive().max(MAX_SLOT), sku: text(60), before: z.number().int().nonnegative(), after: z.number().int().nonnegative() }))
+    .min(1)
+    .max(STATUS_MAX_SLOTS),
+});
+
+/**
+ * relay -> agent: a signed operator command. `payload` is the exact JSON text that was signed
+ * (src/protocol/signed-command.ts): the kiosk verifies the bytes it got, then parses them, so no
+ * canonical JSON is needed. `signature` is optional here only so that an unsigned frame reaches
+ * the kiosk's check and is refused with a reason instead of as a malformed frame.
+ */
+export const CommandFrame = z.object({
+  ...base,
+  type: z.literal('command'),
+  payload: z.string().min(2).max(60_000),
+  signature: z.string().max(200).optional(),
+  keyId: z.string().max(64).optional(),
+});
+
+/** Why a kiosk that verified a command still did not apply it (recorded, sent reliably). */
+export const COMMAND_VERDICT_REASONS = ['expired', 'not_yet_valid', 'invalid', 'busy'] as const;
+/** Why a kiosk would not take a command frame at all (not recorded as seen, except replayed). */
+export const COMMAND_REJECTIONS = ['no_key', 'unsigned', 'bad_signature', 'malformed', 'wrong_kiosk', 'replayed'] as const;
+export type CommandVerdictReason = (typeof COMMAND_VERDICT_REASONS)[number];
+export type CommandRejection = (typeof COMMAND_REJECTIONS)[number];
+
+/**
+ * agent -> relay, reliable: the kiosk's one verdict on a command whose signature it verified:
+ * applied (with the kiosk's time of applying it) or refused with a reason. Queued in the same
+ * journal transaction that applied or refused it.
+ */
+export const CommandResult = z.object({
+  ...base,
+  type: z.literal('command.result'),
+  commandId,
+  outcome: z.enum(['applied', 'refused']),
+  /** kiosk clock: when it was applied (or refused) */
+  at: epochMs,
+  reason: z.enum(COMMAND_VERDICT_REASONS).optional(),
+  message: text(500),
+  /** what applying it gave: a test vend's result, the stock before/after... */
+  result: z.record(z.string(), z.union([z.string().max(200), z.number(), z.boolean(), z.null()])).optional(),
+});
+
+/**
+ * agent -> relay, NOT reliable: a command frame the kiosk would not take (unsigned, forged, for
+ * another kiosk, already seen). Not queued: a flood of forged frames must not fill the outbox;
+ * the kiosk logs each one.
+ */
+export const CommandRefused = z.object({
+  ...base,
+  type: z.literal('command.refused'),
+  /** the id of the refused frame */
+  frameId: z.string().min(1).max(100),
+  /** the command id, when the payload could be read */
+  commandId: z.string().max(100).optional(),
+  reason: z.enum(COMMAND_REJECTIONS),
+  message: text(500),
+  /** replayed: what the kiosk did with it the first time */
+  first: z.object({ state: text(20), at: epochMs }).optional(),
+});
+
 // ---- both ways -----------------------------------------------------------------------------------
 
 export const Ack = z.object({ ...base, type: z.literal('ack'), ackId: z.string().min(1) });
@@ -231,6 +378,10 @@ export const AgentMessage = z.discriminatedUnion('type', [
   VendResult,
   VendResolve,
   DexAuditFrame,
+  KioskStatus,
+  StockRefill,
+  CommandResult,
+  CommandRefused,
   Ack,
   Ping,
   Pong,
@@ -243,6 +394,7 @@ export const RelayMessage = z.discriminatedUnion('type', [
   OrderPaid,
   OrderExpired,
   OrderRefunded,
+  CommandFrame,
   Ack,
   Ping,
   Pong,
@@ -264,6 +416,11 @@ export type OrderExpired = z.infer<typeof OrderExpired>;
 export type OrderRefunded = z.infer<typeof OrderRefunded>;
 export type ErrorFrame = z.infer<typeof ErrorFrame>;
 export type DexAuditFrame = z.infer<typeof DexAuditFrame>;
+export type KioskStatus = z.infer<typeof KioskStatus>;
+export type StockRefill = z.infer<typeof StockRefill>;
+export type CommandFrame = z.infer<typeof CommandFrame>;
+export type CommandResult = z.infer<typeof CommandResult>;
+export type CommandRefused = z.infer<typeof CommandRefused>;
 
 /** Frames kept in an outbox until acked, and applied at most once by the receiver. */
 export const RELIABLE_TYPES = new Set<string>([
@@ -272,6 +429,8 @@ export const RELIABLE_TYPES = new Set<string>([
   'vend.result',
   'vend.resolve',
   'dex.audit',
+  'stock.refill',
+  'command.result',
   'order.accepted',
   'order.rejected',
   'order.paid',

@@ -49,7 +49,18 @@ const RELAY_CONFIG_SCHEMA = z
       .url({ message: 'write the https base URL Mercado Pago can reach, e.g. https://relay.example.com' })
       .max(200, 'keep publicUrl under 200 characters: Mercado Pago caps POS urls at 300')
       .transform((u) => u.replace(/\/+$/, '')),
-    store: z.strictObject({ path: z.string().min(1, 'write where the relay database lives, e.g. /var/lib/qrkiosk/relay.sqlite') }),
+    // One relay on a SQLite file (path), or several relay instances sharing PostgreSQL (url).
+    store: z
+      .strictObject({
+        path: z.string().min(1, 'write where the relay database lives, e.g. /var/lib/qrkiosk/relay.sqlite').optional(),
+        url: z
+          .string()
+          .regex(/^postgres(ql)?:\/\/\S+$/i, 'write the PostgreSQL database as postgres://user:password@host:5432/database')
+          .optional(),
+      })
+      .refine((s) => (s.path === undefined) !== (s.url === undefined), {
+        message: 'set either store.path (a SQLite file, e.g. /var/lib/qrkiosk/relay.sqlite) or store.url (postgres://…, for several relay instances), one of the two',
+      }),
     mercadopago: z
       .strictObject({
         baseUrl: z.url().default('https://api.mercadopago.com').transform((u) => u.replace(/\/+$/, '')),
@@ -92,6 +103,15 @@ const RELAY_CONFIG_SCHEMA = z
         vendResultTimeoutSeconds: 300,
       }),
     hub: z.strictObject({ pingIntervalSeconds: positiveInt.default(20) }).default({ pingIntervalSeconds: 20 }),
+    // Operator commands to kiosks, signed with the relay's Ed25519 key (docs/console-kiosk.md).
+    // keyFile: the private key (PEM, mode 0600), created at first start when missing; default
+    // command-key.pem beside the store. ttlSeconds: how long a command may take to reach its kiosk.
+    commands: z
+      .strictObject({
+        keyFile: z.string().min(1, 'write where the command signing key lives, e.g. /var/lib/qrkiosk/command-key.pem').optional(),
+        ttlSeconds: positiveInt.max(86_400, 'a command may live at most 86400 seconds (a day): kiosks refuse older ones').default(600),
+      })
+      .default({ ttlSeconds: 600 }),
     // limits on every public route (relay/limits.ts, docs/reliability.md)
     limits: limitsSchema,
     // /metrics, /healthz, /readyz (relay/observability/config.ts, docs/deploy.md); what comes from

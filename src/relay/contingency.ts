@@ -3,7 +3,7 @@ import type { PaymentModel, PaymentModels, PaymentState } from './models/index.j
 import type { RelayConfig } from './config.js';
 import type { RelayLimits } from './limits.js';
 import type { OrderService } from './orders.js';
-import type { Kiosk, OrderRecord, RelayStore } from './store.js';
+import type { Kiosk, OrderRecord, RelayStore } from './store/index.js';
 
 // Notifications get lost (MP outage, our restart, a proxy hiccup). The contingency poller asks
 // Mercado Pago directly about (a) pending orders that have had no news for a while and (b) orders
@@ -84,10 +84,10 @@ export class ContingencyPoller {
   }
 
   /** Orders due for a look now, in the order they are looked at. */
-  due(): { open: OrderRecord[]; closed: OrderRecord[] } {
+  async due(): Promise<{ open: OrderRecord[]; closed: OrderRecord[] }> {
     const now = this.o.now();
     const after = this.o.config.contingencyAfterSeconds * 1000;
-    const candidates = this.o.store.contingencyCandidates(now - after, now - after, now - this.o.config.latePaymentWatchMinutes * 60_000);
+    const candidates = await this.o.store.contingencyCandidates(now - after, now - after, now - this.o.config.latePaymentWatchMinutes * 60_000);
     const live = new Set(candidates.map((c) => c.id));
     for (const id of this.backoff.keys()) if (!live.has(id)) this.backoff.delete(id);
     const open = candidates.filter((c) => c.state === 'pending').sort((a, b) => a.deadline - b.deadline);
@@ -98,7 +98,7 @@ export class ContingencyPoller {
   }
 
   private async pass(): Promise<number> {
-    const { open, closed } = this.due();
+    const { open, closed } = await this.due();
     // Open orders first: a customer may be standing at the kiosk. Looked up every pass.
     let looked = await this.look(open);
     if (this.closed || closed.length === 0) return looked;
@@ -119,7 +119,7 @@ export class ContingencyPoller {
     const kiosks = new Map<string, Kiosk | undefined>();
     const groups = new Map<PaymentModel, { order: OrderRecord; kiosk: Kiosk }[]>();
     for (const order of orders) {
-      if (!kiosks.has(order.kioskId)) kiosks.set(order.kioskId, this.o.store.getKiosk(order.kioskId));
+      if (!kiosks.has(order.kioskId)) kiosks.set(order.kioskId, await this.o.store.getKiosk(order.kioskId));
       const kiosk = kiosks.get(order.kioskId);
       if (!kiosk) continue;
       const model = this.o.models.of(kiosk);
@@ -148,7 +148,7 @@ export class ContingencyPoller {
       const found = await model.search(order, kiosk);
       if (this.closed) return false;
       // Search matches by prefix in some MP versions: only the exact reference is ours.
-      for (const state of found) if (state.externalReference === order.id) this.apply(order, state);
+      for (const state of found) if (state.externalReference === order.id) await this.apply(order, state);
       return true;
     } catch (err) {
       // One failing lookup must not starve the others; the next pass tries again.
@@ -180,7 +180,7 @@ export class ContingencyPoller {
       if (this.closed) return 0;
       for (const state of res.states) {
         const order = state.externalReference ? byId.get(state.externalReference) : undefined;
-        if (order) this.apply(order, state);
+        if (order) await this.apply(order, state);
       }
       offset += res.size;
       if (res.size === 0 || offset >= res.total) return orders.length;
@@ -192,8 +192,8 @@ export class ContingencyPoller {
     return 0;
   }
 
-  private apply(order: OrderRecord, state: PaymentState): void {
-    const outcome = this.o.orders.applyPaymentState(state, 'contingency');
+  private async apply(order: OrderRecord, state: PaymentState): Promise<void> {
+    const outcome = await this.o.orders.applyPaymentState(state, 'contingency');
     if (outcome === 'released' || outcome === 'late_payment') {
       this.o.logger.warn({ orderId: order.id, mpId: state.mpId, outcome }, `contingency: order ${order.id} ${outcome} without a notification (${state.kind} ${state.mpId})`);
     }

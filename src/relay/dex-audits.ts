@@ -1,5 +1,5 @@
 import { CURRENCIES, formatMoney, isCurrency } from '../core/money.js';
-import type { DexAuditRecord, RelayStore } from './store.js';
+import type { DexAuditRecord, RelayStore } from './store/index.js';
 
 // A machine's own books next to qrkiosk's: for the period between two audit reads of the same
 // machine, what the machine counted on qrkiosk's cashless device (EVA-DTS DA2 for device 1, DB2
@@ -47,15 +47,15 @@ export function toMinor(value: number | null, decimals: number | null, currency:
   return value % f === 0 ? value / f : null;
 }
 
-export function compareAudit(store: RelayStore, audit: DexAuditRecord): AuditComparison {
-  const prev = store.previousDexAudit(audit.kioskId, audit.machineSerial, audit.readAt);
+export async function compareAudit(store: RelayStore, audit: DexAuditRecord): Promise<AuditComparison> {
+  const prev = await store.previousDexAudit(audit.kioskId, audit.machineSerial, audit.readAt);
   const b = audit.body;
   const p = prev?.body;
   const dev = b.cashlessDevice ?? 1;
   const meter = (x: typeof b | undefined): Meter => (x ? (dev === 2 ? x.cashless2 : x.cashless1) : null);
   const cur = b.currency;
   const conv = (v: number | null) => toMinor(v, b.decimals, cur);
-  const own = prev ? store.dispensedBySlot(audit.kioskId, prev.readAt, audit.readAt) : [];
+  const own = prev ? await store.dispensedBySlot(audit.kioskId, prev.readAt, audit.readAt) : [];
   const ownCount = own.reduce((s, r) => s + r.count, 0);
   const ownAmount = own.reduce((s, r) => s + r.amount, 0);
   const cashlessCount = p ? delta(meter(b)?.countSinceInit, meter(p)?.countSinceInit) : null;

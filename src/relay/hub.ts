@@ -5,8 +5,10 @@ import { WebSocketServer, WebSocket, type RawData } from 'ws';
 import type { Logger } from '../runtime/log.js';
 import type { RefusalLog } from '../runtime/refusal-log.js';
 import { errorFrame, frame, parseAgentFrame } from '../protocol/codec.js';
+import { isReliable } from '../protocol/messages.js';
 import type { AgentMessage, DexAuditFrame, Hello, OrderCancel, OrderReady, VendResolve, VendResult, Welcome } from '../protocol/messages.js';
-import { hashToken, type Kiosk, type RelayStore } from './store.js';
+import { hashToken, type Kiosk, type RelayStore } from './store/index.js';
+import type { ConsoleAgentMessage, ConsoleFrames } from './kiosk-console.js';
 
 // The kiosk link: one WebSocket per kiosk at /v1/kiosk, authenticated at the HTTP upgrade with the
 // kiosk's bearer token (only its sha256 is stored). Reliable frames are applied at most once via
@@ -21,14 +23,13 @@ export type ReliableAgentMessage = OrderReady | OrderCancel | VendResult | VendR
 
 export interface HubHandler {
   /**
-   * Applies a reliable frame. Runs INSIDE the inbox transaction and must be synchronous: if it
+   * Applies a reliable frame INSIDE the inbox transaction: every write goes through `tx`. If it
    * throws, nothing (state, outbox, inbox) is committed and the frame is not acked, so the agent
-   * re-sends it later.
+   * re-sends it later. Resolves what to run once the transaction has committed (push the outbox
+   * rows it created, wake workers).
    */
-  applyReliable(kioskId: string, msg: ReliableAgentMessage): void;
-  /** Called after the transaction committed: push the outbox rows it created. */
-  afterCommit(): void;
-  onHello?(kioskId: string, hello: Hello): void;
+  applyReliable(tx: RelayStore, kioskId: string, msg: ReliableAgentMessage): Promise<() => void>;
+  onHello?(kioskId: string, hello: Hello): Promise<void>;
 }
 
 export type WelcomeBody = Omit<Welcome, 'v' | 'id' | 'type'>;
@@ -52,6 +53,8 @@ interface Link {
   lastSeen: number;
   /** outbox ids already written on THIS socket; a new socket starts empty, hence a full re-send */
   sent: Set<string>;
+  /** the frames of this socket are handled one after the other, in the order they came */
+  queue: Promise<void>;
 }
 
 export interface KioskHubEvents {
@@ -63,6 +66,8 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
   private readonly links = new Map<string, Link>();
   private handler: HubHandler | undefined;
+  /** the console's kiosk frames (src/relay/kiosk-console.ts) */
+  private console: ConsoleFrames | undefined;
   private pingTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly now: () => number;
@@ -74,6 +79,18 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
 
   setHandler(handler: HubHandler): void {
     this.handler = handler;
+  }
+
+  setConsole(frames: ConsoleFrames): void {
+    this.console = frames;
+  }
+
+  /** Writes one frame to a kiosk's live socket (a signed command); false when it has none. */
+  sendTo(kioskId: string, body: object): boolean {
+    const link = this.links.get(kioskId);
+    if (!link?.helloDone || link.ws.readyState !== WebSocket.OPEN) return false;
+    this.send(link, body);
+    return true;
   }
 
   /** Hooks the upgrade event of the HTTP server fastify listens with. */
@@ -94,11 +111,11 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
    * welcome at any time, so a change reaches the screen without a reconnect. A kiosk that is not
    * connected gets the new one when it says hello. Returns whether it was sent.
    */
-  rewelcome(kioskId: string): boolean {
+  async rewelcome(kioskId: string): Promise<boolean> {
     const link = this.links.get(kioskId);
     if (!link?.helloDone) return false;
-    const kiosk = this.opts.store.getKiosk(kioskId);
-    if (!kiosk) return false;
+    const kiosk = await this.opts.store.getKiosk(kioskId);
+    if (!kiosk || this.links.get(kioskId) !== link) return false;
     this.send(link, frame({ type: 'welcome' as const, ...this.opts.welcomeFor(kiosk) }));
     return true;
   }
@@ -114,11 +131,23 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
     return n;
   }
 
-  /** Writes the kiosk's unsent outbox rows, in order. No-op when it is not connected. */
-  flush(kioskId: string): void {
+  /**
+   * Writes the kiosk's unsent outbox rows, in order. No-op when it is not connected. Never
+   * rejects: a row it could not read stays in the outbox for the next flush or reconnect.
+   */
+  async flush(kioskId: string): Promise<void> {
     const link = this.links.get(kioskId);
     if (!link || !link.helloDone || link.ws.readyState !== WebSocket.OPEN) return;
-    for (const row of this.opts.store.outboxOf(kioskId)) {
+    let rows;
+    try {
+      rows = await this.opts.store.outboxOf(kioskId);
+    } catch (err) {
+      if (!this.closed) this.opts.logger.error({ err, kioskId }, `kiosk ${kioskId}: could not read its outbox: ${(err as Error).message}`);
+      return;
+    }
+    // Synchronous from here: of two flushes racing, each row goes out once, in outbox order.
+    if (this.links.get(kioskId) !== link || link.ws.readyState !== WebSocket.OPEN) return;
+    for (const row of rows) {
       if (link.sent.has(row.messageId)) continue;
       link.sent.add(row.messageId);
       link.ws.send(row.payload);
@@ -168,7 +197,21 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
       return;
     }
     const hash = hashToken(m[1]!);
-    const kiosk = this.opts.store.getKioskByTokenHash(hash);
+    void this.opts.store.getKioskByTokenHash(hash).then(
+      (kiosk) => this.upgradeKiosk(req, socket, head, remote, hash, kiosk),
+      (err: unknown) => {
+        this.opts.logger.error({ err, remote }, `kiosk connection from ${remote}: could not look up its token: ${(err as Error).message}`);
+        refuseUpgrade(socket, 503, 'Service Unavailable');
+      },
+    );
+  };
+
+  private upgradeKiosk(req: IncomingMessage, socket: Duplex, head: Buffer, remote: string, hash: string, kiosk: Kiosk | undefined): void {
+    if (socket.destroyed) return;
+    if (this.closed) {
+      refuseUpgrade(socket, 503, 'Service Unavailable');
+      return;
+    }
     if (!kiosk) {
       // Log only a prefix of the hash: enough to correlate, useless to replay.
       this.refuse(remote, 'unknown kiosk token', `kiosk connection from ${remote} refused: unknown token (sha256 ${hash.slice(0, 8)}…)`, { tokenHash: hash.slice(0, 8) });
@@ -176,7 +219,7 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
       return;
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, kiosk, remote));
-  };
+  }
 
   private refuse(remote: string, reason: string, message: string, fields: Record<string, unknown> = {}): void {
     if (this.opts.refusals) this.opts.refusals.note(remote, reason, message, fields);
@@ -184,7 +227,7 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
   }
 
   private onConnection(ws: WebSocket, kiosk: Kiosk, remote: string): void {
-    const link: Link = { kioskId: kiosk.id, ws, remote, helloDone: false, lastSeen: Date.now(), sent: new Set() };
+    const link: Link = { kioskId: kiosk.id, ws, remote, helloDone: false, lastSeen: Date.now(), sent: new Set(), queue: Promise.resolve() };
     const previous = this.links.get(kiosk.id);
     this.links.set(kiosk.id, link);
     if (previous) {
@@ -196,13 +239,19 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
     this.opts.logger.info({ kioskId: kiosk.id, remote }, `kiosk ${kiosk.id} connected from ${remote}`);
 
     ws.on('message', (data, isBinary) => {
-      try {
-        this.onMessage(link, data, isBinary);
-      } catch (err) {
-        // Last line of defence: a bug handling one frame must not take the process down.
-        this.opts.logger.error({ err, kioskId: link.kioskId }, `kiosk ${link.kioskId}: frame handling failed`);
-        this.send(link, errorFrame('internal', 'the relay could not handle that frame'));
-      }
+      link.lastSeen = Date.now();
+      // A heartbeat is answered at once: it changes nothing, and an agent must not think the link
+      // dead because a frame before it waits for the store.
+      if (this.answerPing(link, data, isBinary)) return;
+      // One frame at a time per kiosk, as the agent sent them: a cancel is never overtaken by the
+      // order.ready after it while the first one waits for the store.
+      link.queue = link.queue
+        .then(() => this.onMessage(link, data, isBinary))
+        .catch((err: unknown) => {
+          // Last line of defence: a bug handling one frame must not take the process down.
+          this.opts.logger.error({ err, kioskId: link.kioskId }, `kiosk ${link.kioskId}: frame handling failed`);
+          this.send(link, errorFrame('internal', 'the relay could not handle that frame'));
+        });
     });
     ws.on('pong', () => {
       link.lastSeen = Date.now();
@@ -220,8 +269,20 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
 
   // ---- frames -----------------------------------------------------------------------------------
 
-  private onMessage(link: Link, data: RawData, isBinary: boolean): void {
-    link.lastSeen = Date.now();
+  /** Answers a JSON `ping` frame now; false for any other frame (handled in order by onMessage). */
+  private answerPing(link: Link, data: RawData, isBinary: boolean): boolean {
+    if (isBinary || this.links.get(link.kioskId) !== link) return false;
+    const raw = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
+    // cheap test first: only a frame that says it is a ping is parsed here
+    if (!raw.includes('"ping"')) return false;
+    const parsed = parseAgentFrame(raw);
+    if (!parsed.ok || parsed.msg.type !== 'ping') return false;
+    // Echo the agent's timestamp so it can measure the round trip.
+    this.send(link, frame({ type: 'pong' as const, at: parsed.msg.at }));
+    return true;
+  }
+
+  private async onMessage(link: Link, data: RawData, isBinary: boolean): Promise<void> {
     if (this.links.get(link.kioskId) !== link) return; // a replaced socket has no say any more
     if (isBinary) {
       this.refuseFrame(link, 'malformed', 'binary frames are not part of the protocol: send JSON text');
@@ -236,10 +297,11 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
     const msg: AgentMessage = parsed.msg;
     switch (msg.type) {
       case 'hello':
-        this.onHello(link, msg);
+        await this.onHello(link, msg);
         return;
       case 'ack':
-        if (this.opts.store.deleteOutbox(link.kioskId, msg.ackId)) link.sent.delete(msg.ackId);
+        if (await this.opts.store.deleteOutbox(link.kioskId, msg.ackId)) link.sent.delete(msg.ackId);
+        else if (this.console?.onAck(link.kioskId, msg.ackId)) return;
         else this.opts.logger.debug({ kioskId: link.kioskId, ackId: msg.ackId }, 'ack for an unknown or already acked message');
         return;
       case 'ping':
@@ -259,12 +321,38 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
       case 'vend.result':
       case 'vend.resolve':
       case 'dex.audit':
-        this.applyReliable(link, msg);
+        await this.applyReliable(link, msg);
+        return;
+      case 'kiosk.status':
+      case 'stock.refill':
+      case 'command.result':
+      case 'command.refused':
+        await this.onConsoleFrame(link, msg);
         return;
     }
   }
 
-  private onHello(link: Link, msg: Hello): void {
+  /** Console frames are kept by the console's recorder (idempotent per id), acked once it has them. */
+  private async onConsoleFrame(link: Link, msg: ConsoleAgentMessage): Promise<void> {
+    const reliable = isReliable(msg.type);
+    if (!this.console) {
+      if (reliable) this.send(link, errorFrame('internal', 'relay is starting; try again', msg.id));
+      return;
+    }
+    // awaited: the link's frames are handled in the order they came (see ws.on('message'))
+    await this.console.onFrame(link.kioskId, msg).then(
+      () => {
+        if (reliable) this.send(link, frame({ type: 'ack' as const, ackId: msg.id }));
+      },
+      (err: unknown) => {
+        // NOT acked: the agent keeps it in its outbox and sends it again
+        this.opts.logger.error({ err, kioskId: link.kioskId, msgId: msg.id }, `kiosk ${link.kioskId}: could not record ${msg.type}: ${(err as Error).message}`);
+        if (reliable) this.send(link, errorFrame('internal', `could not record ${msg.type}; it will be retried`, msg.id));
+      },
+    );
+  }
+
+  private async onHello(link: Link, msg: Hello): Promise<void> {
     if (msg.kioskId !== link.kioskId) {
       // The token decides who the kiosk is; a hello naming another kiosk is a misconfigured agent.
       this.opts.logger.warn(
@@ -275,7 +363,7 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
       link.ws.close(1008, 'kiosk id does not match token');
       return;
     }
-    const kiosk = this.opts.store.getKiosk(link.kioskId);
+    const kiosk = await this.opts.store.getKiosk(link.kioskId);
     if (!kiosk) {
       link.ws.close(1008, 'kiosk removed');
       return;
@@ -285,15 +373,15 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
     link.sent.clear(); // a (re-)hello means the agent wants the whole outbox again
     this.send(link, frame({ type: 'welcome' as const, ...this.opts.welcomeFor(kiosk) }));
     try {
-      this.handler?.onHello?.(link.kioskId, msg);
+      await this.handler?.onHello?.(link.kioskId, msg);
     } catch (err) {
       this.opts.logger.error({ err, kioskId: link.kioskId }, 'hello reconciliation failed');
     }
-    this.flush(link.kioskId);
+    await this.flush(link.kioskId);
     if (!wasOnline) this.emit('online', link.kioskId);
   }
 
-  private applyReliable(link: Link, msg: ReliableAgentMessage | DexAuditFrame): void {
+  private async applyReliable(link: Link, msg: ReliableAgentMessage | DexAuditFrame): Promise<void> {
     const store = this.opts.store;
     const handler = this.handler;
     if (!handler) {
@@ -301,16 +389,17 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
       return;
     }
     let duplicate = false;
+    let afterCommit: (() => void) | undefined;
     try {
-      store.transaction(() => {
-        if (store.inInbox(link.kioskId, msg.id)) {
+      await store.transaction(async (tx) => {
+        if (await tx.inInbox(link.kioskId, msg.id)) {
           duplicate = true;
           return;
         }
         // a machine audit is a record to keep, not an order step: stored here, once
-        if (msg.type === 'dex.audit') store.insertDexAudit(link.kioskId, msg, this.now());
-        else handler.applyReliable(link.kioskId, msg);
-        store.recordInbox(link.kioskId, msg.id, msg.type, this.now());
+        if (msg.type === 'dex.audit') await tx.insertDexAudit(link.kioskId, msg, this.now());
+        else afterCommit = await handler.applyReliable(tx, link.kioskId, msg);
+        await tx.recordInbox(link.kioskId, msg.id, msg.type, this.now());
       });
     } catch (err) {
       // Rolled back and NOT acked: the agent keeps the frame in its outbox and re-sends it.
@@ -322,7 +411,7 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
       this.opts.logger.debug({ kioskId: link.kioskId, msgId: msg.id }, `duplicate ${msg.type}: acked again, not re-applied`);
     }
     this.send(link, frame({ type: 'ack' as const, ackId: msg.id }));
-    handler.afterCommit();
+    afterCommit?.();
   }
 
   private refuseFrame(link: Link, code: Parameters<typeof errorFrame>[0], message: string, refId?: string): void {

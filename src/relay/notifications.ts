@@ -5,7 +5,7 @@ import type { Logger } from '../runtime/log.js';
 import { checkResourceId } from './notification-ids.js';
 import type { NotFoundMemory } from './not-found-memory.js';
 import type { MerchantOrderOutcome, OrderService } from './orders.js';
-import type { NotificationRecord, RelayStore } from './store.js';
+import type { NotificationRecord, RelayStore } from './store/index.js';
 import type { RelayObserver } from './observability/observer.js';
 
 // Mercado Pago notifications are only a hint that something changed: we store each one before
@@ -158,50 +158,50 @@ export class NotificationWorker {
 
   constructor(private readonly o: NotificationWorkerOptions) {}
 
-  /** Queue a stored notification for processing. Never throws. */
+  /** Queue a stored notification for processing. Never throws; idle() waits for it. */
   submit(n: Pick<NotificationRecord, 'id' | 'topic' | 'resourceId' | 'attempts'>): void {
     if (this.closed) return;
-    const store = this.o.store;
+    const task: Promise<void> = this.admit(n)
+      .catch((err: unknown) => {
+        if (!this.closed) this.o.logger.error({ err, notificationId: n.id }, `notification ${n.id} could not be handled: ${(err as Error).message}`);
+      })
+      .finally(() => this.tasks.delete(task));
+    this.tasks.add(task);
+  }
+
+  /**
+   * Decides what to do with a stored notification and does it. Everything up to the in-flight
+   * bookkeeping is synchronous (a coalesced duplicate must see the running read), the store writes
+   * come after.
+   */
+  private async admit(n: Pick<NotificationRecord, 'id' | 'topic' | 'resourceId' | 'attempts'>): Promise<void> {
+    const mark = (outcome: string) => this.o.store.markNotification(n.id, outcome, this.o.now());
     const topic = n.topic ? (TOPICS[n.topic] ?? null) : null;
-    if (!topic || !n.resourceId) {
-      store.markNotification(n.id, `ignored: topic ${JSON.stringify(n.topic)}`, this.o.now());
-      return;
-    }
+    if (!topic || !n.resourceId) return mark(`ignored: topic ${JSON.stringify(n.topic)}`);
     // The route checks ids before storing; rows stored by an older version are checked here,
     // before any Mercado Pago call.
     const idCheck = checkResourceId(topic, n.resourceId);
-    if (!idCheck.ok) {
-      store.markNotification(n.id, `refused: ${idCheck.reason}`, this.o.now());
-      return;
-    }
+    if (!idCheck.ok) return mark(`refused: ${idCheck.reason}`);
     if ((n.attempts ?? 0) >= this.maxTries) {
-      store.giveUpNotification(n.id, `given up after ${n.attempts} failed tries`, this.o.now());
-      return;
+      return this.o.store.giveUpNotification(n.id, `given up after ${n.attempts} failed tries`, this.o.now());
     }
     const key = `${topic}:${n.resourceId}`;
-    if (this.o.notFound?.has(key)) {
-      store.markNotification(n.id, 'not_found (remembered)', this.o.now());
-      return;
-    }
+    if (this.o.notFound?.has(key)) return mark('not_found (remembered)');
     const running = this.inFlight.get(key);
     if (running) {
       // The running read may have started before MP's latest change: read once more after it.
       running.rerun = true;
-      store.markNotification(n.id, 'coalesced', this.o.now());
-      return;
+      return mark('coalesced');
     }
     const doneAt = this.recent.get(key);
-    if (doneAt !== undefined && this.o.now() - doneAt < (this.o.recentWindowMs ?? 60_000)) {
-      store.markNotification(n.id, 'coalesced', this.o.now());
-      return;
-    }
+    if (doneAt !== undefined && this.o.now() - doneAt < (this.o.recentWindowMs ?? 60_000)) return mark('coalesced');
     const state = { rerun: false };
     this.inFlight.set(key, state);
-    const task = this.run(n.id, topic, n.resourceId, key, state).finally(() => {
+    try {
+      await this.run(n.id, topic, n.resourceId, key, state);
+    } finally {
       this.inFlight.delete(key);
-      this.tasks.delete(task);
-    });
-    this.tasks.add(task);
+    }
   }
 
   private get maxTries(): number {
@@ -209,8 +209,8 @@ export class NotificationWorker {
   }
 
   /** At start-up: notifications stored but not processed when we stopped. */
-  resumePending(): number {
-    const pending = this.o.store.unprocessedNotifications().filter((n) => n.signatureOk !== false);
+  async resumePending(): Promise<number> {
+    const pending = (await this.o.store.unprocessedNotifications()).filter((n) => n.signatureOk !== false);
     for (const n of pending) this.submit(n);
     return pending.length;
   }
@@ -241,16 +241,16 @@ export class NotificationWorker {
       if (released) outcome = 'released';
       processed = true;
     } catch (err) {
-      if (this.closed || !this.o.store.isOpen) return; // left unprocessed: resumed at the next start
+      if (this.closed) return; // left unprocessed: resumed at the next start
       outcome = `error: ${(err as Error).message}`.slice(0, 500);
       // Left unprocessed on purpose: the next start resumes it, and the contingency poller asks MP
       // about the order meanwhile. Unless it keeps failing (a poison row): then it is given up,
       // flagged (store.countGivenUpNotifications, /healthz) and never run again.
       try {
-        const tries = this.o.store.noteNotificationFailure(id, outcome);
+        const tries = await this.o.store.noteNotificationFailure(id, outcome);
         if (isPermanent(err) || tries >= this.maxTries) {
           const why = isPermanent(err) ? 'Mercado Pago refuses this request for good' : `failed ${tries} times`;
-          this.o.store.giveUpNotification(id, `given up (${why}): ${outcome}`.slice(0, 500), this.o.now());
+          await this.o.store.giveUpNotification(id, `given up (${why}): ${outcome}`.slice(0, 500), this.o.now());
           this.o.logger.error({ err, topic, resourceId, tries }, `notification ${topic} ${resourceId} given up (${why}): ${(err as Error).message}; flagged for review`);
         } else {
           this.o.logger.error({ err, topic, resourceId, tries }, `notification ${topic} ${resourceId} could not be processed (try ${tries} of ${this.maxTries}): ${(err as Error).message}`);
@@ -260,9 +260,9 @@ export class NotificationWorker {
       }
       return;
     }
-    if (this.closed || !this.o.store.isOpen) return;
+    if (this.closed) return;
     try {
-      this.o.store.markNotification(id, outcome, processed ? this.o.now() : null);
+      await this.o.store.markNotification(id, outcome, processed ? this.o.now() : null);
       if (processed) this.o.observe?.notificationProcessed((performance.now() - started) / 1000);
     } catch (err) {
       this.o.logger.error({ err }, 'could not record notification outcome');
@@ -343,7 +343,8 @@ export class NotificationWorker {
     if (payment.external_reference) {
       const page = await this.o.mp.searchMerchantOrders({ external_reference: payment.external_reference });
       if (this.closed) return 'closed';
-      const outcomes = (page.elements ?? []).map((mo) => this.o.orders.applyMerchantOrder(mo, 'notification'));
+      const outcomes: string[] = [];
+      for (const mo of page.elements ?? []) outcomes.push(await this.o.orders.applyMerchantOrder(mo, 'notification'));
       return outcomes.includes('released') ? 'released' : (outcomes[0] ?? 'no_merchant_order');
     }
     this.o.logger.info({ paymentId: id }, `payment ${id} has no merchant order: not ours`);

@@ -2,7 +2,7 @@ import type { Logger } from '../runtime/log.js';
 import { isPermanentRefusal, describeRefusal } from './refunds.js';
 import { ModelSetupError, type PaymentModels } from './models/index.js';
 import type { OrderService } from './orders.js';
-import type { OrderRecord, RelayStore } from './store.js';
+import type { OrderRecord, RelayStore } from './store/index.js';
 import { WorkLoop } from './work-loop.js';
 
 // Makes orders payable at Mercado Pago and withdraws them, for the models that need a call
@@ -32,8 +32,8 @@ export class OfferWorker extends WorkLoop {
 
   protected async pass(): Promise<void> {
     const blocked = new Set<string>();
-    for (const order of this.o.store.offerWork()) {
-      if (this.closed || !this.o.store.isOpen) return;
+    for (const order of await this.o.store.offerWork()) {
+      if (this.closed) return;
       if (blocked.has(order.kioskId)) continue;
       const done = await this.step(order);
       if (!done) blocked.add(order.kioskId);
@@ -43,37 +43,37 @@ export class OfferWorker extends WorkLoop {
   /** One order's pending call. Resolves whether the kiosk's later work may go ahead. */
   private async step(order: OrderRecord): Promise<boolean> {
     if (this.backingOff(order.id)) return false;
-    const kiosk = this.o.store.getKiosk(order.kioskId);
+    const kiosk = await this.o.store.getKiosk(order.kioskId);
     if (!kiosk) return true;
     const model = this.o.models.of(kiosk);
     const what = order.offerState === 'due' ? 'make payable' : 'withdraw';
     try {
       if (order.offerState === 'due') {
         const payable = await model.makePayable(order, kiosk);
-        if (this.closed || !this.o.store.isOpen) return false;
-        const more = this.o.orders.offerMade(order.id, payable);
-        if (more) return this.step(this.o.store.getOrder(order.id)!);
+        if (this.closed) return false;
+        const more = await this.o.orders.offerMade(order.id, payable);
+        if (more) return this.step((await this.o.store.getOrder(order.id))!);
         this.o.logger.info({ orderId: order.id, kioskId: kiosk.id, model: model.name, mpOrderId: payable.mpOrderId }, `order ${order.id} payable at Mercado Pago (${model.name})`);
       } else {
         await model.withdraw(order, kiosk);
-        if (this.closed || !this.o.store.isOpen) return false;
-        this.o.orders.withdrawEnded(order.id);
+        if (this.closed) return false;
+        await this.o.orders.withdrawEnded(order.id);
         this.o.logger.info({ orderId: order.id, kioskId: kiosk.id, model: model.name }, `order ${order.id} withdrawn at Mercado Pago (${model.name})`);
       }
       this.succeeded(order.id);
       return true;
     } catch (err) {
-      if (this.closed || !this.o.store.isOpen) return false;
+      if (this.closed) return false;
       const permanent = err instanceof ModelSetupError || isPermanentRefusal(err);
       if (permanent) {
         const why = err instanceof ModelSetupError ? err.message : explain(err);
         this.o.logger.error({ err, orderId: order.id, kioskId: kiosk.id, model: model.name }, `Mercado Pago refused to ${what} order ${order.id} (${model.name}): ${why}`);
-        if (order.offerState === 'due') this.o.orders.offerRefused(order.id, why);
-        else this.o.orders.withdrawEnded(order.id, why);
+        if (order.offerState === 'due') await this.o.orders.offerRefused(order.id, why);
+        else await this.o.orders.withdrawEnded(order.id, why);
         this.succeeded(order.id);
         return true;
       }
-      this.o.store.noteOfferError(order.id, (err as Error).message);
+      await this.o.store.noteOfferError(order.id, (err as Error).message);
       this.failed(order.id, `${what} order ${order.id}`, err as Error);
       return false;
     }

@@ -3,7 +3,7 @@ import type { MercadoPagoClient } from '../mercadopago/client.js';
 import type { MpPos } from '../mercadopago/types.js';
 import type { RelayConfig } from './config.js';
 import { modelLabel } from './models/modes.js';
-import { posUrl, type Kiosk, type RelayStore } from './store.js';
+import { posUrl, type Kiosk, type RelayStore } from './store/index.js';
 
 // `qrkiosk relay provision <kiosk>`: makes the kiosk's store and point of sale exist at Mercado
 // Pago the way its payment model needs them (a POS url only for the unattended model, fixed amount
@@ -120,12 +120,12 @@ export async function provisionKiosk(
 
   const storeId = pos.external_store_id ?? opts.storeExternalId;
   if (storeId && storeId !== kiosk.storeExternalId && EXTERNAL_ID.test(storeId)) {
-    store.setKioskStore(kiosk.id, storeId);
+    await store.setKioskStore(kiosk.id, storeId);
     rows.push({ what: `kiosk ${kiosk.id}`, action: 'stored', detail: `store ${storeId}` });
   }
   if (pos.qr_code) {
     if (pos.qr_code !== kiosk.posQr) {
-      store.setKioskPosQr(kiosk.id, pos.qr_code);
+      await store.setKioskPosQr(kiosk.id, pos.qr_code);
       rows.push({ what: `kiosk ${kiosk.id}`, action: 'stored', detail: 'POS QR (sent to the kiosk now if it is connected)' });
     } else rows.push({ what: `kiosk ${kiosk.id}`, action: 'unchanged', detail: 'POS QR' });
   } else {

@@ -1,9 +1,9 @@
 import { isCurrency, parseAmount } from '../core/money.js';
+import { refundEventOf, refundMachine, refundNeedsPerson, type RefundState } from '../core/refund.js';
 import type { PaymentModels } from './models/index.js';
 import type { Logger } from '../runtime/log.js';
 import { WorkLoop } from './work-loop.js';
-import type { OrderService } from './orders.js';
-import type { OrderRecord, PaymentRecord, RefundReason, RelayStore } from './store.js';
+import type { OrderRecord, PaymentRecord, RefundReason, RelayStore } from './store/index.js';
 import type { RelayObserver } from './observability/observer.js';
 
 // Refunds for orders in `refunding`, and surplus refunds (one payment an order did not need, given
@@ -19,8 +19,6 @@ export function refundIdempotencyKey(orderId: string, paymentId: string): string
   return `qrkiosk-refund-${orderId}-${paymentId}`;
 }
 
-/** Refund statuses after which MP will not give the money back by itself: a human must look. */
-const FAILED = new Set(['rejected', 'cancelled', 'failed']);
 
 /** 4xx that may succeed later: conflict / locked (a concurrent operation on the payment), rate limit. */
 const RETRYABLE_4XX = new Set([409, 423, 429]);
@@ -51,11 +49,22 @@ export function describeRefusal(err: unknown): string {
   return `HTTP ${String(e.status)}${code}: ${parts.join('; ')}`.slice(0, 500);
 }
 
+/**
+ * The two things the refund worker asks of the order service (relay/orders.ts), and no more: the
+ * worker does not import the service, so the two files do not import each other.
+ */
+export interface RefundOrders {
+  /** refunding -> refunded once every approved payment has a settled refund; `incomplete`: run again */
+  finishRefund(orderId: string): Promise<'finished' | 'not_refunding' | 'incomplete'>;
+  /** Adds a reason for review (in `tx` when given); resolves whether it is new (log it only then). */
+  flagForReview(orderId: string, why: string, tx?: RelayStore): Promise<boolean>;
+}
+
 export interface RefundWorkerOptions {
   store: RelayStore;
   /** each kiosk's payment model refunds its own payments (legacy payment refund, or Orders API refund) */
   models: PaymentModels;
-  orders: OrderService;
+  orders: RefundOrders;
   logger: Logger;
   now: () => number;
   baseBackoffMs?: number;
@@ -76,14 +85,14 @@ export class RefundWorker extends WorkLoop {
 
   /** Retries are keyed by order id (order refunds) or idempotency key (surplus refunds). */
   protected async pass(): Promise<void> {
-    for (const order of this.o.store.ordersInState('refunding')) {
+    for (const order of await this.o.store.ordersInState('refunding')) {
       if (this.closed) return;
       await this.attempt(order.id, `refund for order ${order.id}`, () => this.refundOrder(order));
     }
-    for (const r of this.o.store.surplusRefundsDue()) {
+    for (const r of await this.o.store.surplusRefundsDue()) {
       if (this.closed) return;
-      const order = this.o.store.getOrder(r.orderId);
-      const payment = this.o.store.getPayment(r.paymentId);
+      const order = await this.o.store.getOrder(r.orderId);
+      const payment = await this.o.store.getPayment(r.paymentId);
       if (!order || !payment) continue; // written together with the payment: cannot happen
       await this.attempt(r.idempotencyKey, `surplus refund of payment ${r.paymentId} (order ${r.orderId})`, async () => {
         await this.refundPayment(order, payment, 'surplus');
@@ -94,9 +103,9 @@ export class RefundWorker extends WorkLoop {
   private async refundOrder(order: OrderRecord): Promise<void> {
     const { store, logger } = this.o;
     for (let round = 0; round < MAX_ROUNDS; round++) {
-      const approved = store.approvedPaymentsOf(order.id);
+      const approved = await store.approvedPaymentsOf(order.id);
       if (approved.length === 0) {
-        if (this.o.orders.flagForReview(order.id, 'refund: no approved payment known')) {
+        if (await this.o.orders.flagForReview(order.id, 'refund: no approved payment known')) {
           logger.error({ orderId: order.id }, `order ${order.id} must be refunded but no approved payment is known: review by hand`);
         }
         return;
@@ -105,11 +114,11 @@ export class RefundWorker extends WorkLoop {
       let failed = 0;
       for (const p of approved) {
         if ((await this.refundPayment(order, p, 'order')) === 'failed') failed++;
-        if (this.closed || !store.isOpen) return;
+        if (this.closed) return;
       }
       if (failed > 0) return; // flagged per payment; the order stays `refunding` for a person
       // `incomplete`: a payment landed while we were talking to Mercado Pago; refund it too.
-      if (this.o.orders.finishRefund(order.id) !== 'incomplete') return;
+      if ((await this.o.orders.finishRefund(order.id)) !== 'incomplete') return;
     }
   }
 
@@ -122,30 +131,32 @@ export class RefundWorker extends WorkLoop {
     const { store, logger } = this.o;
     const key = refundIdempotencyKey(order.id, p.paymentId);
     const what = reason === 'surplus' ? 'surplus payment' : 'payment';
-    const existing = store.getRefundByKey(key);
-    if (existing && existing.status !== 'requested') return FAILED.has(existing.status) ? 'failed' : 'done';
+    const existing = await store.getRefundByKey(key);
+    if (existing && existing.status !== 'requested') return refundNeedsPerson(existing.status) ? 'failed' : 'done';
     if (!existing && p.status === 'refunded') {
       // Refunded without us ever asking (by hand in the MP panel): the money is back already;
       // calling again would fail or, worse, be a second refund.
-      store.recordExternalRefund(order.id, p.paymentId, key, p.amount, p.currency, this.o.now(), reason);
+      await store.recordExternalRefund(order.id, p.paymentId, key, p.amount, p.currency, this.o.now(), reason);
       this.o.observe?.refundAttempted('external');
       logger.info({ orderId: order.id, paymentId: p.paymentId }, `order ${order.id}: payment ${p.paymentId} was already refunded outside the relay`);
       return 'done';
     }
     // Intent first: if we crash during the call, the restart finds this row and repeats the
     // call with the same key instead of wondering whether a refund happened.
-    store.insertRefundIntent(order.id, p.paymentId, key, this.o.now(), reason);
+    await store.insertRefundIntent(order.id, p.paymentId, key, this.o.now(), reason);
     let refund;
     try {
-      const kiosk = store.getKiosk(order.kioskId)!;
+      const kiosk = (await store.getKiosk(order.kioskId))!;
       refund = await this.o.models.of(kiosk).refund(order, p, key);
     } catch (err) {
-      if (this.closed || !store.isOpen) throw err;
+      if (this.closed) throw err;
       if (isPermanentRefusal(err)) {
         const refusal = describeRefusal(err);
-        store.transaction(() => {
-          store.failRefund(key, refusal, this.o.now());
-          this.o.orders.flagForReview(order.id, `refund of ${what} ${p.paymentId} refused by Mercado Pago: ${refusal}`);
+        await store.transaction(async (tx) => {
+          // requested -> failed through the refund's table; another instance that recorded an answer first wins
+          refundMachine.next(((await tx.getRefundByKey(key))?.status ?? 'requested') as RefundState, 'refused');
+          await tx.failRefund(key, refusal, this.o.now());
+          await this.o.orders.flagForReview(order.id, `refund of ${what} ${p.paymentId} refused by Mercado Pago: ${refusal}`, tx);
         });
         this.o.observe?.refundAttempted('refused');
         logger.error(
@@ -154,11 +165,11 @@ export class RefundWorker extends WorkLoop {
         );
         return 'failed';
       }
-      store.recordRefundAttempt(key, (err as Error).message.slice(0, 500));
+      await store.recordRefundAttempt(key, (err as Error).message.slice(0, 500));
       this.o.observe?.refundAttempted('retry');
       throw err;
     }
-    if (this.closed || !store.isOpen) return 'done';
+    if (this.closed) return 'done';
     const currency = isCurrency(p.currency) ? p.currency : order.currency;
     let amount = p.amount;
     try {
@@ -166,11 +177,15 @@ export class RefundWorker extends WorkLoop {
     } catch {
       /* keep the payment amount: a full refund was asked */
     }
-    const refused = FAILED.has(refund.status);
-    store.transaction(() => {
-      store.completeRefund(key, { mpRefundId: String(refund.id), amount, currency, status: refund.status }, this.o.now());
-      if (refused) this.o.orders.flagForReview(order.id, `refund ${refund.id} of ${what} ${p.paymentId} was ${refund.status}`);
+    // Mercado Pago's answer moves the intent through core/refund.ts; what is stored is the state
+    const status = await store.transaction(async (tx) => {
+      const cur = ((await tx.getRefundByKey(key))?.status ?? 'requested') as RefundState;
+      const to = refundMachine.next(cur, refundEventOf(refund.status));
+      await tx.completeRefund(key, { mpRefundId: String(refund.id), amount, currency, status: to }, this.o.now());
+      if (refundNeedsPerson(to)) await this.o.orders.flagForReview(order.id, `refund ${refund.id} of ${what} ${p.paymentId} was ${refund.status}`, tx);
+      return to;
     });
+    const refused = refundNeedsPerson(status);
     this.o.observe?.refundAttempted(refused ? 'refused' : 'refunded');
     logger.info(
       { orderId: order.id, paymentId: p.paymentId, refundId: refund.id, status: refund.status, reason },

@@ -17,8 +17,11 @@ import { OrderService } from './orders.js';
 import { RefundWorker } from './refunds.js';
 import { registerNotificationRoutes } from './routes/notifications.js';
 import { registerUnattendedRoutes } from './routes/unattended.js';
-import { openRelayStore, type RelayStore } from './store.js';
+import { openRelayStore, type RelayStore } from './store/index.js';
 import { RelayOps } from './observability/ops.js';
+import { KioskConsole } from './kiosk-console.js';
+import type { FleetRecorder } from './fleet-recorder.js';
+import { CONSOLE_FEATURE } from '../protocol/messages.js';
 
 // Composition root of the relay: one SQLite store, one HTTP server (fastify) carrying both the
 // Mercado Pago routes and the kiosks' WebSocket upgrade, and the background loops (expiry,
@@ -31,6 +34,8 @@ export interface RelayDeps {
   mp?: MercadoPagoApi;
   /** business clock (deadlines, timestamps); tests move it by hand */
   now?: () => number;
+  /** where kiosk reports and operator commands are kept (default in memory: relay/fleet-recorder.ts) */
+  fleetRecorder?: FleetRecorder;
 }
 
 export interface RunningRelay {
@@ -44,21 +49,23 @@ export interface RunningRelay {
   orders: OrderService;
   /** /metrics, /healthz, /readyz; drain() before close() on SIGTERM */
   ops: RelayOps;
+  /** kiosk reports and signed operator commands (relay/kiosk-console.ts) */
+  console: KioskConsole;
   /** one expiry pass now (the timer runs it every second) */
-  runExpiry(): number;
-  /** one paid-but-no-vend-result check now (the timer runs it every second); returns how many were flagged */
-  runWatchdog(): number;
+  runExpiry(): Promise<number>;
+  /** one paid-but-no-vend-result check now (the timer runs it every second); resolves how many were flagged */
+  runWatchdog(): Promise<number>;
   /** one contingency pass now; resolves to the number of orders looked up */
   runContingency(): Promise<number>;
-  /** one retention pass now (the timer runs it hourly); returns how many notifications were pruned */
-  runRetention(): number;
+  /** one retention pass now (the timer runs it hourly); resolves how many notifications and inbox rows were pruned */
+  runRetention(): Promise<{ notifications: number; inbox: number }>;
   /**
    * Replaces the price list while running (the config file changed): connected kiosks get it at
    * once, and the next order is priced with it. Returns how many kiosks were told.
    */
-  setCatalog(entries: RelayConfig['catalog']): number;
+  setCatalog(entries: RelayConfig['catalog']): Promise<number>;
   /** sends a fresh welcome to connected kiosks whose QR or model changed (the timer runs it every second) */
-  pushKioskChanges(): number;
+  pushKioskChanges(): Promise<number>;
   /** resolves when notification processing and refunds have nothing in flight */
   whenIdle(): Promise<void>;
   close(): Promise<void>;
@@ -80,7 +87,15 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       logger: logger.child({ part: 'mercadopago' }),
       onCall: ops.mpCall,
     });
-  const store = openRelayStore(config.store.path);
+  const store = await openRelayStore(config.store);
+  let kioskConsole: KioskConsole;
+  try {
+    kioskConsole = new KioskConsole({ config, logger, now, kioskExists: async (id) => (await store.getKiosk(id)) !== undefined, ...(deps.fleetRecorder ? { recorder: deps.fleetRecorder } : {}) });
+    await kioskConsole.load();
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
   const limits = config.limits;
   const guards = new RouteGuards({ limits, logger: logger.child({ part: 'limits' }) });
   const models = new PaymentModels({ mp, config, now });
@@ -106,22 +121,25 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       paymentModel: kiosk.paymentModel,
       posQr: kiosk.posQr ?? '',
       qrOnAccept: models.of(kiosk).qrOnAccept(kiosk),
-      catalog: catalog.list().map((p) => ({ sku: p.sku, name: p.name, price: p.price, currency: p.currency })),
+      catalog: kioskConsole.catalogFor(kiosk.id, catalog).list().map((p) => ({ sku: p.sku, name: p.name, price: p.price, currency: p.currency })),
       maxPaymentSeconds: config.orders.maxPaymentSeconds,
+      features: [CONSOLE_FEATURE],
+      commandKeyId: kioskConsole.signer.keyId,
     }),
   });
+  kioskConsole.attach(hub);
 
   let refunds: RefundWorker | undefined;
   let offers: OfferWorker | undefined;
   const orders = new OrderService({
     store,
-    catalog: () => catalog,
+    catalog: (kioskId) => kioskConsole.catalogFor(kioskId, catalog),
     orders: config.orders,
     collectorId: config.mercadopago.collectorId,
     logger: logger.child({ part: 'orders' }),
     now,
     isOnline: (id) => hub.isOnline(id),
-    flush: (id) => hub.flush(id),
+    flush: (id) => void hub.flush(id),
     onRefundNeeded: () => refunds?.kick(),
     models,
     onOfferWork: () => offers?.kick(),
@@ -174,7 +192,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     await app.listen({ host: config.listen.host, port: config.listen.port });
   } catch (err) {
     await hub.close();
-    store.close();
+    await store.close();
     throw err;
   }
   const port = (app.server.address() as AddressInfo).port;
@@ -182,48 +200,55 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   const base = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 
   // Resume whatever the previous run left: expired deadlines, refunds, stored notifications.
-  const runExpiry = () => {
+  const runExpiry = async () => {
     try {
-      return orders.expireDue();
+      return await orders.expireDue();
     } catch (err) {
       logger.error({ err }, `expiry pass failed: ${(err as Error).message}`);
       return 0;
     }
   };
-  const runWatchdog = () => {
+  const runWatchdog = async () => {
     try {
-      return orders.flagOverdueVends();
+      return await orders.flagOverdueVends();
     } catch (err) {
       logger.error({ err }, `vend watchdog pass failed: ${(err as Error).message}`);
       return 0;
     }
   };
-  // Retention: processed notifications older than limits.notifications.retentionDays go.
-  const runRetention = () => {
+  // Retention: processed notifications older than limits.notifications.retentionDays go, and
+  // inbox rows (the at-most-once record of kiosk frames) older than limits.inbox.retentionDays.
+  const runRetention = async () => {
+    const pruned = { notifications: 0, inbox: 0 };
     try {
-      const pruned = store.pruneNotifications(now() - limits.notifications.retentionDays * 86_400_000);
-      if (pruned) logger.info({ pruned }, `pruned ${pruned} processed notifications older than ${limits.notifications.retentionDays} days`);
-      return pruned;
+      pruned.notifications = await store.pruneNotifications(now() - limits.notifications.retentionDays * 86_400_000);
+      if (pruned.notifications) logger.info({ pruned: pruned.notifications }, `pruned ${pruned.notifications} processed notifications older than ${limits.notifications.retentionDays} days`);
     } catch (err) {
       logger.error({ err }, `notification retention pass failed: ${(err as Error).message}`);
-      return 0;
     }
+    try {
+      pruned.inbox = await store.pruneInbox(now() - limits.inbox.retentionDays * 86_400_000);
+      if (pruned.inbox) logger.info({ pruned: pruned.inbox }, `pruned ${pruned.inbox} inbox rows older than ${limits.inbox.retentionDays} days`);
+    } catch (err) {
+      logger.error({ err }, `inbox retention pass failed: ${(err as Error).message}`);
+    }
+    return pruned;
   };
-  runRetention();
-  const retentionTimer = setInterval(runRetention, RETENTION_TICK_MS);
+  await runRetention();
+  const retentionTimer = setInterval(() => void runRetention(), RETENTION_TICK_MS);
   retentionTimer.unref();
   // Kiosk changes made by another process (provision, set-qr, set-model) reach connected kiosks
   // within a tick: the store's kiosk revision says what changed.
-  let seenRevision = store.kioskRevision();
-  const pushKioskChanges = () => {
+  let seenRevision = await store.kioskRevision();
+  const pushKioskChanges = async () => {
     let n = 0;
     try {
-      const now = store.kioskRevision();
+      const now = await store.kioskRevision();
       if (now === seenRevision) return 0;
-      const changed = store.kiosksChangedAfter(seenRevision);
-      seenRevision = now;
+      const changed = await store.kiosksChangedAfter(seenRevision);
+      seenRevision = Math.max(seenRevision, now);
       for (const k of changed) {
-        if (hub.rewelcome(k.id)) {
+        if (await hub.rewelcome(k.id)) {
           n++;
           logger.info({ kioskId: k.id, model: k.paymentModel }, `kiosk ${k.id} changed (QR or payment model): sent it a fresh welcome`);
         }
@@ -233,23 +258,32 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     }
     return n;
   };
-  const setCatalog = (entries: RelayConfig['catalog']) => {
+  const setCatalog = async (entries: RelayConfig['catalog']) => {
     catalog = Catalog.fromInput(entries);
     let n = 0;
-    for (const id of hub.onlineKiosks()) if (hub.rewelcome(id)) n++;
+    for (const id of hub.onlineKiosks()) if (await hub.rewelcome(id)) n++;
     logger.info({ products: catalog.list().length, kiosks: n }, `catalog replaced: ${catalog.list().length} products, sent to ${n} connected kiosks`);
     return n;
   };
-  runExpiry();
-  runWatchdog();
+  await runExpiry();
+  await runWatchdog();
   refunds.kick();
   offers.kick();
-  const resumed = worker.resumePending();
+  const resumed = await worker.resumePending();
   if (resumed) logger.info({ resumed }, `resuming ${resumed} stored notifications`);
+  // One tick at a time: a slow store must not pile up overlapping passes.
+  let ticking = false;
   const expiryTimer = setInterval(() => {
-    runExpiry();
-    runWatchdog();
-    pushKioskChanges();
+    if (ticking) return;
+    ticking = true;
+    void (async () => {
+      await runExpiry();
+      await runWatchdog();
+      await pushKioskChanges();
+      kioskConsole.tick();
+    })().finally(() => {
+      ticking = false;
+    });
   }, EXPIRY_TICK_MS);
   expiryTimer.unref();
   contingency.start();
@@ -270,7 +304,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       await hub.close();
       await app.close();
       guards.close();
-      store.close();
+      await store.close();
       logger.info('relay stopped');
     })();
     return closing;
@@ -290,6 +324,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     hub,
     orders,
     ops,
+    console: kioskConsole,
     runExpiry,
     runWatchdog,
     runContingency: () => contingency.runOnce(),

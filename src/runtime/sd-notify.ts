@@ -28,8 +28,8 @@ for line in sys.stdin:
 `;
 
 export interface HealthCheck {
-  /** a short reason when unhealthy; undefined when all is well */
-  (): string | undefined;
+  /** a short reason when unhealthy; undefined when all is well (a check that throws is unhealthy) */
+  (): string | undefined | Promise<string | undefined>;
 }
 
 export class SystemdNotifier {
@@ -88,13 +88,22 @@ export class SystemdNotifier {
   startWatchdog(healthy: HealthCheck): void {
     const period = this.watchdogMs;
     if (!this.enabled || period === undefined) return;
+    let checking = false;
     this.timer = setInterval(() => {
-      const problem = healthy();
-      if (problem === undefined) this.send('WATCHDOG=1');
-      else {
-        this.status(`unhealthy: ${problem}`);
-        this.logger.error({ problem }, 'health check failed: not petting the systemd watchdog');
-      }
+      // an answer still awaited is not a pet: a hung check ends in systemd's restart, as it should
+      if (checking) return;
+      checking = true;
+      void Promise.resolve()
+        .then(healthy)
+        .catch((err: unknown) => (err as Error).message ?? String(err))
+        .then((problem) => {
+          checking = false;
+          if (problem === undefined) this.send('WATCHDOG=1');
+          else {
+            this.status(`unhealthy: ${problem}`);
+            this.logger.error({ problem }, 'health check failed: not petting the systemd watchdog');
+          }
+        });
     }, Math.max(100, Math.floor(period / 2)));
     this.timer.unref();
   }

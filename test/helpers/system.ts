@@ -16,6 +16,8 @@ import type { PaymentModelName } from '../../src/protocol/messages.js';
 import { modelVariants } from '../../src/relay/models/modes.js';
 import type { ScanResult } from '../../src/sandbox/types.js';
 import { waitFor } from './wait.js';
+import { createTestDatabase, type TestDatabase } from './pg.js';
+import type { StoreKind } from './relay-stores.js';
 
 // The whole product on loopback, as in the field: the Mercado Pago emulator and the relay run in
 // this process (real HTTP/WebSocket servers, real SQLite files), the agent runs as a separate
@@ -53,6 +55,11 @@ export interface SystemOptions {
   fault?: SimFault;
   deadlineSeconds?: number;
   maxPaymentSeconds?: number;
+  /**
+   * the relay's store: a SQLite file (default) or a fresh PostgreSQL database of its own, dropped
+   * at close (QRKIOSK_TEST_STORE=postgres makes that the default)
+   */
+  store?: StoreKind;
   /** put a cuttable TCP proxy between agent and relay */
   proxy?: boolean;
   /** env for the agent process (QRKIOSK_CRASH_AFTER ...) */
@@ -62,6 +69,8 @@ export interface SystemOptions {
   uncertainVendPolicy?: 'refund' | 'review';
   /** the agent's hardware section as YAML lines (indented two spaces), instead of the simulated one */
   hardwareYaml?: string;
+  /** relay.commandKey of agent.yaml: default the relay's own key (as provisioned); null leaves it out */
+  commandKey?: string | null;
 }
 
 export interface RelayLogLine {
@@ -85,13 +94,17 @@ export class KioskSystem {
     readonly opts: SystemOptions,
     private readonly relayConfig: RelayConfig,
     readonly relayLog: RelayLogLine[],
+    private readonly database: TestDatabase | undefined,
   ) {}
 
   static async start(opts: SystemOptions = {}): Promise<KioskSystem> {
     const dir = mkdtempSync(join(tmpdir(), 'qrkiosk-e2e-'));
     const relayLog: RelayLogLine[] = [];
+    const kind: StoreKind = opts.store ?? (process.env.QRKIOSK_TEST_STORE === 'postgres' ? 'postgres' : 'sqlite');
+    const database = kind === 'postgres' ? await createTestDatabase() : undefined;
     const stack = await startLocalStack({
       dir,
+      ...(database ? { storeUrl: database.url } : {}),
       accessToken: ACCESS_TOKEN,
       collectorId: COLLECTOR_ID,
       currency: 'ARS',
@@ -117,11 +130,14 @@ export class KioskSystem {
       pollGiveUpMs: 3000,
       sandboxLogger: pino({ level: 'silent' }),
       relayLogger: captureLogger(relayLog),
+    }).catch(async (err: unknown) => {
+      await database?.drop(); // the relay did not start: its database is not needed
+      throw err;
     });
     const { sandbox, relay, relayConfig } = stack;
     const port = relayConfig.listen.port;
     const proxy = opts.proxy ? await TcpProxy.start({ host: '127.0.0.1', port }) : undefined;
-    const sys = new KioskSystem(dir, sandbox, relay, stack.posQr, stack.token, proxy, opts, relayConfig, relayLog);
+    const sys = new KioskSystem(dir, sandbox, relay, stack.posQr, stack.token, proxy, opts, relayConfig, relayLog, database);
     sys.writeAgentConfig();
     return sys;
   }
@@ -141,7 +157,7 @@ kioskId: kiosk-e2e
 relay:
   url: ws://127.0.0.1:${relayPort}/v1/kiosk
   token: ${this.token}
-  backoff: { baseMs: 50, capMs: 400 }
+${this.opts.commandKey === null ? '' : `  commandKey: ${this.opts.commandKey ?? this.relay.console.signer.publicKeyText}\n`}  backoff: { baseMs: 50, capMs: 400 }
   pingIntervalSeconds: 5
 journal:
   path: ${join(this.dir, 'agent.sqlite')}
@@ -242,8 +258,8 @@ ${
   }
 
   async waitRelayState(orderId: string, state: string, timeoutMs = 15_000) {
-    return waitFor(`relay order ${orderId} in ${state}`, () => {
-      const o = this.relay.store.getOrder(orderId);
+    return waitFor(`relay order ${orderId} in ${state}`, async () => {
+      const o = await this.relay.store.getOrder(orderId);
       return o?.state === state ? o : undefined;
     }, timeoutMs);
   }
@@ -273,11 +289,11 @@ ${
 
   /** The QR the kiosk shows for the order, once the order is payable at Mercado Pago. */
   async shownQr(orderId: string): Promise<string> {
-    await waitFor(`order ${orderId} payable at Mercado Pago`, () => {
-      const o = this.relay.store.getOrder(orderId);
+    await waitFor(`order ${orderId} payable at Mercado Pago`, async () => {
+      const o = await this.relay.store.getOrder(orderId);
       return o && (o.offerState === 'offered' || o.offerState === 'local');
     });
-    const own = this.relay.store.getOrder(orderId)!.qr;
+    const own = (await this.relay.store.getOrder(orderId))!.qr;
     if (!own) return this.posQr;
     // what the agent shows: the relay sent it in order.accepted
     const shown = await waitFor(`the kiosk showing order ${orderId}'s QR`, async () => (await this.agentOrder(orderId))?.qr ?? undefined);
@@ -286,7 +302,7 @@ ${
 
   /** Scans the same QR again: after a cancel, nothing may be payable on it. */
   async scanAgain(orderId: string): Promise<ScanResult> {
-    const o = this.relay.store.getOrder(orderId)!;
+    const o = (await this.relay.store.getOrder(orderId))!;
     return this.sandbox.scan({ qr: o.qr ?? this.posQr, maxPolls: 2 });
   }
 
@@ -309,6 +325,7 @@ ${
     await this.proxy?.close();
     await this.relay.close();
     await this.sandbox.close();
+    await this.database?.drop();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -18,6 +18,8 @@ export class TcpProxy {
   cuts = 0;
   connections = 0;
   private cutWaiters: Array<() => void> = [];
+  /** a relay->agent hold: from the matching chunk on, downstream bytes wait (in order) until released */
+  private hold: { contains: string; active: boolean; queue: Array<() => void>; onHeld: () => void } | undefined;
 
   private constructor(private readonly target: { host: string; port: number }) {
     this.server = net.createServer((client) => this.onClient(client));
@@ -37,6 +39,24 @@ export class TcpProxy {
   armCut(rule: CutRule): Promise<void> {
     this.rule = rule;
     return new Promise((resolve) => this.cutWaiters.push(resolve));
+  }
+
+  /**
+   * Delays relay->agent traffic from the first chunk containing `contains` on, keeping the order,
+   * as a modem queue does: `held` resolves once something is held, `release()` lets it all through.
+   */
+  holdDownstream(contains: string): { held: Promise<void>; release: () => void } {
+    let onHeld!: () => void;
+    const held = new Promise<void>((resolve) => (onHeld = resolve));
+    const h = { contains, active: false, queue: [] as Array<() => void>, onHeld };
+    this.hold = h;
+    return {
+      held,
+      release: () => {
+        if (this.hold === h) this.hold = undefined;
+        for (const write of h.queue.splice(0)) write();
+      },
+    };
   }
 
   private onClient(client: net.Socket): void {
@@ -62,6 +82,15 @@ export class TcpProxy {
         if (!r.forwardThenCutOnReply) return cut();
         this.rule = undefined;
         cutOnReply = true;
+      }
+      const h = this.hold;
+      if (h && (h.active || chunk.toString('latin1').includes(h.contains))) {
+        if (!h.active) {
+          h.active = true;
+          h.onHeld();
+        }
+        h.queue.push(() => client.write(chunk));
+        return;
       }
       client.write(chunk);
     });

@@ -11,7 +11,7 @@ import type { MpPayment } from '../../src/mercadopago/types.js';
 import { parseRelayConfig } from '../../src/relay/config.js';
 import { modelVariants } from '../../src/relay/models/modes.js';
 import { provisionKiosk } from '../../src/relay/provision.js';
-import { addKiosk, openRelayStore } from '../../src/relay/store.js';
+import { openRelayStore } from '../../src/relay/store/index.js';
 import type { PaymentModelName } from '../../src/protocol/messages.js';
 import { freeLoopbackPort } from '../../src/runtime/net.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
@@ -171,11 +171,11 @@ export class World {
 
     // `qrkiosk relay kiosk add --model …` + `qrkiosk relay provision`, before the relay process
     // starts: the relay's own provisioning, so each model gets the store and POS it needs
-    const store = openRelayStore(storePath);
+    const store = await openRelayStore(storePath);
     let token: string;
     let posQr: string;
     try {
-      const added = await addKiosk(store, { id: KIOSK_ID, posExternalId: 'KIOSKT1', generation: opts.generation ?? 'v2', model: variant.model, modelMode: variant.mode });
+      const added = await store.addKiosk({ id: KIOSK_ID, posExternalId: 'KIOSKT1', generation: opts.generation ?? 'v2', model: variant.model, modelMode: variant.mode });
       token = added.token;
       const mp = new MercadoPagoClient({ baseUrl: sandbox.url, accessToken: ACCESS_TOKEN });
       await provisionKiosk(mp, parseRelayConfig({ ...config, catalog: CATALOG.map((c) => ({ ...c })) }, {}), store, added.kiosk, { storeExternalId: 'TORTURESTORE', storeName: 'torture store' });

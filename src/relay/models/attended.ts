@@ -1,6 +1,6 @@
 import type { MpMobileOrderInput } from '../../mercadopago/types.js';
 import { toDecimalNumber } from '../../core/money.js';
-import type { Kiosk, OrderRecord, PaymentRecord } from '../store.js';
+import type { Kiosk, OrderRecord, PaymentRecord } from '../store/index.js';
 import { notificationUrl, type ModelContext } from './context.js';
 import { instoreOrderBody } from './instore-body.js';
 import { isNotFound, searchMerchantOrders, searchMerchantOrderWindow } from './merchant-orders.js';

@@ -1,5 +1,5 @@
 import { buildMercadoPagoQr } from '../../emv/index.js';
-import type { Kiosk, OrderRecord, PaymentRecord } from '../store.js';
+import type { Kiosk, OrderRecord, PaymentRecord } from '../store/index.js';
 import type { ModelContext } from './context.js';
 import { instoreOrderBody } from './instore-body.js';
 import { isNotFound, searchMerchantOrders, searchMerchantOrderWindow } from './merchant-orders.js';

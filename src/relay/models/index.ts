@@ -1,5 +1,5 @@
 import type { PaymentModelName } from '../../protocol/messages.js';
-import type { Kiosk } from '../store.js';
+import type { Kiosk } from '../store/index.js';
 import { AttendedModel } from './attended.js';
 import type { ModelContext } from './context.js';
 import { DynamicModel } from './dynamic.js';

@@ -1,6 +1,6 @@
 import { toDecimalNumber } from '../../core/money.js';
 import type { MpInstoreOrderInput } from '../../mercadopago/types.js';
-import type { Kiosk, OrderRecord } from '../store.js';
+import type { Kiosk, OrderRecord } from '../store/index.js';
 import { describeOrder, isoWithOffset, notificationUrl, type ModelContext } from './context.js';
 
 /**

@@ -1,6 +1,6 @@
 import { isCurrency, toDecimalString, type Currency } from '../../core/money.js';
 import type { MpOrder, MpOrderInput } from '../../mercadopago/types.js';
-import type { Kiosk, OrderRecord, PaymentRecord } from '../store.js';
+import type { Kiosk, OrderRecord, PaymentRecord } from '../store/index.js';
 import { describeOrder, type ModelContext } from './context.js';
 import { isNotFound } from './merchant-orders.js';
 import type { Payable, PaymentModel, PaymentState, RefundAnswer, SearchWindow, WindowPage } from './types.js';

@@ -1,5 +1,5 @@
 import type { PaymentModelName } from '../../protocol/messages.js';
-import type { Kiosk, OrderRecord, PaymentRecord } from '../store.js';
+import type { Kiosk, OrderRecord, PaymentRecord } from '../store/index.js';
 
 // One payment model = one way of making an order payable at Mercado Pago. A model only TALKS to
 // Mercado Pago: it makes the order payable, withdraws it, finds its payment state and refunds.

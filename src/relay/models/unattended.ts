@@ -1,4 +1,4 @@
-import type { Kiosk, OrderRecord, PaymentRecord } from '../store.js';
+import type { Kiosk, OrderRecord, PaymentRecord } from '../store/index.js';
 import type { ModelContext } from './context.js';
 import { searchMerchantOrders, searchMerchantOrderWindow } from './merchant-orders.js';
 import type { Payable, PaymentModel, PaymentState, RefundAnswer, SearchWindow, WindowPage } from './types.js';

@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { ORDER_STATES } from '../../core/relay-order.js';
 import { mpEndpointTemplate, type MpCallReport } from '../../mercadopago/endpoints.js';
-import type { RelayStore } from '../store.js';
+import type { RelayStore } from '../store/index.js';
 import type { DependencyTracker } from './dependency.js';
 import type { RefundOutcome, RelayObserver } from './observer.js';
 import { outboxDepth } from './store-probe.js';

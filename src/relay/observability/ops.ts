@@ -4,7 +4,7 @@ import { timingSafeEqual, createHash } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { MpCallReport } from '../../mercadopago/endpoints.js';
 import type { Logger } from '../../runtime/log.js';
-import type { RelayStore } from '../store.js';
+import type { RelayStore } from '../store/index.js';
 import type { ObservabilityConfig } from './config.js';
 import { DependencyTracker } from './dependency.js';
 import { mpErrorKind, RelayMetrics } from './metrics.js';

@@ -4,7 +4,7 @@ import type { RelayConfig } from '../config.js';
 import type { RouteGuards } from '../limits.js';
 import { checkResourceId, printableId } from '../notification-ids.js';
 import { classifyNotification, verifyWebhookSignatureAnyCase, type NotificationWorker } from '../notifications.js';
-import type { RelayStore } from '../store.js';
+import type { RelayStore } from '../store/index.js';
 
 // POST /mp/notifications: store first, answer 200, process later. Mercado Pago retries for hours
 // when we do not answer within ~22 s, and a crash between "answered" and "processed" is covered
@@ -93,12 +93,13 @@ export function registerNotificationRoutes(app: FastifyInstance, deps: Notificat
     }
 
     // A cap on what one source can make us store; Mercado Pago retries later what it is refused.
-    if (deps.store.countNotificationsFrom(source, receivedAt - HOUR_MS) >= limits.notifications.storedPerSourcePerHour) {
+    // (Two requests racing may both pass at the edge: the cap is a bound on storage, not an exact count.)
+    if ((await deps.store.countNotificationsFrom(source, receivedAt - HOUR_MS)) >= limits.notifications.storedPerSourcePerHour) {
       refuse(source, 'over the stored cap', `notification from ${source} refused: ${limits.notifications.storedPerSourcePerHour} already stored from it in the last hour (limits.notifications.storedPerSourcePerHour)`);
       return reply.code(429).header('retry-after', '600').send({ error: { type: 'rate_limited', message: 'too many notifications from this address; retry later' } });
     }
 
-    const id = deps.store.insertNotification({ ...received, signatureOk, processedAt: null, outcome: null });
+    const id = await deps.store.insertNotification({ ...received, signatureOk, processedAt: null, outcome: null });
     deps.logger.info({ notificationId: id, form: c.form, topic: c.rawTopic, resourceId: c.resourceId }, `notification ${c.form} ${c.rawTopic ?? '?'} ${c.resourceId ?? '?'} stored`);
     // Processing is asynchronous (the worker's first step awaits the MP API); the row is on disk.
     deps.worker.submit({ id, topic: c.rawTopic, resourceId: c.resourceId });

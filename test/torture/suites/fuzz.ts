@@ -120,7 +120,7 @@ interface Live {
   dir: string;
   socket: string;
   /** the relay's and the agent's money state, to compare before and after */
-  snapshot(): string;
+  snapshot(): Promise<string>;
 }
 
 async function startLive(): Promise<Live> {
@@ -156,9 +156,9 @@ async function startLive(): Promise<Live> {
     },
   );
   for (let i = 0; i < 400 && !agent.status().relay.lastWelcomeAt; i++) await new Promise((r) => setTimeout(r, 25));
-  const snapshot = () => {
+  const snapshot = async () => {
     const s = stack.relay.store;
-    const orders = s.recentOrders({ limit: 1000 }).map((o) => `${o.id}:${o.state}:${o.paymentIds.join('+')}`);
+    const orders = (await s.recentOrders({ limit: 1000 })).map((o) => `${o.id}:${o.state}:${o.paymentIds.join('+')}`);
     const a = agent.status();
     return JSON.stringify({ orders, state: a.state, order: a.order?.orderId ?? null, stock: a.stock });
   };
@@ -237,7 +237,7 @@ export async function fuzzSuite(o: FuzzOptions): Promise<SuiteReport> {
   const faults: Record<string, number> = {};
   const needLive = targets.some((t) => ['ws-live', 'pos-url', 'notifications', 'control'].includes(t));
   const live = needLive ? await startLive() : undefined;
-  const before = live?.snapshot();
+  const before = await live?.snapshot();
   try {
     for (const target of targets) {
       const seed = root.fork(`fuzz:${target}`).u32() | 0;
@@ -441,7 +441,7 @@ export async function fuzzSuite(o: FuzzOptions): Promise<SuiteReport> {
     }
     if (live) {
       await live.stack.relay.whenIdle();
-      const after = live.snapshot();
+      const after = await live.snapshot();
       if (after !== before) violations.push(`state changed by fuzzing: before ${before}, after ${after}`);
       // and the system still sells
       const sold = await sellOnce(live);
@@ -482,14 +482,14 @@ function cleanHeaders(h: Record<string, string>): Record<string, string> {
 async function sellOnce(live: Live): Promise<string> {
   const sel = live.agent.select(1);
   if (!sel.ok) return `refused: ${sel.reason}`;
-  for (let i = 0; i < 200 && live.stack.relay.store.getOrder(sel.orderId)?.state !== 'pending'; i++) await new Promise((r) => setTimeout(r, 25));
+  for (let i = 0; i < 200 && (await live.stack.relay.store.getOrder(sel.orderId))?.state !== 'pending'; i++) await new Promise((r) => setTimeout(r, 25));
   const scan = await live.stack.sandbox.scan({ qr: live.stack.posQr });
   if (scan.status !== 'ready') return `scan ${scan.status}`;
   await live.stack.sandbox.pay({ checkoutId: scan.checkoutId, notify: { form: 'webhook' } });
   for (let i = 0; i < 400; i++) {
     const st = live.agent.status();
-    if (st.state === 'idle' && live.stack.relay.store.getOrder(sel.orderId)?.state === 'vended') return 'dispensed';
+    if (st.state === 'idle' && (await live.stack.relay.store.getOrder(sel.orderId))?.state === 'vended') return 'dispensed';
     await new Promise((r) => setTimeout(r, 25));
   }
-  return `stuck: relay ${live.stack.relay.store.getOrder(sel.orderId)?.state}`;
+  return `stuck: relay ${(await live.stack.relay.store.getOrder(sel.orderId))?.state}`;
 }

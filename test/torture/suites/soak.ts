@@ -9,7 +9,7 @@ import type { StateChange } from '../../../src/agent/session.js';
 import { NullDisplay } from '../../../src/devices/display.js';
 import { SimDispenser, readPulseLog } from '../../../src/devices/dispenser.js';
 import { MercadoPagoClient } from '../../../src/mercadopago/client.js';
-import { addKiosk, openRelayStore, posUrl, setKioskPosQr } from '../../../src/relay/store.js';
+import { openRelayStore, posUrl } from '../../../src/relay/store/index.js';
 import { freeLoopbackPort } from '../../../src/runtime/net.js';
 import { startSandbox } from '../../../src/sandbox/index.js';
 import { percentile } from '../cycle.js';
@@ -87,17 +87,17 @@ export async function soakSuite(o: SoakOptions): Promise<SuiteReport> {
   );
   const mp = new MercadoPagoClient({ baseUrl: sandbox.url, accessToken: ACCESS_TOKEN });
   await mp.createStore(COLLECTOR_ID, { name: 'soak', external_id: 'SOAKSTORE' });
-  const store = openRelayStore(storePath);
+  const store = await openRelayStore(storePath);
   const fleet: Array<{ id: string; token: string; qr: string }> = [];
   try {
     for (let i = 1; i <= kiosks; i++) {
-      const added = addKiosk(store, { id: `soak-${i}`, posExternalId: `SOAK${i}` });
+      const added = await store.addKiosk({ id: `soak-${i}`, posExternalId: `SOAK${i}` });
       const pos = await mp.createPos({ name: `soak-${i}`, fixed_amount: true, external_store_id: 'SOAKSTORE', external_id: `SOAK${i}`, url: posUrl(publicUrl, added.kiosk) });
-      setKioskPosQr(store, `soak-${i}`, pos.qr_code!);
+      await store.setKioskPosQr(`soak-${i}`, pos.qr_code!);
       fleet.push({ id: `soak-${i}`, token: added.token, qr: pos.qr_code! });
     }
   } finally {
-    store.close();
+    await store.close();
   }
 
   const relayLog = createWriteStream(join(dir, 'relay.log'));

@@ -1,0 +1,508 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { crashPoint } from '../../../runtime/crash-hook.js';
+import { openDatabase, type Db } from '../../../runtime/sqlite.js';
+import type { RelayStore } from '../api.js';
+import { StoreError } from '../types.js';
+import { SqliteConn } from './conn.js';
+import { SqliteDexAudits } from './dex-audits.js';
+import { SqliteAlerts, SqliteDeliveries, SqlitePresence } from './fleet.js';
+import { SqliteKiosks } from './kiosks.js';
+import { AsyncLock } from './lock.js';
+import { MIGRATIONS } from './migrations.js';
+import { SqliteNotifications } from './notifications.js';
+import { SqliteOrders } from './orders.js';
+import { SqliteOutbox } from './outbox.js';
+import { SqlitePayments } from './payments.js';
+import { SqliteRefunds } from './refunds.js';
+
+// The relay's store on one SQLite file (the default, one relay process). The per-table modules
+// of this folder are synchronous; this file makes them one async RelayStore that is safe on the
+// single better-sqlite3 connection:
+//  - a call outside any transaction runs its statement at once when nobody holds the lock (it is
+//    synchronous, so nothing can interleave with it), else waits its turn;
+//  - transaction(fn) takes the lock, BEGIN IMMEDIATE, awaits fn(tx), COMMIT (ROLLBACK when fn
+//    throws) and always gives the lock back; `tx` runs statements directly (the lock is its own);
+//  - so no caller ever joins another's transaction or sees its uncommitted rows, and one waits
+//    for the other instead.
+// A call on the outer store from inside fn would wait for itself forever; it is refused with a
+// StoreError that says to use `tx` (found with AsyncLocalStorage, which follows fn's awaits).
+
+/** The per-table modules over one connection. */
+class SqliteTables {
+  readonly kiosks: SqliteKiosks;
+  readonly orders: SqliteOrders;
+  readonly payments: SqlitePayments;
+  readonly refunds: SqliteRefunds;
+  readonly notifications: SqliteNotifications;
+  readonly outbox: SqliteOutbox;
+  readonly dex: SqliteDexAudits;
+  readonly presence: SqlitePresence;
+  readonly deliveries: SqliteDeliveries;
+  readonly alerts: SqliteAlerts;
+
+  constructor(readonly conn: SqliteConn) {
+    const c = conn;
+    this.kiosks = new SqliteKiosks(c);
+    this.orders = new SqliteOrders(c);
+    this.payments = new SqlitePayments(c);
+    this.refunds = new SqliteRefunds(c);
+    this.notifications = new SqliteNotifications(c);
+    this.outbox = new SqliteOutbox(c);
+    this.dex = new SqliteDexAudits(c);
+    this.presence = new SqlitePresence(c);
+    this.deliveries = new SqliteDeliveries(c);
+    this.alerts = new SqliteAlerts(c, this.deliveries);
+  }
+}
+
+/** When a store call may run, and what a transaction on this handle means. */
+interface Runner {
+  run<R>(step: () => R): Promise<R>;
+  transaction<T>(fn: (tx: RelayStore) => Promise<T>, view: RelayStore): Promise<T>;
+  writeCount(): number;
+}
+
+/** Which transaction (if any) the current async context is inside. */
+const insideTransaction = new AsyncLocalStorage<TransactionRunner>();
+
+function attempt<R>(step: () => R): Promise<R> {
+  try {
+    return Promise.resolve(step());
+  } catch (err) {
+    return Promise.reject(err as Error);
+  }
+}
+
+/** The outer store's runner: the lock, the connection's life, BEGIN/COMMIT. */
+class LockedRunner implements Runner {
+  readonly lock = new AsyncLock();
+  closed = false;
+  private writesAtClose = 0;
+
+  constructor(
+    readonly db: Db,
+    private readonly tables: SqliteTables,
+  ) {}
+
+  /** A StoreError to reject with, when a call cannot run at all. */
+  private refusal(): StoreError | undefined {
+    const tx = insideTransaction.getStore();
+    if (tx?.active && tx.outer === this) {
+      return new StoreError(
+        'a store call was made on the store itself from inside its own transaction, where it would wait for the transaction to end: make it on the `tx` handle the transaction passed in',
+      );
+    }
+    if (this.closed) return new StoreError('the relay store is closed');
+    return undefined;
+  }
+
+  run<R>(step: () => R): Promise<R> {
+    const refused = this.refusal();
+    if (refused) return Promise.reject(refused);
+    // A synchronous step cannot interleave with anything: no need to queue when nobody waits.
+    if (this.lock.free) return attempt(step);
+    return this.lock.acquire().then(() => {
+      try {
+        if (this.closed) throw new StoreError('the relay store is closed');
+        return step();
+      } finally {
+        this.lock.release();
+      }
+    });
+  }
+
+  async transaction<T>(fn: (tx: RelayStore) => Promise<T>): Promise<T> {
+    const refused = this.refusal();
+    if (refused) throw refused;
+    await this.lock.acquire();
+    let result: T;
+    try {
+      if (this.closed) throw new StoreError('the relay store is closed');
+      const runner = new TransactionRunner(this);
+      const tx = new SqliteStoreView(this.tables, runner);
+      this.db.exec('BEGIN IMMEDIATE');
+      try {
+        result = await insideTransaction.run(runner, () => fn(tx));
+        crashPoint('relay.uncommitted'); // crash test hook: written, not committed
+        this.db.exec('COMMIT');
+      } catch (err) {
+        if (this.db.inTransaction) this.db.exec('ROLLBACK');
+        throw err;
+      } finally {
+        runner.active = false;
+      }
+    } finally {
+      this.lock.release();
+    }
+    crashPoint('relay.committed'); // crash test hook: on disk
+    return result;
+  }
+
+  writeCount(): number {
+    if (this.closed) return this.writesAtClose;
+    return (this.db.prepare('SELECT total_changes() AS n').get() as { n: number }).n;
+  }
+
+  async close(): Promise<void> {
+    const tx = insideTransaction.getStore();
+    if (tx?.active && tx.outer === this) throw new StoreError('the relay store cannot be closed from inside one of its transactions');
+    if (this.closed) return;
+    await this.lock.acquire();
+    try {
+      if (this.closed) return;
+      this.writesAtClose = this.writeCount();
+      this.closed = true;
+      if (this.db.open) this.db.close();
+    } finally {
+      this.lock.release();
+    }
+  }
+}
+
+/** A transaction's handle: statements run at once (the transaction holds the lock) while it is open. */
+class TransactionRunner implements Runner {
+  active = true;
+  private savepoints = 0;
+
+  constructor(readonly outer: LockedRunner) {}
+
+  writeCount(): number {
+    return this.outer.writeCount();
+  }
+
+  run<R>(step: () => R): Promise<R> {
+    if (!this.active) return Promise.reject(new StoreError('a transaction handle was used after its transaction ended: use the store'));
+    return attempt(step);
+  }
+
+  /** Nested: a savepoint, rolled back alone when fn throws. Nested transactions of one handle run one at a time. */
+  async transaction<T>(fn: (tx: RelayStore) => Promise<T>, view: RelayStore): Promise<T> {
+    if (!this.active) throw new StoreError('a transaction handle was used after its transaction ended: use the store');
+    const db = this.outer.db;
+    const name = `nested_${++this.savepoints}`;
+    db.exec(`SAVEPOINT ${name}`);
+    try {
+      const result = await fn(view);
+      db.exec(`RELEASE ${name}`);
+      return result;
+    } catch (err) {
+      if (this.active && db.inTransaction) {
+        db.exec(`ROLLBACK TO ${name}`);
+        db.exec(`RELEASE ${name}`);
+      }
+      throw err;
+    } finally {
+      this.savepoints--;
+    }
+  }
+}
+
+/** The RelayStore methods over the tables, run by a runner (the outer store's, or a transaction's). */
+class SqliteStoreView implements RelayStore {
+  readonly kind = 'sqlite' as const;
+
+  constructor(
+    protected readonly ops: SqliteTables,
+    protected readonly r: Runner,
+  ) {}
+
+  transaction<T>(fn: (tx: RelayStore) => Promise<T>): Promise<T> {
+    return this.r.transaction(fn, this);
+  }
+
+  ping(): Promise<void> {
+    return this.r.run(() => {
+      this.ops.conn.db.prepare('SELECT 1').get();
+    });
+  }
+
+  writeCount(): number {
+    return this.r.writeCount();
+  }
+
+  close(): Promise<void> {
+    return Promise.reject(new StoreError('a transaction handle cannot close the store: close the store itself'));
+  }
+
+  // KioskStore: ./kiosks.ts
+  addKiosk(...a: Parameters<RelayStore['addKiosk']>) {
+    return this.r.run(() => this.ops.kiosks.addKiosk(...a));
+  }
+  getKiosk(...a: Parameters<RelayStore['getKiosk']>) {
+    return this.r.run(() => this.ops.kiosks.getKiosk(...a));
+  }
+  getKioskByTokenHash(...a: Parameters<RelayStore['getKioskByTokenHash']>) {
+    return this.r.run(() => this.ops.kiosks.getKioskByTokenHash(...a));
+  }
+  getKioskByPos(...a: Parameters<RelayStore['getKioskByPos']>) {
+    return this.r.run(() => this.ops.kiosks.getKioskByPos(...a));
+  }
+  listKiosks(...a: Parameters<RelayStore['listKiosks']>) {
+    return this.r.run(() => this.ops.kiosks.listKiosks(...a));
+  }
+  setKioskPosQr(...a: Parameters<RelayStore['setKioskPosQr']>) {
+    return this.r.run(() => this.ops.kiosks.setKioskPosQr(...a));
+  }
+  kioskRevision(...a: Parameters<RelayStore['kioskRevision']>) {
+    return this.r.run(() => this.ops.kiosks.kioskRevision(...a));
+  }
+  kiosksChangedAfter(...a: Parameters<RelayStore['kiosksChangedAfter']>) {
+    return this.r.run(() => this.ops.kiosks.kiosksChangedAfter(...a));
+  }
+  setKioskModel(...a: Parameters<RelayStore['setKioskModel']>) {
+    return this.r.run(() => this.ops.kiosks.setKioskModel(...a));
+  }
+  setKioskStore(...a: Parameters<RelayStore['setKioskStore']>) {
+    return this.r.run(() => this.ops.kiosks.setKioskStore(...a));
+  }
+  rotateKioskToken(...a: Parameters<RelayStore['rotateKioskToken']>) {
+    return this.r.run(() => this.ops.kiosks.rotateKioskToken(...a));
+  }
+  // OrderStore: ./orders.ts
+  insertOrder(...a: Parameters<RelayStore['insertOrder']>) {
+    return this.r.run(() => this.ops.orders.insertOrder(...a));
+  }
+  getOrder(...a: Parameters<RelayStore['getOrder']>) {
+    return this.r.run(() => this.ops.orders.getOrder(...a));
+  }
+  pendingOrderOf(...a: Parameters<RelayStore['pendingOrderOf']>) {
+    return this.r.run(() => this.ops.orders.pendingOrderOf(...a));
+  }
+  latestOrderOf(...a: Parameters<RelayStore['latestOrderOf']>) {
+    return this.r.run(() => this.ops.orders.latestOrderOf(...a));
+  }
+  ordersInState(...a: Parameters<RelayStore['ordersInState']>) {
+    return this.r.run(() => this.ops.orders.ordersInState(...a));
+  }
+  pendingPastDeadline(...a: Parameters<RelayStore['pendingPastDeadline']>) {
+    return this.r.run(() => this.ops.orders.pendingPastDeadline(...a));
+  }
+  contingencyCandidates(...a: Parameters<RelayStore['contingencyCandidates']>) {
+    return this.r.run(() => this.ops.orders.contingencyCandidates(...a));
+  }
+  countOrders(...a: Parameters<RelayStore['countOrders']>) {
+    return this.r.run(() => this.ops.orders.countOrders(...a));
+  }
+  recentOrders(...a: Parameters<RelayStore['recentOrders']>) {
+    return this.r.run(() => this.ops.orders.recentOrders(...a));
+  }
+  ordersNeedingReview(...a: Parameters<RelayStore['ordersNeedingReview']>) {
+    return this.r.run(() => this.ops.orders.ordersNeedingReview(...a));
+  }
+  countNeedingReview(...a: Parameters<RelayStore['countNeedingReview']>) {
+    return this.r.run(() => this.ops.orders.countNeedingReview(...a));
+  }
+  flagReview(...a: Parameters<RelayStore['flagReview']>) {
+    return this.r.run(() => this.ops.orders.flagReview(...a));
+  }
+  clearReview(...a: Parameters<RelayStore['clearReview']>) {
+    return this.r.run(() => this.ops.orders.clearReview(...a));
+  }
+  overdueVends(...a: Parameters<RelayStore['overdueVends']>) {
+    return this.r.run(() => this.ops.orders.overdueVends(...a));
+  }
+  markVendOverdue(...a: Parameters<RelayStore['markVendOverdue']>) {
+    return this.r.run(() => this.ops.orders.markVendOverdue(...a));
+  }
+  transitionOrder(...a: Parameters<RelayStore['transitionOrder']>) {
+    return this.r.run(() => this.ops.orders.transitionOrder(...a));
+  }
+  moveOffer(...a: Parameters<RelayStore['moveOffer']>) {
+    return this.r.run(() => this.ops.orders.moveOffer(...a));
+  }
+  noteOfferError(...a: Parameters<RelayStore['noteOfferError']>) {
+    return this.r.run(() => this.ops.orders.noteOfferError(...a));
+  }
+  offerWork(...a: Parameters<RelayStore['offerWork']>) {
+    return this.r.run(() => this.ops.orders.offerWork(...a));
+  }
+  patchOrder(...a: Parameters<RelayStore['patchOrder']>) {
+    return this.r.run(() => this.ops.orders.patchOrder(...a));
+  }
+  noteOrderEvent(...a: Parameters<RelayStore['noteOrderEvent']>) {
+    return this.r.run(() => this.ops.orders.noteOrderEvent(...a));
+  }
+  orderEvents(...a: Parameters<RelayStore['orderEvents']>) {
+    return this.r.run(() => this.ops.orders.orderEvents(...a));
+  }
+  dispensedBySlot(...a: Parameters<RelayStore['dispensedBySlot']>) {
+    return this.r.run(() => this.ops.orders.dispensedBySlot(...a));
+  }
+  // PaymentStore: ./payments.ts
+  upsertPayment(...a: Parameters<RelayStore['upsertPayment']>) {
+    return this.r.run(() => this.ops.payments.upsertPayment(...a));
+  }
+  paymentsOf(...a: Parameters<RelayStore['paymentsOf']>) {
+    return this.r.run(() => this.ops.payments.paymentsOf(...a));
+  }
+  approvedPaymentsOf(...a: Parameters<RelayStore['approvedPaymentsOf']>) {
+    return this.r.run(() => this.ops.payments.approvedPaymentsOf(...a));
+  }
+  getPayment(...a: Parameters<RelayStore['getPayment']>) {
+    return this.r.run(() => this.ops.payments.getPayment(...a));
+  }
+  unrefundedApprovedPaymentsOf(...a: Parameters<RelayStore['unrefundedApprovedPaymentsOf']>) {
+    return this.r.run(() => this.ops.payments.unrefundedApprovedPaymentsOf(...a));
+  }
+  // RefundStore: ./refunds.ts
+  getRefundByKey(...a: Parameters<RelayStore['getRefundByKey']>) {
+    return this.r.run(() => this.ops.refunds.getRefundByKey(...a));
+  }
+  insertRefundIntent(...a: Parameters<RelayStore['insertRefundIntent']>) {
+    return this.r.run(() => this.ops.refunds.insertRefundIntent(...a));
+  }
+  recordExternalRefund(...a: Parameters<RelayStore['recordExternalRefund']>) {
+    return this.r.run(() => this.ops.refunds.recordExternalRefund(...a));
+  }
+  failRefund(...a: Parameters<RelayStore['failRefund']>) {
+    return this.r.run(() => this.ops.refunds.failRefund(...a));
+  }
+  surplusRefundsDue(...a: Parameters<RelayStore['surplusRefundsDue']>) {
+    return this.r.run(() => this.ops.refunds.surplusRefundsDue(...a));
+  }
+  recordRefundAttempt(...a: Parameters<RelayStore['recordRefundAttempt']>) {
+    return this.r.run(() => this.ops.refunds.recordRefundAttempt(...a));
+  }
+  completeRefund(...a: Parameters<RelayStore['completeRefund']>) {
+    return this.r.run(() => this.ops.refunds.completeRefund(...a));
+  }
+  refundsOf(...a: Parameters<RelayStore['refundsOf']>) {
+    return this.r.run(() => this.ops.refunds.refundsOf(...a));
+  }
+  allRefunds(...a: Parameters<RelayStore['allRefunds']>) {
+    return this.r.run(() => this.ops.refunds.allRefunds(...a));
+  }
+  // NotificationStore: ./notifications.ts
+  insertNotification(...a: Parameters<RelayStore['insertNotification']>) {
+    return this.r.run(() => this.ops.notifications.insertNotification(...a));
+  }
+  countNotificationsFrom(...a: Parameters<RelayStore['countNotificationsFrom']>) {
+    return this.r.run(() => this.ops.notifications.countNotificationsFrom(...a));
+  }
+  noteNotificationFailure(...a: Parameters<RelayStore['noteNotificationFailure']>) {
+    return this.r.run(() => this.ops.notifications.noteNotificationFailure(...a));
+  }
+  giveUpNotification(...a: Parameters<RelayStore['giveUpNotification']>) {
+    return this.r.run(() => this.ops.notifications.giveUpNotification(...a));
+  }
+  countGivenUpNotifications(...a: Parameters<RelayStore['countGivenUpNotifications']>) {
+    return this.r.run(() => this.ops.notifications.countGivenUpNotifications(...a));
+  }
+  pruneNotifications(...a: Parameters<RelayStore['pruneNotifications']>) {
+    return this.r.run(() => this.ops.notifications.pruneNotifications(...a));
+  }
+  markNotification(...a: Parameters<RelayStore['markNotification']>) {
+    return this.r.run(() => this.ops.notifications.markNotification(...a));
+  }
+  unprocessedNotifications(...a: Parameters<RelayStore['unprocessedNotifications']>) {
+    return this.r.run(() => this.ops.notifications.unprocessedNotifications(...a));
+  }
+  listNotifications(...a: Parameters<RelayStore['listNotifications']>) {
+    return this.r.run(() => this.ops.notifications.listNotifications(...a));
+  }
+  // OutboxStore: ./outbox.ts
+  enqueueOutbox(...a: Parameters<RelayStore['enqueueOutbox']>) {
+    return this.r.run(() => this.ops.outbox.enqueueOutbox(...a));
+  }
+  outboxOf(...a: Parameters<RelayStore['outboxOf']>) {
+    return this.r.run(() => this.ops.outbox.outboxOf(...a));
+  }
+  outboxDepth(...a: Parameters<RelayStore['outboxDepth']>) {
+    return this.r.run(() => this.ops.outbox.outboxDepth(...a));
+  }
+  deleteOutbox(...a: Parameters<RelayStore['deleteOutbox']>) {
+    return this.r.run(() => this.ops.outbox.deleteOutbox(...a));
+  }
+  inInbox(...a: Parameters<RelayStore['inInbox']>) {
+    return this.r.run(() => this.ops.outbox.inInbox(...a));
+  }
+  recordInbox(...a: Parameters<RelayStore['recordInbox']>) {
+    return this.r.run(() => this.ops.outbox.recordInbox(...a));
+  }
+  pruneInbox(...a: Parameters<RelayStore['pruneInbox']>) {
+    return this.r.run(() => this.ops.outbox.pruneInbox(...a));
+  }
+  // presence: ./fleet.ts
+  claimPresence(...a: Parameters<RelayStore['claimPresence']>) {
+    return this.r.run(() => this.ops.presence.claimPresence(...a));
+  }
+  touchPresence(...a: Parameters<RelayStore['touchPresence']>) {
+    return this.r.run(() => this.ops.presence.touchPresence(...a));
+  }
+  releasePresence(...a: Parameters<RelayStore['releasePresence']>) {
+    return this.r.run(() => this.ops.presence.releasePresence(...a));
+  }
+  presenceOf(...a: Parameters<RelayStore['presenceOf']>) {
+    return this.r.run(() => this.ops.presence.presenceOf(...a));
+  }
+  presentSince(...a: Parameters<RelayStore['presentSince']>) {
+    return this.r.run(() => this.ops.presence.presentSince(...a));
+  }
+  kiosksWithOutbox(...a: Parameters<RelayStore['kiosksWithOutbox']>) {
+    return this.r.run(() => this.ops.presence.kiosksWithOutbox(...a));
+  }
+  // alerts: ./fleet.ts
+  openAlerts(...a: Parameters<RelayStore['openAlerts']>) {
+    return this.r.run(() => this.ops.alerts.openAlerts(...a));
+  }
+  fireAlert(...a: Parameters<RelayStore['fireAlert']>) {
+    return this.r.run(() => this.ops.alerts.fireAlert(...a));
+  }
+  clearAlert(...a: Parameters<RelayStore['clearAlert']>) {
+    return this.r.run(() => this.ops.alerts.clearAlert(...a));
+  }
+  alerts(...a: Parameters<RelayStore['alerts']>) {
+    return this.r.run(() => this.ops.alerts.alerts(...a));
+  }
+  // deliveries: ./fleet.ts
+  insertDeliveries(...a: Parameters<RelayStore['insertDeliveries']>) {
+    return this.r.run(() => this.ops.deliveries.insertDeliveries(...a));
+  }
+  dueDeliveries(...a: Parameters<RelayStore['dueDeliveries']>) {
+    return this.r.run(() => this.ops.deliveries.dueDeliveries(...a));
+  }
+  nextDeliveryAt(...a: Parameters<RelayStore['nextDeliveryAt']>) {
+    return this.r.run(() => this.ops.deliveries.nextDeliveryAt(...a));
+  }
+  moveDelivery(...a: Parameters<RelayStore['moveDelivery']>) {
+    return this.r.run(() => this.ops.deliveries.moveDelivery(...a));
+  }
+  deliveries(...a: Parameters<RelayStore['deliveries']>) {
+    return this.r.run(() => this.ops.deliveries.deliveries(...a));
+  }
+  // DexAuditStore: ./dex-audits.ts
+  insertDexAudit(...a: Parameters<RelayStore['insertDexAudit']>) {
+    return this.r.run(() => this.ops.dex.insertDexAudit(...a));
+  }
+  getDexAudit(...a: Parameters<RelayStore['getDexAudit']>) {
+    return this.r.run(() => this.ops.dex.getDexAudit(...a));
+  }
+  dexAudits(...a: Parameters<RelayStore['dexAudits']>) {
+    return this.r.run(() => this.ops.dex.dexAudits(...a));
+  }
+  previousDexAudit(...a: Parameters<RelayStore['previousDexAudit']>) {
+    return this.r.run(() => this.ops.dex.previousDexAudit(...a));
+  }
+}
+
+/** The store itself: the view on the lock, and the connection's life. */
+export class SqliteRelayStore extends SqliteStoreView {
+  private readonly locked: LockedRunner;
+
+  constructor(path: string) {
+    const db = openDatabase(path, { migrations: MIGRATIONS, what: 'relay database', key: 'store.path', mode: 0o600 });
+    const tables = new SqliteTables(new SqliteConn(db));
+    const locked = new LockedRunner(db, tables);
+    super(tables, locked);
+    this.locked = locked;
+  }
+
+  override close(): Promise<void> {
+    return this.locked.close();
+  }
+}
+
+/** Opens (creating and migrating as needed) the relay's SQLite file. */
+export function openSqliteStore(path: string): RelayStore {
+  return new SqliteRelayStore(path);
+}
