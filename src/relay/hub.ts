@@ -120,6 +120,17 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
     return true;
   }
 
+  /**
+   * Closes this relay's link to the kiosk: it reconnected to another relay instance (this socket
+   * is a stale half-open one), or its token was revoked. The kiosk's agent reconnects by itself.
+   */
+  drop(kioskId: string, reason: string): void {
+    const link = this.links.get(kioskId);
+    if (!link) return;
+    this.opts.logger.info({ kioskId, reason }, `kiosk ${kioskId}: dropping its link here: ${reason}`);
+    link.ws.close(4000, reason.slice(0, 100));
+  }
+
   /** Ids of the kiosks that said hello on a live link. */
   onlineKiosks(): string[] {
     return [...this.links.keys()].filter((id) => this.isOnline(id));

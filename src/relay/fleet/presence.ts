@@ -64,7 +64,9 @@ export class FleetPresence {
   }
 
   async disconnected(kioskId: string): Promise<void> {
-    if (await this.opts.store.releasePresence(kioskId, this.opts.instanceId)) this.rows.delete(kioskId);
+    // off the cache at once: the liveness gate must not offer for a kiosk whose link just closed
+    if (this.rows.get(kioskId)?.instanceId === this.opts.instanceId) this.rows.delete(kioskId);
+    await this.opts.store.releasePresence(kioskId, this.opts.instanceId);
   }
 
   /** A `presence` signal: reload one kiosk's row. */
