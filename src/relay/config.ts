@@ -3,6 +3,7 @@ import { Catalog, CatalogError } from '../core/catalog.js';
 import { MoneyError } from '../core/money.js';
 import { ConfigError, loadConfigFile, parseConfigText } from '../runtime/config-file.js';
 import { limitsSchema } from './limits.js';
+import { alertsSchema, notifySchema } from './console/notify-config.js';
 import { finishObservability, observabilityBaseSchema } from './observability/config.js';
 
 // The relay's YAML configuration. Everything has a safe default except what only the operator can
@@ -112,6 +113,10 @@ const RELAY_CONFIG_SCHEMA = z
         ttlSeconds: positiveInt.max(86_400, 'a command may live at most 86400 seconds (a day): kiosks refuse older ones').default(600),
       })
       .default({ ttlSeconds: 600 }),
+    // where alerts and order events go (webhooks, e-mail) and when a condition alerts
+    // (relay/console/notify-config.ts, docs/console.md)
+    notify: notifySchema,
+    alerts: alertsSchema,
     // limits on every public route (relay/limits.ts, docs/reliability.md)
     limits: limitsSchema,
     // /metrics, /healthz, /readyz (relay/observability/config.ts, docs/deploy.md); what comes from

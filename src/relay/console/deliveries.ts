@@ -34,6 +34,8 @@ export interface DeliveryWorkerOptions {
   baseBackoffMs?: number;
   maxBackoffMs?: number;
   batch?: number;
+  /** several relay instances: one pass at a time across them (relay/fleet/job-lock.ts) */
+  exclusive?: (job: string, fn: () => Promise<void>) => Promise<{ ran: boolean }>;
 }
 
 export class DeliveryWorker {
@@ -78,6 +80,16 @@ export class DeliveryWorker {
   }
 
   private async passes(): Promise<void> {
+    if (this.o.exclusive) {
+      const r = await this.o.exclusive('deliveries', () => this.passesHere());
+      // another instance is delivering: look again shortly, it may have read its list before ours was written
+      if (!r.ran && !this.closed) setTimeout(() => this.kick(), 1000).unref();
+      return;
+    }
+    await this.passesHere();
+  }
+
+  private async passesHere(): Promise<void> {
     do {
       this.again = false;
       for (;;) {
