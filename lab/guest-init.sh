@@ -13,6 +13,7 @@ ip link set lo up  # the tests talk to the relay and the Mercado Pago emulator o
 arg() { sed -n "s/.*\<$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
 SCRIPT=$(arg lab.script)
 ARGS=$(arg lab.args | tr ',' ' ')
+SHARES=$(arg lab.shares | tr ',' ' ')
 
 fail() { echo "QRKIOSK-LAB: $*"; echo "QRKIOSK-LAB-EXIT=99"; poweroff -f; }
 
@@ -34,7 +35,7 @@ mount -t tmpfs tmpfs /newroot/run
 # host path: a folder on another host mount (a tmpfs /tmp) is not visible through the / share.
 # Mounted after the tmpfs /tmp and /run, which would otherwise hide a checkout under them.
 i=0
-for p in $(arg lab.shares | tr ',' ' '); do
+for p in $SHARES; do
   mkdir -p /shares/$i /rw/s$i/upper /rw/s$i/work /newroot$p
   mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose lab$i /shares/$i || fail "9p mount of $p (lab$i) failed"
   mount -t overlay overlay -o lowerdir=/shares/$i,upperdir=/rw/s$i/upper,workdir=/rw/s$i/work /newroot$p || fail "overlay mount of $p failed"
