@@ -142,7 +142,7 @@ while IFS= read -r line; do
   line=${line%$'\r'}
   case "$line" in
     *QRKIOSK-LAB-STAGE\ booted) stage boot "kernel up, host mounted";;
-    *QRKIOSK-LAB-STAGE\ modules-loaded) stage modules "gpio-sim, uhid, uinput loaded";;
+    *QRKIOSK-LAB-STAGE\ modules-loaded) stage modules "gpio-sim, uhid, uinput, dummy_hcd + usblp loaded";;
     *QRKIOSK-LAB-STAGE\ tests-start) stage node "node ready in the VM";;
     *QRKIOSK-LAB-EXIT=*) code=${line##*QRKIOSK-LAB-EXIT=};;
     *) printf '%s\n' "$line";;
