@@ -10,13 +10,13 @@
 #
 # Usage: npm run test:lab [-- test/lab/some.lab.test.ts ...]
 # Env:   LAB_EXEC='shell commands' runs those in the VM instead of the tests (for looking around)
-#        LAB_CACHE (default .lab-cache), LAB_MEM_MB (default 1024), LAB_TIMEOUT_S (default 1500)
+#        LAB_CACHE (default .lab-cache), LAB_MEM_MB (default 1024), LAB_TIMEOUT_S (default 2400)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROJECT=$PWD
 CACHE=$(realpath -m "${LAB_CACHE:-.lab-cache}")
 MEM=${LAB_MEM_MB:-1024}
-TIMEOUT=${LAB_TIMEOUT_S:-1500}
+TIMEOUT=${LAB_TIMEOUT_S:-2400}
 mkdir -p "$CACHE"
 case "$PROJECT$CACHE" in *[\ ,]*) echo "lab: the project and cache paths must not contain spaces or commas (they travel on the kernel command line)" >&2; exit 2;; esac
 

@@ -85,13 +85,14 @@ async function agentUp(s: KioskSystem, agent: { exitCode: number | null; signalC
       if (agent.exitCode !== null || agent.signalCode !== null) throw new Error('agent exited');
       return (await s.status().catch(() => undefined)) !== undefined;
     },
-    180_000,
+    // the agent's first start in a fresh VM transforms every source file on one emulated CPU
+    360_000,
     200,
   );
 }
 
 describe('safe state after SIGKILL mid-pulse (Pi 4 chip set)', () => {
-  it('onoff: the relay the killed agent left ON is OFF after `qrkiosk safe-outputs`', { timeout: 300_000 }, async () => {
+  it('onoff: the relay the killed agent left ON is OFF after `qrkiosk safe-outputs`', { timeout: 600_000 }, async () => {
     board = SimBoard.create('Pi 4');
     const b = board;
     sys = await KioskSystem.start({ generation: 'v2' });
@@ -124,7 +125,7 @@ describe('safe state after SIGKILL mid-pulse (Pi 4 chip set)', () => {
     }
   });
 
-  it('libgpiod: the whole unit SIGKILLed mid-pulse leaves the relay ON on a Pi; `qrkiosk safe-outputs` drives it OFF', { timeout: 300_000 }, async () => {
+  it('libgpiod: the whole unit SIGKILLed mid-pulse leaves the relay ON on a Pi; `qrkiosk safe-outputs` drives it OFF', { timeout: 600_000 }, async () => {
     board = SimBoard.create('Pi 4');
     const b = board;
     const motor = b.header.base + 5;
@@ -133,8 +134,8 @@ describe('safe state after SIGKILL mid-pulse (Pi 4 chip set)', () => {
     b.pull(6, 'pull-up');
     sys = await KioskSystem.start({ generation: 'v2' });
     const s = sys;
-    // a long pulse: the kill lands inside it however slowly the emulated CPU runs
-    const config = writeConfig(s, 'libgpiod', 20_000);
+    // the longest pulse the config allows: the kill lands inside it however slowly the emulated CPU runs
+    const config = writeConfig(s, 'libgpiod', 10_000);
     unit = Unit.create('qrkiosk-agent');
     const u = unit;
     let output = '';
