@@ -150,7 +150,14 @@ describe('safe state after SIGKILL mid-pulse (Pi 4 chip set)', () => {
       trace = GpioTrace.start();
       const t = trace;
       const dispense = run(['test', 'dispense', '1', '--socket', s.socket]);
-      await waitFor('the pulse to drive slot 1 relay ON', () => b.value(5) === 0, 60_000);
+      // the CLI itself starts slowly on one emulated CPU; it answers only after the pulse, so an
+      // answer before the motor turned is a failure to report at once
+      await Promise.race([
+        waitFor('the pulse to drive slot 1 relay ON', () => b.value(5) === 0, 360_000),
+        dispense.then((r) => {
+          if (b.value(5) !== 0) throw new Error(`qrkiosk test dispense ended before the motor turned: exit ${r.code}: ${r.out}`);
+        }),
+      ]);
       expect(u.pids().length).toBeGreaterThan(2); // the agent and its tool processes
       u.kill();
       await waitFor('every process of the unit to be gone', () => !u.populated(), 30_000);
