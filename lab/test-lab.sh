@@ -111,10 +111,11 @@ trap 'rm -rf "$OUT"' EXIT
 [ -z "${LAB_EXEC:-}" ] || printf '%s\n' "$LAB_EXEC" > "$OUT/exec.sh"
 args=$(IFS=,; echo "$PROJECT,$ROOT,$*")
 args=${args%,}
-# The guest sees the host's / (node, python, the gpiod tools), but a folder on another mount (a
-# checkout under a tmpfs /tmp, a node_modules symlinked elsewhere, a cache on another disk) can be
-# missing or empty there: 9p shares one mount. So the checkout, the real node_modules and the
-# kernel tree each get their own share, mounted at the same path inside the guest.
+# The guest sees the host's / (node, python, the gpiod tools), but not every folder of it: the
+# guest's own tmpfs /tmp hides a checkout under the host's /tmp (CI's), and a node_modules symlinked
+# elsewhere or a cache on another host mount need not be reachable either. So the checkout, the
+# real node_modules and the kernel tree each get their own share, mounted at the same path inside
+# the guest after its tmpfs mounts.
 shares=()
 add_share() { # path: skipped when an already shared folder contains it
   local p s; p=$(realpath -e "$1") || { echo "lab: $1 does not exist" >&2; exit 2; }
