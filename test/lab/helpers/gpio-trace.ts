@@ -12,6 +12,8 @@ export interface GpioSet {
   /** global GPIO number (chip base + offset) */
   gpio: number;
   value: 0 | 1;
+  /** kernel trace clock, ms */
+  atMs: number;
 }
 
 export class GpioTrace {
@@ -32,8 +34,8 @@ export class GpioTrace {
   sets(): GpioSet[] {
     const out: GpioSet[] = [];
     for (const line of readFileSync(`${TRACING}/trace`, 'utf8').split('\n')) {
-      const m = /gpio_value: (\d+) set (\d+)/.exec(line);
-      if (m) out.push({ gpio: Number(m[1]), value: m[2] === '0' ? 0 : 1 });
+      const m = /\s(\d+\.\d+): gpio_value: (\d+) set (\d+)/.exec(line);
+      if (m) out.push({ gpio: Number(m[2]), value: m[3] === '0' ? 0 : 1, atMs: Number(m[1]) * 1000 });
     }
     return out;
   }
@@ -43,6 +45,18 @@ export class GpioTrace {
     return this.sets()
       .filter((s) => s.gpio === gpio)
       .map((s) => s.value);
+  }
+
+  /**
+   * The first time line `gpio` was driven to `active` and then away from it: the pulse's width in
+   * kernel time (ms), exact whatever the load (undefined while it has not ended).
+   */
+  pulseWidthMs(gpio: number, active: 0 | 1): number | undefined {
+    const sets = this.sets().filter((s) => s.gpio === gpio);
+    const on = sets.findIndex((s) => s.value === active);
+    if (on < 0) return undefined;
+    const off = sets.slice(on + 1).find((s) => s.value !== active);
+    return off ? off.atMs - sets[on]!.atMs : undefined;
   }
 
   /** the level a Raspberry Pi would keep on the line once nobody holds it */
