@@ -8,6 +8,7 @@ import { requireAccessToken, type RelayConfig } from './config.js';
 import { ContingencyPoller } from './contingency.js';
 import { KioskHub, KIOSK_WS_PATH } from './hub.js';
 import { Fleet, newInstanceId } from './fleet/index.js';
+import { RelayNotify } from './console/notify.js';
 import { fastifyLimitOptions, RouteGuards } from './limits.js';
 import { NotFoundMemory } from './not-found-memory.js';
 import { pacedReads } from './paced-mp.js';
@@ -52,6 +53,8 @@ export interface RunningRelay {
   ops: RelayOps;
   /** kiosk reports and signed operator commands (relay/kiosk-console.ts) */
   console: KioskConsole;
+  /** alerts and outbound webhooks/e-mail (relay/console/notify.ts); notify.check() runs one alert check now */
+  notify: RelayNotify;
   /** one expiry pass now (the timer runs it every second) */
   runExpiry(): Promise<number>;
   /** one paid-but-no-vend-result check now (the timer runs it every second); resolves how many were flagged */
@@ -141,6 +144,8 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   fleet.attach(hub);
   /** connected here, or to another live instance */
   const kioskOnline = (id: string) => hub.isOnline(id) || fleet.isPresent(id);
+  // alerts and outbound messages (relay.yaml notify, alerts): relay/console/notify.ts
+  const notify = new RelayNotify({ config, store, logger: logger.child({ part: 'notify' }), now, jobs: fleet.jobs, kioskOnline, fleetView: kioskConsole.fleet });
 
   let refunds: RefundWorker | undefined;
   let offers: OfferWorker | undefined;
@@ -306,6 +311,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   }, EXPIRY_TICK_MS);
   expiryTimer.unref();
   contingency.start();
+  notify.start();
   logger.info({ url: base, publicUrl: config.publicUrl }, `relay listening on ${base} (public ${config.publicUrl})`);
 
   let closing: Promise<void> | undefined;
@@ -314,6 +320,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       clearInterval(expiryTimer);
       clearInterval(retentionTimer);
       await ops.close();
+      await notify.close();
       await fleet.close().catch((err: Error) => logger.warn({ err }, `fleet close: ${err.message}`));
       // waiters for a Mercado Pago turn go now (they see the closed flag and stop)
       notificationReads.close();
@@ -345,6 +352,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     orders,
     ops,
     console: kioskConsole,
+    notify,
     runExpiry,
     runWatchdog,
     runContingency: () => contingency.runOnce(),

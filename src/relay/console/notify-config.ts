@@ -64,8 +64,8 @@ export const notifySchema = z
 
 export const alertsSchema = z
   .strictObject({
-    checkEverySeconds: z.number().int().min(1).max(3600).default(30),
-    offlineAfterMinutes: z.number().int().min(1).default(DEFAULT_ALERT_RULES.offlineAfterMinutes),
+    checkEverySeconds: z.number().positive().max(3600).default(30),
+    offlineAfterMinutes: z.number().positive().default(DEFAULT_ALERT_RULES.offlineAfterMinutes),
     noSalesHours: z.number().int().min(1).max(72).default(DEFAULT_ALERT_RULES.noSalesHours),
     usualHourMinDays: z.number().int().min(1).max(14).default(DEFAULT_ALERT_RULES.usualHourMinDays),
     vendFailuresInRow: z.number().int().min(1).default(DEFAULT_ALERT_RULES.vendFailuresInRow),
