@@ -7,6 +7,8 @@ import { createLogger, type Logger } from '../runtime/log.js';
 import { requireAccessToken, type RelayConfig } from './config.js';
 import { ContingencyPoller } from './contingency.js';
 import { KioskHub, KIOSK_WS_PATH } from './hub.js';
+import { Fleet, newInstanceId } from './fleet/index.js';
+import { RelayNotify } from './console/notify.js';
 import { fastifyLimitOptions, RouteGuards } from './limits.js';
 import { NotFoundMemory } from './not-found-memory.js';
 import { pacedReads } from './paced-mp.js';
@@ -52,6 +54,8 @@ export interface RunningRelay {
   ops: RelayOps;
   /** kiosk reports and signed operator commands (relay/kiosk-console.ts) */
   console: KioskConsole;
+  /** alerts and outbound webhooks/e-mail (relay/console/notify.ts); notify.check() runs one alert check now */
+  notify: RelayNotify;
   /** one expiry pass now (the timer runs it every second) */
   runExpiry(): Promise<number>;
   /** one paid-but-no-vend-result check now (the timer runs it every second); resolves how many were flagged */
@@ -129,6 +133,20 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     }),
   });
   kioskConsole.attach(hub);
+  // Several instances on one PostgreSQL database: presence, signals, job locks (relay/fleet/).
+  // With one SQLite relay the same code runs in-process, so both shapes take one path.
+  const fleet = await Fleet.start({
+    store,
+    logger: logger.child({ part: 'fleet' }),
+    instanceId: newInstanceId(config.observability.instance),
+    ...(config.store.url ? { pgUrl: config.store.url } : {}),
+    heartbeatMs: config.hub.pingIntervalSeconds * 1000,
+  });
+  fleet.attach(hub);
+  /** connected here, or to another live instance */
+  const kioskOnline = (id: string) => hub.isOnline(id) || fleet.isPresent(id);
+  // alerts and outbound messages (relay.yaml notify, alerts): relay/console/notify.ts
+  const notify = new RelayNotify({ config, store, logger: logger.child({ part: 'notify' }), now, jobs: fleet.jobs, kioskOnline, fleetView: kioskConsole.fleet });
 
   let refunds: RefundWorker | undefined;
   let offers: OfferWorker | undefined;
@@ -139,7 +157,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     collectorId: config.mercadopago.collectorId,
     logger: logger.child({ part: 'orders' }),
     now,
-    isOnline: (id) => hub.isOnline(id),
+    isOnline: kioskOnline,
     flush: (id) => void hub.flush(id),
     onRefundNeeded: () => refunds?.kick(),
     models,
@@ -147,8 +165,8 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     observe: ops.observer,
   });
   hub.setHandler(orders);
-  refunds = new RefundWorker({ store, models, orders, logger: logger.child({ part: 'refunds' }), now, observe: ops.observer });
-  offers = new OfferWorker({ store, models, orders, logger: logger.child({ part: 'offers' }) });
+  refunds = new RefundWorker({ store, models, orders, logger: logger.child({ part: 'refunds' }), now, observe: ops.observer, exclusive: (job, fn) => fleet.jobs.run(job, fn) });
+  offers = new OfferWorker({ store, models, orders, logger: logger.child({ part: 'offers' }), exclusive: (job, fn) => fleet.jobs.run(job, fn) });
   const siteCurrency = catalog.list()[0]!.currency;
   // What notifications and the contingency search may cost at Mercado Pago, each with its own
   // rate (limits.notifications.mpCallsPerSecond, limits.contingency.callsPerSecond): their reads
@@ -182,7 +200,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     // JSON). Take every body as text so no request is refused before it is recorded.
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
-    registerUnattendedRoutes(scope, { store, orders, config, logger: logger.child({ part: 'pos' }), guards, now, isOnline: (id) => hub.isOnline(id) });
+    registerUnattendedRoutes(scope, { store, orders, config, logger: logger.child({ part: 'pos' }), guards, now, isOnline: kioskOnline });
     registerNotificationRoutes(scope, { store, worker, config, logger: logger.child({ part: 'notifications' }), now, guards });
   });
   // the REST API for integrations (API keys with scopes; OpenAPI at /api/openapi.json)
@@ -194,6 +212,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   try {
     await app.listen({ host: config.listen.host, port: config.listen.port });
   } catch (err) {
+    await fleet.close();
     await hub.close();
     await store.close();
     throw err;
@@ -203,9 +222,14 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   const base = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 
   // Resume whatever the previous run left: expired deadlines, refunds, stored notifications.
+  // Each timed pass runs on one instance at a time (fleet job locks); the others skip that tick.
+  const exclusive = async (job: string, fn: () => Promise<number>): Promise<number> => {
+    const r = await fleet.jobs.run(job, fn);
+    return r.ran ? r.value : 0;
+  };
   const runExpiry = async () => {
     try {
-      return await orders.expireDue();
+      return await exclusive('expiry', () => orders.expireDue());
     } catch (err) {
       logger.error({ err }, `expiry pass failed: ${(err as Error).message}`);
       return 0;
@@ -213,7 +237,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   };
   const runWatchdog = async () => {
     try {
-      return await orders.flagOverdueVends();
+      return await exclusive('vend-watchdog', () => orders.flagOverdueVends());
     } catch (err) {
       logger.error({ err }, `vend watchdog pass failed: ${(err as Error).message}`);
       return 0;
@@ -292,6 +316,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   }, EXPIRY_TICK_MS);
   expiryTimer.unref();
   contingency.start();
+  notify.start();
   logger.info({ url: base, publicUrl: config.publicUrl }, `relay listening on ${base} (public ${config.publicUrl})`);
 
   let closing: Promise<void> | undefined;
@@ -300,6 +325,8 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       clearInterval(expiryTimer);
       clearInterval(retentionTimer);
       await ops.close();
+      await notify.close();
+      await fleet.close().catch((err: Error) => logger.warn({ err }, `fleet close: ${err.message}`));
       // waiters for a Mercado Pago turn go now (they see the closed flag and stop)
       notificationReads.close();
       contingencyReads.close();
@@ -330,6 +357,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     orders,
     ops,
     console: kioskConsole,
+    notify,
     runExpiry,
     runWatchdog,
     runContingency: () => contingency.runOnce(),

@@ -1,88 +1,41 @@
-import type { CommandState } from '../../core/kiosk-command.js';
-import type { CommandHistoryRow, CommandRecord, CommandRefusalRecord, KioskPrices, RefillRecord, StoredStatus } from '../fleet-recorder.js';
-import type { ApiKeyRecord } from './types.js';
+import type { DeliveryState } from '../../core/outbound-delivery.js';
+import type { AlertRecord, DeliveryRecord, PresenceRow } from './types.js';
 
-// The fleet recorder's rows (migration 8) as records, the same for both stores: JSON columns are
-// TEXT in both, integers come back as numbers from both (postgres/rows.ts parses BIGINT exactly).
+// Rows of schema 7 (presence, alerts, deliveries) as records, for both stores: SQLite returns
+// numbers, PostgreSQL's pool parses BIGINT exactly (postgres/rows.ts); Number() accepts either.
 
 type Row = Record<string, unknown>;
 
-/** How many refused command frames are kept (all kiosks): a flood of forged frames stays bounded. */
-export const REFUSALS_KEPT = 1000;
-
-const json = <T>(v: unknown): T => JSON.parse(v as string) as T;
-const jsonOrNull = <T>(v: unknown): T | null => (v === null || v === undefined ? null : json<T>(v));
-
-export function statusFromRow(r: Row): StoredStatus {
-  return { kioskId: r.kiosk_id as string, status: json(r.status), receivedAt: r.received_at as number };
+export function presenceFromRow(r: Row): PresenceRow {
+  return { kioskId: r.kiosk_id as string, instanceId: r.instance_id as string, connectedAt: Number(r.connected_at), seenAt: Number(r.seen_at) };
 }
 
-export function refillFromRow(r: Row): RefillRecord {
-  return {
-    refillId: r.refill_id as string,
-    kioskId: r.kiosk_id as string,
-    at: r.at as number,
-    by: r.by_whom as string,
-    slots: json(r.slots),
-    receivedAt: r.received_at as number,
-  };
-}
-
-export function refusalFromRow(r: Row): CommandRefusalRecord {
-  return {
-    kioskId: r.kiosk_id as string,
-    frameId: r.frame_id as string,
-    commandId: (r.command_id as string | null) ?? null,
-    reason: r.reason as CommandRefusalRecord['reason'],
-    message: r.message as string,
-    ours: r.ours === 1,
-    receivedAt: r.received_at as number,
-  };
-}
-
-export function commandHistoryFromRow(r: Row): CommandHistoryRow {
-  return {
-    at: r.at as number,
-    from: (r.from as CommandState | null) ?? null,
-    to: r.to as CommandState,
-    event: r.event as CommandHistoryRow['event'],
-    detail: (r.detail as string | null) ?? null,
-  };
-}
-
-export function commandFromRow(r: Row, history: CommandHistoryRow[]): CommandRecord {
+export function alertFromRow(r: Row): AlertRecord {
   return {
     id: r.id as string,
-    kioskId: r.kiosk_id as string,
-    kind: r.kind as CommandRecord['kind'],
-    action: json(r.action),
-    issuedBy: r.issued_by as string,
-    reason: (r.reason as string | null) ?? null,
-    issuedAt: r.issued_at as number,
-    expiresAt: r.expires_at as number,
-    state: r.state as CommandState,
-    frame: r.frame as string,
-    deliveredAt: (r.delivered_at as number | null) ?? null,
-    kioskAt: (r.kiosk_at as number | null) ?? null,
-    answeredAt: (r.answered_at as number | null) ?? null,
-    refusal: jsonOrNull(r.refusal),
-    result: jsonOrNull(r.result),
-    message: (r.message as string | null) ?? null,
-    history,
+    key: r.key as string,
+    kind: r.kind as AlertRecord['kind'],
+    kioskId: (r.kiosk_id as string | null) ?? null,
+    summary: r.summary as string,
+    facts: JSON.parse(r.facts as string) as Record<string, unknown>,
+    firedAt: Number(r.fired_at),
+    clearedAt: r.cleared_at === null || r.cleared_at === undefined ? null : Number(r.cleared_at),
   };
 }
 
-export function pricesFromRow(r: Row): KioskPrices {
-  return { catalog: jsonOrNull(r.catalog), prices: json(r.prices), commandId: r.command_id as string };
-}
-
-export function apiKeyFromRow(r: Row): ApiKeyRecord {
+export function deliveryFromRow(r: Row): DeliveryRecord {
   return {
     id: r.id as string,
-    name: r.name as string,
-    scopes: json(r.scopes),
-    secretHash: r.secret_hash as string,
-    createdAt: r.created_at as number,
-    revokedAt: (r.revoked_at as number | null) ?? null,
+    channel: r.channel as string,
+    event: r.event as string,
+    payload: r.payload as string,
+    subject: r.subject as string,
+    state: r.state as DeliveryState,
+    attempts: Number(r.attempts),
+    nextAt: Number(r.next_at),
+    lastError: (r.last_error as string | null) ?? null,
+    createdAt: Number(r.created_at),
+    deliveredAt: r.delivered_at === null || r.delivered_at === undefined ? null : Number(r.delivered_at),
   };
 }
+

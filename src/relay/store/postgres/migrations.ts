@@ -196,13 +196,52 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   },
   {
     version: 7,
-    additive: false,
-    // RESERVED for the lead's presence/alerts/deliveries step, replaced when both are in main
-    sql: ``,
+    additive: true, // as SQLite's step 7: new tables only
+    // several relay instances (kiosk presence), the console's alerts and outbound deliveries
+    sql: `
+  CREATE TABLE kiosk_presence (
+    kiosk_id     TEXT PRIMARY KEY,
+    instance_id  TEXT NOT NULL,
+    connected_at BIGINT NOT NULL,
+    seen_at      BIGINT NOT NULL
+  );
+  CREATE INDEX kiosk_presence_instance ON kiosk_presence(instance_id);
+  CREATE INDEX kiosk_presence_seen ON kiosk_presence(seen_at);
+
+  CREATE TABLE alerts (
+    id         TEXT PRIMARY KEY,
+    key        TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    kiosk_id   TEXT,
+    summary    TEXT NOT NULL,
+    facts      TEXT NOT NULL,
+    fired_at   BIGINT NOT NULL,
+    cleared_at BIGINT
+  );
+  CREATE UNIQUE INDEX alerts_open_key ON alerts(key) WHERE cleared_at IS NULL;
+  CREATE INDEX alerts_fired ON alerts(fired_at);
+
+  CREATE TABLE deliveries (
+    id           TEXT PRIMARY KEY,
+    channel      TEXT NOT NULL,
+    event        TEXT NOT NULL,
+    payload      TEXT NOT NULL,
+    subject      TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_at      BIGINT NOT NULL,
+    last_error   TEXT,
+    created_at   BIGINT NOT NULL,
+    delivered_at BIGINT
+  );
+  CREATE INDEX deliveries_due ON deliveries(next_at) WHERE state IN ('pending', 'held');
+  CREATE INDEX deliveries_subject ON deliveries(subject);
+  CREATE INDEX deliveries_created ON deliveries(created_at);
+  `,
   },
   {
     version: 8,
-    additive: false,
+    additive: true, // as SQLite's step 8: new tables only
     // the operator's console: fleet recorder tables, par levels, API keys (SQLite step 8)
     sql: `
   CREATE TABLE fleet_status (

@@ -1,6 +1,6 @@
 import type { ApiKeyStore, SaleRow, SalesStore, StockStore } from '../api.js';
 import { StoreError, type ApiKeyRecord } from '../types.js';
-import { apiKeyFromRow } from '../fleet-rows.js';
+import { apiKeyFromRow } from '../recorder-rows.js';
 import type { SqliteConn, Sync } from './conn.js';
 
 // Integrations' API keys and the slots' par levels (migration 8).

@@ -1,190 +1,153 @@
-import { kioskCommand, type CommandEvent, type CommandState } from '../../../core/kiosk-command.js';
-import type {
-  CommandPatch,
-  CommandRecord,
-  CommandRefusalRecord,
-  FleetRecorder,
-  KioskPrices,
-  Presence,
-  RefillRecord,
-  StoredStatus,
-} from '../../fleet-recorder.js';
-import { StoreError } from '../types.js';
-import { commandFromRow, commandHistoryFromRow, pricesFromRow, refillFromRow, refusalFromRow, statusFromRow, REFUSALS_KEPT } from '../fleet-rows.js';
+import type { AlertStore, DeliveryStore, PresenceStore } from '../api.js';
+import { outboundDelivery, type DeliveryEvent, type DeliveryState } from '../../../core/outbound-delivery.js';
+import { StoreError, type AlertRecord, type DeliveryRecord, type NewDelivery, type PresenceRow } from '../types.js';
 import type { SqliteConn, Sync } from './conn.js';
+import { alertFromRow, deliveryFromRow, presenceFromRow } from '../fleet-rows.js';
 
-// The fleet recorder's tables (migration 8): the kiosks' reports and the operator's commands.
-// transitionCommand reads the state, checks the move against core/kiosk-command.ts and writes the
-// new state conditional on the one it read, with the history row, in one atomic block.
+// Schema 7 on SQLite: kiosk presence (which relay instance holds each kiosk; with one SQLite relay
+// always this one, kept so both stores answer the same), alerts and outbound deliveries.
 
-export class SqliteFleet implements Sync<FleetRecorder> {
+export class SqlitePresence implements Sync<PresenceStore> {
   constructor(private readonly c: SqliteConn) {}
 
-  saveStatus(s: StoredStatus): void {
+  claimPresence(kioskId: string, instanceId: string, at: number): void {
     this.c.run(
-      `INSERT INTO fleet_status (kiosk_id, status, received_at) VALUES (?, ?, ?)
-       ON CONFLICT(kiosk_id) DO UPDATE SET status = excluded.status, received_at = excluded.received_at`,
-      s.kioskId,
-      JSON.stringify(s.status),
-      s.receivedAt,
-    );
-  }
-
-  statuses(): StoredStatus[] {
-    return this.c.many(statusFromRow, 'SELECT * FROM fleet_status ORDER BY kiosk_id');
-  }
-
-  setPresence(p: Presence): void {
-    this.c.run(
-      `INSERT INTO fleet_presence (kiosk_id, online, since) VALUES (?, ?, ?)
-       ON CONFLICT(kiosk_id) DO UPDATE SET online = excluded.online, since = excluded.since`,
-      p.kioskId,
-      p.online ? 1 : 0,
-      p.since,
-    );
-  }
-
-  presences(): Presence[] {
-    return this.c.many((r) => ({ kioskId: r.kiosk_id as string, online: r.online === 1, since: r.since as number }), 'SELECT * FROM fleet_presence ORDER BY kiosk_id');
-  }
-
-  recordRefill(r: RefillRecord): boolean {
-    return (
-      this.c.run(
-        'INSERT OR IGNORE INTO fleet_refills (refill_id, kiosk_id, at, by_whom, slots, received_at) VALUES (?, ?, ?, ?, ?, ?)',
-        r.refillId,
-        r.kioskId,
-        r.at,
-        r.by,
-        JSON.stringify(r.slots),
-        r.receivedAt,
-      ).changes > 0
-    );
-  }
-
-  refills(kioskId?: string, limit = 50): RefillRecord[] {
-    return this.c.many(
-      refillFromRow,
-      'SELECT * FROM fleet_refills WHERE (? IS NULL OR kiosk_id = ?) ORDER BY received_at DESC, refill_id DESC LIMIT ?',
-      kioskId ?? null,
-      kioskId ?? null,
-      limit,
-    );
-  }
-
-  recordRefusal(r: CommandRefusalRecord): void {
-    this.c.atomically(() => {
-      const seq = this.c.run(
-        'INSERT INTO fleet_refusals (kiosk_id, frame_id, command_id, reason, message, ours, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
-        r.kioskId,
-        r.frameId,
-        r.commandId,
-        r.reason,
-        r.message,
-        r.ours ? 1 : 0,
-        r.receivedAt,
-      ).lastInsertRowid;
-      // a flood of forged frames must not grow the database without bound
-      this.c.run('DELETE FROM fleet_refusals WHERE seq <= ?', Number(seq) - REFUSALS_KEPT);
-    });
-  }
-
-  refusals(kioskId?: string, limit = 50): CommandRefusalRecord[] {
-    return this.c.many(refusalFromRow, 'SELECT * FROM fleet_refusals WHERE (? IS NULL OR kiosk_id = ?) ORDER BY seq DESC LIMIT ?', kioskId ?? null, kioskId ?? null, limit);
-  }
-
-  insertCommand(c: CommandRecord): void {
-    this.c.atomically(() => {
-      if (this.c.count('SELECT COUNT(*) AS n FROM fleet_commands WHERE id = ?', c.id) > 0) throw new StoreError(`command ${c.id} exists already`);
-      this.c.run(
-        `INSERT INTO fleet_commands (id, kiosk_id, kind, action, issued_by, reason, issued_at, expires_at, state, frame,
-           delivered_at, kiosk_at, answered_at, refusal, result, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        c.id,
-        c.kioskId,
-        c.kind,
-        JSON.stringify(c.action),
-        c.issuedBy,
-        c.reason,
-        c.issuedAt,
-        c.expiresAt,
-        c.state,
-        c.frame,
-        c.deliveredAt,
-        c.kioskAt,
-        c.answeredAt,
-        c.refusal ? JSON.stringify(c.refusal) : null,
-        c.result ? JSON.stringify(c.result) : null,
-        c.message,
-      );
-      for (const h of c.history) {
-        this.c.run('INSERT INTO fleet_command_history (command_id, at, "from", "to", event, detail) VALUES (?, ?, ?, ?, ?, ?)', c.id, h.at, h.from, h.to, h.event, h.detail);
-      }
-    });
-  }
-
-  getCommand(id: string): CommandRecord | undefined {
-    const row = this.c.db.prepare('SELECT * FROM fleet_commands WHERE id = ?').get(id) as Record<string, unknown> | undefined;
-    if (!row) return undefined;
-    return commandFromRow(row, this.c.many(commandHistoryFromRow, 'SELECT * FROM fleet_command_history WHERE command_id = ? ORDER BY seq', id));
-  }
-
-  transitionCommand(id: string, event: CommandEvent, at: number, patch: CommandPatch = {}, detail?: string): CommandRecord {
-    return this.c.atomically(() => {
-      const c = this.getCommand(id);
-      if (!c) throw new StoreError(`command ${id} is not recorded`);
-      const to = kioskCommand.next(c.state, event); // throws IllegalTransition: nothing written
-      const next = { ...c, ...patch };
-      const changed = this.c.run(
-        `UPDATE fleet_commands SET state = ?, delivered_at = ?, kiosk_at = ?, answered_at = ?, refusal = ?, result = ?, message = ?
-         WHERE id = ? AND state = ?`,
-        to,
-        next.deliveredAt,
-        next.kioskAt,
-        next.answeredAt,
-        next.refusal ? JSON.stringify(next.refusal) : null,
-        next.result ? JSON.stringify(next.result) : null,
-        next.message,
-        id,
-        c.state,
-      ).changes;
-      if (changed === 0) throw new StoreError(`command ${id} changed while it was being moved`); // cannot happen under the lock
-      this.c.run('INSERT INTO fleet_command_history (command_id, at, "from", "to", event, detail) VALUES (?, ?, ?, ?, ?, ?)', id, at, c.state, to, event, detail ?? null);
-      return this.getCommand(id)!;
-    });
-  }
-
-  noteCommand(id: string, at: number, detail: string): void {
-    this.c.atomically(() => {
-      const row = this.c.db.prepare('SELECT state FROM fleet_commands WHERE id = ?').get(id) as { state: string } | undefined;
-      if (!row) throw new StoreError(`command ${id} is not recorded`);
-      this.c.run('INSERT INTO fleet_command_history (command_id, at, "from", "to", event, detail) VALUES (?, ?, ?, ?, ?, ?)', id, at, row.state, row.state, 'note', detail);
-    });
-  }
-
-  commandsOf(kioskId: string, limit = 50): CommandRecord[] {
-    const ids = this.c.many((r) => r.id as string, 'SELECT id FROM fleet_commands WHERE kiosk_id = ? ORDER BY seq DESC LIMIT ?', kioskId, limit);
-    return ids.map((id) => this.getCommand(id)!);
-  }
-
-  commandsIn(states: readonly CommandState[]): CommandRecord[] {
-    if (states.length === 0) return [];
-    const ids = this.c.many((r) => r.id as string, `SELECT id FROM fleet_commands WHERE state IN (${states.map(() => '?').join(', ')}) ORDER BY seq`, ...states);
-    return ids.map((id) => this.getCommand(id)!);
-  }
-
-  setKioskPrices(kioskId: string, p: KioskPrices): void {
-    this.c.run(
-      `INSERT INTO fleet_kiosk_prices (kiosk_id, catalog, prices, command_id) VALUES (?, ?, ?, ?)
-       ON CONFLICT(kiosk_id) DO UPDATE SET catalog = excluded.catalog, prices = excluded.prices, command_id = excluded.command_id`,
+      `INSERT INTO kiosk_presence (kiosk_id, instance_id, connected_at, seen_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT (kiosk_id) DO UPDATE SET instance_id = excluded.instance_id, connected_at = excluded.connected_at, seen_at = excluded.seen_at`,
       kioskId,
-      p.catalog ? JSON.stringify(p.catalog) : null,
-      JSON.stringify(p.prices),
-      p.commandId,
+      instanceId,
+      at,
+      at,
     );
   }
 
-  kioskPrices(): Map<string, KioskPrices> {
-    const rows = this.c.db.prepare('SELECT * FROM fleet_kiosk_prices ORDER BY kiosk_id').all() as Array<Record<string, unknown>>;
-    return new Map(rows.map((r) => [r.kiosk_id as string, pricesFromRow(r)]));
+  touchPresence(instanceId: string, at: number): number {
+    return this.c.run('UPDATE kiosk_presence SET seen_at = ? WHERE instance_id = ?', at, instanceId).changes;
+  }
+
+  releasePresence(kioskId: string, instanceId: string): boolean {
+    return this.c.run('DELETE FROM kiosk_presence WHERE kiosk_id = ? AND instance_id = ?', kioskId, instanceId).changes > 0;
+  }
+
+  presenceOf(kioskId: string): PresenceRow | undefined {
+    return this.c.one(presenceFromRow, 'SELECT * FROM kiosk_presence WHERE kiosk_id = ?', kioskId);
+  }
+
+  presentSince(since: number): PresenceRow[] {
+    return this.c.many(presenceFromRow, 'SELECT * FROM kiosk_presence WHERE seen_at >= ? ORDER BY kiosk_id', since);
+  }
+
+  kiosksWithOutbox(): string[] {
+    return this.c.many((r) => r.kiosk_id as string, 'SELECT DISTINCT kiosk_id FROM outbox ORDER BY kiosk_id');
+  }
+}
+
+export class SqliteAlerts implements Sync<AlertStore> {
+  constructor(
+    private readonly c: SqliteConn,
+    private readonly deliveries: SqliteDeliveries,
+  ) {}
+
+  openAlerts(): AlertRecord[] {
+    return this.c.many(alertFromRow, 'SELECT * FROM alerts WHERE cleared_at IS NULL ORDER BY fired_at, id');
+  }
+
+  fireAlert(a: Omit<AlertRecord, 'clearedAt'>, deliveries: NewDelivery[]): AlertRecord | undefined {
+    return this.c.atomically(() => {
+      // the partial unique index (one open alert per key) makes a second fire a no-op
+      const r = this.c.run(
+        `INSERT INTO alerts (id, key, kind, kiosk_id, summary, facts, fired_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+        a.id,
+        a.key,
+        a.kind,
+        a.kioskId,
+        a.summary,
+        JSON.stringify(a.facts),
+        a.firedAt,
+      );
+      if (r.changes === 0) return undefined;
+      this.deliveries.insertDeliveries(deliveries, a.firedAt);
+      return { ...a, clearedAt: null };
+    });
+  }
+
+  clearAlert(id: string, at: number, deliveries: NewDelivery[]): boolean {
+    return this.c.atomically(() => {
+      if (this.c.run('UPDATE alerts SET cleared_at = ? WHERE id = ? AND cleared_at IS NULL', at, id).changes === 0) return false;
+      this.deliveries.insertDeliveries(deliveries, at);
+      return true;
+    });
+  }
+
+  alerts(opts: { limit: number; open?: boolean; kioskId?: string }): AlertRecord[] {
+    return this.c.many(
+      alertFromRow,
+      `SELECT * FROM alerts WHERE (@open IS NULL OR (@open = 1 AND cleared_at IS NULL) OR (@open = 0 AND cleared_at IS NOT NULL))
+         AND (@kiosk IS NULL OR kiosk_id = @kiosk) ORDER BY fired_at DESC, id DESC LIMIT @limit`,
+      { open: opts.open === undefined ? null : opts.open ? 1 : 0, kiosk: opts.kioskId ?? null, limit: opts.limit },
+    );
+  }
+}
+
+export class SqliteDeliveries implements Sync<DeliveryStore> {
+  constructor(private readonly c: SqliteConn) {}
+
+  insertDeliveries(rows: NewDelivery[], at: number): void {
+    for (const d of rows) {
+      this.c.run(
+        `INSERT INTO deliveries (id, channel, event, payload, subject, state, attempts, next_at, created_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?)`,
+        d.id,
+        d.channel,
+        d.event,
+        d.payload,
+        d.subject,
+        at,
+        at,
+      );
+    }
+  }
+
+  dueDeliveries(now: number, limit: number): DeliveryRecord[] {
+    return this.c.many(deliveryFromRow, `SELECT * FROM deliveries WHERE state IN ('pending', 'held') AND next_at <= ? ORDER BY next_at, created_at, id LIMIT ?`, now, limit);
+  }
+
+  nextDeliveryAt(): number | undefined {
+    const r = this.c.db.prepare(`SELECT MIN(next_at) AS t FROM deliveries WHERE state IN ('pending', 'held')`).get() as { t: number | null };
+    return r.t ?? undefined;
+  }
+
+  moveDelivery(id: string, event: DeliveryEvent, at: number, facts: { nextAt?: number; error?: string | null; attempts?: number }): DeliveryRecord {
+    return this.c.atomically(() => {
+      const d = this.c.one(deliveryFromRow, 'SELECT * FROM deliveries WHERE id = ?', id);
+      if (!d) throw new StoreError(`no delivery "${id}"`);
+      const to = outboundDelivery.next(d.state, event);
+      const next: DeliveryRecord = {
+        ...d,
+        state: to,
+        attempts: facts.attempts ?? d.attempts,
+        nextAt: facts.nextAt ?? d.nextAt,
+        lastError: facts.error === undefined ? d.lastError : facts.error === null ? null : facts.error.slice(0, 500),
+        deliveredAt: to === 'delivered' ? at : d.deliveredAt,
+      };
+      this.c.run(
+        'UPDATE deliveries SET state = ?, attempts = ?, next_at = ?, last_error = ?, delivered_at = ? WHERE id = ? AND state = ?',
+        next.state,
+        next.attempts,
+        next.nextAt,
+        next.lastError,
+        next.deliveredAt,
+        id,
+        d.state,
+      );
+      return next;
+    });
+  }
+
+  deliveries(opts: { limit: number; subject?: string; state?: DeliveryState }): DeliveryRecord[] {
+    return this.c.many(
+      deliveryFromRow,
+      `SELECT * FROM deliveries WHERE (@subject IS NULL OR subject = @subject) AND (@state IS NULL OR state = @state) ORDER BY created_at DESC, id DESC LIMIT @limit`,
+      { subject: opts.subject ?? null, state: opts.state ?? null, limit: opts.limit },
+    );
   }
 }
