@@ -9,6 +9,7 @@ import { ContingencyPoller } from './contingency.js';
 import { KioskHub, KIOSK_WS_PATH } from './hub.js';
 import { Fleet, newInstanceId } from './fleet/index.js';
 import { RelayNotify } from './console/notify.js';
+import { orderDeliveries } from './console/order-webhooks.js';
 import { fastifyLimitOptions, RouteGuards } from './limits.js';
 import { NotFoundMemory } from './not-found-memory.js';
 import { pacedReads } from './paced-mp.js';
@@ -152,6 +153,9 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   let offers: OfferWorker | undefined;
   const orders = new OrderService({
     store,
+    // every order event as a signed webhook to the channels that want it (notify.channels, order.*)
+    orderDeliveries: (order, at) => orderDeliveries(notify.channels, order, at),
+    onDeliveries: () => notify.worker.kick(),
     catalog: (kioskId) => kioskConsole.catalogFor(kioskId, catalog),
     orders: config.orders,
     collectorId: config.mercadopago.collectorId,
