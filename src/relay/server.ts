@@ -18,6 +18,8 @@ import { OfferWorker } from './offers.js';
 import { OrderService } from './orders.js';
 import { RefundWorker } from './refunds.js';
 import { registerNotificationRoutes } from './routes/notifications.js';
+import { registerReceiptRoute } from './routes/receipt.js';
+import { receiptToken } from './console/receipt-page.js';
 import { registerUnattendedRoutes } from './routes/unattended.js';
 import { openRelayStore, type RelayStore } from './store/index.js';
 import { RelayOps } from './observability/ops.js';
@@ -55,6 +57,8 @@ export interface RunningRelay {
   console: KioskConsole;
   /** alerts and outbound webhooks/e-mail (relay/console/notify.ts); notify.check() runs one alert check now */
   notify: RelayNotify;
+  /** the public link of an order's receipt page (what the printed receipt's QR opens) */
+  receiptUrl(orderId: string): string;
   /** one expiry pass now (the timer runs it every second) */
   runExpiry(): Promise<number>;
   /** one paid-but-no-vend-result check now (the timer runs it every second); resolves how many were flagged */
@@ -167,6 +171,8 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   refunds = new RefundWorker({ store, models, orders, logger: logger.child({ part: 'refunds' }), now, observe: ops.observer, exclusive: (job, fn) => fleet.jobs.run(job, fn) });
   offers = new OfferWorker({ store, models, orders, logger: logger.child({ part: 'offers' }), exclusive: (job, fn) => fleet.jobs.run(job, fn) });
   const siteCurrency = catalog.list()[0]!.currency;
+  // the customers' receipt links (/r/<order>.<mac>): the same on every instance, from the shared key
+  const receiptSecret = kioskConsole.signer.deriveSecret('receipt-link-v1');
   // What notifications and the contingency search may cost at Mercado Pago, each with its own
   // rate (limits.notifications.mpCallsPerSecond, limits.contingency.callsPerSecond): their reads
   // go through paced views of the API (refunds and offers do not wait).
@@ -201,6 +207,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     scope.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
     registerUnattendedRoutes(scope, { store, orders, config, logger: logger.child({ part: 'pos' }), guards, now, isOnline: kioskOnline });
     registerNotificationRoutes(scope, { store, worker, config, logger: logger.child({ part: 'notifications' }), now, guards });
+    registerReceiptRoute(scope, { store, secret: receiptSecret, defaultLang: siteCurrency === 'BRL' ? 'pt' : 'es', timeZone: config.alerts.timeZone });
   });
   ops.register(app);
 
@@ -353,6 +360,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     ops,
     console: kioskConsole,
     notify,
+    receiptUrl: (orderId: string) => `${config.publicUrl}/r/${receiptToken(receiptSecret, orderId)}`,
     runExpiry,
     runWatchdog,
     runContingency: () => contingency.runOnce(),
