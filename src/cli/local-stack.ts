@@ -66,6 +66,8 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
       listen: { host: '127.0.0.1', port },
       publicUrl,
       store: o.storeUrl ? { url: o.storeUrl } : { path: join(o.dir, 'relay.sqlite') },
+      // on PostgreSQL the relay has no "beside the store" for its signing key: name the file
+      ...(o.storeUrl ? { commands: { keyFile: join(o.dir, 'command-key.pem') } } : {}),
       mercadopago: {
         baseUrl: sandbox.url,
         accessToken: o.accessToken,
