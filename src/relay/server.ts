@@ -22,6 +22,8 @@ import { RelayOps } from './observability/ops.js';
 import { KioskConsole } from './kiosk-console.js';
 import type { FleetRecorder } from './fleet-recorder.js';
 import { CONSOLE_FEATURE } from '../protocol/messages.js';
+import { ConsoleActions } from './console/actions.js';
+import { registerConsoleWeb } from './console/web/routes.js';
 
 // Composition root of the relay: one SQLite store, one HTTP server (fastify) carrying both the
 // Mercado Pago routes and the kiosks' WebSocket upgrade, and the background loops (expiry,
@@ -51,6 +53,8 @@ export interface RunningRelay {
   ops: RelayOps;
   /** kiosk reports and signed operator commands (relay/kiosk-console.ts) */
   console: KioskConsole;
+  /** operator actions (refund, review, kiosk commands), the one implementation the console, CLI and API call */
+  actions: ConsoleActions;
   /** one expiry pass now (the timer runs it every second) */
   runExpiry(): Promise<number>;
   /** one paid-but-no-vend-result check now (the timer runs it every second); resolves how many were flagged */
@@ -185,6 +189,21 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     registerNotificationRoutes(scope, { store, worker, config, logger: logger.child({ part: 'notifications' }), now, guards });
   });
   ops.register(app);
+  // the operator's web console (/console): routes, live feed, actions (relay/console/web/)
+  const actions = new ConsoleActions({ store, orders, commands: kioskConsole.commands, logger: logger.child({ part: 'console-actions' }), now, approvalAbove: config.consoleWeb.refundApprovalAbove });
+  const consoleWeb = registerConsoleWeb(app, {
+    store,
+    kioskConsole,
+    actions,
+    logger: logger.child({ part: 'console-web' }),
+    now,
+    publicUrl: config.publicUrl,
+    sessionHours: config.consoleWeb.sessionHours,
+    onPresence: (listener) => {
+      hub.on('online', listener);
+      hub.on('offline', listener);
+    },
+  });
 
   guards.attach(app.server);
   hub.attach(app.server);
@@ -302,6 +321,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       // Mercado Pago call is not awaited: its intent is on disk and the next start resumes it.
       await Promise.all([withTimeout(contingency.close(), 1000), withTimeout(worker.close(), 1000), refunds!.close(), offers!.close()]);
       await hub.close();
+      consoleWeb.close();
       await app.close();
       guards.close();
       await store.close();
@@ -325,6 +345,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     orders,
     ops,
     console: kioskConsole,
+    actions,
     runExpiry,
     runWatchdog,
     runContingency: () => contingency.runOnce(),
