@@ -104,7 +104,7 @@ function renderSales() {
   svg.setAttribute('role', 'img');
   svg.setAttribute('aria-label', 'sales per day');
   const max = Math.max(1, ...entries.map((e) => e[1]));
-  const bw = entries.length ? (W - pad) / entries.length : 0;
+  const bw = entries.length ? Math.min(60, (W - pad) / entries.length) : 0;
   entries.forEach(([day, amount], i) => {
     const h = Math.round(((H - 2 * pad) * amount) / max);
     const rect = document.createElementNS(NS, 'rect');
