@@ -1,7 +1,7 @@
 // The customer's screen on a framebuffer: how long from a button press (agent.select) to the pay
 // screen's frame written to the framebuffer, beside what the `qrcode` module alone needs to make
 // the same QR matrix. The framebuffer is a regular file with a fake sysfs folder (what the tests
-// use); on a Pi the write goes to /dev/fb0 instead, which costs about the same memory copy.
+// use), on tmpfs; on a Pi the write goes to /dev/fb0 instead, which costs about the same memory copy.
 //
 // Figures, each a median and p99 over N runs on one 2-core machine (see README.md):
 //   select -> pay frame written  the real agent: journal transaction (fsync), order.ready to a
@@ -11,10 +11,10 @@
 //   countdown tick -> frame       the once-a-second redraw: copy of the cached frame + countdown
 //   qrcode alone                  QRCode.create(payload, { errorCorrectionLevel: 'M' })
 
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import QRCode from 'qrcode';
 import { pino } from 'pino';
@@ -48,7 +48,19 @@ function figure(what: string, samples: number[]): Figure {
   return { what, runs: s.length, medianMs: percentile(s, 50), p99Ms: percentile(s, 99) };
 }
 
+/**
+ * A framebuffer device is memory: the stand-in file goes to /dev/shm (tmpfs) where there is one,
+ * not to a disk whose writeback (other processes' I/O on a shared machine) would stall write().
+ */
+function framebufferDir(dir: string): string {
+  if (!existsSync('/dev/shm')) return dir;
+  const shm = join('/dev/shm', basename(dir));
+  mkdirSync(shm, { recursive: true });
+  return shm;
+}
+
 function fakeFramebuffer(dir: string, g: FbGeometry): { device: string; sysfs: string } {
+  dir = framebufferDir(dir);
   const sysfs = join(dir, `sys-${g.width}x${g.height}-${g.bpp}`);
   mkdirSync(sysfs, { recursive: true });
   writeFileSync(join(sysfs, 'bits_per_pixel'), `${g.bpp}\n`);
@@ -241,6 +253,7 @@ export async function benchDisplay(runs = 200): Promise<DisplayFigures[]> {
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
+    rmSync(framebufferDir(dir), { recursive: true, force: true });
   }
   return out;
 }

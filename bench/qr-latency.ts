@@ -48,11 +48,13 @@ export async function benchQrLatency(runs = 50): Promise<QrLatency[]> {
         kioskId: 'kb',
         relay: { url: stack.relay.wsUrl, token: stack.token, backoff: { baseMs: 50, capMs: 200 } },
         journal: { path: join(dir, 'agent.sqlite') },
+        // its own socket: the default /run/qrkiosk/agent.sock may belong to another agent on the machine
+        control: { socket: join(dir, 'agent.sock') },
         payment: { deadlineSeconds: 60 },
         slots: [{ slot: 1, sku: 'COLA', stock: 1_000_000 }],
         hardware: { buttons: { driver: 'none' }, dispenser: { driver: 'sim' }, display: { driver: 'none' } },
       },
-      { logger: silent, display: new NullDisplay(), timings: { resultScreenMs: 1 } },
+      { logger: silent, display: new NullDisplay(), timings: { resultScreenMs: 1 }, control: false },
     );
     try {
       while (!agent.status().relay.lastWelcomeAt) await new Promise((r) => setTimeout(r, 10));

@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Journal } from '../src/agent/journal.js';
@@ -101,5 +102,37 @@ describe('journal', () => {
     expect(j2.openOrders()).toHaveLength(0);
     expect(j2.recent(5)[0]).toMatchObject({ id: order.id, state: 'dispensed' });
     expect(j2.recent(5)[0]!.steps).toHaveLength(4);
+  });
+
+  it('a deferred commit is on the log at once and flushed by the next synced commit that writes', () => {
+    const { j, path } = open();
+    j.createOrder(order, [result('dispensed')]);
+    const sync = () => j.db.pragma('synchronous', { simple: true });
+    expect(sync()).toBe(2); // FULL
+    // an ack's delete is deferred: another connection (a restarted process) sees it at once
+    expect(j.ack(JSON.parse(j.outbox()[0]!.payload).id)).toBe(true);
+    expect(sync()).toBe(2);
+    const other = new Database(path, { readonly: true });
+    try {
+      expect(other.prepare('SELECT COUNT(*) AS n FROM outbox').get()).toEqual({ n: 0 });
+    } finally {
+      other.close();
+    }
+    // a synced transaction that changed no row writes nothing, so it flushes nothing
+    j.tx(() => j.getOrder(order.id));
+    j.flush();
+    expect(j.getSetting('flushed_at')).toBeDefined();
+    // a synced commit that writes flushes what came before it: flush() has nothing to do
+    j.setSetting('flushed_at', 'x');
+    j.tx(() => j.transition(order.id, 'paid'), { flush: 'deferred' });
+    j.transition(order.id, 'start_dispense');
+    j.flush();
+    expect(j.getSetting('flushed_at')).toBe('x');
+    // nested: the outer transaction decides; a deferred one that throws leaves FULL behind
+    expect(() => j.tx(() => j.transition(order.id, 'paid'), { flush: 'deferred' })).toThrow(IllegalTransition);
+    expect(sync()).toBe(2);
+    j.tx(() => j.tx(() => j.note(order.id, 'nested'), { flush: 'deferred' }));
+    j.flush();
+    expect(j.getSetting('flushed_at')).toBe('x');
   });
 });

@@ -242,6 +242,42 @@ describe('framebuffer unblanking', () => {
 });
 
 describe('framebuffer behaviour', () => {
+  it('frames drawn over the cached screen (countdown put back, QR square redrawn) equal frames drawn from scratch', async () => {
+    const idle: Screen = { screen: 'idle', products: [{ slot: 1, name: 'Cola 350ml', amountText: formatMoney(150000, 'ARS'), available: true }] };
+    const other = `${POS_QR.slice(0, -8)}-another`;
+    // every frame of a kiosk's day on one display (the second 90 s countdown comes from the
+    // kept pixels), each compared with a new display's first frame
+    const day: Screen[] = [pay({ secondsLeft: 90 }), pay({ secondsLeft: 89 }), idle, pay({ qr: other, orderId: 'ord_other0000000', secondsLeft: 16 }), pay({ qr: other, orderId: 'ord_other0000000', secondsLeft: 15 }), pay({ qr: other, orderId: 'ord_other0000000', secondsLeft: 14 }), idle, pay({ secondsLeft: 7 }), pay({ secondsLeft: 100 }), idle, pay({ secondsLeft: 90 }), pay({ qr: other, orderId: 'ord_other0000001', secondsLeft: 90 })];
+    for (const [g, rotation] of [[{ width: 800, height: 480, bpp: 32, stride: 3200 }, 90], [{ width: 320, height: 240, bpp: 16, stride: 640 }, 0]] as const) {
+      const fb = fakeFb(g);
+      const d = open(fb, rotation);
+      for (const [i, s] of day.entries()) {
+        await showAndWait(d, s);
+        const fresh = fakeFb(g);
+        const d0 = open(fresh, rotation);
+        await showAndWait(d0, s);
+        expect(readFileSync(fb.device).equals(readFileSync(fresh.device)), `frame ${i} (${s.screen} ${s.secondsLeft ?? ''}) at ${g.width}x${g.height} rotation ${rotation}`).toBe(true);
+      }
+    }
+  });
+
+  it('showNow() draws and starts the write before returning; the show() of the same screen after it draws nothing', async () => {
+    const fb = fakeFb({ width: 800, height: 480, bpp: 32, stride: 3200 });
+    const d = open(fb);
+    const frames: FrameEvent[] = [];
+    d.on('frame', (e: FrameEvent) => frames.push(e));
+    const first = nextEvent<FrameEvent>(d as never, 'frame', (e) => e.screen.secondsLeft === 42);
+    expect(d.lastLayout()).toBeUndefined();
+    d.showNow(pay());
+    expect(d.lastLayout()).toBeDefined(); // drawn inside showNow()
+    d.show(pay());
+    await first;
+    expect(decodeJsqr(frameToRgba(readFileSync(fb.device), fb.geom), 800, 480)).toBe(POS_QR);
+    // the next screen is drawn as usual, and only once the pay frame was written
+    await showAndWait(d, pay({ secondsLeft: 41 }));
+    expect(frames.map((f) => f.screen.secondsLeft)).toEqual([42, 41]);
+  });
+
   it('a countdown tick redraws only the countdown, over the cached screen, as a whole frame', async () => {
     const fb = fakeFb({ width: 800, height: 480, bpp: 32, stride: 3200 });
     const d = open(fb);

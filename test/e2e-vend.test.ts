@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { KioskSystem, MODEL_VARIANTS, PRICES, WEBHOOK_SECRET, withdrawable, type SystemOptions } from './helpers/system.js';
 import { waitFor } from './helpers/wait.js';
+import { skipWithoutPostgres } from './helpers/pg.js';
+import { STORE_KINDS } from './helpers/relay-stores.js';
 
 /** the states an order went through (a step may also note an event without changing state) */
 function path(steps: Array<{ state: string }>): string[] {
@@ -9,7 +11,12 @@ function path(steps: Array<{ state: string }>): string[] {
 
 // The spine, end to end, in every payment model: agent process <-> relay <-> Mercado Pago
 // emulator, all on loopback. Each model makes the order payable its own way (POS url, an order on
-// the POS, a QR per order, the Orders API); the outcome must be the same.
+// the POS, a QR per order, the Orders API); the outcome must be the same. And on both relay
+// stores: a SQLite file, and a PostgreSQL database (issue 10: "the spine's end-to-end vend tests
+// pass on PostgreSQL as they do on SQLite"); without a server that half fails in CI, and is
+// skipped only on a laptop.
+
+const skipPostgres = await skipWithoutPostgres();
 
 let sys: KioskSystem | undefined;
 afterEach(async () => {
@@ -17,9 +24,10 @@ afterEach(async () => {
   sys = undefined;
 });
 
-describe.each(MODEL_VARIANTS)('$label', (variant) => {
+describe.each(STORE_KINDS)('relay store: %s', (store) => {
+describe.skipIf(store === 'postgres' && skipPostgres).each(MODEL_VARIANTS)('$label', (variant) => {
   const start = (opts: SystemOptions = {}) =>
-    KioskSystem.start({ model: variant.model, modelMode: variant.mode, ...(variant.generation ? { generation: variant.generation } : {}), ...opts });
+    KioskSystem.start({ store, model: variant.model, modelMode: variant.mode, ...(variant.generation ? { generation: variant.generation } : {}), ...opts });
   const isOrders = variant.model === 'orders';
 
   it('select -> QR -> customer pays -> relay releases -> dispensed -> drop seen', async () => {
@@ -193,6 +201,7 @@ describe.each(MODEL_VARIANTS)('$label', (variant) => {
     expect(sys.pulses()).toHaveLength(0);
     expect(WEBHOOK_SECRET).toBeTruthy();
   });
+});
 });
 
 describe('crashes and links that do not depend on the model (unattended v2)', () => {

@@ -38,7 +38,7 @@ interface Setup {
 }
 
 async function setup(
-  opts: { mdb?: Record<string, unknown>; payment?: Record<string, unknown>; control?: boolean; logger?: Logger } = {},
+  opts: { mdb?: Record<string, unknown>; payment?: Record<string, unknown>; control?: boolean; logger?: Logger; twin?: (t: QibixxTwin) => void } = {},
 ): Promise<Setup> {
   const relay = await FakeRelay.start();
   cleanups.push(() => relay.close());
@@ -48,6 +48,7 @@ async function setup(
   writeFileSync(receipts, ''); // the stand-in for /dev/usb/lp0 exists, like a plugged printer
   const wire = new MockWire('/dev/serial/by-id/usb-Qibixx_MDB-HAT_0-if00');
   const twin = new QibixxTwin(wire);
+  opts.twin?.(twin);
   const config = agentConfig(dir, relay.url, {
     ...(opts.payment ? { payment: opts.payment } : {}),
     hardware: {
@@ -206,15 +207,34 @@ describe('qrkiosk test mdb-price: the machine price against the catalog', () => 
     return { code, out: out.join('\n') };
   }
 
-  it('a machine configured with the wrong decimal places is caught and nothing is sold', async () => {
-    const { agent, twin, relay } = await setup({ control: true, mdb: { setup: { decimalPlaces: 2 } } });
+  const detailOf = async (socket: string) =>
+    ((await controlRequest(socket, 'hardware')) as { devices: Array<{ role: string; detail: string; status: string }> }).devices.find((d) => d.role === 'dispenser')!;
+
+  it('a machine configured with the wrong decimal places is caught at setup and by the price check, and nothing is sold', async () => {
+    // the machine keeps its prices with 1 decimal place: its dearest, the cola at 1500.0, is 15000 units
+    const { agent, twin, relay } = await setup({
+      control: true,
+      mdb: { setup: { currencyCode: '0x1032', decimalPlaces: 2 } },
+      twin: (t) => {
+        t.vmc = { level: 3, max: 15000, min: 500 };
+      },
+    });
     const socket = agent.config.control.socket;
+    // at setup, before anyone buys: the machine's max price read on the bus is 10x below the catalog's
+    await waitFor('the setup read to flag the machine prices', async () => (await detailOf(socket)).detail.includes('highest price is $ 150,00'));
+    const hw = await detailOf(socket);
+    expect(hw.status).toBe('fault');
+    expect(hw.detail).toContain('slot 1: the machine said at setup its highest price is $ 150,00, below the catalog\'s $ 1.500,00: 10x');
+    expect(hw.detail).toContain('reader announced level 3, currency 0x1032 (ARS), scale factor 1, 2 decimal places');
     const denied = nextEvent<string>(twin as never, 'command', (c) => c === 'C,STOP');
     const r = await probe(socket, () => twin.select(1, '150.00'));
     await denied;
     expect(r.code).toBe(1);
     expect(r.out).toContain('slot 1: the machine asks 150.00 for item 1: WRONG (decimal_places)');
     expect(r.out).toContain('10x too low');
+    expect(r.out).toContain('the reader announced scale factor 1 and 2 decimal places at setup (read on the MDB bus)');
+    expect(r.out).toContain('reader scale read on the MDB bus at setup: scale factor 1, 2 decimal places');
+    expect(r.out).toContain('also: the machine said at setup its highest price is $ 150,00');
     expect(twin.denials).toEqual([1]);
     expect(twin.approvals).toEqual([]);
     expect(relay.of('order.ready')).toEqual([]);
@@ -224,6 +244,27 @@ describe('qrkiosk test mdb-price: the machine price against the catalog', () => 
     expect(ok.out).toContain('OK, machine price $ 1.500,00 matches the catalog');
     expect(twin.approvals).toEqual([]);
     expect(relay.of('order.ready')).toEqual([]);
+  });
+
+  it('a board that announces other decimal places than the config: the price check refuses, saying what was read', async () => {
+    const { agent, twin } = await setup({
+      control: true,
+      mdb: { setup: { currencyCode: '0x1032', decimalPlaces: 2 } },
+      twin: (t) => {
+        t.ignore.add('mdb-decimal-places');
+        t.readerDefaults.decimalPlaces = 1;
+      },
+    });
+    const socket = agent.config.control.socket;
+    await waitFor('the setup read to flag the reader', async () => (await detailOf(socket)).detail.includes('the reader announced 1 decimal places'));
+    expect((await detailOf(socket)).status).toBe('fault');
+    const out: string[] = [];
+    const code = await testMdbPriceMain(['1', '--socket', socket, '--timeout', '5'], { out: (t) => out.push(t), err: (t) => out.push(t) });
+    expect(code).toBe(1);
+    expect(out.join('\n')).toContain(
+      'slot 1: setup_mismatch: not checking prices against a setup the config does not describe: at setup the reader announced 1 decimal places (hardware.mdb.setup.decimalPlaces is 2)',
+    );
+    expect(twin.approvals).toEqual([]);
   });
 });
 

@@ -145,3 +145,39 @@ describe.skipIf(skipPty)('MDB reader setup over a socat pty pair', () => {
     expect(d.detail).toContain('setup refused: mdb-addr=0x60');
   });
 });
+
+describe.skipIf(skipPty)('MDB setup exchange read over a socat pty pair', () => {
+  it('the sniffer lines of the setup come through the real serial binding; a machine with the wrong decimal places is caught', async () => {
+    const { dir, cleanup } = tempDir('qrk-mdbpty-');
+    cleanups.push(cleanup);
+    const pair = new PtyPair(dir);
+    cleanups.push(() => pair.kill());
+    await pair.start();
+    const boardPort = new LinePort({ name: 'qibixx', path: pair.b, baudRate: 115200 });
+    const twin = new QibixxTwin(boardPort);
+    // a level 2 machine keeping its prices with 0 decimal places: its dearest, 15.00, is 15 units
+    twin.vmc = { level: 2, max: 15, min: 1 };
+    boardPort.start();
+    await boardPort.whenOpen();
+    const faults: string[] = [];
+    const setup = { currencyCode: '0x1032', scaleFactor: 1, decimalPlaces: 2 };
+    const mdb = new MdbCashless({
+      ...MDB_DEFAULTS,
+      path: pair.a,
+      setconf: mdbSetconf({ address: 1, ...setup }),
+      readSetup: true,
+      expectReader: setup,
+      faults: { condition: (_d, kind, m) => void faults.push(`${kind}: ${m}`), clear: () => undefined, event: () => undefined },
+    });
+    cleanups.push(() => mdb.close(), () => boardPort.close());
+    mdb.checkCatalog([{ slot: 1, price: 1500, currency: 'ARS' }]); // $ 15,00
+    const read = nextEvent<{ reader: { decimalPlaces: number } | null }>(mdb as never, 'setup_read');
+    mdb.start();
+    expect((await read).reader).toMatchObject({ decimalPlaces: 2 });
+    await nextEvent(twin as never, 'command', (c) => c === 'X,0');
+    expect(twin.commands.slice(-3)).toEqual(['X,1', 'C,1', 'X,0']);
+    expect(mdb.health().setupMismatch).toEqual([]);
+    expect(faults).toEqual(['price_range: slot 1: the machine said at setup its highest price is $ 0,15, below the catalog\'s $ 15,00: 100x, the machine\'s decimal point and the reader\'s 2 decimal places differ by 2']);
+    expect(mdb.describe('dispenser').detail).toContain('VMC level 2; reader announced level 3, currency 0x1032 (ARS), scale factor 1, 2 decimal places');
+  });
+});

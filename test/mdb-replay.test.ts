@@ -3,6 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MdbCashless, MDB_DEFAULTS, mdbSetconf, type MdbOptions } from '../src/devices/mdb/cashless.js';
 import { parseAmount } from '../src/core/money.js';
 import { checkMachinePrice } from '../src/devices/mdb/price.js';
+import { describeBusSetup } from '../src/devices/mdb/bus-setup.js';
 import type { VendOutcome } from '../src/devices/dispenser.js';
 import { captureLogger, tempDir } from './agent-helpers.js';
 import { LinePort } from '../src/devices/serial/line-port.js';
@@ -19,27 +20,29 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-type Step = { kind: '<' | '>' | '!' | '=' | '~'; text: string; line: number };
+type Step = { kind: '<' | '>' | '!' | '=' | '~' | '?'; text: string; line: number };
 
 function loadSessions(file: string): Step[] {
   const text = readFileSync(new URL(`./fixtures/${file}`, import.meta.url), 'utf8');
   const steps: Step[] = [];
   text.split('\n').forEach((raw, i) => {
-    const m = /^([<>!=~]) (.+)$/.exec(raw.trimEnd());
+    const m = /^([<>!=~?]) (.+)$/.exec(raw.trimEnd());
     if (m) steps.push({ kind: m[1] as Step['kind'], text: m[2]!, line: i + 1 });
   });
   return steps;
 }
 
 const STYLES: Array<{ name: string; file: string; opts: Partial<MdbOptions>; min: number; last: { item: number; price: string; result: string } }> = [
-  { name: 'selection first (always idle)', file: 'qibixx-cashless-sessions.txt', opts: {}, min: 40, last: { item: 18, price: '99.20', result: 'dispensed' } },
+  { name: 'selection first (always idle)', file: 'qibixx-cashless-sessions.txt', opts: { readSetup: true }, min: 40, last: { item: 18, price: '99.20', result: 'dispensed' } },
   {
     name: 'card first, as the second cashless device',
     file: 'qibixx-card-first-sessions.txt',
     opts: {
       style: 'card-first',
       selectTimeoutMs: 2000,
-      setconf: mdbSetconf({ address: 2, style: 'card-first', currencyCode: '0x1032' }),
+      setconf: mdbSetconf({ address: 2, style: 'card-first', currencyCode: '0x1032', scaleFactor: 1, decimalPlaces: 2 }),
+      readSetup: true,
+      expectReader: { currencyCode: '0x1032', scaleFactor: 1, decimalPlaces: 2 },
     },
     min: 60,
     last: { item: 18, price: '99.20', result: 'dispensed' },
@@ -198,6 +201,15 @@ describe.each(CASES)('Qibixx cashless sessions replayed: $name, over $transport'
           await allTaken(fed);
           expect(cancels, where).toBe(1);
           break;
+        case '?': {
+          await allTaken(fed);
+          const setup = mdb.health().busSetup;
+          expect(setup, where).not.toBeNull();
+          expect(describeBusSetup(setup!), where).toContain(s.text);
+          // what the reader announced agrees with the config
+          expect(mdb.health().setupMismatch, where).toEqual([]);
+          break;
+        }
       }
     }
     await allTaken(fed);

@@ -11,6 +11,8 @@ import type { MercadoPagoApi, MerchantOrderSearch, MpMerchantOrder, MpPayment, M
 import { createLogger } from '../src/runtime/log.js';
 import { parseRelayConfig, type RelayConfig, type RelayConfigInput } from '../src/relay/config.js';
 import { startRelay, type RunningRelay } from '../src/relay/server.js';
+import { createTestDatabase } from './helpers/pg.js';
+import type { StoreKind } from './helpers/relay-stores.js';
 import { isReliable } from '../src/protocol/messages.js';
 
 export const COLLECTOR_ID = 123456789;
@@ -340,15 +342,23 @@ export async function startHarness(
     sponsorId?: number;
     mp?: FakeMp;
     limits?: RelayConfigInput['limits'];
+    /**
+     * the relay's store: a SQLite file in dir (default), or a fresh PostgreSQL database dropped at
+     * cleanup. QRKIOSK_TEST_STORE=postgres makes PostgreSQL the default, to run the relay tests
+     * that do not open the SQLite file themselves (h.dbPath) against it.
+     */
+    store?: StoreKind;
   } = {},
 ): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'qrkiosk-relay-'));
   const dbPath = join(dir, 'relay.sqlite');
+  const kind: StoreKind = opts.store ?? (process.env.QRKIOSK_TEST_STORE === 'postgres' ? 'postgres' : 'sqlite');
+  const database = kind === 'postgres' ? await createTestDatabase() : undefined;
   const config = parseRelayConfig(
     {
       listen: { host: '127.0.0.1', port: 0 },
       publicUrl: PUBLIC_URL,
-      store: { path: dbPath },
+      store: database ? { url: database.url } : { path: dbPath },
       mercadopago: {
         accessToken: 'TEST-token',
         collectorId: COLLECTOR_ID,
@@ -384,6 +394,7 @@ export async function startHarness(
     },
     async cleanup() {
       await h.relay.close();
+      await database?.drop();
       rmSync(dir, { recursive: true, force: true });
     },
   };

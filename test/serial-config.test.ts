@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseAgentConfig, parseAgentConfigText } from '../src/agent/config.js';
+import { mdbReaderSetup } from '../src/devices/serial/build.js';
+import { mdbSetconf } from '../src/devices/mdb/cashless.js';
 
 // Config of the serial devices: errors name the key and say what to write; the bundled
 // serial-panel and mdb-retrofit profiles load.
@@ -45,7 +47,7 @@ describe('serial device config', () => {
     });
     expect(c.hardware.printer).toMatchObject({ driver: 'escpos', path: '/dev/usb/lp0', transport: 'auto', width: 32, charset: 'cp858', codeTable: 19, qrText: '{orderId}', cut: 'partial' });
     const m = parseAgentConfig({ ...base, hardware: { buttons: { driver: 'mdb' }, dispenser: { driver: 'mdb' }, mdb: { path: '/dev/ttyACM0', trustMachinePriceWithin: 0.5, items: { 11: 1, 12: 2 } } } });
-    expect(m.hardware.mdb).toEqual({ path: '/dev/ttyACM0', baudRate: 115200, trustMachinePriceWithin: '0.5', items: { 11: 1, 12: 2 }, resultTimeoutMs: 60000, selectTimeoutMs: 60000 });
+    expect(m.hardware.mdb).toEqual({ path: '/dev/ttyACM0', baudRate: 115200, trustMachinePriceWithin: '0.5', items: { 11: 1, 12: 2 }, resultTimeoutMs: 60000, selectTimeoutMs: 60000, readSetup: true });
   });
 
   it('says which key is wrong and what to write', () => {
@@ -117,6 +119,22 @@ describe('MDB style, cashless address, reader setup and the DEX port', () => {
   it('card-first beside a card reader, with the reader setup', () => {
     const c = parseAgentConfig({ ...base, hardware: mdb({ style: 'card-first', address: 2, setup: { currencyCode: '0x1032', decimalPlaces: 2 }, setconf: { 'mdb-level': 3 } }, 'none') });
     expect(c.hardware.mdb).toMatchObject({ style: 'card-first', address: 2, setup: { currencyCode: '0x1032', scaleFactor: 1, decimalPlaces: 2 }, setconf: { 'mdb-level': '3' } });
+  });
+
+  it('the reader\'s decimal places follow the currency unless set, and reach the board as C,SETCONF', () => {
+    const setupOf = (setup: Record<string, unknown>) => mdbReaderSetup(parseAgentConfig({ ...base, hardware: mdb({ setup }) }).hardware.mdb!);
+    expect(setupOf({ currencyCode: '0x1152' })).toEqual({ currencyCode: '0x1152', scaleFactor: 1, decimalPlaces: 0 }); // CLP: whole pesos
+    expect(setupOf({ currencyCode: '0x1032' })).toEqual({ currencyCode: '0x1032', scaleFactor: 1, decimalPlaces: 2 }); // ARS
+    expect(setupOf({ currencyCode: '0x1032', decimalPlaces: 0, scaleFactor: 5 })).toEqual({ currencyCode: '0x1032', scaleFactor: 5, decimalPlaces: 0 });
+    expect(mdbSetconf({ address: 1, ...setupOf({ currencyCode: '0x1152' }) })).toEqual([
+      ['mdb-addr', '0x10'],
+      ['mdb-currency-code', '0x1152'],
+      ['mdb-scale-factor', '1'],
+      ['mdb-decimal-places', '0'],
+    ]);
+    // Qibixx takes 0..3 decimal places and a scale factor of 1..100
+    expect(errorOf(mdb({ setup: { decimalPlaces: 4 } }))).toMatch(/hardware.mdb.setup.decimalPlaces/);
+    expect(errorOf(mdb({ setup: { scaleFactor: 200 } }))).toMatch(/hardware.mdb.setup.scaleFactor/);
   });
 
   it('says what is wrong', () => {

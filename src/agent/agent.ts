@@ -204,7 +204,10 @@ class AgentImpl extends EventEmitter implements Agent {
       this.session.onWelcome(w);
       this.checkRelayKey(w);
       this.reporter?.onWelcome();
+      this.checkMdbCatalog();
     });
+    // the catalog of the last run, until the relay sends a new one
+    this.checkMdbCatalog();
     if (this.hardware) {
       const faults = this.hardware.faults;
       const poke = () => this.reporter?.poke();
@@ -435,6 +438,21 @@ class AgentImpl extends EventEmitter implements Agent {
     if (open) return { ok: false, slot, reason: 'vend_open', message: `a customer's order ${open.orderId} is ${open.state}: wait until it is over` };
     this.logger.warn({ slot }, `technician price check on slot ${slot}: choose its item on the machine`);
     return this.dispenser.probePrice(slot, product, seconds * 1000);
+  }
+
+  /**
+   * An MDB machine: the slots' catalog prices against the VMC's max/min prices read at setup (a
+   * machine whose decimal point disagrees with the reader's shows here before anyone buys).
+   */
+  private checkMdbCatalog(): void {
+    if (!canProbePrice(this.dispenser)) return;
+    const catalog = (this.link.welcome ?? this.db.loadWelcome()?.welcome)?.catalog;
+    if (!catalog) return;
+    const prices = this.config.slots.flatMap((s) => {
+      const p = catalog.find((c) => c.sku === s.sku);
+      return p ? [{ slot: s.slot, price: p.price, currency: p.currency }] : [];
+    });
+    this.dispenser.checkCatalog(prices);
   }
 
   /** After a vend: the customer's receipt. Paper only: a failure is logged, never retried into a second sale. */

@@ -39,7 +39,8 @@ export interface RelayLinkOptions {
   /**
    * Applies one reliable relay frame. Runs INSIDE the journal transaction that also records the
    * frame id in the inbox, so "applied" and "seen" commit together. May return work to run after
-   * the commit (and after the ack), e.g. moving the motor.
+   * the commit and before the ack, e.g. moving the motor (whose `dispensing` commit also flushes
+   * the deferred `paid` one: see onReliable).
    */
   apply: (msg: ReliableRelayMessage) => (() => void) | void;
   /**
@@ -338,19 +339,30 @@ export class RelayLink extends EventEmitter {
   private onReliable(msg: ReliableRelayMessage): void {
     const journal = this.opts.journal;
     if (journal.inboxHas(msg.id)) {
-      // our ack got lost: the effect is already durable, just say so again
+      // our ack got lost: the effect is already applied; flushed (a no-op unless it was deferred
+      // a moment ago), then said again
+      journal.flush();
       this.sendAck(msg.id);
       return;
     }
-    const after = journal.tx(() => {
-      const a = this.opts.apply(msg);
-      journal.markInbox(msg.id, msg.type);
-      return a;
-    });
+    // `order.paid` is committed without its own fsync: the motor work below starts with the
+    // synced `dispensing` commit, which flushes both, before the ack goes out. A process killed
+    // in between still finds `paid` (the WAL is in the OS cache) and dispenses on restart; a
+    // power cut in between loses it unacked, and the relay sends order.paid again.
+    const after = journal.tx(
+      () => {
+        const a = this.opts.apply(msg);
+        journal.markInbox(msg.id, msg.type);
+        return a;
+      },
+      { flush: msg.type === 'order.paid' ? 'deferred' : 'now' },
+    );
+    if (after) after();
+    // nothing is acked before it is on disk (a no-op when the motor work flushed it)
+    journal.flush();
     this.sendAck(msg.id);
     // the apply may have queued frames (vend.result for a late payment...)
     this.flush();
-    if (after) after();
   }
 
   private sendAck(id: string): void {

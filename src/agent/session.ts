@@ -251,6 +251,13 @@ export class VendSession extends EventEmitter {
   }
 
   private showPay(order: OrderRow): void {
+    const s = this.payScreen(order);
+    if ('problem' in s) return this.refuseQr(order, s.problem);
+    this.show(s);
+  }
+
+  /** The pay screen of an order, or why its QR must not be shown. */
+  private payScreen(order: Pick<OrderRow, 'id' | 'sku' | 'amount' | 'currency' | 'deadline' | 'qr' | 'relayAmount'>): Screen | { problem: string } {
     const w = this.catalogWelcome();
     // Where the order is payable only once the relay accepted it, no QR is shown before: the
     // customer would scan a QR with nothing to pay on it. Until then the screen says "preparing".
@@ -259,19 +266,19 @@ export class VendSession extends EventEmitter {
     if (qr) {
       if (qr !== this.lastGoodQr) {
         const problem = qrProblem(qr, order);
-        if (problem !== undefined) return this.refuseQr(order, problem);
+        if (problem !== undefined) return { problem };
         this.lastGoodQr = qr;
       }
     }
     const secondsLeft = Math.max(0, Math.ceil((order.deadline - this.now()) / 1000));
-    this.show({
+    return {
       screen: 'pay',
       orderId: order.id,
       product: this.productName(order.sku),
       amountText: money(order.amount, order.currency),
       secondsLeft,
       ...(qr ? { qr } : { message: this.t.preparingQr }),
-    });
+    };
   }
 
   /**
@@ -442,10 +449,25 @@ export class VendSession extends EventEmitter {
       currency: product.currency,
       deadline,
     });
-    const order = this.deps.journal.createOrder(
-      { id: orderId, slot, sku: cfg.sku, amount: product.price, currency: product.currency, deadline },
-      [ready],
-    );
+    const draft = { id: orderId, slot, sku: cfg.sku, amount: product.price, currency: product.currency, deadline };
+    // The pay screen is drawn and its write started before the commit, so the frame goes out
+    // while the journal's fsync runs. Safe: nobody can pay before order.ready reaches the relay,
+    // which is sent after the commit; a crash in between leaves a QR with nothing to pay on it
+    // until the restart redraws the screen. A QR the order check refuses waits for the commit
+    // (showPay cancels the order then).
+    const early = this.closed || !this.deps.display.showNow ? undefined : this.payScreen({ ...draft, qr: null, relayAmount: null });
+    if (early && !('problem' in early)) this.deps.display.showNow!({ ...early, locale: this.locale() });
+    let order: OrderRow;
+    try {
+      order = this.deps.journal.createOrder(draft, [ready]);
+    } catch (err) {
+      // not sold: the screen must not keep a QR for an order that does not exist
+      if (early) {
+        this.clearResult();
+        this.refresh();
+      }
+      throw err;
+    }
     this.log.info({ orderId, slot, sku: cfg.sku, amount: product.price, currency: product.currency }, 'order awaiting payment');
     this.emit('state', { orderId, from: null, to: 'awaiting_payment', event: 'create', at: now } satisfies StateChange);
     this.deps.link.flush();
@@ -522,7 +544,8 @@ export class VendSession extends EventEmitter {
 
   /**
    * Applies a reliable relay frame. Called inside the journal transaction that records it in the
-   * inbox; returns work for after the commit + ack (the motor).
+   * inbox; returns work for after the commit, run before the ack (the motor: its synced `dispensing`
+   * commit flushes the deferred `paid` one).
    */
   apply(msg: ReliableRelayMessage): (() => void) | void {
     const journal = this.deps.journal;

@@ -15,8 +15,10 @@ import type { Currency } from '../core/money.js';
 // three exercise the same wiring.
 
 export interface LocalStackOptions {
-  /** where the relay keeps its database */
+  /** where the relay keeps its database (a SQLite file here unless storeUrl is given) */
   dir: string;
+  /** run the relay on this PostgreSQL database (store.url) instead of a SQLite file in dir */
+  storeUrl?: string;
   accessToken: string;
   collectorId: number;
   currency?: Currency;
@@ -61,7 +63,7 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
     const relayConfig = parseRelayConfig({
       listen: { host: '127.0.0.1', port },
       publicUrl,
-      store: { path: join(o.dir, 'relay.sqlite') },
+      store: o.storeUrl ? { url: o.storeUrl } : { path: join(o.dir, 'relay.sqlite') },
       mercadopago: {
         baseUrl: sandbox.url,
         accessToken: o.accessToken,

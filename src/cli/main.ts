@@ -43,6 +43,7 @@ Technician commands (talk to the running agent; --socket PATH or --config FILE t
   qrkiosk test mdb-price <slot> [--json] choose the slot's item on an MDB machine: price vs catalog
   qrkiosk dex read [--json]             read the machine's audit over its DEX port, send it to the relay
   qrkiosk relay dex list|show|export --config FILE   machine audits beside qrkiosk's sales, CSV
+  qrkiosk relay migrate --from sqlite:FILE --to postgres://…   move a stopped relay to PostgreSQL, verified
 
   qrkiosk --version | help`;
 

@@ -17,7 +17,15 @@ type ProbeAnswer = PriceProbeResult | { ok: false; slot: number; reason: string;
 export function formatProbe(r: ProbeAnswer): string {
   if (!r.ok) return `slot ${r.slot}: ${r.reason}: ${r.message}`;
   const head = `slot ${r.slot}: the machine asks ${r.machinePrice} for item ${r.item}`;
-  return r.verdict.ok ? `${head}: OK, ${r.verdict.message} (the request was denied: nothing sold)` : `${head}: WRONG (${r.verdict.kind}): ${r.verdict.message}`;
+  const main = r.verdict.ok ? `${head}: OK, ${r.verdict.message} (the request was denied: nothing sold)` : `${head}: WRONG (${r.verdict.kind}): ${r.verdict.message}`;
+  const s = r.setup;
+  const where =
+    s.source === 'bus'
+      ? `reader scale read on the MDB bus at setup: scale factor ${s.scaleFactor}, ${s.decimalPlaces} decimal places`
+      : s.source === 'config'
+        ? `reader scale from hardware.mdb.setup (not read on the bus): scale factor ${s.scaleFactor}, ${s.decimalPlaces} decimal places`
+        : 'reader scale unknown (not read on the bus, hardware.mdb.setup not set)';
+  return [main, where, ...s.problems.map((p) => `also: ${p}`)].join('\n');
 }
 
 export async function testMdbPriceMain(argv: string[], io: Io = stdio): Promise<number> {

@@ -31,6 +31,7 @@ const USAGE = `usage:
   qrkiosk relay operator add|list|disable|enable ...   console accounts (qrkiosk relay operator help)
   qrkiosk relay review clear <orderId> --decision TEXT --reason TEXT --config FILE
   qrkiosk relay command-key --config FILE   the line for every kiosk's agent.yaml (relay.commandKey); makes the key if missing
+  qrkiosk relay migrate --from sqlite:FILE --to postgres://… [--force]   move a stopped relay to PostgreSQL
 
 payment models (MODEL/MODE): ${describeModes()}
   default for a new kiosk: orders/dynamic where the site has the Orders API QR, else dynamic/online`;
@@ -56,6 +57,7 @@ export async function relayMain(argv: string[], io: RelayCliIo = defaultIo): Pro
     if (args[0] === 'provision') return await provision(args.slice(1), io);
     if (args[0] === 'orders') return await listOrders(args.slice(1), io);
     if (args[0] === 'order') return await showOrder(args.slice(1), io);
+    if (args[0] === 'migrate') return await (await import('./relay-migrate-command.js')).migrateCommand(args.slice(1), io);
     if (args[0] === 'dex') return await (await import('./relay-dex-commands.js')).dexCommand(args.slice(1), io);
     if (args[0] === 'command-key') return commandKey(args.slice(1), io);
     if (args[0] === 'operator') return await (await import('./relay-operator-commands.js')).operatorCommand(args.slice(1), io);

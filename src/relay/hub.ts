@@ -120,6 +120,17 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
     return true;
   }
 
+  /**
+   * Closes this relay's link to the kiosk: it reconnected to another relay instance (this socket
+   * is a stale half-open one), or its token was revoked. The kiosk's agent reconnects by itself.
+   */
+  drop(kioskId: string, reason: string): void {
+    const link = this.links.get(kioskId);
+    if (!link) return;
+    this.opts.logger.info({ kioskId, reason }, `kiosk ${kioskId}: dropping its link here: ${reason}`);
+    link.ws.close(4000, reason.slice(0, 100));
+  }
+
   /** Ids of the kiosks that said hello on a live link. */
   onlineKiosks(): string[] {
     return [...this.links.keys()].filter((id) => this.isOnline(id));
@@ -240,6 +251,9 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
 
     ws.on('message', (data, isBinary) => {
       link.lastSeen = Date.now();
+      // A heartbeat is answered at once: it changes nothing, and an agent must not think the link
+      // dead because a frame before it waits for the store.
+      if (this.answerPing(link, data, isBinary)) return;
       // One frame at a time per kiosk, as the agent sent them: a cancel is never overtaken by the
       // order.ready after it while the first one waits for the store.
       link.queue = link.queue
@@ -265,6 +279,19 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
   }
 
   // ---- frames -----------------------------------------------------------------------------------
+
+  /** Answers a JSON `ping` frame now; false for any other frame (handled in order by onMessage). */
+  private answerPing(link: Link, data: RawData, isBinary: boolean): boolean {
+    if (isBinary || this.links.get(link.kioskId) !== link) return false;
+    const raw = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
+    // cheap test first: only a frame that says it is a ping is parsed here
+    if (!raw.includes('"ping"')) return false;
+    const parsed = parseAgentFrame(raw);
+    if (!parsed.ok || parsed.msg.type !== 'ping') return false;
+    // Echo the agent's timestamp so it can measure the round trip.
+    this.send(link, frame({ type: 'pong' as const, at: parsed.msg.at }));
+    return true;
+  }
 
   private async onMessage(link: Link, data: RawData, isBinary: boolean): Promise<void> {
     if (this.links.get(link.kioskId) !== link) return; // a replaced socket has no say any more
@@ -311,19 +338,20 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
       case 'stock.refill':
       case 'command.result':
       case 'command.refused':
-        this.onConsoleFrame(link, msg);
+        await this.onConsoleFrame(link, msg);
         return;
     }
   }
 
   /** Console frames are kept by the console's recorder (idempotent per id), acked once it has them. */
-  private onConsoleFrame(link: Link, msg: ConsoleAgentMessage): void {
+  private async onConsoleFrame(link: Link, msg: ConsoleAgentMessage): Promise<void> {
     const reliable = isReliable(msg.type);
     if (!this.console) {
       if (reliable) this.send(link, errorFrame('internal', 'relay is starting; try again', msg.id));
       return;
     }
-    this.console.onFrame(link.kioskId, msg).then(
+    // awaited: the link's frames are handled in the order they came (see ws.on('message'))
+    await this.console.onFrame(link.kioskId, msg).then(
       () => {
         if (reliable) this.send(link, frame({ type: 'ack' as const, ackId: msg.id }));
       },

@@ -3,7 +3,7 @@ import { isPermanentRefusal, describeRefusal } from './refunds.js';
 import { ModelSetupError, type PaymentModels } from './models/index.js';
 import type { OrderService } from './orders.js';
 import type { OrderRecord, RelayStore } from './store/index.js';
-import { WorkLoop } from './work-loop.js';
+import { WorkLoop, type WorkLoopOptions } from './work-loop.js';
 
 // Makes orders payable at Mercado Pago and withdraws them, for the models that need a call
 // (attended, dynamic online/hybrid, Orders API). The work list is the orders table itself
@@ -23,11 +23,13 @@ export interface OfferWorkerOptions {
   logger: Logger;
   baseBackoffMs?: number;
   maxBackoffMs?: number;
+  /** several instances: one pass at a time across them (WorkLoopOptions.exclusive) */
+  exclusive?: WorkLoopOptions['exclusive'];
 }
 
 export class OfferWorker extends WorkLoop {
   constructor(private readonly o: OfferWorkerOptions) {
-    super({ logger: o.logger, name: 'offer', baseBackoffMs: o.baseBackoffMs ?? 500, maxBackoffMs: o.maxBackoffMs ?? 30_000 });
+    super({ logger: o.logger, name: 'offer', baseBackoffMs: o.baseBackoffMs ?? 500, maxBackoffMs: o.maxBackoffMs ?? 30_000, ...(o.exclusive ? { exclusive: o.exclusive } : {}) });
   }
 
   protected async pass(): Promise<void> {

@@ -2,7 +2,7 @@ import { isCurrency, parseAmount } from '../core/money.js';
 import { refundEventOf, refundMachine, refundNeedsPerson, type RefundState } from '../core/refund.js';
 import type { PaymentModels } from './models/index.js';
 import type { Logger } from '../runtime/log.js';
-import { WorkLoop } from './work-loop.js';
+import { WorkLoop, type WorkLoopOptions } from './work-loop.js';
 import type { OrderRecord, PaymentRecord, RefundReason, RelayStore } from './store/index.js';
 import type { RelayObserver } from './observability/observer.js';
 
@@ -69,6 +69,8 @@ export interface RefundWorkerOptions {
   now: () => number;
   baseBackoffMs?: number;
   maxBackoffMs?: number;
+  /** several instances: one pass at a time across them (WorkLoopOptions.exclusive) */
+  exclusive?: WorkLoopOptions['exclusive'];
   /** metrics (relay/observability): told how each refund attempt ended */
   observe?: Pick<RelayObserver, 'refundAttempted'>;
 }
@@ -80,7 +82,7 @@ const MAX_ROUNDS = 3;
 
 export class RefundWorker extends WorkLoop {
   constructor(private readonly o: RefundWorkerOptions) {
-    super({ logger: o.logger, name: 'refund', baseBackoffMs: o.baseBackoffMs ?? 1000, maxBackoffMs: o.maxBackoffMs ?? 5 * 60_000 });
+    super({ logger: o.logger, name: 'refund', baseBackoffMs: o.baseBackoffMs ?? 1000, maxBackoffMs: o.maxBackoffMs ?? 5 * 60_000, ...(o.exclusive ? { exclusive: o.exclusive } : {}) });
   }
 
   /** Retries are keyed by order id (order refunds) or idempotency key (surplus refunds). */

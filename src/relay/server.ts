@@ -7,6 +7,7 @@ import { createLogger, type Logger } from '../runtime/log.js';
 import { requireAccessToken, type RelayConfig } from './config.js';
 import { ContingencyPoller } from './contingency.js';
 import { KioskHub, KIOSK_WS_PATH } from './hub.js';
+import { Fleet, newInstanceId } from './fleet/index.js';
 import { fastifyLimitOptions, RouteGuards } from './limits.js';
 import { NotFoundMemory } from './not-found-memory.js';
 import { pacedReads } from './paced-mp.js';
@@ -132,6 +133,18 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     }),
   });
   kioskConsole.attach(hub);
+  // Several instances on one PostgreSQL database: presence, signals, job locks (relay/fleet/).
+  // With one SQLite relay the same code runs in-process, so both shapes take one path.
+  const fleet = await Fleet.start({
+    store,
+    logger: logger.child({ part: 'fleet' }),
+    instanceId: newInstanceId(config.observability.instance),
+    ...(config.store.url ? { pgUrl: config.store.url } : {}),
+    heartbeatMs: config.hub.pingIntervalSeconds * 1000,
+  });
+  fleet.attach(hub);
+  /** connected here, or to another live instance */
+  const kioskOnline = (id: string) => hub.isOnline(id) || fleet.isPresent(id);
 
   let refunds: RefundWorker | undefined;
   let offers: OfferWorker | undefined;
@@ -142,7 +155,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     collectorId: config.mercadopago.collectorId,
     logger: logger.child({ part: 'orders' }),
     now,
-    isOnline: (id) => hub.isOnline(id),
+    isOnline: kioskOnline,
     flush: (id) => void hub.flush(id),
     onRefundNeeded: () => refunds?.kick(),
     models,
@@ -150,8 +163,8 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     observe: ops.observer,
   });
   hub.setHandler(orders);
-  refunds = new RefundWorker({ store, models, orders, logger: logger.child({ part: 'refunds' }), now, observe: ops.observer });
-  offers = new OfferWorker({ store, models, orders, logger: logger.child({ part: 'offers' }) });
+  refunds = new RefundWorker({ store, models, orders, logger: logger.child({ part: 'refunds' }), now, observe: ops.observer, exclusive: (job, fn) => fleet.jobs.run(job, fn) });
+  offers = new OfferWorker({ store, models, orders, logger: logger.child({ part: 'offers' }), exclusive: (job, fn) => fleet.jobs.run(job, fn) });
   const siteCurrency = catalog.list()[0]!.currency;
   // What notifications and the contingency search may cost at Mercado Pago, each with its own
   // rate (limits.notifications.mpCallsPerSecond, limits.contingency.callsPerSecond): their reads
@@ -185,7 +198,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     // JSON). Take every body as text so no request is refused before it is recorded.
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
-    registerUnattendedRoutes(scope, { store, orders, config, logger: logger.child({ part: 'pos' }), guards, now, isOnline: (id) => hub.isOnline(id) });
+    registerUnattendedRoutes(scope, { store, orders, config, logger: logger.child({ part: 'pos' }), guards, now, isOnline: kioskOnline });
     registerNotificationRoutes(scope, { store, worker, config, logger: logger.child({ part: 'notifications' }), now, guards });
   });
   ops.register(app);
@@ -210,6 +223,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   try {
     await app.listen({ host: config.listen.host, port: config.listen.port });
   } catch (err) {
+    await fleet.close();
     await hub.close();
     await store.close();
     throw err;
@@ -219,9 +233,14 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   const base = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 
   // Resume whatever the previous run left: expired deadlines, refunds, stored notifications.
+  // Each timed pass runs on one instance at a time (fleet job locks); the others skip that tick.
+  const exclusive = async (job: string, fn: () => Promise<number>): Promise<number> => {
+    const r = await fleet.jobs.run(job, fn);
+    return r.ran ? r.value : 0;
+  };
   const runExpiry = async () => {
     try {
-      return await orders.expireDue();
+      return await exclusive('expiry', () => orders.expireDue());
     } catch (err) {
       logger.error({ err }, `expiry pass failed: ${(err as Error).message}`);
       return 0;
@@ -229,7 +248,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   };
   const runWatchdog = async () => {
     try {
-      return await orders.flagOverdueVends();
+      return await exclusive('vend-watchdog', () => orders.flagOverdueVends());
     } catch (err) {
       logger.error({ err }, `vend watchdog pass failed: ${(err as Error).message}`);
       return 0;
@@ -314,6 +333,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       clearInterval(expiryTimer);
       clearInterval(retentionTimer);
       await ops.close();
+      await fleet.close().catch((err: Error) => logger.warn({ err }, `fleet close: ${err.message}`));
       // waiters for a Mercado Pago turn go now (they see the closed flag and stop)
       notificationReads.close();
       contingencyReads.close();

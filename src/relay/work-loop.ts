@@ -12,7 +12,15 @@ export interface WorkLoopOptions {
   name: string;
   baseBackoffMs: number;
   maxBackoffMs: number;
+  /**
+   * Several relay instances: a pass runs only while it holds this job's lock (relay/fleet/
+   * job-lock.ts). When another instance holds it, this one tries again shortly, since the
+   * holder may have read its work list before this instance's new work was committed.
+   */
+  exclusive?: (job: string, fn: () => Promise<void>) => Promise<{ ran: boolean }>;
 }
+
+const BUSY_RETRY_MS = 500;
 
 export abstract class WorkLoop {
   private running: Promise<void> | undefined;
@@ -55,10 +63,15 @@ export abstract class WorkLoop {
   }
 
   private async passes(): Promise<void> {
-    do {
-      this.again = false;
-      await this.pass();
-    } while (this.again && !this.closed);
+    const run = async () => {
+      do {
+        this.again = false;
+        await this.pass();
+      } while (this.again && !this.closed);
+    };
+    if (!this.loop.exclusive) return run();
+    const r = await this.loop.exclusive(this.loop.name, run);
+    if (!r.ran && !this.closed) setTimeout(() => this.kick(), BUSY_RETRY_MS).unref();
   }
 
   /** Whether `key` failed recently and waits for its retry. */

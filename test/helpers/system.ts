@@ -16,6 +16,8 @@ import type { PaymentModelName } from '../../src/protocol/messages.js';
 import { modelVariants } from '../../src/relay/models/modes.js';
 import type { ScanResult } from '../../src/sandbox/types.js';
 import { waitFor } from './wait.js';
+import { createTestDatabase, type TestDatabase } from './pg.js';
+import type { StoreKind } from './relay-stores.js';
 
 // The whole product on loopback, as in the field: the Mercado Pago emulator and the relay run in
 // this process (real HTTP/WebSocket servers, real SQLite files), the agent runs as a separate
@@ -53,6 +55,11 @@ export interface SystemOptions {
   fault?: SimFault;
   deadlineSeconds?: number;
   maxPaymentSeconds?: number;
+  /**
+   * the relay's store: a SQLite file (default) or a fresh PostgreSQL database of its own, dropped
+   * at close (QRKIOSK_TEST_STORE=postgres makes that the default)
+   */
+  store?: StoreKind;
   /** put a cuttable TCP proxy between agent and relay */
   proxy?: boolean;
   /** env for the agent process (QRKIOSK_CRASH_AFTER ...) */
@@ -87,13 +94,17 @@ export class KioskSystem {
     readonly opts: SystemOptions,
     private readonly relayConfig: RelayConfig,
     readonly relayLog: RelayLogLine[],
+    private readonly database: TestDatabase | undefined,
   ) {}
 
   static async start(opts: SystemOptions = {}): Promise<KioskSystem> {
     const dir = mkdtempSync(join(tmpdir(), 'qrkiosk-e2e-'));
     const relayLog: RelayLogLine[] = [];
+    const kind: StoreKind = opts.store ?? (process.env.QRKIOSK_TEST_STORE === 'postgres' ? 'postgres' : 'sqlite');
+    const database = kind === 'postgres' ? await createTestDatabase() : undefined;
     const stack = await startLocalStack({
       dir,
+      ...(database ? { storeUrl: database.url } : {}),
       accessToken: ACCESS_TOKEN,
       collectorId: COLLECTOR_ID,
       currency: 'ARS',
@@ -119,11 +130,14 @@ export class KioskSystem {
       pollGiveUpMs: 3000,
       sandboxLogger: pino({ level: 'silent' }),
       relayLogger: captureLogger(relayLog),
+    }).catch(async (err: unknown) => {
+      await database?.drop(); // the relay did not start: its database is not needed
+      throw err;
     });
     const { sandbox, relay, relayConfig } = stack;
     const port = relayConfig.listen.port;
     const proxy = opts.proxy ? await TcpProxy.start({ host: '127.0.0.1', port }) : undefined;
-    const sys = new KioskSystem(dir, sandbox, relay, stack.posQr, stack.token, proxy, opts, relayConfig, relayLog);
+    const sys = new KioskSystem(dir, sandbox, relay, stack.posQr, stack.token, proxy, opts, relayConfig, relayLog, database);
     sys.writeAgentConfig();
     return sys;
   }
@@ -311,6 +325,7 @@ ${
     await this.proxy?.close();
     await this.relay.close();
     await this.sandbox.close();
+    await this.database?.drop();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

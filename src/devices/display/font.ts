@@ -23,8 +23,10 @@ interface Master {
   top: number;
   w: number;
   h: number;
-  /** summed-area table, (w+1) x (h+1) */
-  sat: Uint16Array | Uint32Array;
+  /** where its rows start in the font's bitmap, in bits */
+  bit: number;
+  /** summed-area table, (w+1) x (h+1); made when the glyph is first scaled (most never are) */
+  sat?: Uint16Array | Uint32Array;
 }
 
 /** A glyph at one pixel size: coverage 0..255, placed relative to the pen on the baseline. */
@@ -54,6 +56,8 @@ export class BitmapFont {
   private readonly masters = new Map<number, Master>();
   private readonly cache = new Map<string, Glyph>();
   private readonly masterSize: number;
+  /** every glyph's rows, 1 bit per pixel (38 KB) */
+  private readonly bits: Buffer;
   private readonly ascentM: number;
   private readonly descentM: number;
 
@@ -62,23 +66,34 @@ export class BitmapFont {
     this.masterSize = data.size;
     this.ascentM = data.ascent;
     this.descentM = data.descent;
-    const bits = inflateSync(Buffer.from(data.bitmap, 'base64'));
+    this.bits = inflateSync(Buffer.from(data.bitmap, 'base64'));
     let bit = 0;
     const m = data.metrics;
     for (let i = 0; i + 5 < m.length; i += 6) {
       const [code, adv16, left, top, w, h] = [m[i]!, m[i + 1]!, m[i + 2]!, m[i + 3]!, m[i + 4]!, m[i + 5]!];
-      // at most w*h ink pixels per glyph (< 65536 at 128 px): 16 bits per entry are enough
-      const sat = w * h < 65536 ? new Uint16Array((w + 1) * (h + 1)) : new Uint32Array((w + 1) * (h + 1));
-      for (let y = 0; y < h; y++) {
-        let row = 0;
-        for (let x = 0; x < w; x++) {
-          row += (bits[bit >> 3]! >> (7 - (bit & 7))) & 1;
-          bit++;
-          sat[(y + 1) * (w + 1) + x + 1] = sat[y * (w + 1) + x + 1]! + row;
-        }
-      }
-      this.masters.set(code, { advance: adv16 / 16, left, top, w, h, sat });
+      this.masters.set(code, { advance: adv16 / 16, left, top, w, h, bit });
+      bit += w * h;
     }
+  }
+
+  /** The master's summed-area table, made on first use: all 200 of them would hold 2.5 MB. */
+  private sat(m: Master): Uint16Array | Uint32Array {
+    if (m.sat) return m.sat;
+    const { w, h } = m;
+    const bits = this.bits;
+    // at most w*h ink pixels per glyph (< 65536 at 128 px): 16 bits per entry are enough
+    const sat = w * h < 65536 ? new Uint16Array((w + 1) * (h + 1)) : new Uint32Array((w + 1) * (h + 1));
+    let bit = m.bit;
+    for (let y = 0; y < h; y++) {
+      let row = 0;
+      for (let x = 0; x < w; x++) {
+        row += (bits[bit >> 3]! >> (7 - (bit & 7))) & 1;
+        bit++;
+        sat[(y + 1) * (w + 1) + x + 1] = sat[y * (w + 1) + x + 1]! + row;
+      }
+    }
+    m.sat = sat;
+    return sat;
   }
 
   has(ch: string): boolean {
@@ -136,7 +151,7 @@ export class BitmapFont {
     const h = Math.ceil(fy0 + m.h * k) - top;
     const alpha = new Uint8Array(w * h);
     const sw = m.w + 1;
-    const sat = m.sat;
+    const sat = this.sat(m);
     const at = (x: number, y: number): number => {
       // integral of ink over [0,x) x [0,y) of the master, x/y fractional and clamped
       if (x <= 0 || y <= 0) return 0;

@@ -6,11 +6,12 @@ import type { Logger } from '../../runtime/log.js';
 import { DEJAVU_SANS_BOLD } from '../fonts/dejavu-sans-bold.js';
 import { texts, textsFor, type Texts } from '../texts.js';
 import { BitmapFont } from './font.js';
-import { layoutView, type Layout } from './layout.js';
+import { layoutView, urgent, type Layout } from './layout.js';
 import { screenKey, type Display, type Screen } from './model.js';
 import { paintDynamic, paintQrModules, paintStatic, plainKey } from './paint.js';
+import { QUIET_ZONE } from './qr.js';
 import { Surface, frameBytes, type FbGeometry, type Rotation } from './surface.js';
-import { viewOf } from './view.js';
+import { viewOf, type View } from './view.js';
 import type { DeviceReport } from '../report.js';
 
 // `display.driver: framebuffer`: draws on a Linux framebuffer (/dev/fbN) with no X, no browser
@@ -101,6 +102,39 @@ export interface FrameEvent {
 
 /** plain screens kept painted (idle + pay); each is one frame of memory (1.5 MB at 800x480x32) */
 const PLAIN_SCREENS = 2;
+/** layouts kept (a few screens alternate: idle, pay, a result) */
+const LAYOUTS = 4;
+/** countdown pills kept as pixels (a few KB each) */
+const COUNTDOWNS = 4;
+
+/** A rectangle a frame paints over its plain screen; `opaque`: every pixel of it is painted. */
+interface Overlay {
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+  opaque: boolean;
+}
+
+/** What each frame paints over the plain screen: the QR's square (all of it) and the countdown. */
+function overlaysOf(layout: Layout): Overlay[] {
+  const out: Overlay[] = [];
+  for (const op of layout.ops) {
+    if (op.kind === 'qr') {
+      const side = (op.matrix.size + 2 * QUIET_ZONE) * op.module;
+      out.push({ x: op.x, y: op.y, w: side, h: side, opaque: true });
+    }
+  }
+  for (const op of layout.dynamic) if (op.kind === 'countdown') out.push({ x: op.x, y: op.y, w: op.w, h: op.h, opaque: false });
+  return out;
+}
+
+const sameBox = (a: Overlay, b: Overlay) => a.x === b.x && a.y === b.y && a.w === b.w && a.h === b.h;
+
+/** The view's key for its layout: the countdown's digits do not move anything (layout.ts). */
+function layoutKey(v: View): string {
+  return JSON.stringify(v, (k, val: unknown) => (k === 'seconds' ? undefined : k === 'countdown' && typeof val === 'string' ? val.replace(/\d/g, '8') : val));
+}
 
 /**
  * Writes 0 to the framebuffer's sysfs `blank`. That file belongs to root (mode 0644) unless the
@@ -147,6 +181,19 @@ export class FramebufferDisplay extends EventEmitter implements Display {
   private base: Surface;
   private baseKey: string | undefined;
   private layout: Layout | undefined;
+  private overlays: Overlay[] = [];
+  /** layouts by layoutKey, with their plainKey, newest last */
+  private readonly layouts = new Map<string, { layout: Layout; plain: string }>();
+  /** how many times each plain surface was painted: a frame copied from it earlier is stale after a repaint */
+  private readonly paints = new Map<Surface, number>();
+  /** what each of the two frames holds: a copy of a plain surface (at a paint count) and what was painted over it */
+  private readonly holds = new Map<Surface, { plain: Surface; paint: number; overlays: Overlay[] }>();
+  /** countdown pills kept as pixels (paintCountdown) */
+  private readonly countdowns = new Map<string, Buffer>();
+  /** a number for each plain surface, for the countdown keys */
+  private readonly paintIds = new Map<Surface, number>();
+  /** the screen showNow() drew, until the show() of the same screen that follows it */
+  private drawnEarly: string | undefined;
   private current: Screen | undefined;
   private pending: { screen: Screen; at: number } | undefined;
   private scheduled = false;
@@ -198,9 +245,28 @@ export class FramebufferDisplay extends EventEmitter implements Display {
 
   show(screen: Screen): void {
     if (this.closed) return;
+    const early = this.drawnEarly;
+    this.drawnEarly = undefined;
     this.current = { ...screen };
+    // the same screen showNow() drew a moment ago (drawn, or waiting for the write before it)
+    if (early !== undefined && early === frameKey(screen)) return;
     this.pending = { screen: this.current, at: performance.now() };
     this.schedule();
+  }
+
+  /**
+   * Like show(), but draws now and starts the write before returning: for the screen a customer
+   * waits for, drawn while the caller goes on with slow synchronous work of its own (the journal's
+   * fsync, while the frame's write runs in libuv's thread pool). A show() of the same screen right
+   * after draws nothing again. While a frame is being written it waits for it, as show() does.
+   */
+  showNow(screen: Screen): void {
+    if (this.closed) return;
+    this.current = { ...screen };
+    this.pending = { screen: this.current, at: performance.now() };
+    this.drawnEarly = frameKey(screen);
+    if (this.writing) return this.schedule();
+    this.drawPending();
   }
 
   last(): Screen | undefined {
@@ -237,16 +303,17 @@ export class FramebufferDisplay extends EventEmitter implements Display {
   /**
    * Draws a screen into a surface. The plain part (all but the QR's modules and the countdown) is
    * repainted only when it differs from the cached one; every frame is then a copy of it, the
-   * QR's modules (runs of filled rows) and the countdown. Returns whether the plain part was
-   * repainted.
+   * QR's modules (runs of filled rows) and the countdown. A screen with neither (idle, results)
+   * is its plain surface: written as it is, `into` untouched (at idle only the plain screens are
+   * resident, not the two frames). Returns what to write and whether the plain part was repainted.
    */
-  private draw(screen: Screen, into: Surface): boolean {
+  private draw(screen: Screen, into: Surface): { surface: Surface; full: boolean } {
     const key = screenKey(screen);
     let full = false;
     if (key !== this.baseKey) {
-      this.layout = layoutView(viewOf(screen, textsFor(screen, this.t)), this.base.width, this.base.height, this.font);
-      if (this.layout.problems.length) this.log?.warn({ screen: screen.screen, problems: this.layout.problems }, 'screen does not fit the panel');
-      const plain = plainKey(this.layout);
+      const { layout, plain } = this.layoutFor(viewOf(screen, textsFor(screen, this.t)), screen);
+      this.layout = layout;
+      this.overlays = overlaysOf(layout);
       const i = this.plains.findIndex((p) => p.key === plain);
       let hit = i >= 0 ? this.plains.splice(i, 1)[0]! : undefined;
       if (!hit) {
@@ -254,18 +321,66 @@ export class FramebufferDisplay extends EventEmitter implements Display {
         const reuse = this.plains.length >= PLAIN_SCREENS ? this.plains.pop()! : undefined;
         const surface = reuse?.surface ?? (this.plains.length === 0 ? this.base : new Surface(this.geometry, this.rotation));
         hit = { key: plain, surface };
-        paintStatic(this.layout, hit.surface, this.font, { qrModules: false });
+        // the panel may show this very surface: after the repaint, compare with nothing
+        if (this.lastFront === surface) this.lastFront = undefined;
+        paintStatic(layout, hit.surface, this.font, { qrModules: false });
+        this.paints.set(surface, (this.paints.get(surface) ?? 0) + 1);
+        if (!this.paintIds.has(surface)) this.paintIds.set(surface, this.paintIds.size);
         full = true;
       }
       this.plains.unshift(hit);
       this.base = hit.surface;
       this.baseKey = key;
     }
-    into.copyFrom(this.base);
+    if (this.overlays.length === 0) return { surface: this.base, full };
+    // A frame that already holds this plain screen gets back only what its last draw painted
+    // over it (the countdown); the QR's square is painted whole again anyway. Else a full copy.
+    const paint = this.paints.get(this.base) ?? 0;
+    const held = this.holds.get(into);
+    if (held && held.plain === this.base && held.paint === paint) {
+      for (const o of held.overlays) {
+        if (!this.overlays.some((n) => n.opaque && sameBox(n, o))) into.copyRectFrom(this.base, o.x, o.y, o.w, o.h);
+      }
+    } else {
+      into.copyFrom(this.base);
+    }
+    this.holds.set(into, { plain: this.base, paint, overlays: this.overlays });
     paintQrModules(this.layout!, into);
     const v = screen.secondsLeft !== undefined ? { seconds: screen.secondsLeft, text: textsFor(screen, this.t).secondsLeft(screen.secondsLeft) } : undefined;
+    this.paintCountdown(into, paint, v);
+    return { surface: into, full };
+  }
+
+  /**
+   * The countdown, from a few kept as pixels: every order's pay screen opens on the same count
+   * (the payment deadline), so its first frame copies the pill instead of anti-aliasing it again.
+   */
+  private paintCountdown(into: Surface, paint: number, v: { seconds: number; text: string } | undefined): void {
+    if (!v) return;
+    const box = this.overlays.find((o) => !o.opaque);
+    if (!box) return paintDynamic(this.layout!, into, this.font, v);
+    const key = `${this.paintIds.get(this.base)}.${paint}|${box.x},${box.y},${box.w},${box.h}|${urgent(v.seconds)}|${v.text}`;
+    const hit = this.countdowns.get(key);
+    if (hit) return into.writeRect(box.x, box.y, box.w, box.h, hit);
     paintDynamic(this.layout!, into, this.font, v);
-    return full;
+    if (this.countdowns.size >= COUNTDOWNS) this.countdowns.delete(this.countdowns.keys().next().value!);
+    this.countdowns.set(key, into.readRect(box.x, box.y, box.w, box.h));
+  }
+
+  /** The layout of a view (cached: the next order for the same product lays out the same). */
+  private layoutFor(view: View, screen: Screen): { layout: Layout; plain: string } {
+    const key = layoutKey(view);
+    let hit = this.layouts.get(key);
+    if (hit) {
+      this.layouts.delete(key);
+    } else {
+      const layout = layoutView(view, this.base.width, this.base.height, this.font);
+      if (layout.problems.length) this.log?.warn({ screen: screen.screen, problems: layout.problems }, 'screen does not fit the panel');
+      hit = { layout, plain: plainKey(layout) };
+      if (this.layouts.size >= LAYOUTS) this.layouts.delete(this.layouts.keys().next().value!);
+    }
+    this.layouts.set(key, hit);
+    return hit;
   }
 
   private drawPending(): void {
@@ -273,9 +388,8 @@ export class FramebufferDisplay extends EventEmitter implements Display {
     if (!p || this.writing || this.closed) return;
     this.pending = undefined;
     const t0 = performance.now();
-    const back = this.frames[this.next]!;
-    this.next ^= 1;
-    const full = this.draw(p.screen, back);
+    const { surface: back, full } = this.draw(p.screen, this.frames[this.next]!);
+    if (back === this.frames[this.next]) this.next ^= 1;
     const renderMs = performance.now() - t0;
     this.writeFrame(back, () => {
       this.emit('frame', { screen: p.screen, renderMs, latencyMs: performance.now() - p.at, full } satisfies FrameEvent);
@@ -293,8 +407,10 @@ export class FramebufferDisplay extends EventEmitter implements Display {
     let start = 0;
     let end = frameBytes(this.geometry);
     const prev = this.lastFront;
-    if (!whole && prev && prev !== frame && this.lastError === undefined) {
-      const band = changedRows(prev.buf, frame.buf, stride, this.geometry.height);
+    if (!whole && prev && this.lastError === undefined) {
+      // the same surface again (a plain screen, not repainted since: draw() forgets lastFront
+      // when it repaints it) is the same picture
+      const band = prev === frame ? undefined : changedRows(prev.buf, frame.buf, stride, this.geometry.height);
       start = band ? band.first * stride : 0;
       end = band ? (band.last + 1) * stride : 0;
     }
@@ -341,8 +457,8 @@ export class FramebufferDisplay extends EventEmitter implements Display {
     try {
       const frame = this.frames[this.next]!;
       this.baseKey = undefined;
-      this.draw({ screen: 'out_of_service', reason: 'service' }, frame);
-      writeSync(this.fd, frame.buf, 0, frameBytes(this.geometry), 0);
+      const drawn = this.draw({ screen: 'out_of_service', reason: 'service' }, frame).surface;
+      writeSync(this.fd, drawn.buf, 0, frameBytes(this.geometry), 0);
     } catch (err) {
       this.log?.warn({ err }, 'could not draw the shutdown screen');
     }
@@ -353,6 +469,11 @@ export class FramebufferDisplay extends EventEmitter implements Display {
     }
     this.emit('closed');
   }
+}
+
+/** A screen as drawn: its key and its countdown (two equal keys are the same pixels). */
+function frameKey(s: Screen): string {
+  return `${s.secondsLeft ?? ''}|${screenKey(s)}`;
 }
 
 /** The first and last rows in which two frames differ; undefined when they are identical. */

@@ -49,6 +49,12 @@ export interface Screen {
 
 export interface Display {
   show(screen: Screen): void;
+  /**
+   * Optional: show() that draws and starts writing before it returns, so the frame goes out while
+   * the caller does slow synchronous work (the order's journal commit). The show() of the same
+   * screen that the caller makes afterwards draws nothing again.
+   */
+  showNow?(screen: Screen): void;
   /** the screen currently shown (tests, status) */
   last(): Screen | undefined;
   /** leave the screen in a neutral state on shutdown */

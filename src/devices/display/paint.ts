@@ -17,7 +17,7 @@ export function paintStatic(layout: Layout, s: Surface, font: BitmapFont, opts: 
   for (const op of layout.ops) paintOp(op, s, font, opts.qrModules ?? true);
 }
 
-/** The QR's dark modules, over a frame painted with paintStatic(..., { qrModules: false }). */
+/** The QR (its whole square), over a frame painted with paintStatic(..., { qrModules: false }). */
 export function paintQrModules(layout: Layout, s: Surface): void {
   for (const op of layout.ops) if (op.kind === 'qr') qrModules(op, s);
 }
@@ -30,23 +30,23 @@ export function plainKey(layout: Layout): string {
   return JSON.stringify(layout.ops, (k, v: unknown) => (k === 'matrix' ? (v as QrMatrix).size : v));
 }
 
-function qrModules(op: Extract<Op, { kind: 'qr' }>, s: Surface): void {
-  const { x, y, module, matrix } = op;
-  const q = QUIET_ZONE * module;
-  for (let r = 0; r < matrix.size; r++) {
-    // runs of dark modules as one rectangle
-    let c = 0;
-    while (c < matrix.size) {
-      if (!matrix.dark[r * matrix.size + c]) {
-        c++;
-        continue;
-      }
-      let run = 1;
-      while (c + run < matrix.size && matrix.dark[r * matrix.size + c + run]) run++;
-      s.fillRect(x + q + c * module, y + q + r * module, run * module, module, 0x000000);
-      c += run;
-    }
+/** A matrix with its quiet zone as light cells, made once per matrix. */
+const withQuietZone = new WeakMap<QrMatrix, Uint8Array>();
+
+function quietZoned(m: QrMatrix): Uint8Array {
+  let bits = withQuietZone.get(m);
+  if (!bits) {
+    const n = m.size + 2 * QUIET_ZONE;
+    bits = new Uint8Array(n * n);
+    for (let r = 0; r < m.size; r++) bits.set(m.dark.subarray(r * m.size, (r + 1) * m.size), (r + QUIET_ZONE) * n + QUIET_ZONE);
+    withQuietZone.set(m, bits);
   }
+  return bits;
+}
+
+/** The whole QR square, quiet zone included, light modules too (nothing under it needs clearing). */
+function qrModules(op: Extract<Op, { kind: 'qr' }>, s: Surface): void {
+  s.cellSquare(op.x, op.y, op.matrix.size + 2 * QUIET_ZONE, op.module, quietZoned(op.matrix), 0x000000, COLORS.white);
 }
 
 export function paintDynamic(layout: Layout, s: Surface, font: BitmapFont, countdown: { text: string; seconds: number } | undefined): void {

@@ -150,32 +150,34 @@ export class Surface {
     this.fillRect(0, 0, this.width, this.height, c);
   }
 
-  fillRect(x: number, y: number, w: number, h: number, c: Rgb): void {
+  /** A logical rectangle, clipped to the surface, in device space (a rectangle stays a rectangle). */
+  deviceRect(x: number, y: number, w: number, h: number): { dx: number; dy: number; dw: number; dh: number } | undefined {
     // clip in logical space
-    let x0 = Math.max(0, Math.round(x));
-    let y0 = Math.max(0, Math.round(y));
+    const x0 = Math.max(0, Math.round(x));
+    const y0 = Math.max(0, Math.round(y));
     const x1 = Math.min(this.width, Math.round(x + w));
     const y1 = Math.min(this.height, Math.round(y + h));
-    if (x1 <= x0 || y1 <= y0) return;
-    // to device space: a rectangle stays a rectangle
+    if (x1 <= x0 || y1 <= y0) return undefined;
     const { width: W, height: H } = this.geom;
-    let dx: number, dy: number, dw: number, dh: number;
     switch (this.rotation) {
       case 0:
-        [dx, dy, dw, dh] = [x0, y0, x1 - x0, y1 - y0];
-        break;
+        return { dx: x0, dy: y0, dw: x1 - x0, dh: y1 - y0 };
       case 90:
-        [dx, dy, dw, dh] = [W - y1, x0, y1 - y0, x1 - x0];
-        break;
+        return { dx: W - y1, dy: x0, dw: y1 - y0, dh: x1 - x0 };
       case 180:
-        [dx, dy, dw, dh] = [W - x1, H - y1, x1 - x0, y1 - y0];
-        break;
+        return { dx: W - x1, dy: H - y1, dw: x1 - x0, dh: y1 - y0 };
       case 270:
-        [dx, dy, dw, dh] = [y0, H - x1, y1 - y0, x1 - x0];
-        break;
+        return { dx: y0, dy: H - x1, dw: y1 - y0, dh: x1 - x0 };
     }
-    x0 = dx;
-    y0 = dy;
+  }
+
+  fillRect(x: number, y: number, w: number, h: number, c: Rgb): void {
+    const d = this.deviceRect(x, y, w, h);
+    if (d) this.fillDevice(d.dx, d.dy, d.dw, d.dh, c);
+  }
+
+  /** Fills a rectangle given in device space (no clipping: the caller's rectangle is inside). */
+  private fillDevice(x0: number, y0: number, dw: number, dh: number, c: Rgb): void {
     const stride = this.geom.stride;
     if (this.u32) {
       const v = (0xff000000 | c) >>> 0;
@@ -292,6 +294,82 @@ export class Surface {
   copyFrom(other: Surface): void {
     other.buf.copy(this.buf, 0, 0, frameBytes(this.geom));
   }
+
+  /** Copies a logical rectangle of another surface (same geometry and rotation), row by row. */
+  copyRectFrom(other: Surface, x: number, y: number, w: number, h: number): void {
+    const d = this.deviceRect(x, y, w, h);
+    if (!d) return;
+    const stride = this.geom.stride;
+    const from = d.dx * this.Bpp;
+    const to = (d.dx + d.dw) * this.Bpp;
+    for (let r = d.dy; r < d.dy + d.dh; r++) other.buf.copy(this.buf, r * stride + from, r * stride + from, r * stride + to);
+  }
+
+  /** A logical rectangle's pixels, as the device stores them (rows one after another). */
+  readRect(x: number, y: number, w: number, h: number): Buffer {
+    const d = this.deviceRect(x, y, w, h);
+    if (!d) return Buffer.alloc(0);
+    const row = d.dw * this.Bpp;
+    const out = Buffer.allocUnsafe(row * d.dh);
+    for (let r = 0; r < d.dh; r++) this.buf.copy(out, r * row, (d.dy + r) * this.geom.stride + d.dx * this.Bpp, (d.dy + r) * this.geom.stride + d.dx * this.Bpp + row);
+    return out;
+  }
+
+  /** Puts back pixels readRect() took from the same rectangle. */
+  writeRect(x: number, y: number, w: number, h: number, px: Buffer): void {
+    const d = this.deviceRect(x, y, w, h);
+    if (!d) return;
+    const row = d.dw * this.Bpp;
+    if (px.length !== row * d.dh) throw new Error(`writeRect: ${px.length} bytes for a ${d.dw}x${d.dh} rectangle`);
+    for (let r = 0; r < d.dh; r++) px.copy(this.buf, (d.dy + r) * this.geom.stride + d.dx * this.Bpp, r * row, (r + 1) * row);
+  }
+
+  /**
+   * A square of n x n cells, each `cell` logical pixels, at logical (x, y): cell (row, col) is
+   * `dark` when bits[row * n + col] is 1, else `light`. Every pixel of the square is written, so
+   * nothing under it needs clearing first. Drawn in device space: each row of cells becomes one
+   * device row of runs, copied to the cell's other rows, so a QR costs a few hundred fills and
+   * copies instead of one fill per dark run and pixel row.
+   */
+  cellSquare(x: number, y: number, n: number, cell: number, bits: Uint8Array, dark: Rgb, light: Rgb): void {
+    const side = n * cell;
+    const d = this.deviceRect(x, y, side, side);
+    if (!d) return;
+    if (d.dw !== side || d.dh !== side || !Number.isInteger(x) || !Number.isInteger(y)) {
+      // partly off the surface: cell by cell, clipped (never on a laid-out screen)
+      for (let r = 0; r < n; r++) for (let c = 0; c < n; c++) this.fillRect(x + c * cell, y + r * cell, cell, cell, bits[r * n + c] ? dark : light);
+      return;
+    }
+    const dev = this.rotation === 0 ? bits : turnCells(bits, n, this.rotation);
+    const stride = this.geom.stride;
+    const rowStart = d.dx * this.Bpp;
+    const rowEnd = (d.dx + side) * this.Bpp;
+    for (let r = 0; r < n; r++) {
+      const top = d.dy + r * cell;
+      const row = r * n;
+      let c = 0;
+      while (c < n) {
+        const v = dev[row + c];
+        let run = 1;
+        while (c + run < n && dev[row + c + run] === v) run++;
+        this.fillDevice(d.dx + c * cell, top, run * cell, 1, v ? dark : light);
+        c += run;
+      }
+      const first = top * stride;
+      for (let k = 1; k < cell; k++) this.buf.copyWithin(first + k * stride + rowStart, first + rowStart, first + rowEnd);
+    }
+  }
+}
+
+/** An n x n cell grid as the device stores it: device cell (row, col) from the logical one (see Surface.deviceRect). */
+function turnCells(bits: Uint8Array, n: number, rotation: 90 | 180 | 270): Uint8Array {
+  const out = new Uint8Array(n * n);
+  for (let r = 0; r < n; r++) {
+    for (let c = 0; c < n; c++) {
+      out[r * n + c] = rotation === 90 ? bits[(n - 1 - c) * n + r]! : rotation === 180 ? bits[(n - 1 - r) * n + (n - 1 - c)]! : bits[c * n + (n - 1 - r)]!;
+    }
+  }
+  return out;
 }
 
 /** Signed distance inside the shape (px) -> coverage 0..255 over a 1-px wide edge. */

@@ -1,6 +1,6 @@
 import type { Logger } from '../../runtime/log.js';
 import { isSelectionAnswer, type Buttons, type OrderChange, type SelectionAnswer, type SelectionDetail } from '../buttons.js';
-import { isCurrency, toDecimalString } from '../../core/money.js';
+import { isCurrency, toDecimalString, type Currency } from '../../core/money.js';
 import { DispenserBusy, type Dispenser, type VendOrder, type VendOutcome } from '../dispenser.js';
 import type { FaultSink } from '../faults.js';
 import type { DeviceReport } from '../report.js';
@@ -8,7 +8,8 @@ import { LineDevice } from '../serial/line-device.js';
 import type { OpenPort } from '../serial/line-port.js';
 import { checkMachinePrice } from './price.js';
 import { Commands, parseBoardLine, type BoardLine, type CashlessState } from './qibixx.js';
-import { diagnoseScale, type ScaleSetup, type ScaleVerdict } from './scale.js';
+import { diagnosePriceRange, diagnoseScale, type ScaleSetup, type ScaleVerdict } from './scale.js';
+import { currencyOfMdbCode, describeBusSetup, mdbCurrencyCode, readerMismatches, SetupExchange, sixteenBitMoney, type BusSetup, type ExpectedReader } from './bus-setup.js';
 
 // An MDB vending machine retrofitted with a Qibixx board in cashless-slave mode. The machine
 // keeps its keypad, its prices and its motors; qrkiosk is its "card reader":
@@ -58,6 +59,17 @@ export interface MdbOptions {
   setconf?: ReadonlyArray<readonly [string, string]>;
   /** what the reader announces (for the scale check's advice); null = unknown */
   scale?: ScaleSetup | null;
+  /**
+   * Read the setup exchange off the bus (the board's sniffer, X,1) on every enable, and check
+   * what the reader announced against `expectReader`. Off = trust the config.
+   */
+  readSetup?: boolean;
+  /** what the reader must announce at setup (what C,SETCONF asked for) */
+  expectReader?: ExpectedReader;
+  /** after the board says ENABLED, how long late sniffer lines of the setup may still come */
+  setupGraceMs?: number;
+  /** the sniffer is never left on longer than this (a VMC that never sets the reader up) */
+  setupReadMs?: number;
   /** how long the board has to answer one C,SETCONF */
   setconfAnswerMs?: number;
   reconnect?: { baseMs: number; capMs: number };
@@ -72,17 +84,24 @@ export const MDB_DEFAULTS = { baudRate: 115200, resultTimeoutMs: 60_000 } as con
 /** MDB addresses of the two cashless devices a VMC can have */
 export const CASHLESS_ADDRESS = { 1: '0x10', 2: '0x60' } as const;
 
-/** The C,SETCONF lines for a config: address, always-idle for the style, currency, then the operator's own. */
+/**
+ * The C,SETCONF lines for a config: address, always-idle for the style, currency, scale factor
+ * and decimal places (so the reader announces what the config says), then the operator's own.
+ */
 export function mdbSetconf(c: {
   address?: 1 | 2 | undefined;
   style?: 'selection-first' | 'card-first' | undefined;
   currencyCode?: string | undefined;
+  scaleFactor?: number | undefined;
+  decimalPlaces?: number | undefined;
   setconf?: Record<string, string> | undefined;
 }): Array<[string, string]> {
   const out: Array<[string, string]> = [];
   if (c.address !== undefined) out.push(['mdb-addr', CASHLESS_ADDRESS[c.address]]);
   if (c.style !== undefined) out.push(['mdb-always-idle', c.style === 'selection-first' ? '1' : '0']);
   if (c.currencyCode !== undefined) out.push(['mdb-currency-code', c.currencyCode]);
+  if (c.scaleFactor !== undefined) out.push(['mdb-scale-factor', String(c.scaleFactor)]);
+  if (c.decimalPlaces !== undefined) out.push(['mdb-decimal-places', String(c.decimalPlaces)]);
   for (const [k, v] of Object.entries(c.setconf ?? {})) {
     const i = out.findIndex(([p]) => p === k);
     if (i >= 0) out[i] = [k, v];
@@ -124,6 +143,8 @@ interface Probe {
 /** The dispenser face of an MDB machine can also run the price scale check. */
 export interface PriceProbe {
   probePrice(slot: number, catalog: { price: number; currency: string }, timeoutMs: number): Promise<PriceProbeResult>;
+  /** the slots' catalog prices against the machine's setup; the problems found (also raised as a fault) */
+  checkCatalog(catalog: Array<{ slot: number; price: number; currency: string }>): string[];
 }
 
 export function canProbePrice(d: object): d is PriceProbe {
@@ -131,8 +152,20 @@ export function canProbePrice(d: object): d is PriceProbe {
 }
 
 export type PriceProbeResult =
-  | { ok: true; slot: number; item: number; machinePrice: string; verdict: ScaleVerdict }
-  | { ok: false; slot: number; reason: 'timeout' | 'busy' | 'not_ready'; message: string };
+  | { ok: true; slot: number; item: number; machinePrice: string; verdict: ScaleVerdict; setup: ProbeSetup }
+  | { ok: false; slot: number; reason: 'timeout' | 'busy' | 'not_ready' | 'setup_mismatch'; message: string };
+
+/** What the price check compared against: the setup read on the bus, or only the config. */
+export interface ProbeSetup {
+  source: 'bus' | 'config' | 'none';
+  scaleFactor: number | null;
+  decimalPlaces: number | null;
+  /** the VMC's max/min prices from setup, in scaled units (null = not said / not read) */
+  vmcMax: number | null;
+  vmcMin: number | null;
+  /** the catalog price against the VMC's max/min and the bus' number range */
+  problems: string[];
+}
 
 export interface MdbHealth {
   driver: 'mdb';
@@ -145,6 +178,12 @@ export interface MdbHealth {
   request: { item: number | null; price: string; slot: number; orderId: string | null } | null;
   /** each C,SETCONF of the last enable: ok, refused (board's text) or no answer */
   setup: Array<{ param: string; value: string; result: string }>;
+  /** the last setup exchange read off the bus (readSetup), null = none read yet */
+  busSetup: BusSetup | null;
+  /** where the reader's announcement differs from the config; empty = agrees (or not read) */
+  setupMismatch: string[];
+  /** the catalog against the VMC's max/min prices (checkCatalog), one sentence per problem */
+  priceRange: string[];
   lastVend: { item: number; price: string; result: VendOutcome['result']; at: number } | null;
   opens: number;
   disconnects: number;
@@ -176,6 +215,20 @@ export class MdbCashless extends LineDevice {
   private setconfWaiter: ((answer: string) => void) | undefined;
   /** bumped on every enable: a stale setup chain stops */
   private initRun = 0;
+  /** the setup exchange being read (sniffer on), undefined = not reading */
+  private exchange: SetupExchange | undefined;
+  /** ends the read: the cap from the start, then the short grace once the board is enabled */
+  private setupGrace: NodeJS.Timeout | undefined;
+  private setupGraceStarted = false;
+  /** between C,0 and C,1 of an enable: a status then is the board's answer to C,0, not the VMC */
+  private enabling = false;
+  private busSetup: BusSetup | null = null;
+  private setupMismatch: string[] = [];
+  private priceRange: string[] = [];
+  /** a re-enable was sent because the reader announced other values: once, until a read agrees */
+  private reinitForMismatch = false;
+  /** the slots' catalog prices, for the max/min check after each setup read */
+  private catalog: Array<{ slot: number; price: number; currency: string }> = [];
 
   constructor(opts: MdbOptions) {
     super(opts, { link: 'mdb', logPart: 'mdb', device: `MDB interface ${opts.path}`, unplugHint: 'check the MDB-USB cable or the HAT' });
@@ -190,13 +243,17 @@ export class MdbCashless extends LineDevice {
     const h = this.health();
     const enabled = h.board === 'ENABLED' || h.board === 'IDLE' || h.board === 'VEND';
     const refused = h.setup.filter((s) => s.result !== 'ok');
-    const status: DeviceReport['status'] = h.port !== 'open' ? 'disconnected' : enabled && refused.length === 0 ? 'ok' : 'fault';
+    const healthy = refused.length === 0 && h.setupMismatch.length === 0 && h.priceRange.length === 0;
+    const status: DeviceReport['status'] = h.port !== 'open' ? 'disconnected' : enabled && healthy ? 'ok' : 'fault';
     const board = h.board ? `cashless ${h.board.toLowerCase()}` : 'no status from the board yet';
     const req = h.request ? `; machine asks ${h.request.price} for item ${h.request.item} (slot ${h.request.slot}, ${h.phase})` : '';
     const last = role === 'dispenser' && h.lastVend ? `; last vend item ${h.lastVend.item}: ${h.lastVend.result}` : '';
     const what = role === 'buttons' ? 'the machine keypad selects' : 'the machine vends after approval';
     const setup =
       (refused.length ? `; setup refused: ${refused.map((r) => `${r.param}=${r.value} (${r.result})`).join(', ')}` : '') +
+      (h.busSetup ? `; setup read on the bus: ${describeBusSetup(h.busSetup, this.catalogCurrency())}` : '') +
+      (h.setupMismatch.length ? `; the reader announced ${h.setupMismatch.join(', ')}` : '') +
+      (h.priceRange.length ? `; ${h.priceRange.join('; ')}` : '') +
       (this.probe ? `; price check of slot ${this.probe.slot}: waiting for its item to be chosen on the machine` : '');
     return {
       role,
@@ -222,6 +279,9 @@ export class MdbCashless extends LineDevice {
             ? { item: null, price: p.funds, slot: p.slot, orderId: p.order.orderId }
             : { item: p.item, price: p.price, slot: p.slot, orderId: p.orderId },
       setup: this.setupResults,
+      busSetup: this.busSetup,
+      setupMismatch: this.setupMismatch,
+      priceRange: this.priceRange,
       lastVend: this.lastVend,
       ...this.linkCounts(),
       lastError: this.lastError,
@@ -234,6 +294,8 @@ export class MdbCashless extends LineDevice {
     else if (p.kind === 'requested') this.deny('agent stopping');
     else if (p.kind === 'starting') this.endStart('agent stopping before the customer chose', true);
     this.endProbe({ ok: false, slot: this.probe?.slot ?? 0, reason: 'not_ready', message: 'agent stopping' });
+    clearTimeout(this.setupGrace);
+    this.exchange = undefined;
     await this.link.close();
     this.pressListeners.clear();
     this.cancelListeners.clear();
@@ -256,9 +318,13 @@ export class MdbCashless extends LineDevice {
 
   private handle(m: Exclude<BoardLine, { kind: 'garbled' }>): void {
     switch (m.kind) {
+      case 'sniff':
+        if (this.exchange?.take(m.block)) this.finishSetupRead('complete');
+        return;
       case 'status': {
         const was = this.board;
         this.board = m.state;
+        this.onStatusForSetupRead(m.state);
         if (was !== m.state) this.log?.info({ from: was, to: m.state, funds: m.funds }, `mdb: cashless ${m.state.toLowerCase()}`);
         const p = this.phase;
         if (m.state === 'IDLE' && p.kind === 'starting') {
@@ -301,6 +367,11 @@ export class MdbCashless extends LineDevice {
         return;
       }
       case 'other':
+        if (m.text === 'x,NACK' && this.exchange) {
+          // a firmware without the sniffer: nothing to read, trust the config
+          this.finishSetupRead('the board refused X,1 (no sniffer in this firmware?)');
+          return;
+        }
         this.log?.debug({ line: m.text }, 'mdb: board line not used');
         return;
     }
@@ -432,12 +503,13 @@ export class MdbCashless extends LineDevice {
     if (rateLimited && now - this.lastInitAt < 2000) return;
     this.lastInitAt = now;
     this.initPending = false;
+    this.enabling = true;
     const run = ++this.initRun;
     const setconf = this.opts.setconf ?? [];
     this.log?.info({ why, setconf: setconf.length }, 'mdb: enabling the cashless slave (C,0, setup, C,1)');
     this.link.write(Commands.disable);
     if (setconf.length === 0) {
-      this.link.write(Commands.enable);
+      this.enableReading();
       return;
     }
     // one C,SETCONF at a time, each answered c,SET,OK (or an error) before the next
@@ -468,9 +540,122 @@ export class MdbCashless extends LineDevice {
       if (run !== this.initRun) return;
       this.setupResults = results;
       if (results.every((r) => r.result === 'ok')) this.opts.faults?.clear(this.device, 'setup', 'reader setup accepted');
-      this.link.write(Commands.enable);
+      this.enableReading();
       this.emit('setup', results);
     })();
+  }
+
+  // ---- the setup exchange, read off the bus ----------------------------------------------------
+
+  /** C,1, with the sniffer on first when the setup is read (the VMC sets the reader up anew). */
+  private enableReading(): void {
+    this.enabling = false;
+    if (this.opts.readSetup) this.startSetupRead();
+    this.link.write(Commands.enable);
+  }
+
+  private startSetupRead(): void {
+    clearTimeout(this.setupGrace);
+    const capMs = this.opts.setupReadMs ?? 30_000;
+    this.setupGrace = setTimeout(() => this.finishSetupRead(`no complete setup within ${Math.round(capMs / 1000)} s`), capMs);
+    this.setupGraceStarted = false;
+    const addr = this.opts.setconf?.find(([p]) => p === 'mdb-addr')?.[1] === CASHLESS_ADDRESS[2] ? 0x60 : 0x10;
+    this.exchange = new SetupExchange(addr);
+    this.link.write(Commands.sniff(true));
+  }
+
+  private onStatusForSetupRead(state: CashlessState): void {
+    if (!this.opts.readSetup) return;
+    // the VMC reset the reader by itself (its power cycle): it sets it up again, read that too
+    if (state === 'INACTIVE' && !this.exchange && !this.enabling && this.link.isOpen) {
+      this.log?.info('mdb: the machine reset the reader: reading its new setup');
+      this.startSetupRead();
+      return;
+    }
+    // MDB sets up before it enables; the sniffer's lines may lag the status line a little
+    if (state === 'ENABLED' && this.exchange && !this.setupGraceStarted) {
+      this.setupGraceStarted = true;
+      clearTimeout(this.setupGrace);
+      this.setupGrace = setTimeout(() => this.finishSetupRead('the board is enabled'), this.opts.setupGraceMs ?? 1000);
+    }
+  }
+
+  /** Sniffer off; check what the reader announced against the config, and the catalog against the VMC's prices. */
+  private finishSetupRead(why: string): void {
+    const ex = this.exchange;
+    if (!ex) return;
+    this.exchange = undefined;
+    clearTimeout(this.setupGrace);
+    this.setupGrace = undefined;
+    this.link.write(Commands.sniff(false));
+    const s = ex.setup;
+    this.busSetup = s;
+    if (!s.reader) {
+      this.setupMismatch = [];
+      this.log?.warn({ why, busSetup: s }, `mdb: the reader's setup was not seen on the bus (${why}): trusting hardware.mdb.setup; check with qrkiosk test mdb-price`);
+    } else {
+      this.setupMismatch = readerMismatches(s.reader, this.opts.expectReader ?? {});
+      if (this.setupMismatch.length) {
+        // the board lost its setup (a power blip while the port stayed open) or does not apply a
+        // parameter: send the setup again, once; a board that still disagrees stays a fault
+        const retry = !this.reinitForMismatch && this.phase.kind === 'idle' && !this.probe && (this.opts.setconf?.length ?? 0) > 0;
+        const msg = `the reader announced ${this.setupMismatch.join(', ')} to the machine at setup: the board did not keep or apply its C,SETCONF setup; ${
+          retry ? 'sending the setup again' : 'check the board\'s firmware (its parameter names) and hardware.mdb.setup, then restart the agent'
+        }`;
+        this.log?.error({ busSetup: s }, `mdb: ${msg}`);
+        this.opts.faults?.condition(this.device, 'setup_read', msg);
+        if (retry) {
+          this.reinitForMismatch = true;
+          this.emit('setup_read', s);
+          this.init('the reader announced other values than configured');
+          return;
+        }
+      } else {
+        this.reinitForMismatch = false;
+        this.log?.info({ busSetup: s }, `mdb: setup read on the bus: ${describeBusSetup(s, this.catalogCurrency())}`);
+        this.opts.faults?.clear(this.device, 'setup_read', 'the reader announces what the config asks');
+      }
+    }
+    this.checkPriceRange();
+    this.emit('setup_read', s);
+  }
+
+  /**
+   * The slots' catalog prices (the agent calls this when the catalog arrives): each is checked
+   * against the VMC's max/min prices of the last setup read, and against what the bus can carry.
+   */
+  checkCatalog(catalog: Array<{ slot: number; price: number; currency: string }>): string[] {
+    this.catalog = catalog;
+    return this.checkPriceRange();
+  }
+
+  private catalogCurrency(): Currency | undefined {
+    const c = this.catalog[0]?.currency;
+    return c && isCurrency(c) ? c : undefined;
+  }
+
+  private checkPriceRange(): string[] {
+    const s = this.busSetup;
+    const reader = s?.reader ?? (this.opts.scale ? { scaleFactor: this.opts.scale.scaleFactor, decimalPlaces: this.opts.scale.decimalPlaces } : null);
+    const problems: string[] = [];
+    if (reader) {
+      for (const p of this.catalog) for (const why of diagnosePriceRange(p, reader, s?.prices ?? null, sixteenBitMoney(s))) problems.push(`slot ${p.slot}: ${why}`);
+    }
+    const announced = s?.reader ? currencyOfMdbCode(s.reader.currencyCode) : undefined;
+    const catalogCur = this.catalogCurrency();
+    if (s?.reader && catalogCur && announced !== catalogCur) {
+      // many VMCs ignore the reader's currency, so this is advice, not a fault
+      this.log?.warn(
+        { announced: s.reader.currencyCode, catalog: catalogCur },
+        `mdb: the reader announces currency ${s.reader.currencyCode}${announced ? ` (${announced})` : ''} but the catalog is in ${catalogCur}: set hardware.mdb.setup.currencyCode: ${mdbCurrencyCode(catalogCur)}`,
+      );
+    }
+    this.priceRange = problems;
+    if (problems.length) {
+      this.log?.error({ problems }, `mdb: the catalog does not fit the machine's setup: ${problems.join('; ')}`);
+      this.opts.faults?.condition(this.device, 'price_range', problems.join('; '));
+    } else this.opts.faults?.clear(this.device, 'price_range', 'the catalog fits the machine\'s setup');
+    return problems;
   }
 
   /** Deny the open request (C,STOP) and forget it. */
@@ -548,6 +733,14 @@ export class MdbCashless extends LineDevice {
       return Promise.resolve({ ok: false, slot, reason: 'busy', message: `the MDB driver is busy (${this.probe ? 'another price check' : this.phase.kind})` });
     }
     if (!this.link.isOpen) return Promise.resolve({ ok: false, slot, reason: 'not_ready', message: `the MDB interface is ${this.link.state}` });
+    if (this.setupMismatch.length) {
+      return Promise.resolve({
+        ok: false,
+        slot,
+        reason: 'setup_mismatch',
+        message: `not checking prices against a setup the config does not describe: at setup the reader announced ${this.setupMismatch.join(', ')}; restart the agent (it sends the setup again on enable) or correct hardware.mdb.setup, then check again`,
+      });
+    }
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         if (this.style === 'card-first') this.link.write(Commands.deny);
@@ -568,9 +761,27 @@ export class MdbCashless extends LineDevice {
       if (this.style === 'card-first' && isCurrency(probe.catalog.currency)) this.link.write(Commands.start(toDecimalString(probe.catalog.price * 100, probe.catalog.currency)));
       return;
     }
-    const verdict = diagnoseScale(price, probe.catalog, this.opts.scale ?? null);
-    this.log?.info({ item, price, verdict }, `mdb: price check of slot ${probe.slot}: ${verdict.message}`);
-    this.endProbe({ ok: true, slot: probe.slot, item, machinePrice: price, verdict });
+    const setup = this.probeSetup(probe.catalog);
+    const scale: ScaleSetup | null =
+      setup.source === 'none' ? null : { scaleFactor: setup.scaleFactor!, decimalPlaces: setup.decimalPlaces!, source: setup.source };
+    const verdict = diagnoseScale(price, probe.catalog, scale);
+    this.log?.info({ item, price, verdict, setup }, `mdb: price check of slot ${probe.slot}: ${verdict.message}`);
+    this.endProbe({ ok: true, slot: probe.slot, item, machinePrice: price, verdict, setup });
+  }
+
+  /** The setup the price check uses: read on the bus when it was, else the config's. */
+  private probeSetup(catalog: { price: number; currency: string }): ProbeSetup {
+    const s = this.busSetup;
+    const reader = s?.reader;
+    const conf = this.opts.scale ?? null;
+    const base = reader
+      ? { source: 'bus' as const, scaleFactor: reader.scaleFactor, decimalPlaces: reader.decimalPlaces }
+      : conf
+        ? { source: 'config' as const, scaleFactor: conf.scaleFactor, decimalPlaces: conf.decimalPlaces }
+        : { source: 'none' as const, scaleFactor: null, decimalPlaces: null };
+    const problems =
+      base.source === 'none' ? [] : diagnosePriceRange(catalog, { scaleFactor: base.scaleFactor!, decimalPlaces: base.decimalPlaces! }, s?.prices ?? null, sixteenBitMoney(s));
+    return { ...base, vmcMax: s?.prices?.max ?? null, vmcMin: s?.prices?.min ?? null, problems };
   }
 
   private endProbe(r: PriceProbeResult): void {
@@ -626,7 +837,10 @@ export class MdbCashless extends LineDevice {
         this.phase = { ...p, kind: 'approved', timer: this.resultTimer(), done: resolve };
       });
     });
-    return Object.assign(face, { probePrice: (slot: number, catalog: { price: number; currency: string }, timeoutMs: number) => this.probePrice(slot, catalog, timeoutMs) });
+    return Object.assign(face, {
+      probePrice: (slot: number, catalog: { price: number; currency: string }, timeoutMs: number) => this.probePrice(slot, catalog, timeoutMs),
+      checkCatalog: (catalog: Array<{ slot: number; price: number; currency: string }>) => this.checkCatalog(catalog),
+    });
   }
 
   /** Card-first: open a session with the paid amount; the customer chooses on the machine. */

@@ -20,10 +20,15 @@
 //                          device, 0x60 second), mdb-currency-code, mdb-always-idle (1 = selection
 //                          first); others can be given in hardware.mdb.setconf
 //   c,STATUS,REVALUE...    the VMC asks to put money back on the "card": refused (C,STOP)
+//   X,1 / X,0              sniffer on / off (answered x,ACK): every MDB block on the bus is then
+//                          printed as x,<status>,<time>,... (bus-setup.ts); qrkiosk turns it on
+//                          around an enable to read the setup exchange, then off again
 //
 // There is no checksum. A line that does not parse is logged and ignored; a truncated line
 // that still parses (an item "15" cut to "1") cannot be detected here, which is one reason the
 // machine's price is checked against the catalog before anything is approved.
+
+import { parseSniffLine, type SniffBlock } from './bus-setup.js';
 
 export type CashlessState = 'INACTIVE' | 'DISABLED' | 'ENABLED' | 'IDLE' | 'VEND';
 
@@ -36,7 +41,9 @@ export type BoardLine =
   | { kind: 'vend_success' }
   | { kind: 'vend_failure'; code: string }
   | { kind: 'error'; text: string }
-  /** well-formed lines we have no use for: version, ACKs, sniffer, master side, settings */
+  /** a block the sniffer saw on the MDB bus (only while X,1 is on) */
+  | { kind: 'sniff'; block: SniffBlock }
+  /** well-formed lines we have no use for: version, ACKs (x,ACK too), master side, settings */
   | { kind: 'other'; text: string }
   | { kind: 'garbled'; reason: string };
 
@@ -85,6 +92,13 @@ export function parseBoardLine(raw: string): BoardLine {
     // c,START,... acknowledgements and the like
     return { kind: 'other', text: line };
   }
+  if (f[0] === 'x') {
+    const block = parseSniffLine(line);
+    // x,ACK / x,NACK answer X,1 and X,0
+    if (block) return { kind: 'sniff', block };
+    if (f.length === 2) return { kind: 'other', text: line };
+    return { kind: 'garbled', reason: 'sniffer line is not x,<status>,<time>,[<command>,]<data> (truncated?)' };
+  }
   if (/^[a-z],/.test(line) || /^[a-z]$/.test(line)) return { kind: 'other', text: line };
   return { kind: 'garbled', reason: 'not a Qibixx reply line (expected "c,...", "v,...", "r,...")' };
 }
@@ -97,6 +111,8 @@ export const Commands = {
   /** card-first: a session with these funds */
   start: (funds: string) => `C,START,${funds}`,
   setconf: (param: string, value: string) => `C,SETCONF,${param}=${value}`,
+  /** the bus sniffer, to read the setup exchange */
+  sniff: (on: boolean) => (on ? 'X,1' : 'X,0'),
 } as const;
 
 /** A command line sent to the board, parsed (the twin and the tests use it). */
@@ -106,12 +122,14 @@ export type BoardCommand =
   | { kind: 'deny' }
   | { kind: 'start'; funds: string }
   | { kind: 'setconf'; param: string; value: string }
+  | { kind: 'sniff'; on: boolean }
   | { kind: 'other'; text: string };
 
 export function parseBoardCommand(raw: string): BoardCommand {
   const line = raw.trim();
   if (line === 'C,0' || line === 'C,1') return { kind: 'enable', on: line === 'C,1' };
   if (line === 'C,STOP') return { kind: 'deny' };
+  if (line === 'X,0' || line === 'X,1') return { kind: 'sniff', on: line === 'X,1' };
   const m = /^C,VEND,(\d{1,7}(?:\.\d{1,4})?)$/.exec(line);
   if (m) return { kind: 'approve', price: m[1]! };
   const s = /^C,START,(\d{1,7}(?:\.\d{1,4})?)$/.exec(line);

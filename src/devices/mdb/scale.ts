@@ -1,4 +1,5 @@
-import { formatMoney, isCurrency, parseAmount } from '../../core/money.js';
+import { CURRENCIES, formatMoney, isCurrency, parseAmount } from '../../core/money.js';
+import { unitsToMinor, type VmcPrices } from './bus-setup.js';
 
 // The most common price error in an MDB retrofit: the machine's prices and the reader's idea of
 // them differ by a power of ten. MDB sends prices as whole numbers of a "scaled" unit; the reader
@@ -10,6 +11,8 @@ import { formatMoney, isCurrency, parseAmount } from '../../core/money.js';
 export interface ScaleSetup {
   scaleFactor: number;
   decimalPlaces: number;
+  /** bus = read off the MDB bus at setup (what the board really announced); config = hardware.mdb.setup */
+  source?: 'bus' | 'config';
 }
 
 export type ScaleVerdict =
@@ -52,7 +55,11 @@ export function diagnoseScale(machinePrice: string, catalog: { price: number; cu
   }
   const ratio = machine / catalog.price;
   const exp = Math.log10(ratio);
-  const where = setup ? `the reader announces scale factor ${setup.scaleFactor} and ${setup.decimalPlaces} decimal places (hardware.mdb.setup)` : 'the reader setup is the board\'s stored one (hardware.mdb.setup not set)';
+  const where = !setup
+    ? 'the reader setup is the board\'s stored one (hardware.mdb.setup not set, and not read at setup)'
+    : setup.source === 'bus'
+      ? `the reader announced scale factor ${setup.scaleFactor} and ${setup.decimalPlaces} decimal places at setup (read on the MDB bus)`
+      : `the reader announces scale factor ${setup.scaleFactor} and ${setup.decimalPlaces} decimal places (hardware.mdb.setup)`;
   if (Math.abs(exp - Math.round(exp)) < 1e-9 && Math.round(exp) !== 0) {
     const k = Math.round(exp);
     const fix = setup ? `set hardware.mdb.setup.decimalPlaces to ${setup.decimalPlaces - k}, or set the machine's decimal point to ${setup.decimalPlaces} places` : 'make the machine\'s decimal point and the reader\'s decimal places agree';
@@ -84,4 +91,46 @@ export function diagnoseScale(machinePrice: string, catalog: { price: number; cu
     ratio,
     message: `machine asks ${got}, catalog says ${want}: not a scale error, the prices differ (change the machine's price or the catalog)`,
   };
+}
+
+/** MDB money on levels 1 and 2 (and level 3 without the 32-bit option) is 16 bits. */
+export const MDB_16BIT_MAX = 0xffff;
+
+/**
+ * A catalog price against what the VMC said at setup: its max/min prices (in the reader's scaled
+ * units) and whether the price can be sent on the bus at all. Each problem is one sentence; a
+ * max/min off by a power of ten names the decimal places, like the price check does.
+ */
+export function diagnosePriceRange(
+  catalog: { price: number; currency: string },
+  reader: { scaleFactor: number; decimalPlaces: number },
+  prices: VmcPrices | null,
+  /** true when money on this bus is certainly 16 bits (the VMC or the reader is below level 3) */
+  sixteenBit: boolean,
+): string[] {
+  if (!isCurrency(catalog.currency)) return [`catalog currency ${catalog.currency} is unknown`];
+  const cur = catalog.currency;
+  const out: string[] = [];
+  const want = formatMoney(catalog.price, cur);
+  const tenfold = (ratio: number) => {
+    const k = Math.round(Math.log10(ratio));
+    return k !== 0 && Math.abs(Math.log10(ratio) - k) < 1e-9 ? `: ${10 ** Math.abs(k)}x, the machine's decimal point and the reader's ${reader.decimalPlaces} decimal places differ by ${Math.abs(k)}` : '';
+  };
+  const show = (minor: number) => (Number.isInteger(minor) ? formatMoney(minor, cur) : `${minor / 10 ** CURRENCIES[cur].exponent} ${cur}`);
+  if (prices?.max != null) {
+    const max = unitsToMinor(prices.max, reader, cur);
+    if (catalog.price > max) out.push(`the machine said at setup its highest price is ${show(max)}, below the catalog's ${want}${tenfold(catalog.price / max)}`);
+  }
+  if (prices?.min != null) {
+    const min = unitsToMinor(prices.min, reader, cur);
+    if (catalog.price < min) out.push(`the machine said at setup its lowest price is ${show(min)}, above the catalog's ${want}${tenfold(catalog.price / min)}`);
+  }
+  // the catalog price in bus units: minor x 10^(decimals - exponent) / scale factor
+  const units = (catalog.price * 10 ** reader.decimalPlaces) / 10 ** CURRENCIES[cur].exponent / reader.scaleFactor;
+  if (!Number.isInteger(units)) {
+    out.push(`${want} cannot be written in the reader's units (scale factor ${reader.scaleFactor}, ${reader.decimalPlaces} decimal places): it is ${units} units`);
+  } else if (sixteenBit && units > MDB_16BIT_MAX) {
+    out.push(`${want} is ${units} units at scale factor ${reader.scaleFactor} and ${reader.decimalPlaces} decimal places, more than the ${MDB_16BIT_MAX} a 16-bit MDB price can carry: use fewer decimal places or a larger scale factor (hardware.mdb.setup), and the same on the machine`);
+  }
+  return out;
 }

@@ -3,6 +3,8 @@ import type { Buttons } from '../buttons.js';
 import type { Dispenser } from '../dispenser.js';
 import type { FaultSink } from '../faults.js';
 import { MdbCashless, MDB_DEFAULTS, mdbSetconf } from '../mdb/cashless.js';
+import { currencyOfMdbCode } from '../mdb/bus-setup.js';
+import { CURRENCIES } from '../../core/money.js';
 import { DeviceFileTransport, ReceiptPrinter, SerialPrinterTransport, transportFor, type PrinterTransport } from '../printer/printer.js';
 import type { MdbConfig, PrinterConfig, SerialPanelConfig } from './config.js';
 import type { OpenPort } from './line-port.js';
@@ -49,8 +51,21 @@ export function serialPanelFor(owner: object, c: SerialPanelConfig, opts: Serial
   return s.panel;
 }
 
+/**
+ * What the reader is to announce at setup, from hardware.mdb.setup: the decimal places default to
+ * the currency's own (2 for ARS, 0 for CLP) when only the currency is given, so the reader and
+ * the catalog agree by construction. Undefined = the config says nothing: the board's own setup.
+ */
+export function mdbReaderSetup(c: MdbConfig): { currencyCode?: string; scaleFactor: number; decimalPlaces: number } | undefined {
+  if (!c.setup) return undefined;
+  const cur = c.setup.currencyCode ? currencyOfMdbCode(c.setup.currencyCode) : undefined;
+  const decimalPlaces = c.setup.decimalPlaces ?? (cur ? CURRENCIES[cur].exponent : 2);
+  return { ...(c.setup.currencyCode ? { currencyCode: c.setup.currencyCode } : {}), scaleFactor: c.setup.scaleFactor, decimalPlaces };
+}
+
 export function mdbFor(owner: object, c: MdbConfig, opts: SerialBuildOptions = {}): MdbCashless {
   const s = slot(owner);
+  const setup = mdbReaderSetup(c);
   s.mdb ??= new MdbCashless({
     path: c.path,
     baudRate: c.baudRate ?? MDB_DEFAULTS.baudRate,
@@ -59,8 +74,10 @@ export function mdbFor(owner: object, c: MdbConfig, opts: SerialBuildOptions = {
     ...(c.trustMachinePriceWithin !== undefined ? { trustMachinePriceWithin: c.trustMachinePriceWithin } : {}),
     ...(c.style ? { style: c.style } : {}),
     selectTimeoutMs: c.selectTimeoutMs,
-    setconf: mdbSetconf({ address: c.address, style: c.style, currencyCode: c.setup?.currencyCode, setconf: c.setconf }),
-    scale: c.setup ? { scaleFactor: c.setup.scaleFactor, decimalPlaces: c.setup.decimalPlaces } : null,
+    setconf: mdbSetconf({ address: c.address, style: c.style, ...(setup ?? {}), setconf: c.setconf }),
+    scale: setup ? { scaleFactor: setup.scaleFactor, decimalPlaces: setup.decimalPlaces, source: 'config' } : null,
+    readSetup: c.readSetup,
+    ...(setup ? { expectReader: setup } : {}),
     ...(opts.logger ? { logger: opts.logger } : {}),
     ...(opts.faults ? { faults: opts.faults } : {}),
     ...(opts.openPort ? { openPort: opts.openPort } : {}),

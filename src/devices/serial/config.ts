@@ -96,11 +96,20 @@ export const mdbSchema = section(
           .string()
           .regex(/^0x1\d{3}$/, { error: 'MDB currency code: 0x1 followed by the ISO 4217 number, e.g. 0x1032 for ARS, 0x1986 for BRL' })
           .optional(),
-        scaleFactor: z.number({ error: hint('the scale factor the reader announces, e.g. scaleFactor: 1') }).int().min(1).max(255).default(1),
-        decimalPlaces: z.number({ error: hint('the decimal places the reader announces, e.g. decimalPlaces: 2') }).int().min(0).max(4).default(2),
+        // Qibixx takes 1..100 (mdb-scale-factor) and 0..3 (mdb-decimal-places)
+        scaleFactor: z.number({ error: hint('the scale factor the reader announces, e.g. scaleFactor: 1') }).int().min(1).max(100).default(1),
+        decimalPlaces: z
+          .number({ error: hint('the decimal places the reader announces, e.g. decimalPlaces: 2 (default: the currency\'s own, from currencyCode)') })
+          .int()
+          .min(0)
+          .max(3)
+          .optional(),
       },
       'setup: { currencyCode: 0x1032, scaleFactor: 1, decimalPlaces: 2 }',
     ).optional(),
+    readSetup: z
+      .boolean({ error: hint('true reads the machine\'s setup off the bus (the board\'s sniffer) on every enable, false trusts hardware.mdb.setup') })
+      .default(true),
     setconf: z
       .record(z.string().regex(/^[a-z0-9-]+$/, { error: 'Qibixx parameter names look like mdb-always-idle' }), z.union([z.string(), z.number()]).transform(String), {
         error: hint('extra C,SETCONF parameters for the board, e.g. setconf: { mdb-always-idle: 1 }'),

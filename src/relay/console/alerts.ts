@@ -1,33 +1,14 @@
 import type { Logger } from '../../runtime/log.js';
-import { alertKey, type AlertCondition, type AlertKind } from '../../core/alert.js';
+import { alertKey, type AlertCondition } from '../../core/alert.js';
+import type { AlertStore } from '../store/index.js';
 import type { Channel } from './channels.js';
-import { deliveriesFor, type NewDelivery } from './deliveries.js';
+import { deliveriesFor } from './deliveries.js';
 import { evaluateAlerts, type AlertFacts, type AlertRulesConfig } from './alert-rules.js';
 
 // Turns "this condition holds now" into alerts that fire once and clear once. The open alerts are
 // rows in the store, unique per condition key, so a restart, or a second relay instance running
 // the same check, never fires the same alert twice: firing inserts the row and its deliveries in
 // one transaction, and an insert that meets an open row for the key does nothing.
-
-export interface AlertRecord {
-  id: string;
-  key: string;
-  kind: AlertKind;
-  kioskId: string | null;
-  summary: string;
-  facts: Record<string, unknown>;
-  firedAt: number;
-  clearedAt: number | null;
-}
-
-export interface AlertStore {
-  openAlerts(): Promise<AlertRecord[]>;
-  /** inserts the alert and its deliveries in one transaction; undefined if one is already open for its key */
-  fireAlert(a: Omit<AlertRecord, 'clearedAt'>, deliveries: NewDelivery[]): Promise<AlertRecord | undefined>;
-  /** clears an open alert and writes its deliveries in one transaction; false if it was not open */
-  clearAlert(id: string, at: number, deliveries: NewDelivery[]): Promise<boolean>;
-  alerts(opts: { limit: number; open?: boolean; kioskId?: string }): Promise<AlertRecord[]>;
-}
 
 export interface AlertManagerOptions {
   store: AlertStore;

@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import type { DeliveryEvent, DeliveryState } from '../../core/outbound-delivery.js';
+import type { DeliveryRecord, DeliveryStore, NewDelivery } from '../store/index.js';
 import { backoffDelay } from '../../runtime/backoff.js';
 import type { Logger } from '../../runtime/log.js';
 import { quietUntil, type Channel } from './channels.js';
+
+export type { DeliveryRecord, DeliveryStore, NewDelivery };
 
 // Delivers what the relay owes the outside world, from the deliveries table: each row is tried
 // until its channel takes it, with a capped backoff between tries, held through the channel's
@@ -11,33 +13,6 @@ import { quietUntil, type Channel } from './channels.js';
 // reports (alert fired, order paid), so nothing is sent that did not happen and nothing that
 // happened is lost; a crash mid-send repeats that send, which receivers de-duplicate by the
 // X-Qrkiosk-Delivery id.
-
-export interface DeliveryRecord {
-  id: string;
-  channel: string;
-  event: string;
-  payload: string;
-  /** what it is about, e.g. `alert:<id>` or `order:<id>`: the console's per-subject list */
-  subject: string;
-  state: DeliveryState;
-  attempts: number;
-  nextAt: number;
-  lastError: string | null;
-  createdAt: number;
-  deliveredAt: number | null;
-}
-
-export type NewDelivery = Pick<DeliveryRecord, 'id' | 'channel' | 'event' | 'payload' | 'subject'>;
-
-export interface DeliveryStore {
-  /** pending or held rows whose next_at has come, oldest first */
-  dueDeliveries(now: number, limit: number): Promise<DeliveryRecord[]>;
-  /** the earliest next_at of a pending or held row */
-  nextDeliveryAt(): Promise<number | undefined>;
-  /** a checked move of the delivery lifecycle; throws IllegalTransition on a stale row */
-  moveDelivery(id: string, event: DeliveryEvent, at: number, facts: { nextAt?: number; error?: string | null; attempts?: number }): Promise<DeliveryRecord>;
-  deliveries(opts: { limit: number; subject?: string; state?: DeliveryState }): Promise<DeliveryRecord[]>;
-}
 
 /** The rows for one event: one per channel that wants it. */
 export function deliveriesFor(channels: readonly Channel[], event: string, subject: string, data: Record<string, unknown>, at: number): NewDelivery[] {

@@ -1,9 +1,10 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import type pg from 'pg';
+import pg from 'pg';
 import type { Logger } from '../../runtime/log.js';
 import { LocalJobLocks, PgJobLocks, type JobLocks } from './job-lock.js';
 import { FleetPresence, type PresenceStore } from './presence.js';
+import type { RelayStore } from '../store/index.js';
 import { LocalSignals, PgSignals, type KioskSignals } from './signals.js';
 
 // One relay instance among several (or alone): what it needs to cooperate with the others
@@ -24,7 +25,7 @@ export interface FleetHub {
 }
 
 export interface FleetOptions {
-  store: PresenceStore;
+  store: PresenceStore & Pick<RelayStore, 'kiosksWithOutbox'>;
   logger: Logger;
   /** PostgreSQL url when the store is shared; undefined for a single SQLite instance */
   pgUrl?: string;
@@ -37,14 +38,16 @@ export interface FleetOptions {
   sweepMs?: number;
 }
 
-export function newInstanceId(): string {
-  return `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+/** Unique per process: two relays on one host (or a restart) never share presence rows. */
+export function newInstanceId(name = hostname()): string {
+  return `${name}-${process.pid}-${randomBytes(3).toString('hex')}`;
 }
 
 export class Fleet {
   readonly instanceId: string;
   private sweepTimer: NodeJS.Timeout | undefined;
   private hub: FleetHub | undefined;
+  private ownPool: pg.Pool | undefined;
 
   private constructor(
     private readonly o: FleetOptions,
@@ -59,7 +62,10 @@ export class Fleet {
   static async start(o: FleetOptions): Promise<Fleet> {
     const instanceId = o.instanceId ?? newInstanceId();
     const signals: KioskSignals = o.pgUrl ? await PgSignals.start({ url: o.pgUrl, logger: o.logger }) : new LocalSignals();
-    const jobs: JobLocks = o.pgPool ? new PgJobLocks(o.pgPool) : new LocalJobLocks();
+    // job locks hold a connection for a whole pass: their own small pool, never the store's
+    const lockPool = o.pgPool ?? (o.pgUrl ? new pg.Pool({ connectionString: o.pgUrl, max: 4, application_name: 'qrkiosk-relay-jobs' }) : undefined);
+    lockPool?.on('error', (err) => o.logger.warn({ err }, `job lock connection lost: ${err.message}`));
+    const jobs: JobLocks = lockPool ? new PgJobLocks(lockPool) : new LocalJobLocks();
     const heartbeatMs = o.heartbeatMs ?? 5_000;
     let fleet: Fleet | undefined;
     const presence = new FleetPresence({
@@ -71,6 +77,7 @@ export class Fleet {
       onMovedAway: (kioskId, to) => fleet?.hub?.drop(kioskId, `the kiosk reconnected to relay instance ${to}`),
     });
     fleet = new Fleet(o, signals, presence, jobs, instanceId);
+    if (lockPool && !o.pgPool) fleet.ownPool = lockPool;
     await presence.start();
     return fleet;
   }
@@ -106,10 +113,19 @@ export class Fleet {
     return this.presence.isPresent(kioskId);
   }
 
+  /** Pushes every local kiosk that has outbox rows (a lost signal costs at most one sweep period). */
   async sweep(): Promise<void> {
     const hub = this.hub;
     if (!hub) return;
-    for (const id of hub.onlineKiosks()) await this.flush(id);
+    let waiting: string[];
+    try {
+      waiting = await this.o.store.kiosksWithOutbox();
+    } catch (err) {
+      this.o.logger.warn({ err }, `outbox sweep failed: ${(err as Error).message}`);
+      return;
+    }
+    const local = new Set(hub.onlineKiosks());
+    for (const id of waiting) if (local.has(id)) await this.flush(id);
   }
 
   private async flush(kioskId: string): Promise<void> {
@@ -128,5 +144,6 @@ export class Fleet {
     if (hub) for (const id of hub.onlineKiosks()) await this.presence.disconnected(id).catch(() => {});
     await this.signals.close();
     await this.jobs.close();
+    await this.ownPool?.end().catch(() => {});
   }
 }

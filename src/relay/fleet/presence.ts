@@ -1,4 +1,5 @@
 import type { Logger } from '../../runtime/log.js';
+import type { PresenceRow, PresenceStore } from '../store/index.js';
 
 // Which relay instance holds each kiosk's WebSocket, kept in the store so that every instance can
 // answer "is this kiosk connected?" (the liveness gate: an order is offered to a paying customer
@@ -9,25 +10,7 @@ import type { Logger } from '../../runtime/log.js';
 // The POS poll asks on every request and must not wait for the database, so this keeps a cache:
 // loaded in full on a timer, and one kiosk at a time when a `presence` signal says it changed.
 
-export interface PresenceRow {
-  kioskId: string;
-  instanceId: string;
-  connectedAt: number;
-  seenAt: number;
-}
-
-/** What the store offers for presence (both implementations). */
-export interface PresenceStore {
-  /** this kiosk is now connected to `instanceId` (replaces any other instance's row) */
-  claimPresence(kioskId: string, instanceId: string, at: number): Promise<void>;
-  /** refreshes seen_at of every row of this instance; returns how many */
-  touchPresence(instanceId: string, at: number): Promise<number>;
-  /** removes the row only if it is still this instance's (a newer connection elsewhere keeps its own) */
-  releasePresence(kioskId: string, instanceId: string): Promise<boolean>;
-  presenceOf(kioskId: string): Promise<PresenceRow | undefined>;
-  /** rows seen at or after `since` */
-  presentSince(since: number): Promise<PresenceRow[]>;
-}
+export type { PresenceRow, PresenceStore };
 
 export interface PresenceOptions {
   store: PresenceStore;
@@ -81,7 +64,9 @@ export class FleetPresence {
   }
 
   async disconnected(kioskId: string): Promise<void> {
-    if (await this.opts.store.releasePresence(kioskId, this.opts.instanceId)) this.rows.delete(kioskId);
+    // off the cache at once: the liveness gate must not offer for a kiosk whose link just closed
+    if (this.rows.get(kioskId)?.instanceId === this.opts.instanceId) this.rows.delete(kioskId);
+    await this.opts.store.releasePresence(kioskId, this.opts.instanceId);
   }
 
   /** A `presence` signal: reload one kiosk's row. */

@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { toDecimalNumber } from '../../core/money.js';
 import type { Logger } from '../../runtime/log.js';
@@ -26,12 +26,15 @@ export interface UnattendedDeps {
   isOnline?: (kioskId: string) => boolean;
 }
 
-const sha256 = (s: string) => createHash('sha256').update(s).digest();
+// crypto.hash (Node >= 20.12) is one call instead of createHash's three objects: half the cost
+// of the one digest every poll makes. An older Node 20 takes the long way.
+const sha256: (s: string) => Buffer =
+  typeof crypto.hash === 'function' ? (s) => crypto.hash('sha256', s, 'buffer') : (s) => crypto.createHash('sha256').update(s).digest();
 const NO_SUCH_POS = sha256('no-such-pos');
 
 /** Compares digests so the comparison time depends on neither the key nor its length. */
 function sameKey(given: string, expected: Buffer): boolean {
-  return timingSafeEqual(sha256(given), expected);
+  return crypto.timingSafeEqual(sha256(given), expected);
 }
 
 // Mercado Pago polls the POS url several times a second per waiting customer, and the answer

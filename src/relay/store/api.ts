@@ -1,7 +1,12 @@
 import type { OrderEvent, OrderState } from '../../core/relay-order.js';
 import type { OfferEvent } from '../../core/mp-offer.js';
 import type { DexAuditFrame, PaymentModelName } from '../../protocol/messages.js';
+import type { DeliveryEvent, DeliveryState } from '../../core/outbound-delivery.js';
 import type {
+  AlertRecord,
+  DeliveryRecord,
+  NewDelivery,
+  PresenceRow,
   AddedKiosk,
   AddKioskInput,
   DexAuditRecord,
@@ -226,7 +231,61 @@ export interface OperatorStore {
   recentOperatorAudit(limit: number): Promise<OperatorAuditRecord[]>;
 }
 
-export interface RelayStore extends KioskStore, OrderStore, PaymentStore, RefundStore, NotificationStore, OutboxStore, DexAuditStore, OperatorStore {
+/**
+ * Several relay instances on one database (relay/fleet/): which instance holds each kiosk's
+ * WebSocket, refreshed by a heartbeat, so any instance can tell whether a kiosk is connected.
+ */
+export interface PresenceStore {
+  /** this kiosk is now connected to `instanceId` (replaces any other instance's row) */
+  claimPresence(kioskId: string, instanceId: string, at: number): Promise<void>;
+  /** refreshes seen_at of every row of this instance; resolves how many */
+  touchPresence(instanceId: string, at: number): Promise<number>;
+  /** removes the row only if it is still this instance's (a newer connection elsewhere keeps its own) */
+  releasePresence(kioskId: string, instanceId: string): Promise<boolean>;
+  presenceOf(kioskId: string): Promise<PresenceRow | undefined>;
+  /** rows seen at or after `since` */
+  presentSince(since: number): Promise<PresenceRow[]>;
+  /** kiosks that have outbox rows not yet acked (the fleet's sweep pushes only these) */
+  kiosksWithOutbox(): Promise<string[]>;
+}
+
+/** Alerts fire once per condition key and clear once (relay/console/alerts.ts). */
+export interface AlertStore {
+  openAlerts(): Promise<AlertRecord[]>;
+  /** inserts the alert and its deliveries in one transaction; undefined when one is already open for its key */
+  fireAlert(a: Omit<AlertRecord, 'clearedAt'>, deliveries: NewDelivery[]): Promise<AlertRecord | undefined>;
+  /** clears an open alert and writes its deliveries in one transaction; false when it was not open */
+  clearAlert(id: string, at: number, deliveries: NewDelivery[]): Promise<boolean>;
+  /** newest first */
+  alerts(opts: { limit: number; open?: boolean; kioskId?: string }): Promise<AlertRecord[]>;
+}
+
+/** Messages owed to webhooks and e-mail (relay/console/deliveries.ts). */
+export interface DeliveryStore {
+  /** writes new pending deliveries (call it inside the transaction of the fact they report) */
+  insertDeliveries(rows: NewDelivery[], at: number): Promise<void>;
+  /** pending or held rows whose next_at has come, oldest first */
+  dueDeliveries(now: number, limit: number): Promise<DeliveryRecord[]>;
+  /** the earliest next_at of a pending or held row */
+  nextDeliveryAt(): Promise<number | undefined>;
+  /** a checked move (core/outbound-delivery.ts); IllegalTransition on a stale row, StoreError when there is none */
+  moveDelivery(id: string, event: DeliveryEvent, at: number, facts: { nextAt?: number; error?: string | null; attempts?: number }): Promise<DeliveryRecord>;
+  /** newest first */
+  deliveries(opts: { limit: number; subject?: string; state?: DeliveryState }): Promise<DeliveryRecord[]>;
+}
+
+export interface RelayStore
+  extends KioskStore,
+    OrderStore,
+    PaymentStore,
+    RefundStore,
+    NotificationStore,
+    OutboxStore,
+    DexAuditStore,
+    PresenceStore,
+    AlertStore,
+    DeliveryStore,
+    OperatorStore {
   /** See the header: fn's writes through `tx` commit together or not at all. */
   transaction<T>(fn: (tx: RelayStore) => Promise<T>): Promise<T>;
   /** Waits for the running transaction (if any), then closes; later calls reject with StoreError. */

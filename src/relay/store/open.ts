@@ -37,25 +37,8 @@ export async function openRelayStore(config: StoreConfig | string, opts: OpenSto
   return openSqliteStore(c.path);
 }
 
-interface PostgresModule {
-  openPostgresStore(url: string, opts: OpenStoreOptions): Promise<RelayStore>;
-}
-
 async function openPostgres(url: string, opts: OpenStoreOptions): Promise<RelayStore> {
   // Loaded only when asked for: a SQLite relay never loads the PostgreSQL driver.
-  let mod: PostgresModule;
-  try {
-    // a variable specifier: the PostgreSQL half is compiled in only once it exists
-    const specifier = './postgres/index.js';
-    mod = (await import(specifier)) as PostgresModule;
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    if (e.code === 'ERR_MODULE_NOT_FOUND' && /store[\\/]postgres[\\/]index/.test(e.message)) {
-      throw new StoreError(
-        `store.url is set but this build has no PostgreSQL store (src/relay/store/postgres/ is missing): set store.path to use a SQLite file, or install a build with PostgreSQL support`,
-      );
-    }
-    throw err;
-  }
-  return mod.openPostgresStore(url, opts);
+  const { openPostgresStore } = await import('./postgres/index.js');
+  return openPostgresStore(url, opts);
 }

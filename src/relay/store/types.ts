@@ -282,6 +282,47 @@ export function withoutReviewReasons(current: string | null, prefix: string): st
   return kept.length ? kept.join(REVIEW_SEPARATOR) : null;
 }
 
+// ---- fleet and console (schema 7) ---------------------------------------------------------------
+
+/** Which relay instance holds a kiosk's WebSocket (relay/fleet/presence.ts). */
+export interface PresenceRow {
+  kioskId: string;
+  instanceId: string;
+  connectedAt: number;
+  seenAt: number;
+}
+
+/** One alert: a condition about a subject, fired once and cleared once (core/alert.ts). */
+export interface AlertRecord {
+  id: string;
+  /** kind + subject; at most one open (not cleared) alert per key */
+  key: string;
+  kind: import('../../core/alert.js').AlertKind;
+  kioskId: string | null;
+  summary: string;
+  facts: Record<string, unknown>;
+  firedAt: number;
+  clearedAt: number | null;
+}
+
+/** A message owed to the outside world (core/outbound-delivery.ts). */
+export interface DeliveryRecord {
+  id: string;
+  channel: string;
+  event: string;
+  payload: string;
+  /** what it is about, e.g. `alert:<id>` or `order:<id>` */
+  subject: string;
+  state: import('../../core/outbound-delivery.js').DeliveryState;
+  attempts: number;
+  nextAt: number;
+  lastError: string | null;
+  createdAt: number;
+  deliveredAt: number | null;
+}
+
+export type NewDelivery = Pick<DeliveryRecord, 'id' | 'channel' | 'event' | 'payload' | 'subject'>;
+
 // ---- operator console (schema 9) ------------------------------------------------------------------
 
 /** A person who logs in to /console (src/relay/console/web/). Roles: core/console-roles.ts. */

@@ -5,6 +5,7 @@ import type { RelayStore } from '../api.js';
 import { StoreError } from '../types.js';
 import { SqliteConn } from './conn.js';
 import { SqliteDexAudits } from './dex-audits.js';
+import { SqliteAlerts, SqliteDeliveries, SqlitePresence } from './fleet.js';
 import { SqliteKiosks } from './kiosks.js';
 import { AsyncLock } from './lock.js';
 import { MIGRATIONS } from './migrations.js';
@@ -36,6 +37,9 @@ class SqliteTables {
   readonly notifications: SqliteNotifications;
   readonly outbox: SqliteOutbox;
   readonly dex: SqliteDexAudits;
+  readonly presence: SqlitePresence;
+  readonly deliveries: SqliteDeliveries;
+  readonly alerts: SqliteAlerts;
   readonly operators: SqliteOperators;
 
   constructor(readonly conn: SqliteConn) {
@@ -47,6 +51,9 @@ class SqliteTables {
     this.notifications = new SqliteNotifications(c);
     this.outbox = new SqliteOutbox(c);
     this.dex = new SqliteDexAudits(c);
+    this.presence = new SqlitePresence(c);
+    this.deliveries = new SqliteDeliveries(c);
+    this.alerts = new SqliteAlerts(c, this.deliveries);
     this.operators = new SqliteOperators(c);
   }
 }
@@ -417,6 +424,54 @@ class SqliteStoreView implements RelayStore {
   }
   pruneInbox(...a: Parameters<RelayStore['pruneInbox']>) {
     return this.r.run(() => this.ops.outbox.pruneInbox(...a));
+  }
+  // presence: ./fleet.ts
+  claimPresence(...a: Parameters<RelayStore['claimPresence']>) {
+    return this.r.run(() => this.ops.presence.claimPresence(...a));
+  }
+  touchPresence(...a: Parameters<RelayStore['touchPresence']>) {
+    return this.r.run(() => this.ops.presence.touchPresence(...a));
+  }
+  releasePresence(...a: Parameters<RelayStore['releasePresence']>) {
+    return this.r.run(() => this.ops.presence.releasePresence(...a));
+  }
+  presenceOf(...a: Parameters<RelayStore['presenceOf']>) {
+    return this.r.run(() => this.ops.presence.presenceOf(...a));
+  }
+  presentSince(...a: Parameters<RelayStore['presentSince']>) {
+    return this.r.run(() => this.ops.presence.presentSince(...a));
+  }
+  kiosksWithOutbox(...a: Parameters<RelayStore['kiosksWithOutbox']>) {
+    return this.r.run(() => this.ops.presence.kiosksWithOutbox(...a));
+  }
+  // alerts: ./fleet.ts
+  openAlerts(...a: Parameters<RelayStore['openAlerts']>) {
+    return this.r.run(() => this.ops.alerts.openAlerts(...a));
+  }
+  fireAlert(...a: Parameters<RelayStore['fireAlert']>) {
+    return this.r.run(() => this.ops.alerts.fireAlert(...a));
+  }
+  clearAlert(...a: Parameters<RelayStore['clearAlert']>) {
+    return this.r.run(() => this.ops.alerts.clearAlert(...a));
+  }
+  alerts(...a: Parameters<RelayStore['alerts']>) {
+    return this.r.run(() => this.ops.alerts.alerts(...a));
+  }
+  // deliveries: ./fleet.ts
+  insertDeliveries(...a: Parameters<RelayStore['insertDeliveries']>) {
+    return this.r.run(() => this.ops.deliveries.insertDeliveries(...a));
+  }
+  dueDeliveries(...a: Parameters<RelayStore['dueDeliveries']>) {
+    return this.r.run(() => this.ops.deliveries.dueDeliveries(...a));
+  }
+  nextDeliveryAt(...a: Parameters<RelayStore['nextDeliveryAt']>) {
+    return this.r.run(() => this.ops.deliveries.nextDeliveryAt(...a));
+  }
+  moveDelivery(...a: Parameters<RelayStore['moveDelivery']>) {
+    return this.r.run(() => this.ops.deliveries.moveDelivery(...a));
+  }
+  deliveries(...a: Parameters<RelayStore['deliveries']>) {
+    return this.r.run(() => this.ops.deliveries.deliveries(...a));
   }
   // DexAuditStore: ./dex-audits.ts
   insertDexAudit(...a: Parameters<RelayStore['insertDexAudit']>) {

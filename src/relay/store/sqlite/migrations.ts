@@ -2,7 +2,9 @@
 // not seen, in order, at open). Never edit a step that has shipped: add the next one, and write
 // what it changes in ../SCHEMA-CHANGES.md so the PostgreSQL schema (../postgres/) follows.
 
-export const MIGRATIONS: readonly string[] = [
+import type { Migration } from '../../../runtime/sqlite.js';
+
+export const MIGRATIONS: readonly (string | Migration)[] = [
   // 1: initial schema
   `
   CREATE TABLE kiosks (
@@ -168,9 +170,51 @@ export const MIGRATIONS: readonly string[] = [
   `
   CREATE INDEX inbox_applied ON inbox(applied_at);
   `,
-  // 7: RESERVED for the lead's presence/alerts/deliveries (branch main). Placeholder so that 9 has
-  // its number on this branch: at merge the real step 7 replaces this line.
-  `SELECT 1;`,
+  // 7: several relay instances (kiosk presence) and the console's alerts and outbound deliveries;
+  // additive: a relay rolled back to 6 still opens the file
+  {
+    additive: true,
+    sql: `
+  CREATE TABLE kiosk_presence (
+    kiosk_id     TEXT PRIMARY KEY,
+    instance_id  TEXT NOT NULL,
+    connected_at INTEGER NOT NULL,
+    seen_at      INTEGER NOT NULL
+  );
+  CREATE INDEX kiosk_presence_instance ON kiosk_presence(instance_id);
+  CREATE INDEX kiosk_presence_seen ON kiosk_presence(seen_at);
+
+  CREATE TABLE alerts (
+    id         TEXT PRIMARY KEY,
+    key        TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    kiosk_id   TEXT,
+    summary    TEXT NOT NULL,
+    facts      TEXT NOT NULL,
+    fired_at   INTEGER NOT NULL,
+    cleared_at INTEGER
+  );
+  CREATE UNIQUE INDEX alerts_open_key ON alerts(key) WHERE cleared_at IS NULL;
+  CREATE INDEX alerts_fired ON alerts(fired_at);
+
+  CREATE TABLE deliveries (
+    id           TEXT PRIMARY KEY,
+    channel      TEXT NOT NULL,
+    event        TEXT NOT NULL,
+    payload      TEXT NOT NULL,
+    subject      TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_at      INTEGER NOT NULL,
+    last_error   TEXT,
+    created_at   INTEGER NOT NULL,
+    delivered_at INTEGER
+  );
+  CREATE INDEX deliveries_due ON deliveries(next_at) WHERE state IN ('pending', 'held');
+  CREATE INDEX deliveries_subject ON deliveries(subject);
+  CREATE INDEX deliveries_created ON deliveries(created_at);
+  `,
+  },
   // 8: RESERVED for console-api (API keys, par levels, webhooks). Placeholder, replaced at merge.
   `SELECT 1;`,
   // 9: the operator's console (issue 11): accounts, login sessions (only the sha256 of the cookie's
