@@ -1,32 +1,31 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ActionError, ConsoleActions, type Actor } from '../src/relay/console/actions.js';
 import { hashPassword } from '../src/relay/console/passwords.js';
 import { ConsoleSessions, SESSION_COOKIE } from '../src/relay/console/web/sessions.js';
 import { orderTimeline, salesCsv, salesRows } from '../src/relay/console/web/views.js';
-import { openRelayStore, type OrderRecord, type RelayStore } from '../src/relay/store/index.js';
+import type { OrderRecord, RelayStore } from '../src/relay/store/index.js';
 import { silentLogger } from '../src/runtime/log.js';
+import { openTestStore, STORE_KINDS, type TestStore } from './helpers/relay-stores.js';
 
-// Console accounts, sessions and operator actions on a real SQLite store (schema 9): the login
+// Console accounts, sessions and operator actions on real stores, SQLite and PostgreSQL (schema 9): the login
 // limits, session expiry and logout, disabling an account, role checks, the second approver,
 // the audit read into the order's timeline, and the sales CSV.
 
 const PASSWORD = 'correct horse battery';
-let dir: string;
+let t: TestStore;
 let store: RelayStore;
 let clock = 1_800_000_000_000;
 const now = () => clock;
 
+describe.each(STORE_KINDS)('on %s', (kind) => {
 beforeEach(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'qrk-console-'));
-  store = await openRelayStore(join(dir, 'relay.sqlite'));
+  clock = 1_800_000_000_000;
+  t = await openTestStore(kind);
+  store = t.store;
   await store.addKiosk({ id: 'k1', posExternalId: 'POS1' });
 });
 afterEach(async () => {
-  await store.close();
-  rmSync(dir, { recursive: true, force: true });
+  await t.cleanup();
 });
 
 const cookie = (secret: string) => `other=1; ${SESSION_COOKIE}=${encodeURIComponent(secret)}`;
@@ -162,4 +161,5 @@ describe('operator actions', () => {
     expect(salesCsv(rows).split('\n')[1]).toBe(`${rows[0]!.day},k1,COLA,Cola,2,300000,ARS`);
     expect(salesCsv([{ ...rows[0]!, title: '=HYPERLINK("x")' }]).split('\n')[1]).toContain(`"'=HYPERLINK(""x"")"`);
   });
+});
 });
