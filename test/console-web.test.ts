@@ -52,11 +52,12 @@ async function loads(page: Page): Promise<() => number> {
 }
 
 describe.skipIf(!HAVE_CHROMIUM)('operator console in Chromium', { timeout: 180_000 }, () => {
-  it('a vend appears live with its timeline, an operator refund reaches the emulator once, a viewer cannot refund, a killed agent shows offline', async () => {
+  it('a vend appears live with its timeline, an operator refund reaches the emulator once, a viewer cannot refund, an admin price change shows applied, a killed agent shows offline', async () => {
     sys = await KioskSystem.start();
     const store = sys.relay.store;
     await store.addOperator('ana@example.com', 'operator', await hashPassword(PASSWORD), Date.now());
     await store.addOperator('vic@example.com', 'viewer', await hashPassword(PASSWORD), Date.now());
+    await store.addOperator('adm@example.com', 'admin', await hashPassword(PASSWORD), Date.now());
     await sys.startAgent();
 
     const page = await loggedIn('ana@example.com');
@@ -122,6 +123,16 @@ describe.skipIf(!HAVE_CHROMIUM)('operator console in Chromium', { timeout: 180_0
     const again = await page.evaluate(async (id) => (await fetch(`/console/api/orders/${id}/refund`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-requested-with': 'qrkiosk-console' }, body: JSON.stringify({ reason: 'again' }) })).status, orderId);
     expect(again).toBe(409);
     expect(await sys.sandbox.refunds()).toHaveLength(1);
+
+    // an admin changes a price from the page: the kiosk applies it and the console shows when
+    const admin = await loggedIn('adm@example.com');
+    const answers = ['COLA', '175000', 'new price list'];
+    admin.on('dialog', (d) => void d.accept(answers.shift()));
+    await admin.click('[data-kiosk="kiosk-e2e"] button:text("Change price")');
+    const applied = await admin.waitForSelector('[data-kiosk="kiosk-e2e"] .prices li:has-text("applied at")');
+    expect(await applied.textContent()).toContain('price.set by adm@example.com');
+    expect((await sys.status()).stock.find((x) => x.slot === 1)?.price).toBe(175_000);
+    await admin.context().close();
 
     // the agent dies: the page shows the kiosk offline without reloading
     const killedAt = Date.now();

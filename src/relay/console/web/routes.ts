@@ -67,6 +67,9 @@ export function registerConsoleWeb(app: FastifyInstance, d: ConsoleWebDeps): { c
     }
   }, d.feedPollMs ?? 250);
   poll.unref();
+  // expired sessions are useless rows: prune them hourly
+  const prune = setInterval(() => void d.store.pruneOperatorSessions(d.now()).catch((err: unknown) => d.logger.error({ err }, `console session pruning failed: ${(err as Error).message}`)), 3_600_000);
+  prune.unref();
 
   const html = (reply: FastifyReply, body: string) =>
     reply.header('content-type', 'text/html; charset=utf-8').header('content-security-policy', CSP).header('x-frame-options', 'DENY').header('cache-control', 'no-store').send(body);
@@ -216,6 +219,7 @@ export function registerConsoleWeb(app: FastifyInstance, d: ConsoleWebDeps): { c
   return {
     close() {
       clearInterval(poll);
+      clearInterval(prune);
       feeds.clear();
       // open feeds would keep the server from closing
       for (const r of [...streams]) r.end();
