@@ -65,7 +65,7 @@ export function registerConsoleWeb(app: FastifyInstance, d: ConsoleWebDeps): { c
       seenWrites = w;
       changed();
     }
-  }, d.feedPollMs ?? 250);
+  }, d.feedPollMs ?? (d.store.kind === 'postgres' ? 1000 : 250));
   poll.unref();
   // expired sessions are useless rows: prune them hourly
   const prune = setInterval(() => void d.store.pruneOperatorSessions(d.now()).catch((err: unknown) => d.logger.error({ err }, `console session pruning failed: ${(err as Error).message}`)), 3_600_000);
@@ -181,6 +181,7 @@ export function registerConsoleWeb(app: FastifyInstance, d: ConsoleWebDeps): { c
     let sending = false;
     let again = false;
     let closed = false;
+    let lastSent = '';
     // one snapshot at a time; changes during a send coalesce into one more
     const push = async () => {
       if (closed) return;
@@ -193,7 +194,13 @@ export function registerConsoleWeb(app: FastifyInstance, d: ConsoleWebDeps): { c
         do {
           again = false;
           const state = await consoleState(d.store, d.kioskConsole, d.now());
-          if (!closed) res.write(`event: state\ndata: ${JSON.stringify(state)}\n\n`);
+          // PostgreSQL's writeCount changes on every call (other instances write too): send only news
+          const { at: _at, ...content } = state;
+          const key = JSON.stringify(content);
+          if (!closed && key !== lastSent) {
+            lastSent = key;
+            res.write(`event: state\ndata: ${JSON.stringify(state)}\n\n`);
+          }
         } while (again && !closed);
       } catch (err) {
         d.logger.error({ err }, `console live feed: ${(err as Error).message}`);

@@ -121,7 +121,8 @@ export async function consoleState(store: RelayStore, kc: KioskConsole, now: num
       id: k.id,
       model: s?.paymentModel ?? k.paymentModel,
       online: f?.online ?? false,
-      lastSeen: f?.online ? now : (f?.since ?? f?.statusReceivedAt ?? null),
+      // online: it is seen now (the page says so); offline: when it went away, or its last report
+      lastSeen: f?.online ? (f.statusReceivedAt ?? f.since) : (f?.since ?? f?.statusReceivedAt ?? null),
       screen: s?.screen ?? null,
       state: s?.state ?? null,
       agentVersion: s?.agentVersion ?? null,
