@@ -13,6 +13,7 @@ ip link set lo up  # the tests talk to the relay and the Mercado Pago emulator o
 arg() { sed -n "s/.*\<$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
 SCRIPT=$(arg lab.script)
 ARGS=$(arg lab.args | tr ',' ' ')
+SHARES=$(arg lab.shares | tr ',' ' ')
 
 fail() { echo "QRKIOSK-LAB: $*"; echo "QRKIOSK-LAB-EXIT=99"; poweroff -f; }
 
@@ -30,6 +31,16 @@ for d in proc sys dev; do mount --move /$d /newroot/$d; done
 mount -t devpts devpts /newroot/dev/pts 2>/dev/null
 mount -t tmpfs tmpfs /newroot/tmp
 mount -t tmpfs tmpfs /newroot/run
+# The checkout, node_modules and the kernel tree, each its own share (lab0, lab1...) mounted at its
+# host path: a folder on another host mount (a tmpfs /tmp) is not visible through the / share.
+# Mounted after the tmpfs /tmp and /run, which would otherwise hide a checkout under them.
+i=0
+for p in $SHARES; do
+  mkdir -p /shares/$i /rw/s$i/upper /rw/s$i/work /newroot$p
+  mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose lab$i /shares/$i || fail "9p mount of $p (lab$i) failed"
+  mount -t overlay overlay -o lowerdir=/shares/$i,upperdir=/rw/s$i/upper,workdir=/rw/s$i/work /newroot$p || fail "overlay mount of $p failed"
+  i=$((i + 1))
+done
 mkdir -p /newroot/run/lab-out
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 out /newroot/run/lab-out || fail "9p mount of the results folder failed"
 

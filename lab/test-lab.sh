@@ -10,13 +10,13 @@
 #
 # Usage: npm run test:lab [-- test/lab/some.lab.test.ts ...]
 # Env:   LAB_EXEC='shell commands' runs those in the VM instead of the tests (for looking around)
-#        LAB_CACHE (default .lab-cache), LAB_MEM_MB (default 1024), LAB_TIMEOUT_S (default 1500)
+#        LAB_CACHE (default .lab-cache), LAB_MEM_MB (default 1024), LAB_TIMEOUT_S (default 2400)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROJECT=$PWD
 CACHE=$(realpath -m "${LAB_CACHE:-.lab-cache}")
 MEM=${LAB_MEM_MB:-1024}
-TIMEOUT=${LAB_TIMEOUT_S:-1500}
+TIMEOUT=${LAB_TIMEOUT_S:-2400}
 mkdir -p "$CACHE"
 case "$PROJECT$CACHE" in *[\ ,]*) echo "lab: the project and cache paths must not contain spaces or commas (they travel on the kernel command line)" >&2; exit 2;; esac
 
@@ -111,28 +111,56 @@ trap 'rm -rf "$OUT"' EXIT
 [ -z "${LAB_EXEC:-}" ] || printf '%s\n' "$LAB_EXEC" > "$OUT/exec.sh"
 args=$(IFS=,; echo "$PROJECT,$ROOT,$*")
 args=${args%,}
+# The guest sees the host's / (node, python, the gpiod tools), but not every folder of it: the
+# guest's own tmpfs /tmp hides a checkout under the host's /tmp (CI's), and a node_modules symlinked
+# elsewhere or a cache on another host mount need not be reachable either. So the checkout, the
+# real node_modules and the kernel tree each get their own share, mounted at the same path inside
+# the guest after its tmpfs mounts.
+shares=()
+add_share() { # path: skipped when an already shared folder contains it
+  local p s; p=$(realpath -e "$1") || { echo "lab: $1 does not exist" >&2; exit 2; }
+  case "$p" in *[\ ,]*) echo "lab: $p must not contain spaces or commas (it travels on the kernel command line)" >&2; exit 2;; esac
+  for s in "${shares[@]}"; do case "$p/" in "$s"/*) return;; esac; done
+  shares+=("$p")
+}
+add_share "$PROJECT"
+[ -e "$PROJECT/node_modules" ] || { echo "lab: $PROJECT/node_modules is missing: run npm ci first" >&2; exit 2; }
+add_share "$PROJECT/node_modules"
+add_share "$ROOT"
+virtfs=(); i=0
+for s in "${shares[@]}"; do
+  virtfs+=(-virtfs "local,path=$s,mount_tag=lab$i,security_model=none,readonly=on,multidevs=remap"); i=$((i + 1))
+done
+sharelist=$(IFS=,; echo "${shares[*]}")
 qemu=(qemu-system-x86_64 -accel tcg -m "$MEM" -smp 1 -nographic -vga none -no-reboot -nodefaults -serial stdio
   -kernel "$ROOT/boot/vmlinuz-$KVER" -initrd "$INITRD"
-  -append "console=ttyS0 quiet loglevel=3 panic=-1 lab.script=$PROJECT/lab/guest-run.sh lab.args=$args"
+  -append "console=ttyS0 quiet loglevel=3 panic=-1 lab.script=$PROJECT/lab/guest-run.sh lab.args=$args lab.shares=$sharelist"
   -virtfs "local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap"
+  "${virtfs[@]}"
   -virtfs "local,path=$OUT,mount_tag=out,security_model=none")
 code=
 while IFS= read -r line; do
   line=${line%$'\r'}
   case "$line" in
     *QRKIOSK-LAB-STAGE\ booted) stage boot "kernel up, host mounted";;
-    *QRKIOSK-LAB-STAGE\ modules-loaded) stage modules "gpio-sim, uhid, uinput loaded";;
+    *QRKIOSK-LAB-STAGE\ modules-loaded) stage modules "gpio-sim, uhid, uinput, dummy_hcd + usblp loaded";;
     *QRKIOSK-LAB-STAGE\ tests-start) stage node "node ready in the VM";;
     *QRKIOSK-LAB-EXIT=*) code=${line##*QRKIOSK-LAB-EXIT=};;
     *) printf '%s\n' "$line";;
   esac
 done < <(exec timeout --kill-after=10 "$TIMEOUT" "${qemu[@]}" </dev/null 2>&1)
 [ -n "$code" ] || { [ -s "$OUT/exit-code" ] && code=$(cat "$OUT/exit-code"); }
+ran=0 skipped=0
 if [ -s "$OUT/results.json" ]; then
   mkdir -p "$CACHE/results" && cp "$OUT/results.json" "$CACHE/results/last.json"
-  summary=$(node -e 'const r=require(process.argv[1]);console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped of ${r.numTotalTests}`)' "$OUT/results.json")
+  read -r ran skipped summary < <(node -e 'const r=require(process.argv[1]);const skip=r.numPendingTests+r.numTodoTests;console.log(r.numPassedTests+r.numFailedTests, skip, `${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skip} skipped of ${r.numTotalTests} in ${r.testResults.length} files`)' "$OUT/results.json")
 else summary="no results"; fi
 stage tests "$summary; exit ${code:-none}"
 printf 'lab: %-10s %6.1f s\n' total "$(echo "$(date +%s.%N) - $t0" | bc)"
+[ -n "${LAB_EXEC:-}" ] && exit "${code:-3}"  # looking around: no tests expected
 [ -n "$code" ] || { echo "lab: the VM stopped without reporting an exit code (timeout ${TIMEOUT}s or a crash)" >&2; exit 3; }
+# a lab that ran nothing must not pass: that is how a checkout the VM could not see went unnoticed
+[ "$ran" -gt 0 ] || { echo "lab: FAILED: no test ran in the VM (exit ${code}); see the VM's output above" >&2; exit 4; }
+# the whole lab skips nothing: a skipped test is a driver behaviour nobody checked
+[ $# -gt 0 ] || [ "$skipped" -eq 0 ] || { echo "lab: FAILED: $skipped tests were skipped; the lab runs every test" >&2; exit 5; }
 exit "$code"

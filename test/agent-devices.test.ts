@@ -45,8 +45,19 @@ describe('SimDispenser', () => {
 
   it('slow_drop: seen when it falls inside the window, missed when it falls after', async () => {
     expect(await sim('slow_drop', { slowDropMs: 40, dropWindowMs: 60 }).vend(1)).toEqual({ result: 'dispensed', pulses: 1 });
-    const late = sim('slow_drop', { slowDropMs: 100, dropWindowMs: 40 });
+    // the window starts when the 10 ms pulse ends: each pulse's product falls 150 ms after the
+    // window (10 + 40 ms) would have closed
+    const late = sim('slow_drop', { slowDropMs: 200, dropWindowMs: 40 });
     expect(await late.vend(1)).toMatchObject({ result: 'vend_failed', pulses: 2 });
+  });
+
+  it('the window starts when the pulse ends: a product falling 50 ms after a 300 ms pulse counts (window 200 ms)', async () => {
+    // Counted from arming, the window closed 100 ms before the motor stopped. The soak (seed
+    // 20261225, 83,684 vends on a loaded machine) saw 3 vends fail that way: the process stalled
+    // about 200 ms between arming the sensor and starting the motor (the pulse log shows the motor
+    // starting ~210 ms after `dispensing`), the window ran out before the product fell.
+    const d = sim('slow_drop', { pulseMs: 300, dropWindowMs: 200, slowDropMs: 350, maxPulses: 1 });
+    expect(await d.vend(1)).toEqual({ result: 'dispensed', pulses: 1 });
   });
 
   it('refuses a second vend while one is running (one motor at a time)', async () => {
@@ -70,12 +81,12 @@ describe('PulseDispenser (the policy real drivers plug into)', () => {
     const sensor: DropSensor = {
       watch: () => {
         calls.push('watch');
-        return { seen: Promise.resolve(false), cancel: () => calls.push('cancel') };
+        return { seen: Promise.resolve(false), cancel: () => calls.push('cancel'), pulseEnded: () => calls.push('pulse ended') };
       },
     };
     const d = new PulseDispenser(motor, sensor, { pulseMs: 1, dropWindowMs: 1, maxPulses: 2 });
     expect(await d.vend(7)).toMatchObject({ result: 'jammed', pulses: 1 });
-    expect(calls).toEqual(['watch', 'pulse 7', 'cancel', 'stop']);
+    expect(calls).toEqual(['watch', 'pulse 7', 'pulse ended', 'cancel', 'stop']);
   });
 });
 

@@ -58,7 +58,8 @@ async function open(cfg: Partial<GpioDispenserConfig> = {}): Promise<GpioDispens
 
 async function vend(d: GpioDispenser, slot = 1) {
   const p = d.vend(slot);
-  await vi.advanceTimersByTimeAsync(CFG.maxPulses * CFG.dropWindowMs + 100);
+  // each pulse: the motor turns pulseMs, then the drop window runs
+  await vi.advanceTimersByTimeAsync(CFG.maxPulses * (CFG.pulseMs + CFG.dropWindowMs) + 100);
   return p;
 }
 
@@ -118,8 +119,9 @@ describe('GPIO dispenser: the right result every time', () => {
 
   it('a 2 ms break just after the window closed is not this pulse\'s drop', async () => {
     twin.latencyMs = () => 20;
-    // falls 10 ms after the window of the last pulse closed: the delivery is late, the edge was too
-    machine({ dropOn: 1, fallMs: 810, crossMs: 2 });
+    // falls 10 ms after the window of the last pulse closed (pulse 200 ms + window 800 ms): the
+    // delivery is late, the edge was too
+    machine({ dropOn: 1, fallMs: 1010, crossMs: 2 });
     const d = await open({ maxPulses: 1 });
     expect(await vend(d)).toEqual({ result: 'vend_failed', pulses: 1, detail: 'no drop seen after 1 pulse(s)' });
   });
@@ -155,8 +157,29 @@ describe('GPIO dispenser: the right result every time', () => {
     expect(twin.level(BASE + 5)).toBe(1);
   });
 
+  it('the drop window starts when the pulse ends: a long pulse does not eat it, no second pulse', async () => {
+    // a 600 ms pulse and an 800 ms window: the product falls 400 ms after the motor stopped.
+    // Measured from arming (before the pulse) the window closed 200 ms after the motor stopped,
+    // the product was missed and a second pulse dropped a second product for one payment.
+    machine({ dropOn: 1, fallMs: 1000 });
+    const d = await open({ pulseMs: 600 });
+    const p = d.vend(1);
+    await vi.advanceTimersByTimeAsync(3 * (600 + 800) + 100);
+    expect(await p).toEqual({ result: 'dispensed', pulses: 1 });
+    expect(pulses).toHaveLength(1);
+  });
+
+  it('the window after a long pulse is the whole dropWindowMs: a fall 780 ms after a 600 ms pulse counts', async () => {
+    machine({ dropOn: 1, fallMs: 600 + 780 });
+    const d = await open({ pulseMs: 600, maxPulses: 1 });
+    const p = d.vend(1);
+    await vi.advanceTimersByTimeAsync(600 + 800 + 100);
+    expect(await p).toEqual({ result: 'dispensed', pulses: 1 });
+  });
+
   it('a drop after its window closed counts for the next pulse: dropWindowMs must cover the slowest fall', async () => {
-    machine({ dropOn: 1, fallMs: 900 });
+    // pulse 200 ms + window 800 ms: it falls 100 ms after the window closed, during pulse 2
+    machine({ dropOn: 1, fallMs: 1100 });
     const d = await open();
     // the second pulse was already given when the first product fell (WIRING.md: tune the window)
     expect(await vend(d)).toMatchObject({ result: 'dispensed', pulses: 2 });
@@ -237,7 +260,7 @@ describe('PulseDispenser with a sensor that can tell the beam was already blocke
     return {
       watch: (ms) => {
         const b = blocked[i++] ?? false;
-        return { seen: new Promise((r) => setTimeout(() => r(false), ms)), cancel: () => {}, blockedAtStart: b };
+        return { seen: new Promise((r) => setTimeout(() => r(false), ms)), cancel: () => {}, blockedAtStart: b, pulseEnded: () => {} };
       },
     };
   }

@@ -205,7 +205,7 @@ for (const version of ['1.6.3', '2.1.3']) {
       expect(changes.map((c) => c.value)).toEqual([1, 0, 1]);
       const width = changes[2]!.at - changes[1]!.at;
       expect(width).toBeGreaterThanOrEqual(145);
-      expect(width).toBeLessThan(150 + 1000);
+      expect(width).toBeLessThan(150 + 3000); // an upper bound only: a loaded machine ends it late
       await chip.until('a safe-level holder again', () => chip.holder(5)?.mode === 'out' || undefined);
       expect(chip.level(5)).toBe(1);
       // never two processes on one line: the kernel would have refused with EBUSY
@@ -223,7 +223,7 @@ for (const version of ['1.6.3', '2.1.3']) {
       await out.pulse(5000);
       const changes = chip.outputsOf(6);
       expect(changes.map((c) => c.value)).toEqual([0, 1, 0]);
-      expect(changes[2]!.at - changes[1]!.at).toBeLessThan(100 + 1000);
+      expect(changes[2]!.at - changes[1]!.at).toBeLessThan(100 + 3000); // far below the 5,000 ms asked: the cap won
     });
 
     it('a holder that dies is restarted at the safe level and reported', async () => {

@@ -125,7 +125,8 @@ describe('MercadoPagoClient', () => {
     expect(seen).toHaveLength(2);
     const waited = seen[1]!.at - seen[0]!.at;
     expect(waited).toBeGreaterThanOrEqual(50);
-    expect(Date.now() - started).toBeLessThan(3000);
+    // capped: an hour was asked for; any bound far below it proves the cap whatever the load
+    expect(Date.now() - started).toBeLessThan(60_000);
   });
 
   it('gives MpRateLimitError with retryAfterMs when 429 persists', async () => {
@@ -231,7 +232,9 @@ describe('MercadoPagoClient', () => {
 
   it('retries a GET after a timeout', async () => {
     script = [hang, json(200, { id: 3 })];
-    const payment = await client({ timeoutMs: 150 }).getPayment(3);
+    // the timeout must be long enough for the second (answering) request on a loaded machine,
+    // or it times out too and a third attempt is counted: 2 s, the hang makes it happen anyway
+    const payment = await client({ timeoutMs: 2000 }).getPayment(3);
     expect(payment.id).toBe(3);
     expect(seen).toHaveLength(2);
   });

@@ -254,7 +254,9 @@ export class TestKiosk {
   }
 
   /** First frame (already received or future) matching pred. */
-  waitFrame(pred: (f: Frame) => boolean, timeoutMs = 5000): Promise<Frame> {
+  // Generous deadlines: they only bound a failure; a busy 2-core machine can take seconds to
+  // deliver a frame that a quiet one delivers in milliseconds.
+  waitFrame(pred: (f: Frame) => boolean, timeoutMs = 20_000): Promise<Frame> {
     const seen = this.frames.find(pred);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
@@ -270,7 +272,7 @@ export class TestKiosk {
   }
 
   /** A frame matching pred that arrives AFTER this call. */
-  nextFrame(pred: (f: Frame) => boolean, timeoutMs = 5000): Promise<Frame> {
+  nextFrame(pred: (f: Frame) => boolean, timeoutMs = 20_000): Promise<Frame> {
     const already = new Set(this.frames);
     return this.waitFrame((f) => pred(f) && !already.has(f), timeoutMs);
   }

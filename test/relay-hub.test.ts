@@ -198,7 +198,7 @@ describe('relay hub: liveness', () => {
     const relay = await startRelay({ ...h2.config, hub: { pingIntervalSeconds: 1 } }, { mp: h2.mp, logger: h2.log.logger, now: () => h2.clock.t });
     h2.relay = relay;
     const k = await TestKiosk.connect(relay, h2.token);
-    const ping = await k.nextFrame((f) => f.type === 'ping', 3000);
+    const ping = await k.nextFrame((f) => f.type === 'ping');
     expect(ping.type).toBe('ping');
     // Stop answering at the TCP level too: pause the socket so neither frames nor pongs flow.
     (k.ws as unknown as { _socket: { pause(): void } })._socket.pause();

@@ -332,7 +332,7 @@ describe('refunds Mercado Pago refuses for good', () => {
       new FakeMpHttpError(429, 'too_many_requests', 'rate limited', 'slow down'),
     );
     k.send({ type: 'vend.result', orderId: 'ord_retry503', result: 'vend_failed', pulses: 2 });
-    const refunded = await k.waitFrame((f) => f.type === 'order.refunded', 8000); // retries after ~1 s and ~2 s
+    const refunded = await k.waitFrame((f) => f.type === 'order.refunded', 30_000); // retries after ~1 s and ~2 s
     expect(refunded).toMatchObject({ orderId: 'ord_retry503', amount: 150000 });
     const key = refundIdempotencyKey('ord_retry503', paymentId);
     expect(h.mp.refundCalls().map((c) => c.key)).toEqual([key, key, key]);

@@ -7,6 +7,7 @@ import { fuzzSuite } from './torture/suites/fuzz.js';
 import { mpFaultSuite } from './torture/suites/mp-faults.js';
 import { networkSuite } from './torture/suites/network.js';
 import { soakSuite } from './torture/suites/soak.js';
+import { PAYMENT_MODELS } from './torture/world.js';
 
 // The short versions of the torture suites (`npm run torture` runs them at full size), with fixed
 // seeds so they are the same every run, plus the checks that make the suites trustworthy: the
@@ -104,7 +105,9 @@ describe('torture suites, short versions', () => {
   it('network: drops, delays, half-open links and resets on all three links', async () => {
     const r = await networkSuite({ cycles: 2, seed: 11, faultRate: 0.15, maxDelayMs: 400, harmMs: 500 });
     clean(r);
-  }, 180_000);
+    // longer than the suite's own bounds (a cycle may take 90 s to settle before it is reported
+    // stuck): at 180 s the test was cut off twice on a loaded machine before the suite could say why
+  }, 420_000);
 
   it('Mercado Pago: 5xx, 429, late/duplicated/missing/reordered notifications, refused and partial payments', async () => {
     const r = await mpFaultSuite({ cycles: 3, seed: 3, maxNotifyDelayMs: 1500, timeoutChance: 0, harmMs: 500 });
@@ -112,7 +115,7 @@ describe('torture suites, short versions', () => {
   }, 180_000);
 
   it('fuzz: every parser and door, no crash, no hang, a clear error, no state changed', async () => {
-    const r = await fuzzSuite({ cases: 200, casesFor: { config: 40, 'pos-url': 100, notifications: 100 }, seed: 5 });
+    const r = await fuzzSuite({ cases: 200, casesFor: { 'pos-url': 100, notifications: 100 }, seed: 5 });
     clean(r);
   }, 180_000);
 
@@ -120,6 +123,16 @@ describe('torture suites, short versions', () => {
     const r = await soakSuite({ vends: 12, kiosks: 2, seed: 1 });
     clean(r);
     expect(r.extra?.dbBytesPerVend).toBeGreaterThan(0);
+  }, 180_000);
+});
+
+// Every payment model through the same harness (the long runs: npm run torture -- --model all):
+// the provisioning, the scan and the calls Mercado Pago can fail differ per model, the
+// invariants do not. One crash cycle and one Mercado Pago fault cycle each.
+describe.each(PAYMENT_MODELS.filter((m) => m !== 'unattended'))('torture suites, short versions, model %s', (model) => {
+  it('a sale with a seeded SIGKILL, then one with seeded Mercado Pago faults: nothing lost, nothing twice', async () => {
+    clean(await crashSuite({ cycles: 1, seed: 7, model }));
+    clean(await mpFaultSuite({ cycles: 1, seed: 3, model, maxNotifyDelayMs: 1500, timeoutChance: 0, harmMs: 500 }));
   }, 180_000);
 });
 

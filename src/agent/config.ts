@@ -240,14 +240,6 @@ export const AgentConfigSchema = section(
       });
     } else seen.set(s.slot, i);
   });
-  const d = c.hardware.dispenser;
-  if ((d.driver === 'sim' || d.driver === 'gpio') && d.pulseMs > d.dropWindowMs) {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['hardware', 'dispenser', 'dropWindowMs'],
-      message: `must be >= pulseMs (${d.pulseMs}): the sensor is watched while the motor turns and a while after`,
-    });
-  }
   // one pin per function; every slot has a motor when the dispenser is on GPIO
   checkHardware(c.hardware, c.slots.map((s) => s.slot), (i) => ctx.addIssue({ code: 'custom', ...i }));
   // serial panel / MDB: the port section is there, MDB on both sides, items map to listed slots

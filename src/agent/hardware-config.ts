@@ -230,7 +230,7 @@ export const buttonsSchema = withDefaultDriver(
 
 const pulseMs = z.number({ error: hint('motor pulse length in ms, e.g. pulseMs: 250') }).int().positive().max(10_000).default(250);
 const dropWindowMs = z
-  .number({ error: hint('ms to watch the drop sensor after each pulse starts, e.g. dropWindowMs: 1500') })
+  .number({ error: hint('ms to watch the drop sensor after each pulse ends, e.g. dropWindowMs: 1500') })
   .int()
   .positive()
   .max(30_000)

@@ -151,8 +151,8 @@ async function testDispense(argv: string[], io: Io): Promise<number> {
   }
   let r: DispenseAnswer;
   try {
-    // a vend takes up to maxPulses x dropWindowMs (at most 5 x 30 s): wait for it
-    r = (await controlRequest(p.socket, 'test.dispense', { slot }, { timeoutMs: 180_000 })) as DispenseAnswer;
+    // a vend takes up to maxPulses x (pulseMs + dropWindowMs) (at most 5 x (10 s + 30 s)): wait for it
+    r = (await controlRequest(p.socket, 'test.dispense', { slot }, { timeoutMs: 240_000 })) as DispenseAnswer;
   } catch (err) {
     return controlFailed('test dispense', err, io);
   }

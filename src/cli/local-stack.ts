@@ -26,6 +26,8 @@ export interface LocalStackOptions {
   catalog: RelayConfigInput['catalog'];
   orders?: RelayConfigInput['orders'];
   limits?: RelayConfigInput['limits'];
+  /** more relay.yaml sections (notify, alerts, ...), as written in the file */
+  relayExtra?: Partial<RelayConfigInput>;
   kiosk: { id: string; posExternalId: string; generation?: 'v1' | 'v2'; storeExternalId: string; model?: PaymentModelName; modelMode?: string | null };
   /** how often the simulated app polls a POS url */
   pollIntervalMs?: number;
@@ -73,6 +75,7 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
       catalog: o.catalog,
       ...(o.orders ? { orders: o.orders } : {}),
       ...(o.limits ? { limits: o.limits } : {}),
+      ...(o.relayExtra ?? {}),
     });
     const relay = await startRelay(relayConfig, { logger: o.relayLogger });
 

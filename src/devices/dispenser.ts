@@ -2,8 +2,11 @@ import { appendFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from '../runtime/log.js';
 
-// Dispensing = pulse the slot's motor, watch the drop sensor (an IR curtain across the chute) for
-// a window that starts with the pulse, pulse again if nothing fell, up to maxPulses. A stalled
+// Dispensing = pulse the slot's motor, watch the drop sensor (an IR curtain across the chute) from
+// just before the pulse until a window after the pulse ENDS, pulse again if nothing fell, up to
+// maxPulses. The window is counted from the end of the pulse, not from arming: a pulse that ran
+// long (a long pulseMs, a motor the backend started late) must not eat the time a product needs to
+// fall, or a product still falling is missed and the retry drops a second one for one payment. A stalled
 // motor is a jam: stop at once, never pulse a jammed spiral again. The motor and the sensor are
 // separate interfaces so a GPIO relay board and a GPIO sensor input slot in without touching the
 // retry policy.
@@ -50,16 +53,18 @@ export interface DropWatch {
    */
   blockedAtStart?: boolean;
   /**
-   * The motor's pulse is over. The window is measured from the pulse's start, but a backend may
-   * start the motor late (the libgpiod backend spawns a gpioset; on a loaded Pi that takes
-   * hundreds of ms): a window that ran out while the motor was still turning waits restMs more
-   * from now, so a product that falls just after a late pulse is still this pulse's product.
+   * The motor's pulse is over: the window starts now. Until then the watch stays open however
+   * long the motor turns (the motor's own hard maximum ends a pulse; a backend may also start
+   * the motor late: the libgpiod backend spawns a gpioset, hundreds of ms on a loaded Pi).
    */
-  pulseEnded?(restMs: number): void;
+  pulseEnded(): void;
 }
 
 export interface DropSensor {
-  /** starts watching now, for windowMs */
+  /**
+   * Starts watching now (a light product can cross while the motor still turns); the watch ends
+   * windowMs after pulseEnded(), or at the first drop, or at cancel().
+   */
   watch(windowMs: number): DropWatch;
 }
 
@@ -108,7 +113,7 @@ export class PulseDispenser implements Dispenser {
           const running = this.motor.pulse(slot, this.opts.pulseMs);
           this.opts.onPulse?.(slot, pulse);
           motor = await running;
-          watch.pulseEnded?.(Math.max(0, this.opts.dropWindowMs - this.opts.pulseMs));
+          watch.pulseEnded();
         } catch (err) {
           watch.cancel();
           this.motor.stop();
@@ -169,14 +174,17 @@ class SimSensor implements DropSensor {
     let done!: (v: boolean) => void;
     const seen = new Promise<boolean>((resolve) => (done = resolve));
     const onDrop = () => finish(true);
-    const timer = setTimeout(() => finish(false), windowMs);
+    let timer: NodeJS.Timeout | undefined;
     const finish = (v: boolean) => {
       clearTimeout(timer);
       this.waiters.delete(onDrop);
       done(v);
     };
     this.waiters.add(onDrop);
-    return { seen, cancel: () => finish(false) };
+    const pulseEnded = () => {
+      if (this.waiters.has(onDrop)) timer = setTimeout(() => finish(false), windowMs);
+    };
+    return { seen, cancel: () => finish(false), pulseEnded };
   }
 
   drop(): void {

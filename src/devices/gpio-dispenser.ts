@@ -74,10 +74,8 @@ export class GpioDropSensor implements DropSensor {
     let done!: (v: boolean) => void;
     const seen = new Promise<boolean>((resolve) => (done = resolve));
     let finished = false;
-    // the window never closes while the motor still turns (see DropWatch.pulseEnded)
-    let motorRunning = true;
-    let expired = false;
-    const deadline = Date.now() + windowMs;
+    // no timer while the motor turns: the window starts when the pulse ends (DropWatch.pulseEnded)
+    let timer: NodeJS.Timeout | undefined;
     const finish = (v: boolean) => {
       if (finished) return;
       finished = true;
@@ -91,14 +89,8 @@ export class GpioDropSensor implements DropSensor {
     const off = this.input.onEdge((level) => {
       if (this.isBroken(level)) finish(true);
     });
-    let timer = setTimeout(() => (motorRunning ? (expired = true) : finish(false)), windowMs);
-    const pulseEnded = (restMs: number) => {
-      motorRunning = false;
-      if (finished) return;
-      if (expired || deadline - Date.now() < restMs) {
-        clearTimeout(timer);
-        timer = setTimeout(() => finish(false), restMs);
-      }
+    const pulseEnded = () => {
+      if (!finished && timer === undefined) timer = setTimeout(() => finish(false), windowMs);
     };
     return { seen, cancel: () => finish(false), blockedAtStart, pulseEnded };
   }

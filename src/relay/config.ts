@@ -3,7 +3,8 @@ import { Catalog, CatalogError } from '../core/catalog.js';
 import { MoneyError } from '../core/money.js';
 import { ConfigError, loadConfigFile, parseConfigText } from '../runtime/config-file.js';
 import { limitsSchema } from './limits.js';
-import { observabilitySchema } from './observability/config.js';
+import { alertsSchema, notifySchema } from './console/notify-config.js';
+import { finishObservability, observabilityBaseSchema } from './observability/config.js';
 
 // The relay's YAML configuration. Everything has a safe default except what only the operator can
 // know (public URL, store path, Mercado Pago credentials, catalog). Errors name the key and line
@@ -31,116 +32,137 @@ const catalogItem = z.strictObject({
   }
 });
 
-function buildSchema(env: NodeJS.ProcessEnv) {
-  return z
-    .strictObject({
-      listen: z
-        .strictObject({
-          host: z.string().min(1).default('0.0.0.0'),
-          port: z.number().int().min(0).max(65535).default(8080),
-        })
-        .default({ host: '0.0.0.0', port: 8080 }),
-      // Mercado Pago calls us back here; it ends up inside every POS url, which MP caps at 300
-      // characters, so a very long base URL would make the POS unusable.
-      publicUrl: z
-        .url({ message: 'write the https base URL Mercado Pago can reach, e.g. https://relay.example.com' })
-        .max(200, 'keep publicUrl under 200 characters: Mercado Pago caps POS urls at 300')
-        .transform((u) => u.replace(/\/+$/, '')),
-      // One relay on a SQLite file (path), or several relay instances sharing PostgreSQL (url).
-      store: z
-        .strictObject({
-          path: z.string().min(1, 'write where the relay database lives, e.g. /var/lib/qrkiosk/relay.sqlite').optional(),
-          url: z
-            .string()
-            .regex(/^postgres(ql)?:\/\/\S+$/i, 'write the PostgreSQL database as postgres://user:password@host:5432/database')
-            .optional(),
-        })
-        .refine((s) => (s.path === undefined) !== (s.url === undefined), {
-          message: 'set either store.path (a SQLite file, e.g. /var/lib/qrkiosk/relay.sqlite) or store.url (postgres://…, for several relay instances), one of the two',
-        }),
-      mercadopago: z
-        .strictObject({
-          baseUrl: z.url().default('https://api.mercadopago.com').transform((u) => u.replace(/\/+$/, '')),
-          // Optional in the file: secrets are better kept in the environment (systemd EnvironmentFile).
-          accessToken: z.string().min(1).optional(),
-          collectorId: z.number().int().positive({ message: 'write your Mercado Pago user id (a number)' }),
-          sponsorId: z.number().int().positive().optional(),
-          webhookSecret: z.string().min(1).optional(),
-          signatureToleranceSeconds: positiveInt.default(600),
-        })
-        .transform((mp) => ({ ...mp, accessToken: mp.accessToken ?? env[ACCESS_TOKEN_ENV] ?? undefined })),
-      catalog: z
-        .array(catalogItem)
-        .min(1, 'list at least one product')
-        .superRefine((items, ctx) => {
-          try {
-            Catalog.fromInput(items);
-          } catch (err) {
-            if (err instanceof CatalogError || err instanceof MoneyError) ctx.addIssue({ code: 'custom', message: err.message });
-            else throw err;
-          }
-        }),
-      orders: z
-        .strictObject({
-          maxPaymentSeconds: positiveInt.default(120),
-          contingencyAfterSeconds: positiveInt.default(20),
-          contingencyIntervalSeconds: positiveInt.default(10),
-          latePaymentWatchMinutes: positiveInt.default(30),
-          uncertainVendPolicy: z.enum(['refund', 'review']).default('refund'),
-          // A paid order whose kiosk has not reported the vend after this long is flagged for a
-          // person (never refunded: the product may have dropped; the kiosk's outbox still holds
-          // the result and delivers it when the kiosk comes back).
-          vendResultTimeoutSeconds: positiveInt.default(300),
-        })
-        .default({
-          maxPaymentSeconds: 120,
-          contingencyAfterSeconds: 20,
-          contingencyIntervalSeconds: 10,
-          latePaymentWatchMinutes: 30,
-          uncertainVendPolicy: 'refund',
-          vendResultTimeoutSeconds: 300,
-        }),
-      hub: z.strictObject({ pingIntervalSeconds: positiveInt.default(20) }).default({ pingIntervalSeconds: 20 }),
-      // Operator commands to kiosks, signed with the relay's Ed25519 key (docs/console-kiosk.md).
-      // keyFile: the private key (PEM, mode 0600), created at first start when missing; default
-      // command-key.pem beside the store. ttlSeconds: how long a command may take to reach its kiosk.
-      commands: z
-        .strictObject({
-          keyFile: z.string().min(1, 'write where the command signing key lives, e.g. /var/lib/qrkiosk/command-key.pem').optional(),
-          ttlSeconds: positiveInt.max(86_400, 'a command may live at most 86400 seconds (a day): kiosks refuse older ones').default(600),
-        })
-        .default({ ttlSeconds: 600 }),
-      // The operator's web console (/console, relay/console/web/): how long a login lasts, and the
-      // refund amount (minor units) above which a second operator must approve (null: never).
-      consoleWeb: z
-        .strictObject({
-          sessionHours: positiveInt.max(720, 'a console login may last at most 720 hours (30 days)').default(12),
-          refundApprovalAbove: z.number().int('write refundApprovalAbove in minor units (an integer)').nonnegative().nullable().default(null),
-        })
-        .default({ sessionHours: 12, refundApprovalAbove: null }),
-      // limits on every public route (relay/limits.ts, docs/reliability.md)
-      limits: limitsSchema,
-      // /metrics, /healthz, /readyz (relay/observability/config.ts, docs/deploy.md)
-      observability: observabilitySchema(env),
-      // What a QR the relay composes itself shows in the customer's app (dynamic model, offline
-      // mode). EMVCo caps the name at 25 characters and the city at 15.
-      qr: z
-        .strictObject({
-          merchantName: z.string().min(1).max(25, 'EMVCo QRs carry at most 25 characters of merchant name').default('qrkiosk'),
-          merchantCity: z.string().min(1).max(15, 'EMVCo QRs carry at most 15 characters of city').optional(),
-          mcc: z.string().regex(/^\d{4}$/, 'write the 4-digit merchant category code, e.g. "5814"').default('5814'),
-        })
-        .default({ merchantName: 'qrkiosk', mcc: '5814' }),
-    });
+// Built once: zod compiles a schema on its first parse, and building it per call made every
+// config parse cost milliseconds (the config fuzzer runs it 100,000 times; `config check` and the
+// relay.yaml watcher call it too). The one thing that depends on the caller, the access token
+// taken from the environment, is filled in after parsing (withEnvToken).
+const RELAY_CONFIG_SCHEMA = z
+  .strictObject({
+    listen: z
+      .strictObject({
+        host: z.string().min(1).default('0.0.0.0'),
+        port: z.number().int().min(0).max(65535).default(8080),
+      })
+      .default({ host: '0.0.0.0', port: 8080 }),
+    // Mercado Pago calls us back here; it ends up inside every POS url, which MP caps at 300
+    // characters, so a very long base URL would make the POS unusable.
+    publicUrl: z
+      .url({ message: 'write the https base URL Mercado Pago can reach, e.g. https://relay.example.com' })
+      .max(200, 'keep publicUrl under 200 characters: Mercado Pago caps POS urls at 300')
+      .transform((u) => u.replace(/\/+$/, '')),
+    // One relay on a SQLite file (path), or several relay instances sharing PostgreSQL (url).
+    store: z
+      .strictObject({
+        path: z.string().min(1, 'write where the relay database lives, e.g. /var/lib/qrkiosk/relay.sqlite').optional(),
+        url: z
+          .string()
+          .regex(/^postgres(ql)?:\/\/\S+$/i, 'write the PostgreSQL database as postgres://user:password@host:5432/database')
+          .optional(),
+      })
+      .refine((s) => (s.path === undefined) !== (s.url === undefined), {
+        message: 'set either store.path (a SQLite file, e.g. /var/lib/qrkiosk/relay.sqlite) or store.url (postgres://…, for several relay instances), one of the two',
+      }),
+    mercadopago: z
+      .strictObject({
+        baseUrl: z.url().default('https://api.mercadopago.com').transform((u) => u.replace(/\/+$/, '')),
+        // Optional in the file: secrets are better kept in the environment (systemd EnvironmentFile).
+        accessToken: z.string().min(1).optional(),
+        collectorId: z.number().int().positive({ message: 'write your Mercado Pago user id (a number)' }),
+        sponsorId: z.number().int().positive().optional(),
+        webhookSecret: z.string().min(1).optional(),
+        signatureToleranceSeconds: positiveInt.default(600),
+      }),
+    catalog: z
+      .array(catalogItem)
+      .min(1, 'list at least one product')
+      .superRefine((items, ctx) => {
+        try {
+          Catalog.fromInput(items);
+        } catch (err) {
+          if (err instanceof CatalogError || err instanceof MoneyError) ctx.addIssue({ code: 'custom', message: err.message });
+          else throw err;
+        }
+      }),
+    orders: z
+      .strictObject({
+        maxPaymentSeconds: positiveInt.default(120),
+        contingencyAfterSeconds: positiveInt.default(20),
+        contingencyIntervalSeconds: positiveInt.default(10),
+        latePaymentWatchMinutes: positiveInt.default(30),
+        uncertainVendPolicy: z.enum(['refund', 'review']).default('refund'),
+        // A paid order whose kiosk has not reported the vend after this long is flagged for a
+        // person (never refunded: the product may have dropped; the kiosk's outbox still holds
+        // the result and delivers it when the kiosk comes back).
+        vendResultTimeoutSeconds: positiveInt.default(300),
+      })
+      .default({
+        maxPaymentSeconds: 120,
+        contingencyAfterSeconds: 20,
+        contingencyIntervalSeconds: 10,
+        latePaymentWatchMinutes: 30,
+        uncertainVendPolicy: 'refund',
+        vendResultTimeoutSeconds: 300,
+      }),
+    hub: z.strictObject({ pingIntervalSeconds: positiveInt.default(20) }).default({ pingIntervalSeconds: 20 }),
+    // Operator commands to kiosks, signed with the relay's Ed25519 key (docs/console-kiosk.md).
+    // keyFile: the private key (PEM, mode 0600), created at first start when missing; default
+    // command-key.pem beside the store. ttlSeconds: how long a command may take to reach its kiosk.
+    commands: z
+      .strictObject({
+        keyFile: z.string().min(1, 'write where the command signing key lives, e.g. /var/lib/qrkiosk/command-key.pem').optional(),
+        ttlSeconds: positiveInt.max(86_400, 'a command may live at most 86400 seconds (a day): kiosks refuse older ones').default(600),
+      })
+      .default({ ttlSeconds: 600 }),
+    // where alerts and order events go (webhooks, e-mail) and when a condition alerts
+    // (relay/console/notify-config.ts, docs/console.md)
+    notify: notifySchema,
+    alerts: alertsSchema,
+    // The operator's web console (/console, relay/console/web/): how long a login lasts, and the
+    // refund amount (minor units) above which a second operator must approve (null: never).
+    consoleWeb: z
+      .strictObject({
+        sessionHours: positiveInt.max(720, 'a console login may last at most 720 hours (30 days)').default(12),
+        refundApprovalAbove: z.number().int('write refundApprovalAbove in minor units (an integer)').nonnegative().nullable().default(null),
+      })
+      .default({ sessionHours: 12, refundApprovalAbove: null }),
+    // limits on every public route (relay/limits.ts, docs/reliability.md)
+    limits: limitsSchema,
+    // /metrics, /healthz, /readyz (relay/observability/config.ts, docs/deploy.md); what comes from
+    // the environment is filled in after parsing (finishObservability)
+    observability: observabilityBaseSchema,
+    // What a QR the relay composes itself shows in the customer's app (dynamic model, offline
+    // mode). EMVCo caps the name at 25 characters and the city at 15.
+    qr: z
+      .strictObject({
+        merchantName: z.string().min(1).max(25, 'EMVCo QRs carry at most 25 characters of merchant name').default('qrkiosk'),
+        merchantCity: z.string().min(1).max(15, 'EMVCo QRs carry at most 15 characters of city').optional(),
+        mcc: z.string().regex(/^\d{4}$/, 'write the 4-digit merchant category code, e.g. "5814"').default('5814'),
+      })
+      .default({ merchantName: 'qrkiosk', mcc: '5814' }),
+  });
+
+type ParsedRelayConfig = z.output<typeof RELAY_CONFIG_SCHEMA>;
+
+/**
+ * What comes from the environment (systemd EnvironmentFile): the access token when the file has
+ * none, the metrics token and the instance name (finishObservability, which may add an issue).
+ */
+function withEnv(config: ParsedRelayConfig, env: NodeJS.ProcessEnv, ctx: z.RefinementCtx) {
+  const accessToken: string | undefined = config.mercadopago.accessToken ?? env[ACCESS_TOKEN_ENV] ?? undefined;
+  const observability = finishObservability(config.observability, env, ctx, ['observability']);
+  return { ...config, mercadopago: { ...config.mercadopago, accessToken }, observability };
 }
 
-/** The schema reading the access token fallback from `env` (tests pass their own). */
+/**
+ * The schema reading the environment from `env` (tests pass their own). The wrapper is a cheap
+ * pipe over the schema built once; the schema itself is not rebuilt.
+ */
 export function relayConfigSchema(env: NodeJS.ProcessEnv = process.env) {
-  return buildSchema(env);
+  return RELAY_CONFIG_SCHEMA.transform((c, ctx) => withEnv(c, env, ctx));
 }
 
-export type RelayConfig = z.output<ReturnType<typeof buildSchema>>;
-export type RelayConfigInput = z.input<ReturnType<typeof buildSchema>>;
+export type RelayConfig = ReturnType<typeof withEnv>;
+export type RelayConfigInput = z.input<typeof RELAY_CONFIG_SCHEMA>;
 
 export function loadRelayConfig(path: string, env: NodeJS.ProcessEnv = process.env): RelayConfig {
   return loadConfigFile(path, relayConfigSchema(env));

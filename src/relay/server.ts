@@ -8,6 +8,7 @@ import { requireAccessToken, type RelayConfig } from './config.js';
 import { ContingencyPoller } from './contingency.js';
 import { KioskHub, KIOSK_WS_PATH } from './hub.js';
 import { Fleet, newInstanceId } from './fleet/index.js';
+import { RelayNotify } from './console/notify.js';
 import { fastifyLimitOptions, RouteGuards } from './limits.js';
 import { NotFoundMemory } from './not-found-memory.js';
 import { pacedReads } from './paced-mp.js';
@@ -17,6 +18,8 @@ import { OfferWorker } from './offers.js';
 import { OrderService } from './orders.js';
 import { RefundWorker } from './refunds.js';
 import { registerNotificationRoutes } from './routes/notifications.js';
+import { registerReceiptRoute } from './routes/receipt.js';
+import { receiptToken } from './console/receipt-page.js';
 import { registerUnattendedRoutes } from './routes/unattended.js';
 import { openRelayStore, type RelayStore } from './store/index.js';
 import { RelayOps } from './observability/ops.js';
@@ -56,6 +59,10 @@ export interface RunningRelay {
   console: KioskConsole;
   /** operator actions (refund, review, kiosk commands), the one implementation the console, CLI and API call */
   actions: ConsoleActions;
+  /** alerts and outbound webhooks/e-mail (relay/console/notify.ts); notify.check() runs one alert check now */
+  notify: RelayNotify;
+  /** the public link of an order's receipt page (what the printed receipt's QR opens) */
+  receiptUrl(orderId: string): string;
   /** one expiry pass now (the timer runs it every second) */
   runExpiry(): Promise<number>;
   /** one paid-but-no-vend-result check now (the timer runs it every second); resolves how many were flagged */
@@ -145,6 +152,8 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   fleet.attach(hub);
   /** connected here, or to another live instance */
   const kioskOnline = (id: string) => hub.isOnline(id) || fleet.isPresent(id);
+  // alerts and outbound messages (relay.yaml notify, alerts): relay/console/notify.ts
+  const notify = new RelayNotify({ config, store, logger: logger.child({ part: 'notify' }), now, jobs: fleet.jobs, kioskOnline, fleetView: kioskConsole.fleet });
 
   let refunds: RefundWorker | undefined;
   let offers: OfferWorker | undefined;
@@ -166,6 +175,8 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   refunds = new RefundWorker({ store, models, orders, logger: logger.child({ part: 'refunds' }), now, observe: ops.observer, exclusive: (job, fn) => fleet.jobs.run(job, fn) });
   offers = new OfferWorker({ store, models, orders, logger: logger.child({ part: 'offers' }), exclusive: (job, fn) => fleet.jobs.run(job, fn) });
   const siteCurrency = catalog.list()[0]!.currency;
+  // the customers' receipt links (/r/<order>.<mac>): the same on every instance, from the shared key
+  const receiptSecret = kioskConsole.signer.deriveSecret('receipt-link-v1');
   // What notifications and the contingency search may cost at Mercado Pago, each with its own
   // rate (limits.notifications.mpCallsPerSecond, limits.contingency.callsPerSecond): their reads
   // go through paced views of the API (refunds and offers do not wait).
@@ -200,6 +211,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     scope.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
     registerUnattendedRoutes(scope, { store, orders, config, logger: logger.child({ part: 'pos' }), guards, now, isOnline: kioskOnline });
     registerNotificationRoutes(scope, { store, worker, config, logger: logger.child({ part: 'notifications' }), now, guards });
+    registerReceiptRoute(scope, { store, secret: receiptSecret, defaultLang: siteCurrency === 'BRL' ? 'pt' : 'es', timeZone: config.alerts.timeZone });
   });
   ops.register(app);
   // the operator's web console (/console): routes, live feed, actions (relay/console/web/)
@@ -325,6 +337,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   }, EXPIRY_TICK_MS);
   expiryTimer.unref();
   contingency.start();
+  notify.start();
   logger.info({ url: base, publicUrl: config.publicUrl }, `relay listening on ${base} (public ${config.publicUrl})`);
 
   let closing: Promise<void> | undefined;
@@ -333,6 +346,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       clearInterval(expiryTimer);
       clearInterval(retentionTimer);
       await ops.close();
+      await notify.close();
       await fleet.close().catch((err: Error) => logger.warn({ err }, `fleet close: ${err.message}`));
       // waiters for a Mercado Pago turn go now (they see the closed flag and stop)
       notificationReads.close();
@@ -366,6 +380,8 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     ops,
     console: kioskConsole,
     actions,
+    notify,
+    receiptUrl: (orderId: string) => `${config.publicUrl}/r/${receiptToken(receiptSecret, orderId)}`,
     runExpiry,
     runWatchdog,
     runContingency: () => contingency.runOnce(),

@@ -91,7 +91,7 @@ export class MockWire extends EventEmitter implements LineEnd {
   }
 
   /** Resolves with the next line from the agent matching pred (or one already received after `from`). */
-  nextLine(pred: (l: string) => boolean = () => true, timeoutMs = 5000, from = this.fromAgent.length): Promise<string> {
+  nextLine(pred: (l: string) => boolean = () => true, timeoutMs = 20_000, from = this.fromAgent.length): Promise<string> {
     const hit = this.fromAgent.slice(from).find(pred);
     if (hit !== undefined) return Promise.resolve(hit);
     return new Promise((resolve, reject) => {

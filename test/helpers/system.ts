@@ -67,6 +67,8 @@ export interface SystemOptions {
   contingencyAfterSeconds?: number;
   /** the relay's orders.uncertainVendPolicy (default refund) */
   uncertainVendPolicy?: 'refund' | 'review';
+  /** more relay.yaml sections (notify, alerts, ...) */
+  relayExtra?: Parameters<typeof startLocalStack>[0]['relayExtra'];
   /** the agent's hardware section as YAML lines (indented two spaces), instead of the simulated one */
   hardwareYaml?: string;
   /** relay.commandKey of agent.yaml: default the relay's own key (as provisioned); null leaves it out */
@@ -128,6 +130,7 @@ export class KioskSystem {
       },
       pollIntervalMs: 50,
       pollGiveUpMs: 3000,
+      ...(opts.relayExtra ? { relayExtra: opts.relayExtra } : {}),
       sandboxLogger: pino({ level: 'silent' }),
       relayLogger: captureLogger(relayLog),
     }).catch(async (err: unknown) => {

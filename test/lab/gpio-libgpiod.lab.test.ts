@@ -72,13 +72,20 @@ describe.each(['Pi 3', 'Pi 4', 'Pi 5'])('libgpiod on a %s chip set', (model) => 
       await watching();
       let p = next();
       await world.run(bouncing(17, 'pull-down'));
+      const pressGap = world.lastEdgeGapMs;
       expect(await p).toBe(1);
       await world.run(bouncing(17, 'pull-up'));
+      const releaseGap = world.lastEdgeGapMs;
       p = next();
       await world.run([{ bcm: 27, pull: 'pull-down' }]);
       expect(await p).toBe(2);
       await world.run([{ bcm: 27, pull: 'pull-up' }]);
-      expect(presses).toEqual([1, 2]);
+      // the bounces were 1 ms apart as written; under load the world's thread can be late, and a
+      // gap as long as the debounce (50 ms) is a real second press, which the driver must count:
+      // then the bounce this test is about did not happen, and only the order of presses is checked
+      const why = `longest gap between the world's bounces: ${pressGap.toFixed(1)} ms pressing, ${releaseGap.toFixed(1)} ms releasing`;
+      if (Math.max(pressGap, releaseGap) < 50) expect(presses, why).toEqual([1, 2]);
+      else expect(presses.filter((x, i) => i === 0 || x !== presses[i - 1]), why).toEqual([1, 2]);
 
       // the tool killed mid-run: reported, restarted, and the button works again
       const before = backend.describe().processes!.find((p) => p.role === 'slot 1 button')!;

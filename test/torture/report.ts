@@ -37,6 +37,6 @@ export function formatReport(r: SuiteReport): string {
   if (r.extra) for (const [k, v] of Object.entries(r.extra)) lines.push(`  ${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`);
   lines.push(`  violations: ${r.violations.length}`);
   for (const v of r.violations.slice(0, 50)) lines.push(`    ${v}`);
-  lines.push(`  replay: npm run torture -- ${r.suite} --cycles ${r.cycles} --seed ${r.seed}`);
+  lines.push(`  replay: npm run torture -- ${r.suite} --cycles ${r.cycles} --seed ${r.seed}${r.model !== 'unattended' && r.suite !== 'fuzz' ? ` --model ${r.model}` : ''}`);
   return lines.join('\n');
 }

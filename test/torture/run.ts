@@ -7,7 +7,7 @@ import { networkSuite } from './suites/network.js';
 import { soakSuite } from './suites/soak.js';
 import { PAYMENT_MODELS, type PaymentModel } from './world.js';
 
-// npm run torture -- [suite ...] [--cycles N] [--seed S] [--model M] [--verbose] [--keep]
+// npm run torture -- [suite ...] [--cycles N] [--seed S] [--model M|all] [--verbose] [--keep]
 // Runs the torture suites at full size (the short versions run in `npm test`). Every run prints
 // its seed first; the same seed replays the same faults in the same order.
 
@@ -16,8 +16,10 @@ type Suite = (typeof SUITES)[number];
 
 function usage(msg?: string): never {
   if (msg) console.error(`torture: ${msg}`);
-  console.error(`usage: npm run torture -- [${SUITES.join('|')} ...] [--cycles N] [--seed S] [--model ${PAYMENT_MODELS.join('|')}] [--verbose] [--keep]
-  default: every suite; --cycles is per suite (fuzz: cases per target; soak: vends)`);
+  console.error(`usage: npm run torture -- [${SUITES.join('|')} ...] [--cycles N] [--seed S] [--model ${PAYMENT_MODELS.join('|')}|all] [--verbose] [--keep]
+  default: every suite; --cycles is per suite (fuzz: cases per target; soak: vends)
+  --minutes M: the soak stops selling after M minutes and reports what it reached
+  --model all runs the crash, network and mp suites once per payment model, each --cycles long`);
   process.exit(2);
 }
 
@@ -25,10 +27,11 @@ const args = process.argv.slice(2);
 const suites: Suite[] = [];
 let cycles: number | undefined;
 let seed: number | undefined;
-let model: PaymentModel = 'unattended';
+let models: PaymentModel[] = ['unattended'];
 let verbose = false;
 let keep = false;
 let kiosks: number | undefined;
+let minutes: number | undefined;
 let targets: FuzzTarget[] | undefined;
 for (let i = 0; i < args.length; i++) {
   const a = args[i]!;
@@ -45,11 +48,15 @@ for (let i = 0; i < args.length; i++) {
     if (!Number.isSafeInteger(seed) || seed < 0) usage('--seed must be a non-negative whole number');
   } else if (a === '--model') {
     const m = value();
-    if (!PAYMENT_MODELS.includes(m as PaymentModel)) usage(`unknown model "${m}"; known: ${PAYMENT_MODELS.join(', ')}`);
-    model = m as PaymentModel;
+    if (m !== 'all' && !PAYMENT_MODELS.includes(m)) usage(`unknown model "${m}"; known: ${PAYMENT_MODELS.join(', ')}, or all`);
+    models = m === 'all' ? [...PAYMENT_MODELS] : [m];
   } else if (a === '--verbose') verbose = true;
   else if (a === '--keep') keep = true;
   else if (a === '--kiosks') kiosks = Number(value());
+  else if (a === '--minutes') {
+    minutes = Number(value());
+    if (!(minutes > 0)) usage('--minutes must be a positive number (the soak stops selling after it and reports)');
+  }
   else if (a === '--targets') {
     targets = value().split(',') as FuzzTarget[];
     const bad = targets.find((t) => !FUZZ_TARGETS.includes(t));
@@ -64,7 +71,12 @@ const log = verbose ? (l: string) => console.log(`  ${l}`) : undefined;
 
 const DEFAULTS: Record<Suite, number> = { crash: 1000, network: 1000, mp: 1000, fuzz: 100_000, soak: 100_000 };
 let failed = false;
-for (const suite of suites.length ? suites : SUITES) {
+const runs = (suites.length ? suites : SUITES).flatMap((suite): Array<{ suite: Suite; model: PaymentModel }> =>
+  // the fuzz targets do not depend on the model; the soak sells through the unattended model
+  suite === 'fuzz' || suite === 'soak' ? [{ suite, model: 'unattended' }] : models.map((model) => ({ suite, model })),
+);
+if (models.some((m) => m !== 'unattended') && runs.some((r) => r.suite === 'soak')) console.log('soak: sells through the unattended model only');
+for (const { suite, model } of runs) {
   const n = cycles ?? DEFAULTS[suite];
   let report: SuiteReport;
   switch (suite) {
@@ -81,7 +93,7 @@ for (const suite of suites.length ? suites : SUITES) {
       report = await fuzzSuite({ cases: n, seed: runSeed, log, ...(targets ? { targets } : {}) });
       break;
     case 'soak':
-      report = await soakSuite({ vends: n, seed: runSeed, model, log, keepDir: keep, ...(kiosks ? { kiosks } : {}) });
+      report = await soakSuite({ vends: n, seed: runSeed, model, log, keepDir: keep, ...(kiosks ? { kiosks } : {}), ...(minutes ? { minutes } : {}) });
       break;
     default:
       usage(`suite ${suite} is not written yet`);

@@ -7,9 +7,16 @@ import { pino } from 'pino';
 import { controlRequest } from '../../src/agent/control.js';
 import { readPulseLog, type SimFault } from '../../src/devices/dispenser.js';
 import { MercadoPagoClient } from '../../src/mercadopago/client.js';
-import { openRelayStore, posUrl } from '../../src/relay/store/index.js';
+import type { MpPayment } from '../../src/mercadopago/types.js';
+import { parseRelayConfig } from '../../src/relay/config.js';
+import { modelVariants } from '../../src/relay/models/modes.js';
+import { provisionKiosk } from '../../src/relay/provision.js';
+import { openRelayStore } from '../../src/relay/store/index.js';
+import type { PaymentModelName } from '../../src/protocol/messages.js';
 import { freeLoopbackPort } from '../../src/runtime/net.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
+import { SandboxError } from '../../src/sandbox/api-error.js';
+import type { RefundRecord, ScanResult } from '../../src/sandbox/types.js';
 import { FaultProxy, type NetFault } from './fault-proxy.js';
 import type { Prng } from './prng.js';
 
@@ -31,12 +38,31 @@ export const CATALOG = [
 export const PRICE_MINOR: Record<string, number> = { COLA: 150000, AGUA: 90000 };
 
 /**
- * How the customer pays. Only `unattended` (the POS's static QR, Mercado Pago polls the POS url)
- * exists in the relay today; the lead adds the others (issue 7). A suite takes the model as a
- * parameter and the customer's scan is the only step that differs.
+ * How the customer pays: every model and mode the relay supports, written as `--model` takes them
+ * ("unattended", "attended/v2", "dynamic/offline", "orders/static" ...; docs/payment-models.md).
+ * Provisioning (the relay's own `provisionKiosk`) and the customer's scan are what differ; the
+ * sale, the faults and the invariants are the same for all.
  */
-export type PaymentModel = 'unattended';
-export const PAYMENT_MODELS: readonly PaymentModel[] = ['unattended'];
+export type PaymentModel = string;
+const VARIANTS = modelVariants();
+export const PAYMENT_MODELS: readonly PaymentModel[] = VARIANTS.map((v) => v.label);
+
+/**
+ * What the customer scans in each model: the order's own QR on the kiosk's screen, the POS
+ * sticker (the POS url answers, or the order was put on the POS), or either (hybrid: the seed
+ * picks one per sale).
+ */
+export type ScanChannel = 'own' | 'pos' | 'either';
+export function scanChannel(model: PaymentModelName, mode: string | null): ScanChannel {
+  if (mode === 'hybrid') return 'either';
+  if ((model === 'dynamic' && (mode === 'online' || mode === 'offline')) || (model === 'orders' && mode === 'dynamic')) return 'own';
+  return 'pos';
+}
+
+/** The customer's scan as the cycle sees it: a checkout to pay, or why there is none. */
+export type CustomerScan =
+  | { status: 'ready'; checkoutId: string; totalMinor: number; externalReference: string; channel: 'own' | 'pos' }
+  | { status: 'none'; why: string };
 
 export interface NetFaultOptions {
   faultRate: number;
@@ -67,7 +93,7 @@ interface Proc {
   exited: Promise<Exit>;
 }
 
-export type AgentOrderRow = { id: string; slot: number; sku: string; amount: number; state: string; payment_id: string | null; result: string | null };
+export type AgentOrderRow = { id: string; slot: number; sku: string; amount: number; state: string; payment_id: string | null; result: string | null; qr?: string | null };
 export type RelayOrderRow = { id: string; state: string; amount: number; payment_ids: string; vend_result: string | null; needs_review: string | null };
 
 export class World {
@@ -86,6 +112,7 @@ export class World {
     readonly proxies: { agentLink?: FaultProxy; mpApi?: FaultProxy; mpToRelay?: FaultProxy },
     readonly posQr: string,
     readonly token: string,
+    readonly channel: ScanChannel,
   ) {
     this.relayLog = createWriteStream(join(dir, 'relay.log'), { flags: 'a' });
     this.agentLog = createWriteStream(join(dir, 'agent.log'), { flags: 'a' });
@@ -93,7 +120,8 @@ export class World {
 
   static async start(opts: WorldOptions): Promise<World> {
     const model = opts.model ?? 'unattended';
-    if (!PAYMENT_MODELS.includes(model)) throw new Error(`payment model "${model}" is not supported by the torture harness; known: ${PAYMENT_MODELS.join(', ')}`);
+    const variant = VARIANTS.find((v) => v.label === model);
+    if (!variant) throw new Error(`payment model "${model}" is not supported by the torture harness; known: ${PAYMENT_MODELS.join(', ')}`);
     const dir = mkdtempSync(join(tmpdir(), 'qrkiosk-torture-'));
     const sandbox = await startSandbox({
       accessToken: ACCESS_TOKEN,
@@ -137,22 +165,25 @@ export class World {
     };
     writeFileSync(join(dir, 'relay.yaml'), JSON.stringify(config, null, 2)); // JSON is YAML
 
-    // `qrkiosk relay kiosk add` + `qrkiosk relay provision`, before the relay process starts
+    // Mercado Pago sends Orders API webhooks, and notifications of a QR that names no url (an
+    // offline QR), to the url set in the seller's panel: this relay's, through the proxy if any
+    await sandbox.configure({ ordersWebhookUrl: `${publicUrl}/mp/notifications`, panelNotificationUrl: `${publicUrl}/mp/notifications` });
+
+    // `qrkiosk relay kiosk add --model …` + `qrkiosk relay provision`, before the relay process
+    // starts: the relay's own provisioning, so each model gets the store and POS it needs
     const store = await openRelayStore(storePath);
     let token: string;
     let posQr: string;
     try {
-      const added = await store.addKiosk({ id: KIOSK_ID, posExternalId: 'KIOSKT1', generation: opts.generation ?? 'v2' });
+      const added = await store.addKiosk({ id: KIOSK_ID, posExternalId: 'KIOSKT1', generation: opts.generation ?? 'v2', model: variant.model, modelMode: variant.mode });
       token = added.token;
       const mp = new MercadoPagoClient({ baseUrl: sandbox.url, accessToken: ACCESS_TOKEN });
-      await mp.createStore(COLLECTOR_ID, { name: 'torture store', external_id: 'TORTURESTORE' });
-      const pos = await mp.createPos({ name: KIOSK_ID, fixed_amount: true, external_store_id: 'TORTURESTORE', external_id: 'KIOSKT1', url: posUrl(publicUrl, added.kiosk) });
-      posQr = pos.qr_code!;
-      await store.setKioskPosQr(KIOSK_ID, posQr);
+      await provisionKiosk(mp, parseRelayConfig({ ...config, catalog: CATALOG.map((c) => ({ ...c })) }, {}), store, added.kiosk, { storeExternalId: 'TORTURESTORE', storeName: 'torture store' });
+      posQr = (await store.getKiosk(KIOSK_ID))!.posQr!;
     } finally {
       await store.close();
     }
-    const w = new World({ ...opts, model }, dir, sandbox, relayPort, proxies, posQr, token);
+    const w = new World({ ...opts, model }, dir, sandbox, relayPort, proxies, posQr, token, scanChannel(variant.model, variant.mode));
     w.writeAgentConfig();
     return w;
   }
@@ -289,12 +320,82 @@ hardware:
     await controlRequest(this.socket, 'cancel').catch(() => undefined);
   }
 
-  /** The customer scans what the kiosk shows, as the payment model wants it. */
-  async scan(giveUpMs = 4000) {
-    switch (this.o.model) {
-      case 'unattended':
-        return this.sandbox.scan({ qr: this.posQr, giveUpMs });
+  /**
+   * The customer scans what the kiosk shows, as the payment model wants it, and gets a checkout
+   * for this order or nothing (then walks away). Unattended: the POS sticker, Mercado Pago's app
+   * polls the POS url until it has the order or gives up. Other models: the customer waits until
+   * the order is payable at Mercado Pago (the relay's offer is made: `offered`, or `local` for
+   * an offline QR) and, for a QR of its own, on the kiosk's screen; then scans it (or, hybrid, the
+   * sticker; the seed picks). A scan that finds another order (a stale one left on the POS) or
+   * nothing is tried again until `giveUpMs`. `wait` runs between tries (the suite's keep-up).
+   */
+  async scan(orderId: string, o: { prng: Prng; wait?: () => Promise<void>; giveUpMs?: number }): Promise<CustomerScan> {
+    const channel = this.channel === 'either' ? o.prng.pick(['own', 'pos'] as const) : this.channel;
+    if (this.o.model === 'unattended') {
+      const r = await this.sandbox.scan({ qr: this.posQr, giveUpMs: o.giveUpMs ?? 4000 });
+      return r.status === 'ready' ? { status: 'ready', checkoutId: r.checkoutId, totalMinor: r.totalMinor, externalReference: r.externalReference, channel } : { status: 'none', why: r.status };
     }
+    const end = Date.now() + (o.giveUpMs ?? 15_000);
+    let why = 'the order never became payable';
+    for (;;) {
+      await o.wait?.();
+      const offer = this.relayOfferState(orderId);
+      const shown = this.agentOrders().find((x) => x.id === orderId)?.qr ?? null;
+      if (offer === 'offered' || offer === 'local') {
+        const qr = channel === 'pos' ? this.posQr : shown;
+        if (qr) {
+          const r: ScanResult | { status: 'refused'; reason: string } = await this.sandbox.scan({ qr, maxPolls: 1 }).catch((err: unknown) => {
+            if (err instanceof SandboxError) return { status: 'refused' as const, reason: `${err.code}: ${err.message}` };
+            throw err;
+          });
+          if (r.status === 'ready' && r.externalReference === orderId) {
+            return { status: 'ready', checkoutId: r.checkoutId, totalMinor: r.totalMinor, externalReference: orderId, channel };
+          }
+          why = r.status === 'ready' ? `the ${channel} QR showed another order (${r.externalReference})` : `the ${channel} QR: ${scanWhy(r)}`;
+        } else why = 'the kiosk does not show the order\'s QR';
+      } else if (offer && offer !== 'due') return { status: 'none', why: `the order is ${offer} at Mercado Pago` };
+      if (Date.now() > end) return { status: 'none', why };
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /**
+   * Pays a scanned checkout. Mercado Pago's app refuses to pay an order that was withdrawn after
+   * the scan (deleted, cancelled, paid through the other channel): that is answered as `refused`,
+   * the customer was not charged. `race` makes the payment land anyway, as when the withdrawal and
+   * the payment cross (a payment after the kiosk gave up, a second phone paying at once).
+   */
+  async pay(o: { checkoutId: string; outcome?: 'approved' | 'rejected'; amountMinor?: number; notify: Parameters<Sandbox['pay']>[0]['notify']; race?: boolean }): Promise<'paid' | 'refused'> {
+    try {
+      await this.sandbox.pay({
+        checkoutId: o.checkoutId,
+        ...(o.outcome ? { outcome: o.outcome } : {}),
+        ...(o.amountMinor !== undefined ? { amountMinor: o.amountMinor } : {}),
+        ...(o.notify !== undefined ? { notify: o.notify } : {}),
+        ...(o.race ? { landAfterCancel: true } : {}),
+      });
+      return 'paid';
+    } catch (err) {
+      if (err instanceof SandboxError && err.code === 'order_not_payable') return 'refused';
+      throw err;
+    }
+  }
+
+  /**
+   * The emulator's ledger, the ground truth of money: every payment (merchant-order payments and
+   * the Orders API's transactions, the latter in the same shape: approved when money was taken,
+   * refunded once given back) and every refund.
+   */
+  async ledger(): Promise<{ payments: MpPayment[]; refunds: RefundRecord[] }> {
+    const payments = await this.sandbox.payments();
+    for (const order of await this.sandbox.orders()) {
+      for (const t of order.transactions?.payments ?? []) {
+        const paid = Math.round(Number(t.paid_amount ?? '0') * 100);
+        const status = t.status === 'refunded' ? 'refunded' : paid > 0 ? 'approved' : t.status === 'failed' ? 'rejected' : 'pending';
+        payments.push({ id: t.id, status, external_reference: order.external_reference, transaction_amount: paid / 100, currency_id: order.currency } as unknown as MpPayment);
+      }
+    }
+    return { payments, refunds: await this.sandbox.refunds() };
   }
 
   pulses(): Array<{ slot: number; pulse: number; pid: number }> {
@@ -304,13 +405,17 @@ hardware:
   // Read-only looks at the two databases, as an auditor would: through SQL on the files, not
   // through the code under test (which could share the bug being looked for).
   agentOrders(): AgentOrderRow[] {
-    return readDb(this.agentDbPath, (db) => db.prepare('SELECT id, slot, sku, amount, state, payment_id, result FROM orders ORDER BY created_at').all() as AgentOrderRow[], []);
+    return readDb(this.agentDbPath, (db) => db.prepare('SELECT id, slot, sku, amount, state, payment_id, result, qr FROM orders ORDER BY created_at').all() as AgentOrderRow[], []);
   }
   agentOutbox(): number {
     return readDb(this.agentDbPath, (db) => (db.prepare('SELECT COUNT(*) AS n FROM outbox').get() as { n: number }).n, 0);
   }
   relayOrder(id: string): RelayOrderRow | undefined {
     return readDb(this.relayDbPath, (db) => db.prepare('SELECT id, state, amount, payment_ids, vend_result, needs_review FROM orders WHERE id = ?').get(id) as RelayOrderRow | undefined, undefined);
+  }
+  /** where the order stands at Mercado Pago (core/mp-offer.ts) */
+  relayOfferState(id: string): string | undefined {
+    return readDb(this.relayDbPath, (db) => (db.prepare('SELECT offer_state FROM orders WHERE id = ?').get(id) as { offer_state: string } | undefined)?.offer_state, undefined);
   }
   relayOrders(): RelayOrderRow[] {
     return readDb(this.relayDbPath, (db) => db.prepare('SELECT id, state, amount, payment_ids, vend_result, needs_review FROM orders').all() as RelayOrderRow[], []);
@@ -349,6 +454,10 @@ hardware:
     this.agentLog.end();
     if (!keep) rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+function scanWhy(r: { status: string; reason?: string; error?: string }): string {
+  return [r.status, r.reason ?? r.error].filter(Boolean).join(': ');
 }
 
 function alive(p: Proc | undefined): boolean {

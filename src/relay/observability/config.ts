@@ -16,48 +16,51 @@ export const METRICS_TOKEN_ENV = 'QRKIOSK_METRICS_TOKEN';
 
 const positive = z.number().positive();
 
-function buildSchema(env: NodeJS.ProcessEnv) {
-  return z
-    .strictObject({
-      // Label on every series (`relay_instance`): which relay process said it. Not `instance`,
-      // which Prometheus sets itself to the scraped address and would rename ours.
-      instance: z
-        .string()
-        .regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/, 'write a short name such as relay-a (letters, digits, . _ : -)')
-        .optional(),
-      metricsToken: z.string().min(16, 'use at least 16 random characters, e.g. `openssl rand -hex 24`').optional(),
-      adminListen: z
-        .strictObject({ host: z.string().min(1).default('127.0.0.1'), port: z.number().int().min(0).max(65535) })
-        .optional(),
-      health: z
-        .strictObject({
-          // how often the store is pinged in the background (every /healthz and /readyz pings too)
-          storeCheckSeconds: positive.default(5),
-          // /healthz answers 503 when the store has failed every ping for this long
-          storeDownSeconds: positive.default(30),
-          // ... or when every Mercado Pago call has failed (no answer, 5xx, 429) for this long
-          mercadopagoDownSeconds: positive.default(120),
-          // a ping that takes longer than this counts as a failure
-          pingTimeoutSeconds: positive.default(2),
-        })
-        .prefault({}),
-      // After SIGTERM: /readyz answers 503 for this long before the relay closes, so the load
-      // balancer stops sending new work here (check interval x fall count, docs/deploy.md).
-      drainSeconds: z.number().min(0).default(10),
-    })
-    .prefault({})
-    .transform((o, ctx) => {
-      const metricsToken = o.metricsToken ?? (env[METRICS_TOKEN_ENV] || undefined);
-      if (metricsToken !== undefined && metricsToken.length < 16) {
-        ctx.addIssue({ code: 'custom', path: ['metricsToken'], message: `${METRICS_TOKEN_ENV} is shorter than 16 characters: use e.g. \`openssl rand -hex 24\`` });
-        return z.NEVER;
-      }
-      return { ...o, instance: o.instance ?? (hostname().replace(/[^A-Za-z0-9_.:-]/g, '-').slice(0, 64) || 'relay'), metricsToken };
-    });
+// Built once, without the environment (the relay's config schema is built once: see
+// relay/config.ts); finishObservability adds what comes from the environment.
+export const observabilityBaseSchema = z
+  .strictObject({
+    // Label on every series (`relay_instance`): which relay process said it. Not `instance`,
+    // which Prometheus sets itself to the scraped address and would rename ours.
+    instance: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/, 'write a short name such as relay-a (letters, digits, . _ : -)')
+      .optional(),
+    metricsToken: z.string().min(16, 'use at least 16 random characters, e.g. `openssl rand -hex 24`').optional(),
+    adminListen: z
+      .strictObject({ host: z.string().min(1).default('127.0.0.1'), port: z.number().int().min(0).max(65535) })
+      .optional(),
+    health: z
+      .strictObject({
+        // how often the store is pinged in the background (every /healthz and /readyz pings too)
+        storeCheckSeconds: positive.default(5),
+        // /healthz answers 503 when the store has failed every ping for this long
+        storeDownSeconds: positive.default(30),
+        // ... or when every Mercado Pago call has failed (no answer, 5xx, 429) for this long
+        mercadopagoDownSeconds: positive.default(120),
+        // a ping that takes longer than this counts as a failure
+        pingTimeoutSeconds: positive.default(2),
+      })
+      .prefault({}),
+    // After SIGTERM: /readyz answers 503 for this long before the relay closes, so the load
+    // balancer stops sending new work here (check interval x fall count, docs/deploy.md).
+    drainSeconds: z.number().min(0).default(10),
+  })
+  .prefault({});
+
+type ObservabilityParsed = z.output<typeof observabilityBaseSchema>;
+
+/** The metrics token from the environment when the file has none, and the instance name. */
+export function finishObservability(o: ObservabilityParsed, env: NodeJS.ProcessEnv, ctx: z.RefinementCtx, path: PropertyKey[] = []) {
+  const metricsToken = o.metricsToken ?? (env[METRICS_TOKEN_ENV] || undefined);
+  if (metricsToken !== undefined && metricsToken.length < 16) {
+    ctx.addIssue({ code: 'custom', path: [...path, 'metricsToken'], message: `${METRICS_TOKEN_ENV} is shorter than 16 characters: use e.g. \`openssl rand -hex 24\`` });
+  }
+  return { ...o, instance: o.instance ?? (hostname().replace(/[^A-Za-z0-9_.:-]/g, '-').slice(0, 64) || 'relay'), metricsToken };
 }
 
 export function observabilitySchema(env: NodeJS.ProcessEnv = process.env) {
-  return buildSchema(env);
+  return observabilityBaseSchema.transform((o, ctx) => finishObservability(o, env, ctx));
 }
 
-export type ObservabilityConfig = z.output<ReturnType<typeof buildSchema>>;
+export type ObservabilityConfig = ReturnType<typeof finishObservability>;

@@ -162,6 +162,12 @@ export type WorldStep =
 export class OutsideWorld {
   private readonly worker: Worker;
   private seq = 0;
+  /**
+   * Of the last finished run: the longest the line may have stayed between two consecutive pulls
+   * (ms). A "bouncing contact" is only one press if this stayed under the driver's debounce: a
+   * failed count says which side was late, the world or the driver.
+   */
+  lastEdgeGapMs = 0;
 
   constructor(private readonly board: () => SimBoard) {
     const code = `
@@ -171,6 +177,9 @@ export class OutsideWorld {
       const nap = () => Atomics.wait(cell, 0, 0, 0.2);
       parentPort.on('message', ({ id, steps }) => {
         const marks = [];
+        // upper bound of the time between two consecutive pulls: from before one write to after
+        // the next (a worker preempted under load stretches a 1 ms bounce into a real press)
+        let edgeGapMs = 0, lastBefore;
         parentPort.postMessage({ id, started: true });
         try {
           for (const s of steps) {
@@ -184,9 +193,15 @@ export class OutsideWorld {
                 nap();
               }
               marks.push(Number(process.hrtime.bigint()) / 1e6);
-            } else writeFileSync(s.path, s.pull);
+            } else {
+              const before = Number(process.hrtime.bigint()) / 1e6;
+              writeFileSync(s.path, s.pull);
+              const after = Number(process.hrtime.bigint()) / 1e6;
+              if (lastBefore !== undefined) edgeGapMs = Math.max(edgeGapMs, after - lastBefore);
+              lastBefore = before;
+            }
           }
-          parentPort.postMessage({ id, marks });
+          parentPort.postMessage({ id, marks, edgeGapMs });
         } catch (err) {
           parentPort.postMessage({ id, error: String(err && err.message || err) });
         }
@@ -210,12 +225,15 @@ export class OutsideWorld {
       let fail!: (err: Error) => void;
       const done = new Promise<number[]>((res, rej) => ((finish = res), (fail = rej)));
       done.catch(() => {}); // the caller awaits it; never an unhandled rejection
-      const onMessage = (m: { id: number; started?: boolean; marks?: number[]; error?: string }) => {
+      const onMessage = (m: { id: number; started?: boolean; marks?: number[]; edgeGapMs?: number; error?: string }) => {
         if (m.id !== id) return;
         if (m.started) return started({ done });
         this.worker.off('message', onMessage);
         if (m.error) fail(new Error(m.error));
-        else finish(m.marks ?? []);
+        else {
+          this.lastEdgeGapMs = m.edgeGapMs ?? 0;
+          finish(m.marks ?? []);
+        }
       };
       this.worker.on('message', onMessage);
       this.worker.postMessage({ id, steps: resolved });

@@ -1,4 +1,5 @@
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, type ChildProcessByStdio, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { createInterface, type Interface } from 'node:readline';
 
@@ -53,7 +54,7 @@ export class ConsoleWatch {
   private text = '';
   private readonly waiters: Array<() => void> = [];
 
-  private constructor(private readonly child: ChildProcessWithoutNullStreams) {
+  private constructor(private readonly child: ChildProcessByStdio<null, Readable, Readable>) {
     child.stdout.on('data', (d: Buffer) => {
       this.text += d.toString('latin1');
       for (const w of this.waiters.splice(0)) w();
@@ -61,8 +62,11 @@ export class ConsoleWatch {
   }
 
   static async open(tty = '/dev/tty1'): Promise<ConsoleWatch> {
-    // raw and no echo, then hold the tty open and copy what arrives (a closed tty drops input)
-    const child = spawn('sh', ['-c', `stty -F ${tty} raw -echo && echo open && exec cat ${tty}`], { stdio: ['pipe', 'pipe', 'pipe'] });
+    // Raw and no echo (every key arrives at once, nothing waits for Enter), on the SAME open file
+    // that cat then reads: the VT driver resets a console's termios on its last close
+    // (TTY_DRIVER_RESET_TERMIOS), so `stty -F tty1 raw; cat tty1` would read a cooked tty1 that
+    // holds every key back until a newline.
+    const child = spawn('sh', ['-c', `exec <${tty} && stty raw -echo && echo open && exec cat`], { stdio: ['ignore', 'pipe', 'pipe'] });
     await new Promise<void>((resolve, reject) => {
       let err = '';
       child.stderr.on('data', (d: Buffer) => (err += d.toString()));

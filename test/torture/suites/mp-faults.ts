@@ -24,12 +24,42 @@ export interface MpFaultOptions {
   keepDir?: boolean;
 }
 
-const API_FAULTS: ReadonlyArray<readonly [SandboxEndpoint, number[]]> = [
+type ApiFaults = ReadonlyArray<readonly [SandboxEndpoint, number[]]>;
+/** reads, searches and refunds of the models whose payment state is a merchant order */
+const MERCHANT_ORDER_FAULTS: ApiFaults = [
   ['getMerchantOrder', [500, 502, 503, 504, 429]],
   ['searchMerchantOrders', [500, 503, 429]],
   ['getPayment', [500, 503, 429]],
   ['refundPayment', [500, 503, 429]],
 ];
+/**
+ * The calls each model makes, faults on which the seed picks from: the reads, searches and
+ * refunds, plus the calls that make an order payable and withdraw it (none in the unattended
+ * model and for an offline QR).
+ */
+export function apiFaultsFor(model: PaymentModel): { faults: ApiFaults; slow: SandboxEndpoint[] } {
+  const [name, mode] = model.split('/');
+  const s = [500, 503, 429];
+  switch (name) {
+    case 'attended':
+      return {
+        faults: [...MERCHANT_ORDER_FAULTS, ...(mode === 'mpmobile' ? ([['postMobileOrder', s], ['deleteMobileOrder', s]] as const) : ([['putPosOrder', s], ['deletePosOrder', s]] as const))],
+        slow: ['getMerchantOrder', 'refundPayment', 'searchMerchantOrders', mode === 'mpmobile' ? 'postMobileOrder' : 'putPosOrder'],
+      };
+    case 'dynamic':
+      return {
+        faults: [...MERCHANT_ORDER_FAULTS, ...(mode === 'offline' ? [] : ([['createDynamicQr', s]] as const)), ...(mode === 'hybrid' ? ([['deletePosOrder', s]] as const) : [])],
+        slow: ['getMerchantOrder', 'refundPayment', 'searchMerchantOrders', ...(mode === 'offline' ? [] : (['createDynamicQr'] as const))],
+      };
+    case 'orders':
+      return {
+        faults: [['getOrder', [500, 502, 503, 504, 429]], ['searchOrders', s], ['refundOrder', s], ['createOrder', s], ['cancelOrder', s]],
+        slow: ['getOrder', 'refundOrder', 'searchOrders', 'createOrder', 'cancelOrder'],
+      };
+    default:
+      return { faults: MERCHANT_ORDER_FAULTS, slow: ['getMerchantOrder', 'refundPayment', 'searchMerchantOrders'] };
+  }
+}
 
 export async function mpFaultSuite(o: MpFaultOptions): Promise<SuiteReport> {
   const started = Date.now();
@@ -37,6 +67,7 @@ export async function mpFaultSuite(o: MpFaultOptions): Promise<SuiteReport> {
   const log = o.log ?? (() => undefined);
   const maxDelay = o.maxNotifyDelayMs ?? 120_000;
   const w = await World.start({ prng: root.fork('world'), model: o.model ?? 'unattended', deadlineSeconds: 60, contingencyAfterSeconds: 2 });
+  const api = apiFaultsFor(o.model ?? 'unattended');
   const faults: Record<string, number> = {};
   const violations: string[] = [];
   const latencies: number[] = [];
@@ -84,14 +115,14 @@ export async function mpFaultSuite(o: MpFaultOptions): Promise<SuiteReport> {
       const plan: PayPlan = { kind, notify: [first, second] };
       // API faults for this cycle
       for (let i = prng.int(0, 3); i > 0; i--) {
-        const [endpoint, statuses] = prng.pick(API_FAULTS);
+        const [endpoint, statuses] = prng.pick(api.faults);
         const status = prng.pick(statuses);
         const times = prng.int(1, 3);
         const f = await w.sandbox.setFault({ endpoint, status, times, ...(status === 429 ? { retryAfter: String(prng.int(0, 2)) } : {}) });
         armed.set(f.id, `${endpoint} ${status}${status === 429 ? ' + Retry-After' : ''}`);
       }
       if (prng.chance(o.timeoutChance ?? 0.05)) {
-        const endpoint = prng.pick(['getMerchantOrder', 'refundPayment', 'searchMerchantOrders'] as const);
+        const endpoint = prng.pick(api.slow);
         const f = await w.sandbox.setFault({ endpoint, status: 504, delayMs: 10_500 });
         armed.set(f.id, `${endpoint} timeout`);
       }
