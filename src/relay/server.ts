@@ -26,6 +26,8 @@ import { RelayOps } from './observability/ops.js';
 import { KioskConsole } from './kiosk-console.js';
 import type { FleetRecorder } from './fleet-recorder.js';
 import { CONSOLE_FEATURE } from '../protocol/messages.js';
+import { ConsoleActions } from './console/actions.js';
+import { registerConsoleWeb } from './console/web/routes.js';
 
 // Composition root of the relay: one SQLite store, one HTTP server (fastify) carrying both the
 // Mercado Pago routes and the kiosks' WebSocket upgrade, and the background loops (expiry,
@@ -55,6 +57,8 @@ export interface RunningRelay {
   ops: RelayOps;
   /** kiosk reports and signed operator commands (relay/kiosk-console.ts) */
   console: KioskConsole;
+  /** operator actions (refund, review, kiosk commands), the one implementation the console, CLI and API call */
+  actions: ConsoleActions;
   /** alerts and outbound webhooks/e-mail (relay/console/notify.ts); notify.check() runs one alert check now */
   notify: RelayNotify;
   /** the public link of an order's receipt page (what the printed receipt's QR opens) */
@@ -210,6 +214,21 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     registerReceiptRoute(scope, { store, secret: receiptSecret, defaultLang: siteCurrency === 'BRL' ? 'pt' : 'es', timeZone: config.alerts.timeZone });
   });
   ops.register(app);
+  // the operator's web console (/console): routes, live feed, actions (relay/console/web/)
+  const actions = new ConsoleActions({ store, orders, commands: kioskConsole.commands, logger: logger.child({ part: 'console-actions' }), now, approvalAbove: config.consoleWeb.refundApprovalAbove });
+  const consoleWeb = registerConsoleWeb(app, {
+    store,
+    kioskConsole,
+    actions,
+    logger: logger.child({ part: 'console-web' }),
+    now,
+    publicUrl: config.publicUrl,
+    sessionHours: config.consoleWeb.sessionHours,
+    onPresence: (listener) => {
+      hub.on('online', listener);
+      hub.on('offline', listener);
+    },
+  });
 
   guards.attach(app.server);
   hub.attach(app.server);
@@ -336,6 +355,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       // Mercado Pago call is not awaited: its intent is on disk and the next start resumes it.
       await Promise.all([withTimeout(contingency.close(), 1000), withTimeout(worker.close(), 1000), refunds!.close(), offers!.close()]);
       await hub.close();
+      consoleWeb.close();
       await app.close();
       guards.close();
       await store.close();
@@ -359,6 +379,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     orders,
     ops,
     console: kioskConsole,
+    actions,
     notify,
     receiptUrl: (orderId: string) => `${config.publicUrl}/r/${receiptToken(receiptSecret, orderId)}`,
     runExpiry,
