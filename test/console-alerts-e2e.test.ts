@@ -83,3 +83,27 @@ describe('alerts', () => {
     expect(rows.map((r) => r.state)).toEqual(['delivered', 'delivered', 'delivered', 'delivered']);
   });
 });
+
+describe('receipt page', () => {
+  it('after a real vend the receipt link shows the timeline in the customer language; a changed link is 404', async () => {
+    sys = await KioskSystem.start();
+    await sys.startAgent();
+    const { orderId } = await sys.select(1);
+    const scan = await sys.customerScans(orderId!);
+    await sys.sandbox.pay({ checkoutId: scan.checkoutId, notify: { form: 'webhook' } });
+    await sys.waitRelayState(orderId!, 'vended');
+    // the public url names the relay's publicUrl; ask the relay itself on the same path
+    const path = new URL(sys.relay.receiptUrl(orderId!)).pathname;
+    expect(path).toMatch(new RegExp(`^/r/${orderId}\\.[A-Za-z0-9_-]{22}$`));
+    const page = await fetch(`${sys.relay.url}${path}`, { headers: { 'accept-language': 'pt-BR,pt;q=0.9' } });
+    expect(page.status).toBe(200);
+    expect(page.headers.get('cache-control')).toBe('no-store');
+    const html = await page.text();
+    expect(html).toContain('Pagamento recebido');
+    expect(html).toContain('Produto entregue');
+    expect(html).toContain('Cola 350 ml');
+    const forged = await fetch(`${sys.relay.url}${path.slice(0, -1)}${path.endsWith('A') ? 'B' : 'A'}`);
+    expect(forged.status).toBe(404);
+    expect(await forged.text()).not.toContain('Cola');
+  });
+});

@@ -136,7 +136,7 @@ describe('per-kiosk prices at the relay', () => {
     const welcomed: string[] = [];
     const cmds = new KioskCommands({
       recorder,
-      signer: { keyId: keyIdOf(keys.publicKey), publicKeyText: publicKeyText(keys.publicKey), sign: (b) => signCommand(b, keys.privateKey, keys.publicKey) },
+      signer: { keyId: keyIdOf(keys.publicKey), publicKeyText: publicKeyText(keys.publicKey), sign: (b) => signCommand(b, keys.privateKey, keys.publicKey), deriveSecret: () => 'unused' },
       logger: silent,
       now: () => now,
       ttlMs: 60_000,
@@ -174,7 +174,7 @@ describe('per-kiosk prices at the relay', () => {
     const sent: object[] = [];
     const cmds = new KioskCommands({
       recorder: new InMemoryFleetRecorder(),
-      signer: { keyId: 'x', publicKeyText: 'x', sign: (b) => signCommand(b, keys.privateKey, keys.publicKey) },
+      signer: { keyId: 'x', publicKeyText: 'x', sign: (b) => signCommand(b, keys.privateKey, keys.publicKey), deriveSecret: () => 'unused' },
       logger: silent,
       now: () => now,
       ttlMs: 10_000,

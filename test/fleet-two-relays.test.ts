@@ -154,7 +154,7 @@ observability: { drainSeconds: 0 }
     return join(this.dir, 'pulses.jsonl');
   }
 
-  async startAgent(): Promise<void> {
+  async startAgent(fault: 'none' | 'no_drop' = 'none'): Promise<void> {
     writeFileSync(
       join(this.dir, 'agent.yaml'),
       `kioskId: kiosk-f
@@ -177,7 +177,7 @@ hardware:
     pulseMs: 60
     dropWindowMs: 400
     maxPulses: 2
-    sim: { fault: none, dropDelayMs: 30, pulseLog: ${this.pulseLog} }
+    sim: { fault: ${fault}, dropDelayMs: 30, pulseLog: ${this.pulseLog} }
 `,
     );
     const child = spawn(process.execPath, [join(ROOT, 'bin', 'qrkiosk.js'), 'agent', '--config', join(this.dir, 'agent.yaml')], { cwd: ROOT, env: { ...process.env }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -333,4 +333,30 @@ describe.skipIf(skipPg)('two relay processes on one PostgreSQL database', () => 
     // both instances were up the whole time
     expect(fleet.relays.every((r) => r.child.exitCode === null)).toBe(true);
   }, 120_000);
+
+  it('background work on two instances: each refund is requested once', async () => {
+    fleet = await Fleet2.start();
+    // the motor turns but nothing falls: every paid vend fails and its payment is refunded
+    await fleet.startAgent('no_drop');
+    const kiosk = (await fleet.store.getKiosk('kiosk-f'))!;
+    const orders: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const orderId = await fleet.select(1);
+      orders.push(orderId);
+      await waitFor('the order pending', async () => (await fleet!.store.getOrder(orderId))?.state === 'pending');
+      const scan = await fleet.sandbox.scan({ qr: kiosk.posQr! });
+      if (scan.status !== 'ready') throw new Error(`round ${i}: scan was ${scan.status}`);
+      await fleet.sandbox.pay({ checkoutId: scan.checkoutId, notify: { form: 'webhook' } });
+      await waitFor(`round ${i}: refunded`, async () => (await fleet!.store.getOrder(orderId))?.state === 'refunded', 60_000);
+    }
+    const refunds = await fleet.sandbox.refunds();
+    expect(refunds).toHaveLength(orders.length);
+    expect(new Set(refunds.map((r) => r.externalReference))).toEqual(new Set(orders));
+    // each refund was asked of Mercado Pago by one instance, once
+    const logs = fleet.relay('A').output + fleet.relay('B').output;
+    for (const id of orders) {
+      const asked = logs.split('\n').filter((l) => l.includes(`order ${id}: payment`) && l.includes('refunded (refund'));
+      expect(asked, `refund log lines for ${id}`).toHaveLength(1);
+    }
+  }, 300_000);
 });

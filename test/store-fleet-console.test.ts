@@ -146,7 +146,22 @@ describe.each(STORE_KINDS)('schema 7 on %s', (kind: StoreKind) => {
     expect(rows.find((r) => r.event === 'alert.fired')!.attempts).toBeGreaterThanOrEqual(2);
   });
 
-  it.skipIf(skip || kind !== 'postgres')('an outbox row signals the kiosk on commit, and not for a rolled-back transaction', async () => {
+});
+
+describe.skipIf(skipPg)('PostgreSQL signals from the store', () => {
+  const closers: Array<() => Promise<void> | void> = [];
+  let t: TestStore;
+  let s: RelayStore;
+  beforeEach(async () => {
+    t = await openTestStore('postgres');
+    s = t.store;
+  });
+  afterEach(async () => {
+    while (closers.length) await closers.pop()!();
+    await t.cleanup();
+  });
+
+  it('an outbox row signals the kiosk on commit, and not for a rolled-back transaction', async () => {
     const signals = await PgSignals.start({ url: t.where, logger: silentLogger() });
     closers.push(() => signals.close());
     const heard: string[] = [];

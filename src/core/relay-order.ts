@@ -25,7 +25,9 @@ export type OrderEvent =
   | 'cancel'
   | 'expire'
   | 'late_payment'
-  | 'refund_done';
+  | 'refund_done'
+  // an operator gives the money of a dispensed order back (console/actions.ts): audited, with a reason
+  | 'operator_refund';
 
 /**
  * Before its first row an order is `new`: it is either accepted (`created` -> pending) or refused
@@ -37,7 +39,7 @@ export const relayOrder = defineMachine<OrderState | OrderStart, OrderEvent>('re
   new: { created: 'pending', rejected: 'rejected' },
   pending: { payment_verified: 'paid', cancel: 'cancelled', expire: 'expired' },
   paid: { vend_ok: 'vended', vend_failed: 'refunding' },
-  vended: {},
+  vended: { operator_refund: 'refunding' },
   refunding: { refund_done: 'refunded' },
   refunded: {},
   cancelled: { late_payment: 'refunding' },

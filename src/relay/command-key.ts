@@ -1,4 +1,5 @@
-import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import {
+  createHmac, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ConfigError } from '../runtime/config-file.js';
@@ -16,6 +17,12 @@ export interface CommandSigner {
   /** the line for agent.yaml: relay.commandKey */
   readonly publicKeyText: string;
   sign(body: CommandBody): SignedCommand;
+  /**
+   * A secret for another purpose (e.g. the customers' receipt links), derived from the signing
+   * key: every relay instance shares the key file, so they all derive the same secret, and no
+   * second secret file has to be made, shared and backed up.
+   */
+  deriveSecret(label: string): string;
 }
 
 /** Where the key lives: commands.keyFile, else command-key.pem beside the store. */
@@ -33,6 +40,7 @@ function signerFor(privateKey: KeyObject): CommandSigner {
     keyId: keyIdOf(publicKey),
     publicKeyText: publicKeyText(publicKey),
     sign: (body) => signCommand(body, privateKey, publicKey),
+    deriveSecret: (label) => createHmac('sha256', privateKey.export({ format: 'der', type: 'pkcs8' })).update(`qrkiosk ${label}`).digest('hex'),
   };
 }
 

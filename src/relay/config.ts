@@ -117,6 +117,14 @@ const RELAY_CONFIG_SCHEMA = z
     // (relay/console/notify-config.ts, docs/console.md)
     notify: notifySchema,
     alerts: alertsSchema,
+    // The operator's web console (/console, relay/console/web/): how long a login lasts, and the
+    // refund amount (minor units) above which a second operator must approve (null: never).
+    consoleWeb: z
+      .strictObject({
+        sessionHours: positiveInt.max(720, 'a console login may last at most 720 hours (30 days)').default(12),
+        refundApprovalAbove: z.number().int('write refundApprovalAbove in minor units (an integer)').nonnegative().nullable().default(null),
+      })
+      .default({ sessionHours: 12, refundApprovalAbove: null }),
     // limits on every public route (relay/limits.ts, docs/reliability.md)
     // stock and routes for the console's pick lists (src/relay/console/stock.ts)
     stock: z

@@ -528,6 +528,22 @@ export class OrderService implements HubHandler {
   }
 
   /**
+   * An operator gives back the money of a dispensed order (relay/console/actions.ts): vended ->
+   * refunding through the order's table, in one transaction with `audit` (the operator's row);
+   * the refund worker then refunds every approved payment with its stable key, exactly once.
+   * Resolves the order after the move, or undefined when its state does not allow it.
+   */
+  operatorRefund(orderId: string, detail: string, audit: (tx: RelayStore) => Promise<void>): Promise<OrderRecord | undefined> {
+    return this.commit(async (t) => {
+      const order = await t.store.getOrder(orderId);
+      if (!order) return undefined;
+      const moved = await this.move(t, order, 'operator_refund', detail);
+      if (moved) await audit(t.store);
+      return moved;
+    });
+  }
+
+  /**
    * Marks an order for a human (refund refused by MP, no payment to refund...), keeping earlier
    * reasons. Returns whether the reason is new (log it only then).
    */

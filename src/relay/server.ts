@@ -20,12 +20,16 @@ import { OrderService } from './orders.js';
 import { RefundWorker } from './refunds.js';
 import { registerNotificationRoutes } from './routes/notifications.js';
 import { registerApiRoutes } from './routes/api.js';
+import { registerReceiptRoute } from './routes/receipt.js';
+import { receiptToken } from './console/receipt-page.js';
 import { registerUnattendedRoutes } from './routes/unattended.js';
 import { openRelayStore, type RelayStore } from './store/index.js';
 import { RelayOps } from './observability/ops.js';
 import { KioskConsole } from './kiosk-console.js';
 import type { FleetRecorder } from './fleet-recorder.js';
 import { CONSOLE_FEATURE } from '../protocol/messages.js';
+import { ConsoleActions } from './console/actions.js';
+import { registerConsoleWeb } from './console/web/routes.js';
 
 // Composition root of the relay: one SQLite store, one HTTP server (fastify) carrying both the
 // Mercado Pago routes and the kiosks' WebSocket upgrade, and the background loops (expiry,
@@ -55,8 +59,12 @@ export interface RunningRelay {
   ops: RelayOps;
   /** kiosk reports and signed operator commands (relay/kiosk-console.ts) */
   console: KioskConsole;
+  /** operator actions (refund, review, kiosk commands), the one implementation the console, CLI and API call */
+  actions: ConsoleActions;
   /** alerts and outbound webhooks/e-mail (relay/console/notify.ts); notify.check() runs one alert check now */
   notify: RelayNotify;
+  /** the public link of an order's receipt page (what the printed receipt's QR opens) */
+  receiptUrl(orderId: string): string;
   /** one expiry pass now (the timer runs it every second) */
   runExpiry(): Promise<number>;
   /** one paid-but-no-vend-result check now (the timer runs it every second); resolves how many were flagged */
@@ -172,6 +180,8 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   refunds = new RefundWorker({ store, models, orders, logger: logger.child({ part: 'refunds' }), now, observe: ops.observer, exclusive: (job, fn) => fleet.jobs.run(job, fn) });
   offers = new OfferWorker({ store, models, orders, logger: logger.child({ part: 'offers' }), exclusive: (job, fn) => fleet.jobs.run(job, fn) });
   const siteCurrency = catalog.list()[0]!.currency;
+  // the customers' receipt links (/r/<order>.<mac>): the same on every instance, from the shared key
+  const receiptSecret = kioskConsole.signer.deriveSecret('receipt-link-v1');
   // What notifications and the contingency search may cost at Mercado Pago, each with its own
   // rate (limits.notifications.mpCallsPerSecond, limits.contingency.callsPerSecond): their reads
   // go through paced views of the API (refunds and offers do not wait).
@@ -206,10 +216,26 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     scope.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
     registerUnattendedRoutes(scope, { store, orders, config, logger: logger.child({ part: 'pos' }), guards, now, isOnline: kioskOnline });
     registerNotificationRoutes(scope, { store, worker, config, logger: logger.child({ part: 'notifications' }), now, guards });
+    registerReceiptRoute(scope, { store, secret: receiptSecret, defaultLang: siteCurrency === 'BRL' ? 'pt' : 'es', timeZone: config.alerts.timeZone });
   });
   // the REST API for integrations (API keys with scopes; OpenAPI at /api/openapi.json)
   registerApiRoutes(app, { store, fleet: kioskConsole.fleet, config, now, guards });
   ops.register(app);
+  // the operator's web console (/console): routes, live feed, actions (relay/console/web/)
+  const actions = new ConsoleActions({ store, orders, commands: kioskConsole.commands, logger: logger.child({ part: 'console-actions' }), now, approvalAbove: config.consoleWeb.refundApprovalAbove });
+  const consoleWeb = registerConsoleWeb(app, {
+    store,
+    kioskConsole,
+    actions,
+    logger: logger.child({ part: 'console-web' }),
+    now,
+    publicUrl: config.publicUrl,
+    sessionHours: config.consoleWeb.sessionHours,
+    onPresence: (listener) => {
+      hub.on('online', listener);
+      hub.on('offline', listener);
+    },
+  });
 
   guards.attach(app.server);
   hub.attach(app.server);
@@ -338,6 +364,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       // Mercado Pago call is not awaited: its intent is on disk and the next start resumes it.
       await Promise.all([withTimeout(contingency.close(), 1000), withTimeout(worker.close(), 1000), refunds!.close(), offers!.close()]);
       await hub.close();
+      consoleWeb.close();
       await app.close();
       guards.close();
       await store.close();
@@ -361,7 +388,9 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     orders,
     ops,
     console: kioskConsole,
+    actions,
     notify,
+    receiptUrl: (orderId: string) => `${config.publicUrl}/r/${receiptToken(receiptSecret, orderId)}`,
     runExpiry,
     runWatchdog,
     runContingency: () => contingency.runOnce(),

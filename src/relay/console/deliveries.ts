@@ -3,6 +3,7 @@ import type { DeliveryRecord, DeliveryStore, NewDelivery } from '../store/index.
 import { backoffDelay } from '../../runtime/backoff.js';
 import type { Logger } from '../../runtime/log.js';
 import { quietUntil, type Channel } from './channels.js';
+import { WorkLoop, type WorkLoopOptions } from '../work-loop.js';
 
 export type { DeliveryRecord, DeliveryStore, NewDelivery };
 
@@ -35,69 +36,39 @@ export interface DeliveryWorkerOptions {
   maxBackoffMs?: number;
   batch?: number;
   /** several relay instances: one pass at a time across them (relay/fleet/job-lock.ts) */
-  exclusive?: (job: string, fn: () => Promise<void>) => Promise<{ ran: boolean }>;
+  exclusive?: WorkLoopOptions['exclusive'];
 }
 
-export class DeliveryWorker {
+/**
+ * The delivery loop is the relay's one work-loop shape (relay/work-loop.ts): kicks, one pass at a
+ * time, an optional job lock across instances. Its retry times live in the rows (next_at), not in
+ * memory, so after each pass it sleeps until the earliest one.
+ */
+export class DeliveryWorker extends WorkLoop {
   private readonly now: () => number;
-  private running: Promise<void> | undefined;
-  private again = false;
   private timer: NodeJS.Timeout | undefined;
-  private closed = false;
   private readonly byName: Map<string, Channel>;
 
   constructor(private readonly o: DeliveryWorkerOptions) {
+    // the in-memory backoff of WorkLoop is unused here: a failed row carries its own next_at
+    super({ logger: o.logger, name: 'deliveries', baseBackoffMs: 1000, maxBackoffMs: 60_000, ...(o.exclusive ? { exclusive: o.exclusive } : {}) });
     this.now = o.now ?? Date.now;
     this.byName = new Map(o.channels.map((c) => [c.name, c]));
   }
 
-  /** Something new may be due: run a pass now (or right after the one in progress). */
-  kick(): void {
-    if (this.closed) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = this.passes()
-      .catch((err: unknown) => {
-        if (!this.closed) this.o.logger.error({ err }, `delivery pass failed: ${(err as Error).message}`);
-      })
-      .finally(() => {
-        this.running = undefined;
-        void this.arm();
-      });
-  }
-
-  async idle(): Promise<void> {
-    while (this.running) await this.running;
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
+  override async close(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
-    await Promise.race([this.running, new Promise((r) => setTimeout(r, 200).unref())]);
+    await super.close();
     for (const c of this.o.channels) c.close();
   }
 
-  private async passes(): Promise<void> {
-    if (this.o.exclusive) {
-      const r = await this.o.exclusive('deliveries', () => this.passesHere());
-      // another instance is delivering: look again shortly, it may have read its list before ours was written
-      if (!r.ran && !this.closed) setTimeout(() => this.kick(), 1000).unref();
-      return;
+  protected async pass(): Promise<void> {
+    for (;;) {
+      const due = await this.o.store.dueDeliveries(this.now(), this.o.batch ?? 50);
+      if (due.length === 0 || this.closed) break;
+      await Promise.all(due.map((d) => this.deliver(d)));
     }
-    await this.passesHere();
-  }
-
-  private async passesHere(): Promise<void> {
-    do {
-      this.again = false;
-      for (;;) {
-        const due = await this.o.store.dueDeliveries(this.now(), this.o.batch ?? 50);
-        if (due.length === 0 || this.closed) break;
-        await Promise.all(due.map((d) => this.deliver(d)));
-      }
-    } while (this.again && !this.closed);
+    await this.arm();
   }
 
   /** Sleeps until the next row is due (a retry, the end of quiet hours). */

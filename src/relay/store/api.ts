@@ -18,6 +18,9 @@ import type {
   OrderEventRecord,
   OrderPatch,
   OrderRecord,
+  OperatorAuditRecord,
+  OperatorRecord,
+  OperatorSessionRecord,
   OutboxRecord,
   PaymentRecord,
   RefundReason,
@@ -207,6 +210,29 @@ export interface DexAuditStore {
   previousDexAudit(kioskId: string, machineSerial: string, readAt: number): Promise<DexAuditRecord | undefined>;
 }
 
+export interface OperatorStore {
+  /** StoreError when the e-mail (case-insensitive) already has an account. Resolves the new row. */
+  addOperator(email: string, role: OperatorRecord['role'], passwordHash: string, at: number): Promise<OperatorRecord>;
+  /** by e-mail, case-insensitive */
+  getOperatorByEmail(email: string): Promise<OperatorRecord | undefined>;
+  getOperator(id: number): Promise<OperatorRecord | undefined>;
+  /** by id */
+  listOperators(): Promise<OperatorRecord[]>;
+  /** Disables (at) or re-enables (null); a disable also deletes the account's sessions. Whether the account exists. */
+  setOperatorDisabled(email: string, at: number | null): Promise<boolean>;
+  insertOperatorSession(s: OperatorSessionRecord): Promise<void>;
+  getOperatorSession(tokenHash: string): Promise<OperatorSessionRecord | undefined>;
+  deleteOperatorSession(tokenHash: string): Promise<void>;
+  /** Retention: deletes sessions expired before `before`; resolves how many. */
+  pruneOperatorSessions(before: number): Promise<number>;
+  /** Resolves the new row's id. */
+  insertOperatorAudit(a: Omit<OperatorAuditRecord, 'id'>): Promise<number>;
+  /** the order's operator actions, oldest first */
+  operatorAuditOf(orderId: string): Promise<OperatorAuditRecord[]>;
+  /** newest first */
+  recentOperatorAudit(limit: number): Promise<OperatorAuditRecord[]>;
+}
+
 /**
  * The operator console's record of the fleet (relay/fleet-recorder.ts; tables of migration 8):
  * recordRefill is idempotent per refillId, transitionCommand checks the move against
@@ -307,7 +333,8 @@ export interface RelayStore
     FleetStore,
     ApiKeyStore,
     StockStore,
-    SalesStore {
+    SalesStore,
+    OperatorStore {
   /** See the header: fn's writes through `tx` commit together or not at all. */
   transaction<T>(fn: (tx: RelayStore) => Promise<T>): Promise<T>;
   /** Waits for the running transaction (if any), then closes; later calls reject with StoreError. */

@@ -332,3 +332,38 @@ export interface DeliveryRecord {
 }
 
 export type NewDelivery = Pick<DeliveryRecord, 'id' | 'channel' | 'event' | 'payload' | 'subject'>;
+
+// ---- operator console (schema 9) ------------------------------------------------------------------
+
+/** A person who logs in to /console (src/relay/console/web/). Roles: core/console-roles.ts. */
+export interface OperatorRecord {
+  id: number;
+  email: string;
+  role: 'viewer' | 'operator' | 'admin';
+  passwordHash: string;
+  createdAt: number;
+  disabledAt: number | null;
+}
+
+/** A console login; only the sha256 of the cookie's secret is stored. */
+export interface OperatorSessionRecord {
+  tokenHash: string;
+  operatorId: number;
+  createdAt: number;
+  expiresAt: number;
+}
+
+/** One operator action (refund, review cleared, kiosk command...): who, when, why. */
+export interface OperatorAuditRecord {
+  id: number;
+  operatorId: number | null;
+  /** who acted, as they were named then (an e-mail, or `cli:<user>` for the CLI) */
+  actor: string;
+  action: string;
+  orderId: string | null;
+  kioskId: string | null;
+  reason: string;
+  /** facts of the action (amount, slot, decision...) as JSON text */
+  detail: string | null;
+  at: number;
+}

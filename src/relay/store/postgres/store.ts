@@ -13,7 +13,7 @@ import type { RelayStore, SaleRow } from '../api.js';
 import { SIGNAL_CHANNEL } from '../../fleet/signals.js';
 import { outboundDelivery, type DeliveryEvent, type DeliveryState } from '../../../core/outbound-delivery.js';
 import { alertFromRow, deliveryFromRow, presenceFromRow } from '../fleet-rows.js';
-import type { AlertRecord, DeliveryRecord, NewDelivery, PresenceRow } from '../types.js';
+import type { AlertRecord, DeliveryRecord, NewDelivery, OperatorAuditRecord, OperatorRecord, OperatorSessionRecord, PresenceRow } from '../types.js';
 import {
   StoreError,
   checkKioskInput,
@@ -864,6 +864,72 @@ export class PostgresRelayStore implements RelayStore {
     return this.many((r) => r.kiosk_id as string, 'SELECT DISTINCT kiosk_id FROM outbox ORDER BY kiosk_id');
   }
 
+  // ---- OperatorStore (schema 9) -------------------------------------------------------------
+
+  async addOperator(email: string, role: OperatorRecord['role'], passwordHash: string, at: number): Promise<OperatorRecord> {
+    const e = email.trim().toLowerCase();
+    const r = await this.rows(`INSERT INTO operators (email, role, password_hash, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (email) DO NOTHING RETURNING *`, [e, role, passwordHash, at]);
+    if (!r[0]) throw new StoreError(`operator ${e} exists already: disable it or choose another e-mail`);
+    return pgOperatorFromRow(r[0]);
+  }
+
+  getOperatorByEmail(email: string): Promise<OperatorRecord | undefined> {
+    return this.one(pgOperatorFromRow, 'SELECT * FROM operators WHERE email = $1', email.trim().toLowerCase());
+  }
+
+  getOperator(id: number): Promise<OperatorRecord | undefined> {
+    return this.one(pgOperatorFromRow, 'SELECT * FROM operators WHERE id = $1', id);
+  }
+
+  listOperators(): Promise<OperatorRecord[]> {
+    return this.many(pgOperatorFromRow, 'SELECT * FROM operators ORDER BY id');
+  }
+
+  setOperatorDisabled(email: string, at: number | null): Promise<boolean> {
+    return this.atomic(async (tx) => {
+      const r = await tx.rows('UPDATE operators SET disabled_at = $2 WHERE email = $1 RETURNING id', [email.trim().toLowerCase(), at]);
+      if (!r[0]) return false;
+      if (at !== null) await tx.run('DELETE FROM operator_sessions WHERE operator_id = $1', r[0].id);
+      return true;
+    });
+  }
+
+  async insertOperatorSession(s: OperatorSessionRecord): Promise<void> {
+    await this.run('INSERT INTO operator_sessions (token_hash, operator_id, created_at, expires_at) VALUES ($1, $2, $3, $4)', s.tokenHash, s.operatorId, s.createdAt, s.expiresAt);
+  }
+
+  getOperatorSession(tokenHash: string): Promise<OperatorSessionRecord | undefined> {
+    return this.one(
+      (r) => ({ tokenHash: r.token_hash as string, operatorId: r.operator_id as number, createdAt: r.created_at as number, expiresAt: r.expires_at as number }),
+      'SELECT * FROM operator_sessions WHERE token_hash = $1',
+      tokenHash,
+    );
+  }
+
+  async deleteOperatorSession(tokenHash: string): Promise<void> {
+    await this.run('DELETE FROM operator_sessions WHERE token_hash = $1', tokenHash);
+  }
+
+  pruneOperatorSessions(before: number): Promise<number> {
+    return this.run('DELETE FROM operator_sessions WHERE expires_at < $1', before);
+  }
+
+  async insertOperatorAudit(a: Omit<OperatorAuditRecord, 'id'>): Promise<number> {
+    const r = await this.rows(
+      'INSERT INTO operator_audit (operator_id, actor, action, order_id, kiosk_id, reason, detail, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id',
+      [a.operatorId, a.actor, a.action, a.orderId, a.kioskId, a.reason, a.detail, a.at],
+    );
+    return r[0]!.id as number;
+  }
+
+  operatorAuditOf(orderId: string): Promise<OperatorAuditRecord[]> {
+    return this.many(pgOperatorAuditFromRow, 'SELECT * FROM operator_audit WHERE order_id = $1 ORDER BY id', orderId);
+  }
+
+  recentOperatorAudit(limit: number): Promise<OperatorAuditRecord[]> {
+    return this.many(pgOperatorAuditFromRow, 'SELECT * FROM operator_audit ORDER BY id DESC LIMIT $1', limit);
+  }
+
   openAlerts(): Promise<AlertRecord[]> {
     return this.many(alertFromRow, 'SELECT * FROM alerts WHERE cleared_at IS NULL ORDER BY fired_at, id');
   }
@@ -1228,3 +1294,28 @@ const CONTINGENCY_WHERE = `(state = 'pending' AND created_at <= $1 AND (last_not
 const OVERDUE_WHERE = `state = 'paid' AND vend_result IS NULL AND vend_overdue_at IS NULL AND paid_at IS NOT NULL AND paid_at <= $1`;
 const OFFER_WORK_WHERE = `offer_state IN ('due', 'withdraw_due')`;
 const SURPLUS_DUE_WHERE = `r.status = 'requested' AND r.reason = 'surplus' AND o.state <> 'refunding'`;
+
+function pgOperatorFromRow(r: Row): OperatorRecord {
+  return {
+    id: r.id as number,
+    email: r.email as string,
+    role: r.role as OperatorRecord['role'],
+    passwordHash: r.password_hash as string,
+    createdAt: r.created_at as number,
+    disabledAt: (r.disabled_at as number | null) ?? null,
+  };
+}
+
+function pgOperatorAuditFromRow(r: Row): OperatorAuditRecord {
+  return {
+    id: r.id as number,
+    operatorId: (r.operator_id as number | null) ?? null,
+    actor: r.actor as string,
+    action: r.action as string,
+    orderId: (r.order_id as string | null) ?? null,
+    kioskId: (r.kiosk_id as string | null) ?? null,
+    reason: r.reason as string,
+    detail: (r.detail as string | null) ?? null,
+    at: r.at as number,
+  };
+}

@@ -12,6 +12,7 @@ import { SqliteKiosks } from './kiosks.js';
 import { AsyncLock } from './lock.js';
 import { MIGRATIONS } from './migrations.js';
 import { SqliteNotifications } from './notifications.js';
+import { SqliteOperators } from './operators.js';
 import { SqliteOrders } from './orders.js';
 import { SqliteOutbox } from './outbox.js';
 import { SqlitePayments } from './payments.js';
@@ -43,6 +44,7 @@ class SqliteTables {
   readonly presence: SqlitePresence;
   readonly deliveries: SqliteDeliveries;
   readonly alerts: SqliteAlerts;
+  readonly operators: SqliteOperators;
 
   constructor(readonly conn: SqliteConn) {
     const c = conn;
@@ -58,6 +60,7 @@ class SqliteTables {
     this.presence = new SqlitePresence(c);
     this.deliveries = new SqliteDeliveries(c);
     this.alerts = new SqliteAlerts(c, this.deliveries);
+    this.operators = new SqliteOperators(c);
   }
 }
 
@@ -559,6 +562,43 @@ class SqliteStoreView implements RelayStore {
   }
   salesByDay(...a: Parameters<RelayStore['salesByDay']>) {
     return this.r.run(() => this.ops.apiKeys.salesByDay(...a));
+  }
+  // OperatorStore: ./operators.ts
+  addOperator(...a: Parameters<RelayStore['addOperator']>) {
+    return this.r.run(() => this.ops.operators.addOperator(...a));
+  }
+  getOperatorByEmail(...a: Parameters<RelayStore['getOperatorByEmail']>) {
+    return this.r.run(() => this.ops.operators.getOperatorByEmail(...a));
+  }
+  getOperator(...a: Parameters<RelayStore['getOperator']>) {
+    return this.r.run(() => this.ops.operators.getOperator(...a));
+  }
+  listOperators(...a: Parameters<RelayStore['listOperators']>) {
+    return this.r.run(() => this.ops.operators.listOperators(...a));
+  }
+  setOperatorDisabled(...a: Parameters<RelayStore['setOperatorDisabled']>) {
+    return this.r.run(() => this.ops.operators.setOperatorDisabled(...a));
+  }
+  insertOperatorSession(...a: Parameters<RelayStore['insertOperatorSession']>) {
+    return this.r.run(() => this.ops.operators.insertOperatorSession(...a));
+  }
+  getOperatorSession(...a: Parameters<RelayStore['getOperatorSession']>) {
+    return this.r.run(() => this.ops.operators.getOperatorSession(...a));
+  }
+  deleteOperatorSession(...a: Parameters<RelayStore['deleteOperatorSession']>) {
+    return this.r.run(() => this.ops.operators.deleteOperatorSession(...a));
+  }
+  pruneOperatorSessions(...a: Parameters<RelayStore['pruneOperatorSessions']>) {
+    return this.r.run(() => this.ops.operators.pruneOperatorSessions(...a));
+  }
+  insertOperatorAudit(...a: Parameters<RelayStore['insertOperatorAudit']>) {
+    return this.r.run(() => this.ops.operators.insertOperatorAudit(...a));
+  }
+  operatorAuditOf(...a: Parameters<RelayStore['operatorAuditOf']>) {
+    return this.r.run(() => this.ops.operators.operatorAuditOf(...a));
+  }
+  recentOperatorAudit(...a: Parameters<RelayStore['recentOperatorAudit']>) {
+    return this.r.run(() => this.ops.operators.recentOperatorAudit(...a));
   }
 }
 

@@ -306,4 +306,36 @@ export const MIGRATIONS: readonly (string | Migration)[] = [
   );
   `,
   },
+  // 9: the operator's console (issue 11): accounts, login sessions (only the sha256 of the cookie's
+  // secret), and the audit of every operator action (who, when, why), read into order timelines
+  `
+  CREATE TABLE operators (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    email         TEXT NOT NULL UNIQUE,
+    role          TEXT NOT NULL CHECK (role IN ('viewer','operator','admin')),
+    password_hash TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    disabled_at   INTEGER
+  );
+  CREATE TABLE operator_sessions (
+    token_hash  TEXT PRIMARY KEY,
+    operator_id INTEGER NOT NULL REFERENCES operators(id),
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL
+  );
+  CREATE INDEX operator_sessions_expiry ON operator_sessions(expires_at);
+  CREATE INDEX operator_sessions_operator ON operator_sessions(operator_id);
+  CREATE TABLE operator_audit (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    operator_id INTEGER REFERENCES operators(id),
+    actor       TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    order_id    TEXT,
+    kiosk_id    TEXT,
+    reason      TEXT NOT NULL,
+    detail      TEXT,
+    at          INTEGER NOT NULL
+  );
+  CREATE INDEX operator_audit_order ON operator_audit(order_id, id);
+  `,
 ];
