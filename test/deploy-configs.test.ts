@@ -47,7 +47,7 @@ function selfSigned(dir: string): { crt: string; key: string; pem: string } {
 describe('deploy/', () => {
   it('relay.yaml: trusts the proxy, lets the balancer hold every kiosk, names an admin listener', () => {
     const c = relayDefaults();
-    expect(c.limits.trustProxy).toBe(true);
+    expect(c.limits.trustProxy).toBe(1); // `true` in the file: one proxy (the balancer)
     expect(c.limits.connectionsPerSource).toBeGreaterThanOrEqual(50_000);
     expect(c.observability.adminListen?.port).toBe(9464);
     expect(parse(read('relay.yaml')).store.url).toMatch(/^postgres:\/\//);

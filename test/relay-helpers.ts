@@ -344,6 +344,8 @@ export async function startHarness(
     sponsorId?: number;
     mp?: FakeMp;
     limits?: RelayConfigInput['limits'];
+    stock?: RelayConfigInput['stock'];
+    notify?: RelayConfigInput['notify'];
     /**
      * the relay's store: a SQLite file in dir (default), or a fresh PostgreSQL database dropped at
      * cleanup. QRKIOSK_TEST_STORE=postgres makes PostgreSQL the default, to run the relay tests
@@ -370,6 +372,8 @@ export async function startHarness(
       catalog: CATALOG,
       ...(opts.orders ? { orders: opts.orders } : {}),
       ...(opts.limits ? { limits: opts.limits } : {}),
+      ...(opts.stock ? { stock: opts.stock } : {}),
+      ...(opts.notify ? { notify: opts.notify } : {}),
     },
     {},
   );

@@ -45,7 +45,7 @@ describe('limits: configuration', () => {
     const base = { publicUrl: PUBLIC_URL, store: { path: '/tmp/x.sqlite' }, mercadopago: { collectorId: COLLECTOR_ID }, catalog: [{ sku: 'A', name: 'A', price: 1, currency: 'ARS' }] };
     const c = parseRelayConfig(base, {});
     expect(c.limits).toMatchObject({
-      trustProxy: false,
+      trustProxy: 0, // no proxy (false in the file)
       connectionsPerSource: 128,
       headersTimeoutSeconds: 10,
       requestTimeoutSeconds: 15,
@@ -281,5 +281,34 @@ describe('limits: the POS url and the kiosk link', () => {
     expect(sockets[0]!.ws._socket.timeout ?? 0).toBe(0);
     await k.roundTrip();
     await k.close();
+  });
+});
+
+describe('limits: the client address behind a proxy', () => {
+  const notify = async (id: number, xff: string) => {
+    const res = await fetch(`${h!.relay.url}/mp/notifications?topic=merchant_order&id=${id}`, { method: 'POST', headers: { 'x-forwarded-for': xff } });
+    await res.text();
+    return res.status;
+  };
+
+  it('trustProxy: true takes the address the proxy appended (right-most), so a client writing its own X-Forwarded-For cannot dodge the per-source limit', async () => {
+    h = await startHarness({ limits: { trustProxy: true, notifications: { perSecond: 0.001, burst: 3 } } });
+    const statuses: number[] = [];
+    // each request claims another origin on the left; the proxy appends the one it saw
+    for (let i = 0; i < 8; i++) statuses.push(await notify(7_000_000 + i, `203.0.113.${i + 1}, 198.51.100.7`));
+    await h.relay.whenIdle();
+    expect(statuses.filter((s) => s === 200)).toHaveLength(3);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(5);
+    expect(new Set((await h.relay.store.listNotifications()).map((n) => n.source))).toEqual(new Set(['198.51.100.7']));
+  });
+
+  it('trustProxy: 2 (two proxies) takes the second address from the right; two clients are two sources', async () => {
+    h = await startHarness({ limits: { trustProxy: 2, notifications: { perSecond: 0.001, burst: 2 } } });
+    const a = [await notify(7_100_001, '6.6.6.6, 198.51.100.1, 10.0.0.2'), await notify(7_100_002, '7.7.7.7, 198.51.100.1, 10.0.0.2'), await notify(7_100_003, '198.51.100.1, 10.0.0.2')];
+    const b = [await notify(7_100_004, '198.51.100.2, 10.0.0.2'), await notify(7_100_005, '198.51.100.2, 10.0.0.2')];
+    await h.relay.whenIdle();
+    expect(a).toEqual([200, 200, 429]);
+    expect(b).toEqual([200, 200]);
+    expect(new Set((await h.relay.store.listNotifications()).map((n) => n.source))).toEqual(new Set(['198.51.100.1', '198.51.100.2']));
   });
 });

@@ -129,6 +129,7 @@ describe.skipIf(skip)('qrkiosk relay migrate (SQLite -> PostgreSQL)', () => {
     expect(r.code).toBe(0);
     // the printed before/after lines per table agree
     const lines = (prefix: string) => {
+      // every table's line: the indented lines after the heading
       const start = r.out.findIndex((l) => l.startsWith(prefix));
       const rest = r.out.slice(start + 1);
       const end = rest.findIndex((l) => !l.startsWith('  '));
@@ -136,8 +137,8 @@ describe.skipIf(skip)('qrkiosk relay migrate (SQLite -> PostgreSQL)', () => {
     };
     const before = lines('source ');
     const after = lines('target ');
-    // every table of the schema: 9 of the spine, 3 of schema 7 (presence, alerts, deliveries), 3 of schema 9 (console operators)
-    expect(before).toHaveLength(15);
+    // every table of the schema: 9 of the spine, 3 of schema 7 (presence, alerts, deliveries), 3 of schema 9 (console operators), 9 of schema 8 (fleet recorder, par levels, API keys)
+    expect(before).toHaveLength(24);
     expect(after).toEqual(before);
     expect(before.find((l) => l.includes('orders ') && !l.includes('order_events'))).toMatch(/\s8 rows/);
     expect(r.out.at(-1)).toMatch(/every count and checksum matches/);

@@ -23,7 +23,11 @@ const USAGE = `usage:
   qrkiosk relay kiosk set-model <id> MODEL[/MODE] --config FILE
   qrkiosk relay kiosk list --config FILE [--json]
   qrkiosk relay kiosk set-qr <id> <payload> --config FILE
-  qrkiosk relay kiosk rotate-token <id> --config FILE
+  qrkiosk relay kiosk rotate-token <id> --config FILE   (a running relay disconnects the old token at once)
+  qrkiosk relay kiosk revoke <id> --config FILE   the kiosk is disconnected and refused until rotate-token
+  qrkiosk relay kiosk service <id> in|out --reason TEXT --config FILE   signed commands, sent by the running relay
+  qrkiosk relay kiosk stock <id> <slot> <count> | test-vend <id> <slot> | price <id> <sku> <amount> --config FILE
+  qrkiosk relay kiosk commands <id> --config FILE [--json]   the commands sent to a kiosk and their answers
   qrkiosk relay orders --config FILE [--kiosk ID] [--state STATE] [--review] [--limit N] [--json]
   qrkiosk relay order <orderId> --config FILE [--json]
   qrkiosk relay provision <id> --config FILE --store <storeExternalId> [--store-name NAME] [--pos-name NAME] [--category MCC]
@@ -31,6 +35,8 @@ const USAGE = `usage:
   qrkiosk relay operator add|list|disable|enable ...   console accounts (qrkiosk relay operator help)
   qrkiosk relay review clear <orderId> --decision TEXT --reason TEXT --config FILE
   qrkiosk relay command-key --config FILE   the line for every kiosk's agent.yaml (relay.commandKey); makes the key if missing
+  qrkiosk relay stock par <kiosk> <slot> <par> | pick-list <route> --config FILE   par levels, what to load where
+  qrkiosk relay apikey add <name> --scopes a,b | list | revoke <id|name> --config FILE   keys for /api/v1
   qrkiosk relay migrate --from sqlite:FILE --to postgres://… [--force]   move a stopped relay to PostgreSQL
 
 payment models (MODEL/MODE): ${describeModes()}
@@ -60,6 +66,8 @@ export async function relayMain(argv: string[], io: RelayCliIo = defaultIo): Pro
     if (args[0] === 'migrate') return await (await import('./relay-migrate-command.js')).migrateCommand(args.slice(1), io);
     if (args[0] === 'dex') return await (await import('./relay-dex-commands.js')).dexCommand(args.slice(1), io);
     if (args[0] === 'command-key') return commandKey(args.slice(1), io);
+    if (args[0] === 'stock') return await (await import('./relay-stock-commands.js')).stockCommand(args.slice(1), io);
+    if (args[0] === 'apikey') return await (await import('./relay-apikey-commands.js')).apikeyCommand(args.slice(1), io);
     if (args[0] === 'operator') return await (await import('./relay-operator-commands.js')).operatorCommand(args.slice(1), io);
     if (args[0] === 'review') return await (await import('./relay-operator-commands.js')).reviewCommand(args.slice(1), io);
     if (args[0] === 'help' || args[0] === '--help' || args[0] === '-h') {
@@ -276,8 +284,22 @@ async function kioskCommand(args: string[], io: RelayCliIo): Promise<number> {
       io.out('  WARNING: shown ONCE; the old token no longer works. Update the kiosk agent config now.');
       return 0;
     }
-    default:
+    case 'revoke': {
+      const { values, positionals } = parse(rest, { config: { type: 'string' } });
+      const id = positionals[0];
+      if (!id || positionals.length > 1) throw new UsageError('usage: qrkiosk relay kiosk revoke <id> --config FILE');
+      const config = configOf(values);
+      // a new token nobody is shown: the old one stops working, and no working one exists
+      await withStore(config, (store) => store.rotateKioskToken(id));
+      io.out(`kiosk ${id}: token revoked; a running relay disconnects it within a second and refuses it from now on`);
+      io.out(`  to let it back in: qrkiosk relay kiosk rotate-token ${id} --config FILE, and put the new token in its agent config`);
+      return 0;
+    }
+    default: {
+      const orders = await import('./relay-kiosk-orders.js');
+      if (sub && orders.KIOSK_ORDER_COMMANDS.has(sub)) return await orders.kioskOrderCommand(sub, rest, io);
       throw new UsageError(sub ? `unknown kiosk command "${sub}"\n${USAGE}` : USAGE);
+    }
   }
 }
 

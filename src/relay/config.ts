@@ -126,6 +126,15 @@ const RELAY_CONFIG_SCHEMA = z
       })
       .default({ sessionHours: 12, refundApprovalAbove: null }),
     // limits on every public route (relay/limits.ts, docs/reliability.md)
+    // stock and routes for the console's pick lists (src/relay/console/stock.ts)
+    stock: z
+      .strictObject({
+        /** a route: a named list of kiosk ids a technician visits in one trip */
+        routes: z.record(z.string().regex(/^[A-Za-z0-9_-]{1,40}$/, 'route names are letters, digits, - and _ (at most 40)'), z.array(z.string().min(1)).min(1)).default({}),
+        /** a slot is low at or below this percent of its par level */
+        lowPercent: z.number().int().min(0).max(100).default(25),
+      })
+      .default({ routes: {}, lowPercent: 25 }),
     limits: limitsSchema,
     // /metrics, /healthz, /readyz (relay/observability/config.ts, docs/deploy.md); what comes from
     // the environment is filled in after parsing (finishObservability)

@@ -7,11 +7,11 @@ import type { z } from 'zod';
 // and the operator commands with their lifecycle. An async interface so it can live in the relay
 // store (SQLite or PostgreSQL, src/relay/store/) without the callers changing.
 //
-// InMemoryFleetRecorder is the stand-in until the store implements FleetRecorder: it forgets
-// everything when the relay restarts (commands not yet delivered, per-kiosk prices), which is
-// why it is named for what it is. The store's implementation must keep the same guarantees:
+// The relay store implements it (RelayStore extends FleetStore: src/relay/store/sqlite/fleet.ts and
+// postgres/store.ts, tables of migration 8), and the relay uses the store by default. Both keep:
 // recordRefill idempotent per refillId, transitionCommand checked against core/kiosk-command.ts
-// in the same transaction that appends the history row.
+// in the same transaction that appends the history row (test/store-fleet.test.ts, both stores).
+// InMemoryFleetRecorder is kept for unit tests that need no database; it forgets everything.
 
 export type StatusBody = Omit<KioskStatus, 'v' | 'id' | 'type'>;
 
@@ -132,7 +132,7 @@ export interface FleetRecorder {
 
 const clone = <T>(v: T): T => structuredClone(v);
 
-/** FleetRecorder in process memory: lost at restart. Until the relay store implements the interface. */
+/** FleetRecorder in process memory, for unit tests: lost at restart (the relay uses its store). */
 export class InMemoryFleetRecorder implements FleetRecorder {
   private readonly status = new Map<string, StoredStatus>();
   private readonly presence = new Map<string, Presence>();

@@ -47,6 +47,8 @@ export interface HubOptions {
 
 interface Link {
   kioskId: string;
+  /** the sha256 of the token it connected with: a rotated or revoked token ends the link */
+  tokenHash: string;
   ws: WebSocket;
   remote: string;
   helloDone: boolean;
@@ -229,7 +231,7 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
       refuseUpgrade(socket, 401, 'Unauthorized');
       return;
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, kiosk, remote));
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, kiosk, remote, hash));
   }
 
   private refuse(remote: string, reason: string, message: string, fields: Record<string, unknown> = {}): void {
@@ -237,8 +239,24 @@ export class KioskHub extends EventEmitter<KioskHubEvents> {
     else this.opts.logger.warn({ remote, ...fields }, message);
   }
 
-  private onConnection(ws: WebSocket, kiosk: Kiosk, remote: string): void {
-    const link: Link = { kioskId: kiosk.id, ws, remote, helloDone: false, lastSeen: Date.now(), sent: new Set(), queue: Promise.resolve() };
+  /**
+   * Ends the kiosk's link when the token it connected with no longer names it (rotated or revoked
+   * through `qrkiosk relay kiosk rotate-token|revoke`, by any process): resolves whether it did.
+   */
+  async dropIfTokenRevoked(kioskId: string): Promise<boolean> {
+    const link = this.links.get(kioskId);
+    if (!link) return false;
+    const owner = await this.opts.store.getKioskByTokenHash(link.tokenHash);
+    if (owner?.id === kioskId || this.links.get(kioskId) !== link) return false;
+    this.opts.logger.warn({ kioskId, remote: link.remote }, `kiosk ${kioskId}: its token was rotated or revoked: disconnected`);
+    link.ws.close(4001, 'token revoked');
+    // a peer that does not answer the close is cut (a revoked token must not keep a live link)
+    setTimeout(() => link.ws.terminate(), 1000).unref();
+    return true;
+  }
+
+  private onConnection(ws: WebSocket, kiosk: Kiosk, remote: string, tokenHash: string): void {
+    const link: Link = { kioskId: kiosk.id, tokenHash, ws, remote, helloDone: false, lastSeen: Date.now(), sent: new Set(), queue: Promise.resolve() };
     const previous = this.links.get(kiosk.id);
     this.links.set(kiosk.id, link);
     if (previous) {

@@ -156,6 +156,26 @@ export class KioskCommands extends EventEmitter<KioskCommandsEvents> {
     return n;
   }
 
+  /**
+   * Commands recorded by another process (`qrkiosk relay kiosk service|stock|test-vend|price`, or
+   * another relay instance): this instance did not issue them, so it sends them now to a kiosk it
+   * holds the connection of, and follows their answers. Run on the relay's tick; resolves how many
+   * it picked up.
+   */
+  async pickUp(): Promise<number> {
+    const now = this.deps.now();
+    let n = 0;
+    for (const c of await this.deps.recorder.commandsIn(['issued'])) {
+      if (this.open.has(c.id) || c.expiresAt < now) continue;
+      this.open.set(c.id, { kioskId: c.kioskId, action: c.action });
+      this.log.info({ commandId: c.id, kioskId: c.kioskId, kind: c.kind, by: c.issuedBy }, `command ${c.id} to kiosk ${c.kioskId} recorded elsewhere (${c.issuedBy}): picked up`);
+      this.emit('change', c);
+      this.send(c);
+      n++;
+    }
+    return n;
+  }
+
   /** Commands not delivered by their expiry: the relay stops sending them. */
   async expireDue(): Promise<number> {
     const now = this.deps.now();

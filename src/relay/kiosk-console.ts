@@ -4,7 +4,7 @@ import type { Logger } from '../runtime/log.js';
 import { commandKeyPath, loadOrCreateCommandKey, type CommandSigner } from './command-key.js';
 import type { RelayConfig } from './config.js';
 import { FleetStatus } from './fleet-status.js';
-import { InMemoryFleetRecorder, type FleetRecorder } from './fleet-recorder.js';
+import type { FleetRecorder } from './fleet-recorder.js';
 import { KioskCommands, type CommandLink } from './kiosk-commands.js';
 
 // The kiosk side of the operator's console at the relay: the signing key, the commands, the
@@ -32,8 +32,8 @@ export interface KioskConsoleOptions {
   config: Pick<RelayConfig, 'commands' | 'store'>;
   logger: Logger;
   now: () => number;
-  /** where reports and commands are kept; default InMemoryFleetRecorder (lost at restart) */
-  recorder?: FleetRecorder;
+  /** where reports and commands are kept: the relay store (it implements FleetRecorder) */
+  recorder: FleetRecorder;
   kioskExists(kioskId: string): boolean | Promise<boolean>;
 }
 
@@ -53,7 +53,7 @@ export class KioskConsole implements ConsoleFrames {
       this.log.info({ path, keyId: signer.keyId }, `made the command signing key ${path}; write in every kiosk's agent.yaml: relay.commandKey: ${signer.publicKeyText}`);
     }
     this.signer = signer;
-    this.recorder = opts.recorder ?? new InMemoryFleetRecorder();
+    this.recorder = opts.recorder;
     this.commands = new KioskCommands({
       recorder: this.recorder,
       signer,
@@ -92,10 +92,24 @@ export class KioskConsole implements ConsoleFrames {
     return this.commands.catalogFor(kioskId, base);
   }
 
-  /** The periodic pass (the relay's one-second tick): commands past their expiry stop being sent. */
+  /**
+   * The periodic pass (the relay's one-second tick): commands recorded by the CLI or another
+   * instance are picked up and sent, commands past their expiry stop being sent.
+   */
   tick(): void {
-    void this.commands.expireDue().catch((err: unknown) => this.log.error({ err }, `command expiry pass failed: ${(err as Error).message}`));
+    // one pass at a time: a slow store must not pile passes up
+    if (this.passing) return;
+    this.passing = true;
+    void (async () => {
+      await this.commands.pickUp();
+      await this.commands.expireDue();
+    })()
+      .catch((err: unknown) => this.log.error({ err }, `command pass (pick up, expiry) failed: ${(err as Error).message}`))
+      .finally(() => {
+        this.passing = false;
+      });
   }
+  private passing = false;
 
   onFrame(kioskId: string, msg: ConsoleAgentMessage): Promise<void> {
     switch (msg.type) {

@@ -17,9 +17,16 @@ const positive = z.number().positive();
 
 export const limitsSchema = z
   .strictObject({
-    // Behind a reverse proxy every connection comes from the proxy: the client is the last
-    // address of X-Forwarded-For, and connections per source must be limited by the proxy.
-    trustProxy: z.boolean().default(false),
+    // Behind a reverse proxy every connection comes from the proxy, and connections per source
+    // must be limited by the proxy. The value is how many proxies stand in front of the relay
+    // (true = 1): the client is the address the outermost of them appended to X-Forwarded-For,
+    // counted from the RIGHT. Never the left-most entry, which the client writes itself (fastify's
+    // `trustProxy: true` would take that one, and a client could dodge the per-source limits by
+    // sending a new X-Forwarded-For with each request).
+    trustProxy: z
+      .union([z.boolean(), z.number().int().min(0).max(5, 'trustProxy counts the proxies in front of the relay (0 to 5), or true for one')])
+      .default(false)
+      .transform((v) => (v === true ? 1 : v === false ? 0 : v)),
     maxConnections: positiveInt.default(4096),
     connectionsPerSource: positiveInt.default(128),
     headersTimeoutSeconds: positiveInt.default(10),
@@ -47,6 +54,9 @@ export const limitsSchema = z
       })
       .prefault({}),
     pos: z.strictObject({ perSecond: positive.default(50), burst: positiveInt.default(200) }).prefault({}),
+    // the integrations' REST API (/api): per source, before the key is looked up, so a flood of
+    // guessed keys costs one token each and no store read past the burst
+    api: z.strictObject({ perSecond: positive.default(10), burst: positiveInt.default(60) }).prefault({}),
     // The inbox records which kiosk frames were applied, so a re-sent one is acked, not applied
     // twice. An agent re-sends an unacked frame within minutes; a row older than this protects
     // nothing and only grows the table (issue 8).
@@ -73,7 +83,9 @@ export type RelayLimits = z.output<typeof limitsSchema>;
 /** Fastify's own options for the limits it enforces itself. */
 export function fastifyLimitOptions(l: RelayLimits) {
   return {
-    trustProxy: l.trustProxy,
+    // proxy-addr walks from the socket (hop 0) leftwards through X-Forwarded-For and takes the
+    // first address it does not trust: trusting hops 0..n-1 gives the address the n-th proxy saw
+    trustProxy: l.trustProxy > 0 ? (_address: string, hop: number) => hop < l.trustProxy : false,
     // whole request, body included: a body sent a byte every 10 s is cut here
     requestTimeout: l.requestTimeoutSeconds * 1000,
     // a socket silent this long is closed (kiosk WebSockets are exempt: `ws` clears it)
@@ -101,12 +113,14 @@ export class RouteGuards {
   readonly refusals: RefusalLog;
   private readonly notifications: KeyedRateLimiter;
   private readonly pos: KeyedRateLimiter;
+  private readonly api: KeyedRateLimiter;
   private readonly connections = new Map<string, number>();
 
   constructor(private readonly o: RouteGuardOptions) {
     this.refusals = new RefusalLog({ logger: o.logger, periodMs: o.limits.refusalLogSeconds * 1000 });
     this.notifications = new KeyedRateLimiter({ perSecond: o.limits.notifications.perSecond, burst: o.limits.notifications.burst });
     this.pos = new KeyedRateLimiter({ perSecond: o.limits.pos.perSecond, burst: o.limits.pos.burst });
+    this.api = new KeyedRateLimiter({ perSecond: o.limits.api.perSecond, burst: o.limits.api.burst });
   }
 
   get limits(): RelayLimits {
@@ -146,6 +160,14 @@ export class RouteGuards {
   /** onRequest hook of the notification url: runs before the body is read. */
   readonly notificationGate = (req: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void => {
     this.gate(this.notifications, 'notifications', req, reply, done);
+  };
+
+  /** onRequest hook of /api (the REST API): its error body is the API's documented Error. */
+  readonly apiGate = async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
+    const source = req.ip;
+    if (this.api.tryTake(source)) return undefined;
+    this.refusals.note(source, 'API rate limited', `/api called too often by ${source}: answering 429 (limits.api)`);
+    return reply.code(429).header('retry-after', String(this.api.retryAfterSeconds(source))).send({ error: { code: 'rate_limited', message: 'too many requests from this address; retry after the seconds in Retry-After' } });
   };
 
   private gate(limiter: KeyedRateLimiter, key: 'pos' | 'notifications', req: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {

@@ -1,3 +1,4 @@
+import type { NewDelivery } from './store/types.js';
 import type { Catalog } from '../core/catalog.js';
 import { isCurrency, parseAmount, toDecimalString, type Currency } from '../core/money.js';
 import { IllegalTransition } from '../core/state-machine.js';
@@ -38,6 +39,14 @@ export interface OrderServiceOptions {
   onOfferWork(): void;
   /** metrics (relay/observability): told of each vend result of a paid order */
   observe?: Pick<RelayObserver, 'vendReported'>;
+  /**
+   * The outbound webhook rows of an order that was just inserted or moved (console/order-webhooks.ts):
+   * written in the SAME transaction as the order's row, so every committed event is announced
+   * once and a rolled-back one never. Absent or empty: no channel wants order events.
+   */
+  orderDeliveries?: (order: OrderRecord, at: number) => NewDelivery[];
+  /** deliveries were committed: wake the delivery worker */
+  onDeliveries?(): void;
 }
 
 export type Offer =
@@ -75,6 +84,7 @@ class AfterCommit {
   readonly kiosks = new Set<string>();
   refundNeeded = false;
   offerWork = false;
+  deliveries = false;
 }
 
 /** A transaction of the order service: its store handle and what to do after its commit. */
@@ -111,6 +121,22 @@ export class OrderService implements HubHandler {
     for (const k of after.kiosks) this.o.flush(k);
     if (after.refundNeeded) this.o.onRefundNeeded();
     if (after.offerWork) this.o.onOfferWork();
+    if (after.deliveries) this.o.onDeliveries?.();
+  }
+
+  /** The order's webhook rows, in the current transaction (see orderDeliveries). */
+  private async announce(t: Tx, order: OrderRecord): Promise<void> {
+    const at = this.o.now();
+    const rows = this.o.orderDeliveries?.(order, at) ?? [];
+    if (rows.length === 0) return;
+    await t.store.insertDeliveries(rows, at);
+    t.after.deliveries = true;
+  }
+
+  private async insert(t: Tx, o: Parameters<RelayStore['insertOrder']>[0]): Promise<OrderRecord> {
+    const order = await t.store.insertOrder(o);
+    await this.announce(t, order);
+    return order;
   }
 
   /** Queue a reliable frame to the kiosk: an outbox row in the CURRENT transaction. */
@@ -124,6 +150,7 @@ export class OrderService implements HubHandler {
   private async move(t: Tx, order: OrderRecord, event: OrderEvent, detail?: string, patch?: OrderPatch): Promise<OrderRecord | undefined> {
     try {
       const next = await t.store.transitionOrder(order.id, event, this.o.now(), detail ?? null, patch);
+      await this.announce(t, next);
       if (order.state === 'paid' && order.paidAt !== null && (event === 'vend_ok' || event === 'vend_failed')) this.o.observe?.vendReported(event === 'vend_ok' ? 'vended' : 'vend_failed', (this.o.now() - order.paidAt) / 1000);
       this.log.info({ orderId: order.id, from: order.state, to: next.state, event }, `order ${order.id}: ${order.state} -> ${next.state} (${event})`);
       if (next.state === 'refunding') t.after.refundNeeded = true;
@@ -227,7 +254,7 @@ export class OrderService implements HubHandler {
     if (!product) {
       const text = `product ${msg.sku} is not in the relay's catalog`;
       this.log.warn({ kioskId, orderId: msg.orderId, sku: msg.sku }, `kiosk ${kioskId}: ${text}: order ${msg.orderId} refused`);
-      await t.store.insertOrder({
+      await this.insert(t, {
         ...base,
         title: msg.sku,
         unitPrice: 0,
@@ -248,24 +275,24 @@ export class OrderService implements HubHandler {
       const claimed = isCurrency(msg.currency) ? toDecimalString(msg.amount, msg.currency) : String(msg.amount);
       const text = `kiosk ${kioskId} claimed ${claimed} ${msg.currency} for ${what}, catalog says ${toDecimalString(amount, product.currency)} ${product.currency}: order ${msg.orderId} refused`;
       this.log.warn({ kioskId, orderId: msg.orderId, claimed: msg.amount, expected: amount }, text);
-      await t.store.insertOrder({ ...priced, state: 'rejected', rejectReason: 'price_mismatch' });
+      await this.insert(t, { ...priced, state: 'rejected', rejectReason: 'price_mismatch' });
       await this.reject(t, kioskId, msg.orderId, 'price_mismatch', text);
       return;
     }
     if (!Number.isSafeInteger(amount)) {
-      await t.store.insertOrder({ ...priced, amount: 0, state: 'rejected', rejectReason: 'invalid' });
+      await this.insert(t, { ...priced, amount: 0, state: 'rejected', rejectReason: 'invalid' });
       await this.reject(t, kioskId, msg.orderId, 'invalid', 'quantity too large');
       return;
     }
     if (msg.deadline <= now) {
-      await t.store.insertOrder({ ...priced, state: 'rejected', rejectReason: 'invalid' });
+      await this.insert(t, { ...priced, state: 'rejected', rejectReason: 'invalid' });
       await this.reject(t, kioskId, msg.orderId, 'invalid', `deadline ${new Date(msg.deadline).toISOString()} already passed: check the kiosk clock`);
       return;
     }
     const busy = await t.store.pendingOrderOf(kioskId);
     if (busy) {
       // One POS = one order at a time: MP asks "what is this POS selling?", there is one answer.
-      await t.store.insertOrder({ ...priced, state: 'rejected', rejectReason: 'kiosk_busy' });
+      await this.insert(t, { ...priced, state: 'rejected', rejectReason: 'kiosk_busy' });
       await this.reject(t, kioskId, msg.orderId, 'kiosk_busy', `order ${busy.id} is still pending on this kiosk: cancel it first`);
       return;
     }
@@ -280,11 +307,11 @@ export class OrderService implements HubHandler {
       // e.g. an offline QR that cannot carry this order (a field over EMVCo's limits)
       const text = `kiosk ${kioskId}: the ${model.name} model cannot make order ${msg.orderId} payable: ${(err as Error).message}`;
       this.log.error({ kioskId, orderId: msg.orderId, err }, text);
-      await t.store.insertOrder({ ...priced, state: 'rejected', rejectReason: 'payment_unavailable' });
+      await this.insert(t, { ...priced, state: 'rejected', rejectReason: 'payment_unavailable' });
       await this.reject(t, kioskId, msg.orderId, 'payment_unavailable', text);
       return;
     }
-    await t.store.insertOrder({ ...priced, deadline, state: 'pending', offerState: local ? 'local' : 'due', qr: local?.qr ?? null });
+    await this.insert(t, { ...priced, deadline, state: 'pending', offerState: local ? 'local' : 'due', qr: local?.qr ?? null });
     this.log.info(
       { kioskId, orderId: msg.orderId, amount, currency: product.currency, model: model.name },
       `order ${msg.orderId} pending on kiosk ${kioskId}: ${product.name} ${toDecimalString(amount, product.currency)} ${product.currency}${local ? '' : ` (making it payable at Mercado Pago, ${model.name} model)`}`,

@@ -9,6 +9,7 @@ import { ContingencyPoller } from './contingency.js';
 import { KioskHub, KIOSK_WS_PATH } from './hub.js';
 import { Fleet, newInstanceId } from './fleet/index.js';
 import { RelayNotify } from './console/notify.js';
+import { orderDeliveries } from './console/order-webhooks.js';
 import { fastifyLimitOptions, RouteGuards } from './limits.js';
 import { NotFoundMemory } from './not-found-memory.js';
 import { pacedReads } from './paced-mp.js';
@@ -18,6 +19,7 @@ import { OfferWorker } from './offers.js';
 import { OrderService } from './orders.js';
 import { RefundWorker } from './refunds.js';
 import { registerNotificationRoutes } from './routes/notifications.js';
+import { registerApiRoutes } from './routes/api.js';
 import { registerReceiptRoute } from './routes/receipt.js';
 import { receiptToken } from './console/receipt-page.js';
 import { registerUnattendedRoutes } from './routes/unattended.js';
@@ -40,7 +42,7 @@ export interface RelayDeps {
   mp?: MercadoPagoApi;
   /** business clock (deadlines, timestamps); tests move it by hand */
   now?: () => number;
-  /** where kiosk reports and operator commands are kept (default in memory: relay/fleet-recorder.ts) */
+  /** where kiosk reports and operator commands are kept (default: the relay store, migration 8) */
   fleetRecorder?: FleetRecorder;
 }
 
@@ -102,7 +104,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   const store = await openRelayStore(config.store);
   let kioskConsole: KioskConsole;
   try {
-    kioskConsole = new KioskConsole({ config, logger, now, kioskExists: async (id) => (await store.getKiosk(id)) !== undefined, ...(deps.fleetRecorder ? { recorder: deps.fleetRecorder } : {}) });
+    kioskConsole = new KioskConsole({ config, logger, now, kioskExists: async (id) => (await store.getKiosk(id)) !== undefined, recorder: deps.fleetRecorder ?? store });
     await kioskConsole.load();
   } catch (err) {
     await store.close();
@@ -159,6 +161,9 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   let offers: OfferWorker | undefined;
   const orders = new OrderService({
     store,
+    // every order event as a signed webhook to the channels that want it (notify.channels, order.*)
+    orderDeliveries: (order, at) => orderDeliveries(notify.channels, order, at),
+    onDeliveries: () => notify.worker.kick(),
     catalog: (kioskId) => kioskConsole.catalogFor(kioskId, catalog),
     orders: config.orders,
     collectorId: config.mercadopago.collectorId,
@@ -213,6 +218,8 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     registerNotificationRoutes(scope, { store, worker, config, logger: logger.child({ part: 'notifications' }), now, guards });
     registerReceiptRoute(scope, { store, secret: receiptSecret, defaultLang: siteCurrency === 'BRL' ? 'pt' : 'es', timeZone: config.alerts.timeZone });
   });
+  // the REST API for integrations (API keys with scopes; OpenAPI at /api/openapi.json)
+  registerApiRoutes(app, { store, fleet: kioskConsole.fleet, config, now, guards });
   ops.register(app);
   // the operator's web console (/console): routes, live feed, actions (relay/console/web/)
   const actions = new ConsoleActions({ store, orders, commands: kioskConsole.commands, logger: logger.child({ part: 'console-actions' }), now, approvalAbove: config.consoleWeb.refundApprovalAbove });
@@ -288,7 +295,8 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   const retentionTimer = setInterval(() => void runRetention(), RETENTION_TICK_MS);
   retentionTimer.unref();
   // Kiosk changes made by another process (provision, set-qr, set-model) reach connected kiosks
-  // within a tick: the store's kiosk revision says what changed.
+  // within a tick: the store's kiosk revision says what changed. A rotated or revoked token ends
+  // the kiosk's link on every instance (each one polls the revision).
   let seenRevision = await store.kioskRevision();
   const pushKioskChanges = async () => {
     let n = 0;
@@ -298,6 +306,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       const changed = await store.kiosksChangedAfter(seenRevision);
       seenRevision = Math.max(seenRevision, now);
       for (const k of changed) {
+        if (await hub.dropIfTokenRevoked(k.id)) continue;
         if (await hub.rewelcome(k.id)) {
           n++;
           logger.info({ kioskId: k.id, model: k.paymentModel }, `kiosk ${k.id} changed (QR or payment model): sent it a fresh welcome`);

@@ -1,6 +1,7 @@
 import type { OrderEvent, OrderState } from '../../core/relay-order.js';
 import type { OfferEvent } from '../../core/mp-offer.js';
 import type { DexAuditFrame, PaymentModelName } from '../../protocol/messages.js';
+import type { FleetRecorder } from '../fleet-recorder.js';
 import type { DeliveryEvent, DeliveryState } from '../../core/outbound-delivery.js';
 import type {
   AlertRecord,
@@ -9,6 +10,7 @@ import type {
   PresenceRow,
   AddedKiosk,
   AddKioskInput,
+  ApiKeyRecord,
   DexAuditRecord,
   Kiosk,
   NewOrder,
@@ -65,7 +67,7 @@ export interface KioskStore {
   setKioskModel(id: string, model: PaymentModelName, mode: string | null): Promise<void>;
   /** checkStoreExternalId, bumps the kiosk revision; StoreError when there is no such kiosk */
   setKioskStore(id: string, storeExternalId: string): Promise<void>;
-  /** New token (returned once); the old one stops working at once. */
+  /** New token (returned once); the old one stops working at once; bumps the kiosk revision (running relays drop the old token's link). */
   rotateKioskToken(id: string): Promise<string>;
 }
 
@@ -232,6 +234,49 @@ export interface OperatorStore {
 }
 
 /**
+ * The operator console's record of the fleet (relay/fleet-recorder.ts; tables of migration 8):
+ * recordRefill is idempotent per refillId, transitionCommand checks the move against
+ * core/kiosk-command.ts and appends the history row in the same transaction (conditional on the
+ * state it read, as transitionOrder).
+ */
+export type FleetStore = FleetRecorder;
+
+export interface ApiKeyStore {
+  /** StoreError when the name is taken (names are how operators tell keys apart). */
+  insertApiKey(k: Omit<ApiKeyRecord, 'revokedAt'>): Promise<void>;
+  /** the key whose secret hashes to this (revoked ones too: the caller refuses them) */
+  apiKeyByHash(secretHash: string): Promise<ApiKeyRecord | undefined>;
+  /** by creation */
+  listApiKeys(): Promise<ApiKeyRecord[]>;
+  /** By id or name; whether a key that was not revoked is revoked now. */
+  revokeApiKey(idOrName: string, at: number): Promise<boolean>;
+}
+
+export interface StockStore {
+  /** the par level of each slot that has one, all kiosks, by kiosk and slot */
+  parLevels(): Promise<Array<{ kioskId: string; slot: number; par: number }>>;
+  /** par 0 removes it */
+  setParLevel(kioskId: string, slot: number, par: number): Promise<void>;
+}
+
+export interface SaleRow {
+  /** days since the epoch, UTC (the day of paid_at) */
+  day: number;
+  kioskId: string;
+  sku: string;
+  currency: string;
+  /** units sold (sum of quantity) */
+  units: number;
+  /** minor units */
+  amount: number;
+}
+
+export interface SalesStore {
+  /** Orders vended (state `vended`) and paid in [from, to), per UTC day, kiosk, product and currency; ordered by those. */
+  salesByDay(from: number, to: number, kioskId?: string): Promise<SaleRow[]>;
+}
+
+/**
  * Several relay instances on one database (relay/fleet/): which instance holds each kiosk's
  * WebSocket, refreshed by a heartbeat, so any instance can tell whether a kiosk is connected.
  */
@@ -285,6 +330,10 @@ export interface RelayStore
     PresenceStore,
     AlertStore,
     DeliveryStore,
+    FleetStore,
+    ApiKeyStore,
+    StockStore,
+    SalesStore,
     OperatorStore {
   /** See the header: fn's writes through `tx` commit together or not at all. */
   transaction<T>(fn: (tx: RelayStore) => Promise<T>): Promise<T>;

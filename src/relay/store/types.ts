@@ -282,6 +282,16 @@ export function withoutReviewReasons(current: string | null, prefix: string): st
   return kept.length ? kept.join(REVIEW_SEPARATOR) : null;
 }
 
+/** An integration's key for /api/v1 (migration 8): only the secret's hash is kept. */
+export interface ApiKeyRecord {
+  id: string;
+  name: string;
+  /** scopes of core/console-roles.ts */
+  scopes: string[];
+  secretHash: string;
+  createdAt: number;
+  revokedAt: number | null;
+}
 // ---- fleet and console (schema 7) ---------------------------------------------------------------
 
 /** Which relay instance holds a kiosk's WebSocket (relay/fleet/presence.ts). */

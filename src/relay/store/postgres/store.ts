@@ -5,8 +5,11 @@ import { relayOrder } from '../../../core/relay-order.js';
 import { mpOffer, type OfferEvent } from '../../../core/mp-offer.js';
 import { IllegalTransition } from '../../../core/state-machine.js';
 import { crashPoint } from '../../../runtime/crash-hook.js';
+import { kioskCommand, type CommandEvent, type CommandState } from '../../../core/kiosk-command.js';
+import type { CommandPatch, CommandRecord, CommandRefusalRecord, KioskPrices, Presence, RefillRecord, StoredStatus } from '../../fleet-recorder.js';
+import { apiKeyFromRow, commandFromRow, commandHistoryFromRow, pricesFromRow, refillFromRow, refusalFromRow, statusFromRow, REFUSALS_KEPT } from '../recorder-rows.js';
 import type { DexAuditFrame, PaymentModelName } from '../../../protocol/messages.js';
-import type { RelayStore } from '../api.js';
+import type { RelayStore, SaleRow } from '../api.js';
 import { SIGNAL_CHANNEL } from '../../fleet/signals.js';
 import { outboundDelivery, type DeliveryEvent, type DeliveryState } from '../../../core/outbound-delivery.js';
 import { alertFromRow, deliveryFromRow, presenceFromRow } from '../fleet-rows.js';
@@ -23,6 +26,7 @@ import {
   withoutReviewReasons,
   type AddKioskInput,
   type AddedKiosk,
+  type ApiKeyRecord,
   type DexAuditRecord,
   type Kiosk,
   type NewOrder,
@@ -322,7 +326,8 @@ export class PostgresRelayStore implements RelayStore {
 
   async rotateKioskToken(id: string): Promise<string> {
     const token = newKioskToken();
-    if ((await this.run('UPDATE kiosks SET token_hash = $1 WHERE id = $2', hashToken(token), id)) === 0) throw new StoreError(`no kiosk "${id}"`);
+    // a new revision: every running instance notices within a tick and drops the old token's link
+    await this.bumpRevision(id, 'token_hash = $2', hashToken(token));
     return token;
   }
 
@@ -1023,6 +1028,219 @@ export class PostgresRelayStore implements RelayStore {
       opts.subject ?? null,
       opts.state ?? null,
       opts.limit,
+    );
+  }
+
+  // ---- the fleet recorder (migration 8; relay/fleet-recorder.ts) -------------------------------
+
+  async saveStatus(s: StoredStatus): Promise<void> {
+    await this.run(
+      `INSERT INTO fleet_status (kiosk_id, status, received_at) VALUES ($1, $2, $3)
+       ON CONFLICT (kiosk_id) DO UPDATE SET status = excluded.status, received_at = excluded.received_at`,
+      s.kioskId,
+      JSON.stringify(s.status),
+      s.receivedAt,
+    );
+  }
+
+  statuses(): Promise<StoredStatus[]> {
+    return this.many(statusFromRow, 'SELECT * FROM fleet_status ORDER BY kiosk_id');
+  }
+
+  async setPresence(p: Presence): Promise<void> {
+    await this.run(
+      `INSERT INTO fleet_presence (kiosk_id, online, since) VALUES ($1, $2, $3)
+       ON CONFLICT (kiosk_id) DO UPDATE SET online = excluded.online, since = excluded.since`,
+      p.kioskId,
+      p.online ? 1 : 0,
+      p.since,
+    );
+  }
+
+  presences(): Promise<Presence[]> {
+    return this.many((r) => ({ kioskId: r.kiosk_id as string, online: r.online === 1, since: r.since as number }), 'SELECT * FROM fleet_presence ORDER BY kiosk_id');
+  }
+
+  async recordRefill(r: RefillRecord): Promise<boolean> {
+    // ON CONFLICT DO NOTHING: two instances receiving the same re-sent frame keep it once
+    const n = await this.run(
+      'INSERT INTO fleet_refills (refill_id, kiosk_id, at, by_whom, slots, received_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (refill_id) DO NOTHING',
+      r.refillId,
+      r.kioskId,
+      r.at,
+      r.by,
+      JSON.stringify(r.slots),
+      r.receivedAt,
+    );
+    return n > 0;
+  }
+
+  refills(kioskId?: string, limit = 50): Promise<RefillRecord[]> {
+    return this.many(refillFromRow, 'SELECT * FROM fleet_refills WHERE ($1::text IS NULL OR kiosk_id = $1) ORDER BY received_at DESC, refill_id DESC LIMIT $2', kioskId ?? null, limit);
+  }
+
+  async recordRefusal(r: CommandRefusalRecord): Promise<void> {
+    await this.atomic(async (tx) => {
+      const rows = await tx.rows(
+        'INSERT INTO fleet_refusals (kiosk_id, frame_id, command_id, reason, message, ours, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq',
+        [r.kioskId, r.frameId, r.commandId, r.reason, r.message, r.ours ? 1 : 0, r.receivedAt],
+      );
+      // a flood of forged frames must not grow the database without bound
+      await tx.run('DELETE FROM fleet_refusals WHERE seq <= $1', (rows[0]!.seq as number) - REFUSALS_KEPT);
+    });
+  }
+
+  refusals(kioskId?: string, limit = 50): Promise<CommandRefusalRecord[]> {
+    return this.many(refusalFromRow, 'SELECT * FROM fleet_refusals WHERE ($1::text IS NULL OR kiosk_id = $1) ORDER BY seq DESC LIMIT $2', kioskId ?? null, limit);
+  }
+
+  async insertCommand(c: CommandRecord): Promise<void> {
+    await this.atomic(async (tx) => {
+      try {
+        await tx.run(
+          `INSERT INTO fleet_commands (id, kiosk_id, kind, action, issued_by, reason, issued_at, expires_at, state, frame,
+             delivered_at, kiosk_at, answered_at, refusal, result, message) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+          c.id,
+          c.kioskId,
+          c.kind,
+          JSON.stringify(c.action),
+          c.issuedBy,
+          c.reason,
+          c.issuedAt,
+          c.expiresAt,
+          c.state,
+          c.frame,
+          c.deliveredAt,
+          c.kioskAt,
+          c.answeredAt,
+          c.refusal ? JSON.stringify(c.refusal) : null,
+          c.result ? JSON.stringify(c.result) : null,
+          c.message,
+        );
+      } catch (err) {
+        if ((err as { code?: string }).code === UNIQUE_VIOLATION) throw new StoreError(`command ${c.id} exists already`);
+        throw err;
+      }
+      for (const h of c.history) {
+        await tx.run('INSERT INTO fleet_command_history (command_id, at, "from", "to", event, detail) VALUES ($1, $2, $3, $4, $5, $6)', c.id, h.at, h.from, h.to, h.event, h.detail);
+      }
+    });
+  }
+
+  private async commandWith(row: Row): Promise<CommandRecord> {
+    return commandFromRow(row, await this.many(commandHistoryFromRow, 'SELECT * FROM fleet_command_history WHERE command_id = $1 ORDER BY seq', row.id));
+  }
+
+  async getCommand(id: string): Promise<CommandRecord | undefined> {
+    const row = (await this.rows('SELECT * FROM fleet_commands WHERE id = $1', [id]))[0];
+    return row ? this.commandWith(row) : undefined;
+  }
+
+  transitionCommand(id: string, event: CommandEvent, at: number, patch: CommandPatch = {}, detail?: string): Promise<CommandRecord> {
+    return this.atomic(async (tx) => {
+      // the row lock: another instance moving the same command waits, then reads our result
+      const row = (await tx.rows('SELECT * FROM fleet_commands WHERE id = $1 FOR UPDATE', [id]))[0];
+      if (!row) throw new StoreError(`command ${id} is not recorded`);
+      const c = await tx.commandWith(row);
+      const to = kioskCommand.next(c.state, event); // throws IllegalTransition: nothing written
+      const next = { ...c, ...patch };
+      await tx.run(
+        `UPDATE fleet_commands SET state = $1, delivered_at = $2, kiosk_at = $3, answered_at = $4, refusal = $5, result = $6, message = $7
+         WHERE id = $8 AND state = $9`,
+        to,
+        next.deliveredAt,
+        next.kioskAt,
+        next.answeredAt,
+        next.refusal ? JSON.stringify(next.refusal) : null,
+        next.result ? JSON.stringify(next.result) : null,
+        next.message,
+        id,
+        c.state,
+      );
+      await tx.run('INSERT INTO fleet_command_history (command_id, at, "from", "to", event, detail) VALUES ($1, $2, $3, $4, $5, $6)', id, at, c.state, to, event, detail ?? null);
+      return (await tx.getCommand(id))!;
+    });
+  }
+
+  async noteCommand(id: string, at: number, detail: string): Promise<void> {
+    await this.atomic(async (tx) => {
+      const row = (await tx.rows('SELECT state FROM fleet_commands WHERE id = $1 FOR UPDATE', [id]))[0];
+      if (!row) throw new StoreError(`command ${id} is not recorded`);
+      await tx.run('INSERT INTO fleet_command_history (command_id, at, "from", "to", event, detail) VALUES ($1, $2, $3, $4, $5, $6)', id, at, row.state, row.state, 'note', detail);
+    });
+  }
+
+  async commandsOf(kioskId: string, limit = 50): Promise<CommandRecord[]> {
+    const rows = await this.rows('SELECT * FROM fleet_commands WHERE kiosk_id = $1 ORDER BY seq DESC LIMIT $2', [kioskId, limit]);
+    const out: CommandRecord[] = [];
+    for (const r of rows) out.push(await this.commandWith(r));
+    return out;
+  }
+
+  async commandsIn(states: readonly CommandState[]): Promise<CommandRecord[]> {
+    const rows = await this.rows('SELECT * FROM fleet_commands WHERE state = ANY($1::text[]) ORDER BY seq', [[...states]]);
+    const out: CommandRecord[] = [];
+    for (const r of rows) out.push(await this.commandWith(r));
+    return out;
+  }
+
+  async setKioskPrices(kioskId: string, p: KioskPrices): Promise<void> {
+    await this.run(
+      `INSERT INTO fleet_kiosk_prices (kiosk_id, catalog, prices, command_id) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (kiosk_id) DO UPDATE SET catalog = excluded.catalog, prices = excluded.prices, command_id = excluded.command_id`,
+      kioskId,
+      p.catalog ? JSON.stringify(p.catalog) : null,
+      JSON.stringify(p.prices),
+      p.commandId,
+    );
+  }
+
+  async kioskPrices(): Promise<Map<string, KioskPrices>> {
+    const rows = await this.rows('SELECT * FROM fleet_kiosk_prices ORDER BY kiosk_id');
+    return new Map(rows.map((r) => [r.kiosk_id as string, pricesFromRow(r)]));
+  }
+
+  // ---- API keys, par levels (migration 8) --------------------------------------------------------
+
+  async insertApiKey(k: Omit<ApiKeyRecord, 'revokedAt'>): Promise<void> {
+    try {
+      await this.run('INSERT INTO api_keys (id, name, scopes, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5)', k.id, k.name, JSON.stringify(k.scopes), k.secretHash, k.createdAt);
+    } catch (err) {
+      if ((err as { code?: string }).code === UNIQUE_VIOLATION) throw new StoreError(`an API key named "${k.name}" exists already: pick another name, or revoke that one first`);
+      throw err;
+    }
+  }
+
+  apiKeyByHash(secretHash: string): Promise<ApiKeyRecord | undefined> {
+    return this.one(apiKeyFromRow, 'SELECT * FROM api_keys WHERE secret_hash = $1', secretHash);
+  }
+
+  listApiKeys(): Promise<ApiKeyRecord[]> {
+    return this.many(apiKeyFromRow, 'SELECT * FROM api_keys ORDER BY created_at, id');
+  }
+
+  async revokeApiKey(idOrName: string, at: number): Promise<boolean> {
+    return (await this.run('UPDATE api_keys SET revoked_at = $1 WHERE (id = $2 OR name = $2) AND revoked_at IS NULL', at, idOrName)) > 0;
+  }
+
+  parLevels(): Promise<Array<{ kioskId: string; slot: number; par: number }>> {
+    return this.many((r) => ({ kioskId: r.kiosk_id as string, slot: r.slot as number, par: r.par as number }), 'SELECT * FROM stock_par ORDER BY kiosk_id, slot');
+  }
+
+  async setParLevel(kioskId: string, slot: number, par: number): Promise<void> {
+    if (par === 0) await this.run('DELETE FROM stock_par WHERE kiosk_id = $1 AND slot = $2', kioskId, slot);
+    else await this.run('INSERT INTO stock_par (kiosk_id, slot, par) VALUES ($1, $2, $3) ON CONFLICT (kiosk_id, slot) DO UPDATE SET par = excluded.par', kioskId, slot, par);
+  }
+
+  salesByDay(from: number, to: number, kioskId?: string): Promise<SaleRow[]> {
+    return this.many(
+      (r) => ({ day: r.day as number, kioskId: r.kiosk_id as string, sku: r.sku as string, currency: r.currency as string, units: r.units as number, amount: r.amount as number }),
+      `SELECT paid_at / 86400000 AS day, kiosk_id, sku, currency, SUM(quantity)::bigint AS units, SUM(amount)::bigint AS amount FROM orders
+       WHERE state = 'vended' AND paid_at >= $1 AND paid_at < $2 AND ($3::text IS NULL OR kiosk_id = $3)
+       GROUP BY day, kiosk_id, sku, currency ORDER BY day, kiosk_id, sku, currency`,
+      from,
+      to,
+      kioskId ?? null,
     );
   }
 

@@ -5,6 +5,8 @@ import type { RelayStore } from '../api.js';
 import { StoreError } from '../types.js';
 import { SqliteConn } from './conn.js';
 import { SqliteDexAudits } from './dex-audits.js';
+import { SqliteFleet } from './fleet-recorder.js';
+import { SqliteApiKeys } from './api-keys.js';
 import { SqliteAlerts, SqliteDeliveries, SqlitePresence } from './fleet.js';
 import { SqliteKiosks } from './kiosks.js';
 import { AsyncLock } from './lock.js';
@@ -37,6 +39,8 @@ class SqliteTables {
   readonly notifications: SqliteNotifications;
   readonly outbox: SqliteOutbox;
   readonly dex: SqliteDexAudits;
+  readonly fleet: SqliteFleet;
+  readonly apiKeys: SqliteApiKeys;
   readonly presence: SqlitePresence;
   readonly deliveries: SqliteDeliveries;
   readonly alerts: SqliteAlerts;
@@ -51,6 +55,8 @@ class SqliteTables {
     this.notifications = new SqliteNotifications(c);
     this.outbox = new SqliteOutbox(c);
     this.dex = new SqliteDexAudits(c);
+    this.fleet = new SqliteFleet(c);
+    this.apiKeys = new SqliteApiKeys(c);
     this.presence = new SqlitePresence(c);
     this.deliveries = new SqliteDeliveries(c);
     this.alerts = new SqliteAlerts(c, this.deliveries);
@@ -485,6 +491,77 @@ class SqliteStoreView implements RelayStore {
   }
   previousDexAudit(...a: Parameters<RelayStore['previousDexAudit']>) {
     return this.r.run(() => this.ops.dex.previousDexAudit(...a));
+  }
+  // FleetStore: ./fleet.ts
+  saveStatus(...a: Parameters<RelayStore['saveStatus']>) {
+    return this.r.run(() => this.ops.fleet.saveStatus(...a));
+  }
+  statuses(...a: Parameters<RelayStore['statuses']>) {
+    return this.r.run(() => this.ops.fleet.statuses(...a));
+  }
+  setPresence(...a: Parameters<RelayStore['setPresence']>) {
+    return this.r.run(() => this.ops.fleet.setPresence(...a));
+  }
+  presences(...a: Parameters<RelayStore['presences']>) {
+    return this.r.run(() => this.ops.fleet.presences(...a));
+  }
+  recordRefill(...a: Parameters<RelayStore['recordRefill']>) {
+    return this.r.run(() => this.ops.fleet.recordRefill(...a));
+  }
+  refills(...a: Parameters<RelayStore['refills']>) {
+    return this.r.run(() => this.ops.fleet.refills(...a));
+  }
+  recordRefusal(...a: Parameters<RelayStore['recordRefusal']>) {
+    return this.r.run(() => this.ops.fleet.recordRefusal(...a));
+  }
+  refusals(...a: Parameters<RelayStore['refusals']>) {
+    return this.r.run(() => this.ops.fleet.refusals(...a));
+  }
+  insertCommand(...a: Parameters<RelayStore['insertCommand']>) {
+    return this.r.run(() => this.ops.fleet.insertCommand(...a));
+  }
+  getCommand(...a: Parameters<RelayStore['getCommand']>) {
+    return this.r.run(() => this.ops.fleet.getCommand(...a));
+  }
+  transitionCommand(...a: Parameters<RelayStore['transitionCommand']>) {
+    return this.r.run(() => this.ops.fleet.transitionCommand(...a));
+  }
+  noteCommand(...a: Parameters<RelayStore['noteCommand']>) {
+    return this.r.run(() => this.ops.fleet.noteCommand(...a));
+  }
+  commandsOf(...a: Parameters<RelayStore['commandsOf']>) {
+    return this.r.run(() => this.ops.fleet.commandsOf(...a));
+  }
+  commandsIn(...a: Parameters<RelayStore['commandsIn']>) {
+    return this.r.run(() => this.ops.fleet.commandsIn(...a));
+  }
+  setKioskPrices(...a: Parameters<RelayStore['setKioskPrices']>) {
+    return this.r.run(() => this.ops.fleet.setKioskPrices(...a));
+  }
+  kioskPrices(...a: Parameters<RelayStore['kioskPrices']>) {
+    return this.r.run(() => this.ops.fleet.kioskPrices(...a));
+  }
+  // ApiKeyStore, StockStore: ./api-keys.ts
+  insertApiKey(...a: Parameters<RelayStore['insertApiKey']>) {
+    return this.r.run(() => this.ops.apiKeys.insertApiKey(...a));
+  }
+  apiKeyByHash(...a: Parameters<RelayStore['apiKeyByHash']>) {
+    return this.r.run(() => this.ops.apiKeys.apiKeyByHash(...a));
+  }
+  listApiKeys(...a: Parameters<RelayStore['listApiKeys']>) {
+    return this.r.run(() => this.ops.apiKeys.listApiKeys(...a));
+  }
+  revokeApiKey(...a: Parameters<RelayStore['revokeApiKey']>) {
+    return this.r.run(() => this.ops.apiKeys.revokeApiKey(...a));
+  }
+  parLevels(...a: Parameters<RelayStore['parLevels']>) {
+    return this.r.run(() => this.ops.apiKeys.parLevels(...a));
+  }
+  setParLevel(...a: Parameters<RelayStore['setParLevel']>) {
+    return this.r.run(() => this.ops.apiKeys.setParLevel(...a));
+  }
+  salesByDay(...a: Parameters<RelayStore['salesByDay']>) {
+    return this.r.run(() => this.ops.apiKeys.salesByDay(...a));
   }
   // OperatorStore: ./operators.ts
   addOperator(...a: Parameters<RelayStore['addOperator']>) {

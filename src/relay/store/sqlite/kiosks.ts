@@ -112,7 +112,8 @@ export class SqliteKiosks implements Sync<KioskStore> {
   /** New token (returned once); the old one stops working at once. */
   rotateKioskToken(id: string): string {
     const token = newKioskToken();
-    const res = this.c.db.prepare('UPDATE kiosks SET token_hash = ? WHERE id = ?').run(hashToken(token), id);
+    // a new revision: the running relay notices within a tick and drops the old token's link
+    const res = this.c.db.prepare(`UPDATE kiosks SET token_hash = ?, revision = ${NEXT_REVISION} WHERE id = ?`).run(hashToken(token), id);
     if (res.changes === 0) throw new StoreError(`no kiosk "${id}"`);
     return token;
   }

@@ -215,8 +215,97 @@ export const MIGRATIONS: readonly (string | Migration)[] = [
   CREATE INDEX deliveries_created ON deliveries(created_at);
   `,
   },
-  // 8: RESERVED for console-api (API keys, par levels, webhooks). Placeholder, replaced at merge.
-  `SELECT 1;`,
+  // 8: the operator's console (issue 11): what the kiosks report and the commands sent to them
+  // (relay/fleet-recorder.ts: status snapshots, presence, refills kept once per refill id, the
+  // commands with their lifecycle history and the per-kiosk confirmed prices), the par level of
+  // each slot for the pick lists, and the API keys of the integrations (hashed secrets).
+  // additive: new tables only, a relay rolled back to 7 still opens the file
+  {
+    additive: true,
+    sql: `
+  CREATE TABLE fleet_status (
+    kiosk_id    TEXT PRIMARY KEY,
+    status      TEXT NOT NULL,
+    received_at INTEGER NOT NULL
+  );
+  CREATE TABLE fleet_presence (
+    kiosk_id TEXT PRIMARY KEY,
+    online   INTEGER NOT NULL,
+    since    INTEGER NOT NULL
+  );
+  CREATE TABLE fleet_refills (
+    refill_id   TEXT PRIMARY KEY,
+    kiosk_id    TEXT NOT NULL,
+    at          INTEGER NOT NULL,
+    by_whom     TEXT NOT NULL,
+    slots       TEXT NOT NULL,
+    received_at INTEGER NOT NULL
+  );
+  CREATE INDEX fleet_refills_kiosk ON fleet_refills(kiosk_id, received_at);
+  CREATE TABLE fleet_refusals (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    kiosk_id    TEXT NOT NULL,
+    frame_id    TEXT NOT NULL,
+    command_id  TEXT,
+    reason      TEXT NOT NULL,
+    message     TEXT NOT NULL,
+    ours        INTEGER NOT NULL,
+    received_at INTEGER NOT NULL
+  );
+  CREATE INDEX fleet_refusals_kiosk ON fleet_refusals(kiosk_id, seq);
+  CREATE TABLE fleet_commands (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    id           TEXT NOT NULL UNIQUE,
+    kiosk_id     TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    action       TEXT NOT NULL,
+    issued_by    TEXT NOT NULL,
+    reason       TEXT,
+    issued_at    INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    state        TEXT NOT NULL,
+    frame        TEXT NOT NULL,
+    delivered_at INTEGER,
+    kiosk_at     INTEGER,
+    answered_at  INTEGER,
+    refusal      TEXT,
+    result       TEXT,
+    message      TEXT
+  );
+  CREATE INDEX fleet_commands_kiosk ON fleet_commands(kiosk_id, seq);
+  CREATE INDEX fleet_commands_state ON fleet_commands(state, seq);
+  CREATE TABLE fleet_command_history (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    command_id TEXT NOT NULL,
+    at         INTEGER NOT NULL,
+    "from"     TEXT,
+    "to"       TEXT NOT NULL,
+    event      TEXT NOT NULL,
+    detail     TEXT
+  );
+  CREATE INDEX fleet_command_history_command ON fleet_command_history(command_id, seq);
+  CREATE TABLE fleet_kiosk_prices (
+    kiosk_id   TEXT PRIMARY KEY,
+    catalog    TEXT,
+    prices     TEXT NOT NULL,
+    command_id TEXT NOT NULL
+  );
+  CREATE TABLE stock_par (
+    kiosk_id TEXT NOT NULL,
+    slot     INTEGER NOT NULL,
+    par      INTEGER NOT NULL,
+    PRIMARY KEY (kiosk_id, slot)
+  );
+  CREATE TABLE api_keys (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    scopes      TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    revoked_at  INTEGER
+  );
+  `,
+  },
   // 9: the operator's console (issue 11): accounts, login sessions (only the sha256 of the cookie's
   // secret), and the audit of every operator action (who, when, why), read into order timelines
   `
