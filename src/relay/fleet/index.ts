@@ -47,6 +47,8 @@ export class Fleet {
   readonly instanceId: string;
   private sweepTimer: NodeJS.Timeout | undefined;
   private hub: FleetHub | undefined;
+  /** presence writes and signals in flight (close waits for them) */
+  private readonly inFlight = new Set<Promise<unknown>>();
   private ownPool: pg.Pool | undefined;
 
   private constructor(
@@ -86,16 +88,20 @@ export class Fleet {
   attach(hub: FleetHub): void {
     this.hub = hub;
     hub.on('online', (kioskId) => {
-      this.presence
-        .connected(kioskId)
-        .then(() => this.signals.send({ kind: 'presence', kioskId }))
-        .catch((err: Error) => this.o.logger.warn({ err, kioskId }, `could not record kiosk ${kioskId} as connected here: ${err.message}`));
+      this.track(
+        this.presence
+          .connected(kioskId)
+          .then(() => this.signals.send({ kind: 'presence', kioskId }))
+          .catch((err: Error) => this.o.logger.warn({ err, kioskId }, `could not record kiosk ${kioskId} as connected here: ${err.message}`)),
+      );
     });
     hub.on('offline', (kioskId) => {
-      this.presence
-        .disconnected(kioskId)
-        .then(() => this.signals.send({ kind: 'presence', kioskId }))
-        .catch((err: Error) => this.o.logger.warn({ err, kioskId }, `could not record kiosk ${kioskId} as gone: ${err.message}`));
+      this.track(
+        this.presence
+          .disconnected(kioskId)
+          .then(() => this.signals.send({ kind: 'presence', kioskId }))
+          .catch((err: Error) => this.o.logger.warn({ err, kioskId }, `could not record kiosk ${kioskId} as gone: ${err.message}`)),
+      );
     });
     this.signals.on('signal', (s) => {
       if (s.kind === 'outbox') void this.flush(s.kioskId);
@@ -106,6 +112,11 @@ export class Fleet {
     const every = this.o.sweepMs ?? 2_000;
     this.sweepTimer = setInterval(() => void this.sweep(), every);
     this.sweepTimer.unref();
+  }
+
+  private track(p: Promise<unknown>): void {
+    this.inFlight.add(p);
+    void p.finally(() => this.inFlight.delete(p));
   }
 
   /** Is the kiosk connected to any live instance (this one included)? */
@@ -142,6 +153,7 @@ export class Fleet {
     const hub = this.hub;
     // kiosks held here are gone with us: free their presence so the others see them offline now
     if (hub) for (const id of hub.onlineKiosks()) await this.presence.disconnected(id).catch(() => {});
+    await Promise.allSettled([...this.inFlight]);
     await this.signals.close();
     await this.jobs.close();
     await this.ownPool?.end().catch(() => {});

@@ -101,8 +101,12 @@ export class PgSignals extends EventEmitter<SignalEvents> implements KioskSignal
   }
 
   async send(signal: KioskSignal): Promise<void> {
+    if (this.closed) return;
     const c = new pg.Client({ connectionString: this.opts.url });
     // A one-off connection: signals outside transactions are rare (presence on connect/close).
+    // Its failures reach the caller through the query; a connection ended by the server while
+    // idle (a restart, the database dropped) must not become an uncaught 'error' event.
+    c.on('error', () => {});
     await c.connect();
     try {
       await c.query('SELECT pg_notify($1, $2)', [SIGNAL_CHANNEL, encodeSignal(signal)]);
