@@ -3,7 +3,7 @@ import type { Catalog } from '../core/catalog.js';
 import { isCurrency, parseAmount, toDecimalString, type Currency } from '../core/money.js';
 import { IllegalTransition } from '../core/state-machine.js';
 import type { OrderEvent } from '../core/relay-order.js';
-import { refundSettles } from '../core/refund.js';
+import { paymentRefundSettled, refundSettles } from '../core/refund.js';
 import { frame } from '../protocol/codec.js';
 import type { Hello, OrderCancel, OrderReady, OrderRejected, VendResolve, VendResult } from '../protocol/messages.js';
 import type { MpMerchantOrder } from '../mercadopago/types.js';
@@ -511,11 +511,12 @@ export class OrderService implements HubHandler {
       const order = await t.store.getOrder(orderId);
       if (!order || order.state !== 'refunding') return 'not_refunding';
       const refunds = await t.store.refundsOf(orderId);
-      const settled = new Set(refunds.filter((r) => refundSettles(r.status)).map((r) => r.paymentId));
-      if ((await t.store.approvedPaymentsOf(orderId)).some((p) => !settled.has(p.paymentId))) return 'incomplete';
+      // given back in full: a settled refund of what remained, or settled partial ones adding up to it
+      const settled = (p: PaymentRecord) => paymentRefundSettled(p.amount, refunds.filter((r) => r.paymentId === p.paymentId));
+      if ((await t.store.approvedPaymentsOf(orderId)).some((p) => !settled(p))) return 'incomplete';
       const moved = await this.move(t, order, 'refund_done', `refunds ${refunds.map((r) => r.mpRefundId).join(',')}`);
       if (!moved) return 'not_refunding';
-      const amount = refunds.filter((r) => r.currency === order.currency).reduce((s, r) => s + (r.amount ?? 0), 0);
+      const amount = refunds.filter((r) => r.currency === order.currency && refundSettles(r.status)).reduce((s, r) => s + (r.amount ?? 0), 0);
       await this.send(t, order.kioskId, {
         type: 'order.refunded',
         orderId,

@@ -136,7 +136,7 @@ export async function consoleState(store: RelayStore, kc: KioskConsole, now: num
   const recent = await store.recentOrders({ limit: 50 });
   const orders: ConsoleState['orders'] = [];
   for (const o of recent) {
-    const awaiting = (await store.operatorAuditOf(o.id)).reduce((w, a) => (a.action === 'refund.requested' ? true : a.action === 'refund' || a.action === 'refund.approved' ? false : w), false);
+    const awaiting = (await store.operatorAuditOf(o.id)).reduce((w, a) => (a.action === 'refund.requested' ? true : a.action === 'refund' || a.action === 'refund.partial' || a.action === 'refund.approved' ? false : w), false);
     orders.push({ id: o.id, kioskId: o.kioskId, sku: o.sku, title: o.title, amount: o.amount, currency: o.currency, state: o.state, createdAt: o.createdAt, updatedAt: o.updatedAt, needsReview: o.needsReview, awaitingApproval: awaiting });
   }
   const review = (await store.ordersNeedingReview()).map((o) => ({ id: o.id, kioskId: o.kioskId, title: o.title, amount: o.amount, currency: o.currency, state: o.state, needsReview: o.needsReview, createdAt: o.createdAt }));
