@@ -222,10 +222,11 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     registerReceiptRoute(scope, { store, secret: receiptSecret, defaultLang: siteCurrency === 'BRL' ? 'pt' : 'es', timeZone: config.alerts.timeZone });
   });
   // the REST API for integrations (API keys with scopes; OpenAPI at /api/openapi.json)
-  registerApiRoutes(app, { store, fleet: kioskConsole.fleet, config, now, guards });
-  ops.register(app);
-  // the operator's web console (/console): routes, live feed, actions (relay/console/web/)
+  // operator actions (refunds, reviews, kiosk commands): one implementation for the console, the API and the CLI
   const actions = new ConsoleActions({ store, orders, commands: kioskConsole.commands, logger: logger.child({ part: 'console-actions' }), now, approvalAbove: config.consoleWeb.refundApprovalAbove, onRefundNeeded: () => refunds?.kick() });
+  registerApiRoutes(app, { store, actions, fleet: kioskConsole.fleet, config, now, guards });
+  ops.register(app);
+  // the operator's web console (/console): routes, live feed (relay/console/web/)
   const consoleWeb = registerConsoleWeb(app, {
     store,
     kioskConsole,

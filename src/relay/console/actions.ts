@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { roleAllows, type Action, type Role } from '../../core/console-roles.js';
 import type { Logger } from '../../runtime/log.js';
 import type { KioskCommands } from '../kiosk-commands.js';
@@ -68,6 +69,12 @@ const COMMAND_ACTION: Record<string, Action> = {
  * the order stays vended; `awaiting_approval`: a second operator must approve. `amount`: minor units.
  */
 export type RefundOutcome = { state: 'refunding' | 'partial' | 'awaiting_approval'; order: OrderRecord; amount: number };
+
+/** A caller's request key as stored: per actor, hashed (it is the caller's, not ours to show). */
+function requestTag(actor: Actor, key: string): string {
+  if (!/^[A-Za-z0-9._:-]{1,100}$/.test(key)) throw new ActionError(400, 'the request key (Idempotency-Key) is 1 to 100 letters, digits, ".", "_", ":" or "-"');
+  return `k${createHash('sha256').update(`${actor.name}\n${key}`).digest('hex').slice(0, 20)}`;
+}
 
 /** What one approved payment can still give back. */
 interface PaymentRoom {
@@ -150,10 +157,20 @@ export class ConsoleActions {
    * partial refunds may follow each other up to the order's amount. Above `approvalAbove` (the
    * amount refunded) the request is only recorded; another operator's approveRefund moves the money.
    */
-  async refund(actor: Actor, orderId: string, reasonInput: unknown, opts: { amount?: unknown } = {}): Promise<RefundOutcome> {
+  async refund(actor: Actor, orderId: string, reasonInput: unknown, opts: { amount?: unknown; requestKey?: string } = {}): Promise<RefundOutcome> {
     this.check(actor, 'refunds.create');
     const reason = this.reasonOf(reasonInput);
     const order = await this.order(orderId);
+    const tag = opts.requestKey === undefined ? undefined : requestTag(actor, opts.requestKey);
+    if (tag) {
+      // the same request again (an integration repeating a call whose answer it lost): its first answer
+      const first = (await this.d.store.operatorAuditOf(orderId)).find((a) => a.actor === actor.name && a.detail !== null && (JSON.parse(a.detail) as { request?: unknown }).request === tag);
+      if (first) {
+        const d = JSON.parse(first.detail!) as { amount: number };
+        const state = first.action === 'refund.requested' ? 'awaiting_approval' : first.action === 'refund.partial' ? 'partial' : 'refunding';
+        return { state, order: await this.order(orderId), amount: d.amount };
+      }
+    }
     if (order.state !== 'vended') throw new ActionError(409, `order ${orderId} is ${order.state}: only a dispensed (vended) order is refunded by an operator; the relay refunds the others by itself`);
     if (await this.pendingApproval(orderId)) throw new ActionError(409, `a refund of order ${orderId} already awaits approval`);
     const room = await this.refundRoom(this.d.store, order);
@@ -161,12 +178,13 @@ export class ConsoleActions {
     const amount = this.amountOf(opts.amount, room.total, order);
     const partial = amount < room.total;
     if (this.d.approvalAbove !== null && amount > this.d.approvalAbove) {
-      await this.d.store.transaction((tx) => this.audit(tx, actor, 'refund.requested', reason, { orderId, kioskId: order.kioskId }, { amount, currency: order.currency, ...(partial ? { partial: amount } : {}) }));
+      await this.d.store.transaction((tx) => this.audit(tx, actor, 'refund.requested', reason, { orderId, kioskId: order.kioskId }, { amount, currency: order.currency, ...(partial ? { partial: amount } : {}), ...(tag ? { request: tag } : {}) }));
       this.d.logger.info({ orderId, by: actor.name }, `refund of ${amount} of order ${orderId} by ${actor.name} awaits a second operator's approval (above ${this.d.approvalAbove})`);
       return { state: 'awaiting_approval', order, amount };
     }
-    if (partial) return { state: 'partial', order, amount: await this.partialRefund(actor, order, amount, 'refund.partial', reason) };
-    return { state: 'refunding', order: await this.moveRefund(actor, order, 'refund', reason), amount };
+    const extra = tag ? { request: tag } : undefined;
+    if (partial) return { state: 'partial', order, amount: await this.partialRefund(actor, order, amount, 'refund.partial', reason, extra) };
+    return { state: 'refunding', order: await this.moveRefund(actor, order, 'refund', reason, extra), amount };
   }
 
   async approveRefund(actor: Actor, orderId: string, reasonInput: unknown): Promise<RefundOutcome> {
@@ -214,8 +232,14 @@ export class ConsoleActions {
         detail: JSON.stringify({ amount, currency: order.currency, partial: amount, payments: parts.map((p) => ({ paymentId: p.payment.paymentId, amount: p.amount })), ...extra }),
         at: this.d.now(),
       });
+      // keyed by the caller's request key when it gave one (two identical requests at once: one
+      // writes, the other finds the key taken and is rolled back), else by this action's audit row
+      const request = (extra as { request?: string } | undefined)?.request;
       for (const p of parts) {
-        await tx.insertRefundRequest({ orderId: order.id, paymentId: p.payment.paymentId, key: partialRefundKey(order.id, p.payment.paymentId, String(auditId)), reason: 'partial', requestedAmount: p.amount, at: this.d.now() });
+        const key = partialRefundKey(order.id, p.payment.paymentId, request ?? String(auditId));
+        if (!(await tx.insertRefundRequest({ orderId: order.id, paymentId: p.payment.paymentId, key, reason: 'partial', requestedAmount: p.amount, at: this.d.now() }))) {
+          throw new ActionError(409, `this refund request of order ${order.id} is being made already (the same request key)`);
+        }
       }
     });
     this.d.onRefundNeeded?.();
