@@ -150,7 +150,8 @@ export class OrdersApiModel implements PaymentModel {
     const after = await this.ctx.mp.refundOrder(mpOrderId, { idempotencyKey, transactions: [{ id: payment.paymentId, amount }] });
     // several (partial) refunds of one payment: the newest of this amount is this call's
     const refund = (after.transactions?.refunds ?? []).filter((r) => r.transaction_id === payment.paymentId && (minor === undefined || r.amount === amount)).at(-1);
-    if (refund) return { id: refund.id, amount: refund.amount, status: refund.status };
+    // an Orders API refund `processed` is done: it reads as `approved`, as a processed payment does
+    if (refund) return { id: refund.id, amount: refund.amount, status: refund.status === 'processed' ? 'approved' : refund.status };
     return { id: `${mpOrderId}/${payment.paymentId}`, amount, status: after.status === 'refunded' ? 'approved' : after.status };
   }
 }

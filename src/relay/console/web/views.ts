@@ -41,7 +41,7 @@ export async function orderTimeline(store: RelayStore, order: OrderRecord): Prom
     if (e.event === 'payment_verified') out.push({ at: e.at, step: 'dispensing', source: 'relay', who: order.kioskId, detail: 'order.paid sent to the kiosk' });
   }
   for (const r of await store.refundsOf(order.id)) {
-    out.push({ at: r.requestedAt, step: 'refund requested', source: 'relay', who: `payment ${r.paymentId}`, detail: r.reason });
+    out.push({ at: r.requestedAt, step: 'refund requested', source: 'relay', who: `payment ${r.paymentId}`, detail: r.requestedAmount !== null ? `${r.reason} ${r.requestedAmount} ${order.currency}` : r.reason });
     if (r.completedAt !== null) out.push({ at: r.completedAt, step: `refund ${r.status}`, source: 'mercadopago', who: r.mpRefundId ? `refund ${r.mpRefundId}` : `payment ${r.paymentId}`, detail: r.amount !== null ? `${r.amount} ${r.currency ?? ''}`.trim() : null });
   }
   for (const a of await store.operatorAuditOf(order.id)) {
