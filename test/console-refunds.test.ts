@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -212,5 +213,50 @@ describe('refunds through the REST API', { timeout: 120_000 }, () => {
     const res = await fetch(`${sys.relay.url}/api/v1/orders/${orderId}`, { headers: { authorization: `Bearer ${reader}` } });
     const body = (await res.json()) as { refunds: Array<{ reason: string; status: string; requestedAmount: number; amount: number }> };
     expect(body.refunds).toEqual([expect.objectContaining({ reason: 'partial', status: 'approved', requestedAmount: 10_000, amount: 10_000 })]);
+  });
+});
+
+/** The data of every QR symbol stored in ESC/POS bytes (GS ( k pL pH 0x31 0x50 0x30 data). */
+function qrPayloads(bytes: Buffer): string[] {
+  const out: string[] = [];
+  for (let i = bytes.indexOf(Buffer.from([0x1d, 0x28, 0x6b])); i >= 0; i = bytes.indexOf(Buffer.from([0x1d, 0x28, 0x6b]), i + 1)) {
+    const len = bytes[i + 3]! + bytes[i + 4]! * 256;
+    if (bytes[i + 5] === 0x31 && bytes[i + 6] === 0x50 && bytes[i + 7] === 0x30) out.push(bytes.subarray(i + 8, i + 5 + len).toString('utf8'));
+  }
+  return out;
+}
+
+describe('the printed receipt', { timeout: 120_000 }, () => {
+  it("its QR opens the customer's receipt page: the relay sends the link with order.paid, the agent prints it on the ESC/POS printer", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'qrk-receipt-'));
+    const lp0 = join(dir, 'lp0');
+    writeFileSync(lp0, ''); // the stand-in for /dev/usb/lp0, as a plugged printer
+    try {
+      sys = await KioskSystem.start({
+        hardwareYaml: [
+          '  buttons: { driver: none }',
+          '  display: { driver: log }',
+          `  dispenser: { driver: sim, pulseMs: 60, dropWindowMs: 400, maxPulses: 2, sim: { fault: none, dropDelayMs: 30, pulseLog: ${join(dir, 'pulses.jsonl')} } }`,
+          `  printer: { path: ${lp0}, transport: file, header: [Kiosco Test] }`,
+        ].join('\n'),
+      });
+      await sys.startAgent();
+      const orderId = await vended(sys);
+      const link = sys.relay.receiptUrl(orderId);
+      expect(link).toMatch(new RegExp(`^https?://.+/r/${orderId}\\.[A-Za-z0-9_-]{22}$`));
+      const printed = await waitFor('the receipt printed with its QR', () => {
+        const qrs = qrPayloads(readFileSync(lp0));
+        return qrs.length > 0 ? qrs : undefined;
+      });
+      expect(printed).toEqual([link]);
+      // the link opens the page of this purchase on the relay
+      const page = await fetch(`${sys.relay.url}${new URL(link).pathname}`, { headers: { 'accept-language': 'en' } });
+      expect(page.status).toBe(200);
+      const html = await page.text();
+      expect(html).toContain('Product delivered');
+      expect(html).toContain(orderId);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

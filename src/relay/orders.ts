@@ -47,6 +47,8 @@ export interface OrderServiceOptions {
   orderDeliveries?: (order: OrderRecord, at: number) => NewDelivery[];
   /** deliveries were committed: wake the delivery worker */
   onDeliveries?(): void;
+  /** the customer's receipt page of an order, sent with order.paid for the receipt's QR; undefined: none */
+  receiptUrl?(orderId: string): string | undefined;
 }
 
 export type Offer =
@@ -695,7 +697,8 @@ export class OrderService implements HubHandler {
             paymentIds: ids,
           });
           if (!moved) return 'already_done';
-          await this.send(t, order.kioskId, { type: 'order.paid', orderId: order.id, paymentId: ids[0]!, amount: order.amount, currency: order.currency });
+          const receiptUrl = this.o.receiptUrl?.(order.id);
+          await this.send(t, order.kioskId, { type: 'order.paid', orderId: order.id, paymentId: ids[0]!, amount: order.amount, currency: order.currency, ...(receiptUrl ? { receiptUrl } : {}) });
           this.log.info({ orderId: order.id, merchantOrderId: mo.mpId, paymentIds: ids }, `order ${order.id} paid: ${money(covered)} ${order.currency} (${what} ${mo.mpId}); releasing to kiosk ${order.kioskId}`);
           if (covered > order.amount) {
             // Paid more than the total within the payments it needed: released (the customer

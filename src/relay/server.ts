@@ -178,6 +178,8 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     models,
     onOfferWork: () => offers?.kick(),
     observe: ops.observer,
+    // the printed receipt's QR opens the customer's receipt page (config receiptBaseUrl, default publicUrl)
+    receiptUrl: (orderId) => (config.receiptBaseUrl === false ? undefined : `${config.receiptBaseUrl ?? config.publicUrl}/r/${receiptToken(receiptSecret, orderId)}`),
   });
   hub.setHandler(orders);
   refunds = new RefundWorker({ store, models, orders, logger: logger.child({ part: 'refunds' }), now, observe: ops.observer, exclusive: (job, fn) => fleet.jobs.run(job, fn) });
@@ -397,7 +399,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     console: kioskConsole,
     actions,
     notify,
-    receiptUrl: (orderId: string) => `${config.publicUrl}/r/${receiptToken(receiptSecret, orderId)}`,
+    receiptUrl: (orderId: string) => `${config.receiptBaseUrl || config.publicUrl}/r/${receiptToken(receiptSecret, orderId)}`,
     runExpiry,
     runWatchdog,
     runContingency: () => contingency.runOnce(),
