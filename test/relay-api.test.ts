@@ -162,6 +162,11 @@ describe('REST API', { timeout: 60_000 }, () => {
         const bad = await post(url, { action: { kind: 'price.set', sku: 'COLA', price: -1, currency: 'ARS' }, reason: 'x' }, prices);
         expect(bad.status).toBe(400);
         check(400, bad.body);
+        // the scope follows the command's kind: stock.set needs `stock`; service is not the API's
+        expect((await post(url, { action: { kind: 'stock.set', slots: [{ slot: 1, count: 3 }] }, reason: 'counted' }, prices)).status).toBe(403);
+        const svc = await post(url, { action: { kind: 'service', inService: false }, reason: 'x' }, prices);
+        expect(svc.status).toBe(400);
+        check(400, svc.body);
         const ok = await post(url, body, prices);
         expect(ok.status, JSON.stringify(ok.body)).toBe(202);
         check(202, ok.body);

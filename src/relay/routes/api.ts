@@ -40,11 +40,17 @@ function send(reply: FastifyReply, e: ApiError) {
   return reply.code(e.status).send({ error: { code: e.code, message: e.message } });
 }
 
-async function authorise(store: RelayStore, req: FastifyRequest, scope: Scope): Promise<Actor> {
+async function authorise(store: RelayStore, req: FastifyRequest, scope: Scope | ((body: Record<string, unknown>) => Scope | undefined)): Promise<Actor> {
   const m = /^Bearer (qrk_[A-Za-z0-9_-]{20,100})$/.exec(req.headers.authorization ?? '');
   if (!m) throw new ApiError(401, 'unauthorized', 'send an API key: Authorization: Bearer qrk_… (qrkiosk relay apikey add <name> --scopes …)');
   const key = await store.apiKeyByHash(hashSecret(m[1]!));
   if (!key || key.revokedAt !== null) throw new ApiError(401, 'unauthorized', 'this API key is unknown or revoked');
+  if (typeof scope === 'function') {
+    // the scope depends on what is asked (a kiosk command's kind): known only from the body
+    const need = scope((req.body && typeof req.body === 'object' ? req.body : {}) as Record<string, unknown>);
+    if (!need) throw new ApiError(400, 'bad_request', `action.kind must be one of ${Object.keys(COMMAND_SCOPES).join(', ')} through the API`);
+    scope = need;
+  }
   if (!key.scopes.filter(isScope).includes(scope)) throw new ApiError(403, 'forbidden', `API key "${key.name}" lacks the "${scope}" scope this route needs`);
   // the key's scope is what allows the action; the audit names the integration
   return { operatorId: null, name: `api:${key.name}`, role: 'admin' };
@@ -115,9 +121,7 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiRouteDeps): voi
     app.post(path, { onRequest: deps.guards ? [deps.guards.apiGate] : [] }, async (req, reply) => {
       try {
         const body = (req.body && typeof req.body === 'object' ? req.body : {}) as Record<string, unknown>;
-        const need = typeof scope === 'function' ? scope(body) : scope;
-        if (!need) throw new ApiError(400, 'bad_request', `action.kind must be one of ${Object.keys(COMMAND_SCOPES).join(', ')} through the API`);
-        const actor = await authorise(store, req, need);
+        const actor = await authorise(store, req, scope);
         const r = await handler(actor, req, body);
         return reply.code(r.status).send(r.body);
       } catch (e) {
