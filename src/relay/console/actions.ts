@@ -10,10 +10,12 @@ import type { OrderRecord, PaymentRecord, RefundRecord, RelayStore } from '../st
 // (console/web/), the CLI (`qrkiosk relay refund ...`) and the REST API. Each action is checked
 // against core/console-roles.ts, needs a reason, and is written to the operator audit (who, when,
 // why) in the same transaction as its effect, so an order's timeline shows it. Money moves only
-// through the existing machinery: a refund moves the order to `refunding` (core/relay-order.ts,
-// event operator_refund) and the refund worker (relay/refunds.ts) gives each approved payment back
-// with its stable idempotency key, so it happens exactly once whatever crashes. Commands to a
-// kiosk go through relay/kiosk-commands.ts (signed, expiring).
+// through the existing machinery: a full refund moves the order to `refunding` (core/relay-order.ts,
+// event operator_refund), a partial one writes refund intents with their amounts, a retry writes a
+// new intent for a refused one; the refund worker (relay/refunds.ts) asks Mercado Pago once per
+// intent with the intent's stable idempotency key, so each happens exactly once whatever crashes.
+// What of an order is still refundable is read from its refund rows (core/refund.ts). Commands to
+// a kiosk go through relay/kiosk-commands.ts (signed, expiring).
 
 export interface Actor {
   /** operators.id; null for the CLI run by the machine's administrator */
