@@ -137,6 +137,53 @@ describe('operator actions', () => {
     expect(await actions.pendingApproval('ord_big')).toBeUndefined();
   });
 
+  it('partial refunds: the second approver looks at the amount refunded, spread over the payments, never above what is left', async () => {
+    await vendedOrder('ord_p', 150_000);
+    // two payments of the one order (a split payment): 100000 + 50000
+    await store.upsertPayment({ paymentId: 'pay1', orderId: 'ord_p', merchantOrderId: 'mo1', status: 'approved', amount: 100_000, currency: 'ARS' }, now());
+    await store.upsertPayment({ paymentId: 'pay2', orderId: 'ord_p', merchantOrderId: 'mo1', status: 'approved', amount: 50_000, currency: 'ARS' }, now());
+    // 60000 is below the approval amount (100000) although the order is above it: at once
+    expect(await actions.refund(ana, 'ord_p', 'dented', { amount: 60_000 })).toMatchObject({ state: 'partial', amount: 60_000 });
+    expect((await store.refundsOf('ord_p')).map((r) => [r.paymentId, r.reason, r.requestedAmount, r.status])).toEqual([['pay1', 'partial', 60_000, 'requested']]);
+    // 80000: from pay1 what is left (40000), then pay2 (40000)
+    expect(await actions.refund(ana, 'ord_p', 'and more', { amount: 80_000, requestKey: 'x1' })).toMatchObject({ state: 'partial' });
+    expect((await store.refundsOf('ord_p')).slice(1).map((r) => [r.paymentId, r.requestedAmount])).toEqual([['pay1', 40_000], ['pay2', 40_000]]);
+    // the same request key again: the first answer, nothing written
+    expect(await actions.refund(ana, 'ord_p', 'and more', { amount: 80_000, requestKey: 'x1' })).toMatchObject({ state: 'partial', amount: 80_000 });
+    expect(await store.refundsOf('ord_p')).toHaveLength(3);
+    await expect(actions.refund(ana, 'ord_p', 'too much', { amount: 10_001 })).rejects.toMatchObject({ status: 400 });
+    await expect(actions.refund(ana, 'ord_p', 'bad', { amount: -5 })).rejects.toMatchObject({ status: 400 });
+    // Mercado Pago refused the second part of pay2: that amount is refundable again
+    const [, , part] = await store.refundsOf('ord_p');
+    await store.failRefund(part!.idempotencyKey, 'HTTP 400 2063: invalid payment state', now());
+    expect((await actions.refusedRefunds('ord_p')).map((r) => r.id)).toEqual([part!.id]);
+    await expect(actions.refund(vic, 'ord_p', 'x', { amount: 1 })).rejects.toMatchObject({ status: 403 });
+    await expect(actions.retryRefund(vic, 'ord_p', 'x')).rejects.toMatchObject({ status: 403 });
+    await expect(actions.retryRefund(ana, 'ord_p', 'x', 999)).rejects.toMatchObject({ status: 409 });
+    // two retries at once: one new row, with a key of its own
+    const both = await Promise.allSettled([actions.retryRefund(ana, 'ord_p', 'payment fixed'), actions.retryRefund(bob, 'ord_p', 'payment fixed')]);
+    expect(both.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+    const rows = await store.refundsOf('ord_p');
+    expect(rows).toHaveLength(4);
+    expect(rows[3]).toMatchObject({ paymentId: 'pay2', reason: 'partial', requestedAmount: 40_000, status: 'requested' });
+    expect(rows[3]!.idempotencyKey).toBe(`${part!.idempotencyKey}-r${part!.id}`);
+    expect(await actions.refusedRefunds('ord_p')).toEqual([]);
+    // 10000 left: a full refund now is of 10000; the order moves to refunding
+    expect(await actions.refund(ana, 'ord_p', 'the rest')).toMatchObject({ state: 'refunding', amount: 10_000 });
+  });
+
+  it('a partial refund above the approval amount waits, and is approved as that partial refund', async () => {
+    await vendedOrder('ord_q', 300_000);
+    await store.upsertPayment({ paymentId: 'payq', orderId: 'ord_q', merchantOrderId: 'moq', status: 'approved', amount: 300_000, currency: 'ARS' }, now());
+    expect(await actions.refund(ana, 'ord_q', 'big part', { amount: 120_000 })).toMatchObject({ state: 'awaiting_approval', amount: 120_000 });
+    expect(await actions.pendingApproval('ord_q')).toMatchObject({ actor: 'ana@example.com', amount: 120_000 });
+    expect(await store.refundsOf('ord_q')).toEqual([]);
+    expect(await actions.approveRefund(bob, 'ord_q', 'ok')).toMatchObject({ state: 'partial', amount: 120_000 });
+    expect((await store.refundsOf('ord_q')).map((r) => r.requestedAmount)).toEqual([120_000]);
+    expect((await store.getOrder('ord_q'))!.state).toBe('vended');
+    expect(await actions.pendingApproval('ord_q')).toBeUndefined();
+  });
+
   it('clears a review with a decision; kiosk commands need the role of their kind', async () => {
     await vendedOrder('ord_r', 10_000);
     await store.flagReview('ord_r', 'vend result overdue: x');

@@ -81,6 +81,15 @@ describe('ESC/POS encoding', () => {
     expect(got.toString('hex')).toBe(want.toString('hex'));
   });
 
+  it("the QR holds the relay's receipt link when it sent one, else qrText with the order id", () => {
+    const link = 'https://relay.example.com/r/ord_1.abcdefghijklmnopqrstuv';
+    const store = (data: string) => Buffer.concat([hex('1D 28 6B'), Buffer.from([(data.length + 3) & 0xff, (data.length + 3) >> 8]), hex('31 50 30'), Buffer.from(data)]);
+    const withLink = renderReceipt({ ...RECEIPT, link }, LAYOUT);
+    expect(withLink.includes(store(link))).toBe(true);
+    expect(withLink.includes(store(RECEIPT.orderId))).toBe(false);
+    expect(renderReceipt(RECEIPT, { ...LAYOUT, qrText: 'https://shop.example/r/{orderId}' }).includes(store(`https://shop.example/r/${RECEIPT.orderId}`))).toBe(true);
+  });
+
   it('counts the QR store length in UTF-8 bytes, not string length', () => {
     const data = 'Pedido ñandú €'; // 14 characters, 18 UTF-8 bytes
     const got = new EscPos({ charset: 'cp858' }).qr(data, { moduleSize: 4, level: 'H' }).bytes();

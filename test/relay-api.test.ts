@@ -16,7 +16,8 @@ afterEach(async () => {
   h = undefined;
 });
 
-type Doc = Omit<typeof OPENAPI, 'paths'> & { paths: Record<string, Record<string, { parameters?: Array<{ name: string; in: string; required: boolean }>; responses: Record<string, { content?: Record<string, { schema: object }> }> }>> };
+type Operation = { 'x-scope'?: string; parameters?: Array<{ name: string; in: string; required: boolean }>; requestBody?: { content: Record<string, { schema: object }> }; responses: Record<string, { content?: Record<string, { schema: object }> }> };
+type Doc = Omit<typeof OPENAPI, 'paths'> & { paths: Record<string, Partial<Record<'get' | 'post', Operation>>> };
 
 function ajvFor(doc: Doc) {
   const ajv = new Ajv2020({ strict: true, allErrors: true, strictRequired: true });
@@ -27,8 +28,8 @@ function ajvFor(doc: Doc) {
 }
 
 /** The schema a response of this path/method/status must match, with $refs into the document. */
-function responseSchema(doc: Doc, path: string, status: number): object {
-  const r = doc.paths[path]!.get!.responses[String(status)];
+function responseSchema(doc: Doc, path: string, status: number, method: 'get' | 'post' = 'get'): object {
+  const r = doc.paths[path]![method]!.responses[String(status)];
   if (!r?.content) throw new Error(`${path} answered ${status}, which its OpenAPI entry does not document`);
   const s = JSON.stringify(r.content['application/json']!.schema).replaceAll('"#/components/', '"openapi#/components/');
   return JSON.parse(s) as object;
@@ -68,11 +69,15 @@ describe('REST API', { timeout: 60_000 }, () => {
     const ajv = ajvFor(doc);
     for (const name of Object.keys(doc.components.schemas)) expect(() => ajv.getSchema(`openapi#/components/schemas/${name}`)).not.toThrow();
     for (const [path, item] of Object.entries(doc.paths)) {
-      for (const [status, r] of Object.entries(item.get!.responses)) {
-        expect(() => ajv.compile(responseSchema(doc, path, Number(status))), `${path} ${status}`).not.toThrow();
-        expect(r.content).toBeDefined();
+      for (const [method, op] of Object.entries(item) as Array<['get' | 'post', Operation]>) {
+        for (const [status, r] of Object.entries(op.responses)) {
+          expect(() => ajv.compile(responseSchema(doc, path, Number(status), method)), `${method} ${path} ${status}`).not.toThrow();
+          expect(r.content).toBeDefined();
+        }
+        if (op.requestBody) expect(() => ajv.compile(op.requestBody!.content['application/json']!.schema), `${method} ${path} body`).not.toThrow();
+        for (const p of op.parameters ?? []) if (p.in === 'path') expect(path).toContain(`{${p.name}}`);
+        expect(op['x-scope'], `${method} ${path} names its scope`).toBeDefined();
       }
-      for (const p of item.get!.parameters ?? []) if (p.in === 'path') expect(path).toContain(`{${p.name}}`);
     }
   });
 
@@ -105,6 +110,7 @@ describe('REST API', { timeout: 60_000 }, () => {
     const ajv = ajvFor(doc);
     const answers: Record<string, unknown> = {};
     for (const [path, item] of Object.entries(doc.paths)) {
+      if (!item.get) continue; // the POST routes: below
       const url = path.replace('{orderId}', 'ord_api00001') + (item.get!.parameters?.some((p) => p.name === 'route' && p.required) ? '?route=north' : '');
       const { status, body } = await get(url, all);
       expect(status, `${url}: ${JSON.stringify(body)}`).toBe(200);
@@ -119,6 +125,57 @@ describe('REST API', { timeout: 60_000 }, () => {
       expect(wrong.status).toBe(403);
       expect(ajv.compile(responseSchema(doc, path, 403))(wrong.body)).toBe(true);
     }
+    // the POST routes: no key 401, a key without the route's scope 403, a missing order 404, a
+    // refund of an order that is not vended 409, a bad body 400; each answer as documented
+    const refunds = await newKey(file, 'accounting', 'refunds,orders');
+    const prices = await newKey(file, 'pricing', 'prices');
+    const post = async (path: string, body: object, key?: string) => {
+      const res = await fetch(`${h!.relay.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}) }, body: JSON.stringify(body) });
+      return { status: res.status, body: (await res.json()) as unknown };
+    };
+    const posts = Object.entries(doc.paths).filter(([, item]) => item.post);
+    expect(posts.map(([p]) => p).sort()).toEqual(['/api/v1/kiosks/{kioskId}/commands', '/api/v1/orders/{orderId}/refunds', '/api/v1/orders/{orderId}/refunds/approve', '/api/v1/orders/{orderId}/refunds/retry']);
+    for (const [path, item] of posts) {
+      const url = path.replace('{orderId}', 'ord_api00001').replace('{kioskId}', 'k1');
+      const body = path.includes('/commands') ? { action: { kind: 'price.set', sku: 'COLA', price: 1600, currency: 'ARS' }, reason: 'new price list' } : { reason: 'customer called' };
+      const check = (status: number, answer: unknown) => {
+        const validate = ajv.compile(responseSchema(doc, path, status, 'post'));
+        expect(validate(answer), `${url} ${status}: ${JSON.stringify(validate.errors)}`).toBe(true);
+      };
+      const noKey = await post(url, body);
+      expect(noKey.status).toBe(401);
+      check(401, noKey.body);
+      const wrong = await post(url, body, item.post!['x-scope'] === 'refunds' ? prices : refunds);
+      expect(wrong.status, JSON.stringify(wrong.body)).toBe(403);
+      check(403, wrong.body);
+      if (path.includes('{orderId}')) {
+        const missing = await post(path.replace('{orderId}', 'ord_nope'), body, refunds);
+        expect(missing.status).toBe(404);
+        check(404, missing.body);
+        const notNow = await post(url, body, refunds); // the order is pending: nothing to refund, retry or approve
+        expect(notNow.status, JSON.stringify(notNow.body)).toBe(409);
+        check(409, notNow.body);
+        const noReason = await post(url, {}, refunds);
+        expect([400, 409]).toContain(noReason.status); // approve needs no reason: its 409 comes first
+        check(noReason.status, noReason.body);
+      } else {
+        const bad = await post(url, { action: { kind: 'price.set', sku: 'COLA', price: -1, currency: 'ARS' }, reason: 'x' }, prices);
+        expect(bad.status).toBe(400);
+        check(400, bad.body);
+        // the scope follows the command's kind: stock.set needs `stock`; service is not the API's
+        expect((await post(url, { action: { kind: 'stock.set', slots: [{ slot: 1, count: 3 }] }, reason: 'counted' }, prices)).status).toBe(403);
+        const svc = await post(url, { action: { kind: 'service', inService: false }, reason: 'x' }, prices);
+        expect(svc.status).toBe(400);
+        check(400, svc.body);
+        const ok = await post(url, body, prices);
+        expect(ok.status, JSON.stringify(ok.body)).toBe(202);
+        check(202, ok.body);
+        expect((await h.relay.store.recentOperatorAudit(1))[0]).toMatchObject({ actor: 'api:pricing', action: 'kiosk.price.set', reason: 'new price list' });
+      }
+    }
+    // nothing reached Mercado Pago
+    expect(h.mp.refundCalls()).toEqual([]);
+
     // what the answers say
     const k1 = (answers['/api/v1/kiosks'] as { kiosks: Array<{ id: string; online: boolean; stock: Array<{ slot: number; par: number; low: boolean }> }> }).kiosks[0]!;
     expect(k1).toMatchObject({ id: 'k1', online: true });
@@ -160,6 +217,8 @@ describe('REST API', { timeout: 60_000 }, () => {
       ['erp', true],
       ['bi', false],
       ['inventory', false],
+      ['accounting', false],
+      ['pricing', false],
     ]);
     expect(listed.out.join()).not.toMatch(/secretHash/);
     kiosk.close();

@@ -469,6 +469,7 @@ class AgentImpl extends EventEmitter implements Agent {
       paymentId: o.paymentId,
       time: receiptTime(Date.now()),
       kioskId: this.config.kioskId,
+      ...(o.receiptUrl ? { link: o.receiptUrl } : {}),
     });
   }
 

@@ -94,4 +94,11 @@ export const JOURNAL_MIGRATIONS: Migration[] = [
   );
   `,
   },
+  {
+    // 4: the receipt page link the relay sent with order.paid, printed as the receipt's QR
+    additive: true,
+    sql: `
+  ALTER TABLE orders ADD COLUMN receipt_url TEXT;
+  `,
+  },
 ];

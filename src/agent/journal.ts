@@ -35,6 +35,8 @@ export interface OrderRow {
   pulses: number | null;
   relayAmount: number | null;
   qr: string | null;
+  /** the customer's receipt page the relay sent with order.paid (journal schema 4); null: none */
+  receiptUrl: string | null;
   /** a technician's verdict (qrkiosk resolve), who gave it and when; null until then */
   resolution: string | null;
   resolvedBy: string | null;
@@ -61,7 +63,7 @@ export interface JournalEntry extends OrderRow {
   steps: StepRow[];
 }
 
-export type OrderPatch = Partial<Pick<OrderRow, 'paymentId' | 'result' | 'pulses' | 'relayAmount' | 'qr'>>;
+export type OrderPatch = Partial<Pick<OrderRow, 'paymentId' | 'result' | 'pulses' | 'relayAmount' | 'qr' | 'receiptUrl'>>;
 
 export interface TransitionOptions {
   detail?: string;
@@ -110,6 +112,7 @@ interface RawOrder {
   pulses: number | null;
   relay_amount: number | null;
   qr: string | null;
+  receipt_url?: string | null;
   resolution?: string | null;
   resolved_by?: string | null;
   resolved_at?: number | null;
@@ -131,6 +134,7 @@ function toOrder(r: RawOrder): OrderRow {
     pulses: r.pulses,
     relayAmount: r.relay_amount,
     qr: r.qr,
+    receiptUrl: r.receipt_url ?? null,
     resolution: r.resolution ?? null,
     resolvedBy: r.resolved_by ?? null,
     resolvedAt: r.resolved_at ?? null,
@@ -368,6 +372,7 @@ export class Journal {
       pulses: 'pulses',
       relayAmount: 'relay_amount',
       qr: 'qr',
+      receiptUrl: 'receipt_url',
     };
     for (const [k, v] of Object.entries(patch) as [keyof OrderPatch, unknown][]) {
       if (v === undefined) continue;

@@ -623,7 +623,7 @@ export class VendSession extends EventEmitter {
         else if (msg.currency !== order.currency || msg.amount < order.amount) {
           refuse = `paid ${msg.amount} ${msg.currency}, price is ${order.amount} ${order.currency}`;
         }
-        const paid = this.step(order.id, 'paid', { detail: `payment ${msg.paymentId}`, patch: { paymentId: msg.paymentId } });
+        const paid = this.step(order.id, 'paid', { detail: `payment ${msg.paymentId}`, patch: { paymentId: msg.paymentId, ...(msg.receiptUrl ? { receiptUrl: msg.receiptUrl } : {}) } });
         if (!paid) return;
         journal.afterCommit(() => this.endPayment(order.id));
         if (refuse) {

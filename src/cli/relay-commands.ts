@@ -34,6 +34,8 @@ const USAGE = `usage:
   qrkiosk relay dex list|show|export ...   the machines' own audits (qrkiosk relay dex help)
   qrkiosk relay operator add|list|disable|enable ...   console accounts (qrkiosk relay operator help)
   qrkiosk relay review clear <orderId> --decision TEXT --reason TEXT --config FILE
+  qrkiosk relay refund <orderId> [--amount MINOR_UNITS] --reason TEXT --config FILE   full or partial refund of a dispensed order
+  qrkiosk relay refund retry|approve <orderId> --reason TEXT --config FILE   retry a refused refund; approve one awaiting a second operator
   qrkiosk relay command-key --config FILE   the line for every kiosk's agent.yaml (relay.commandKey); makes the key if missing
   qrkiosk relay stock par <kiosk> <slot> <par> | pick-list <route> --config FILE   par levels, what to load where
   qrkiosk relay apikey add <name> --scopes a,b | list | revoke <id|name> --config FILE   keys for /api/v1
@@ -69,6 +71,7 @@ export async function relayMain(argv: string[], io: RelayCliIo = defaultIo): Pro
     if (args[0] === 'stock') return await (await import('./relay-stock-commands.js')).stockCommand(args.slice(1), io);
     if (args[0] === 'apikey') return await (await import('./relay-apikey-commands.js')).apikeyCommand(args.slice(1), io);
     if (args[0] === 'operator') return await (await import('./relay-operator-commands.js')).operatorCommand(args.slice(1), io);
+    if (args[0] === 'refund') return await (await import('./relay-refund-commands.js')).refundCommand(args.slice(1), io);
     if (args[0] === 'review') return await (await import('./relay-operator-commands.js')).reviewCommand(args.slice(1), io);
     if (args[0] === 'help' || args[0] === '--help' || args[0] === '-h') {
       io.out(USAGE);

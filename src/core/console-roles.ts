@@ -36,7 +36,7 @@ export const SCOPES = {
   orders: ['orders.read'],
   sales: ['sales.read'],
   stock: ['stock.read', 'stock.write'],
-  refunds: ['refunds.create', 'refunds.retry'],
+  refunds: ['refunds.create', 'refunds.retry', 'refunds.approve'],
   prices: ['prices.write'],
 } as const satisfies Record<string, readonly Action[]>;
 export type Scope = keyof typeof SCOPES;

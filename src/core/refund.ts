@@ -64,3 +64,45 @@ export function refundNeedsPerson(status: string): boolean {
   const s = known(status);
   return s ? REFUND_STATES[s].needsPerson : false;
 }
+
+// ---- partial and retried refunds (schema 10) ---------------------------------------------------
+// A payment may be given back in several parts (an operator's partial refunds), and a refund
+// Mercado Pago refused may be tried again as a NEW refund row with a new idempotency key (the
+// old key would only replay the refusal). What of a payment is left, and whether it is given back
+// in full, are read from its refund rows here.
+
+/** What the arithmetic needs of a refund row. */
+export interface RefundFacts {
+  status: string;
+  reason: string;
+  /** what Mercado Pago answered it refunded; null before the answer */
+  amount: number | null;
+  /** what was asked (null: all that remained of the payment) */
+  requestedAmount: number | null;
+}
+
+/** Whether a refund takes its amount off the payment: settled or still on its way (not refused). */
+export function refundCounts(status: string): boolean {
+  return !refundNeedsPerson(status);
+}
+
+/** The minor units a refund row stands for; one that asked for "all that remained" stands for the whole payment. */
+function amountOf(r: RefundFacts, paymentAmount: number): number {
+  return r.amount ?? r.requestedAmount ?? paymentAmount;
+}
+
+/** What of a payment may still be refunded, given its refund rows (minor units, never negative). */
+export function refundableOf(paymentAmount: number, refunds: readonly RefundFacts[]): number {
+  const taken = refunds.filter((r) => refundCounts(r.status)).reduce((s, r) => s + amountOf(r, paymentAmount), 0);
+  return Math.max(0, paymentAmount - taken);
+}
+
+/**
+ * Whether a payment is given back in full: a settled refund of all that remained of it (the
+ * order's or a surplus refund), or settled partial refunds that add up to it.
+ */
+export function paymentRefundSettled(paymentAmount: number, refunds: readonly RefundFacts[]): boolean {
+  const settled = refunds.filter((r) => refundSettles(r.status));
+  if (settled.some((r) => r.reason !== 'partial')) return true;
+  return settled.reduce((s, r) => s + amountOf(r, paymentAmount), 0) >= paymentAmount;
+}

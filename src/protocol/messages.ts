@@ -204,6 +204,11 @@ export const OrderPaid = z.object({
   paymentId: z.string(),
   amount: minor,
   currency,
+  /**
+   * the customer's receipt page (/r/<order>.<mac> on the relay): what the printed receipt's QR
+   * opens. Absent from an older relay: the QR holds hardware.printer.qrText as before.
+   */
+  receiptUrl: z.string().url().max(500).optional(),
 });
 
 export const OrderExpired = z.object({

@@ -50,6 +50,13 @@ const RELAY_CONFIG_SCHEMA = z
       .url({ message: 'write the https base URL Mercado Pago can reach, e.g. https://relay.example.com' })
       .max(200, 'keep publicUrl under 200 characters: Mercado Pago caps POS urls at 300')
       .transform((u) => u.replace(/\/+$/, '')),
+    // Where customers' phones open their receipt page (/r/<order>.<mac>, the printed receipt's QR):
+    // default publicUrl. Set it when the address Mercado Pago calls is not the customers' (an
+    // internal hostname, a path only Mercado Pago may reach); false: no link is sent, the kiosk's
+    // receipt QR holds hardware.printer.qrText as before.
+    receiptBaseUrl: z
+      .union([z.url({ message: 'write the https base URL customers open receipts on, e.g. https://relay.example.com, or false' }).max(200).transform((u) => u.replace(/\/+$/, '')), z.literal(false)])
+      .optional(),
     // One relay on a SQLite file (path), or several relay instances sharing PostgreSQL (url).
     store: z
       .strictObject({

@@ -43,6 +43,7 @@ export class KioskConsole implements ConsoleFrames {
   readonly signer: CommandSigner;
   readonly recorder: FleetRecorder;
   private hub: ConsoleHub | undefined;
+  private presentElsewhere: ((kioskId: string) => boolean) | undefined;
   private readonly log: Logger;
 
   constructor(private readonly opts: KioskConsoleOptions) {
@@ -62,7 +63,8 @@ export class KioskConsole implements ConsoleFrames {
       ttlMs: opts.config.commands.ttlSeconds * 1000,
       kioskExists: opts.kioskExists,
     });
-    this.fleet = new FleetStatus({ recorder: this.recorder, isOnline: (id) => this.hub?.isOnline(id) ?? false, logger: opts.logger, now: opts.now });
+    // online: connected here, or to another live relay instance (the gate every other part uses)
+    this.fleet = new FleetStatus({ recorder: this.recorder, isOnline: (id) => (this.hub?.isOnline(id) ?? false) || (this.presentElsewhere?.(id) ?? false), logger: opts.logger, now: opts.now });
   }
 
   /** Loads what the recorder kept (confirmed prices, commands waiting), before kiosks connect. */
@@ -85,6 +87,14 @@ export class KioskConsole implements ConsoleFrames {
     hub.on('offline', (kioskId) => {
       void this.fleet.onPresence(kioskId, false).catch((err: unknown) => this.log.error({ err, kioskId }, 'could not record the kiosk offline'));
     });
+  }
+
+  /**
+   * Whether a kiosk is connected to another relay instance (relay/fleet/presence.ts isPresent):
+   * the fleet starts after the console, so it is told here.
+   */
+  setPresence(isPresent: (kioskId: string) => boolean): void {
+    this.presentElsewhere = isPresent;
   }
 
   /** The kiosk's prices: the relay's catalog with the ones the kiosk confirmed applying. */

@@ -3,7 +3,7 @@ import type { Catalog } from '../core/catalog.js';
 import { isCurrency, parseAmount, toDecimalString, type Currency } from '../core/money.js';
 import { IllegalTransition } from '../core/state-machine.js';
 import type { OrderEvent } from '../core/relay-order.js';
-import { refundSettles } from '../core/refund.js';
+import { paymentRefundSettled, refundSettles } from '../core/refund.js';
 import { frame } from '../protocol/codec.js';
 import type { Hello, OrderCancel, OrderReady, OrderRejected, VendResolve, VendResult } from '../protocol/messages.js';
 import type { MpMerchantOrder } from '../mercadopago/types.js';
@@ -47,6 +47,8 @@ export interface OrderServiceOptions {
   orderDeliveries?: (order: OrderRecord, at: number) => NewDelivery[];
   /** deliveries were committed: wake the delivery worker */
   onDeliveries?(): void;
+  /** the customer's receipt page of an order, sent with order.paid for the receipt's QR; undefined: none */
+  receiptUrl?(orderId: string): string | undefined;
 }
 
 export type Offer =
@@ -511,11 +513,12 @@ export class OrderService implements HubHandler {
       const order = await t.store.getOrder(orderId);
       if (!order || order.state !== 'refunding') return 'not_refunding';
       const refunds = await t.store.refundsOf(orderId);
-      const settled = new Set(refunds.filter((r) => refundSettles(r.status)).map((r) => r.paymentId));
-      if ((await t.store.approvedPaymentsOf(orderId)).some((p) => !settled.has(p.paymentId))) return 'incomplete';
+      // given back in full: a settled refund of what remained, or settled partial ones adding up to it
+      const settled = (p: PaymentRecord) => paymentRefundSettled(p.amount, refunds.filter((r) => r.paymentId === p.paymentId));
+      if ((await t.store.approvedPaymentsOf(orderId)).some((p) => !settled(p))) return 'incomplete';
       const moved = await this.move(t, order, 'refund_done', `refunds ${refunds.map((r) => r.mpRefundId).join(',')}`);
       if (!moved) return 'not_refunding';
-      const amount = refunds.filter((r) => r.currency === order.currency).reduce((s, r) => s + (r.amount ?? 0), 0);
+      const amount = refunds.filter((r) => r.currency === order.currency && refundSettles(r.status)).reduce((s, r) => s + (r.amount ?? 0), 0);
       await this.send(t, order.kioskId, {
         type: 'order.refunded',
         orderId,
@@ -694,7 +697,8 @@ export class OrderService implements HubHandler {
             paymentIds: ids,
           });
           if (!moved) return 'already_done';
-          await this.send(t, order.kioskId, { type: 'order.paid', orderId: order.id, paymentId: ids[0]!, amount: order.amount, currency: order.currency });
+          const receiptUrl = this.o.receiptUrl?.(order.id);
+          await this.send(t, order.kioskId, { type: 'order.paid', orderId: order.id, paymentId: ids[0]!, amount: order.amount, currency: order.currency, ...(receiptUrl ? { receiptUrl } : {}) });
           this.log.info({ orderId: order.id, merchantOrderId: mo.mpId, paymentIds: ids }, `order ${order.id} paid: ${money(covered)} ${order.currency} (${what} ${mo.mpId}); releasing to kiosk ${order.kioskId}`);
           if (covered > order.amount) {
             // Paid more than the total within the payments it needed: released (the customer

@@ -1,9 +1,9 @@
 import { isCurrency, parseAmount } from '../core/money.js';
-import { refundEventOf, refundMachine, refundNeedsPerson, type RefundState } from '../core/refund.js';
+import { refundableOf, refundEventOf, refundMachine, refundNeedsPerson, type RefundState } from '../core/refund.js';
 import type { PaymentModels } from './models/index.js';
 import type { Logger } from '../runtime/log.js';
 import { WorkLoop, type WorkLoopOptions } from './work-loop.js';
-import type { OrderRecord, PaymentRecord, RefundReason, RelayStore } from './store/index.js';
+import type { OrderRecord, PaymentRecord, RefundReason, RefundRecord, RelayStore } from './store/index.js';
 import type { RelayObserver } from './observability/observer.js';
 
 // Refunds for orders in `refunding`, and surplus refunds (one payment an order did not need, given
@@ -17,6 +17,34 @@ import type { RelayObserver } from './observability/observer.js';
 
 export function refundIdempotencyKey(orderId: string, paymentId: string): string {
   return `qrkiosk-refund-${orderId}-${paymentId}`;
+}
+
+/**
+ * The key of an operator's partial refund of one payment: one per operator action (its audit
+ * row), so two partial refunds of the same amount are two refunds, and a repeated call is not.
+ */
+export function partialRefundKey(orderId: string, paymentId: string, actionId: string): string {
+  return `${refundIdempotencyKey(orderId, paymentId)}-p${actionId}`;
+}
+
+/**
+ * The key of the new attempt of a refund Mercado Pago refused: derived from the refused row, so
+ * two operators retrying at once write ONE row (the unique key), and the refused key, which
+ * would only replay the refusal, is never sent again.
+ */
+export function retryRefundKey(refused: { id: number; idempotencyKey: string }): string {
+  return `${refused.idempotencyKey.replace(/-r\d+$/, '')}-r${refused.id}`;
+}
+
+/** The current attempt of a refund: the row of `key`, or the newest retry of it. */
+export async function currentRefundAttempt(store: RelayStore, key: string): Promise<RefundRecord | undefined> {
+  let row = await store.getRefundByKey(key);
+  while (row && refundNeedsPerson(row.status)) {
+    const next = await store.getRefundByKey(retryRefundKey(row));
+    if (!next) break;
+    row = next;
+  }
+  return row;
 }
 
 
@@ -100,6 +128,16 @@ export class RefundWorker extends WorkLoop {
         await this.refundPayment(order, payment, 'surplus');
       });
     }
+    // operators' partial refunds (and their retries): each row is its own refund of an amount
+    for (const r of await this.o.store.partialRefundsDue()) {
+      if (this.closed) return;
+      const order = await this.o.store.getOrder(r.orderId);
+      const payment = await this.o.store.getPayment(r.paymentId);
+      if (!order || !payment) continue;
+      await this.attempt(r.idempotencyKey, `partial refund of payment ${r.paymentId} (order ${r.orderId})`, async () => {
+        await this.callMercadoPago(order, payment, r);
+      });
+    }
   }
 
   private async refundOrder(order: OrderRecord): Promise<void> {
@@ -131,25 +169,47 @@ export class RefundWorker extends WorkLoop {
    */
   private async refundPayment(order: OrderRecord, p: PaymentRecord, reason: RefundReason): Promise<PaymentRefundOutcome> {
     const { store, logger } = this.o;
-    const key = refundIdempotencyKey(order.id, p.paymentId);
-    const what = reason === 'surplus' ? 'surplus payment' : 'payment';
-    const existing = await store.getRefundByKey(key);
+    const base = refundIdempotencyKey(order.id, p.paymentId);
+    // a refused refund an operator retried: its new attempt (relay/console/actions.ts retryRefund)
+    const existing = await currentRefundAttempt(store, base);
     if (existing && existing.status !== 'requested') return refundNeedsPerson(existing.status) ? 'failed' : 'done';
-    if (!existing && p.status === 'refunded') {
+    if (existing) return this.callMercadoPago(order, p, existing);
+    const partials = (await store.refundsOf(order.id)).filter((r) => r.paymentId === p.paymentId && r.reason === 'partial');
+    if (!existing && p.status === 'refunded' && partials.length === 0) {
       // Refunded without us ever asking (by hand in the MP panel): the money is back already;
       // calling again would fail or, worse, be a second refund.
-      await store.recordExternalRefund(order.id, p.paymentId, key, p.amount, p.currency, this.o.now(), reason);
+      await store.recordExternalRefund(order.id, p.paymentId, base, p.amount, p.currency, this.o.now(), reason);
       this.o.observe?.refundAttempted('external');
       logger.info({ orderId: order.id, paymentId: p.paymentId }, `order ${order.id}: payment ${p.paymentId} was already refunded outside the relay`);
       return 'done';
     }
     // Intent first: if we crash during the call, the restart finds this row and repeats the
-    // call with the same key instead of wondering whether a refund happened.
-    await store.insertRefundIntent(order.id, p.paymentId, key, this.o.now(), reason);
+    // call with the same key instead of wondering whether a refund happened. After partial
+    // refunds of the payment, the intent names what remains (the same amount on every repeat).
+    if (partials.length === 0) {
+      await store.insertRefundIntent(order.id, p.paymentId, base, this.o.now(), reason);
+    } else {
+      const remaining = refundableOf(p.amount, partials);
+      if (remaining === 0) return 'done'; // given back in parts already (finishRefund checks they settled)
+      await store.insertRefundRequest({ orderId: order.id, paymentId: p.paymentId, key: base, reason, requestedAmount: remaining, at: this.o.now() });
+    }
+    return this.callMercadoPago(order, p, (await store.getRefundByKey(base))!);
+  }
+
+  /**
+   * Asks Mercado Pago for the refund of one intent row (its key, its amount if any). Resolves
+   * `done` once Mercado Pago accepted it, `failed` when it refused it for good (recorded, order
+   * flagged, logged); throws when the call should be repeated later.
+   */
+  private async callMercadoPago(order: OrderRecord, p: PaymentRecord, row: RefundRecord): Promise<PaymentRefundOutcome> {
+    const { store, logger } = this.o;
+    const key = row.idempotencyKey;
+    const reason = row.reason;
+    const what = reason === 'surplus' ? 'surplus payment' : reason === 'partial' ? `part (${row.requestedAmount}) of payment` : 'payment';
     let refund;
     try {
       const kiosk = (await store.getKiosk(order.kioskId))!;
-      refund = await this.o.models.of(kiosk).refund(order, p, key);
+      refund = await this.o.models.of(kiosk).refund(order, p, key, row.requestedAmount ?? undefined);
     } catch (err) {
       if (this.closed) throw err;
       if (isPermanentRefusal(err)) {
@@ -163,7 +223,7 @@ export class RefundWorker extends WorkLoop {
         this.o.observe?.refundAttempted('refused');
         logger.error(
           { orderId: order.id, paymentId: p.paymentId, amount: p.amount, currency: p.currency, status: (err as { status?: number }).status, reason },
-          `Mercado Pago refused for good the refund of ${what} ${p.paymentId} (order ${order.id}): ${refusal}; not retrying, refund it by hand`,
+          `Mercado Pago refused for good the refund of ${what} ${p.paymentId} (order ${order.id}): ${refusal}; not repeating this call: retry it as a new refund (console, API or "qrkiosk relay refund retry") or refund it by hand`,
         );
         return 'failed';
       }
@@ -173,7 +233,7 @@ export class RefundWorker extends WorkLoop {
     }
     if (this.closed) return 'done';
     const currency = isCurrency(p.currency) ? p.currency : order.currency;
-    let amount = p.amount;
+    let amount = row.requestedAmount ?? p.amount;
     try {
       amount = parseAmount(refund.amount, currency);
     } catch {

@@ -86,6 +86,8 @@ export interface RunningRelay {
 }
 
 const EXPIRY_TICK_MS = 1000;
+/** every this many ticks the refund worker makes a pass even unkicked: work the CLI wrote in the store */
+const REFUND_SWEEP_TICKS = 5;
 const RETENTION_TICK_MS = 3_600_000;
 
 export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Promise<RunningRelay> {
@@ -154,6 +156,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   fleet.attach(hub);
   /** connected here, or to another live instance */
   const kioskOnline = (id: string) => hub.isOnline(id) || fleet.isPresent(id);
+  kioskConsole.setPresence((id) => fleet.isPresent(id));
   // alerts and outbound messages (relay.yaml notify, alerts): relay/console/notify.ts
   const notify = new RelayNotify({ config, store, logger: logger.child({ part: 'notify' }), now, jobs: fleet.jobs, kioskOnline, fleetView: kioskConsole.fleet });
 
@@ -175,6 +178,8 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     models,
     onOfferWork: () => offers?.kick(),
     observe: ops.observer,
+    // the printed receipt's QR opens the customer's receipt page (config receiptBaseUrl, default publicUrl)
+    receiptUrl: (orderId) => (config.receiptBaseUrl === false ? undefined : `${config.receiptBaseUrl ?? config.publicUrl}/r/${receiptToken(receiptSecret, orderId)}`),
   });
   hub.setHandler(orders);
   refunds = new RefundWorker({ store, models, orders, logger: logger.child({ part: 'refunds' }), now, observe: ops.observer, exclusive: (job, fn) => fleet.jobs.run(job, fn) });
@@ -219,10 +224,11 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     registerReceiptRoute(scope, { store, secret: receiptSecret, defaultLang: siteCurrency === 'BRL' ? 'pt' : 'es', timeZone: config.alerts.timeZone });
   });
   // the REST API for integrations (API keys with scopes; OpenAPI at /api/openapi.json)
-  registerApiRoutes(app, { store, fleet: kioskConsole.fleet, config, now, guards });
+  // operator actions (refunds, reviews, kiosk commands): one implementation for the console, the API and the CLI
+  const actions = new ConsoleActions({ store, orders, commands: kioskConsole.commands, logger: logger.child({ part: 'console-actions' }), now, approvalAbove: config.consoleWeb.refundApprovalAbove, onRefundNeeded: () => refunds?.kick() });
+  registerApiRoutes(app, { store, actions, fleet: kioskConsole.fleet, config, now, guards });
   ops.register(app);
-  // the operator's web console (/console): routes, live feed, actions (relay/console/web/)
-  const actions = new ConsoleActions({ store, orders, commands: kioskConsole.commands, logger: logger.child({ part: 'console-actions' }), now, approvalAbove: config.consoleWeb.refundApprovalAbove });
+  // the operator's web console (/console): routes, live feed (relay/console/web/)
   const consoleWeb = registerConsoleWeb(app, {
     store,
     kioskConsole,
@@ -332,6 +338,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   if (resumed) logger.info({ resumed }, `resuming ${resumed} stored notifications`);
   // One tick at a time: a slow store must not pile up overlapping passes.
   let ticking = false;
+  let ticks = 0;
   const expiryTimer = setInterval(() => {
     if (ticking) return;
     ticking = true;
@@ -340,6 +347,8 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       await runWatchdog();
       await pushKioskChanges();
       kioskConsole.tick();
+      // refunds the CLI (qrkiosk relay refund) or another instance wrote: picked up within a few ticks
+      if (++ticks % REFUND_SWEEP_TICKS === 0) refunds!.kick();
     })().finally(() => {
       ticking = false;
     });
@@ -390,7 +399,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     console: kioskConsole,
     actions,
     notify,
-    receiptUrl: (orderId: string) => `${config.publicUrl}/r/${receiptToken(receiptSecret, orderId)}`,
+    receiptUrl: (orderId: string) => `${config.receiptBaseUrl || config.publicUrl}/r/${receiptToken(receiptSecret, orderId)}`,
     runExpiry,
     runWatchdog,
     runContingency: () => contingency.runOnce(),

@@ -144,13 +144,17 @@ async function renderOrder() {
   if (!selected) return;
   const res = await fetch(`/console/api/orders/${encodeURIComponent(selected)}/timeline`);
   if (!res.ok) return;
-  const { order, timeline, pendingApproval } = await res.json();
+  const { order, timeline, pendingApproval, refusedRefunds } = await res.json();
   $('order-section').hidden = false;
   $('order-id').textContent = order.id;
   const list = el('ol', { class: 'timeline' }, ...timeline.map((t) => el('li', { 'data-step': t.step, 'data-source': t.source }, el('time', {}, time(t.at)), ' ', el('strong', {}, t.step), ` · ${t.source} (${t.who})`, t.detail ? ` · ${t.detail}` : '')));
   const actions = el('div', { class: 'actions' });
   if (can('refunds.create') && order.state === 'vended' && !pendingApproval) {
-    actions.append(el('button', { type: 'button', id: 'refund', onclick: () => { const r = prompt(`Refund ${money(order.amount, order.currency)} of order ${order.id}: why?`); if (r) act(`/console/api/orders/${encodeURIComponent(order.id)}/refund`, { reason: r }); } }, 'Refund'));
+    actions.append(el('button', { type: 'button', id: 'refund', onclick: () => { const r = prompt(`Refund what is left of ${money(order.amount, order.currency)} of order ${order.id}: why?`); if (r) act(`/console/api/orders/${encodeURIComponent(order.id)}/refund`, { reason: r }); } }, 'Refund'));
+    actions.append(el('button', { type: 'button', id: 'refund-part', onclick: () => { const amount = Number(prompt(`Refund part of order ${order.id}: how much, in minor units (cents)?`)); const r = amount > 0 && prompt('Why?'); if (r) act(`/console/api/orders/${encodeURIComponent(order.id)}/refund`, { reason: r, amount }); } }, 'Refund part'));
+  }
+  if (can('refunds.retry') && refusedRefunds && refusedRefunds.length > 0) {
+    actions.append(el('button', { type: 'button', id: 'retry-refund', onclick: () => { const r = prompt(`Mercado Pago refused ${refusedRefunds.length} refund(s) of order ${order.id} (${refusedRefunds.map((x) => x.error || x.status).join('; ')}). Try again as a new refund: why?`); if (r) act(`/console/api/orders/${encodeURIComponent(order.id)}/retry-refund`, { reason: r }); } }, 'Retry refused refund'));
   }
   if (can('refunds.approve') && pendingApproval && pendingApproval.actor !== me.email) {
     actions.append(el('button', { type: 'button', id: 'approve', onclick: () => act(`/console/api/orders/${encodeURIComponent(order.id)}/approve-refund`, { reason: 'approved' }) }, `Approve refund asked by ${pendingApproval.actor}`));

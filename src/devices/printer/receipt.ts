@@ -15,6 +15,8 @@ export interface Receipt {
   /** already formatted local time, e.g. "2025-03-01 14:05" */
   time: string;
   kioskId: string;
+  /** the customer's receipt page the relay sent (order.paid receiptUrl): the QR opens it; absent: qrText */
+  link?: string;
 }
 
 export interface ReceiptLayout {
@@ -24,7 +26,7 @@ export interface ReceiptLayout {
   codeTable?: number;
   /** printed centred and bold at the top, e.g. the shop's name */
   header: string[];
-  /** the QR content; "{orderId}" is replaced by the order id */
+  /** the QR content when the relay sent no receipt link; "{orderId}" is replaced by the order id */
   qrText: string;
   qrModuleSize: number;
   cut: CutMode;
@@ -109,7 +111,8 @@ export function renderReceipt(r: Receipt, l: ReceiptLayout, opts: { test?: boole
   if (r.paymentId) for (const s of twoColumns(t.payment, r.paymentId, l.width)) p.line(s);
   for (const s of twoColumns(t.order, r.orderId, l.width)) p.line(s);
   for (const s of twoColumns(t.kiosk, r.kioskId, l.width)) p.line(s);
-  p.align('center').qr(qrContent(l.qrText, r.orderId), { moduleSize: l.qrModuleSize, level: 'M' });
+  // the relay's receipt page when it sent one (the customer sees what happened, refunds included)
+  p.align('center').qr(r.link ?? qrContent(l.qrText, r.orderId), { moduleSize: l.qrModuleSize, level: 'M' });
   p.line(t.thanks).feed(3).cut(l.cut);
   return p.bytes();
 }

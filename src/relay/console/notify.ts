@@ -1,3 +1,4 @@
+import { retryRefundKey } from '../refunds.js';
 import type { JobLocks } from '../fleet/job-lock.js';
 import type { Logger } from '../../runtime/log.js';
 import type { RelayConfig } from '../config.js';
@@ -102,7 +103,11 @@ export class RelayNotify {
         salesTimes: sold.map((o) => o.paidAt ?? o.updatedAt).filter((t) => t > now - 14 * DAY),
       });
     }
-    const failingRefunds = (await this.d.store.allRefunds())
+    const all = await this.d.store.allRefunds();
+    // a refused refund an operator retried is the retry's to alert on (relay/console/actions.ts retryRefund)
+    const keys = new Set(all.map((r) => r.idempotencyKey));
+    const failingRefunds = all
+      .filter((r) => !keys.has(retryRefundKey(r)))
       .filter((r) => r.status === 'failed' || (r.status === 'requested' && r.attempts >= 3))
       .map((r) => ({ refundKey: r.idempotencyKey, orderId: r.orderId, kioskId: '', error: r.lastError ?? r.status, gaveUp: r.status === 'failed' }));
     for (const r of failingRefunds) r.kioskId = (await this.d.store.getOrder(r.orderId))?.kioskId ?? '';

@@ -144,7 +144,7 @@ export function renderReceiptPage(view: ReceiptView | undefined, lang: ReceiptLa
 ${[
   ...view.steps.map((s) => ({ at: s.at, text: t[s.kind], bad: s.kind === 'vend_failed' || s.kind === 'late_payment' })),
   ...view.refunds.flatMap((r) => [
-    ...(r.doneAt === null ? [{ at: r.requestedAt, text: t.refund_pending, bad: false }] : []),
+    ...(r.doneAt === null ? [{ at: r.requestedAt, text: `${t.refund_pending}${r.amount !== null ? `: ${money(r.amount, r.currency)}` : ''}`, bad: false }] : []),
     ...(r.doneAt !== null
       ? [{ at: r.doneAt, text: `${t.refund_done}${r.amount !== null ? `: ${money(r.amount, r.currency)}` : ''}`, bad: false }]
       : []),

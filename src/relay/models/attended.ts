@@ -74,7 +74,7 @@ export class AttendedModel implements PaymentModel {
   searchWindow(w: SearchWindow): Promise<WindowPage> {
     return searchMerchantOrderWindow(this.ctx.mp, w);
   }
-  refund(_order: OrderRecord, payment: PaymentRecord, idempotencyKey: string): Promise<RefundAnswer> {
-    return refundLegacyPayment(this.ctx, payment, idempotencyKey);
+  refund(_order: OrderRecord, payment: PaymentRecord, idempotencyKey: string, amount?: number): Promise<RefundAnswer> {
+    return refundLegacyPayment(this.ctx, payment, idempotencyKey, amount);
   }
 }

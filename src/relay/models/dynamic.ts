@@ -63,8 +63,8 @@ export class DynamicModel implements PaymentModel {
   searchWindow(w: SearchWindow): Promise<WindowPage> {
     return searchMerchantOrderWindow(this.ctx.mp, w);
   }
-  refund(_order: OrderRecord, payment: PaymentRecord, idempotencyKey: string): Promise<RefundAnswer> {
-    return refundLegacyPayment(this.ctx, payment, idempotencyKey);
+  refund(_order: OrderRecord, payment: PaymentRecord, idempotencyKey: string, amount?: number): Promise<RefundAnswer> {
+    return refundLegacyPayment(this.ctx, payment, idempotencyKey, amount);
   }
 }
 

@@ -142,14 +142,16 @@ export class OrdersApiModel implements PaymentModel {
     }
   }
 
-  async refund(order: OrderRecord, payment: PaymentRecord, idempotencyKey: string): Promise<RefundAnswer> {
+  async refund(order: OrderRecord, payment: PaymentRecord, idempotencyKey: string, minor?: number): Promise<RefundAnswer> {
     const mpOrderId = payment.merchantOrderId ?? order.mpOrderId;
     if (!mpOrderId) throw new Error(`order ${order.id} has no Mercado Pago order id to refund payment ${payment.paymentId} on`);
     const currency = isCurrency(payment.currency) ? payment.currency : order.currency;
-    const amount = amountText(payment.amount, currency);
+    const amount = amountText(minor ?? payment.amount, currency);
     const after = await this.ctx.mp.refundOrder(mpOrderId, { idempotencyKey, transactions: [{ id: payment.paymentId, amount }] });
-    const refund = (after.transactions?.refunds ?? []).find((r) => r.transaction_id === payment.paymentId);
-    if (refund) return { id: refund.id, amount: refund.amount, status: refund.status };
+    // several (partial) refunds of one payment: the newest of this amount is this call's
+    const refund = (after.transactions?.refunds ?? []).filter((r) => r.transaction_id === payment.paymentId && (minor === undefined || r.amount === amount)).at(-1);
+    // an Orders API refund `processed` is done: it reads as `approved`, as a processed payment does
+    if (refund) return { id: refund.id, amount: refund.amount, status: refund.status === 'processed' ? 'approved' : refund.status };
     return { id: `${mpOrderId}/${payment.paymentId}`, amount, status: after.status === 'refunded' ? 'approved' : after.status };
   }
 }

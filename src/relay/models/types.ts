@@ -73,8 +73,11 @@ export interface PaymentModel {
    * instead of one each (relay/contingency.ts). Models without it are searched order by order.
    */
   searchWindow?(window: SearchWindow): Promise<WindowPage>;
-  /** Refunds one payment of the order in full, with a stable key. */
-  refund(order: OrderRecord, payment: PaymentRecord, idempotencyKey: string): Promise<RefundAnswer>;
+  /**
+   * Refunds one payment of the order with a stable key: `amount` minor units of it (an operator's
+   * partial refund, or what remains after partial ones), else all of it.
+   */
+  refund(order: OrderRecord, payment: PaymentRecord, idempotencyKey: string, amount?: number): Promise<RefundAnswer>;
 }
 
 /** A time window of creation dates (epoch ms, both ends included) and a page of it. */

@@ -1,3 +1,4 @@
+import { assertCurrency, toDecimalNumber } from '../../core/money.js';
 import type { Kiosk, OrderRecord, PaymentRecord } from '../store/index.js';
 import type { ModelContext } from './context.js';
 import { searchMerchantOrders, searchMerchantOrderWindow } from './merchant-orders.js';
@@ -7,8 +8,10 @@ import type { Payable, PaymentModel, PaymentState, RefundAnswer, SearchWindow, W
 // customer scans; the POS route answers the poll (routes/unattended.ts) while the order is pending.
 
 /** Refund of a legacy payment, shared by the three models whose payments are merchant-order payments. */
-export async function refundLegacyPayment(ctx: ModelContext, payment: PaymentRecord, idempotencyKey: string): Promise<RefundAnswer> {
-  const r = await ctx.mp.refundPayment(payment.paymentId, { idempotencyKey });
+export async function refundLegacyPayment(ctx: ModelContext, payment: PaymentRecord, idempotencyKey: string, amount?: number): Promise<RefundAnswer> {
+  // a partial refund names its amount as Mercado Pago's decimal ({"amount": 10.5}); a full one sends none
+  const decimal = amount === undefined ? undefined : toDecimalNumber(amount, assertCurrency(payment.currency));
+  const r = await ctx.mp.refundPayment(payment.paymentId, { idempotencyKey, ...(decimal !== undefined ? { amount: decimal } : {}) });
   return { id: String(r.id), amount: r.amount, status: r.status };
 }
 
@@ -35,7 +38,7 @@ export class UnattendedModel implements PaymentModel {
   searchWindow(w: SearchWindow): Promise<WindowPage> {
     return searchMerchantOrderWindow(this.ctx.mp, w);
   }
-  refund(_order: OrderRecord, payment: PaymentRecord, idempotencyKey: string): Promise<RefundAnswer> {
-    return refundLegacyPayment(this.ctx, payment, idempotencyKey);
+  refund(_order: OrderRecord, payment: PaymentRecord, idempotencyKey: string, amount?: number): Promise<RefundAnswer> {
+    return refundLegacyPayment(this.ctx, payment, idempotencyKey, amount);
   }
 }

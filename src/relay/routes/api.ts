@@ -8,6 +8,7 @@ import { activeFaults, type FleetStatus } from '../fleet-status.js';
 import type { RelayStore } from '../store/api.js';
 import type { OrderEventRecord, OrderRecord } from '../store/types.js';
 import type { RouteGuards } from '../limits.js';
+import { ActionError, type Actor, type ConsoleActions } from '../console/actions.js';
 import { OPENAPI } from './openapi.js';
 
 // /api/v1: the REST API for integrations (documented in ./openapi.ts, served at /api/openapi.json).
@@ -17,6 +18,8 @@ import { OPENAPI } from './openapi.js';
 
 export interface ApiRouteDeps {
   store: RelayStore;
+  /** the operator actions (refunds, prices): the one implementation the console and CLI use too */
+  actions: ConsoleActions;
   fleet: FleetStatus;
   config: Pick<RelayConfig, 'stock'>;
   now: () => number;
@@ -37,13 +40,26 @@ function send(reply: FastifyReply, e: ApiError) {
   return reply.code(e.status).send({ error: { code: e.code, message: e.message } });
 }
 
-async function authorise(store: RelayStore, req: FastifyRequest, scope: Scope): Promise<void> {
+async function authorise(store: RelayStore, req: FastifyRequest, scope: Scope | ((body: Record<string, unknown>) => Scope | undefined)): Promise<Actor> {
   const m = /^Bearer (qrk_[A-Za-z0-9_-]{20,100})$/.exec(req.headers.authorization ?? '');
   if (!m) throw new ApiError(401, 'unauthorized', 'send an API key: Authorization: Bearer qrk_… (qrkiosk relay apikey add <name> --scopes …)');
   const key = await store.apiKeyByHash(hashSecret(m[1]!));
   if (!key || key.revokedAt !== null) throw new ApiError(401, 'unauthorized', 'this API key is unknown or revoked');
+  if (typeof scope === 'function') {
+    // the scope depends on what is asked (a kiosk command's kind): known only from the body
+    const need = scope((req.body && typeof req.body === 'object' ? req.body : {}) as Record<string, unknown>);
+    if (!need) throw new ApiError(400, 'bad_request', `action.kind must be one of ${Object.keys(COMMAND_SCOPES).join(', ')} through the API`);
+    scope = need;
+  }
   if (!key.scopes.filter(isScope).includes(scope)) throw new ApiError(403, 'forbidden', `API key "${key.name}" lacks the "${scope}" scope this route needs`);
+  // the key's scope is what allows the action; the audit names the integration
+  return { operatorId: null, name: `api:${key.name}`, role: 'admin' };
 }
+
+const ACTION_CODES = { 400: 'bad_request', 403: 'forbidden', 404: 'not_found', 409: 'conflict' } as const;
+
+/** Which scope a kiosk command needs through the API (the others are the console's and the CLI's). */
+const COMMAND_SCOPES: Record<string, Scope> = { 'price.set': 'prices', 'catalog.set': 'prices', 'stock.set': 'stock' };
 
 /** Who caused a step of an order's timeline. */
 export function stepSource(event: string): 'kiosk' | 'mercadopago' | 'operator' | 'relay' {
@@ -100,6 +116,46 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiRouteDeps): voi
     });
   };
 
+  /** A POST route: the scope is checked before anything is read or written; ActionErrors answer as documented. */
+  const action = (path: string, scope: Scope | ((body: Record<string, unknown>) => Scope | undefined), handler: (actor: Actor, req: FastifyRequest, body: Record<string, unknown>) => Promise<{ status: number; body: object }>) => {
+    app.post(path, { onRequest: deps.guards ? [deps.guards.apiGate] : [] }, async (req, reply) => {
+      try {
+        const body = (req.body && typeof req.body === 'object' ? req.body : {}) as Record<string, unknown>;
+        const actor = await authorise(store, req, scope);
+        const r = await handler(actor, req, body);
+        return reply.code(r.status).send(r.body);
+      } catch (e) {
+        if (e instanceof ActionError) return send(reply, new ApiError(e.status, ACTION_CODES[e.status], e.message));
+        if (e instanceof ApiError) return send(reply, e);
+        throw e;
+      }
+    });
+  };
+  const orderId = (req: FastifyRequest) => (req.params as { orderId: string }).orderId;
+
+  // refunds (scope refunds): full or partial, retry of a refused one, approval of one awaiting a second approver
+  action('/api/v1/orders/:orderId/refunds', 'refunds', async (actor, req, body) => {
+    const header = req.headers['idempotency-key'];
+    const requestKey = typeof header === 'string' ? header : undefined;
+    const r = await deps.actions.refund(actor, orderId(req), body.reason, { amount: body.amount, ...(requestKey !== undefined ? { requestKey } : {}) });
+    return { status: 202, body: { state: r.state, amount: r.amount, currency: r.order.currency, order: orderOut(await orderNow(r.order.id)) } };
+  });
+  action('/api/v1/orders/:orderId/refunds/retry', 'refunds', async (actor, req, body) => {
+    if (body.refundId !== undefined && (typeof body.refundId !== 'number' || !Number.isInteger(body.refundId))) throw new ApiError(400, 'bad_request', 'refundId is a refund id (GET /api/v1/orders/{orderId} lists them)');
+    const r = await deps.actions.retryRefund(actor, orderId(req), body.reason, body.refundId as number | undefined);
+    return { status: 202, body: r };
+  });
+  action('/api/v1/orders/:orderId/refunds/approve', 'refunds', async (actor, req, body) => {
+    const r = await deps.actions.approveRefund(actor, orderId(req), body.reason);
+    return { status: 202, body: { state: r.state, amount: r.amount, currency: r.order.currency, order: orderOut(await orderNow(r.order.id)) } };
+  });
+  // prices and the catalog (scope prices), stock counts (scope stock): signed commands to the kiosk
+  action('/api/v1/kiosks/:kioskId/commands', (body) => COMMAND_SCOPES[String((body.action as { kind?: unknown } | null)?.kind)], async (actor, req, body) => {
+    const r = await deps.actions.kioskCommand(actor, (req.params as { kioskId: string }).kioskId, body.action, body.reason);
+    return { status: 202, body: r };
+  });
+  const orderNow = async (id: string) => (await store.getOrder(id))!;
+
   app.get('/api/openapi.json', { onRequest: deps.guards ? [deps.guards.apiGate] : [] }, async () => OPENAPI);
 
   route('/api/v1/kiosks', 'kiosks', async () => {
@@ -137,7 +193,19 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiRouteDeps): voi
     const { orderId } = req.params as { orderId: string };
     const order = await store.getOrder(orderId);
     if (!order) throw new ApiError(404, 'not_found', `no order "${orderId.slice(0, 80)}"`);
-    return { order: orderOut(order), timeline: (await store.orderEvents(orderId)).map(stepOut) };
+    const refunds = (await store.refundsOf(orderId)).map((r) => ({
+      id: r.id,
+      paymentId: r.paymentId,
+      reason: r.reason,
+      status: r.status,
+      requestedAmount: r.requestedAmount,
+      amount: r.amount,
+      currency: r.currency ?? order.currency,
+      requestedAt: r.requestedAt,
+      completedAt: r.completedAt,
+      error: r.lastError,
+    }));
+    return { order: orderOut(order), timeline: (await store.orderEvents(orderId)).map(stepOut), refunds };
   });
 
   route('/api/v1/sales', 'sales', async (req) => {

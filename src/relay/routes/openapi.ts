@@ -17,7 +17,7 @@ export const OPENAPI = {
     title: 'qrkiosk relay API',
     version: '1.0.0',
     description:
-      'Kiosks, orders with their timeline, and stock with pick lists, for integrations. Authenticate with `Authorization: Bearer qrk_…` (an API key made with `qrkiosk relay apikey add <name> --scopes …`); each route names the scope it needs. Money is integer minor units with its currency; times are epoch milliseconds.',
+      'Kiosks, orders with their timeline and refunds, sales, stock with pick lists; refunds (full, partial, retry, approve) and price, catalog and stock commands, for integrations. Authenticate with `Authorization: Bearer qrk_…` (an API key made with `qrkiosk relay apikey add <name> --scopes …`); each route names the scope it needs. Money is integer minor units with its currency; times are epoch milliseconds.',
   },
   servers: [{ url: '/' }],
   security: [{ apiKey: [] }],
@@ -57,13 +57,132 @@ export const OPENAPI = {
           '200': json(
             {
               type: 'object',
-              required: ['order', 'timeline'],
+              required: ['order', 'timeline', 'refunds'],
               additionalProperties: false,
-              properties: { order: { $ref: '#/components/schemas/Order' }, timeline: { type: 'array', items: { $ref: '#/components/schemas/TimelineStep' } } },
+              properties: {
+                order: { $ref: '#/components/schemas/Order' },
+                timeline: { type: 'array', items: { $ref: '#/components/schemas/TimelineStep' } },
+                refunds: { type: 'array', items: { $ref: '#/components/schemas/Refund' } },
+              },
             },
-            'the order and its timeline, oldest step first',
+            'the order, its timeline (oldest step first) and its refunds (each partial refund and each attempt its own row)',
           ),
           '404': json(err, 'no such order'),
+          ...errors,
+        },
+      },
+    },
+    '/api/v1/orders/{orderId}/refunds': {
+      post: {
+        operationId: 'refundOrder',
+        summary:
+          'Refund a dispensed (vended) order with a reason: all that is still refundable (no amount), or part of it (amount, minor units); several partial refunds may follow each other up to the order amount. Above the configured approval amount the refund waits for a second approver (another key or operator). Send Idempotency-Key to make a repeated call answer the first (scope: refunds)',
+        'x-scope': 'refunds',
+        parameters: [
+          { name: 'orderId', in: 'path', required: true, schema: { type: 'string' } },
+          { name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,100}$' } },
+        ],
+        requestBody: {
+          required: true,
+          content: {
+            'application/json': {
+              schema: {
+                type: 'object',
+                required: ['reason'],
+                additionalProperties: false,
+                properties: { reason: { type: 'string', minLength: 1, maxLength: 500 }, amount: { type: 'integer', minimum: 1, description: 'minor units; absent: all that is still refundable' } },
+              },
+            },
+          },
+        },
+        responses: {
+          '202': json({ $ref: '#/components/schemas/RefundAccepted' }, 'accepted: the relay asks Mercado Pago once (GET the order to follow it)'),
+          '400': json(err, 'no reason, or an amount that is not a whole number above 0 or above what is refundable'),
+          '404': json(err, 'no such order'),
+          '409': json(err, 'the order is not vended, nothing is left to refund, or a refund awaits approval'),
+          ...errors,
+        },
+      },
+    },
+    '/api/v1/orders/{orderId}/refunds/retry': {
+      post: {
+        operationId: 'retryRefund',
+        summary:
+          "Try again a refund Mercado Pago refused (failed, rejected, cancelled): a new refund with a new idempotency key, same payment and amount; only while the refund's last attempt was refused, so two calls at once make one new attempt (scope: refunds)",
+        'x-scope': 'refunds',
+        parameters: [{ name: 'orderId', in: 'path', required: true, schema: { type: 'string' } }],
+        requestBody: {
+          required: true,
+          content: {
+            'application/json': {
+              schema: { type: 'object', required: ['reason'], additionalProperties: false, properties: { reason: { type: 'string', minLength: 1, maxLength: 500 }, refundId: { type: 'integer', description: 'which refund (default: every refused one of the order)' } } },
+            },
+          },
+        },
+        responses: {
+          '202': json(
+            {
+              type: 'object',
+              required: ['retried'],
+              additionalProperties: false,
+              properties: { retried: { type: 'array', items: { type: 'object', required: ['refundId', 'paymentId', 'amount'], additionalProperties: false, properties: { refundId: { type: 'integer' }, paymentId: { type: 'string' }, amount: nullable('integer') } } } },
+            },
+            'the refused refunds tried again',
+          ),
+          '400': json(err, 'no reason'),
+          '404': json(err, 'no such order'),
+          '409': json(err, 'no refused refund to retry (it succeeded, is on its way, or was retried already)'),
+          ...errors,
+        },
+      },
+    },
+    '/api/v1/orders/{orderId}/refunds/approve': {
+      post: {
+        operationId: 'approveRefund',
+        summary: 'Approve the refund awaiting a second approver; whoever asked for it cannot (scope: refunds)',
+        'x-scope': 'refunds',
+        parameters: [{ name: 'orderId', in: 'path', required: true, schema: { type: 'string' } }],
+        requestBody: { required: false, content: { 'application/json': { schema: { type: 'object', additionalProperties: false, properties: { reason: { type: 'string', maxLength: 500 } } } } } },
+        responses: {
+          '202': json({ $ref: '#/components/schemas/RefundAccepted' }, 'approved: the relay asks Mercado Pago once'),
+          '400': json(err, 'a bad reason'),
+          '404': json(err, 'no such order'),
+          '409': json(err, 'no refund of the order awaits approval'),
+          ...errors,
+        },
+      },
+    },
+    '/api/v1/kiosks/{kioskId}/commands': {
+      post: {
+        operationId: 'kioskCommand',
+        summary:
+          "A signed command to a kiosk, sent while it is connected until it expires: price.set and catalog.set (scope: prices), stock.set (scope: stock); the kiosk's answer shows in GET /api/v1/kiosks (scope: prices, or stock for stock.set)",
+        'x-scope': 'prices',
+        parameters: [{ name: 'kioskId', in: 'path', required: true, schema: { type: 'string' } }],
+        requestBody: {
+          required: true,
+          content: {
+            'application/json': {
+              schema: {
+                type: 'object',
+                required: ['action', 'reason'],
+                additionalProperties: false,
+                properties: {
+                  reason: { type: 'string', minLength: 1, maxLength: 500 },
+                  action: {
+                    description: 'price.set {kind, sku, price (minor units), currency}; catalog.set {kind, catalog: [{sku, name, price, currency}]}; stock.set {kind, slots: [{slot, count}]} (docs/console-kiosk.md)',
+                    type: 'object',
+                    required: ['kind'],
+                    properties: { kind: { type: 'string', enum: ['price.set', 'catalog.set', 'stock.set'] } },
+                  },
+                },
+              },
+            },
+          },
+        },
+        responses: {
+          '202': json({ type: 'object', required: ['commandId'], additionalProperties: false, properties: { commandId: { type: 'string' } } }, 'the command, recorded and signed'),
+          '400': json(err, 'an unknown kind, a bad command or no reason'),
           ...errors,
         },
       },
@@ -177,6 +296,34 @@ export const OPENAPI = {
           event: { type: 'string' },
           source: { type: 'string', enum: ['kiosk', 'mercadopago', 'operator', 'relay'] },
           detail: nullable('string'),
+        },
+      },
+      Refund: {
+        type: 'object',
+        required: ['id', 'paymentId', 'reason', 'status', 'requestedAmount', 'amount', 'currency', 'requestedAt', 'completedAt', 'error'],
+        additionalProperties: false,
+        properties: {
+          id: { type: 'integer' },
+          paymentId: { type: 'string' },
+          reason: { type: 'string', enum: ['order', 'surplus', 'partial'], description: 'order: the whole order; partial: an operator refunded part of it; surplus: a payment the order did not need' },
+          status: { type: 'string', description: 'requested (Mercado Pago not answered yet), approved, in_process, external, or refused: failed, rejected, cancelled (retry with /refunds/retry)' },
+          requestedAmount: { ...nullable('integer'), description: 'minor units asked; null: all that remained of the payment' },
+          amount: { ...nullable('integer'), description: 'minor units Mercado Pago refunded' },
+          currency: { type: 'string' },
+          requestedAt: { type: 'integer' },
+          completedAt: nullable('integer'),
+          error: nullable('string'),
+        },
+      },
+      RefundAccepted: {
+        type: 'object',
+        required: ['state', 'amount', 'currency', 'order'],
+        additionalProperties: false,
+        properties: {
+          state: { type: 'string', enum: ['refunding', 'partial', 'awaiting_approval'], description: 'refunding: the whole order; partial: part of it, the order stays vended; awaiting_approval: a second approver must approve' },
+          amount: { type: 'integer', description: 'minor units' },
+          currency: { type: 'string' },
+          order: { $ref: '#/components/schemas/Order' },
         },
       },
       PickList: {

@@ -1,3 +1,4 @@
+import { refundNeedsPerson } from '../../core/refund.js';
 import type { FastifyInstance } from 'fastify';
 import type { RelayStore } from '../store/index.js';
 import { KeyedRateLimiter } from '../../runtime/rate-limit.js';
@@ -44,9 +45,10 @@ export function registerReceiptRoute(app: FastifyInstance, d: ReceiptRouteDeps):
         const kind = receiptStepOf(e.event);
         return kind ? [{ kind, at: e.at }] : [];
       }),
+      // each refund with its amount (a partial one is known from the start); a refused one is not on its way
       refunds: refunds
-        .filter((r) => r.status !== 'failed')
-        .map((r) => ({ amount: r.amount, currency: r.currency ?? order.currency, requestedAt: r.requestedAt, doneAt: r.status === 'approved' || r.status === 'external' ? r.completedAt ?? r.requestedAt : null })),
+        .filter((r) => !refundNeedsPerson(r.status))
+        .map((r) => ({ amount: r.amount ?? r.requestedAmount, currency: r.currency ?? order.currency, requestedAt: r.requestedAt, doneAt: r.status === 'approved' || r.status === 'external' ? r.completedAt ?? r.requestedAt : null })),
     };
     return reply.send(renderReceiptPage(view, lang, d.timeZone));
   });

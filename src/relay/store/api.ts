@@ -160,6 +160,25 @@ export interface RefundStore {
   refundsOf(orderId: string): Promise<RefundRecord[]>;
   /** by id */
   allRefunds(): Promise<RefundRecord[]>;
+
+  // ---- schema 10: partial and retried refunds ----
+  /**
+   * A refund intent with the amount to ask for (null: what remains of the payment): an operator's
+   * partial refund, or a new attempt of a refused one. A no-op when the key exists; resolves
+   * whether this call wrote the row (two concurrent retries: one wins).
+   */
+  insertRefundRequest(r: NewRefundRequest): Promise<boolean>;
+  /** Partial refunds still `requested` (Mercado Pago not answered yet), by id. */
+  partialRefundsDue(): Promise<RefundRecord[]>;
+}
+
+export interface NewRefundRequest {
+  orderId: string;
+  paymentId: string;
+  key: string;
+  reason: RefundReason;
+  requestedAmount: number | null;
+  at: number;
 }
 
 export interface NotificationStore {

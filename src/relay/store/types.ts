@@ -91,9 +91,10 @@ export interface PaymentRecord {
 /**
  * `order`: the order itself is refunded (refunding -> refunded). `surplus`: one payment the order
  * did not need (a second payment, a payment on a rejected or already refunded order) is given back
- * while the order keeps its state.
+ * while the order keeps its state. `partial`: an operator gives back part of a dispensed order's
+ * payment (requestedAmount); the order keeps its state (schema 10).
  */
-export type RefundReason = 'order' | 'surplus';
+export type RefundReason = 'order' | 'surplus' | 'partial';
 
 export interface RefundRecord {
   id: number;
@@ -113,6 +114,8 @@ export interface RefundRecord {
   lastError: string | null;
   requestedAt: number;
   completedAt: number | null;
+  /** minor units asked of Mercado Pago; null: all that remains of the payment (schema 10) */
+  requestedAmount: number | null;
 }
 
 export interface NotificationRecord {

@@ -160,15 +160,19 @@ export function registerConsoleWeb(app: FastifyInstance, d: ConsoleWebDeps): { c
     if (!(await who(req, reply, 'orders.read'))) return reply;
     const order = await d.store.getOrder(req.params.id);
     if (!order) return reply.code(404).send({ error: { type: 'not_found', message: `no order ${req.params.id}` } });
-    return { order, timeline: await orderTimeline(d.store, order), pendingApproval: (await d.actions.pendingApproval(order.id)) ?? null };
+    const refused = (await d.actions.refusedRefunds(order.id)).map((r) => ({ id: r.id, paymentId: r.paymentId, amount: r.requestedAmount, status: r.status, error: r.lastError }));
+    return { order, timeline: await orderTimeline(d.store, order), pendingApproval: (await d.actions.pendingApproval(order.id)) ?? null, refusedRefunds: refused };
   });
   app.get('/console/api/sales.csv', async (req, reply) => {
     if (!(await who(req, reply, 'sales.read'))) return reply;
     return reply.header('content-type', 'text/csv; charset=utf-8').header('content-disposition', 'attachment; filename="qrkiosk-sales.csv"').send(salesCsv(await salesRows(d.store)));
   });
 
-  app.post<{ Params: { id: string } }>('/console/api/orders/:id/refund', (req, reply) => mutate(req, reply, 'refunds.create', (a, b) => d.actions.refund(a, req.params.id, b.reason).then((r) => ({ state: r.state }))));
-  app.post<{ Params: { id: string } }>('/console/api/orders/:id/approve-refund', (req, reply) => mutate(req, reply, 'refunds.approve', (a, b) => d.actions.approveRefund(a, req.params.id, b.reason).then((o) => ({ state: o.state }))));
+  app.post<{ Params: { id: string } }>('/console/api/orders/:id/refund', (req, reply) => mutate(req, reply, 'refunds.create', (a, b) => d.actions.refund(a, req.params.id, b.reason, { amount: b.amount }).then((r) => ({ state: r.state, amount: r.amount }))));
+  app.post<{ Params: { id: string } }>('/console/api/orders/:id/approve-refund', (req, reply) => mutate(req, reply, 'refunds.approve', (a, b) => d.actions.approveRefund(a, req.params.id, b.reason).then((r) => ({ state: r.state, amount: r.amount }))));
+  app.post<{ Params: { id: string } }>('/console/api/orders/:id/retry-refund', (req, reply) =>
+    mutate(req, reply, 'refunds.retry', (a, b) => d.actions.retryRefund(a, req.params.id, b.reason, typeof b.refundId === 'number' ? b.refundId : undefined)),
+  );
   app.post<{ Params: { id: string } }>('/console/api/orders/:id/clear-review', (req, reply) => mutate(req, reply, 'reviews.clear', (a, b) => d.actions.clearReview(a, req.params.id, b.decision, b.reason)));
   // the action decides which permission the command needs (kiosks.service, stock.write, prices.write...)
   app.post<{ Params: { id: string } }>('/console/api/kiosks/:id/command', (req, reply) => mutate(req, reply, 'kiosks.read', (a, b) => d.actions.kioskCommand(a, req.params.id, b.action, b.reason)));

@@ -41,7 +41,7 @@ export async function orderTimeline(store: RelayStore, order: OrderRecord): Prom
     if (e.event === 'payment_verified') out.push({ at: e.at, step: 'dispensing', source: 'relay', who: order.kioskId, detail: 'order.paid sent to the kiosk' });
   }
   for (const r of await store.refundsOf(order.id)) {
-    out.push({ at: r.requestedAt, step: 'refund requested', source: 'relay', who: `payment ${r.paymentId}`, detail: r.reason });
+    out.push({ at: r.requestedAt, step: 'refund requested', source: 'relay', who: `payment ${r.paymentId}`, detail: r.requestedAmount !== null ? `${r.reason} ${r.requestedAmount} ${order.currency}` : r.reason });
     if (r.completedAt !== null) out.push({ at: r.completedAt, step: `refund ${r.status}`, source: 'mercadopago', who: r.mpRefundId ? `refund ${r.mpRefundId}` : `payment ${r.paymentId}`, detail: r.amount !== null ? `${r.amount} ${r.currency ?? ''}`.trim() : null });
   }
   for (const a of await store.operatorAuditOf(order.id)) {
@@ -136,7 +136,7 @@ export async function consoleState(store: RelayStore, kc: KioskConsole, now: num
   const recent = await store.recentOrders({ limit: 50 });
   const orders: ConsoleState['orders'] = [];
   for (const o of recent) {
-    const awaiting = (await store.operatorAuditOf(o.id)).reduce((w, a) => (a.action === 'refund.requested' ? true : a.action === 'refund' || a.action === 'refund.approved' ? false : w), false);
+    const awaiting = (await store.operatorAuditOf(o.id)).reduce((w, a) => (a.action === 'refund.requested' ? true : a.action === 'refund' || a.action === 'refund.partial' || a.action === 'refund.approved' ? false : w), false);
     orders.push({ id: o.id, kioskId: o.kioskId, sku: o.sku, title: o.title, amount: o.amount, currency: o.currency, state: o.state, createdAt: o.createdAt, updatedAt: o.updatedAt, needsReview: o.needsReview, awaitingApproval: awaiting });
   }
   const review = (await store.ordersNeedingReview()).map((o) => ({ id: o.id, kioskId: o.kioskId, title: o.title, amount: o.amount, currency: o.currency, state: o.state, needsReview: o.needsReview, createdAt: o.createdAt }));

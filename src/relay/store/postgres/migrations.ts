@@ -362,6 +362,16 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   CREATE INDEX operator_audit_order ON operator_audit(order_id, id);
   `,
   },
+  {
+    version: 10,
+    // partial and retried refunds: the amount an operator asked for (null: all that remains of the
+    // payment). Not additive, as SQLite's step 10: an older relay would take a settled partial
+    // refund for the whole payment's refund.
+    additive: false,
+    sql: `
+  ALTER TABLE refunds ADD COLUMN requested_amount BIGINT;
+  `,
+  },
 ];
 
 /** The schema version this code writes (the highest step it knows). */

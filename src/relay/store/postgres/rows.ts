@@ -134,6 +134,7 @@ export function refundFromRow(r: Row): RefundRecord {
     lastError: strOrNull(r.last_error),
     requestedAt: int(r.requested_at),
     completedAt: intOrNull(r.completed_at),
+    requestedAmount: intOrNull(r.requested_amount),
   };
 }
 

@@ -9,7 +9,7 @@ import { kioskCommand, type CommandEvent, type CommandState } from '../../../cor
 import type { CommandPatch, CommandRecord, CommandRefusalRecord, KioskPrices, Presence, RefillRecord, StoredStatus } from '../../fleet-recorder.js';
 import { apiKeyFromRow, commandFromRow, commandHistoryFromRow, pricesFromRow, refillFromRow, refusalFromRow, statusFromRow, REFUSALS_KEPT } from '../recorder-rows.js';
 import type { DexAuditFrame, PaymentModelName } from '../../../protocol/messages.js';
-import type { RelayStore, SaleRow } from '../api.js';
+import type { NewRefundRequest, RelayStore, SaleRow } from '../api.js';
 import { SIGNAL_CHANNEL } from '../../fleet/signals.js';
 import { outboundDelivery, type DeliveryEvent, type DeliveryState } from '../../../core/outbound-delivery.js';
 import { alertFromRow, deliveryFromRow, presenceFromRow } from '../fleet-rows.js';
@@ -679,6 +679,26 @@ export class PostgresRelayStore implements RelayStore {
 
   allRefunds(): Promise<RefundRecord[]> {
     return this.many(refundFromRow, 'SELECT * FROM refunds ORDER BY id');
+  }
+
+  // ---- schema 10: partial and retried refunds (kept together for the per-table split) ----------
+
+  async insertRefundRequest(r: NewRefundRequest): Promise<boolean> {
+    const n = await this.run(
+      `INSERT INTO refunds (order_id, payment_id, idempotency_key, reason, requested_amount, status, requested_at)
+       VALUES ($1, $2, $3, $4, $5, 'requested', $6) ON CONFLICT (idempotency_key) DO NOTHING`,
+      r.orderId,
+      r.paymentId,
+      r.key,
+      r.reason,
+      r.requestedAmount,
+      r.at,
+    );
+    return n === 1;
+  }
+
+  partialRefundsDue(): Promise<RefundRecord[]> {
+    return this.many(refundFromRow, `SELECT * FROM refunds WHERE status = 'requested' AND reason = 'partial' ORDER BY id`);
   }
 
   // ---- notifications ----------------------------------------------------------------------------

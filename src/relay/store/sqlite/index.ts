@@ -381,6 +381,13 @@ class SqliteStoreView implements RelayStore {
   allRefunds(...a: Parameters<RelayStore['allRefunds']>) {
     return this.r.run(() => this.ops.refunds.allRefunds(...a));
   }
+  // schema 10: partial and retried refunds
+  insertRefundRequest(...a: Parameters<RelayStore['insertRefundRequest']>) {
+    return this.r.run(() => this.ops.refunds.insertRefundRequest(...a));
+  }
+  partialRefundsDue(...a: Parameters<RelayStore['partialRefundsDue']>) {
+    return this.r.run(() => this.ops.refunds.partialRefundsDue(...a));
+  }
   // NotificationStore: ./notifications.ts
   insertNotification(...a: Parameters<RelayStore['insertNotification']>) {
     return this.r.run(() => this.ops.notifications.insertNotification(...a));

@@ -338,4 +338,10 @@ export const MIGRATIONS: readonly (string | Migration)[] = [
   );
   CREATE INDEX operator_audit_order ON operator_audit(order_id, id);
   `,
+  // 10: partial refunds and retried refunds (issue 11): the amount an operator asked for (minor
+  // units; null: all that remains of the payment). Not additive: an older relay would take a
+  // settled partial refund for the whole payment's refund.
+  `
+  ALTER TABLE refunds ADD COLUMN requested_amount INTEGER;
+  `,
 ];

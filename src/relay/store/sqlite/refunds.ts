@@ -1,4 +1,4 @@
-import type { RefundStore } from '../api.js';
+import type { NewRefundRequest, RefundStore } from '../api.js';
 import type { RefundReason, RefundRecord } from '../types.js';
 import type { Row, SqliteConn, Sync } from './conn.js';
 
@@ -17,6 +17,7 @@ export function refundFromRow(r: Row): RefundRecord {
     lastError: (r.last_error as string | null) ?? null,
     requestedAt: r.requested_at as number,
     completedAt: (r.completed_at as number | null) ?? null,
+    requestedAmount: (r.requested_amount as number | null) ?? null,
   };
 }
 
@@ -95,5 +96,21 @@ export class SqliteRefunds implements Sync<RefundStore> {
 
   allRefunds(): RefundRecord[] {
     return this.c.many(refundFromRow, 'SELECT * FROM refunds ORDER BY id');
+  }
+
+  // ---- schema 10: partial and retried refunds ----
+
+  insertRefundRequest(r: NewRefundRequest): boolean {
+    const res = this.c.db
+      .prepare(
+        `INSERT OR IGNORE INTO refunds (order_id, payment_id, idempotency_key, reason, requested_amount, status, requested_at)
+         VALUES (?, ?, ?, ?, ?, 'requested', ?)`,
+      )
+      .run(r.orderId, r.paymentId, r.key, r.reason, r.requestedAmount, r.at);
+    return res.changes === 1;
+  }
+
+  partialRefundsDue(): RefundRecord[] {
+    return this.c.many(refundFromRow, `SELECT * FROM refunds WHERE status = 'requested' AND reason = 'partial' ORDER BY id`);
   }
 }
