@@ -259,9 +259,9 @@ export class FramebufferDisplay extends EventEmitter implements Display {
   /**
    * Like show(), but draws and writes the frame before returning: for the screen a customer waits
    * for, put on the panel before the caller goes on with slow synchronous work of its own (the
-   * journal's fsync). The write is synchronous: a framebuffer is memory, and a write through
-   * libuv's thread pool ended only after that fsync and a thread hop back (profiled,
-   * bench/README.md round 3), which a loaded machine stretched to milliseconds. A show() of the
+   * journal's fsync). The write is synchronous (as every drawn frame's): through libuv's thread
+   * pool it ended only after that fsync and a thread hop back (profiled, bench/README.md round 3),
+   * which a loaded machine stretched to milliseconds. A show() of the
    * same screen right after draws nothing again. While a frame is being written it waits for it,
    * as show() does.
    */
@@ -388,7 +388,8 @@ export class FramebufferDisplay extends EventEmitter implements Display {
     return hit;
   }
 
-  private drawPending(sync = false): void {
+  /** `announceLater`: showNow()'s frame, announced after its caller returns */
+  private drawPending(announceLater = false): void {
     const p = this.pending;
     if (!p || this.writing || this.closed) return;
     this.pending = undefined;
@@ -403,11 +404,11 @@ export class FramebufferDisplay extends EventEmitter implements Display {
         const e = { screen: p.screen, renderMs, latencyMs: writtenAt - p.at, writtenAt, full } satisfies FrameEvent;
         // a frame written inside showNow() is announced once its caller has returned (listeners
         // must not run in the middle of the caller's work, e.g. before its journal commit)
-        if (sync) process.nextTick(() => this.emit('frame', e));
+        if (announceLater) process.nextTick(() => this.emit('frame', e));
         else this.emit('frame', e);
       },
       false,
-      sync,
+      true,
     );
   }
 
@@ -415,7 +416,10 @@ export class FramebufferDisplay extends EventEmitter implements Display {
    * Writes a frame to the device. Only the band of rows that differs from the frame last written
    * goes out (a countdown tick is a few rows, not the whole panel); `whole` rewrites everything
    * (the periodic refresh that heals console scribbles), as does any write after a failed one.
-   * `sync` writes before returning (showNow), otherwise the write runs in libuv's thread pool.
+   * `sync` writes before returning: every drawn frame (a framebuffer is memory: the copy costs
+   * less than the thread-pool round trip it replaced, and a loaded machine stretched that hop to
+   * milliseconds, bench/README.md round 3); the periodic refresh of the whole panel, which nobody
+   * waits for, runs in libuv's thread pool.
    */
   private writeFrame(frame: Surface, done?: () => void, whole = false, sync = false): void {
     this.writing = true;
