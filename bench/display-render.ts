@@ -160,8 +160,10 @@ export async function selectToFrame(dir: string, g: FbGeometry, runs: number): P
       const t0 = performance.now();
       const sel = agent.select(1);
       if (!sel.ok) throw new Error(`select refused: ${sel.reason}`);
-      await nextFrame(display, (e) => e.screen.screen === 'pay' && e.screen.orderId === sel.orderId);
-      if (i >= 5) samples.push(performance.now() - t0); // the first few warm the JIT and glyph caches
+      // the frame's own write time: the pay frame is written inside select(), before the order's
+      // journal commit (FramebufferDisplay.showNow), and announced after select() returns
+      const e = await nextFrame(display, (e) => e.screen.screen === 'pay' && e.screen.orderId === sel.orderId);
+      if (i >= 5) samples.push(e.writtenAt - t0); // the first few warm the JIT and glyph caches
       const idle = nextFrame(display, (e) => e.screen.screen !== 'pay');
       agent.cancel();
       await idle;

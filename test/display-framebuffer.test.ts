@@ -261,17 +261,24 @@ describe('framebuffer behaviour', () => {
     }
   });
 
-  it('showNow() draws and starts the write before returning; the show() of the same screen after it draws nothing', async () => {
+  it('showNow() draws and writes the frame before returning, announces it after; the show() of the same screen after it draws nothing', async () => {
     const fb = fakeFb({ width: 800, height: 480, bpp: 32, stride: 3200 });
     const d = open(fb);
     const frames: FrameEvent[] = [];
     d.on('frame', (e: FrameEvent) => frames.push(e));
     const first = nextEvent<FrameEvent>(d as never, 'frame', (e) => e.screen.secondsLeft === 42);
     expect(d.lastLayout()).toBeUndefined();
+    const before = performance.now();
     d.showNow(pay());
+    const after = performance.now();
     expect(d.lastLayout()).toBeDefined(); // drawn inside showNow()
+    // written inside showNow(): the QR is on the device before the caller goes on (its fsync)
+    expect(decodeJsqr(frameToRgba(readFileSync(fb.device), fb.geom), 800, 480)).toBe(POS_QR);
+    expect(frames).toEqual([]); // announced only after the caller returned
     d.show(pay());
-    await first;
+    const e = await first;
+    expect(e.writtenAt).toBeGreaterThanOrEqual(before);
+    expect(e.writtenAt).toBeLessThanOrEqual(after);
     expect(decodeJsqr(frameToRgba(readFileSync(fb.device), fb.geom), 800, 480)).toBe(POS_QR);
     // the next screen is drawn as usual, and only once the pay frame was written
     await showAndWait(d, pay({ secondsLeft: 41 }));

@@ -450,8 +450,8 @@ export class VendSession extends EventEmitter {
       deadline,
     });
     const draft = { id: orderId, slot, sku: cfg.sku, amount: product.price, currency: product.currency, deadline };
-    // The pay screen is drawn and its write started before the commit, so the frame goes out
-    // while the journal's fsync runs. Safe: nobody can pay before order.ready reaches the relay,
+    // The pay screen is drawn and written before the commit, so the QR is on the panel without
+    // waiting for the journal's fsync. Safe: nobody can pay before order.ready reaches the relay,
     // which is sent after the commit; a crash in between leaves a QR with nothing to pay on it
     // until the restart redraws the screen. A QR the order check refuses waits for the commit
     // (showPay cancels the order then).

@@ -1,4 +1,4 @@
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import { z } from 'zod';
@@ -170,17 +170,74 @@ export class RouteGuards {
     return reply.code(429).header('retry-after', String(this.api.retryAfterSeconds(source))).send({ error: { code: 'rate_limited', message: 'too many requests from this address; retry after the seconds in Retry-After' } });
   };
 
-  private gate(limiter: KeyedRateLimiter, key: 'pos' | 'notifications', req: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    const source = req.ip;
-    if (limiter.tryTake(source)) return done();
+  /**
+   * The POS url's rate gate for the relay's front handler (routes/unattended.ts servePoll), the
+   * same bucket and refusal note as posGate: undefined when the poll may go on, else the answer.
+   */
+  takePos(source: string): RateLimitedAnswer | undefined {
+    const retryAfter = this.take(this.pos, 'pos', source);
+    return retryAfter === undefined ? undefined : rateLimitedAnswer(retryAfter);
+  }
+
+  /**
+   * The client's address as fastify's `req.ip` gives it with fastifyLimitOptions' trustProxy, for
+   * a request answered ahead of fastify: the socket's address, or behind `trustProxy` proxies the
+   * address the outermost of them appended to X-Forwarded-For (proxy-addr's walk from the right:
+   * hop 0 is the socket, hop i the i-th entry from the right; the first untrusted hop, or the
+   * left-most entry when every hop is trusted).
+   */
+  clientAddress(req: IncomingMessage): string {
+    const socket = req.socket.remoteAddress ?? '';
+    const hops = this.o.limits.trustProxy;
+    const xff = req.headers['x-forwarded-for'];
+    if (!hops || !xff) return socket;
+    const entries = (typeof xff === 'string' ? xff : xff.join(',')).split(',');
+    for (let i = entries.length - 1, hop = 1; i >= 0; i--) {
+      const a = entries[i]!.trim();
+      if (a === '') continue;
+      if (hop === hops || i === 0) return a;
+      hop++;
+    }
+    return socket;
+  }
+
+  /** Takes a token for `source`; when there is none, notes the refusal and returns the Retry-After seconds. */
+  private take(limiter: KeyedRateLimiter, key: 'pos' | 'notifications', source: string): number | undefined {
+    if (limiter.tryTake(source)) return undefined;
     const what = key === 'pos' ? 'POS url' : 'notification url';
     this.refusals.note(source, `${what} rate limited`, `${what} called too often by ${source}: answering 429 (limits.${key})`);
+    return limiter.retryAfterSeconds(source);
+  }
+
+  private gate(limiter: KeyedRateLimiter, key: 'pos' | 'notifications', req: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    const retryAfter = this.take(limiter, key, req.ip);
+    if (retryAfter === undefined) return done();
     // Mercado Pago retries a notification that was not answered 200, so nothing is lost. Answered
     // here, without done(): the route's handler never runs.
-    reply.code(429).header('retry-after', String(limiter.retryAfterSeconds(source))).header('connection', 'close').send({ error: { type: 'rate_limited', message: 'too many requests; retry later' } });
+    const a = rateLimitedAnswer(retryAfter);
+    for (let i = 0; i < a.head.length; i += 2) if (a.head[i] !== 'content-length') reply.header(a.head[i]!, a.head[i + 1]);
+    reply.code(a.status).send(a.body);
   }
 
   close(): void {
     this.refusals.close();
   }
+}
+
+/** An answer's bytes in node:http's raw form (the POS url's PollAnswer has the same shape). */
+export interface RateLimitedAnswer {
+  status: number;
+  head: string[];
+  body: Buffer;
+}
+
+const RATE_LIMITED = Buffer.from(JSON.stringify({ error: { type: 'rate_limited', message: 'too many requests; retry later' } }));
+
+/** 429 of the per-source gates, with Retry-After; the connection is closed after it. */
+export function rateLimitedAnswer(retryAfterSeconds: number): RateLimitedAnswer {
+  return {
+    status: 429,
+    head: ['content-type', 'application/json; charset=utf-8', 'content-length', String(RATE_LIMITED.length), 'retry-after', String(retryAfterSeconds), 'connection', 'close'],
+    body: RATE_LIMITED,
+  };
 }

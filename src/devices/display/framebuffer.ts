@@ -96,6 +96,8 @@ export interface FrameEvent {
   renderMs: number;
   /** from show() to the frame written */
   latencyMs: number;
+  /** performance.now() when the write ended (a showNow() frame is announced after its caller returns) */
+  writtenAt: number;
   /** whether the static part was redrawn (false: a countdown tick over the cached frame) */
   full: boolean;
 }
@@ -255,10 +257,13 @@ export class FramebufferDisplay extends EventEmitter implements Display {
   }
 
   /**
-   * Like show(), but draws now and starts the write before returning: for the screen a customer
-   * waits for, drawn while the caller goes on with slow synchronous work of its own (the journal's
-   * fsync, while the frame's write runs in libuv's thread pool). A show() of the same screen right
-   * after draws nothing again. While a frame is being written it waits for it, as show() does.
+   * Like show(), but draws and writes the frame before returning: for the screen a customer waits
+   * for, put on the panel before the caller goes on with slow synchronous work of its own (the
+   * journal's fsync). The write is synchronous (as every drawn frame's): through libuv's thread
+   * pool it ended only after that fsync and a thread hop back (profiled, bench/README.md round 3),
+   * which a loaded machine stretched to milliseconds. A show() of the
+   * same screen right after draws nothing again. While a frame is being written it waits for it,
+   * as show() does.
    */
   showNow(screen: Screen): void {
     if (this.closed) return;
@@ -266,7 +271,7 @@ export class FramebufferDisplay extends EventEmitter implements Display {
     this.pending = { screen: this.current, at: performance.now() };
     this.drawnEarly = frameKey(screen);
     if (this.writing) return this.schedule();
-    this.drawPending();
+    this.drawPending(true);
   }
 
   last(): Screen | undefined {
@@ -383,7 +388,8 @@ export class FramebufferDisplay extends EventEmitter implements Display {
     return hit;
   }
 
-  private drawPending(): void {
+  /** `announceLater`: showNow()'s frame, announced after its caller returns */
+  private drawPending(announceLater = false): void {
     const p = this.pending;
     if (!p || this.writing || this.closed) return;
     this.pending = undefined;
@@ -391,17 +397,31 @@ export class FramebufferDisplay extends EventEmitter implements Display {
     const { surface: back, full } = this.draw(p.screen, this.frames[this.next]!);
     if (back === this.frames[this.next]) this.next ^= 1;
     const renderMs = performance.now() - t0;
-    this.writeFrame(back, () => {
-      this.emit('frame', { screen: p.screen, renderMs, latencyMs: performance.now() - p.at, full } satisfies FrameEvent);
-    });
+    this.writeFrame(
+      back,
+      () => {
+        const writtenAt = performance.now();
+        const e = { screen: p.screen, renderMs, latencyMs: writtenAt - p.at, writtenAt, full } satisfies FrameEvent;
+        // a frame written inside showNow() is announced once its caller has returned (listeners
+        // must not run in the middle of the caller's work, e.g. before its journal commit)
+        if (announceLater) process.nextTick(() => this.emit('frame', e));
+        else this.emit('frame', e);
+      },
+      false,
+      true,
+    );
   }
 
   /**
    * Writes a frame to the device. Only the band of rows that differs from the frame last written
    * goes out (a countdown tick is a few rows, not the whole panel); `whole` rewrites everything
    * (the periodic refresh that heals console scribbles), as does any write after a failed one.
+   * `sync` writes before returning: every drawn frame (a framebuffer is memory: the copy costs
+   * less than the thread-pool round trip it replaced, and a loaded machine stretched that hop to
+   * milliseconds, bench/README.md round 3); the periodic refresh of the whole panel, which nobody
+   * waits for, runs in libuv's thread pool.
    */
-  private writeFrame(frame: Surface, done?: () => void, whole = false): void {
+  private writeFrame(frame: Surface, done?: () => void, whole = false, sync = false): void {
     this.writing = true;
     const stride = this.geometry.stride;
     let start = 0;
@@ -429,6 +449,19 @@ export class FramebufferDisplay extends EventEmitter implements Display {
       if (this.pending) this.schedule();
     };
     if (start === end) return finish(null); // the same picture: nothing to send
+    if (sync) {
+      let err: NodeJS.ErrnoException | null = null;
+      try {
+        for (let off = start; off < end; ) {
+          const n = writeSync(this.fd, frame.buf, off, end - off, off);
+          if (n <= 0) break;
+          off += n;
+        }
+      } catch (e) {
+        err = e as NodeJS.ErrnoException;
+      }
+      return finish(err);
+    }
     // one write of the band; a short write (never seen on fbdev) continues where it stopped
     const go = (off: number) =>
       write(this.fd, frame.buf, off, end - off, off, (err, n) => {

@@ -1,4 +1,5 @@
 import * as crypto from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { toDecimalNumber } from '../../core/money.js';
 import type { Logger } from '../../runtime/log.js';
@@ -52,61 +53,76 @@ const ANSWER_TTL_MS = 250;
 /** POS ids that do not exist are remembered too, so repeated probes cost what a known POS costs */
 const CACHE_LIMIT = 1000;
 
-interface Answer {
-  status: number;
-  orderVersion: boolean;
-  body: string;
-}
-
 interface Cached {
   kiosk: Kiosk | undefined;
   keyDigest: Buffer;
   writes: number;
   until: number;
   online: boolean;
-  answer: Answer | undefined;
+  answer: PollAnswer | undefined;
   /** the order the last answer offered, so "serving order" is logged once per order, not per poll */
   orderId: string | undefined;
 }
 
-const REFUSED = JSON.stringify({ error: { type: 'invalid', message: 'unknown point of sale or wrong key' } });
+/**
+ * One answer of the POS url, its bytes ready to write: the status, the raw header list for
+ * `writeHead` (content type, content length, order version) and the body. Built once per state
+ * change of the POS (see Cached), written as is by every poll until the next change.
+ */
+export interface PollAnswer {
+  status: number;
+  /** name, value, name, value, ... (node:http's raw header form) */
+  head: string[];
+  body: Buffer;
+}
+
 const JSON_TYPE = 'application/json; charset=utf-8';
 
-export function registerUnattendedRoutes(app: FastifyInstance, deps: UnattendedDeps): void {
-  const notificationUrl = `${deps.config.publicUrl}/mp/notifications`;
-  const now = deps.now ?? Date.now;
-  const isOnline = deps.isOnline;
-  const cache = new Map<string, Cached>();
+function pollAnswer(status: number, body: string, orderVersion = false): PollAnswer {
+  const bytes = Buffer.from(body);
+  const head = ['content-type', JSON_TYPE, 'content-length', String(bytes.length)];
+  if (orderVersion) head.push('order-version', '2');
+  return { status, head, body: bytes };
+}
 
-  /** The answer for a known kiosk from the database, as offerFor sees it now. */
-  const compute = async (kiosk: Kiosk, previousOrderId: string | undefined): Promise<{ answer: Answer; deadline?: number; orderId?: string }> => {
-    const offer = await deps.orders.offerFor(kiosk);
-    if (offer.kind === 'none') {
-      if (kiosk.generation === 'v1') {
-        // v1 has no "just paid" state: "unavailable" is the closest (no order to serve).
-        const type = offer.reason === 'kiosk_offline' ? 'timeout' : 'unavailable';
-        return { answer: { status: 400, orderVersion: false, body: JSON.stringify({ error: { type } }) } };
-      }
-      const detail = offer.reason === 'just_paid' ? 'notihing_to_pay' : 'Waiting_for_order'; // MP's spelling
-      return { answer: { status: 202, orderVersion: false, body: JSON.stringify({ status: { status_detail: detail } }) } };
-    }
-    const order = offer.order;
-    if (order.id !== previousOrderId) {
-      deps.logger.info({ orderId: order.id, kioskId: kiosk.id, generation: kiosk.generation }, `POS ${kiosk.posExternalId}: serving order ${order.id}`);
-    }
-    const v1 = kiosk.generation === 'v1';
-    const body = JSON.stringify(v1 ? v1Order(deps.config, kiosk, order, notificationUrl) : v2Order(kiosk, order, notificationUrl));
-    return { answer: { status: 200, orderVersion: !v1, body }, deadline: order.deadline, orderId: order.id };
-  };
+const REFUSED = pollAnswer(400, JSON.stringify({ error: { type: 'invalid', message: 'unknown point of sale or wrong key' } }));
 
-  /** The POS's entry, read again from the database when a write, the TTL or a deadline says so. */
-  const lookup = async (posExternalId: string, at: number): Promise<Cached> => {
+/**
+ * The POS url's answer logic, the one implementation: the fastify routes below and the relay's
+ * front handler (`servePoll`, ahead of fastify for the plain GET Mercado Pago sends) both call
+ * `answer`. What it does not do is the per-source rate gate, which each caller runs first with
+ * the same RouteGuards.takePos.
+ */
+export class PosPoll {
+  private readonly notificationUrl: string;
+  private readonly now: () => number;
+  private readonly cache = new Map<string, Cached>();
+  /** polls answered by the front handler and by the fastify routes (tests tell the paths apart by it) */
+  readonly served = { front: 0, fastify: 0 };
+
+  constructor(private readonly deps: UnattendedDeps) {
+    this.notificationUrl = `${deps.config.publicUrl}/mp/notifications`;
+    this.now = deps.now ?? Date.now;
+  }
+
+  /**
+   * The answer to a poll of `posExternalId` with `key` from `source` (the client address the
+   * rate gate used). Synchronous when the POS's cached answer still holds (the hot path: no
+   * promise, no microtask), a promise when the store must be read.
+   */
+  answer(posExternalId: string, key: string, source: string): PollAnswer | Promise<PollAnswer> {
+    const at = this.now();
     // the write count is read BEFORE the rows: a write landing meanwhile makes the next poll read again
-    const writes = deps.store.writeCount();
-    const old = cache.get(posExternalId);
-    if (old && old.writes === writes && at < old.until) return old;
-    const kiosk = await deps.store.getKioskByPos(posExternalId);
-    if (!old && cache.size >= CACHE_LIMIT) cache.clear();
+    const writes = this.deps.store.writeCount();
+    const old = this.cache.get(posExternalId);
+    if (old && old.writes === writes && at < old.until) return this.answerWith(old, posExternalId, key, source);
+    return this.lookup(posExternalId, old, writes, at).then((c) => this.answerWith(c, posExternalId, key, source));
+  }
+
+  /** The POS's entry, read again from the database (a write, the TTL or a deadline said so). */
+  private async lookup(posExternalId: string, old: Cached | undefined, writes: number, at: number): Promise<Cached> {
+    const kiosk = await this.deps.store.getKioskByPos(posExternalId);
+    if (!old && this.cache.size >= CACHE_LIMIT) this.cache.clear();
     const c: Cached = {
       kiosk,
       keyDigest: kiosk ? sha256(kiosk.posKey) : NO_SUCH_POS,
@@ -116,49 +132,129 @@ export function registerUnattendedRoutes(app: FastifyInstance, deps: UnattendedD
       answer: undefined,
       orderId: old?.orderId,
     };
-    cache.set(posExternalId, c);
+    this.cache.set(posExternalId, c);
     return c;
-  };
+  }
 
-  const handler = async (req: FastifyRequest, reply: FastifyReply) => {
-    const { posExternalId } = req.params as { posExternalId: string };
-    const q = req.query as Record<string, unknown>;
-    const key = typeof q.key === 'string' ? q.key : '';
-    const at = now();
-    const c = await lookup(posExternalId, at);
+  private answerWith(c: Cached, posExternalId: string, key: string, source: string): PollAnswer | Promise<PollAnswer> {
     // Always compare, even for an unknown POS, so timing does not reveal which POS ids exist.
     const keyOk = sameKey(key, c.keyDigest);
     const kiosk = c.kiosk;
     if (!kiosk || !keyOk) {
       // aggregated per source: a prober must not be able to fill the disk with warnings
-      deps.guards.refusals.note(
-        req.ip,
+      this.deps.guards.refusals.note(
+        source,
         kiosk ? 'wrong POS key' : 'unknown POS',
-        `POS url called with ${kiosk ? 'a wrong key' : 'an unknown POS'} (${printableId(posExternalId)}) from ${req.ip}: refused`,
+        `POS url called with ${kiosk ? 'a wrong key' : 'an unknown POS'} (${printableId(posExternalId)}) from ${source}: refused`,
       );
       // Same answer for both cases: an attacker learns nothing about which POS ids exist.
-      return reply.code(400).header('content-type', JSON_TYPE).send(REFUSED);
+      return REFUSED;
     }
-
     // Without an online check to key on (a route registered on its own), compute every time.
+    const isOnline = this.deps.isOnline;
     const online = isOnline ? isOnline(kiosk.id) : false;
-    if (!c.answer || !isOnline || online !== c.online) {
-      const r = await compute(kiosk, c.orderId);
+    if (c.answer && isOnline && online === c.online) return c.answer;
+    return this.compute(kiosk, c.orderId).then((r) => {
       c.answer = r.answer;
       c.online = online;
       c.orderId = r.orderId;
       if (r.deadline !== undefined) c.until = Math.min(c.until, r.deadline);
+      return r.answer;
+    });
+  }
+
+  /** The answer for a known kiosk from the database, as offerFor sees it now. */
+  private async compute(kiosk: Kiosk, previousOrderId: string | undefined): Promise<{ answer: PollAnswer; deadline?: number; orderId?: string }> {
+    const offer = await this.deps.orders.offerFor(kiosk);
+    if (offer.kind === 'none') {
+      if (kiosk.generation === 'v1') {
+        // v1 has no "just paid" state: "unavailable" is the closest (no order to serve).
+        const type = offer.reason === 'kiosk_offline' ? 'timeout' : 'unavailable';
+        return { answer: pollAnswer(400, JSON.stringify({ error: { type } })) };
+      }
+      const detail = offer.reason === 'just_paid' ? 'notihing_to_pay' : 'Waiting_for_order'; // MP's spelling
+      return { answer: pollAnswer(202, JSON.stringify({ status: { status_detail: detail } })) };
     }
-    const a = c.answer;
-    reply.code(a.status).header('content-type', JSON_TYPE);
-    if (a.orderVersion) reply.header('order-version', '2');
-    return reply.send(a.body);
+    const order = offer.order;
+    if (order.id !== previousOrderId) {
+      this.deps.logger.info({ orderId: order.id, kioskId: kiosk.id, generation: kiosk.generation }, `POS ${kiosk.posExternalId}: serving order ${order.id}`);
+    }
+    const v1 = kiosk.generation === 'v1';
+    const body = JSON.stringify(v1 ? v1Order(this.deps.config, kiosk, order, this.notificationUrl) : v2Order(kiosk, order, this.notificationUrl));
+    return { answer: pollAnswer(200, body, !v1), deadline: order.deadline, orderId: order.id };
+  }
+}
+
+/** Writes an answer on a raw response (the front handler). */
+export function writePollAnswer(res: ServerResponse, a: PollAnswer): void {
+  res.writeHead(a.status, a.head);
+  res.end(a.body);
+}
+
+const POS_PATH = '/mp/pos/';
+/** what find-my-way accepts as the route's parameter and the fast path takes as is (no decoding) */
+const PLAIN_ID = /^[A-Za-z0-9_.~-]{1,100}$/;
+
+/**
+ * The POS url's hot path, for the relay's front handler (server.ts): a plain `GET
+ * /mp/pos/<id>?key=<key>` without a body is answered here, from the raw request, without
+ * fastify's request pipeline (profiled: bench/README.md). Returns false, having touched nothing,
+ * for anything else (another method, a body, an id or query that needs decoding, a repeated
+ * key): fastify then routes it to the routes below, which answer with the same PosPoll.
+ */
+export function servePoll(poll: PosPoll, guards: RouteGuards, req: IncomingMessage, res: ServerResponse, onError: (err: unknown) => void): boolean {
+  const url = req.url!;
+  if (req.method !== 'GET' || !url.startsWith(POS_PATH)) return false;
+  // a GET with a body goes through fastify, which applies limits.bodyBytes.pos to it
+  const h = req.headers;
+  if (h['transfer-encoding'] !== undefined || (h['content-length'] !== undefined && h['content-length'] !== '0')) return false;
+  const q = url.indexOf('?', POS_PATH.length);
+  const id = q < 0 ? url.slice(POS_PATH.length) : url.slice(POS_PATH.length, q);
+  if (!PLAIN_ID.test(id)) return false;
+  let key = '';
+  if (q >= 0) {
+    const qs = url.slice(q + 1);
+    // percent or plus encoding, or a repeated key, is decoded by fastify's query parser
+    if (qs.includes('%') || qs.includes('+') || qs.includes('#')) return false;
+    let seen = false;
+    for (const part of qs.split('&')) {
+      if (part.startsWith('key=')) {
+        if (seen) return false;
+        seen = true;
+        key = part.slice(4);
+      } else if (part === 'key') return false;
+    }
+  }
+  poll.served.front++;
+  const source = guards.clientAddress(req);
+  const limited = guards.takePos(source);
+  if (limited) {
+    writePollAnswer(res, limited);
+    return true;
+  }
+  const a = poll.answer(id, key, source);
+  if (a instanceof Promise) a.then((x) => writePollAnswer(res, x), onError);
+  else writePollAnswer(res, a);
+  return true;
+}
+
+export function registerUnattendedRoutes(app: FastifyInstance, deps: UnattendedDeps): PosPoll {
+  const poll = new PosPoll(deps);
+  const handler = async (req: FastifyRequest, reply: FastifyReply) => {
+    const { posExternalId } = req.params as { posExternalId: string };
+    const q = req.query as Record<string, unknown>;
+    const key = typeof q.key === 'string' ? q.key : '';
+    poll.served.fastify++;
+    const a = await poll.answer(posExternalId, key, req.ip);
+    for (let i = 0; i < a.head.length; i += 2) if (a.head[i] !== 'content-length') reply.header(a.head[i]!, a.head[i + 1]);
+    return reply.code(a.status).send(a.body);
   };
 
   const opts = { bodyLimit: deps.guards.limits.bodyBytes.pos, onRequest: deps.guards.posGate };
   app.get('/mp/pos/:posExternalId', opts, handler);
   // Mercado Pago does not document the method of the poll: answer POST the same way.
   app.post('/mp/pos/:posExternalId', opts, handler);
+  return poll;
 }
 
 function describe(kiosk: Kiosk, order: OrderRecord): string {
