@@ -10,7 +10,7 @@ import type {
   StoredStatus,
 } from '../../fleet-recorder.js';
 import { StoreError } from '../types.js';
-import { commandFromRow, commandHistoryFromRow, pricesFromRow, refillFromRow, refusalFromRow, statusFromRow, REFUSALS_KEPT } from '../recorder-rows.js';
+import { commandFromRow, commandHistoryFromRow, fleetPresenceFromRow, pricesFromRow, refillFromRow, refusalFromRow, statusFromRow, REFUSALS_KEPT } from '../recorder-rows.js';
 import type { SqliteConn, Sync } from './conn.js';
 
 // The fleet recorder's tables (migration 8): the kiosks' reports and the operator's commands.
@@ -45,7 +45,7 @@ export class SqliteFleet implements Sync<FleetRecorder> {
   }
 
   presences(): Presence[] {
-    return this.c.many((r) => ({ kioskId: r.kiosk_id as string, online: r.online === 1, since: r.since as number }), 'SELECT * FROM fleet_presence ORDER BY kiosk_id');
+    return this.c.many(fleetPresenceFromRow, 'SELECT * FROM fleet_presence ORDER BY kiosk_id');
   }
 
   recordRefill(r: RefillRecord): boolean {
