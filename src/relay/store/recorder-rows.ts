@@ -78,6 +78,32 @@ export function commandFromRow(r: Row, history: CommandHistoryRow[]): CommandRec
   };
 }
 
+/**
+ * The other way: a command's values for `INSERT INTO fleet_commands (id, kiosk_id, kind, action,
+ * issued_by, reason, issued_at, expires_at, state, frame, delivered_at, kiosk_at, answered_at,
+ * refusal, result, message)`; its history rows are inserted apart.
+ */
+export function commandValues(c: CommandRecord): unknown[] {
+  return [
+    c.id,
+    c.kioskId,
+    c.kind,
+    JSON.stringify(c.action),
+    c.issuedBy,
+    c.reason,
+    c.issuedAt,
+    c.expiresAt,
+    c.state,
+    c.frame,
+    c.deliveredAt,
+    c.kioskAt,
+    c.answeredAt,
+    c.refusal ? JSON.stringify(c.refusal) : null,
+    c.result ? JSON.stringify(c.result) : null,
+    c.message,
+  ];
+}
+
 export function pricesFromRow(r: Row): KioskPrices {
   return { catalog: jsonOrNull(r.catalog), prices: json(r.prices), commandId: r.command_id as string };
 }

@@ -150,6 +150,26 @@ export function notificationFromRow(r: Row): NotificationRecord {
   };
 }
 
+/**
+ * The other way: a new notification's values for `INSERT INTO notifications (received_at, form,
+ * topic, resource_id, query, body, headers, signature_ok, processed_at, outcome, source)`.
+ */
+export function notificationValues(n: Omit<NotificationRecord, 'id' | 'attempts' | 'givenUpAt'>): unknown[] {
+  return [
+    n.receivedAt,
+    n.form,
+    n.topic,
+    n.resourceId,
+    JSON.stringify(n.query),
+    n.body,
+    JSON.stringify(n.headers),
+    n.signatureOk === null ? null : n.signatureOk ? 1 : 0,
+    n.processedAt,
+    n.outcome,
+    n.source ?? null,
+  ];
+}
+
 export function outboxFromRow(r: Row): OutboxRecord {
   return {
     seq: int(r.seq),

@@ -12,6 +12,7 @@ import type {
 import {
   commandFromRow,
   commandHistoryFromRow,
+  commandValues,
   fleetPresenceFromRow,
   pricesFromRow,
   refillFromRow,
@@ -102,22 +103,7 @@ export class PgFleet implements FleetRecorder {
         await c.run(
           `INSERT INTO fleet_commands (id, kiosk_id, kind, action, issued_by, reason, issued_at, expires_at, state, frame,
              delivered_at, kiosk_at, answered_at, refusal, result, message) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
-          cmd.id,
-          cmd.kioskId,
-          cmd.kind,
-          JSON.stringify(cmd.action),
-          cmd.issuedBy,
-          cmd.reason,
-          cmd.issuedAt,
-          cmd.expiresAt,
-          cmd.state,
-          cmd.frame,
-          cmd.deliveredAt,
-          cmd.kioskAt,
-          cmd.answeredAt,
-          cmd.refusal ? JSON.stringify(cmd.refusal) : null,
-          cmd.result ? JSON.stringify(cmd.result) : null,
-          cmd.message,
+          ...commandValues(cmd),
         );
       } catch (err) {
         if (isUniqueViolation(err)) throw new StoreError(`command ${cmd.id} exists already`);

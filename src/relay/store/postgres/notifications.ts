@@ -1,5 +1,5 @@
 import type { NotificationStore } from '../api.js';
-import { notificationFromRow } from '../rows.js';
+import { notificationFromRow, notificationValues } from '../rows.js';
 import type { NotificationRecord } from '../types.js';
 import type { PgConn } from './conn.js';
 
@@ -10,19 +10,7 @@ export class PgNotifications implements NotificationStore {
     const r = await this.c.rows(
       `INSERT INTO notifications (received_at, form, topic, resource_id, query, body, headers, signature_ok, processed_at, outcome, source)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id`,
-      [
-        n.receivedAt,
-        n.form,
-        n.topic,
-        n.resourceId,
-        JSON.stringify(n.query),
-        n.body,
-        JSON.stringify(n.headers),
-        n.signatureOk === null ? null : n.signatureOk ? 1 : 0,
-        n.processedAt,
-        n.outcome,
-        n.source ?? null,
-      ],
+      notificationValues(n),
     );
     return r[0]!.id as number;
   }

@@ -10,7 +10,7 @@ import type {
   StoredStatus,
 } from '../../fleet-recorder.js';
 import { StoreError } from '../types.js';
-import { commandFromRow, commandHistoryFromRow, fleetPresenceFromRow, pricesFromRow, refillFromRow, refusalFromRow, statusFromRow, REFUSALS_KEPT } from '../recorder-rows.js';
+import { commandFromRow, commandHistoryFromRow, commandValues, fleetPresenceFromRow, pricesFromRow, refillFromRow, refusalFromRow, statusFromRow, REFUSALS_KEPT } from '../recorder-rows.js';
 import type { SqliteConn, Sync } from './conn.js';
 
 // The fleet recorder's tables (migration 8): the kiosks' reports and the operator's commands.
@@ -99,22 +99,7 @@ export class SqliteFleet implements Sync<FleetRecorder> {
       this.c.run(
         `INSERT INTO fleet_commands (id, kiosk_id, kind, action, issued_by, reason, issued_at, expires_at, state, frame,
            delivered_at, kiosk_at, answered_at, refusal, result, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        c.id,
-        c.kioskId,
-        c.kind,
-        JSON.stringify(c.action),
-        c.issuedBy,
-        c.reason,
-        c.issuedAt,
-        c.expiresAt,
-        c.state,
-        c.frame,
-        c.deliveredAt,
-        c.kioskAt,
-        c.answeredAt,
-        c.refusal ? JSON.stringify(c.refusal) : null,
-        c.result ? JSON.stringify(c.result) : null,
-        c.message,
+        ...commandValues(c),
       );
       for (const h of c.history) {
         this.c.run('INSERT INTO fleet_command_history (command_id, at, "from", "to", event, detail) VALUES (?, ?, ?, ?, ?, ?)', c.id, h.at, h.from, h.to, h.event, h.detail);

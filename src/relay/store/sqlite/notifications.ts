@@ -1,7 +1,7 @@
 import type { NotificationStore } from '../api.js';
 import type { NotificationRecord } from '../types.js';
 import type { SqliteConn, Sync } from './conn.js';
-import { notificationFromRow } from '../rows.js';
+import { notificationFromRow, notificationValues } from '../rows.js';
 
 export class SqliteNotifications implements Sync<NotificationStore> {
   constructor(private readonly c: SqliteConn) {}
@@ -12,19 +12,7 @@ export class SqliteNotifications implements Sync<NotificationStore> {
         `INSERT INTO notifications (received_at, form, topic, resource_id, query, body, headers, signature_ok, processed_at, outcome, source)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
-      .run(
-        n.receivedAt,
-        n.form,
-        n.topic,
-        n.resourceId,
-        JSON.stringify(n.query),
-        n.body,
-        JSON.stringify(n.headers),
-        n.signatureOk === null ? null : n.signatureOk ? 1 : 0,
-        n.processedAt,
-        n.outcome,
-        n.source ?? null,
-      );
+      .run(...notificationValues(n));
     return Number(res.lastInsertRowid);
   }
 
