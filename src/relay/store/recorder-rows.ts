@@ -95,13 +95,13 @@ export function commandValues(c: CommandRecord): unknown[] {
     c.expiresAt,
     c.state,
     c.frame,
-    c.deliveredAt,
-    c.kioskAt,
-    c.answeredAt,
-    c.refusal ? JSON.stringify(c.refusal) : null,
-    c.result ? JSON.stringify(c.result) : null,
-    c.message,
+    ...commandAnswerValues(c),
   ];
+}
+
+/** What a command's moves change: `delivered_at, kiosk_at, answered_at, refusal, result, message`. */
+export function commandAnswerValues(c: Omit<CommandRecord, 'history'>): unknown[] {
+  return [c.deliveredAt, c.kioskAt, c.answeredAt, c.refusal ? JSON.stringify(c.refusal) : null, c.result ? JSON.stringify(c.result) : null, c.message];
 }
 
 export function pricesFromRow(r: Row): KioskPrices {

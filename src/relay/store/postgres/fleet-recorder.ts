@@ -10,6 +10,7 @@ import type {
   StoredStatus,
 } from '../../fleet-recorder.js';
 import {
+  commandAnswerValues,
   commandFromRow,
   commandHistoryFromRow,
   commandValues,
@@ -136,12 +137,7 @@ export class PgFleet implements FleetRecorder {
         `UPDATE fleet_commands SET state = $1, delivered_at = $2, kiosk_at = $3, answered_at = $4, refusal = $5, result = $6, message = $7
          WHERE id = $8 AND state = $9`,
         to,
-        next.deliveredAt,
-        next.kioskAt,
-        next.answeredAt,
-        next.refusal ? JSON.stringify(next.refusal) : null,
-        next.result ? JSON.stringify(next.result) : null,
-        next.message,
+        ...commandAnswerValues(next),
         id,
         c.state,
       );

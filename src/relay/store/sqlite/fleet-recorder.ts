@@ -10,7 +10,7 @@ import type {
   StoredStatus,
 } from '../../fleet-recorder.js';
 import { StoreError } from '../types.js';
-import { commandFromRow, commandHistoryFromRow, commandValues, fleetPresenceFromRow, pricesFromRow, refillFromRow, refusalFromRow, statusFromRow, REFUSALS_KEPT } from '../recorder-rows.js';
+import { commandAnswerValues, commandFromRow, commandHistoryFromRow, commandValues, fleetPresenceFromRow, pricesFromRow, refillFromRow, refusalFromRow, statusFromRow, REFUSALS_KEPT } from '../recorder-rows.js';
 import type { SqliteConn, Sync } from './conn.js';
 
 // The fleet recorder's tables (migration 8): the kiosks' reports and the operator's commands.
@@ -123,12 +123,7 @@ export class SqliteFleet implements Sync<FleetRecorder> {
         `UPDATE fleet_commands SET state = ?, delivered_at = ?, kiosk_at = ?, answered_at = ?, refusal = ?, result = ?, message = ?
          WHERE id = ? AND state = ?`,
         to,
-        next.deliveredAt,
-        next.kioskAt,
-        next.answeredAt,
-        next.refusal ? JSON.stringify(next.refusal) : null,
-        next.result ? JSON.stringify(next.result) : null,
-        next.message,
+        ...commandAnswerValues(next),
         id,
         c.state,
       ).changes;
