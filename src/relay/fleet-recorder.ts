@@ -7,8 +7,8 @@ import type { z } from 'zod';
 // and the operator commands with their lifecycle. An async interface so it can live in the relay
 // store (SQLite or PostgreSQL, src/relay/store/) without the callers changing.
 //
-// The relay store implements it (RelayStore extends FleetStore: src/relay/store/sqlite/fleet.ts and
-// postgres/store.ts, tables of migration 8), and the relay uses the store by default. Both keep:
+// The relay store implements it (RelayStore extends FleetStore: src/relay/store/sqlite/fleet-recorder.ts
+// and postgres/fleet-recorder.ts, tables of migration 8), and the relay uses the store by default. Both keep:
 // recordRefill idempotent per refillId, transitionCommand checked against core/kiosk-command.ts
 // in the same transaction that appends the history row (test/store-fleet.test.ts, both stores).
 // InMemoryFleetRecorder is kept for unit tests that need no database; it forgets everything.

@@ -1,5 +1,6 @@
 import type { CommandState } from '../../core/kiosk-command.js';
-import type { CommandHistoryRow, CommandRecord, CommandRefusalRecord, KioskPrices, RefillRecord, StoredStatus } from '../fleet-recorder.js';
+import type { CommandHistoryRow, CommandRecord, CommandRefusalRecord, KioskPrices, Presence, RefillRecord, StoredStatus } from '../fleet-recorder.js';
+import type { SaleRow } from './api.js';
 import type { ApiKeyRecord } from './types.js';
 
 // The fleet recorder's rows (migration 8) as records, the same for both stores: JSON columns are
@@ -15,6 +16,11 @@ const jsonOrNull = <T>(v: unknown): T | null => (v === null || v === undefined ?
 
 export function statusFromRow(r: Row): StoredStatus {
   return { kioskId: r.kiosk_id as string, status: json(r.status), receivedAt: r.received_at as number };
+}
+
+/** fleet_presence: `online` is a 0/1 INTEGER in both schemas */
+export function fleetPresenceFromRow(r: Row): Presence {
+  return { kioskId: r.kiosk_id as string, online: r.online === 1, since: r.since as number };
 }
 
 export function refillFromRow(r: Row): RefillRecord {
@@ -72,6 +78,32 @@ export function commandFromRow(r: Row, history: CommandHistoryRow[]): CommandRec
   };
 }
 
+/**
+ * The other way: a command's values for `INSERT INTO fleet_commands (id, kiosk_id, kind, action,
+ * issued_by, reason, issued_at, expires_at, state, frame, delivered_at, kiosk_at, answered_at,
+ * refusal, result, message)`; its history rows are inserted apart.
+ */
+export function commandValues(c: CommandRecord): unknown[] {
+  return [
+    c.id,
+    c.kioskId,
+    c.kind,
+    JSON.stringify(c.action),
+    c.issuedBy,
+    c.reason,
+    c.issuedAt,
+    c.expiresAt,
+    c.state,
+    c.frame,
+    ...commandAnswerValues(c),
+  ];
+}
+
+/** What a command's moves change: `delivered_at, kiosk_at, answered_at, refusal, result, message`. */
+export function commandAnswerValues(c: Omit<CommandRecord, 'history'>): unknown[] {
+  return [c.deliveredAt, c.kioskAt, c.answeredAt, c.refusal ? JSON.stringify(c.refusal) : null, c.result ? JSON.stringify(c.result) : null, c.message];
+}
+
 export function pricesFromRow(r: Row): KioskPrices {
   return { catalog: jsonOrNull(r.catalog), prices: json(r.prices), commandId: r.command_id as string };
 }
@@ -85,4 +117,13 @@ export function apiKeyFromRow(r: Row): ApiKeyRecord {
     createdAt: r.created_at as number,
     revokedAt: (r.revoked_at as number | null) ?? null,
   };
+}
+
+export function parLevelFromRow(r: Row): { kioskId: string; slot: number; par: number } {
+  return { kioskId: r.kiosk_id as string, slot: r.slot as number, par: r.par as number };
+}
+
+/** A row of salesByDay's query (day, kiosk_id, sku, currency, SUM(quantity) AS units, SUM(amount) AS amount). */
+export function saleFromRow(r: Row): SaleRow {
+  return { day: r.day as number, kioskId: r.kiosk_id as string, sku: r.sku as string, currency: r.currency as string, units: r.units as number, amount: r.amount as number };
 }

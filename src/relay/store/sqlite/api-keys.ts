@@ -1,6 +1,6 @@
 import type { ApiKeyStore, SaleRow, SalesStore, StockStore } from '../api.js';
 import { StoreError, type ApiKeyRecord } from '../types.js';
-import { apiKeyFromRow } from '../recorder-rows.js';
+import { apiKeyFromRow, parLevelFromRow, saleFromRow } from '../recorder-rows.js';
 import type { SqliteConn, Sync } from './conn.js';
 
 // Integrations' API keys and the slots' par levels (migration 8).
@@ -30,7 +30,7 @@ export class SqliteApiKeys implements Sync<ApiKeyStore & StockStore & SalesStore
   }
 
   parLevels(): Array<{ kioskId: string; slot: number; par: number }> {
-    return this.c.many((r) => ({ kioskId: r.kiosk_id as string, slot: r.slot as number, par: r.par as number }), 'SELECT * FROM stock_par ORDER BY kiosk_id, slot');
+    return this.c.many(parLevelFromRow, 'SELECT * FROM stock_par ORDER BY kiosk_id, slot');
   }
 
   setParLevel(kioskId: string, slot: number, par: number): void {
@@ -40,7 +40,7 @@ export class SqliteApiKeys implements Sync<ApiKeyStore & StockStore & SalesStore
 
   salesByDay(from: number, to: number, kioskId?: string): SaleRow[] {
     return this.c.many(
-      (r) => ({ day: r.day as number, kioskId: r.kiosk_id as string, sku: r.sku as string, currency: r.currency as string, units: r.units as number, amount: r.amount as number }),
+      saleFromRow,
       `SELECT paid_at / 86400000 AS day, kiosk_id, sku, currency, SUM(quantity) AS units, SUM(amount) AS amount FROM orders
        WHERE state = 'vended' AND paid_at >= ? AND paid_at < ? AND (? IS NULL OR kiosk_id = ?)
        GROUP BY day, kiosk_id, sku, currency ORDER BY day, kiosk_id, sku, currency`,

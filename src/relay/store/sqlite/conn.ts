@@ -1,13 +1,14 @@
 import type Database from 'better-sqlite3';
 import { crashPoint } from '../../../runtime/crash-hook.js';
 import type { Db } from '../../../runtime/sqlite.js';
+import type { Row } from '../rows.js';
 
 // The one SQLite connection, as the per-table modules of this folder use it: prepared statements
 // (runtime/sqlite.ts caches them), rows mapped to records, and a synchronous atomic block. The
 // modules are synchronous on purpose: better-sqlite3 is, and ./index.ts decides when they may run
 // (the store lock), which is what makes the async interface safe on one connection.
 
-export type Row = Record<string, unknown>;
+export type { Row };
 
 /** The synchronous form of an async store interface: what a per-table module implements. */
 export type Sync<T> = {

@@ -1,18 +1,8 @@
 import type { DexAuditStore } from '../api.js';
 import type { DexAuditFrame } from '../../../protocol/messages.js';
 import type { DexAuditRecord } from '../types.js';
-import type { Row, SqliteConn, Sync } from './conn.js';
-
-export function dexAuditFromRow(r: Row): DexAuditRecord {
-  return {
-    auditId: r.audit_id as string,
-    kioskId: r.kiosk_id as string,
-    machineSerial: r.machine_serial as string,
-    readAt: r.read_at as number,
-    receivedAt: r.received_at as number,
-    body: JSON.parse(r.body as string) as DexAuditRecord['body'],
-  };
-}
+import type { SqliteConn, Sync } from './conn.js';
+import { dexAuditFromRow } from '../rows.js';
 
 export class SqliteDexAudits implements Sync<DexAuditStore> {
   constructor(private readonly c: SqliteConn) {}

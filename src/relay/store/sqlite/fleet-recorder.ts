@@ -10,7 +10,7 @@ import type {
   StoredStatus,
 } from '../../fleet-recorder.js';
 import { StoreError } from '../types.js';
-import { commandFromRow, commandHistoryFromRow, pricesFromRow, refillFromRow, refusalFromRow, statusFromRow, REFUSALS_KEPT } from '../recorder-rows.js';
+import { commandAnswerValues, commandFromRow, commandHistoryFromRow, commandValues, fleetPresenceFromRow, pricesFromRow, refillFromRow, refusalFromRow, statusFromRow, REFUSALS_KEPT } from '../recorder-rows.js';
 import type { SqliteConn, Sync } from './conn.js';
 
 // The fleet recorder's tables (migration 8): the kiosks' reports and the operator's commands.
@@ -45,7 +45,7 @@ export class SqliteFleet implements Sync<FleetRecorder> {
   }
 
   presences(): Presence[] {
-    return this.c.many((r) => ({ kioskId: r.kiosk_id as string, online: r.online === 1, since: r.since as number }), 'SELECT * FROM fleet_presence ORDER BY kiosk_id');
+    return this.c.many(fleetPresenceFromRow, 'SELECT * FROM fleet_presence ORDER BY kiosk_id');
   }
 
   recordRefill(r: RefillRecord): boolean {
@@ -99,22 +99,7 @@ export class SqliteFleet implements Sync<FleetRecorder> {
       this.c.run(
         `INSERT INTO fleet_commands (id, kiosk_id, kind, action, issued_by, reason, issued_at, expires_at, state, frame,
            delivered_at, kiosk_at, answered_at, refusal, result, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        c.id,
-        c.kioskId,
-        c.kind,
-        JSON.stringify(c.action),
-        c.issuedBy,
-        c.reason,
-        c.issuedAt,
-        c.expiresAt,
-        c.state,
-        c.frame,
-        c.deliveredAt,
-        c.kioskAt,
-        c.answeredAt,
-        c.refusal ? JSON.stringify(c.refusal) : null,
-        c.result ? JSON.stringify(c.result) : null,
-        c.message,
+        ...commandValues(c),
       );
       for (const h of c.history) {
         this.c.run('INSERT INTO fleet_command_history (command_id, at, "from", "to", event, detail) VALUES (?, ?, ?, ?, ?, ?)', c.id, h.at, h.from, h.to, h.event, h.detail);
@@ -138,12 +123,7 @@ export class SqliteFleet implements Sync<FleetRecorder> {
         `UPDATE fleet_commands SET state = ?, delivered_at = ?, kiosk_at = ?, answered_at = ?, refusal = ?, result = ?, message = ?
          WHERE id = ? AND state = ?`,
         to,
-        next.deliveredAt,
-        next.kioskAt,
-        next.answeredAt,
-        next.refusal ? JSON.stringify(next.refusal) : null,
-        next.result ? JSON.stringify(next.result) : null,
-        next.message,
+        ...commandAnswerValues(next),
         id,
         c.state,
       ).changes;

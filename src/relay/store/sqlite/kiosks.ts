@@ -11,29 +11,15 @@ import {
   type AddedKiosk,
   type AddKioskInput,
   type Kiosk,
-  type ResponseGeneration,
 } from '../types.js';
-import type { Row, SqliteConn, Sync } from './conn.js';
+import type { SqliteConn, Sync } from './conn.js';
+import { kioskFromRow } from '../rows.js';
 
 /**
  * Every change a kiosk must see (its QR, its model) takes the next revision of the table, so a
  * running relay finds what another process (the CLI) changed with one indexed query.
  */
 const NEXT_REVISION = '(SELECT COALESCE(MAX(revision), 0) + 1 FROM kiosks)';
-
-export function kioskFromRow(r: Row): Kiosk {
-  return {
-    id: r.id as string,
-    posExternalId: r.pos_external_id as string,
-    posKey: r.pos_key as string,
-    paymentModel: r.model as PaymentModelName,
-    modelMode: (r.model_mode as string | null) ?? null,
-    storeExternalId: (r.store_external_id as string | null) ?? null,
-    generation: r.response_generation as ResponseGeneration,
-    posQr: (r.pos_qr as string | null) ?? null,
-    createdAt: r.created_at as number,
-  };
-}
 
 export class SqliteKiosks implements Sync<KioskStore> {
   constructor(private readonly c: SqliteConn) {}

@@ -1,25 +1,7 @@
 import type { NotificationStore } from '../api.js';
 import type { NotificationRecord } from '../types.js';
-import type { Row, SqliteConn, Sync } from './conn.js';
-
-export function notificationFromRow(r: Row): NotificationRecord {
-  return {
-    id: r.id as number,
-    receivedAt: r.received_at as number,
-    form: r.form as NotificationRecord['form'],
-    topic: (r.topic as string | null) ?? null,
-    resourceId: (r.resource_id as string | null) ?? null,
-    query: JSON.parse(r.query as string) as Record<string, unknown>,
-    body: (r.body as string | null) ?? null,
-    headers: JSON.parse(r.headers as string) as Record<string, string>,
-    signatureOk: r.signature_ok === null || r.signature_ok === undefined ? null : r.signature_ok === 1,
-    processedAt: (r.processed_at as number | null) ?? null,
-    outcome: (r.outcome as string | null) ?? null,
-    source: (r.source as string | null) ?? null,
-    attempts: (r.attempts as number | undefined) ?? 0,
-    givenUpAt: (r.given_up_at as number | null) ?? null,
-  };
-}
+import type { SqliteConn, Sync } from './conn.js';
+import { notificationFromRow, notificationValues } from '../rows.js';
 
 export class SqliteNotifications implements Sync<NotificationStore> {
   constructor(private readonly c: SqliteConn) {}
@@ -30,19 +12,7 @@ export class SqliteNotifications implements Sync<NotificationStore> {
         `INSERT INTO notifications (received_at, form, topic, resource_id, query, body, headers, signature_ok, processed_at, outcome, source)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
-      .run(
-        n.receivedAt,
-        n.form,
-        n.topic,
-        n.resourceId,
-        JSON.stringify(n.query),
-        n.body,
-        JSON.stringify(n.headers),
-        n.signatureOk === null ? null : n.signatureOk ? 1 : 0,
-        n.processedAt,
-        n.outcome,
-        n.source ?? null,
-      );
+      .run(...notificationValues(n));
     return Number(res.lastInsertRowid);
   }
 

@@ -1,37 +1,9 @@
 import type { OperatorStore } from '../api.js';
 import { StoreError, type OperatorAuditRecord, type OperatorRecord, type OperatorSessionRecord } from '../types.js';
-import type { Row, SqliteConn, Sync } from './conn.js';
+import type { SqliteConn, Sync } from './conn.js';
+import { operatorAuditFromRow, operatorFromRow, operatorSessionFromRow } from '../rows.js';
 
 // Console accounts, their sessions and the audit of what they did (schema 9).
-
-function operatorFromRow(r: Row): OperatorRecord {
-  return {
-    id: r.id as number,
-    email: r.email as string,
-    role: r.role as OperatorRecord['role'],
-    passwordHash: r.password_hash as string,
-    createdAt: r.created_at as number,
-    disabledAt: (r.disabled_at as number | null) ?? null,
-  };
-}
-
-function sessionFromRow(r: Row): OperatorSessionRecord {
-  return { tokenHash: r.token_hash as string, operatorId: r.operator_id as number, createdAt: r.created_at as number, expiresAt: r.expires_at as number };
-}
-
-function auditFromRow(r: Row): OperatorAuditRecord {
-  return {
-    id: r.id as number,
-    operatorId: (r.operator_id as number | null) ?? null,
-    actor: r.actor as string,
-    action: r.action as string,
-    orderId: (r.order_id as string | null) ?? null,
-    kioskId: (r.kiosk_id as string | null) ?? null,
-    reason: r.reason as string,
-    detail: (r.detail as string | null) ?? null,
-    at: r.at as number,
-  };
-}
 
 export class SqliteOperators implements Sync<OperatorStore> {
   constructor(private readonly c: SqliteConn) {}
@@ -70,7 +42,7 @@ export class SqliteOperators implements Sync<OperatorStore> {
   }
 
   getOperatorSession(tokenHash: string): OperatorSessionRecord | undefined {
-    return this.c.one(sessionFromRow, 'SELECT * FROM operator_sessions WHERE token_hash = ?', tokenHash);
+    return this.c.one(operatorSessionFromRow, 'SELECT * FROM operator_sessions WHERE token_hash = ?', tokenHash);
   }
 
   deleteOperatorSession(tokenHash: string): void {
@@ -91,10 +63,10 @@ export class SqliteOperators implements Sync<OperatorStore> {
   }
 
   operatorAuditOf(orderId: string): OperatorAuditRecord[] {
-    return this.c.many(auditFromRow, 'SELECT * FROM operator_audit WHERE order_id = ? ORDER BY id', orderId);
+    return this.c.many(operatorAuditFromRow, 'SELECT * FROM operator_audit WHERE order_id = ? ORDER BY id', orderId);
   }
 
   recentOperatorAudit(limit: number): OperatorAuditRecord[] {
-    return this.c.many(auditFromRow, 'SELECT * FROM operator_audit ORDER BY id DESC LIMIT ?', limit);
+    return this.c.many(operatorAuditFromRow, 'SELECT * FROM operator_audit ORDER BY id DESC LIMIT ?', limit);
   }
 }

@@ -1,6 +1,5 @@
 import type { OrderStore } from '../api.js';
-import type { Currency } from '../../../core/money.js';
-import { mpOffer, type OfferEvent, type OfferState } from '../../../core/mp-offer.js';
+import { mpOffer, type OfferEvent } from '../../../core/mp-offer.js';
 import { relayOrder, type OrderEvent, type OrderState } from '../../../core/relay-order.js';
 import { IllegalTransition } from '../../../core/state-machine.js';
 import {
@@ -12,50 +11,8 @@ import {
   type OrderPatch,
   type OrderRecord,
 } from '../types.js';
-import type { Row, SqliteConn, Sync } from './conn.js';
-
-export function orderFromRow(r: Row): OrderRecord {
-  return {
-    id: r.id as string,
-    kioskId: r.kiosk_id as string,
-    slot: (r.slot as number | null) ?? null,
-    sku: r.sku as string,
-    title: r.title as string,
-    quantity: r.quantity as number,
-    unitPrice: r.unit_price as number,
-    amount: r.amount as number,
-    currency: r.currency as Currency,
-    claimedAmount: r.claimed_amount as number,
-    claimedCurrency: r.claimed_currency as string,
-    state: r.state as OrderState,
-    rejectReason: (r.reject_reason as string | null) ?? null,
-    deadline: r.deadline as number,
-    createdAt: r.created_at as number,
-    updatedAt: r.updated_at as number,
-    paidAt: (r.paid_at as number | null) ?? null,
-    merchantOrderId: (r.merchant_order_id as string | null) ?? null,
-    paymentIds: JSON.parse((r.payment_ids as string) || '[]') as string[],
-    lastNotificationAt: (r.last_notification_at as number | null) ?? null,
-    vendResult: (r.vend_result as string | null) ?? null,
-    needsReview: (r.needs_review as string | null) ?? null,
-    vendOverdueAt: (r.vend_overdue_at as number | null) ?? null,
-    offerState: r.offer_state as OfferState,
-    mpOrderId: (r.mp_order_id as string | null) ?? null,
-    qr: (r.qr as string | null) ?? null,
-    offerError: (r.offer_error as string | null) ?? null,
-  };
-}
-
-export function orderEventFromRow(r: Row): OrderEventRecord {
-  return {
-    orderId: r.order_id as string,
-    from: (r.from as OrderState | null) ?? null,
-    to: r.to as OrderState,
-    event: r.event as string,
-    detail: (r.detail as string | null) ?? null,
-    at: r.at as number,
-  };
-}
+import type { SqliteConn, Sync } from './conn.js';
+import { dispensedFromRow, orderEventFromRow, orderFromRow } from '../rows.js';
 
 export class SqliteOrders implements Sync<OrderStore> {
   constructor(private readonly c: SqliteConn) {}
@@ -303,7 +260,7 @@ export class SqliteOrders implements Sync<OrderStore> {
   /** qrkiosk's own sales of a kiosk: vends reported dispensed for orders paid in (from, to], per slot. */
   dispensedBySlot(kioskId: string, from: number, to: number): Array<{ slot: number | null; count: number; amount: number; currency: string }> {
     return this.c.many(
-      (r) => ({ slot: (r.slot as number | null) ?? null, count: r.n as number, amount: r.amount as number, currency: r.currency as string }),
+      dispensedFromRow,
       `SELECT slot, currency, COUNT(*) AS n, SUM(amount) AS amount FROM orders
        WHERE kiosk_id = ? AND vend_result = 'dispensed' AND paid_at > ? AND paid_at <= ?
        GROUP BY slot, currency ORDER BY slot`,

@@ -1,17 +1,7 @@
 import type { OutboxStore } from '../api.js';
 import type { OutboxRecord } from '../types.js';
-import type { Row, SqliteConn, Sync } from './conn.js';
-
-export function outboxFromRow(r: Row): OutboxRecord {
-  return {
-    seq: r.seq as number,
-    kioskId: r.kiosk_id as string,
-    messageId: r.message_id as string,
-    type: r.type as string,
-    payload: r.payload as string,
-    createdAt: r.created_at as number,
-  };
-}
+import type { SqliteConn, Sync } from './conn.js';
+import { outboxFromRow } from '../rows.js';
 
 export class SqliteOutbox implements Sync<OutboxStore> {
   constructor(private readonly c: SqliteConn) {}

@@ -1,20 +1,7 @@
 import type { PaymentStore } from '../api.js';
 import type { PaymentRecord } from '../types.js';
-import type { Row, SqliteConn, Sync } from './conn.js';
-
-export function paymentFromRow(r: Row): PaymentRecord {
-  return {
-    paymentId: r.payment_id as string,
-    orderId: r.order_id as string,
-    merchantOrderId: (r.merchant_order_id as string | null) ?? null,
-    status: r.status as string,
-    amount: r.amount as number,
-    currency: r.currency as string,
-    everApproved: r.ever_approved === 1,
-    firstSeenAt: r.first_seen_at as number,
-    updatedAt: r.updated_at as number,
-  };
-}
+import type { SqliteConn, Sync } from './conn.js';
+import { paymentFromRow } from '../rows.js';
 
 export class SqlitePayments implements Sync<PaymentStore> {
   constructor(private readonly c: SqliteConn) {}

@@ -1,25 +1,7 @@
 import type { NewRefundRequest, RefundStore } from '../api.js';
 import type { RefundReason, RefundRecord } from '../types.js';
-import type { Row, SqliteConn, Sync } from './conn.js';
-
-export function refundFromRow(r: Row): RefundRecord {
-  return {
-    id: r.id as number,
-    orderId: r.order_id as string,
-    paymentId: r.payment_id as string,
-    idempotencyKey: r.idempotency_key as string,
-    reason: (r.reason as RefundReason | null) ?? 'order',
-    mpRefundId: (r.mp_refund_id as string | null) ?? null,
-    amount: (r.amount as number | null) ?? null,
-    currency: (r.currency as string | null) ?? null,
-    status: r.status as string,
-    attempts: r.attempts as number,
-    lastError: (r.last_error as string | null) ?? null,
-    requestedAt: r.requested_at as number,
-    completedAt: (r.completed_at as number | null) ?? null,
-    requestedAmount: (r.requested_amount as number | null) ?? null,
-  };
-}
+import type { SqliteConn, Sync } from './conn.js';
+import { refundFromRow } from '../rows.js';
 
 export class SqliteRefunds implements Sync<RefundStore> {
   constructor(private readonly c: SqliteConn) {}
