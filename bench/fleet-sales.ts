@@ -74,8 +74,15 @@ export interface FleetSalesFigure {
   wholeSale: Latency;
   /** CPU per wall second (1000 = one core) during the measured window, per process */
   cpuMsPerSecond: Record<string, number>;
+  /**
+   * ms per wall second each process's event loop waited in the run queue for a core (it was
+   * runnable, something else ran): on a shared machine, what every store round trip pays again
+   */
+  runQueueWaitMsPerSecond: Record<string, number>;
   /** share of the machine's CPU busy (all processes, neighbours included) during the window */
   machineBusy: number;
+  /** share of the window during which some runnable task waited for a core (PSI "some") */
+  cpuPressure: number;
   /** the load generators' own event-loop delay (what they add to the figure) */
   loadGenLoopDelayP99Ms: number;
   loadGenLoopDelayMaxMs: number;
@@ -85,6 +92,17 @@ export interface FleetSalesFigure {
 function latency(xs: number[]): Latency {
   const s = [...xs].sort((a, b) => a - b);
   return { count: s.length, p50: s.length ? percentile(s, 50) : NaN, p99: s.length ? percentile(s, 99) : NaN, max: s.length ? s[s.length - 1]! : NaN };
+}
+
+/** ms the process's main thread (its event loop) has spent waiting in the run queue for a core, from /proc/<pid>/schedstat */
+function runQueueWaitMs(pid: number): number {
+  return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1]) / 1e6;
+}
+
+/** µs during which at least one runnable task waited for a core, machine-wide (PSI, /proc/pressure/cpu) */
+function cpuPressureUs(): number {
+  const m = /some .*total=(\d+)/.exec(readFileSync('/proc/pressure/cpu', 'utf8'));
+  return m ? Number(m[1]) : NaN;
 }
 
 /** busy and total jiffies of the whole machine, from /proc/stat */
@@ -253,12 +271,16 @@ async function runSetup(setup: FleetSetup, o: FleetSalesOptions): Promise<FleetS
     // CPU over the measured window only
     await new Promise((r) => setTimeout(r, o.warmupSeconds * 1000));
     const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuMs(pid)]));
+    const wait0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, runQueueWaitMs(pid)]));
     const m0 = machineTicks();
+    const psi0 = cpuPressureUs();
     const t0 = Date.now();
     await new Promise((r) => setTimeout(r, o.seconds * 1000));
     const wall = (Date.now() - t0) / 1000;
     const cpuMsPerSecond = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, Math.round((cpuMs(pid) - cpu0[k]!) / wall)]));
+    const runQueueWaitMsPerSecond = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, Math.round((runQueueWaitMs(pid) - wait0[k]!) / wall)]));
     const m1 = machineTicks();
+    const cpuPressure = (cpuPressureUs() - psi0) / (wall * 1e6);
     await Promise.all(finished);
     const loadAfter = loadavg()[0]!;
 
@@ -281,6 +303,8 @@ async function runSetup(setup: FleetSetup, o: FleetSalesOptions): Promise<FleetS
       notificationAnswer: latency(all('notifyAnswerMs')),
       wholeSale,
       cpuMsPerSecond,
+      runQueueWaitMsPerSecond,
+      cpuPressure,
       machineBusy: (m1.busy - m0.busy) / Math.max(1, m1.total - m0.total),
       loadGenLoopDelayP99Ms: Math.max(...summaries.map((s) => s.loopDelayP99Ms as number)),
       loadGenLoopDelayMaxMs: Math.max(...summaries.map((s) => s.loopDelayMaxMs as number)),

@@ -17,7 +17,7 @@
 // it prints {"connected":N} once every kiosk is welcomed.
 
 import http from 'node:http';
-import { readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
@@ -100,6 +100,9 @@ const stats = {
 };
 const fail = (why: string) => (stats.failures[why] = (stats.failures[why] ?? 0) + 1);
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+// BENCH_FLEET_TRACE=FILE: one line per measured sale (order, merchant order, wall-clock ms when the
+// notification left, ms to its 200, ms to order.paid), to lay beside the relays' logs
+const trace: string[] | undefined = process.env.BENCH_FLEET_TRACE ? [] : undefined;
 
 // ---- one simulated kiosk ------------------------------------------------------------------------
 
@@ -239,6 +242,7 @@ class SimKiosk {
       const url = `${notifyUrls[Math.floor(Math.random() * notifyUrls.length)]}/mp/notifications?data.id=${dataId}&type=topic_merchant_order_wh`;
       const body = JSON.stringify({ id: this.seq, live_mode: false, type: 'topic_merchant_order_wh', action: 'update', data: { id: dataId } });
       const t0 = performance.now();
+      const wall0 = Date.now();
       const res = await request(url, body, { 'x-request-id': requestId, 'x-signature': `ts=${ts},v1=${webhookSignature(secret, dataId, requestId, ts)}` });
       const answeredAt = performance.now();
       if (res.status !== 200) throw new Failure(`notification answered ${res.status}`);
@@ -247,6 +251,7 @@ class SimKiosk {
       this.paidAt.delete(orderId);
       const inWindow = t0 >= measureFrom && t0 < measureTo;
       if (inWindow) {
+        trace?.push(`${orderId} ${dataId} ${wall0} ${(answeredAt - t0).toFixed(1)} ${(t1 - t0).toFixed(1)}`);
         stats.measured.push(t1 - t0);
         stats.notifyAnswerMs.push(answeredAt - t0);
       }
@@ -285,6 +290,7 @@ const measureTo = measureFrom + windowMs;
 setTimeout(() => loopDelay.enable(), warmupMs).unref();
 await Promise.all(kiosks.map((k) => k.sell(measureFrom, measureTo, measureTo)));
 loopDelay.disable();
+if (trace) appendFileSync(process.env.BENCH_FLEET_TRACE!, `${trace.join('\n')}\n`);
 const round = (xs: number[]) => xs.map((x) => Math.round(x * 100) / 100);
 console.log(
   JSON.stringify({
