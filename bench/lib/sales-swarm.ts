@@ -118,6 +118,8 @@ interface Frame {
   orderId?: string;
   posQr?: string;
   reason?: string;
+  code?: string;
+  message?: string;
   at?: number;
 }
 
@@ -151,14 +153,18 @@ class SimKiosk {
     return id;
   }
 
+  /** Resolves with the frame `key` names; rejects after the step timeout. A rejection nobody awaits
+   * (the sale already failed at another step) is not an unhandled one. */
   private wait(key: string): Promise<Frame> {
-    return new Promise((resolve, reject) => {
+    const p = new Promise<Frame>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters.delete(key);
         reject(new Failure(`timeout waiting for ${key.split(':')[0]}`));
       }, stepTimeoutMs);
       this.waiters.set(key, { resolve, reject, timer });
     });
+    p.catch(() => undefined);
+    return p;
   }
 
   private settle(key: string, f: Frame): void {
@@ -197,7 +203,7 @@ class SimKiosk {
         this.send({ type: 'pong', at: f.at });
         return;
       case 'error':
-        fail(`relay error frame: ${f.reason ?? ''}`);
+        fail(`relay error frame: ${f.code ?? '?'}: ${(f.message ?? '').slice(0, 60)}`);
         return;
     }
   }
@@ -264,7 +270,6 @@ class SimKiosk {
         // never paid: withdraw it, so the kiosk's next order is not refused as kiosk_busy
         this.send({ type: 'order.cancel', orderId, reason: 'timeout' });
       }
-      paid?.catch(() => undefined);
       throw err;
     }
   }
