@@ -87,6 +87,8 @@ export interface FleetSalesFigure {
   loadGenLoopDelayP99Ms: number;
   loadGenLoopDelayMaxMs: number;
   load: { before: number; after: number };
+  /** load generators that died during the run: their kiosks' sales are not in the figures */
+  loadGeneratorsDied?: string[];
 }
 
 function latency(xs: number[]): Latency {
@@ -230,6 +232,7 @@ async function runSetup(setup: FleetSetup, o: FleetSalesOptions): Promise<FleetS
     const wsUrls = ports.map((p) => `ws://127.0.0.1:${p}/v1/kiosk`).join(',');
     const notifyUrls = ports.map((p) => `http://127.0.0.1:${p}`).join(',');
     const summaries: Record<string, unknown>[] = [];
+    const died: string[] = [];
     const connected: Promise<void>[] = [];
     const finished: Promise<void>[] = [];
     for (let s = 0; s < o.swarms; s++) {
@@ -243,22 +246,32 @@ async function runSetup(setup: FleetSetup, o: FleetSalesOptions): Promise<FleetS
       );
       swarms.push(proc);
       const rl = createInterface({ input: proc.stdout! });
-      const exited = new Promise<never>((_, reject) => proc.once('exit', (code) => reject(new Error(`load generator ${s} exited (${code})`))));
-      exited.catch(() => undefined);
-      connected.push(Promise.race([new Promise<void>((resolve) => rl.once('line', () => resolve())), exited]));
+      let settled = false;
+      // A load generator that dies (its own bug, or a signal from outside) is reported, and its
+      // kiosks' sales are missing from the figures; the other generators go on.
+      const ready = new Promise<void>((resolve, reject) => {
+        rl.once('line', () => resolve());
+        proc.once('exit', (code, signal) => reject(new Error(`load generator ${s + 1} exited (${code ?? signal}) before its kiosks connected`)));
+      });
+      ready.catch(() => undefined); // awaited below, with the others
+      connected.push(ready);
       finished.push(
-        Promise.race([
-          new Promise<void>((resolve) =>
-            rl.on('line', (l) => {
-              const j = JSON.parse(l) as Record<string, unknown>;
-              if (j.done) {
-                summaries.push(j);
-                resolve();
-              }
-            }),
-          ),
-          exited,
-        ]),
+        new Promise<void>((resolve) => {
+          rl.on('line', (l) => {
+            const j = JSON.parse(l) as Record<string, unknown>;
+            if (j.done && !settled) {
+              settled = true;
+              summaries.push(j);
+              resolve();
+            }
+          });
+          proc.once('exit', (code, signal) => {
+            if (settled) return;
+            settled = true;
+            died.push(`load generator ${s + 1} (kiosks ${from}..${to - 1}) exited (${code ?? signal}) before its summary`);
+            resolve();
+          });
+        }),
       );
     }
     await Promise.all(connected);
@@ -306,9 +319,10 @@ async function runSetup(setup: FleetSetup, o: FleetSalesOptions): Promise<FleetS
       runQueueWaitMsPerSecond,
       cpuPressure,
       machineBusy: (m1.busy - m0.busy) / Math.max(1, m1.total - m0.total),
-      loadGenLoopDelayP99Ms: Math.max(...summaries.map((s) => s.loopDelayP99Ms as number)),
-      loadGenLoopDelayMaxMs: Math.max(...summaries.map((s) => s.loopDelayMaxMs as number)),
+      loadGenLoopDelayP99Ms: Math.max(0, ...summaries.map((s) => s.loopDelayP99Ms as number)),
+      loadGenLoopDelayMaxMs: Math.max(0, ...summaries.map((s) => s.loopDelayMaxMs as number)),
       load: { before: loadBefore, after: loadAfter },
+      ...(died.length ? { loadGeneratorsDied: died } : {}),
     };
   } finally {
     for (const p of swarms) if (p.exitCode === null) p.kill('SIGKILL');
@@ -351,7 +365,8 @@ const ms = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '-');
 
 export function describeFleet(f: FleetSalesFigure): string {
   const l = f.notificationToPaid;
-  return `p50 ${ms(l.p50)} ms, p99 ${ms(l.p99)} ms, max ${ms(l.max)} ms over ${l.count} sales; ${f.completedPerSecond.toFixed(0)} of ${f.offeredPerSecond.toFixed(0)} sales/s completed, ${f.failed} failed`;
+  const died = f.loadGeneratorsDied ? `; ${f.loadGeneratorsDied.join('; ')}` : '';
+  return `p50 ${ms(l.p50)} ms, p99 ${ms(l.p99)} ms, max ${ms(l.max)} ms over ${l.count} sales; ${f.completedPerSecond.toFixed(0)} of ${f.offeredPerSecond.toFixed(0)} sales/s completed, ${f.failed} failed${died}`;
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

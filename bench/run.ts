@@ -137,7 +137,7 @@ async function main(): Promise<void> {
   raw.fleetSales = fleet;
   const lite = fleet.find((f) => f.store === 'sqlite');
   const fleetFigure = (f: FleetSalesFigure) =>
-    `p50 ${n(f.notificationToPaid.p50, 0)} ms, p99 ${n(f.notificationToPaid.p99, 0)} ms, max ${n(f.notificationToPaid.max, 0)} ms; ${Math.round(f.completedPerSecond)} of ${Math.round(f.offeredPerSecond)} sales/s completed, ${f.failed} failed (CPU pressure ${Math.round(f.cpuPressure * 100)} %)`;
+    `p50 ${n(f.notificationToPaid.p50, 0)} ms, p99 ${n(f.notificationToPaid.p99, 0)} ms, max ${n(f.notificationToPaid.max, 0)} ms; ${Math.round(f.completedPerSecond)} of ${Math.round(f.offeredPerSecond)} sales/s completed, ${f.failed} failed${f.loadGeneratorsDied ? `, ${f.loadGeneratorsDied.length} load generator(s) died` : ''} (CPU pressure ${Math.round(f.cpuPressure * 100)} %)`;
   for (const f of fleet) {
     rows.push({
       path: `${f.kiosks} kiosks selling every ${f.offeredPerSecond === f.kiosks ? 'second' : `${(f.kiosks / f.offeredPerSecond).toFixed(1)} s`}, ${f.setup}: notification sent -> order.paid at the kiosk`,
