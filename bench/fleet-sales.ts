@@ -14,7 +14,7 @@
 //   BENCH_PROFILE=/tmp/prof npx tsx bench/fleet-sales.ts ...   (relays and emulator with --cpu-prof)
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, openSync, closeSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, openSync, closeSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -98,8 +98,15 @@ function latency(xs: number[]): Latency {
 
 /** ms the process's main thread (its event loop) has spent waiting in the run queue for a core, from /proc/<pid>/schedstat */
 function runQueueWaitMs(pid: number): number {
-  return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1]) / 1e6;
+  return alive(pid) ? Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1]) / 1e6 : NaN;
 }
+
+/** a load generator exits once its window is over, possibly before the window's last reading */
+function alive(pid: number): boolean {
+  return existsSync(`/proc/${pid}/stat`);
+}
+
+const cpuMsIfAlive = (pid: number) => (alive(pid) ? cpuMs(pid) : NaN);
 
 /** µs during which at least one runnable task waited for a core, machine-wide (PSI, /proc/pressure/cpu) */
 function cpuPressureUs(): number {
@@ -283,17 +290,18 @@ async function runSetup(setup: FleetSetup, o: FleetSalesOptions): Promise<FleetS
     for (const p of swarms) p.stdin!.write('go\n');
     // CPU over the measured window only
     await new Promise((r) => setTimeout(r, o.warmupSeconds * 1000));
-    const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuMs(pid)]));
+    const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuMsIfAlive(pid)]));
     const wait0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, runQueueWaitMs(pid)]));
     const m0 = machineTicks();
     const psi0 = cpuPressureUs();
     const t0 = Date.now();
     await new Promise((r) => setTimeout(r, o.seconds * 1000));
     const wall = (Date.now() - t0) / 1000;
-    const cpuMsPerSecond = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, Math.round((cpuMs(pid) - cpu0[k]!) / wall)]));
+    const cpuMsPerSecond = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, Math.round((cpuMsIfAlive(pid) - cpu0[k]!) / wall)]));
     const runQueueWaitMsPerSecond = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, Math.round((runQueueWaitMs(pid) - wait0[k]!) / wall)]));
     const m1 = machineTicks();
     const cpuPressure = (cpuPressureUs() - psi0) / (wall * 1e6);
+    for (const p of swarms) p.stdin!.end(); // each exits once it has printed its summary
     await Promise.all(finished);
     const loadAfter = loadavg()[0]!;
 

@@ -13,8 +13,8 @@
 // request is written. The sandbox is told not to notify, so the only notification is the timed
 // one. Waits on stdin for a "go" line (so every process starts together), sells for
 // --warmup-seconds (not measured) then --seconds (measured: sales whose notification left in that
-// window), lets the sales in flight finish, prints one JSON summary line and exits. Before "go"
-// it prints {"connected":N} once every kiosk is welcomed.
+// window), lets the sales in flight finish, prints one JSON summary line and exits when stdin
+// closes. Before "go" it prints {"connected":N} once every kiosk is welcomed.
 
 import http from 'node:http';
 import { appendFileSync, readFileSync } from 'node:fs';
@@ -288,7 +288,10 @@ await Promise.all(
   }),
 );
 console.log(JSON.stringify({ connected: stats.connected }));
-await new Promise<void>((resolve) => createInterface({ input: process.stdin }).once('line', () => resolve()));
+const control = createInterface({ input: process.stdin });
+let controlClosed = false;
+control.once('close', () => (controlClosed = true));
+await new Promise<void>((resolve) => control.once('line', () => resolve()));
 const now = performance.now();
 const measureFrom = now + warmupMs;
 const measureTo = measureFrom + windowMs;
@@ -311,4 +314,6 @@ console.log(
     loopDelayMaxMs: loopDelay.max / 1e6,
   }),
 );
-process.exit(0);
+// alive until the parent closes stdin: it reads this process's CPU time at the window's end
+if (controlClosed) process.exit(0);
+control.once('close', () => process.exit(0));
