@@ -79,6 +79,8 @@ export interface FleetSalesFigure {
    * runnable, something else ran): on a shared machine, what every store round trip pays again
    */
   runQueueWaitMsPerSecond: Record<string, number>;
+  /** the same per time the main thread got a core: what one wake-up (a store answer, a frame) waits */
+  waitPerWakeupMs: Record<string, number>;
   /** share of the machine's CPU busy (all processes, neighbours included) during the window */
   machineBusy: number;
   /** share of the window during which some runnable task waited for a core (PSI "some") */
@@ -98,7 +100,14 @@ function latency(xs: number[]): Latency {
 
 /** ms the process's main thread (its event loop) has spent waiting in the run queue for a core, from /proc/<pid>/schedstat */
 function runQueueWaitMs(pid: number): number {
-  return alive(pid) ? Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1]) / 1e6 : NaN;
+  return schedstat(pid)[1];
+}
+
+/** [ms on a core, ms waiting in the run queue, times it got a core] of the process's main thread */
+function schedstat(pid: number): [number, number, number] {
+  if (!alive(pid)) return [NaN, NaN, NaN];
+  const [run, wait, slices] = readFileSync(`/proc/${pid}/schedstat`, 'utf8').trim().split(' ').map(Number);
+  return [run! / 1e6, wait! / 1e6, slices!];
 }
 
 /** a load generator exits once its window is over, possibly before the window's last reading */
@@ -292,6 +301,7 @@ async function runSetup(setup: FleetSetup, o: FleetSalesOptions): Promise<FleetS
     await new Promise((r) => setTimeout(r, o.warmupSeconds * 1000));
     const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuMsIfAlive(pid)]));
     const wait0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, runQueueWaitMs(pid)]));
+    const slices0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, schedstat(pid)[2]]));
     const m0 = machineTicks();
     const psi0 = cpuPressureUs();
     const t0 = Date.now();
@@ -299,6 +309,12 @@ async function runSetup(setup: FleetSetup, o: FleetSalesOptions): Promise<FleetS
     const wall = (Date.now() - t0) / 1000;
     const cpuMsPerSecond = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, Math.round((cpuMsIfAlive(pid) - cpu0[k]!) / wall)]));
     const runQueueWaitMsPerSecond = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, Math.round((runQueueWaitMs(pid) - wait0[k]!) / wall)]));
+    const waitPerWakeupMs = Object.fromEntries(
+      Object.entries(pids).map(([k, pid]) => {
+        const [, wait, slices] = schedstat(pid);
+        return [k, Math.round(((wait - wait0[k]!) / Math.max(1, slices - slices0[k]!)) * 100) / 100];
+      }),
+    );
     const m1 = machineTicks();
     const cpuPressure = (cpuPressureUs() - psi0) / (wall * 1e6);
     for (const p of swarms) p.stdin!.end(); // each exits once it has printed its summary
@@ -325,6 +341,7 @@ async function runSetup(setup: FleetSetup, o: FleetSalesOptions): Promise<FleetS
       wholeSale,
       cpuMsPerSecond,
       runQueueWaitMsPerSecond,
+      waitPerWakeupMs,
       cpuPressure,
       machineBusy: (m1.busy - m0.busy) / Math.max(1, m1.total - m0.total),
       loadGenLoopDelayP99Ms: Math.max(0, ...summaries.map((s) => s.loopDelayP99Ms as number)),
