@@ -17,6 +17,7 @@ import { benchRelayHttp } from './relay-http.js';
 import { benchVendLatency } from './vend-latency.js';
 import { benchQrLatency } from './qr-latency.js';
 import { benchKioskConnections, describeHeld } from './kiosk-connections.js';
+import { benchFleetSales, type FleetSalesFigure } from './fleet-sales.js';
 
 interface Row {
   path: string;
@@ -123,6 +124,31 @@ async function main(): Promise<void> {
     met: vends.medianMs / vendFloor <= 1.5,
     pi3: pi3Ms(vends.medianMs),
   });
+
+  // ---- a fleet selling: N kiosks once a second through two relays on PostgreSQL, then one on
+  // SQLite (bench/fleet-sales.ts; BENCH_FLEET_KIOSKS, BENCH_FLEET_SECONDS, BENCH_FLEET_INTERVAL_MS) ----
+  const fleet = await benchFleetSales({
+    kiosks: Number(process.env.BENCH_FLEET_KIOSKS ?? (QUICK ? 100 : 1000)),
+    intervalMs: Number(process.env.BENCH_FLEET_INTERVAL_MS ?? 1000),
+    warmupSeconds: QUICK ? 5 : 10,
+    seconds: Number(process.env.BENCH_FLEET_SECONDS ?? (QUICK ? 15 : 60)),
+    swarms: 2,
+  });
+  raw.fleetSales = fleet;
+  const lite = fleet.find((f) => f.store === 'sqlite');
+  const fleetFigure = (f: FleetSalesFigure) =>
+    `${f.notificationToPaid.count === 0 ? 'no sale completed in the window' : `p50 ${n(f.notificationToPaid.p50, 0)} ms, p99 ${n(f.notificationToPaid.p99, 0)} ms, max ${n(f.notificationToPaid.max, 0)} ms over ${f.notificationToPaid.count} sales`}; ${Math.round(f.completedPerSecond)} of ${Math.round(f.offeredPerSecond)} sales/s completed, ${f.failed} failed${f.loadGeneratorsDied ? `, ${f.loadGeneratorsDied.length} load generator(s) died` : ''} (CPU pressure ${Math.round(f.cpuPressure * 100)} %)`;
+  for (const f of fleet) {
+    rows.push({
+      path: `${f.kiosks} kiosks selling every ${f.offeredPerSecond === f.kiosks ? 'second' : `${(f.kiosks / f.offeredPerSecond).toFixed(1)} s`}, ${f.setup}: notification sent -> order.paid at the kiosk`,
+      figure: fleetFigure(f),
+      floor: f === lite || !lite ? `one vend at a time, one process (row above): median ${n(vends.medianMs)} ms` : `one relay on SQLite, same load: ${fleetFigure(lite)}`,
+      ratio: f === lite || !lite ? f.notificationToPaid.p50 / vends.medianMs : f.notificationToPaid.p99 / lite.notificationToPaid.p99, // NaN (shown as -) when a setup completed no sale
+      kind: 'cost',
+      goal: 'p99 < 100 ms',
+      met: f.notificationToPaid.p99 < 100 && f.failed === 0,
+    });
+  }
 
   // ---- journal ----
   const j = journalCycles(QUICK ? 30 : 100);
