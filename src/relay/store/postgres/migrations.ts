@@ -362,6 +362,13 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   CREATE INDEX operator_audit_order ON operator_audit(order_id, id);
   `,
   },
+  {
+    version: 10,
+    additive: true, // as SQLite's step 10: an index only
+    sql: `
+  CREATE INDEX orders_closed ON orders(updated_at, id) WHERE state IN ('cancelled','expired');
+  `,
+  },
 ];
 
 /** The schema version this code writes (the highest step it knows). */

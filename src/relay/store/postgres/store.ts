@@ -9,7 +9,7 @@ import { kioskCommand, type CommandEvent, type CommandState } from '../../../cor
 import type { CommandPatch, CommandRecord, CommandRefusalRecord, KioskPrices, Presence, RefillRecord, StoredStatus } from '../../fleet-recorder.js';
 import { apiKeyFromRow, commandFromRow, commandHistoryFromRow, pricesFromRow, refillFromRow, refusalFromRow, statusFromRow, REFUSALS_KEPT } from '../recorder-rows.js';
 import type { DexAuditFrame, PaymentModelName } from '../../../protocol/messages.js';
-import type { RelayStore, SaleRow } from '../api.js';
+import type { ContingencyCursor, RelayStore, SaleRow } from '../api.js';
 import { SIGNAL_CHANNEL } from '../../fleet/signals.js';
 import { outboundDelivery, type DeliveryEvent, type DeliveryState } from '../../../core/outbound-delivery.js';
 import { alertFromRow, deliveryFromRow, presenceFromRow } from '../fleet-rows.js';
@@ -403,8 +403,30 @@ export class PostgresRelayStore implements RelayStore {
       : this.many(orderFromRow, `SELECT * FROM orders WHERE state = 'pending' AND deadline <= $1 ORDER BY deadline, id`, now);
   }
 
-  contingencyCandidates(createdBefore: number, quietSince: number, closedSince: number): Promise<OrderRecord[]> {
-    return this.many(orderFromRow, `SELECT * FROM orders WHERE ${CONTINGENCY_WHERE} ORDER BY created_at, id`, createdBefore, quietSince, closedSince);
+  openContingencyCandidates(createdBefore: number, quietSince: number, limit: number): Promise<OrderRecord[]> {
+    return this.many(
+      orderFromRow,
+      `SELECT * FROM orders WHERE state = 'pending' AND created_at <= $1 AND (last_notification_at IS NULL OR last_notification_at <= $2)
+       ORDER BY deadline, id LIMIT $3`,
+      createdBefore,
+      quietSince,
+      limit,
+    );
+  }
+
+  /** As SQLite's (orders.ts): the partial index orders_closed, a keyset cursor, newest first. */
+  closedContingencyCandidates(closedSince: number, below: ContingencyCursor | undefined, limit: number): Promise<OrderRecord[]> {
+    return below
+      ? this.many(
+          orderFromRow,
+          `SELECT * FROM orders WHERE state IN ('cancelled','expired') AND updated_at >= $1 AND (updated_at, id) < ($2, $3)
+           ORDER BY updated_at DESC, id DESC LIMIT $4`,
+          closedSince,
+          below.updatedAt,
+          below.id,
+          limit,
+        )
+      : this.many(orderFromRow, `SELECT * FROM orders WHERE state IN ('cancelled','expired') AND updated_at >= $1 ORDER BY updated_at DESC, id DESC LIMIT $2`, closedSince, limit);
   }
 
   countOrders(state: OrderState): Promise<number> {

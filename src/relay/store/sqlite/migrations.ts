@@ -338,4 +338,13 @@ export const MIGRATIONS: readonly (string | Migration)[] = [
   );
   CREATE INDEX operator_audit_order ON operator_audit(order_id, id);
   `,
+  // 10: the contingency search walks the recently closed orders newest first with a keyset cursor
+  // (store closedContingencyCandidates); this index holds only cancelled/expired orders, so a page
+  // reads its own rows whatever the history. Additive: an index only.
+  {
+    additive: true,
+    sql: `
+  CREATE INDEX orders_closed ON orders(updated_at, id) WHERE state IN ('cancelled','expired');
+  `,
+  },
 ];
