@@ -148,9 +148,15 @@ export class ContingencyPoller {
     let looked = 0;
     let due: OrderRecord[] = [];
     const isDue = (o: OrderRecord) => (this.backoff.get(o.id)?.nextAt ?? 0) <= now;
-    /** Looks `due` up; false when the budget ran out before all of them were covered. */
+    /**
+     * Looks `due` up; false when the budget ran out before all of them were covered (the walk
+     * stops there and the next pass reads them again). A batch that had the whole budget and still
+     * did not finish (a window with more records than maxPagesPerPass pages, batch() warns) never
+     * will: the walk goes on past it rather than stall.
+     */
     const flush = async (): Promise<boolean> => {
       if (due.length === 0) return true;
+      const fresh = budget.left === maxPagesPerPass;
       const covered = await this.look(due, budget);
       const base = this.o.config.contingencyIntervalSeconds * 1000;
       for (const order of due) {
@@ -161,7 +167,7 @@ export class ContingencyPoller {
         this.backoff.set(order.id, b);
       }
       looked += covered.size;
-      const complete = covered.size === due.length || budget.left > 0;
+      const complete = covered.size === due.length || budget.left > 0 || fresh;
       due = [];
       return complete;
     };
@@ -171,7 +177,7 @@ export class ContingencyPoller {
     const top = this.sweep.top;
     if (top) {
       let below: ContingencyCursor | undefined;
-      head: while (pagesLeft > 0 && !this.closed) {
+      head: while (pagesLeft > 0 && budget.left > 0 && !this.closed) {
         const page = await this.o.store.closedContingencyCandidates(closedSince, below, pageSize);
         pagesLeft--;
         for (const order of page) {
@@ -189,7 +195,7 @@ export class ContingencyPoller {
     //    read while nothing was waiting in `due` (a batch the budget could not finish is read again)
     let resume = this.sweep.below;
     let below = this.sweep.below;
-    while (pagesLeft > 0 && !this.closed) {
+    while (pagesLeft > 0 && budget.left > 0 && !this.closed) {
       const page = await this.o.store.closedContingencyCandidates(closedSince, below, pageSize);
       pagesLeft--;
       if (below === undefined) this.sweep.top = page.length ? keyOf(page[0]!) : undefined;
@@ -203,15 +209,12 @@ export class ContingencyPoller {
       }
       if (page.length < pageSize) {
         // the end of the list: the next pass begins a new sweep at the top
-        if (!(await flush())) this.sweep.below = resume;
-        else this.sweep = { top: this.sweep.top, below: undefined };
-        if (this.sweep.below === undefined) this.sweep.top = undefined;
+        this.sweep = (await flush()) ? { top: undefined, below: undefined } : { top: this.sweep.top, below: resume };
         return looked;
       }
       below = keyOf(page[page.length - 1]!);
     }
-    if (!(await flush())) this.sweep.below = resume;
-    else this.sweep.below = below;
+    this.sweep.below = (await flush()) ? below : resume;
     return looked;
   }
 
