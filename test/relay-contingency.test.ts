@@ -133,6 +133,33 @@ describe('contingency search that scales', { timeout: 180_000 }, () => {
     await k.close();
   });
 
+  it('with one call a pass, the walk goes on where the last pass stopped: the oldest of 600 cancels is reached, one page a pass', async () => {
+    h = await startHarness({ limits: { contingency: { callsPerSecond: 1000, maxPagesPerPass: 1, pageSize: 50 } }, orders: NO_TIMER });
+    h.mp.clock = () => h!.clock.t;
+    const t0 = h.clock.t;
+    await h.relay.store.transaction(async (tx) => {
+      for (let i = 0; i < 600; i++) {
+        const at = t0 - 10 * 60_000 + i * 1000;
+        const id = `ord_slow${String(i).padStart(4, '0')}`;
+        await tx.insertOrder({ id, kioskId: 'k1', slot: 1, sku: 'COLA', title: 'Cola 500ml', quantity: 1, unitPrice: 150000, amount: 150000, currency: 'ARS', claimedAmount: 150000, claimedCurrency: 'ARS', state: 'pending', deadline: at + 60_000, createdAt: at });
+        await tx.transitionOrder(id, 'cancel', at + 30);
+      }
+    });
+    h.clock.t = t0 - 10 * 60_000 + 10;
+    h.mp.pay('ord_slow0000', 1500);
+    h.clock.t = t0 + 1_000;
+    let passes = 0;
+    while ((await h.relay.store.getOrder('ord_slow0000'))!.state === 'cancelled') {
+      expect(passes).toBeLessThan(13); // 600 orders, 50 a pass
+      const calls = searches(h).length;
+      await h.relay.runContingency();
+      passes++;
+      expect(searches(h).length - calls).toBe(1);
+      h.clock.t += 1_000; // inside the first backoff: what was looked at is not looked at again
+    }
+    expect(passes).toBe(12);
+  });
+
   it('a late payment on one of many cancelled orders is found by the batched search and refunded', async () => {
     h = await startHarness({ limits: { contingency: { callsPerSecond: 1000 } }, orders: NO_TIMER });
     h.mp.clock = () => h!.clock.t;
