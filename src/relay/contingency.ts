@@ -113,11 +113,6 @@ export class ContingencyPoller {
     await this.running;
   }
 
-  /** How many closed orders the poller remembers a backoff for (bounded by the watch window). */
-  backoffSize(): number {
-    return this.backoff.size;
-  }
-
   private async pass(): Promise<number> {
     const now = this.o.now();
     const after = this.o.config.contingencyAfterSeconds * 1000;
