@@ -174,6 +174,27 @@ describe('contingency search that scales', { timeout: 180_000 }, () => {
     await k.close();
   });
 
+  // Found by the 100,000-vend soak: at 20 sales a second, the window around a few cancelled
+  // orders held 12,000 merchant orders, more than a pass may read; the search never finished.
+  it('a busy store: a window too big for one pass, a few cancels in it: looked up one call each, the late payment found', async () => {
+    h = await startHarness({ limits: { contingency: { callsPerSecond: 1000 } }, orders: NO_TIMER });
+    h.mp.clock = () => h!.clock.t;
+    const k = await TestKiosk.connect(h.relay, h.token);
+    // other customers' sales at Mercado Pago, in the same minutes: 20 pages of 50
+    for (let i = 0; i < 1000; i++) h.mp.pay(`ord_other${i}`, 900);
+    await selectCancel(h, k, 5);
+    h.mp.pay('ord_mash00003', 1500); // paid after the cancel, its notification lost
+    h.clock.t += 21_000;
+    await h.relay.runContingency();
+    await k.waitFrame((f) => f.type === 'order.refunded' && f.orderId === 'ord_mash00003');
+    // one page of the batch showed the window's size, then one exact lookup per cancel
+    const calls = searches(h).map((c) => c.args[0] as { external_reference?: string });
+    expect(calls).toHaveLength(6);
+    expect(calls[0]!.external_reference).toBeUndefined();
+    expect(calls.slice(1).map((c) => c.external_reference).sort()).toEqual(['ord_mash00000', 'ord_mash00001', 'ord_mash00002', 'ord_mash00003', 'ord_mash00004']);
+    await k.close();
+  });
+
   it('Mercado Pago calls are paced: limits.contingency.callsPerSecond', async () => {
     h = await startHarness({ limits: { contingency: { callsPerSecond: 0.001 } }, orders: NO_TIMER });
     const k = await TestKiosk.connect(h.relay, h.token);
