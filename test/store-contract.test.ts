@@ -189,8 +189,25 @@ describe.each(STORE_KINDS)('relay store contract: %s', (kind: StoreKind) => {
     await s.patchOrder('o2', { lastNotificationAt: T0 + 100 });
     await s.insertOrder(order('o3', { createdAt: T0 + 2 }));
     await s.transitionOrder('o3', 'expire', T0 + 50);
-    expect((await s.contingencyCandidates(T0 + 10, T0 + 50, T0 + 40)).map((o) => o.id)).toEqual(['o1', 'o3']);
-    expect((await s.contingencyCandidates(T0 + 10, T0 + 200, T0 + 60)).map((o) => o.id)).toEqual(['o1', 'o2']);
+    expect((await s.openContingencyCandidates(T0 + 10, T0 + 50, 10)).map((o) => o.id)).toEqual(['o1']);
+    expect((await s.openContingencyCandidates(T0 + 10, T0 + 200, 10)).map((o) => o.id)).toEqual(['o1', 'o2']);
+    expect((await s.openContingencyCandidates(T0 + 10, T0 + 200, 1)).map((o) => o.id)).toEqual(['o1']);
+    expect((await s.closedContingencyCandidates(T0 + 40, undefined, 10)).map((o) => o.id)).toEqual(['o3']);
+    expect(await s.closedContingencyCandidates(T0 + 60, undefined, 10)).toEqual([]);
+    // the keyset walk: newest first, orders closed in the same millisecond ordered by id, each
+    // page strictly below the last order of the one before, nothing read twice or skipped
+    for (const [id, at] of [['c1', T0 + 70], ['c2', T0 + 80], ['c3', T0 + 80], ['c4', T0 + 80], ['c5', T0 + 90]] as const) {
+      await s.insertOrder(order(id, { createdAt: T0 + 3 }));
+      await s.transitionOrder(id, 'cancel', at);
+    }
+    const walked: string[] = [];
+    for (let below: { updatedAt: number; id: string } | undefined, i = 0; i < 10; i++) {
+      const page = await s.closedContingencyCandidates(T0 + 45, below, 2);
+      walked.push(...page.map((o) => o.id));
+      if (page.length < 2) break;
+      below = { updatedAt: page[1]!.updatedAt, id: page[1]!.id };
+    }
+    expect(walked).toEqual(['c5', 'c4', 'c3', 'c2', 'c1', 'o3']);
 
     // watchdog
     await s.transitionOrder('o1', 'payment_verified', T0 + 20, null, { paidAt: T0 + 20 });

@@ -128,12 +128,19 @@ describe('torture suites, short versions', () => {
 
 // Every payment model through the same harness (the long runs: npm run torture -- --model all):
 // the provisioning, the scan and the calls Mercado Pago can fail differ per model, the
-// invariants do not. One crash cycle and one Mercado Pago fault cycle each.
+// invariants do not. One crash cycle, one Mercado Pago fault cycle and one network fault cycle
+// each (the network one is what the scan and the offer calls of each model go through).
 describe.each(PAYMENT_MODELS.filter((m) => m !== 'unattended'))('torture suites, short versions, model %s', (model) => {
   it('a sale with a seeded SIGKILL, then one with seeded Mercado Pago faults: nothing lost, nothing twice', async () => {
     clean(await crashSuite({ cycles: 1, seed: 7, model }));
     clean(await mpFaultSuite({ cycles: 1, seed: 3, model, maxNotifyDelayMs: 1500, timeoutChance: 0, harmMs: 500 }));
   }, 180_000);
+
+  it('a sale with drops, delays, half-open links and resets on all three links', async () => {
+    const r = await networkSuite({ cycles: 1, seed: 11, model, faultRate: 0.15, maxDelayMs: 400, harmMs: 500 });
+    clean(r);
+    expect(Object.values(r.faults).reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
+  }, 420_000);
 });
 
 describe('cases the torture suites found, kept', () => {

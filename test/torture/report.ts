@@ -21,6 +21,15 @@ export function latencyFigures(samples: number[]): SuiteReport['payToDispenseMs'
   return { n: samples.length, p50: percentile(samples, 50), p99: percentile(samples, 99), max: samples.length ? Math.max(...samples) : undefined };
 }
 
+/**
+ * A run cut short by its time budget (--minutes): what it reached. Its report's `cycles` is the
+ * cycles it ran, so the replay line replays exactly those (each cycle draws from its own fork of
+ * the seed, `cycle<n>`, whatever the run's length).
+ */
+export function stoppedBy(done: number, o: { cycles: number; minutes?: number }): { stoppedBy?: string } {
+  return done < o.cycles ? { stoppedBy: `the ${o.minutes}-minute budget, at ${done} of ${o.cycles} cycles` } : {};
+}
+
 export function bump(faults: Record<string, number>, kind: string, n = 1): void {
   faults[kind] = (faults[kind] ?? 0) + n;
 }

@@ -16,9 +16,9 @@ type Suite = (typeof SUITES)[number];
 
 function usage(msg?: string): never {
   if (msg) console.error(`torture: ${msg}`);
-  console.error(`usage: npm run torture -- [${SUITES.join('|')} ...] [--cycles N] [--seed S] [--model ${PAYMENT_MODELS.join('|')}|all] [--verbose] [--keep]
+  console.error(`usage: npm run torture -- [${SUITES.join('|')} ...] [--cycles N] [--seed S] [--model ${PAYMENT_MODELS.join('|')}[,...]|all] [--verbose] [--keep]
   default: every suite; --cycles is per suite (fuzz: cases per target; soak: vends)
-  --minutes M: the soak stops selling after M minutes and reports what it reached
+  --minutes M: each suite run (each model's) stops after M minutes and reports what it reached (not fuzz)
   --model all runs the crash, network and mp suites once per payment model, each --cycles long`);
   process.exit(2);
 }
@@ -47,15 +47,17 @@ for (let i = 0; i < args.length; i++) {
     seed = Number(value());
     if (!Number.isSafeInteger(seed) || seed < 0) usage('--seed must be a non-negative whole number');
   } else if (a === '--model') {
+    // one model, several separated by commas, or all
     const m = value();
-    if (m !== 'all' && !PAYMENT_MODELS.includes(m)) usage(`unknown model "${m}"; known: ${PAYMENT_MODELS.join(', ')}, or all`);
-    models = m === 'all' ? [...PAYMENT_MODELS] : [m];
+    models = m === 'all' ? [...PAYMENT_MODELS] : m.split(',');
+    const bad = models.find((x) => !PAYMENT_MODELS.includes(x));
+    if (bad !== undefined) usage(`unknown model "${bad}"; known: ${PAYMENT_MODELS.join(', ')}, or all`);
   } else if (a === '--verbose') verbose = true;
   else if (a === '--keep') keep = true;
   else if (a === '--kiosks') kiosks = Number(value());
   else if (a === '--minutes') {
     minutes = Number(value());
-    if (!(minutes > 0)) usage('--minutes must be a positive number (the soak stops selling after it and reports)');
+    if (!(minutes > 0)) usage('--minutes must be a positive number (a suite stops after it and reports what it reached)');
   }
   else if (a === '--targets') {
     targets = value().split(',') as FuzzTarget[];
@@ -81,13 +83,13 @@ for (const { suite, model } of runs) {
   let report: SuiteReport;
   switch (suite) {
     case 'crash':
-      report = await crashSuite({ cycles: n, seed: runSeed, model, log, keepDir: keep });
+      report = await crashSuite({ cycles: n, seed: runSeed, model, log, keepDir: keep, ...(minutes ? { minutes } : {}) });
       break;
     case 'network':
-      report = await networkSuite({ cycles: n, seed: runSeed, model, log, keepDir: keep });
+      report = await networkSuite({ cycles: n, seed: runSeed, model, log, keepDir: keep, ...(minutes ? { minutes } : {}) });
       break;
     case 'mp':
-      report = await mpFaultSuite({ cycles: n, seed: runSeed, model, log, keepDir: keep });
+      report = await mpFaultSuite({ cycles: n, seed: runSeed, model, log, keepDir: keep, ...(minutes ? { minutes } : {}) });
       break;
     case 'fuzz':
       report = await fuzzSuite({ cases: n, seed: runSeed, log, ...(targets ? { targets } : {}) });

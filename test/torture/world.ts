@@ -471,7 +471,10 @@ async function kill(p: Proc | undefined, signal: NodeJS.Signals): Promise<void> 
   }
 }
 
-async function untilUp(p: Proc, probe: () => Promise<boolean>, timeoutMs = 30_000): Promise<'up' | 'died'> {
+// 120 s: a long run started with `nice` on a shared machine at load 18 once needed more than 30 s
+// to start a process, and the suite died without its report. A process that never comes up still
+// ends the run with this error.
+async function untilUp(p: Proc, probe: () => Promise<boolean>, timeoutMs = 120_000): Promise<'up' | 'died'> {
   const until = Date.now() + timeoutMs;
   let died = false;
   void p.exited.then(() => (died = true));

@@ -71,6 +71,12 @@ export interface KioskStore {
   rotateKioskToken(id: string): Promise<string>;
 }
 
+/** Where a walk of the contingency search's closed orders stands: the last order it read. */
+export interface ContingencyCursor {
+  updatedAt: number;
+  id: string;
+}
+
 export interface OrderStore {
   /** Inserts a `pending` order (event `created`) or a `rejected` one (event `rejected`) with its history row. */
   insertOrder(o: NewOrder): Promise<OrderRecord>;
@@ -83,11 +89,18 @@ export interface OrderStore {
   ordersInState(state: OrderState): Promise<OrderRecord[]>;
   pendingPastDeadline(now: number, kioskId?: string): Promise<OrderRecord[]>;
   /**
-   * Orders the contingency poller should ask Mercado Pago about: pending ones created at or before
-   * `createdBefore` without news since `quietSince`, and cancelled/expired ones closed (updated)
-   * at or after `closedSince` (a payment can still land). Oldest first.
+   * The contingency search's open orders: pending ones created at or before `createdBefore` with
+   * no notification since `quietSince`, soonest deadline first, at most `limit`.
    */
-  contingencyCandidates(createdBefore: number, quietSince: number, closedSince: number): Promise<OrderRecord[]>;
+  openContingencyCandidates(createdBefore: number, quietSince: number, limit: number): Promise<OrderRecord[]>;
+  /**
+   * The contingency search's closed orders: cancelled or expired ones closed (updated) at or after
+   * `closedSince`, where a payment can still land. Newest first, a page at a time: `below` is the
+   * keyset cursor (the last order of the previous page; only orders strictly below it in
+   * (updatedAt, id) order come), so a backlog of any size is walked without loading it whole and
+   * without an OFFSET that rereads what came before.
+   */
+  closedContingencyCandidates(closedSince: number, below: ContingencyCursor | undefined, limit: number): Promise<OrderRecord[]>;
   countOrders(state: OrderState): Promise<number>;
   /** Newest first, for the operator's `qrkiosk relay orders`. */
   recentOrders(opts: { limit: number; kioskId?: string; state?: OrderState }): Promise<OrderRecord[]>;

@@ -1,6 +1,6 @@
 import { runCycle, verdict, type PayPlan } from '../cycle.js';
 import { Prng } from '../prng.js';
-import { bump, latencyFigures, type SuiteReport } from '../report.js';
+import { bump, latencyFigures, stoppedBy, type SuiteReport } from '../report.js';
 import { World, type PaymentModel } from '../world.js';
 
 // Crash suite: every cycle is one sale during which the agent, the relay or both are SIGKILLed at
@@ -39,6 +39,8 @@ export interface CrashOptions {
   model?: PaymentModel;
   log?: (line: string) => void;
   keepDir?: boolean;
+  /** stop starting cycles after this many minutes and report what was reached (--minutes) */
+  minutes?: number;
 }
 
 export function planCrash(prng: Prng): CrashPlan {
@@ -87,7 +89,10 @@ export async function crashSuite(o: CrashOptions): Promise<SuiteReport> {
   try {
     await w.startRelay();
     await w.startAgent();
-    for (let cycle = 1; cycle <= o.cycles; cycle++) {
+    const stopAt = o.minutes ? started + o.minutes * 60_000 : Infinity;
+    let done = 0;
+    for (let cycle = 1; cycle <= o.cycles && Date.now() < stopAt; cycle++) {
+      done = cycle;
       const prng = root.fork(`cycle${cycle}`);
       const crash = planCrash(prng);
       const plan = planPayment(prng);
@@ -130,12 +135,12 @@ export async function crashSuite(o: CrashOptions): Promise<SuiteReport> {
       suite: 'crash',
       seed: o.seed,
       model: o.model ?? 'unattended',
-      cycles: o.cycles,
+      cycles: done,
       faults,
       violations: [...violations],
       payToDispenseMs: latencyFigures(latencies),
       durationMs: Date.now() - started,
-      extra: { counts: final.counts, ...(o.keepDir || violations.size ? { dir: w.dir } : {}) },
+      extra: { ...stoppedBy(done, o), counts: final.counts, ...(o.keepDir || violations.size ? { dir: w.dir } : {}) },
     };
   } finally {
     await w.close(o.keepDir || violations.size > 0);

@@ -1,7 +1,7 @@
 import type { NotifyOptions, SandboxEndpoint } from '../../../src/sandbox/types.js';
 import { runCycle, verdict, type PayPlan } from '../cycle.js';
 import { Prng } from '../prng.js';
-import { bump, latencyFigures, type SuiteReport } from '../report.js';
+import { bump, latencyFigures, stoppedBy, type SuiteReport } from '../report.js';
 import { World, type PaymentModel } from '../world.js';
 
 // Mercado Pago faults suite: in every cycle the emulator misbehaves as the seed says: 5xx and 429
@@ -22,6 +22,8 @@ export interface MpFaultOptions {
   harmMs?: number;
   log?: (line: string) => void;
   keepDir?: boolean;
+  /** stop starting cycles after this many minutes and report what was reached (--minutes) */
+  minutes?: number;
 }
 
 type ApiFaults = ReadonlyArray<readonly [SandboxEndpoint, number[]]>;
@@ -100,7 +102,10 @@ export async function mpFaultSuite(o: MpFaultOptions): Promise<SuiteReport> {
   try {
     await w.startRelay();
     await w.startAgent();
-    for (let cycle = 1; cycle <= o.cycles; cycle++) {
+    const stopAt = o.minutes ? started + o.minutes * 60_000 : Infinity;
+    let done = 0;
+    for (let cycle = 1; cycle <= o.cycles && Date.now() < stopAt; cycle++) {
+      done = cycle;
       const prng = root.fork(`cycle${cycle}`);
       const kind = prng.weighted<PayPlan['kind']>([['approved', 5], ['rejected_then_approved', 2], ['partial', 1], ['double', 1], ['late', 1], ['walk_away', 1]]);
       bump(faults, `payment ${kind}`);
@@ -143,12 +148,12 @@ export async function mpFaultSuite(o: MpFaultOptions): Promise<SuiteReport> {
       suite: 'mp',
       seed: o.seed,
       model: o.model ?? 'unattended',
-      cycles: o.cycles,
+      cycles: done,
       faults,
       violations,
       payToDispenseMs: latencyFigures(latencies),
       durationMs: Date.now() - started,
-      extra: { counts: final.counts, maxNotifyDelayMs: maxDelay, ...(o.keepDir || violations.length ? { dir: w.dir } : {}) },
+      extra: { ...stoppedBy(done, o), counts: final.counts, maxNotifyDelayMs: maxDelay, ...(o.keepDir || violations.length ? { dir: w.dir } : {}) },
     };
   } finally {
     await w.close(o.keepDir || violations.length > 0);

@@ -1,7 +1,7 @@
 import { runCycle, verdict, type PayPlan } from '../cycle.js';
 import type { NetFault } from '../fault-proxy.js';
 import { Prng } from '../prng.js';
-import { latencyFigures, type SuiteReport } from '../report.js';
+import { latencyFigures, stoppedBy, type SuiteReport } from '../report.js';
 import { World, type PaymentModel } from '../world.js';
 
 // Network suite: our fault proxy sits on every link (agent<->relay WebSocket, relay->Mercado Pago
@@ -21,6 +21,8 @@ export interface NetworkOptions {
   harmMs?: number;
   log?: (line: string) => void;
   keepDir?: boolean;
+  /** stop starting cycles after this many minutes and report what was reached (--minutes) */
+  minutes?: number;
 }
 
 export async function networkSuite(o: NetworkOptions): Promise<SuiteReport> {
@@ -49,7 +51,10 @@ export async function networkSuite(o: NetworkOptions): Promise<SuiteReport> {
   try {
     await w.startRelay();
     await w.startAgent();
-    for (let cycle = 1; cycle <= o.cycles; cycle++) {
+    const stopAt = o.minutes ? started + o.minutes * 60_000 : Infinity;
+    let done = 0;
+    for (let cycle = 1; cycle <= o.cycles && Date.now() < stopAt; cycle++) {
+      done = cycle;
       const prng = root.fork(`cycle${cycle}`);
       const plan: PayPlan = {
         kind: prng.weighted<PayPlan['kind']>([['approved', 8], ['walk_away', 1], ['late', 1]]),
@@ -71,12 +76,12 @@ export async function networkSuite(o: NetworkOptions): Promise<SuiteReport> {
       suite: 'network',
       seed: o.seed,
       model: o.model ?? 'unattended',
-      cycles: o.cycles,
+      cycles: done,
       faults,
       violations,
       payToDispenseMs: latencyFigures(latencies),
       durationMs: Date.now() - started,
-      extra: { counts: final.counts, faultRate: o.faultRate ?? 0.1, maxDelayMs: o.maxDelayMs ?? 30_000, ...(o.keepDir || violations.length ? { dir: w.dir } : {}) },
+      extra: { ...stoppedBy(done, o), counts: final.counts, faultRate: o.faultRate ?? 0.1, maxDelayMs: o.maxDelayMs ?? 30_000, ...(o.keepDir || violations.length ? { dir: w.dir } : {}) },
     };
   } finally {
     await w.close(o.keepDir || violations.length > 0);

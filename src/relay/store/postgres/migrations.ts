@@ -372,6 +372,13 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   ALTER TABLE refunds ADD COLUMN requested_amount BIGINT;
   `,
   },
+  {
+    version: 11,
+    additive: true, // as SQLite's step 11: an index only
+    sql: `
+  CREATE INDEX orders_closed ON orders(updated_at, id) WHERE state IN ('cancelled','expired');
+  `,
+  },
 ];
 
 /** The schema version this code writes (the highest step it knows). */

@@ -1,4 +1,4 @@
-import type { OrderStore } from '../api.js';
+import type { ContingencyCursor, OrderStore } from '../api.js';
 import { mpOffer, type OfferEvent } from '../../../core/mp-offer.js';
 import { relayOrder, type OrderEvent, type OrderState } from '../../../core/relay-order.js';
 import { IllegalTransition } from '../../../core/state-machine.js';
@@ -103,8 +103,30 @@ export class PgOrders implements OrderStore {
       : this.c.many(orderFromRow, `SELECT * FROM orders WHERE state = 'pending' AND deadline <= $1 ORDER BY deadline, id`, now);
   }
 
-  contingencyCandidates(createdBefore: number, quietSince: number, closedSince: number): Promise<OrderRecord[]> {
-    return this.c.many(orderFromRow, `SELECT * FROM orders WHERE ${CONTINGENCY_WHERE} ORDER BY created_at, id`, createdBefore, quietSince, closedSince);
+  openContingencyCandidates(createdBefore: number, quietSince: number, limit: number): Promise<OrderRecord[]> {
+    return this.c.many(
+      orderFromRow,
+      `SELECT * FROM orders WHERE state = 'pending' AND created_at <= $1 AND (last_notification_at IS NULL OR last_notification_at <= $2)
+       ORDER BY deadline, id LIMIT $3`,
+      createdBefore,
+      quietSince,
+      limit,
+    );
+  }
+
+  /** As SQLite's (sqlite/orders.ts): the partial index orders_closed, a keyset cursor, newest first. */
+  closedContingencyCandidates(closedSince: number, below: ContingencyCursor | undefined, limit: number): Promise<OrderRecord[]> {
+    return below
+      ? this.c.many(
+          orderFromRow,
+          `SELECT * FROM orders WHERE state IN ('cancelled','expired') AND updated_at >= $1 AND (updated_at, id) < ($2, $3)
+           ORDER BY updated_at DESC, id DESC LIMIT $4`,
+          closedSince,
+          below.updatedAt,
+          below.id,
+          limit,
+        )
+      : this.c.many(orderFromRow, `SELECT * FROM orders WHERE state IN ('cancelled','expired') AND updated_at >= $1 ORDER BY updated_at DESC, id DESC LIMIT $2`, closedSince, limit);
   }
 
   countOrders(state: OrderState): Promise<number> {

@@ -185,8 +185,11 @@ export class PostgresRelayStore implements RelayStore {
   pendingPastDeadline(...a: Parameters<RelayStore['pendingPastDeadline']>) {
     return this.t.orders.pendingPastDeadline(...a);
   }
-  contingencyCandidates(...a: Parameters<RelayStore['contingencyCandidates']>) {
-    return this.t.orders.contingencyCandidates(...a);
+  openContingencyCandidates(...a: Parameters<RelayStore['openContingencyCandidates']>) {
+    return this.t.orders.openContingencyCandidates(...a);
+  }
+  closedContingencyCandidates(...a: Parameters<RelayStore['closedContingencyCandidates']>) {
+    return this.t.orders.closedContingencyCandidates(...a);
   }
   countOrders(...a: Parameters<RelayStore['countOrders']>) {
     return this.t.orders.countOrders(...a);

@@ -286,8 +286,11 @@ class SqliteStoreView implements RelayStore {
   pendingPastDeadline(...a: Parameters<RelayStore['pendingPastDeadline']>) {
     return this.r.run(() => this.ops.orders.pendingPastDeadline(...a));
   }
-  contingencyCandidates(...a: Parameters<RelayStore['contingencyCandidates']>) {
-    return this.r.run(() => this.ops.orders.contingencyCandidates(...a));
+  openContingencyCandidates(...a: Parameters<RelayStore['openContingencyCandidates']>) {
+    return this.r.run(() => this.ops.orders.openContingencyCandidates(...a));
+  }
+  closedContingencyCandidates(...a: Parameters<RelayStore['closedContingencyCandidates']>) {
+    return this.r.run(() => this.ops.orders.closedContingencyCandidates(...a));
   }
   countOrders(...a: Parameters<RelayStore['countOrders']>) {
     return this.r.run(() => this.ops.orders.countOrders(...a));

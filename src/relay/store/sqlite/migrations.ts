@@ -344,4 +344,13 @@ export const MIGRATIONS: readonly (string | Migration)[] = [
   `
   ALTER TABLE refunds ADD COLUMN requested_amount INTEGER;
   `,
+  // 11: the contingency search walks the recently closed orders newest first with a keyset cursor
+  // (store closedContingencyCandidates); this index holds only cancelled/expired orders, so a page
+  // reads its own rows whatever the history. Additive: an index only.
+  {
+    additive: true,
+    sql: `
+  CREATE INDEX orders_closed ON orders(updated_at, id) WHERE state IN ('cancelled','expired');
+  `,
+  },
 ];

@@ -1,4 +1,4 @@
-import type { OrderStore } from '../api.js';
+import type { ContingencyCursor, OrderStore } from '../api.js';
 import { mpOffer, type OfferEvent } from '../../../core/mp-offer.js';
 import { relayOrder, type OrderEvent, type OrderState } from '../../../core/relay-order.js';
 import { IllegalTransition } from '../../../core/state-machine.js';
@@ -59,20 +59,42 @@ export class SqliteOrders implements Sync<OrderStore> {
       : this.c.many(orderFromRow, `SELECT * FROM orders WHERE state = 'pending' AND deadline <= ?`, now);
   }
 
-  /**
-   * Orders the contingency poller should ask Mercado Pago about: pending ones without news for
-   * `quietSince`, and cancelled/expired ones closed after `closedSince` (a payment can still land).
-   */
-  contingencyCandidates(createdBefore: number, quietSince: number, closedSince: number): OrderRecord[] {
+  /** Pending orders without news, soonest deadline first (index orders_state). */
+  openContingencyCandidates(createdBefore: number, quietSince: number, limit: number): OrderRecord[] {
     return this.c.many(
       orderFromRow,
       `SELECT * FROM orders
-       WHERE (state = 'pending' AND created_at <= @createdBefore
-              AND (last_notification_at IS NULL OR last_notification_at <= @quietSince))
-          OR (state IN ('cancelled','expired') AND updated_at >= @closedSince)
-       ORDER BY created_at`,
-      { createdBefore, quietSince, closedSince },
+       WHERE state = 'pending' AND created_at <= @createdBefore
+         AND (last_notification_at IS NULL OR last_notification_at <= @quietSince)
+       ORDER BY deadline, id LIMIT @limit`,
+      { createdBefore, quietSince, limit },
     );
+  }
+
+  /**
+   * Cancelled/expired orders closed since `closedSince`, newest first, below the keyset cursor.
+   * The partial index orders_closed (updated_at, id) holds only these states, so a page reads
+   * `limit` index entries whatever the history; `updated_at <= @u` bounds the index range and the
+   * rest of the condition only sorts out the orders closed in the same millisecond. INDEXED BY:
+   * without statistics SQLite picks orders_state and sorts every cancelled order ever made.
+   */
+  closedContingencyCandidates(closedSince: number, below: ContingencyCursor | undefined, limit: number): OrderRecord[] {
+    return below
+      ? this.c.many(
+          orderFromRow,
+          `SELECT * FROM orders INDEXED BY orders_closed
+           WHERE state IN ('cancelled','expired') AND updated_at >= @closedSince
+             AND updated_at <= @u AND (updated_at < @u OR id < @id)
+           ORDER BY updated_at DESC, id DESC LIMIT @limit`,
+          { closedSince, u: below.updatedAt, id: below.id, limit },
+        )
+      : this.c.many(
+          orderFromRow,
+          `SELECT * FROM orders INDEXED BY orders_closed
+           WHERE state IN ('cancelled','expired') AND updated_at >= @closedSince
+           ORDER BY updated_at DESC, id DESC LIMIT @limit`,
+          { closedSince, limit },
+        );
   }
 
   countOrders(state: OrderState): number {
