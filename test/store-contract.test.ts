@@ -256,6 +256,33 @@ describe.each(STORE_KINDS)('relay store contract: %s', (kind: StoreKind) => {
     expect((await s.refundsOf('o2')).map((r) => r.idempotencyKey)).toEqual(['key2', 'key3']);
     expect((await s.allRefunds()).map((r) => r.idempotencyKey)).toEqual(['key1', 'key2', 'key3']);
     expect(typeof r1.id).toBe('number');
+    // the alert's failing refunds: failed for good, or requested and tried `minAttempts` times
+    await s.insertRefundIntent('o1', 'p9', 'key4', T0 + 9);
+    await s.recordRefundAttempt('key4', 'timeout');
+    await s.recordRefundAttempt('key4', 'timeout');
+    expect((await s.failingRefunds(3)).map((r) => r.idempotencyKey)).toEqual(['key2']);
+    expect((await s.failingRefunds(2)).map((r) => r.idempotencyKey)).toEqual(['key2', 'key4']);
+  });
+
+  it.skipIf(skip)('sale hours: the UTC hours a kiosk sold in since a time, and its last sale, counted by the database', async () => {
+    const H = 3_600_000;
+    const hourStart = Math.floor(T0 / H) * H;
+    const sell = async (id: string, paidAt: number, kioskId = 'k1') => {
+      await s.insertOrder(order(id, { kioskId }));
+      await s.transitionOrder(id, 'payment_verified', paidAt, null, { paidAt, merchantOrderId: id, paymentIds: [id] });
+      await s.transitionOrder(id, 'vend_ok', paidAt + 1, null, { vendResult: 'dispensed' });
+    };
+    await s.addKiosk({ id: 'k2', posExternalId: 'POS2', storeExternalId: 'STORE1', model: 'unattended' }, T0 - 1000);
+    expect(await s.saleHoursOf('k1', 0)).toEqual({ hours: [], lastSaleAt: null });
+    await sell('a', hourStart + 10);
+    await sell('b', hourStart + 20 * 60_000); // the same hour: one entry
+    await sell('c', hourStart + 2 * H + 5);
+    await sell('d', hourStart + 3 * H, 'k2'); // another kiosk
+    await s.insertOrder(order('e')); // paid, never dispensed: not a sale
+    await s.transitionOrder('e', 'payment_verified', hourStart + 5 * H, null, { paidAt: hourStart + 5 * H, merchantOrderId: 'e', paymentIds: ['e'] });
+    expect(await s.saleHoursOf('k1', 0)).toEqual({ hours: [hourStart, hourStart + 2 * H], lastSaleAt: hourStart + 2 * H + 5 });
+    expect(await s.saleHoursOf('k1', hourStart + H)).toEqual({ hours: [hourStart + 2 * H], lastSaleAt: hourStart + 2 * H + 5 });
+    expect(await s.saleHoursOf('k2', 0)).toEqual({ hours: [hourStart + 3 * H], lastSaleAt: hourStart + 3 * H });
   });
 
   it.skipIf(skip)('notifications: stored, counted by source, failures, give-up, pruning', async () => {

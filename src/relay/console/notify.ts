@@ -91,7 +91,9 @@ export class RelayNotify {
       const vends = recent.flatMap((o): Array<'dispensed' | 'failed'> =>
         o.state === 'vended' ? ['dispensed'] : (o.state === 'refunding' || o.state === 'refunded') && o.vendResult !== null && o.vendResult !== 'dispensed' ? ['failed'] : [],
       );
-      const sold = await this.d.store.recentOrders({ kioskId: k.id, state: 'vended', limit: 5000 });
+      // the hours it sold in (one time per UTC hour, counted by the database) and its last sale:
+      // loading every order of 14 days held a busy relay's whole history in memory at each check
+      const sold = await this.d.store.saleHoursOf(k.id, now - 14 * DAY);
       kiosks.push({
         kioskId: k.id,
         online,
@@ -100,17 +102,16 @@ export class RelayNotify {
         inService: (v?.status?.service ?? null) === null,
         faults: activeFaults(v?.status ?? null),
         recentVends: vends,
-        salesTimes: sold.map((o) => o.paidAt ?? o.updatedAt).filter((t) => t > now - 14 * DAY),
+        salesTimes: sold.lastSaleAt !== null && sold.lastSaleAt > now - 14 * DAY ? [...sold.hours, sold.lastSaleAt] : sold.hours,
       });
     }
-    const all = await this.d.store.allRefunds();
-    // a refused refund an operator retried is the retry's to alert on (relay/console/actions.ts retryRefund)
-    const keys = new Set(all.map((r) => r.idempotencyKey));
-    const failingRefunds = all
-      .filter((r) => !keys.has(retryRefundKey(r)))
-      .filter((r) => r.status === 'failed' || (r.status === 'requested' && r.attempts >= 3))
-      .map((r) => ({ refundKey: r.idempotencyKey, orderId: r.orderId, kioskId: '', error: r.lastError ?? r.status, gaveUp: r.status === 'failed' }));
-    for (const r of failingRefunds) r.kioskId = (await this.d.store.getOrder(r.orderId))?.kioskId ?? '';
+    const failingRefunds: AlertFacts['failingRefunds'] = [];
+    for (const r of await this.d.store.failingRefunds(3)) {
+      // a refused refund an operator retried is the retry's to alert on (relay/console/actions.ts retryRefund)
+      if (await this.d.store.getRefundByKey(retryRefundKey(r))) continue;
+      const kioskId = (await this.d.store.getOrder(r.orderId))?.kioskId ?? '';
+      failingRefunds.push({ refundKey: r.idempotencyKey, orderId: r.orderId, kioskId, error: r.lastError ?? r.status, gaveUp: r.status === 'failed' });
+    }
     return { kiosks, failingRefunds };
   }
 }

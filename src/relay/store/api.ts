@@ -77,6 +77,12 @@ export interface ContingencyCursor {
   id: string;
 }
 
+/** A kiosk's selling hours (OrderStore.saleHoursOf). */
+export interface SaleHours {
+  hours: number[];
+  lastSaleAt: number | null;
+}
+
 export interface OrderStore {
   /** Inserts a `pending` order (event `created`) or a `rejected` one (event `rejected`) with its history row. */
   insertOrder(o: NewOrder): Promise<OrderRecord>;
@@ -104,6 +110,12 @@ export interface OrderStore {
   countOrders(state: OrderState): Promise<number>;
   /** Newest first, for the operator's `qrkiosk relay orders`. */
   recentOrders(opts: { limit: number; kioskId?: string; state?: OrderState }): Promise<OrderRecord[]>;
+  /**
+   * The hours in which a kiosk's dispensed (vended) orders were paid since `since` (each as the ms
+   * at the start of its UTC hour, oldest first) and the last such payment: what the no-sales alert
+   * needs, counted by the database rather than loading every order of a busy kiosk.
+   */
+  saleHoursOf(kioskId: string, since: number): Promise<SaleHours>;
   /** Orders a person must look at (needs_review set), oldest first. */
   ordersNeedingReview(): Promise<OrderRecord[]>;
   countNeedingReview(): Promise<number>;
@@ -173,6 +185,8 @@ export interface RefundStore {
   refundsOf(orderId: string): Promise<RefundRecord[]>;
   /** by id */
   allRefunds(): Promise<RefundRecord[]>;
+  /** Refunds that failed for good, or are still requested after `minAttempts` tries: the alert's, by id. */
+  failingRefunds(minAttempts: number): Promise<RefundRecord[]>;
 
   // ---- schema 10: partial and retried refunds ----
   /**

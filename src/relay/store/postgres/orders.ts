@@ -1,4 +1,4 @@
-import type { ContingencyCursor, OrderStore } from '../api.js';
+import type { ContingencyCursor, OrderStore, SaleHours } from '../api.js';
 import { mpOffer, type OfferEvent } from '../../../core/mp-offer.js';
 import { relayOrder, type OrderEvent, type OrderState } from '../../../core/relay-order.js';
 import { IllegalTransition } from '../../../core/state-machine.js';
@@ -131,6 +131,19 @@ export class PgOrders implements OrderStore {
 
   countOrders(state: OrderState): Promise<number> {
     return this.c.count('SELECT COUNT(*) AS n FROM orders WHERE state = $1', state);
+  }
+
+  async saleHoursOf(kioskId: string, since: number): Promise<SaleHours> {
+    // index orders_kiosk_state; integer division of a BIGINT: the UTC hour each sale was paid in
+    const hours = await this.c.many(
+      (r) => (r.h as number) * 3_600_000,
+      `SELECT DISTINCT COALESCE(paid_at, updated_at) / 3600000 AS h FROM orders
+       WHERE kiosk_id = $1 AND state = 'vended' AND COALESCE(paid_at, updated_at) >= $2 ORDER BY h`,
+      kioskId,
+      since,
+    );
+    const last = await this.c.one((r) => (r.t as number | null) ?? null, `SELECT MAX(COALESCE(paid_at, updated_at)) AS t FROM orders WHERE kiosk_id = $1 AND state = 'vended'`, kioskId);
+    return { hours, lastSaleAt: last ?? null };
   }
 
   recentOrders(opts: { limit: number; kioskId?: string; state?: OrderState }): Promise<OrderRecord[]> {

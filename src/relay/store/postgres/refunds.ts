@@ -69,6 +69,10 @@ export class PgRefunds implements RefundStore {
     return this.c.many(refundFromRow, 'SELECT * FROM refunds WHERE order_id = $1 ORDER BY id', orderId);
   }
 
+  failingRefunds(minAttempts: number): Promise<RefundRecord[]> {
+    return this.c.many(refundFromRow, `SELECT * FROM refunds WHERE status = 'failed' OR (status = 'requested' AND attempts >= $1) ORDER BY id`, minAttempts);
+  }
+
   allRefunds(): Promise<RefundRecord[]> {
     return this.c.many(refundFromRow, 'SELECT * FROM refunds ORDER BY id');
   }

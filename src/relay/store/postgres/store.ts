@@ -194,6 +194,9 @@ export class PostgresRelayStore implements RelayStore {
   countOrders(...a: Parameters<RelayStore['countOrders']>) {
     return this.t.orders.countOrders(...a);
   }
+  saleHoursOf(...a: Parameters<RelayStore['saleHoursOf']>) {
+    return this.t.orders.saleHoursOf(...a);
+  }
   recentOrders(...a: Parameters<RelayStore['recentOrders']>) {
     return this.t.orders.recentOrders(...a);
   }
@@ -279,6 +282,9 @@ export class PostgresRelayStore implements RelayStore {
   }
   refundsOf(...a: Parameters<RelayStore['refundsOf']>) {
     return this.t.refunds.refundsOf(...a);
+  }
+  failingRefunds(...a: Parameters<RelayStore['failingRefunds']>) {
+    return this.t.refunds.failingRefunds(...a);
   }
   allRefunds(...a: Parameters<RelayStore['allRefunds']>) {
     return this.t.refunds.allRefunds(...a);

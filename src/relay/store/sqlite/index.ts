@@ -295,6 +295,9 @@ class SqliteStoreView implements RelayStore {
   countOrders(...a: Parameters<RelayStore['countOrders']>) {
     return this.r.run(() => this.ops.orders.countOrders(...a));
   }
+  saleHoursOf(...a: Parameters<RelayStore['saleHoursOf']>) {
+    return this.r.run(() => this.ops.orders.saleHoursOf(...a));
+  }
   recentOrders(...a: Parameters<RelayStore['recentOrders']>) {
     return this.r.run(() => this.ops.orders.recentOrders(...a));
   }
@@ -380,6 +383,9 @@ class SqliteStoreView implements RelayStore {
   }
   refundsOf(...a: Parameters<RelayStore['refundsOf']>) {
     return this.r.run(() => this.ops.refunds.refundsOf(...a));
+  }
+  failingRefunds(...a: Parameters<RelayStore['failingRefunds']>) {
+    return this.r.run(() => this.ops.refunds.failingRefunds(...a));
   }
   allRefunds(...a: Parameters<RelayStore['allRefunds']>) {
     return this.r.run(() => this.ops.refunds.allRefunds(...a));

@@ -1,4 +1,4 @@
-import type { ContingencyCursor, OrderStore } from '../api.js';
+import type { ContingencyCursor, OrderStore, SaleHours } from '../api.js';
 import { mpOffer, type OfferEvent } from '../../../core/mp-offer.js';
 import { relayOrder, type OrderEvent, type OrderState } from '../../../core/relay-order.js';
 import { IllegalTransition } from '../../../core/state-machine.js';
@@ -99,6 +99,19 @@ export class SqliteOrders implements Sync<OrderStore> {
 
   countOrders(state: OrderState): number {
     return this.c.count('SELECT COUNT(*) AS n FROM orders WHERE state = ?', state);
+  }
+
+  saleHoursOf(kioskId: string, since: number): SaleHours {
+    // index orders_kiosk_state; integer division: the UTC hour each sale was paid in
+    const hours = this.c.many(
+      (r) => (r.h as number) * 3_600_000,
+      `SELECT DISTINCT COALESCE(paid_at, updated_at) / 3600000 AS h FROM orders
+       WHERE kiosk_id = ? AND state = 'vended' AND COALESCE(paid_at, updated_at) >= ? ORDER BY h`,
+      kioskId,
+      since,
+    );
+    const last = this.c.one((r) => (r.t as number | null) ?? null, `SELECT MAX(COALESCE(paid_at, updated_at)) AS t FROM orders WHERE kiosk_id = ? AND state = 'vended'`, kioskId);
+    return { hours, lastSaleAt: last ?? null };
   }
 
   /** Newest first, for the operator's `qrkiosk relay orders`. */

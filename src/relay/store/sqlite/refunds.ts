@@ -76,6 +76,10 @@ export class SqliteRefunds implements Sync<RefundStore> {
     return this.c.many(refundFromRow, 'SELECT * FROM refunds WHERE order_id = ? ORDER BY id', orderId);
   }
 
+  failingRefunds(minAttempts: number): RefundRecord[] {
+    return this.c.many(refundFromRow, `SELECT * FROM refunds WHERE status = 'failed' OR (status = 'requested' AND attempts >= ?) ORDER BY id`, minAttempts);
+  }
+
   allRefunds(): RefundRecord[] {
     return this.c.many(refundFromRow, 'SELECT * FROM refunds ORDER BY id');
   }
