@@ -4,7 +4,7 @@ import { AgentMessage, type DexAuditFrame } from '../protocol/messages.js';
 import type { Logger } from '../runtime/log.js';
 import type { FaultSink } from '../devices/faults.js';
 import type { DexAudit } from '../devices/dex/eva-dts.js';
-import { readAudit, type DexReadOptions, type DexReadResult } from '../devices/dex/reader.js';
+import type { DexReadOptions, DexReadResult } from '../devices/dex/reader.js';
 import type { DexConfig } from '../devices/serial/config.js';
 import type { DeviceReport } from '../devices/report.js';
 import type { Journal } from './journal.js';
@@ -117,7 +117,9 @@ export class DexAuditor {
     const now = this.deps.now ?? Date.now;
     let r: DexReadResult;
     try {
-      r = await (this.deps.read ?? readAudit)({ path: c.path, protocol: c.protocol, answerMs: c.answerMs, passCode: c.passCode });
+      // the reader (and serialport under it) is loaded at the first read, not by every agent
+      const read = this.deps.read ?? (await import('../devices/dex/reader.js')).readAudit;
+      r = await read({ path: c.path, protocol: c.protocol, answerMs: c.answerMs, passCode: c.passCode });
     } catch (err) {
       const msg = (err as Error).message;
       this.log.warn({ err: msg }, `dex: audit read failed: ${msg}`);

@@ -5,7 +5,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, parseConfigText } from '../runtime/config-file.js';
 import { hint, section } from '../runtime/schema-helpers.js';
-import { keyCode } from '../devices/evdev-buttons.js';
+import { keyCode } from '../devices/evdev-keys.js';
 import { SERIAL_BUTTON_VARIANTS, SERIAL_DISPENSER_VARIANTS } from '../devices/serial/config.js';
 
 // The `hardware:` part of the agent config: which drivers run, on which pins, and the hardware

@@ -6,7 +6,9 @@ import type { FaultSink } from '../faults.js';
 import type { DeviceReport } from '../report.js';
 import { LineDevice } from '../serial/line-device.js';
 import type { OpenPort } from '../serial/line-port.js';
-import { checkMachinePrice } from './price.js';
+import { checkMachinePrice, type PriceProbe } from './price.js';
+
+export { canProbePrice, type PriceProbe } from './price.js';
 import { Commands, parseBoardLine, type BoardLine, type CashlessState } from './qibixx.js';
 import { diagnosePriceRange, diagnoseScale, type ScaleSetup, type ScaleVerdict } from './scale.js';
 import { currencyOfMdbCode, describeBusSetup, mdbCurrencyCode, readerMismatches, SetupExchange, sixteenBitMoney, type BusSetup, type ExpectedReader } from './bus-setup.js';
@@ -138,17 +140,6 @@ interface Probe {
   catalog: { price: number; currency: string };
   resolve: (r: PriceProbeResult) => void;
   timer: NodeJS.Timeout;
-}
-
-/** The dispenser face of an MDB machine can also run the price scale check. */
-export interface PriceProbe {
-  probePrice(slot: number, catalog: { price: number; currency: string }, timeoutMs: number): Promise<PriceProbeResult>;
-  /** the slots' catalog prices against the machine's setup; the problems found (also raised as a fault) */
-  checkCatalog(catalog: Array<{ slot: number; price: number; currency: string }>): string[];
-}
-
-export function canProbePrice(d: object): d is PriceProbe {
-  return typeof (d as Partial<PriceProbe>).probePrice === 'function';
 }
 
 export type PriceProbeResult =

@@ -1,4 +1,5 @@
 import { MoneyError, formatMoney, isCurrency, parseAmount } from '../../core/money.js';
+import type { PriceProbeResult } from './cashless.js';
 
 // A vending machine on MDB asks its own price for the item the customer chose. The customer is
 // always charged the relay's catalog price (the relay refuses any other amount), so a machine
@@ -45,4 +46,18 @@ export function checkMachinePrice(
     };
   }
   return { ok: true, machine, difference };
+}
+
+/**
+ * The dispenser face of an MDB machine can also run the price scale check. Here, not in
+ * cashless.ts, so the agent can ask it of any dispenser without loading the MDB driver.
+ */
+export interface PriceProbe {
+  probePrice(slot: number, catalog: { price: number; currency: string }, timeoutMs: number): Promise<PriceProbeResult>;
+  /** the slots' catalog prices against the machine's setup; the problems found (also raised as a fault) */
+  checkCatalog(catalog: Array<{ slot: number; price: number; currency: string }>): string[];
+}
+
+export function canProbePrice(d: object): d is PriceProbe {
+  return typeof (d as Partial<PriceProbe>).probePrice === 'function';
 }

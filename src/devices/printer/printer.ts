@@ -6,6 +6,8 @@ import type { DeviceReport } from '../report.js';
 import { openHint, openSerialPort, type OpenPort, type RawPort } from '../serial/line-port.js';
 import { renderReceipt, type Receipt, type ReceiptLayout } from './receipt.js';
 
+export { receiptTime } from './receipt.js';
+
 // Getting receipt bytes to the printer. A USB printer appears as /dev/usb/lp0 (kernel usblp):
 // the bytes are just written to it. A serial printer goes through serialport. Both are opened
 // per receipt: a printer unplugged and plugged back between two sales just works, and nothing
@@ -243,11 +245,4 @@ export class ReceiptPrinter {
     this.logger?.info({ orderId: r.orderId, bytes: data.length, test: opts.test === true }, 'receipt printed');
     return { ok: true, bytes: data.length, printer: this.transport.description };
   }
-}
-
-/** Local time as "YYYY-MM-DD HH:MM", written out so every Pi image prints the same form. */
-export function receiptTime(ms: number): string {
-  const d = new Date(ms);
-  const p = (n: number) => String(n).padStart(2, '0');
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
 }

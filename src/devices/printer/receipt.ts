@@ -116,3 +116,10 @@ export function renderReceipt(r: Receipt, l: ReceiptLayout, opts: { test?: boole
   p.line(t.thanks).feed(3).cut(l.cut);
   return p.bytes();
 }
+
+/** Local time as "YYYY-MM-DD HH:MM", written out so every Pi image prints the same form. */
+export function receiptTime(ms: number): string {
+  const d = new Date(ms);
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
+}
