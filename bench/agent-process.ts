@@ -1,5 +1,6 @@
-// The agent as systemd runs it: compiled JS (what `npm run build` makes; here esbuild turns each
-// source file into one .js, the same module graph), in its own process, connected to a relay.
+// The agent as systemd runs it: compiled JS (what `npm run build` makes: here esbuild turns each
+// source file into one .js as tsc does, then scripts/bundle-dist.mjs bundles it as the build does),
+// in its own process, connected to a relay.
 //   start -> ready      spawn until the agent logs "agent started" (when it tells systemd READY=1),
 //                       vs spawning a bare `node` that prints one line
 //   idle RSS            resident memory once connected and idle, vs a bare `node` process idle
@@ -14,6 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { bundleDist } from '../scripts/bundle-dist.mjs';
 import { rssMb, startChild } from './lib/proc.js';
 import { median } from './lib/stats.js';
 
@@ -34,9 +36,11 @@ function sources(dir: string): string[] {
   );
 }
 
-/** src/ compiled file by file into `<out>/dist`, with package.json and node_modules beside it. */
+/** src/ compiled into `<out>/dist` as `npm run build` does, with package.json and node_modules beside it. */
 export async function compileAgent(out: string): Promise<string> {
   await build({ entryPoints: sources(join(ROOT, 'src')), outdir: join(out, 'dist'), outbase: join(ROOT, 'src'), format: 'esm', platform: 'node', target: 'node20', bundle: false, logLevel: 'error' });
+  // BENCH_AGENT_UNBUNDLED=1: file by file, as before the bundle step (to compare)
+  if (process.env.BENCH_AGENT_UNBUNDLED !== '1') await bundleDist(join(out, 'dist'));
   copyFileSync(join(ROOT, 'package.json'), join(out, 'package.json'));
   symlinkSync(join(ROOT, 'node_modules'), join(out, 'node_modules'));
   return join(out, 'dist', 'cli', 'main.js');

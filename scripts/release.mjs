@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `npm run release`: the artifact a kiosk or a relay runs from. One directory, packed as
 // release/qrkiosk-<version>-linux-<arch>-node<major>.tar.gz:
-//   dist/            the compiled JavaScript (tsc -p tsconfig.build.json): no tsx at run time
+//   dist/            the compiled JavaScript (tsc -p tsconfig.build.json, then bundled by
+//                    scripts/bundle-dist.mjs): no tsx at run time
 //   bin/qrkiosk.js   the entry; it runs dist/ and checks the Node version first
 //   node_modules/    production dependencies only, copied from this checkout's node_modules
 //   systemd/ hardware/udev/ hardware/profiles/ examples/ docs/   what `qrkiosk install` puts in place
@@ -15,6 +16,7 @@ import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { bundleDist } from './bundle-dist.mjs';
 
 const ROOT = resolve(dirname(new URL(import.meta.url).pathname), '..');
 const { values } = parseArgs({ options: { out: { type: 'string' }, 'no-tar': { type: 'boolean' } } });
@@ -31,6 +33,8 @@ mkdirSync(stage, { recursive: true });
 execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', join(stage, 'dist')], {
   stdio: 'inherit',
 });
+// bundled as `npm run build` does (scripts/bundle-dist.mjs: a faster agent start)
+await bundleDist(join(stage, 'dist'));
 
 // 2. what ships beside it
 const copy = (rel, filter) => {

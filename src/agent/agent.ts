@@ -1,8 +1,10 @@
 import { randomBytes, type KeyObject } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Logger } from '../runtime/log.js';
 import { createLogger } from '../runtime/log.js';
+import { packageRoot } from '../runtime/package-root.js';
 import { KeyboardButtons, NoButtons, SimButtons, type Buttons } from '../devices/buttons.js';
 import type { Display, Screen } from '../devices/display/model.js';
 import { openDisplay } from '../devices/display/open.js';
@@ -97,8 +99,7 @@ function technician(by: unknown): string {
 
 export function agentVersion(): string {
   try {
-    // src/agent/agent.ts and dist/agent/agent.js are both two levels below package.json
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version?: string };
     return pkg.version ?? '0.0.0';
   } catch {
     return '0.0.0';

@@ -1,10 +1,10 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { basename, isAbsolute, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, parseConfigText } from '../runtime/config-file.js';
 import { hint, section } from '../runtime/schema-helpers.js';
+import { packageRoot } from '../runtime/package-root.js';
 import { keyCode } from '../devices/evdev-keys.js';
 import { SERIAL_BUTTON_VARIANTS, SERIAL_DISPENSER_VARIANTS } from '../devices/serial/config.js';
 
@@ -345,8 +345,8 @@ export const profileInfoSchema = z.object({ name: z.string(), source: z.string()
 
 // ---- profiles -----------------------------------------------------------------------------------
 
-/** src/agent and dist/agent are both two levels below the package root */
-export const BUNDLED_PROFILES_DIR = fileURLToPath(new URL('../../hardware/profiles/', import.meta.url));
+/** hardware/profiles/ of the package (the checkout or the installed release) */
+export const BUNDLED_PROFILES_DIR = join(packageRoot(), 'hardware', 'profiles');
 
 const PROFILE_NAME = /^[a-z0-9][a-z0-9-]*$/;
 

@@ -2,6 +2,8 @@
 // `qrkiosk status` on a Pi does not pay for loading the relay's HTTP server.
 
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../runtime/package-root.js';
 
 const USAGE = `qrkiosk — sell from kiosks and vending machines with Mercado Pago QR
 
@@ -48,7 +50,7 @@ Technician commands (talk to the running agent; --socket PATH or --config FILE t
   qrkiosk --version | help`;
 
 function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
   return pkg.version;
 }
 

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packageRoot } from '../runtime/package-root.js';
 
 // Where an installed qrkiosk lives on the target machine. Releases sit side by side and a
 // `current` link names the one that runs; the units and /usr/local/bin/qrkiosk go through the
@@ -40,9 +40,9 @@ export interface ReleaseManifest {
   builtAt: string;
 }
 
-/** The release this program runs from (dist/install/layout.js is two levels below it). */
+/** The release this program runs from (the directory of its package.json). */
 export function runningReleaseDir(): string {
-  return fileURLToPath(new URL('../../', import.meta.url));
+  return packageRoot();
 }
 
 export class NotARelease extends Error {

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { packageRoot } from '../../../runtime/package-root.js';
 import { roleAllows, type Action } from '../../../core/console-roles.js';
 import type { Logger } from '../../../runtime/log.js';
 import type { KioskConsole } from '../../kiosk-console.js';
@@ -16,8 +17,8 @@ import { consoleState, orderTimeline, salesCsv, salesRows } from './views.js';
 // X-Requested-With: qrkiosk-console (a cross-site form cannot set it) and, when the browser sends
 // Origin, the relay's own origin: three independent CSRF defences.
 
-// plain HTML/CSS/JS, no build step: web/console/ at the package root (the same path from src/ and dist/)
-const STATIC_DIR = fileURLToPath(new URL('../../../../web/console/', import.meta.url));
+// plain HTML/CSS/JS, no build step: web/console/ at the package root
+const STATIC_DIR = join(packageRoot(), 'web', 'console');
 const STATIC_FILES: Record<string, string> = {
   'app.js': 'text/javascript; charset=utf-8',
   'app.css': 'text/css; charset=utf-8',
@@ -42,7 +43,7 @@ export interface ConsoleWebDeps {
 }
 
 function readStatic(name: string): string {
-  return readFileSync(`${STATIC_DIR}${name}`, 'utf8');
+  return readFileSync(join(STATIC_DIR, name), 'utf8');
 }
 
 export function registerConsoleWeb(app: FastifyInstance, d: ConsoleWebDeps): { close(): void } {
