@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import { spawn, spawnSync } from 'node:child_process';
-import { appendFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -44,6 +44,17 @@ function variant(version: string, patch: (dir: string) => void = () => {}): stri
   }
   patch(dir);
   return dir;
+}
+
+/** The one file of a release's bundled dist/ (scripts/bundle-dist.mjs) whose text matches `re`. */
+function distFileWith(dir: string, re: RegExp): string {
+  const cli = join(dir, 'dist', 'cli');
+  const hits = readdirSync(cli)
+    .filter((f) => f.endsWith('.js'))
+    .map((f) => join(cli, f))
+    .filter((f) => re.test(readFileSync(f, 'utf8')));
+  if (hits.length !== 1) throw new Error(`${re} is in ${hits.length} files of ${cli}, not one`);
+  return hits[0]!;
 }
 
 function update(...args: string[]): Promise<{ code: number | null; out: string; err: string }> & { output: () => string } {
@@ -111,9 +122,10 @@ describe('qrkiosk update', () => {
   it('rolls back by itself a release that cannot reach the relay; the old agent opens the journal the new one migrated', async () => {
     const dir = variant('0.1.2-norelay', (d) => {
       // a protocol the relay refuses, and one more (additive) journal migration
-      const messages = join(d, 'dist/protocol/messages.js');
-      writeFileSync(messages, readFileSync(messages, 'utf8').replace('export const PROTOCOL_VERSION = 1;', 'export const PROTOCOL_VERSION = 2;'));
-      appendFileSync(join(d, 'dist/agent/journal-schema.js'), "\nJOURNAL_MIGRATIONS.push({ sql: 'CREATE TABLE newer_feature (x INTEGER)', additive: true });\n");
+      const version = /\bPROTOCOL_VERSION=1\b/;
+      const messages = distFileWith(d, version);
+      writeFileSync(messages, readFileSync(messages, 'utf8').replace(version, 'PROTOCOL_VERSION=2'));
+      appendFileSync(distFileWith(d, /\bJOURNAL_MIGRATIONS=\[/), "\nJOURNAL_MIGRATIONS.push({ sql: 'CREATE TABLE newer_feature (x INTEGER)', additive: true });\n");
     });
     const tarball = join(work, 'qrkiosk-0.1.2-norelay-linux.tar.gz');
     spawnSync('tar', ['-C', work, '-czf', tarball, 'qrkiosk-0.1.2-norelay']);

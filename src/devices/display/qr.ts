@@ -1,8 +1,9 @@
-import QRCode from 'qrcode';
+import { create } from 'qrcode/lib/core/qrcode.js';
 
 // One QR encoder for every renderer: the `qrcode` module's matrix at error correction level M
-// (what Mercado Pago's printed stickers use). Encoding a long payload takes a few milliseconds, so
-// the last few matrices are kept: the static POS QR of the unattended model is encoded once.
+// (what Mercado Pago's printed stickers use; its encoder alone, see qrcode-core.d.ts). Encoding a
+// long payload takes a few milliseconds, so the last few matrices are kept: the static POS QR of
+// the unattended model is encoded once.
 
 export interface QrMatrix {
   /** modules per side, without quiet zone */
@@ -25,7 +26,7 @@ export function qrMatrix(payload: string): QrMatrix {
     cache.set(payload, hit);
     return hit;
   }
-  const m = QRCode.create(payload, { errorCorrectionLevel: 'M' }).modules;
+  const m = create(payload, { errorCorrectionLevel: 'M' }).modules;
   const dark = new Uint8Array(m.size * m.size);
   for (let r = 0; r < m.size; r++) for (let c = 0; c < m.size; c++) dark[r * m.size + c] = m.get(r, c) ? 1 : 0;
   const q = { size: m.size, dark };
