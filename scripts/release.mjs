@@ -6,6 +6,7 @@
 //   bin/qrkiosk.js   the entry; it runs dist/ and checks the Node version first
 //   node_modules/    production dependencies only, copied from this checkout's node_modules
 //   systemd/ hardware/udev/ hardware/profiles/ examples/ docs/   what `qrkiosk install` puts in place
+//   web/             the operator console's pages, served by the relay
 //   release.json     version, and the Node ABI and CPU the native addons were built for
 // The native addons (better-sqlite3, epoll, node-hid, serialport) are compiled for one Node major
 // and one CPU, so build the release on the kind of machine that runs it (an arm64 Pi, or an arm64
@@ -47,6 +48,8 @@ copy('hardware/udev');
 copy('hardware/profiles');
 for (const f of ['README.md', 'TROUBLESHOOTING.md', 'WIRING.md']) copy(join('hardware', f));
 copy('examples');
+// the relay's operator console serves these files (src/relay/console/web/routes.ts)
+copy('web');
 copy('docs', (src) => !src.includes(`${join('docs', 'screens')}`));
 copy('README.md');
 copy('LICENSE');

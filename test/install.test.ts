@@ -78,6 +78,8 @@ describe('qrkiosk install agent --root', () => {
     expect(readlinkSync(join(root, 'opt/qrkiosk/current'))).toBe(`releases/${release.version}`);
     expect(existsSync(join(root, 'opt/qrkiosk/releases', release.version, 'dist/cli/main.js'))).toBe(true);
     expect(existsSync(join(root, 'opt/qrkiosk/releases', release.version, 'node_modules/tsx'))).toBe(false);
+    // the relay's console pages ship too: a relay run from a release serves them
+    for (const page of ['index.html', 'login.html', 'app.js']) expect(existsSync(join(release.dir, 'web/console', page))).toBe(true);
     expect(readlinkSync(join(root, 'usr/local/bin/qrkiosk'))).toBe('/opt/qrkiosk/current/bin/qrkiosk.js');
     // config from the profile, token 0400, /etc/qrkiosk 0750
     expect(readFileSync(join(root, 'etc/qrkiosk/agent.yaml'), 'utf8')).toMatch(/^ {2}profile: gpio-spiral-4/m);
