@@ -18,7 +18,8 @@
 //
 // Every stage ends within a bound, with the figures or with an error saying what was seen: each
 // kiosk's attempt is bounded (BENCH_KIOSK_CONNECT_TIMEOUT seconds, 30; one retry), a swarm silent
-// for 15 s, a connect count that stops moving, or a child that exits fails the stage at once
+// for 15 s, a connect count that stops moving, a child that exits, or a server not ready in
+// BENCH_SERVER_READY_SECONDS (300) fails the stage at once
 // (the message gives the counts and the TCP states towards the server's port).
 //
 //   npx tsx bench/kiosk-connections.ts --kiosks 50000 --clients 4 --window 40
@@ -36,6 +37,8 @@ import { cpuMs, rssMb } from './lib/proc.js';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** each kiosk's attempt (connect, upgrade, hello -> welcome) settles within this (kiosk-swarm --connect-timeout) */
 const CONNECT_TIMEOUT_SECONDS = Number(process.env.BENCH_KIOSK_CONNECT_TIMEOUT ?? 30);
+/** a server prints its ready line within this (the relay provisions every kiosk before it listens) */
+const SERVER_READY_SECONDS = Number(process.env.BENCH_SERVER_READY_SECONDS ?? 300);
 /** a swarm prints a line every second: this long without one, it is stopped or blocked */
 const SWARM_SILENT_SECONDS = 15;
 const RELAY_PING_SECONDS = 20; // the relay's default hub.pingIntervalSeconds
@@ -168,7 +171,11 @@ async function holdKiosks(server: 'relay' | 'bare ws', o: { kiosks: number; clie
   const guard = <T>(p: Promise<T>): Promise<T> => Promise.race([p, ...died]);
   for (const d of died) d.catch(() => undefined);
   try {
-    const info = await guard(firstJson(proc, server));
+    let readyTimer: NodeJS.Timeout | undefined;
+    const notReady = new Promise<never>((_, reject) => {
+      readyTimer = setTimeout(() => reject(new Error(`${server} server (pid ${proc.pid}) printed no ready line in ${SERVER_READY_SECONDS} s (BENCH_SERVER_READY_SECONDS)`)), SERVER_READY_SECONDS * 1000);
+    });
+    const info = await guard(Promise.race([firstJson(proc, server), notReady])).finally(() => clearTimeout(readyTimer));
     const wsUrl = (info.wsUrl as string | undefined) ?? `ws://127.0.0.1:${info.port}/v1/kiosk`;
     // the pid of node itself: sh exec'd it
     const pid = proc.pid!;
