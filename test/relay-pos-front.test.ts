@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { sameKey } from '../src/relay/routes/unattended.js';
 import { posUrlOf, startHarness, TestKiosk, type Harness } from './relay-helpers.js';
 
 // The POS url's plain GET is answered ahead of fastify (relay/server.ts front handler,
@@ -101,6 +102,31 @@ describe('POS url: the front handler and the fastify routes answer alike', () =>
     // the client writes its own entries on the left; the proxy appends what it saw
     expect([await from('1.1.1.1, 198.51.100.7'), await from('2.2.2.2, 198.51.100.7', 'POST'), await from('3.3.3.3, 198.51.100.7')]).toEqual([400, 400, 429]);
     expect([await from('198.51.100.8'), await from('9.9.9.9,198.51.100.8', 'POST'), await from(' 198.51.100.8 ')]).toEqual([400, 400, 429]);
+  });
+
+  it('a chunked GET (any case of the header name) is left to fastify; an empty content-length is not', async () => {
+    h = await startHarness();
+    const ask = async (head: string, body = '') => {
+      const s = net.connect({ host: '127.0.0.1', port: h!.relay.port });
+      await once(s, 'connect');
+      s.write(`GET /mp/pos/POS1?key=${h!.posKey} HTTP/1.1\r\nhost: x\r\n${head}\r\n\r\n${body}`);
+      let answer = '';
+      await new Promise<void>((resolve) => s.on('data', (d: Buffer) => (answer += d.toString()).includes('\r\n\r\n') && resolve()));
+      s.destroy();
+      return answer;
+    };
+    const before = { ...h.relay.posPoll.served };
+    expect(await ask('Transfer-Encoding: chunked', '5\r\nhello\r\n0\r\n\r\n')).toMatch(/^HTTP\/1\.1 202/);
+    expect(h.relay.posPoll.served).toEqual({ front: before.front, fastify: before.fastify + 1 });
+    expect(await ask('Content-Length: 0')).toMatch(/^HTTP\/1\.1 202/);
+    expect(h.relay.posPoll.served).toEqual({ front: before.front + 1, fastify: before.fastify + 1 });
+  });
+
+  it('the key comparison is equality, whatever the given key\'s length', () => {
+    const k = 'PZUOrvltpxCQsfxEF3Qwx8AnYpccSwfn';
+    expect(sameKey(k, k)).toBe(true);
+    expect(sameKey(`${k}`.slice(0), k)).toBe(true);
+    for (const other of [`X${k.slice(1)}`, `${k.slice(0, -1)}X`, k.slice(0, -1), `${k}a`, `${k}\0`, '', 'é'.repeat(32)]) expect(sameKey(other, k)).toBe(false);
   });
 
   it('a GET with a body is left to fastify; a store failure on the front path answers 500 and is logged', async () => {

@@ -189,8 +189,10 @@ export class RouteGuards {
   clientAddress(req: IncomingMessage): string {
     const socket = req.socket.remoteAddress ?? '';
     const hops = this.o.limits.trustProxy;
+    // without proxies the headers are not looked at (req.headers is built on first use)
+    if (!hops) return socket;
     const xff = req.headers['x-forwarded-for'];
-    if (!hops || !xff) return socket;
+    if (!xff) return socket;
     const entries = (typeof xff === 'string' ? xff : xff.join(',')).split(',');
     for (let i = entries.length - 1, hop = 1; i >= 0; i--) {
       const a = entries[i]!.trim();

@@ -9,7 +9,7 @@ import { BitmapFont } from './font.js';
 import { layoutView, urgent, type Layout } from './layout.js';
 import { screenKey, type Display, type Screen } from './model.js';
 import { paintDynamic, paintQrModules, paintStatic, plainKey } from './paint.js';
-import { QUIET_ZONE } from './qr.js';
+import { QUIET_ZONE, qrMatrix, type QrMatrix } from './qr.js';
 import { Surface, frameBytes, type FbGeometry, type Rotation } from './surface.js';
 import { viewOf, type View } from './view.js';
 import type { DeviceReport } from '../report.js';
@@ -133,9 +133,18 @@ function overlaysOf(layout: Layout): Overlay[] {
 
 const sameBox = (a: Overlay, b: Overlay) => a.x === b.x && a.y === b.y && a.w === b.w && a.h === b.h;
 
-/** The view's key for its layout: the countdown's digits do not move anything (layout.ts). */
-function layoutKey(v: View): string {
-  return JSON.stringify(v, (k, val: unknown) => (k === 'seconds' ? undefined : k === 'countdown' && typeof val === 'string' ? val.replace(/\d/g, '8') : val));
+/**
+ * The view's key for its layout: the countdown's digits do not move anything, and of the QR only
+ * its size (modules per side) does (layout.ts payLayout): a new order's QR of the same size lays
+ * out as the last one did.
+ */
+function layoutKey(v: View, qrSize: number | undefined): string {
+  return JSON.stringify(v, (k, val: unknown) => (k === 'seconds' ? undefined : k === 'qr' ? qrSize : k === 'countdown' && typeof val === 'string' ? val.replace(/\d/g, '8') : val));
+}
+
+/** A cached layout with another matrix of the same size in its QR op (the rest is the same). */
+function withMatrix(layout: Layout, matrix: QrMatrix): Layout {
+  return { ...layout, ops: layout.ops.map((op) => (op.kind === 'qr' && op.matrix !== matrix ? { ...op, matrix } : op)) };
 }
 
 /**
@@ -374,10 +383,13 @@ export class FramebufferDisplay extends EventEmitter implements Display {
 
   /** The layout of a view (cached: the next order for the same product lays out the same). */
   private layoutFor(view: View, screen: Screen): { layout: Layout; plain: string } {
-    const key = layoutKey(view);
+    // the matrix is made here (layoutView's own call then finds it in qr.ts's cache)
+    const matrix = view.qr ? qrMatrix(view.qr) : undefined;
+    const key = layoutKey(view, matrix?.size);
     let hit = this.layouts.get(key);
     if (hit) {
       this.layouts.delete(key);
+      if (matrix) hit = { layout: withMatrix(hit.layout, matrix), plain: hit.plain };
     } else {
       const layout = layoutView(view, this.base.width, this.base.height, this.font);
       if (layout.problems.length) this.log?.warn({ screen: screen.screen, problems: layout.problems }, 'screen does not fit the panel');

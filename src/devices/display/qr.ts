@@ -27,9 +27,9 @@ export function qrMatrix(payload: string): QrMatrix {
     return hit;
   }
   const m = create(payload, { errorCorrectionLevel: 'M' }).modules;
-  const dark = new Uint8Array(m.size * m.size);
-  for (let r = 0; r < m.size; r++) for (let c = 0; c < m.size; c++) dark[r * m.size + c] = m.get(r, c) ? 1 : 0;
-  const q = { size: m.size, dark };
+  // qrcode's BitMatrix already is this: size*size bytes, row major, 1 = dark (set and xor'ed
+  // with 0/1 only); taken as is rather than read back module by module through get()
+  const q = { size: m.size, dark: m.data };
   cache.set(payload, q);
   if (cache.size > CACHE_MAX) cache.delete(cache.keys().next().value!);
   return q;
