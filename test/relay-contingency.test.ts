@@ -195,6 +195,35 @@ describe('contingency search that scales', { timeout: 180_000 }, () => {
     await k.close();
   });
 
+  it('a busy store with more cancels than calls: the newest looked up one call each, a late payment on the newest found in the first pass', async () => {
+    // network torture, dynamic/offline, seed 20261415: 66 due cancels spanning 38 minutes of a
+    // busy store made one batch whose window needed more pages than a pass has; every pass read
+    // the same 10 pages and covered nobody, and a late payment waited 252 s until the oldest
+    // cancels aged out of the watch
+    h = await startHarness({ limits: { contingency: { callsPerSecond: 1000 } }, orders: NO_TIMER });
+    h.mp.clock = () => h!.clock.t;
+    const k = await TestKiosk.connect(h.relay, h.token);
+    for (let i = 0; i < 1000; i++) h.mp.pay(`ord_other${i}`, 900);
+    await selectCancel(h, k, 30);
+    h.mp.pay('ord_mash00029', 1500); // paid after the cancel, its notification lost
+    h.clock.t += 21_000;
+    await h.relay.runContingency();
+    await k.waitFrame((f) => f.type === 'order.refunded' && f.orderId === 'ord_mash00029');
+    // one page showed the window's size; the rest of the pass's calls went to single lookups
+    const calls = searches(h).map((c) => c.args[0] as { external_reference?: string });
+    expect(calls).toHaveLength(10);
+    expect(calls[0]!.external_reference).toBeUndefined();
+    expect(calls.slice(1).map((c) => c.external_reference)).toContain('ord_mash00029');
+    // the others are not forgotten: the following passes look the rest up
+    for (let pass = 0; pass < 4; pass++) {
+      h.clock.t += 5_000;
+      await h.relay.runContingency();
+    }
+    const looked = new Set(searches(h).map((c) => (c.args[0] as { external_reference?: string }).external_reference).filter(Boolean));
+    for (let i = 0; i < 30; i++) expect(looked).toContain(`ord_mash${String(i).padStart(5, '0')}`);
+    await k.close();
+  });
+
   it('Mercado Pago calls are paced: limits.contingency.callsPerSecond', async () => {
     h = await startHarness({ limits: { contingency: { callsPerSecond: 0.001 } }, orders: NO_TIMER });
     const k = await TestKiosk.connect(h.relay, h.token);

@@ -243,7 +243,9 @@ export class ContingencyPoller {
         if (r === 'covered') for (const { order } of group) covered.add(order.id);
         if (r !== 'too_big') continue;
         // A busy store: the window holds more records than the calls left can read (a ±5 minute
-        // window at 20 sales a second is 12,000 merchant orders), but few of ours are in it.
+        // window at 20 sales a second is 12,000 merchant orders). One call per order, in the
+        // group's order (newest first); those the budget does not reach stay due for the next
+        // pass, whose newest are then the ones not looked at yet (the others back off).
         for (const { order, kiosk } of group) {
           if (this.closed || budget.left <= 0) break;
           budget.left--;
@@ -273,8 +275,8 @@ export class ContingencyPoller {
    * Many orders, few calls: every record created in the orders' time window, page by page (as
    * many as the budget allows), matched to ours by external_reference. Resolves `covered` when
    * the pages covered the whole window, `too_big` when the first page's total shows the window
-   * needs more pages than the budget leaves while one call per order would do (the caller looks
-   * them up one by one), `failed` otherwise.
+   * needs more pages than the budget leaves (the caller looks them up one by one, newest first,
+   * as far as the budget goes), `failed` otherwise.
    */
   private async batch(model: PaymentModel, orders: OrderRecord[], budget: CallBudget): Promise<'covered' | 'too_big' | 'failed'> {
     const byId = new Map(orders.map((o) => [o.id, o]));
@@ -304,7 +306,10 @@ export class ContingencyPoller {
       offset += res.size;
       if (res.size === 0 || offset >= res.total) return 'covered';
       const pagesNeeded = Math.ceil((res.total - offset) / limit);
-      if (offset === res.size && pagesNeeded > budget.left && orders.length <= budget.left) return 'too_big';
+      // Paging on could never cover the window in this pass (and the next pass would page the
+      // same window again while the same orders stay due): one call each for as many of them as
+      // the budget allows, newest first, the likeliest to be paid late; the rest stay due.
+      if (offset === res.size && pagesNeeded > budget.left) return 'too_big';
     }
     this.o.logger.warn(
       { orders: orders.length, pages: this.o.limits.maxPagesPerPass, from: new Date(fromMs).toISOString(), model: model.name },
