@@ -4,14 +4,14 @@
 //                                      answering the same bytes
 //   notification route throughput      IPN-form POSTs (each stored with a synced write before the
 //                                      200), vs a bare node:http server doing one synced insert
-//   memory per connected kiosk         relay RSS growth per WebSocket kiosk that said hello, vs a
-//                                      bare `ws` server holding the same number of sockets
+// (Memory per connected kiosk is kiosk-connections.ts's: thousands of kiosks, where a few hundred
+// drowned in the RSS's noise and once gave the floor a negative figure.)
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
-import { autocannon, loadWithCpu, rssMb, startChild, type Load } from './lib/proc.js';
+import { autocannon, loadWithCpu, startChild, type Load } from './lib/proc.js';
 
 type CpuLoad = Load & { cpuUsPerReq: number };
 
@@ -19,7 +19,6 @@ export interface RelayHttpFigures {
   /** fastify: the same bytes from a one-route fastify app (how much of the gap is the framework) */
   poll: { route: CpuLoad; floor: CpuLoad; fastify: CpuLoad; generation: string }[];
   notifications: { route: CpuLoad; floor: CpuLoad };
-  kioskMemory: { kiosks: number; relayKbPerKiosk: number; floorKbPerKiosk: number };
 }
 
 const WAITING_V2 = '{"status":{"status_detail":"Waiting_for_order"}}';
@@ -110,51 +109,13 @@ async function alternate(route: () => Promise<CpuLoad>, floor: () => Promise<Cpu
   return { route: { ...mid(r), non2xx: total(r), cpuUsPerReq: cpu(r) }, floor: { ...mid(f), non2xx: total(f), cpuUsPerReq: cpu(f) } };
 }
 
-async function settle(pid: number): Promise<number> {
-  // RSS after full collections (SIGUSR2 -> gc() in the child): the lowest of a few reads.
-  let low = Infinity;
-  for (let i = 0; i < 5; i++) {
-    process.kill(pid, 'SIGUSR2');
-    await new Promise((r) => setTimeout(r, 200));
-    low = Math.min(low, rssMb(pid));
-  }
-  return low;
-}
-
-async function kioskMemoryFigure(kiosks: number) {
-  const relay = await startChild('bench/servers/relay.ts', ['--kiosks', String(kiosks)], { nodeArgs: ['--expose-gc'] });
-  const bare = await startChild('bench/servers/bare-ws.ts', [], { nodeArgs: ['--expose-gc'] });
-  const sockets: WebSocket[] = [];
-  try {
-    const tokens = relay.info.tokens as string[];
-    const before = await settle(relay.proc.pid!);
-    for (let i = 0; i < kiosks; i++) sockets.push(await connectKiosk(relay.info.wsUrl as string, `k${i}`, tokens[i]!));
-    const after = await settle(relay.proc.pid!);
-    const bareBefore = await settle(bare.proc.pid!);
-    for (let i = 0; i < kiosks; i++) {
-      sockets.push(await new Promise<WebSocket>((resolve, reject) => {
-        const ws = new WebSocket(`ws://127.0.0.1:${bare.info.port}/v1/kiosk`);
-        ws.once('open', () => resolve(ws));
-        ws.once('error', reject);
-      }));
-    }
-    const bareAfter = await settle(bare.proc.pid!);
-    return { kiosks, relayKbPerKiosk: ((after - before) * 1024) / kiosks, floorKbPerKiosk: ((bareAfter - bareBefore) * 1024) / kiosks };
-  } finally {
-    for (const s of sockets) s.terminate();
-    await relay.stop();
-    await bare.stop();
-  }
-}
-
-export async function benchRelayHttp(o: { seconds: number; connections: number; kiosks: number }): Promise<RelayHttpFigures> {
+export async function benchRelayHttp(o: { seconds: number; connections: number }): Promise<RelayHttpFigures> {
   const poll = [await pollFigure('v2', o.seconds, o.connections), await pollFigure('v1', o.seconds, o.connections)];
   const notifications = await notificationFigure(o.seconds, o.connections);
-  const kioskMemory = await kioskMemoryFigure(o.kiosks);
-  return { poll, notifications, kioskMemory };
+  return { poll, notifications };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const r = await benchRelayHttp({ seconds: Number(process.env.BENCH_SECONDS ?? 3), connections: 50, kiosks: Number(process.env.BENCH_KIOSKS ?? 200) });
+  const r = await benchRelayHttp({ seconds: Number(process.env.BENCH_SECONDS ?? 3), connections: 50 });
   console.log(JSON.stringify(r, null, 1));
 }
