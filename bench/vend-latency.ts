@@ -48,7 +48,9 @@ export async function benchVendLatency(vends = 200): Promise<LatencyResult> {
     orders: { contingencyAfterSeconds: 3600 },
     // vends back to back exceed the default 10 Mercado Pago reads a second for notifications: the
     // pacing would be measured instead of the path (a fleet's reads are spread over time)
-    limits: { notifications: { mpCallsPerSecond: 10_000 } },
+    // Likewise the per-source gate (10 a second, burst 60): past ~90 vends on a quiet machine a
+    // notification was refused 429 and the bench waited for a pulse that could not come.
+    limits: { notifications: { mpCallsPerSecond: 10_000, perSecond: 10_000, burst: 10_000 } },
     kiosk: { id: 'bench', posExternalId: 'BENCH1', storeExternalId: 'BENCHSTORE', model: 'unattended' },
     pollIntervalMs: 20,
     sandboxLogger: silent,
@@ -123,9 +125,14 @@ export async function benchVendLatency(vends = 200): Promise<LatencyResult> {
         },
         body,
       });
-      await pulsed;
+      // a refused notification never pulses: fail instead of waiting for ever
+      const answered = res.then(async (r) => {
+        if (r.status !== 200) throw new Error(`notification ${i} answered ${r.status}: ${await r.text()}`);
+        return pulsed;
+      });
+      await Promise.race([pulsed, answered]);
       samples.push(pulseAt - t0);
-      await res;
+      await answered;
       await done;
     }
   } finally {
@@ -141,4 +148,21 @@ export async function benchVendLatency(vends = 200): Promise<LatencyResult> {
     minMs: sorted[0]!,
     maxMs: sorted[sorted.length - 1]!,
   };
+}
+
+// Alone: `npx tsx bench/vend-latency.ts [vends]` prints the figure beside its floor, measured in
+// the same run as in run.ts (4 synced inserts + HTTP GET + WebSocket hop), and the load average.
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { syncedInserts, httpGetRoundTrip, wsHop } = await import('./floors.js');
+  const { loadavg } = await import('node:os');
+  const before = loadavg()[0]!;
+  const synced = syncedInserts(100);
+  const get = await httpGetRoundTrip(100);
+  const hop = await wsHop(100);
+  const floor = 4 * synced.each.median + get.median + hop.median;
+  const r = await benchVendLatency(Number(process.argv[2] ?? 100));
+  const f = (x: number) => x.toFixed(2);
+  console.log(`notification -> pulse (${r.vends} vends): median ${f(r.medianMs)} ms, p99 ${f(r.p99Ms)} ms, min ${f(r.minMs)} ms`);
+  console.log(`floor: 4 x synced insert ${f(synced.each.median)} + GET ${f(get.median)} + WS hop ${f(hop.median)} = ${f(floor)} ms`);
+  console.log(`ratio ${f(r.medianMs / floor)}x; load average ${before.toFixed(2)} before, ${loadavg()[0]!.toFixed(2)} after`);
 }
