@@ -220,6 +220,7 @@ export interface NotificationStore {
   countGivenUpNotifications(): Promise<number>;
   /** Retention: deletes processed notifications processed before `processedBefore`; resolves how many. */
   pruneNotifications(processedBefore: number): Promise<number>;
+  /** May be committed without an fsync of its own (SQLite): a lost mark only means processing it again. */
   markNotification(id: number, outcome: string, processedAt: number | null): Promise<void>;
   /** by id */
   unprocessedNotifications(): Promise<NotificationRecord[]>;
@@ -234,7 +235,10 @@ export interface OutboxStore {
   outboxOf(kioskId: string): Promise<OutboxRecord[]>;
   /** Reliable frames written for kiosks and not yet acked, all kiosks (the outbox depth metric). */
   outboxDepth(): Promise<number>;
-  /** Only the kiosk the message was addressed to can ack it away; whether a row went. */
+  /**
+   * Only the kiosk the message was addressed to can ack it away; whether a row went. May be
+   * committed without an fsync of its own (SQLite): a lost delete re-sends a frame the agent drops.
+   */
   deleteOutbox(kioskId: string, messageId: string): Promise<boolean>;
   /** Whether the kiosk's reliable message was applied already (at most once). */
   inInbox(kioskId: string, messageId: string): Promise<boolean>;
