@@ -266,6 +266,26 @@ describe('payment notifications', () => {
     await k2.close();
   });
 
+  it('answers 200 only once the stored notification is durable, and processing does not wait for that', async () => {
+    h = await startHarness();
+    const k = await kioskWithOrder(h, 'ord_durable1');
+    const { moId } = h.mp.pay('ord_durable1', 1500);
+    // hold the store's durable(): the row is in the log, not yet known to be on disk
+    const store = h.relay.store;
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const durable = store.durable.bind(store);
+    store.durable = () => held.then(durable);
+    let answered = false;
+    const status = notifyIpn(h, 'merchant_order', moId).then((s) => ((answered = true), s));
+    // released meanwhile: its `paid` transaction is synced, which flushes the row with it
+    await k.waitFrame((f) => f.type === 'order.paid' && f.orderId === 'ord_durable1');
+    expect(answered).toBe(false);
+    release();
+    expect(await status).toBe(200);
+    await k.close();
+  });
+
   it('a processed mark and an ack lost to a power cut (not fsync\'d on their own): processed again at the next start, released once', async () => {
     h = await startHarness();
     const k = await kioskWithOrder(h, 'ord_lostmark');
