@@ -1,10 +1,13 @@
 // Time from a Mercado Pago notification reaching the relay to the (simulated) motor pulse, over
 // N sales. Everything runs in this one process so a single monotonic clock times both ends:
 // t0 is taken just before the notification's HTTP request is written to the relay's socket,
-// t1 in the dispenser's pulse callback. In between: the relay stores the notification, answers,
-// re-reads the merchant order from the emulator over HTTP, verifies it, commits `paid` + outbox,
-// sends order.paid over the WebSocket; the agent journals `paid` and `dispensing` (each an fsync'd
-// SQLite transaction) and pulses. Sharing one event loop makes the figures pessimistic.
+// t1 in the dispenser's pulse callback. In between: the relay stores the notification (in the
+// WAL, not fsync'd on its own), re-reads the merchant order from the emulator over HTTP, verifies
+// it, commits `paid` + outbox (fsync'd, which flushes the notification's row too), sends order.paid
+// over the WebSocket and marks the notification processed (not fsync'd); the agent journals `paid`
+// (deferred) and `dispensing` (fsync'd) and pulses: 2 fsyncs on the path. The 200 to the
+// notification goes once its row is on disk (the `paid` commit here). Sharing one event loop makes
+// the figures pessimistic.
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
