@@ -265,6 +265,62 @@ describe('payment notifications', () => {
     await k2.waitFrame((f) => f.type === 'order.paid');
     await k2.close();
   });
+
+  it('answers 200 only once the stored notification is durable, and processing does not wait for that', async () => {
+    h = await startHarness();
+    const k = await kioskWithOrder(h, 'ord_durable1');
+    const { moId } = h.mp.pay('ord_durable1', 1500);
+    // hold the store's durable(): the row is in the log, not yet known to be on disk
+    const store = h.relay.store;
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const durable = store.durable.bind(store);
+    store.durable = () => held.then(durable);
+    let answered = false;
+    const status = notifyIpn(h, 'merchant_order', moId).then((s) => ((answered = true), s));
+    // released meanwhile: its `paid` transaction is synced, which flushes the row with it
+    await k.waitFrame((f) => f.type === 'order.paid' && f.orderId === 'ord_durable1');
+    expect(answered).toBe(false);
+    release();
+    expect(await status).toBe(200);
+    await k.close();
+  });
+
+  it('a processed mark and an ack lost to a power cut (not fsync\'d on their own): processed again at the next start, released once', async () => {
+    h = await startHarness();
+    const k = await kioskWithOrder(h, 'ord_lostmark');
+    const { moId } = h.mp.pay('ord_lostmark', 1500);
+    expect(await notifyIpn(h, 'merchant_order', moId)).toBe(200);
+    const paid = await k.waitFrame((f) => f.type === 'order.paid'); // acked by the test kiosk
+    await h.relay.whenIdle();
+    const result = k.send({ type: 'vend.result', orderId: 'ord_lostmark', result: 'dispensed', pulses: 1 });
+    await k.waitFrame((f) => f.type === 'ack' && f.ackId === result);
+    await k.close();
+    await h.relay.close();
+    // What a power cut may take: the mark (markNotification) and the ack's delete (deleteOutbox),
+    // committed without an fsync of their own; the synced `paid` and `vended` commits stay.
+    const Database = (await import('better-sqlite3')).default;
+    const db = new Database(h.dbPath);
+    const marked = db.prepare('SELECT id, outcome FROM notifications WHERE processed_at IS NOT NULL').all() as Array<{ id: number; outcome: string }>;
+    expect(marked).toHaveLength(1);
+    expect(marked[0]!.outcome).toBe('released');
+    db.prepare('UPDATE notifications SET processed_at = NULL, outcome = NULL').run();
+    expect(db.prepare('SELECT COUNT(*) AS n FROM outbox').get()).toEqual({ n: 0 });
+    db.prepare('INSERT INTO outbox (kiosk_id, message_id, type, payload, created_at) VALUES (?, ?, ?, ?, ?)').run('k1', paid.id, 'order.paid', JSON.stringify(paid), h.clock.t);
+    db.close();
+    await h.restart();
+    await h.relay.whenIdle();
+    // processed again: re-read at Mercado Pago, nothing new to do
+    const notes = await h.relay.store.listNotifications();
+    expect(notes.map((n) => n.outcome)).toEqual(['already_done']);
+    expect((await h.relay.store.getOrder('ord_lostmark'))!.state).toBe('vended');
+    // the frame whose ack was lost goes again, byte for byte the same (the agent's inbox drops it)
+    const k2 = await TestKiosk.connect(h.relay, h.token);
+    const again = await k2.waitFrame((f) => f.type === 'order.paid');
+    expect(again.id).toBe(paid.id);
+    expect(again).toEqual(paid);
+    await k2.close();
+  });
 });
 
 describe('refunds', () => {

@@ -164,3 +164,79 @@ describe('SQLite store: one transaction at a time on the one connection', () => 
     expect((await store.getOrder('ord_7'))?.state).toBe('pending');
   });
 });
+
+// A notification's row is committed without its own fsync; the route answers 200 only after
+// durable(), which a synced transaction that inserted a row satisfies (its fsync flushed the log
+// with the row in it), or, failing one, durable()'s own fsync of the log.
+describe('sqlite store: durable()', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'qrk-durable-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  const notification = { receivedAt: 1_000, form: 'ipn' as const, topic: 'merchant_order', resourceId: '1', query: {}, body: null, headers: {}, signatureOk: null, processedAt: null, outcome: null, source: '127.0.0.1' };
+
+  /** whether `p` has resolved once the queued callbacks ran */
+  async function resolved(p: Promise<void>): Promise<boolean> {
+    let done = false;
+    void p.then(() => (done = true));
+    await settle();
+    return done;
+  }
+
+  it('waits for the next synced transaction that keeps an inserted row, never for one that wrote nothing or rolled its insert back', async () => {
+    const { openSqliteStore } = await import('../src/relay/store/sqlite/index.js');
+    // an hour: only a transaction can make it resolve within the test
+    const s = openSqliteStore(join(dir, 'relay.sqlite'), { durableWithinMs: 3_600_000 });
+    try {
+      await s.addKiosk({ id: 'k1', posExternalId: 'POS1' });
+      expect(await resolved(s.durable())).toBe(true); // nothing unsynced
+      await s.insertNotification(notification);
+      await s.insertNotification(notification); // last_insert_rowid() 2
+      const d = s.durable();
+      await s.transaction(async (tx) => void (await tx.getOrder('nope'))); // wrote nothing
+      expect(await resolved(d)).toBe(false);
+      await s.transaction(async (tx) => {
+        // an insert rolled back with its savepoint: it moves last_insert_rowid (to 1), writes nothing
+        await tx.transaction(async (inner) => {
+          await inner.insertOrder(order('gone'));
+          throw new Error('roll back');
+        }).catch(() => {});
+      });
+      expect(await getOrderState(s, 'gone')).toBeUndefined();
+      expect(await resolved(d)).toBe(false);
+      await s.transaction(async (tx) => void (await tx.insertNotification(notification))); // row 3
+      expect(await resolved(d)).toBe(true);
+      expect(await resolved(s.durable())).toBe(true); // and nothing is left unsynced
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('fsyncs the log itself when no transaction comes, one fsync for every waiter; close() answers the waiters too', async () => {
+    const { openSqliteStore } = await import('../src/relay/store/sqlite/index.js');
+    const path = join(dir, 'relay.sqlite');
+    const s = openSqliteStore(path, { durableWithinMs: 1 });
+    await s.insertNotification(notification);
+    await s.insertNotification({ ...notification, resourceId: '2' });
+    await Promise.all([s.durable(), s.durable()]);
+    await s.markNotification(1, 'released', 2_000); // unsynced too
+    const held = s.durable();
+    await s.close();
+    await held;
+    const again = openSqliteStore(path);
+    try {
+      expect((await again.listNotifications()).map((n) => [n.resourceId, n.outcome])).toEqual([
+        ['1', 'released'],
+        ['2', null],
+      ]);
+    } finally {
+      await again.close();
+    }
+  });
+});
+
+async function getOrderState(s: RelayStore, id: string): Promise<string | undefined> {
+  return (await s.getOrder(id))?.state;
+}

@@ -6,9 +6,9 @@ import { checkResourceId, printableId } from '../notification-ids.js';
 import { classifyNotification, verifyWebhookSignatureAnyCase, type NotificationWorker } from '../notifications.js';
 import type { RelayStore } from '../store/index.js';
 
-// POST /mp/notifications: store first, answer 200, process later. Mercado Pago retries for hours
-// when we do not answer within ~22 s, and a crash between "answered" and "processed" is covered
-// because the row is already on disk (resumed at start-up).
+// POST /mp/notifications: store, start processing, answer 200 once the row is on disk. Mercado
+// Pago retries for hours when we do not answer within ~22 s, and a crash between "answered" and
+// "processed" is covered because the row is on disk by then (resumed at start-up).
 
 export interface NotificationRouteDeps {
   store: RelayStore;
@@ -101,8 +101,12 @@ export function registerNotificationRoutes(app: FastifyInstance, deps: Notificat
 
     const id = await deps.store.insertNotification({ ...received, signatureOk, processedAt: null, outcome: null });
     deps.logger.info({ notificationId: id, form: c.form, topic: c.rawTopic, resourceId: c.resourceId }, `notification ${c.form} ${c.rawTopic ?? '?'} ${c.resourceId ?? '?'} stored`);
-    // Processing is asynchronous (the worker's first step awaits the MP API); the row is on disk.
+    // Processing starts now (the worker's first step awaits the MP API), before the row is on
+    // disk: nothing it releases can outrun the row, since the release is a synced transaction
+    // and that fsync flushes the log with the row in it.
     deps.worker.submit({ id, topic: c.rawTopic, resourceId: c.resourceId });
+    // Only a row on disk is answered 200: Mercado Pago stops sending what we answered.
+    await deps.store.durable();
     return reply.code(200).send({ ok: true });
   });
 }

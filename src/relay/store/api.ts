@@ -209,7 +209,10 @@ export interface NewRefundRequest {
 }
 
 export interface NotificationStore {
-  /** Resolves the new row's id. */
+  /**
+   * Resolves the new row's id. May be committed without an fsync of its own (SQLite): whoever
+   * answers for it (the route's 200) awaits durable() first.
+   */
   insertNotification(n: Omit<NotificationRecord, 'id' | 'attempts' | 'givenUpAt'>): Promise<number>;
   /** Notifications stored from `source` at or after `since` (the per-source cap). */
   countNotificationsFrom(source: string, since: number): Promise<number>;
@@ -220,6 +223,7 @@ export interface NotificationStore {
   countGivenUpNotifications(): Promise<number>;
   /** Retention: deletes processed notifications processed before `processedBefore`; resolves how many. */
   pruneNotifications(processedBefore: number): Promise<number>;
+  /** May be committed without an fsync of its own (SQLite): a lost mark only means processing it again. */
   markNotification(id: number, outcome: string, processedAt: number | null): Promise<void>;
   /** by id */
   unprocessedNotifications(): Promise<NotificationRecord[]>;
@@ -234,7 +238,10 @@ export interface OutboxStore {
   outboxOf(kioskId: string): Promise<OutboxRecord[]>;
   /** Reliable frames written for kiosks and not yet acked, all kiosks (the outbox depth metric). */
   outboxDepth(): Promise<number>;
-  /** Only the kiosk the message was addressed to can ack it away; whether a row went. */
+  /**
+   * Only the kiosk the message was addressed to can ack it away; whether a row went. May be
+   * committed without an fsync of its own (SQLite): a lost delete re-sends a frame the agent drops.
+   */
   deleteOutbox(kioskId: string, messageId: string): Promise<boolean>;
   /** Whether the kiosk's reliable message was applied already (at most once). */
   inInbox(kioskId: string, messageId: string): Promise<boolean>;
@@ -395,4 +402,12 @@ export interface RelayStore
    * Synchronous and cheap: it is read on every poll.
    */
   writeCount(): number;
+  /**
+   * Resolves once every commit made so far through this store is on disk. PostgreSQL: at once
+   * (each commit is). SQLite: at once after a synced commit; after one made without its own fsync
+   * (insertNotification...), at the next synced transaction that writes a row, which flushes the
+   * log with it, or a few milliseconds later by an fsync of the log alone: commits waited on
+   * together share one fsync.
+   */
+  durable(): Promise<void>;
 }

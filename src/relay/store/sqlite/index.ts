@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { closeSync, fsyncSync, openSync } from 'node:fs';
 import { crashPoint } from '../../../runtime/crash-hook.js';
 import { openDatabase, type Db } from '../../../runtime/sqlite.js';
 import type { RelayStore } from '../api.js';
@@ -67,6 +68,9 @@ class SqliteTables {
 /** When a store call may run, and what a transaction on this handle means. */
 interface Runner {
   run<R>(step: () => R): Promise<R>;
+  /** run, but a step outside any transaction commits without its own fsync (see bookkeeping below) */
+  runUnsynced<R>(step: () => R): Promise<R>;
+  durable(): Promise<void>;
   transaction<T>(fn: (tx: RelayStore) => Promise<T>, view: RelayStore): Promise<T>;
   writeCount(): number;
 }
@@ -82,15 +86,28 @@ function attempt<R>(step: () => R): Promise<R> {
   }
 }
 
-/** The outer store's runner: the lock, the connection's life, BEGIN/COMMIT. */
+/**
+ * How long a commit made without its own fsync may wait for a synced transaction to flush it
+ * before durable() fsyncs the log alone. Short beside what waits on it (Mercado Pago waits ~22 s
+ * for the notification's 200), long enough for the transaction a notification leads to (a
+ * Mercado Pago read, then `paid` + outbox) to come first on a healthy link.
+ */
+export const DURABLE_WITHIN_MS = 25;
+
+/** The outer store's runner: the lock, the connection's life, BEGIN/COMMIT, durability. */
 class LockedRunner implements Runner {
   readonly lock = new AsyncLock();
   closed = false;
   private writesAtClose = 0;
+  /** a commit made without its own fsync may not be on disk yet */
+  private unsynced = false;
+  private durableWaiters: Array<{ resolve: () => void; reject: (err: Error) => void }> = [];
+  private flushTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly db: Db,
     private readonly tables: SqliteTables,
+    private readonly durableWithinMs = DURABLE_WITHIN_MS,
   ) {}
 
   /** A StoreError to reject with, when a call cannot run at all. */
@@ -120,6 +137,68 @@ class LockedRunner implements Runner {
     });
   }
 
+  runUnsynced<R>(step: () => R): Promise<R> {
+    return this.run(() => {
+      // synchronous=NORMAL in WAL mode: the commit is in the log (a killed process loses nothing:
+      // the OS has it) but not fsync'd; the next synced commit that writes flushes it with its own
+      this.db.exec('PRAGMA synchronous = NORMAL');
+      try {
+        return step();
+      } finally {
+        this.db.exec('PRAGMA synchronous = FULL');
+        this.unsynced = true;
+      }
+    });
+  }
+
+  durable(): Promise<void> {
+    if (!this.unsynced || this.closed) return Promise.resolve(); // close() checkpoints, which syncs
+    return new Promise((resolve, reject) => {
+      this.durableWaiters.push({ resolve, reject });
+      this.flushTimer ??= setTimeout(() => this.flushLog(), this.durableWithinMs);
+    });
+  }
+
+  /**
+   * fsync of the WAL file: what a synced commit does after writing its frames, here without a
+   * commit (fsync flushes the file, whichever descriptor wrote it). No log file: everything was
+   * checkpointed into the database, which a checkpoint syncs.
+   */
+  private flushLog(): void {
+    this.flushTimer = undefined;
+    if (!this.unsynced) return;
+    let fd: number | undefined;
+    try {
+      fd = openSync(`${this.db.name}-wal`, 'r');
+      fsyncSync(fd);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        const waiters = this.durableWaiters;
+        this.durableWaiters = [];
+        for (const w of waiters) w.reject(err as Error);
+        return;
+      }
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+    }
+    this.synced();
+  }
+
+  /** Everything committed so far is on disk. */
+  private synced(): void {
+    this.unsynced = false;
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    const waiters = this.durableWaiters;
+    this.durableWaiters = [];
+    for (const w of waiters) w.resolve();
+  }
+
+  /** Changes when a row is inserted: a commit that inserted wrote to the log, so its fsync flushed it. */
+  private lastInsert(): number | bigint {
+    return (this.db.prepare('SELECT last_insert_rowid() AS r').get() as { r: number | bigint }).r;
+  }
+
   async transaction<T>(fn: (tx: RelayStore) => Promise<T>): Promise<T> {
     const refused = this.refusal();
     if (refused) throw refused;
@@ -129,11 +208,17 @@ class LockedRunner implements Runner {
       if (this.closed) throw new StoreError('the relay store is closed');
       const runner = new TransactionRunner(this);
       const tx = new SqliteStoreView(this.tables, runner);
+      // A synced commit flushes the log up to its own frames, earlier unsynced commits included,
+      // but only if it wrote frames: an UPDATE to the same values counts as a change and writes
+      // none, an INSERT always writes (no TEMP tables here). So only a transaction that inserted
+      // a row it kept counts as a flush; any doubt leaves it to durable()'s own fsync.
+      const insertedBefore = this.unsynced ? this.lastInsert() : undefined;
       this.db.exec('BEGIN IMMEDIATE');
       try {
         result = await insideTransaction.run(runner, () => fn(tx));
         crashPoint('relay.uncommitted'); // crash test hook: written, not committed
         this.db.exec('COMMIT');
+        if (insertedBefore !== undefined && !runner.rolledBack && this.lastInsert() !== insertedBefore) this.synced();
       } catch (err) {
         if (this.db.inTransaction) this.db.exec('ROLLBACK');
         throw err;
@@ -161,6 +246,11 @@ class LockedRunner implements Runner {
       if (this.closed) return;
       this.writesAtClose = this.writeCount();
       this.closed = true;
+      // a waiter answers only once its commit is on disk: flushed now, not by the checkpoint
+      // close() makes (which a full disk could fail)
+      if (this.durableWaiters.length > 0) this.flushLog();
+      if (this.flushTimer) clearTimeout(this.flushTimer);
+      this.flushTimer = undefined;
       if (this.db.open) this.db.close();
     } finally {
       this.lock.release();
@@ -171,6 +261,8 @@ class LockedRunner implements Runner {
 /** A transaction's handle: statements run at once (the transaction holds the lock) while it is open. */
 class TransactionRunner implements Runner {
   active = true;
+  /** a savepoint was rolled back: rows it inserted count in last_insert_rowid() but were never written */
+  rolledBack = false;
   private savepoints = 0;
 
   constructor(readonly outer: LockedRunner) {}
@@ -182,6 +274,16 @@ class TransactionRunner implements Runner {
   run<R>(step: () => R): Promise<R> {
     if (!this.active) return Promise.reject(new StoreError('a transaction handle was used after its transaction ended: use the store'));
     return attempt(step);
+  }
+
+  /** inside a transaction its commit decides how it reaches the disk */
+  runUnsynced<R>(step: () => R): Promise<R> {
+    return this.run(step);
+  }
+
+  /** the commits before the transaction; its own are not made yet */
+  durable(): Promise<void> {
+    return this.outer.durable();
   }
 
   /** Nested: a savepoint, rolled back alone when fn throws. Nested transactions of one handle run one at a time. */
@@ -197,6 +299,7 @@ class TransactionRunner implements Runner {
     } catch (err) {
       if (this.active && db.inTransaction) {
         db.exec(`ROLLBACK TO ${name}`);
+        this.rolledBack = true;
         db.exec(`RELEASE ${name}`);
       }
       throw err;
@@ -227,6 +330,10 @@ class SqliteStoreView implements RelayStore {
 
   writeCount(): number {
     return this.r.writeCount();
+  }
+
+  durable(): Promise<void> {
+    return this.r.durable();
   }
 
   close(): Promise<void> {
@@ -398,8 +505,15 @@ class SqliteStoreView implements RelayStore {
     return this.r.run(() => this.ops.refunds.partialRefundsDue(...a));
   }
   // NotificationStore: ./notifications.ts
+  /**
+   * Not fsync'd on its own: the route answers 200 only after durable(), and meanwhile the worker
+   * already reads the order at Mercado Pago; its synced `paid` transaction (or durable()'s own
+   * fsync, if that comes first) puts the row on disk. A crash before that is a notification never
+   * answered: Mercado Pago sends it again, and nothing was released on it (the release is in the
+   * synced transaction, which flushes the row with it).
+   */
   insertNotification(...a: Parameters<RelayStore['insertNotification']>) {
-    return this.r.run(() => this.ops.notifications.insertNotification(...a));
+    return this.r.runUnsynced(() => this.ops.notifications.insertNotification(...a));
   }
   countNotificationsFrom(...a: Parameters<RelayStore['countNotificationsFrom']>) {
     return this.r.run(() => this.ops.notifications.countNotificationsFrom(...a));
@@ -416,8 +530,18 @@ class SqliteStoreView implements RelayStore {
   pruneNotifications(...a: Parameters<RelayStore['pruneNotifications']>) {
     return this.r.run(() => this.ops.notifications.pruneNotifications(...a));
   }
+  // Bookkeeping that a power cut may lose without losing or repeating an effect, so it is
+  // committed without an fsync of its own (runUnsynced; a SIGKILL loses none of it):
+  //  - markNotification: a lost mark leaves the notification unprocessed, and the next start
+  //    processes it again (resumePending): a re-read at Mercado Pago and an idempotent apply
+  //    (`already_done`), never a second release: the order's state decides that, and its
+  //    `paid` transaction is synced;
+  //  - deleteOutbox (the kiosk's ack): a lost delete re-sends the frame at the next hello, and the
+  //    agent's inbox drops the repeat and acks it again (as the agent's own deferred outbox delete).
+  // One fsync fewer per notification and per acked frame; on the path notification -> motor pulse
+  // the mark's fsync held the event loop between the `paid` commit and the next frame handled.
   markNotification(...a: Parameters<RelayStore['markNotification']>) {
-    return this.r.run(() => this.ops.notifications.markNotification(...a));
+    return this.r.runUnsynced(() => this.ops.notifications.markNotification(...a));
   }
   unprocessedNotifications(...a: Parameters<RelayStore['unprocessedNotifications']>) {
     return this.r.run(() => this.ops.notifications.unprocessedNotifications(...a));
@@ -435,8 +559,9 @@ class SqliteStoreView implements RelayStore {
   outboxDepth(...a: Parameters<RelayStore['outboxDepth']>) {
     return this.r.run(() => this.ops.outbox.outboxDepth(...a));
   }
+  /** not fsync'd on its own: see markNotification */
   deleteOutbox(...a: Parameters<RelayStore['deleteOutbox']>) {
-    return this.r.run(() => this.ops.outbox.deleteOutbox(...a));
+    return this.r.runUnsynced(() => this.ops.outbox.deleteOutbox(...a));
   }
   inInbox(...a: Parameters<RelayStore['inInbox']>) {
     return this.r.run(() => this.ops.outbox.inInbox(...a));
@@ -622,10 +747,10 @@ class SqliteStoreView implements RelayStore {
 export class SqliteRelayStore extends SqliteStoreView {
   private readonly locked: LockedRunner;
 
-  constructor(path: string) {
+  constructor(path: string, opts: SqliteStoreOptions = {}) {
     const db = openDatabase(path, { migrations: MIGRATIONS, what: 'relay database', key: 'store.path', mode: 0o600 });
     const tables = new SqliteTables(new SqliteConn(db));
-    const locked = new LockedRunner(db, tables);
+    const locked = new LockedRunner(db, tables, opts.durableWithinMs);
     super(tables, locked);
     this.locked = locked;
   }
@@ -635,7 +760,12 @@ export class SqliteRelayStore extends SqliteStoreView {
   }
 }
 
+export interface SqliteStoreOptions {
+  /** durable(): how long an unsynced commit waits for a synced transaction (default DURABLE_WITHIN_MS) */
+  durableWithinMs?: number;
+}
+
 /** Opens (creating and migrating as needed) the relay's SQLite file. */
-export function openSqliteStore(path: string): RelayStore {
-  return new SqliteRelayStore(path);
+export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): RelayStore {
+  return new SqliteRelayStore(path, opts);
 }
