@@ -2,8 +2,9 @@
 //   POS-url poll, "no order" answer   autocannon (own process) against the relay (own process)
 //                                      with its kiosk connected, vs a bare node:http server
 //                                      answering the same bytes
-//   notification route throughput      IPN-form POSTs (each stored with a synced write before the
-//                                      200), vs a bare node:http server doing one synced insert
+//   notification route throughput      IPN-form POSTs (each on disk before its 200: one fsync
+//                                      shared by the waiting ones), vs a bare node:http server
+//                                      doing one synced insert per request
 // (Memory per connected kiosk is kiosk-connections.ts's: thousands of kiosks, where a few hundred
 // drowned in the RSS's noise and once gave the floor a negative figure.)
 

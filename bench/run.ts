@@ -72,7 +72,7 @@ async function main(): Promise<void> {
     const x = http.notifications;
     const ratio = x.route.reqPerSec / x.floor.reqPerSec;
     rows.push({
-      path: 'notification route (IPN POST, stored synced before the 200)',
+      path: 'notification route (IPN POST, on disk before the 200: one fsync shared by those waiting)',
       figure: `${Math.round(x.route.reqPerSec)} req/s, ${n(x.route.cpuUsPerReq, 0)} us CPU/request`,
       floor: `bare node:http + 1 synced insert per request: ${Math.round(x.floor.reqPerSec)} req/s, ${n(x.floor.cpuUsPerReq, 0)} us CPU/request`,
       ratio,

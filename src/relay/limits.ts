@@ -41,9 +41,9 @@ export const limitsSchema = z
       .prefault({}),
     notifications: z
       .strictObject({
-        // each stored notification is a durable write (an fsync on the event loop): a burst of
-        // hundreds measurably delayed the POS poll, so the burst stays modest; Mercado Pago sends
-        // a few per payment and retries what is refused
+        // each stored notification must be on disk before its 200 (waiting ones share an fsync);
+        // when each had its own, a burst of hundreds measurably delayed the POS poll, so the burst
+        // stays modest; Mercado Pago sends a few per payment and retries what is refused
         perSecond: positive.default(10),
         burst: positiveInt.default(60),
         storedPerSourcePerHour: positiveInt.default(5000),
