@@ -199,18 +199,25 @@ export async function runCycle(w: World, prng: Prng, plan: PayPlan, hooks: Cycle
  */
 export async function verdict(w: World, drainMs = 30_000): Promise<Verdict> {
   const end = Date.now() + drainMs;
+  // The backlog judged is the one read when it drained (or the last one read when it never did):
+  // read again after the ledger, a notification that landed in between counted as "never
+  // processed" (network suite, orders/static, seed 20261417, cycle 744: no notification of that
+  // run waited more than 12 s).
+  let backlog: ReturnType<World['relayBacklog']>;
+  let agentOutbox: number;
   for (;;) {
-    const b = w.relayBacklog();
-    if ((b.outbox === 0 && b.refunds === 0 && b.notifications === 0 && w.agentOutbox() === 0) || Date.now() > end) break;
+    backlog = w.relayBacklog();
+    agentOutbox = w.agentOutbox();
+    if ((backlog.outbox === 0 && backlog.refunds === 0 && backlog.notifications === 0 && agentOutbox === 0) || Date.now() > end) break;
     await sleep(50);
   }
   const ledger = await w.ledger();
   return checkInvariants({
     agentOrders: w.agentOrders(),
     pulses: w.pulses(),
-    agentOutbox: w.agentOutbox(),
+    agentOutbox,
     relayOrders: w.relayOrders(),
-    relayBacklog: w.relayBacklog(),
+    relayBacklog: backlog,
     payments: ledger.payments,
     refunds: ledger.refunds,
   });
