@@ -59,7 +59,7 @@ function framebufferDir(dir: string): string {
   return shm;
 }
 
-function fakeFramebuffer(dir: string, g: FbGeometry): { device: string; sysfs: string } {
+export function fakeFramebuffer(dir: string, g: FbGeometry): { device: string; sysfs: string } {
   dir = framebufferDir(dir);
   const sysfs = join(dir, `sys-${g.width}x${g.height}-${g.bpp}`);
   mkdirSync(sysfs, { recursive: true });
@@ -71,7 +71,7 @@ function fakeFramebuffer(dir: string, g: FbGeometry): { device: string; sysfs: s
   return { device, sysfs };
 }
 
-function nextFrame(d: FramebufferDisplay, pred: (e: FrameEvent) => boolean): Promise<FrameEvent> {
+export function nextFrame(d: FramebufferDisplay, pred: (e: FrameEvent) => boolean): Promise<FrameEvent> {
   return new Promise((resolve) => {
     const on = (e: FrameEvent) => {
       if (!pred(e)) return;
@@ -82,8 +82,8 @@ function nextFrame(d: FramebufferDisplay, pred: (e: FrameEvent) => boolean): Pro
   });
 }
 
-/** A relay that only welcomes and acks: enough for the agent to sell. */
-async function miniRelay(token: string): Promise<{ url: string; close: () => Promise<void> }> {
+/** A relay that only welcomes and acks, and says an order is paid when told: enough for the agent to sell. */
+async function miniRelay(token: string): Promise<{ url: string; pay: (orderId: string) => void; close: () => Promise<void> }> {
   const wss = await new Promise<WebSocketServer>((resolve) => {
     const s: WebSocketServer = new WebSocketServer(
       {
@@ -120,6 +120,10 @@ async function miniRelay(token: string): Promise<{ url: string; close: () => Pro
   const port = (wss.address() as { port: number }).port;
   return {
     url: `ws://127.0.0.1:${port}/v1/kiosk`,
+    pay: (orderId) => {
+      const paid = frame({ type: 'order.paid', orderId, paymentId: `pay_${orderId}`, amount: 150000, currency: 'ARS' });
+      for (const c of wss.clients) c.send(JSON.stringify(paid));
+    },
     close: async () => {
       for (const c of wss.clients) c.terminate();
       await new Promise<void>((r) => wss.close(() => r()));
@@ -139,7 +143,7 @@ export async function selectToFrame(dir: string, g: FbGeometry, runs: number): P
       relay: { url: relay.url, token },
       journal: { path: join(dir, `agent-${g.width}.sqlite`) },
       control: { socket: join(dir, `a${g.width}.sock`) },
-      slots: [{ slot: 1, sku: 'COLA', stock: 5 }],
+      slots: [{ slot: 1, sku: 'COLA', stock: 100_000 }],
       hardware: { buttons: { driver: 'none' }, display: { driver: 'none' }, dispenser: { driver: 'sim' } },
     },
     {
@@ -164,8 +168,10 @@ export async function selectToFrame(dir: string, g: FbGeometry, runs: number): P
       // journal commit (FramebufferDisplay.showNow), and announced after select() returns
       const e = await nextFrame(display, (e) => e.screen.screen === 'pay' && e.screen.orderId === sel.orderId);
       if (i >= 5) samples.push(e.writtenAt - t0); // the first few warm the JIT and glyph caches
-      const idle = nextFrame(display, (e) => e.screen.screen !== 'pay');
-      agent.cancel();
+      // each press is a sale: paid, dispensed, thanked, back to idle; the next press then finds
+      // the pay screen painted as a kiosk in use does (a sale's own screens do not evict it)
+      const idle = nextFrame(display, (e) => e.screen.screen === 'idle');
+      relay.pay(sel.orderId);
       await idle;
       while (agent.status().state !== 'idle') await new Promise((r) => setTimeout(r, 1));
     }

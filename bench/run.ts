@@ -164,7 +164,7 @@ async function main(): Promise<void> {
   for (const d of display) {
     const q = d.qrcode;
     rows.push({
-      path: `button -> pay frame written, ${d.panel} (written before the order's journal commit, which follows)`,
+      path: `button -> pay frame written, ${d.panel} (each press a completed sale; written before the order's journal commit, which follows)`,
       figure: `median ${n(d.select.medianMs)} ms, p99 ${n(d.select.p99Ms)} ms`,
       floor: `qrcode alone: median ${n(q.medianMs)} ms; 1 synced insert: ${n(synced.each.median)} ms`,
       ratio: d.select.medianMs / q.medianMs,

@@ -329,6 +329,46 @@ describe('framebuffer behaviour', () => {
     expect([...readFileSync(fb.device).subarray(outside, outside + 16)]).toEqual(new Array(16).fill(0x55));
   });
 
+  it("a completed sale's screens do not push the pay screen out: the next order is a copy, and each screen's pixels are its own", async () => {
+    const fb = fakeFb({ width: 800, height: 480, bpp: 32, stride: 3200 });
+    const d = open(fb);
+    const idle: Screen = { screen: 'idle', products: [{ slot: 1, name: 'Cola 350ml', amountText: formatMoney(150000, 'ARS'), available: true }] };
+    const sale: Screen[] = [
+      { screen: 'dispensing', orderId: 'ord_1', product: 'Cola 350ml' },
+      { screen: 'thank_you', orderId: 'ord_1', product: 'Cola 350ml' },
+    ];
+    // what each screen looks like drawn alone, on a display that drew nothing before
+    const alone = async (s: Screen): Promise<Buffer> => {
+      const other = fakeFb({ width: 800, height: 480, bpp: 32, stride: 3200 });
+      await showAndWait(open(other), s);
+      return readFileSync(other.device);
+    };
+    // a kiosk starts out of service (relay not reached yet), then sells
+    const offline: Screen = { screen: 'out_of_service', reason: 'offline' };
+    await showAndWait(d, offline);
+    expect(readFileSync(fb.device).equals(await alone(offline))).toBe(true);
+    await showAndWait(d, idle);
+    expect(readFileSync(fb.device).equals(await alone(idle))).toBe(true);
+    expect((await showAndWait(d, pay())).full).toBe(true);
+    for (const s of sale) {
+      await showAndWait(d, s);
+      expect(readFileSync(fb.device).equals(await alone(s))).toBe(true);
+    }
+    expect((await showAndWait(d, idle)).full).toBe(false);
+    expect(readFileSync(fb.device).equals(await alone(idle))).toBe(true);
+    // the next customer: the pay screen is still painted, only its QR is new
+    const second = `${POS_QR.slice(0, -8)}-second`;
+    const again = await showAndWait(d, pay({ qr: second, orderId: 'ord_second000' }));
+    expect(again.full).toBe(false);
+    expect(readFileSync(fb.device).equals(await alone(pay({ qr: second, orderId: 'ord_second000' })))).toBe(true);
+    // and again after the second sale, whose screens are drawn over the frames the pay screen used
+    for (const s of sale) await showAndWait(d, s);
+    expect(readFileSync(fb.device).equals(await alone(sale[1]!))).toBe(true);
+    await showAndWait(d, idle);
+    expect((await showAndWait(d, pay())).full).toBe(false);
+    expect(decodeJsqr(frameToRgba(readFileSync(fb.device), fb.geom), 800, 480)).toBe(POS_QR);
+  });
+
   it('show() returns before drawing; a burst of screens is coalesced into the newest', async () => {
     const fb = fakeFb({ width: 800, height: 480, bpp: 16, stride: 1600 });
     const d = open(fb);

@@ -104,6 +104,13 @@ export interface FrameEvent {
 
 /** plain screens kept painted (idle + pay); each is one frame of memory (1.5 MB at 800x480x32) */
 const PLAIN_SCREENS = 2;
+/**
+ * The screens kept as plain surfaces: the ones a customer waits for. Every other screen (a sale's
+ * dispensing and result screens, out of service) is painted straight into the frame written, so a
+ * completed sale does not push the pay screen out of the cache: the next customer's press is a
+ * copy and the QR, not a repaint (bench/README.md, "After a sale").
+ */
+const KEPT_PLAIN: ReadonlySet<Screen['screen']> = new Set(['idle', 'pay']);
 /** layouts kept (a few screens alternate: idle, pay, a result) */
 const LAYOUTS = 4;
 /** countdown pills kept as pixels (a few KB each) */
@@ -234,7 +241,8 @@ export class FramebufferDisplay extends EventEmitter implements Display {
       );
     }
     this.frames = [new Surface(this.geometry, this.rotation), new Surface(this.geometry, this.rotation)];
-    this.base = new Surface(this.geometry, this.rotation);
+    // nothing drawn yet (baseKey undefined): the first draw sets the real one
+    this.base = this.frames[0];
     // a panel the console blanked shows nothing: unblank it, and say so when that is not allowed
     this.unblank = unblankPanel(sysfs);
     if (!this.unblank.ok) this.log?.warn({ sysfs }, `framebuffer unblanking unavailable: ${this.unblank.reason}`);
@@ -317,9 +325,10 @@ export class FramebufferDisplay extends EventEmitter implements Display {
   /**
    * Draws a screen into a surface. The plain part (all but the QR's modules and the countdown) is
    * repainted only when it differs from the cached one; every frame is then a copy of it, the
-   * QR's modules (runs of filled rows) and the countdown. A screen with neither (idle, results)
-   * is its plain surface: written as it is, `into` untouched (at idle only the plain screens are
-   * resident, not the two frames). Returns what to write and whether the plain part was repainted.
+   * QR's modules (runs of filled rows) and the countdown. The idle screen, which has neither, is
+   * its plain surface: written as it is, `into` untouched (at idle only the plain screens are
+   * resident, not the two frames). Any other screen without a QR or a countdown (KEPT_PLAIN) is
+   * painted into `into`. Returns what to write and whether the plain part was repainted.
    */
   private draw(screen: Screen, into: Surface): { surface: Surface; full: boolean } {
     const key = screenKey(screen);
@@ -328,12 +337,21 @@ export class FramebufferDisplay extends EventEmitter implements Display {
       const { layout, plain } = this.layoutFor(viewOf(screen, textsFor(screen, this.t)), screen);
       this.layout = layout;
       this.overlays = overlaysOf(layout);
+      if (this.overlays.length === 0 && !KEPT_PLAIN.has(screen.screen)) {
+        // painted into the frame itself; that frame no longer holds a copy of a plain surface
+        if (this.lastFront === into) this.lastFront = undefined;
+        paintStatic(layout, into, this.font, { qrModules: false });
+        this.holds.delete(into);
+        this.base = into;
+        this.baseKey = key;
+        return { surface: into, full: true };
+      }
       const i = this.plains.findIndex((p) => p.key === plain);
       let hit = i >= 0 ? this.plains.splice(i, 1)[0]! : undefined;
       if (!hit) {
         // reuse the oldest surface once PLAIN_SCREENS are painted, else take a new one
         const reuse = this.plains.length >= PLAIN_SCREENS ? this.plains.pop()! : undefined;
-        const surface = reuse?.surface ?? (this.plains.length === 0 ? this.base : new Surface(this.geometry, this.rotation));
+        const surface = reuse?.surface ?? new Surface(this.geometry, this.rotation);
         hit = { key: plain, surface };
         // the panel may show this very surface: after the repaint, compare with nothing
         if (this.lastFront === surface) this.lastFront = undefined;
