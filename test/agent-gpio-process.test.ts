@@ -5,7 +5,6 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { controlRequest } from '../src/agent/control.js';
 import type { HardwareReport } from '../src/agent/hardware.js';
 import { testMain } from '../src/cli/hardware-commands.js';
-import type { Io } from '../src/cli/agent-commands.js';
 import { FakeRelay, TOKEN, tempDir } from './agent-helpers.js';
 import { FakeGpioChip } from './helpers/fake-gpiochip.js';
 import { waitFor } from './helpers/wait.js';
@@ -30,8 +29,6 @@ function alive(pid: number | undefined): boolean {
     return false;
   }
 }
-
-const quiet: Io = { out: () => {}, err: () => {} };
 
 for (const version of ['1.6.3', '2.1.3']) {
   describe(`agent process on libgpiod v${version} stand-ins`, { timeout: 60_000 }, () => {
@@ -116,7 +113,22 @@ hardware:
       expect(out.join('\n')).toMatch(/^slot 1: dispensed after 1 pulse/);
       expect(chip.outputsOf(5).map((c) => c.value)).toEqual([1, 0, 1]);
       expect(chip.busy).toEqual([]);
-      expect(await testMain(['dispense', '2', '--socket', sock], quiet)).toBe(1);
+      // slot 2 is empty: it must pulse and see nothing. The agent hears the product leave the beam
+      // through gpiomon, late on a busy machine: wait until it reports the beam clear, or the
+      // dispense would rightly refuse to start on a blocked sensor (also exit 1, proving nothing).
+      await waitFor(
+        'the agent to see the drop sensor clear again',
+        async () => {
+          const r = (await controlRequest(sock, 'hardware')) as HardwareReport;
+          const sensor = r.devices.flatMap((d) => d.lines ?? []).find((l) => l.function === 'drop sensor');
+          return sensor?.state === 'beam clear' || undefined;
+        },
+        30_000,
+      );
+      const failed: string[] = [];
+      expect(await testMain(['dispense', '2', '--socket', sock], { out: (t) => failed.push(t), err: (t) => failed.push(t) })).toBe(1);
+      expect(failed.join('\n')).toMatch(/^slot 2: VEND_FAILED after \d+ pulses?: no drop seen/);
+      expect(chip.outputsOf(6).filter((c) => c.value === 0).length).toBeGreaterThan(0);
 
       agent.kill('SIGTERM');
       expect(await exited).toEqual({ code: 0, signal: null });

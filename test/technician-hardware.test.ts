@@ -46,7 +46,7 @@ function io(): Io & { stdout: string; stderr: string; lines: EventEmitter; waitL
   return o;
 }
 
-async function setup(): Promise<{ agent: Agent; relay: FakeRelay; sock: string; twin: OnoffTwin }> {
+async function setup(): Promise<{ agent: Agent; relay: FakeRelay; sock: string; twin: OnoffTwin; beamClear: () => Promise<void> }> {
   const relay = await FakeRelay.start();
   cleanups.push(() => relay.close());
   const { dir, cleanup } = tempDir('qrk-tech-');
@@ -56,13 +56,22 @@ async function setup(): Promise<{ agent: Agent; relay: FakeRelay; sock: string; 
   // idle: buttons released (pulled up), beam clear (receiver low)
   for (const p of [PIN.button1, PIN.button2, PIN.cancel, BASE + 22, BASE + 23]) twin.drive(p, 1);
   twin.drive(PIN.sensor, 0);
-  // the machine: slots 1 and 2 drop their product through the beam while the 20 ms pulse runs
-  // (so the beam is clear again when the vend returns); slot 3 is empty
+  // the machine: slots 1 and 2 drop their product through the beam while the 20 ms pulse runs;
+  // slot 3 is empty. The vend answers when it sees the beam broken, which on a busy machine can be
+  // before the product has left the beam: `beamClear` resolves once it has and the agent has been
+  // told (the twin's late wake-up delivered), so a test that dispenses again waits for that event
+  // instead of assuming the timers already fired.
+  let cleared: Promise<void> = Promise.resolve();
   twin.on('write', (gpio: number, value: number, before: number) => {
     if (value !== 0 || before !== 1) return;
     if (gpio === PIN.motor[1] || gpio === PIN.motor[2]) {
       setTimeout(() => twin.drive(PIN.sensor, 1), 8);
-      setTimeout(() => twin.drive(PIN.sensor, 0), 12);
+      cleared = new Promise((resolve) =>
+        setTimeout(() => {
+          twin.drive(PIN.sensor, 0);
+          void twin.delivered(PIN.sensor).then(resolve);
+        }, 12),
+      );
     }
   });
   const cfg = agentConfig(dir, relay.url, {
@@ -76,7 +85,7 @@ async function setup(): Promise<{ agent: Agent; relay: FakeRelay; sock: string; 
   const agent = await startAgent(cfg, { logger: silentLogger(), hardware: { onoffFactory: twin.factory }, timings: { resultScreenMs: 50, offlineGraceMs: 50 } });
   cleanups.push(() => agent.close());
   if (!agent.status().relay.online) await nextEvent<string>(agent as never, 'link', (s) => s === 'online');
-  return { agent, relay, sock: (cfg as { control: { socket: string } }).control.socket, twin };
+  return { agent, relay, sock: (cfg as { control: { socket: string } }).control.socket, twin, beamClear: () => cleared };
 }
 
 describe('qrkiosk hardware', () => {
@@ -115,12 +124,14 @@ describe('qrkiosk hardware', () => {
 
 describe('qrkiosk test dispense', () => {
   it('pulses the slot for real and prints the result; nothing is sold or journaled', async () => {
-    const { sock, twin, agent } = await setup();
+    const { sock, twin, agent, beamClear } = await setup();
     let o = io();
     expect(await testMain(['dispense', '2', '--socket', sock], o)).toBe(0);
     expect(o.stdout.trim()).toBe('slot 2: dispensed after 1 pulse. The stock count was not changed.');
     expect(twin.writesTo(PIN.motor[2]).map((w) => w.value)).toEqual([1, 1, 0, 1]);
     expect(agent.journal()).toEqual([]);
+    // the product has left the beam: the next test dispense starts on a clear sensor
+    await beamClear();
     o = io();
     expect(await testMain(['dispense', '3', '--socket', sock, '--json'], o)).toBe(1);
     expect(JSON.parse(o.stdout)).toEqual({ ok: true, slot: 3, result: 'vend_failed', pulses: 2, detail: 'no drop seen after 2 pulse(s)' });

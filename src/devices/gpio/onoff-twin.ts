@@ -32,6 +32,8 @@ export interface TwinWrite {
 interface Pin {
   /** an interrupt is waiting for the event loop */
   pending: boolean;
+  /** called once the pending interrupt has reached the watchers (see delivered()) */
+  onDelivered: Array<() => void>;
   exported: boolean;
   direction: 'in' | 'out';
   edge: OnoffEdge;
@@ -109,7 +111,7 @@ export class OnoffTwin extends EventEmitter {
   private pin(gpio: number): Pin {
     let p = this.pins.get(gpio);
     if (!p) {
-      p = { pending: false, exported: false, direction: 'in', edge: 'none', external: 0, driven: 0, activeLow: false, watchers: new Set() };
+      p = { pending: false, onDelivered: [], exported: false, direction: 'in', edge: 'none', external: 0, driven: 0, activeLow: false, watchers: new Set() };
       this.pins.set(gpio, p);
     }
     return p;
@@ -198,10 +200,23 @@ export class OnoffTwin extends EventEmitter {
     p.pending = true;
     setTimeout(() => {
       p.pending = false;
-      if (!p.exported) return;
-      const value = this.read(p);
-      for (const w of [...p.watchers]) w(null, value);
+      const told = p.onDelivered.splice(0);
+      if (p.exported) {
+        const value = this.read(p);
+        for (const w of [...p.watchers]) w(null, value);
+      }
+      for (const t of told) t();
     }, this.latencyMs());
+  }
+
+  /**
+   * Resolves once the watchers have been woken for every edge driven on this pin so far: the
+   * event a test awaits to know the process has seen the level it drove (late wake-ups included).
+   */
+  delivered(gpio: number): Promise<void> {
+    const p = this.pin(gpio);
+    if (!p.pending) return Promise.resolve();
+    return new Promise((resolve) => p.onDelivered.push(resolve));
   }
 
   /** Physical level of a pin as the circuit sees it. */
