@@ -36,4 +36,15 @@ describe('protocol codec', () => {
     if (!bad.ok) expect(bad.message).toMatch(/amount/);
     expect(parseRelayFrame(JSON.stringify({ v: 1, id: 'z', type: 'order.paid', orderId: 'ord_abc123', paymentId: '1', amount: 10, currency: 'XXX' }))).toMatchObject({ ok: false, code: 'invalid' });
   });
+
+  it('words the mistakes a schema does not word itself in English (zod/mini alone says "Invalid input")', () => {
+    const r = parseAgentFrame(
+      JSON.stringify({ v: 1, id: 'w', type: 'order.ready', orderId: 'ord_abc123', slot: 1000, sku: '', amount: 10, currency: 'ARS', deadline: 1 }),
+    );
+    expect(r.ok).toBe(false);
+    if (!r.ok) {
+      expect(r.message).toContain('slot: Too big: expected number to be <=999');
+      expect(r.message).toContain('sku: Too small: expected string to have >=1 characters');
+    }
+  });
 });

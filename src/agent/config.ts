@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod/mini';
+import '../runtime/zod.js';
 import { ConfigError, loadConfigFile, parseConfigText } from '../runtime/config-file.js';
 import { hint, section } from '../runtime/schema-helpers.js';
 import { MAX_SLOT } from '../protocol/messages.js';
@@ -27,57 +28,63 @@ const RELAY_URL = /^wss?:\/\/[^/\s]+\/v1\/kiosk\/?$/;
 
 const relaySchema = section(
   {
-    url: z
-      .string({ error: hint('write the relay address, e.g. url: wss://relay.example.com/v1/kiosk') })
-      .regex(RELAY_URL, {
+    url: z.string({ error: hint('write the relay address, e.g. url: wss://relay.example.com/v1/kiosk') }).check(
+      z.regex(RELAY_URL, {
         error: 'must be a ws:// or wss:// URL whose path is /v1/kiosk, e.g. wss://relay.example.com/v1/kiosk',
       }),
-    token: z
-      .string({ error: hint('paste the token printed by `qrkiosk relay kiosk add`') })
-      .min(8, { error: 'looks truncated: paste the whole token printed by `qrkiosk relay kiosk add`' })
-      .optional(),
-    tokenFile: z
-      .string({ error: hint('a path to a file holding only the kiosk token, e.g. /etc/qrkiosk/token') })
-      .min(1)
-      .optional(),
-    backoff: section(
-      {
-        baseMs: z
-          .number({ error: hint('first reconnect delay in ms, e.g. baseMs: 500') })
-          .int()
-          .min(10, { error: 'use at least 10 (ms) so a down relay is not hammered' })
-          .default(500),
-        capMs: z
-          .number({ error: hint('longest reconnect delay in ms, e.g. capMs: 60000') })
-          .int()
-          .min(10, { error: 'use at least 10 (ms)' })
-          .default(60_000),
-      },
-      'backoff: { baseMs: 500, capMs: 60000 }',
-    ).default({ baseMs: 500, capMs: 60_000 }),
+    ),
+    token: z.optional(
+      z
+        .string({ error: hint('paste the token printed by `qrkiosk relay kiosk add`') })
+        .check(z.minLength(8, { error: 'looks truncated: paste the whole token printed by `qrkiosk relay kiosk add`' })),
+    ),
+    tokenFile: z.optional(z.string({ error: hint('a path to a file holding only the kiosk token, e.g. /etc/qrkiosk/token') }).check(z.minLength(1))),
+    backoff: z._default(
+      section(
+        {
+          baseMs: z._default(
+            z
+              .number({ error: hint('first reconnect delay in ms, e.g. baseMs: 500') })
+              .check(z.int(), z.gte(10, { error: 'use at least 10 (ms) so a down relay is not hammered' })),
+            500,
+          ),
+          capMs: z._default(
+            z.number({ error: hint('longest reconnect delay in ms, e.g. capMs: 60000') }).check(z.int(), z.gte(10, { error: 'use at least 10 (ms)' })),
+            60_000,
+          ),
+        },
+        'backoff: { baseMs: 500, capMs: 60000 }',
+      ),
+      { baseMs: 500, capMs: 60_000 },
+    ),
     // The relay's PUBLIC key for signed operator commands (docs/console-kiosk.md). Written here at
     // provisioning, with the token, because the kiosk must not learn whom to trust from the link
     // it is checking. Without it every remote command is refused.
-    commandKey: z
-      .string({ error: hint('the line printed by `qrkiosk relay command-key`, e.g. commandKey: ed25519:AbC…') })
-      .superRefine((text, ctx) => {
-        try {
-          parsePublicKeyText(text);
-        } catch (err) {
-          if (err instanceof CommandKeyError) ctx.addIssue({ code: 'custom', message: err.message });
-          else throw err;
-        }
-      })
-      .optional(),
-    pingIntervalSeconds: z
-      .number({ error: hint('seconds between liveness pings, e.g. pingIntervalSeconds: 15') })
-      .positive({ error: 'must be more than 0 (seconds), e.g. 15' })
-      .max(300, { error: 'use at most 300 seconds; a dead link would go unnoticed for too long' })
-      .default(15),
+    commandKey: z.optional(
+      z.string({ error: hint('the line printed by `qrkiosk relay command-key`, e.g. commandKey: ed25519:AbC…') }).check(
+        z.superRefine((text, ctx) => {
+          try {
+            parsePublicKeyText(text);
+          } catch (err) {
+            if (err instanceof CommandKeyError) ctx.addIssue({ code: 'custom', message: err.message });
+            else throw err;
+          }
+        }),
+      ),
+    ),
+    pingIntervalSeconds: z._default(
+      z
+        .number({ error: hint('seconds between liveness pings, e.g. pingIntervalSeconds: 15') })
+        .check(
+          z.positive({ error: 'must be more than 0 (seconds), e.g. 15' }),
+          z.lte(300, { error: 'use at most 300 seconds; a dead link would go unnoticed for too long' }),
+        ),
+      15,
+    ),
   },
   'relay: { url: wss://relay.example.com/v1/kiosk, token: <token> }',
-)
-  .superRefine((r, ctx) => {
+).check(
+  z.superRefine((r, ctx) => {
     if (r.token === undefined && r.tokenFile === undefined) {
       ctx.addIssue({
         code: 'custom',
@@ -91,131 +98,158 @@ const relaySchema = section(
     if (r.backoff.capMs < r.backoff.baseMs) {
       ctx.addIssue({ code: 'custom', path: ['backoff', 'capMs'], message: `must be >= baseMs (${r.backoff.baseMs})` });
     }
-  });
+  }),
+);
 
 const slotSchema = section(
   {
     slot: z
       .number({ error: hint('the button/spiral number, a whole number from 1, e.g. slot: 1') })
-      .int({ error: 'must be a whole number from 1, e.g. slot: 1' })
-      .positive({ error: 'must be a whole number from 1, e.g. slot: 1' })
-      .max(MAX_SLOT, { error: `must be a whole number from 1 to ${MAX_SLOT}, e.g. slot: 1` }),
+      .check(
+        z.int({ error: 'must be a whole number from 1, e.g. slot: 1' }),
+        z.positive({ error: 'must be a whole number from 1, e.g. slot: 1' }),
+        z.lte(MAX_SLOT, { error: `must be a whole number from 1 to ${MAX_SLOT}, e.g. slot: 1` }),
+      ),
     sku: z
       .string({ error: hint('the product sku as listed in the relay catalog, e.g. sku: COLA-350') })
-      .min(1, { error: 'must not be empty: write the product sku from the relay catalog' }),
+      .check(z.minLength(1, { error: 'must not be empty: write the product sku from the relay catalog' })),
     stock: z
       .number({ error: hint('how many units are loaded, e.g. stock: 8') })
-      .int({ error: 'must be a whole number of units, e.g. stock: 8' })
-      .nonnegative({ error: 'must be 0 or more units' }),
+      .check(z.int({ error: 'must be a whole number of units, e.g. stock: 8' }), z.nonnegative({ error: 'must be 0 or more units' })),
   },
   '- { slot: 1, sku: COLA-350, stock: 8 }',
 );
 
 // buttons, dispenser and gpio (drivers, pins, hardware profiles): src/agent/hardware-config.ts
-export const hardwareSchema = withProfile(section(
-  {
-    profile: profileInfoSchema.optional(),
-    gpio: gpioSchema.optional(),
-    buttons: buttonsSchema.default({ driver: 'keyboard' }),
-    dispenser: dispenserSchema.default(DISPENSER_DEFAULT),
-    // one device behind both buttons and dispenser; the receipt printer (src/devices/serial/config.ts)
-    serialPanel: serialPanelSchema.optional(),
-    mdb: mdbSchema.optional(),
-    dex: dexSchema.optional(),
-    printer: printerSchema.optional(),
-    display: section(
-      {
-        driver: z
-          .enum(['terminal', 'framebuffer', 'web', 'log', 'none'], { error: 'use one of terminal, framebuffer, web, log, none' })
-          .default('terminal'),
-        // optional, defaults applied by createDisplay (src/devices/display.ts)
-        rotation: z
-          .union([z.literal(0), z.literal(90), z.literal(180), z.literal(270)], {
-            error: 'use 0, 90, 180 or 270 (degrees clockwise the picture is turned to match how the panel is mounted)',
-          })
-          .optional(),
-        framebuffer: section(
+export const hardwareSchema = withProfile(
+  section(
+    {
+      profile: z.optional(profileInfoSchema),
+      gpio: z.optional(gpioSchema),
+      buttons: z._default(buttonsSchema, { driver: 'keyboard' }),
+      dispenser: z._default(dispenserSchema, DISPENSER_DEFAULT),
+      // one device behind both buttons and dispenser; the receipt printer (src/devices/serial/config.ts)
+      serialPanel: z.optional(serialPanelSchema),
+      mdb: z.optional(mdbSchema),
+      dex: z.optional(dexSchema),
+      printer: z.optional(printerSchema),
+      display: z._default(
+        section(
           {
-            device: z
-              .string({ error: hint('the framebuffer device, e.g. device: /dev/fb0 (`ls /dev/fb*`)') })
-              .regex(/^\//, { error: 'write an absolute path, e.g. /dev/fb0 or /dev/fb1' })
-              .optional(),
-            sysfs: z
-              .string({ error: hint("the device's sysfs folder, e.g. sysfs: /sys/class/graphics/fb0") })
-              .regex(/^\//, { error: 'write an absolute path, e.g. /sys/class/graphics/fb0' })
-              .optional(),
+            driver: z._default(
+              z.enum(['terminal', 'framebuffer', 'web', 'log', 'none'], { error: 'use one of terminal, framebuffer, web, log, none' }),
+              'terminal',
+            ),
+            // optional, defaults applied by createDisplay (src/devices/display.ts)
+            rotation: z.optional(
+              z.union([z.literal(0), z.literal(90), z.literal(180), z.literal(270)], {
+                error: 'use 0, 90, 180 or 270 (degrees clockwise the picture is turned to match how the panel is mounted)',
+              }),
+            ),
+            framebuffer: z.optional(
+              section(
+                {
+                  device: z.optional(
+                    z
+                      .string({ error: hint('the framebuffer device, e.g. device: /dev/fb0 (`ls /dev/fb*`)') })
+                      .check(z.regex(/^\//, { error: 'write an absolute path, e.g. /dev/fb0 or /dev/fb1' })),
+                  ),
+                  sysfs: z.optional(
+                    z
+                      .string({ error: hint("the device's sysfs folder, e.g. sysfs: /sys/class/graphics/fb0") })
+                      .check(z.regex(/^\//, { error: 'write an absolute path, e.g. /sys/class/graphics/fb0' })),
+                  ),
+                },
+                'framebuffer: { device: /dev/fb0 }',
+              ),
+            ),
+            web: z.optional(
+              section(
+                {
+                  host: z.optional(z.literal('127.0.0.1', { error: 'the kiosk page is served on loopback only: host: 127.0.0.1 (or leave it out)' })),
+                  port: z.optional(
+                    z
+                      .number({ error: hint('the local port of the kiosk page, e.g. port: 8090') })
+                      .check(
+                        z.int({ error: 'must be a whole number from 1 to 65535, e.g. 8090' }),
+                        z.gte(1, { error: 'must be a whole number from 1 to 65535, e.g. 8090' }),
+                        z.lte(65535, { error: 'must be a whole number from 1 to 65535, e.g. 8090' }),
+                      ),
+                  ),
+                },
+                'web: { port: 8090 }',
+              ),
+            ),
           },
-          'framebuffer: { device: /dev/fb0 }',
-        ).optional(),
-        web: section(
-          {
-            host: z
-              .literal('127.0.0.1', { error: 'the kiosk page is served on loopback only: host: 127.0.0.1 (or leave it out)' })
-              .optional(),
-            port: z
-              .number({ error: hint('the local port of the kiosk page, e.g. port: 8090') })
-              .int({ error: 'must be a whole number from 1 to 65535, e.g. 8090' })
-              .min(1, { error: 'must be a whole number from 1 to 65535, e.g. 8090' })
-              .max(65535, { error: 'must be a whole number from 1 to 65535, e.g. 8090' })
-              .optional(),
-          },
-          'web: { port: 8090 }',
-        ).optional(),
-      },
-      'display: { driver: terminal }',
-    ).default({ driver: 'terminal' }),
-  },
-  'hardware: { profile: gpio-spiral-4 } or { buttons: {driver: keyboard}, dispenser: {driver: sim}, display: {driver: terminal} }',
-));
+          'display: { driver: terminal }',
+        ),
+        { driver: 'terminal' },
+      ),
+    },
+    'hardware: { profile: gpio-spiral-4 } or { buttons: {driver: keyboard}, dispenser: {driver: sim}, display: {driver: terminal} }',
+  ),
+);
 
 export const AgentConfigSchema = section(
   {
     kioskId: z
       .string({ error: hint('the kiosk id registered at the relay, e.g. kioskId: kiosk-01') })
-      .regex(/^[A-Za-z0-9_.-]{1,64}$/, { error: 'use letters, digits, "-", "_" or "." (at most 64), e.g. kiosk-01' }),
+      .check(z.regex(/^[A-Za-z0-9_.-]{1,64}$/, { error: 'use letters, digits, "-", "_" or "." (at most 64), e.g. kiosk-01' })),
     relay: relaySchema,
-    journal: section(
-      {
-        path: z
-          .string({ error: hint('where the agent keeps its SQLite journal, e.g. path: /var/lib/qrkiosk/agent.sqlite') })
-          .min(1),
-      },
-      'journal: { path: /var/lib/qrkiosk/agent.sqlite }',
-    ).default({ path: '/var/lib/qrkiosk/agent.sqlite' }),
-    control: section(
-      {
-        socket: z
-          .string({ error: hint('unix socket path for technician commands, e.g. socket: /run/qrkiosk/agent.sock') })
-          .min(1)
-          .max(100, { error: 'unix socket paths must be short (<= 100 characters): pick a shorter path' })
-          .default('/run/qrkiosk/agent.sock'),
-        group: z
-          .union([z.string().min(1), z.number().int().nonnegative()], {
-            error: 'write a group name or numeric gid allowed to use the socket, e.g. group: qrkiosk',
-          })
-          .optional(),
-      },
-      'control: { socket: /run/qrkiosk/agent.sock }',
-    ).default({ socket: '/run/qrkiosk/agent.sock' }),
-    payment: section(
-      {
-        deadlineSeconds: z
-          .number({ error: hint('seconds the QR stays payable, e.g. deadlineSeconds: 90') })
-          .positive({ error: 'must be more than 0 seconds, e.g. 90' })
-          .max(600, { error: 'use at most 600 seconds; customers do not wait longer' })
-          .default(90),
-      },
-      'payment: { deadlineSeconds: 90 }',
-    ).default({ deadlineSeconds: 90 }),
-    locale: z
-      .string({ error: hint('screen language, e.g. locale: es-AR (es, pt or en)') })
-      .regex(/^(es|pt|en)([-_][A-Za-z]{2})?$/, { error: 'use es, pt or en, optionally with a region: es-AR, pt-BR, en' })
-      // no default: without it the screen speaks the language of the relay catalog's site
-      .optional(),
+    journal: z._default(
+      section(
+        {
+          path: z.string({ error: hint('where the agent keeps its SQLite journal, e.g. path: /var/lib/qrkiosk/agent.sqlite') }).check(z.minLength(1)),
+        },
+        'journal: { path: /var/lib/qrkiosk/agent.sqlite }',
+      ),
+      { path: '/var/lib/qrkiosk/agent.sqlite' },
+    ),
+    control: z._default(
+      section(
+        {
+          socket: z._default(
+            z
+              .string({ error: hint('unix socket path for technician commands, e.g. socket: /run/qrkiosk/agent.sock') })
+              .check(z.minLength(1), z.maxLength(100, { error: 'unix socket paths must be short (<= 100 characters): pick a shorter path' })),
+            '/run/qrkiosk/agent.sock',
+          ),
+          group: z.optional(
+            z.union([z.string().check(z.minLength(1)), z.number().check(z.int(), z.nonnegative())], {
+              error: 'write a group name or numeric gid allowed to use the socket, e.g. group: qrkiosk',
+            }),
+          ),
+        },
+        'control: { socket: /run/qrkiosk/agent.sock }',
+      ),
+      { socket: '/run/qrkiosk/agent.sock' },
+    ),
+    payment: z._default(
+      section(
+        {
+          deadlineSeconds: z._default(
+            z
+              .number({ error: hint('seconds the QR stays payable, e.g. deadlineSeconds: 90') })
+              .check(
+                z.positive({ error: 'must be more than 0 seconds, e.g. 90' }),
+                z.lte(600, { error: 'use at most 600 seconds; customers do not wait longer' }),
+              ),
+            90,
+          ),
+        },
+        'payment: { deadlineSeconds: 90 }',
+      ),
+      { deadlineSeconds: 90 },
+    ),
+    locale: z.optional(
+      z
+        .string({ error: hint('screen language, e.g. locale: es-AR (es, pt or en)') })
+        .check(z.regex(/^(es|pt|en)([-_][A-Za-z]{2})?$/, { error: 'use es, pt or en, optionally with a region: es-AR, pt-BR, en' })),
+    ),
     slots: z
       .array(slotSchema, { error: hint('list the slots: slots: [{ slot: 1, sku: COLA-350, stock: 8 }]') })
-      .min(1, { error: 'list at least one slot: slots: [{ slot: 1, sku: COLA-350, stock: 8 }]' }),
-    hardware: hardwareSchema.default({
+      .check(z.minLength(1, { error: 'list at least one slot: slots: [{ slot: 1, sku: COLA-350, stock: 8 }]' })),
+    hardware: z._default(hardwareSchema, {
       buttons: { driver: 'keyboard' },
       dispenser: {
         driver: 'sim',
@@ -228,23 +262,29 @@ export const AgentConfigSchema = section(
     }),
   },
   'see docs: kioskId, relay, slots are required',
-).superRefine((c, ctx) => {
-  const seen = new Map<number, number>();
-  c.slots.forEach((s, i) => {
-    const first = seen.get(s.slot);
-    if (first !== undefined) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['slots', i, 'slot'],
-        message: `slot ${s.slot} is listed twice (also slots.${first}): give each slot its own number`,
-      });
-    } else seen.set(s.slot, i);
-  });
-  // one pin per function; every slot has a motor when the dispenser is on GPIO
-  checkHardware(c.hardware, c.slots.map((s) => s.slot), (i) => ctx.addIssue({ code: 'custom', ...i }));
-  // serial panel / MDB: the port section is there, MDB on both sides, items map to listed slots
-  checkSerialHardware(c.hardware, c.slots, (path, message) => ctx.addIssue({ code: 'custom', path, message }));
-});
+).check(
+  z.superRefine((c, ctx) => {
+    const seen = new Map<number, number>();
+    c.slots.forEach((s, i) => {
+      const first = seen.get(s.slot);
+      if (first !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['slots', i, 'slot'],
+          message: `slot ${s.slot} is listed twice (also slots.${first}): give each slot its own number`,
+        });
+      } else seen.set(s.slot, i);
+    });
+    // one pin per function; every slot has a motor when the dispenser is on GPIO
+    checkHardware(
+      c.hardware,
+      c.slots.map((s) => s.slot),
+      (i) => ctx.addIssue({ code: 'custom', ...i }),
+    );
+    // serial panel / MDB: the port section is there, MDB on both sides, items map to listed slots
+    checkSerialHardware(c.hardware, c.slots, (path, message) => ctx.addIssue({ code: 'custom', path, message }));
+  }),
+);
 
 export type AgentConfig = z.output<typeof AgentConfigSchema>;
 /** What a test or embedding program may pass: defaults are filled by the schema. */

@@ -2,7 +2,8 @@ import net from 'node:net';
 import { chmodSync, chownSync, lstatSync, readFileSync, unlinkSync } from 'node:fs';
 import { ensureDir } from '../runtime/dirs.js';
 import { dirname } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod/mini';
+import '../runtime/zod.js';
 import type { Logger } from '../runtime/log.js';
 
 // The technician's door into a running agent: a unix socket (file permissions are the access
@@ -30,15 +31,13 @@ export const CONTROL_COMMANDS = [
 export type ControlCommand = (typeof CONTROL_COMMANDS)[number];
 
 export const ControlRequest = z.object({
-  id: z.union([z.string(), z.number()]).optional(),
+  id: z.optional(z.union([z.string(), z.number()])),
   cmd: z.enum(CONTROL_COMMANDS),
-  args: z.record(z.string(), z.unknown()).default({}),
+  args: z._default(z.record(z.string(), z.unknown()), {}),
 });
 export type ControlRequest = z.output<typeof ControlRequest>;
 
-export type ControlResponse =
-  | { id?: string | number; ok: true; result: unknown }
-  | { id?: string | number; ok: false; error: string };
+export type ControlResponse = { id?: string | number; ok: true; result: unknown } | { id?: string | number; ok: false; error: string };
 
 export type ControlHandler = (req: ControlRequest) => unknown;
 

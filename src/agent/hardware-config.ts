@@ -1,7 +1,8 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { basename, isAbsolute, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { z } from 'zod';
+import * as z from 'zod/mini';
+import { preprocess } from '../runtime/zod.js';
 import { ConfigError, parseConfigText } from '../runtime/config-file.js';
 import { hint, section } from '../runtime/schema-helpers.js';
 import { packageRoot } from '../runtime/package-root.js';
@@ -23,64 +24,69 @@ import { SERIAL_BUTTON_VARIANTS, SERIAL_DISPENSER_VARIANTS } from '../devices/se
 // Drivers are discriminated unions on `driver`. To add one, add a variant to BUTTON_VARIANTS or
 // DISPENSER_VARIANTS below; the error for an unknown driver lists them automatically.
 
-const slotKey = z.string().regex(/^[1-9]\d*$/, { error: 'slot numbers are whole numbers from 1, e.g. 1: 17' });
+const slotKey = z.string().check(z.regex(/^[1-9]\d*$/, { error: 'slot numbers are whole numbers from 1, e.g. 1: 17' }));
 
 /** A header pin by BCM number. GPIO0/1 belong to the HAT EEPROM; 28+ are not on the header. */
 export function bcmPin(fix: string) {
   return z
     .number({ error: hint(fix) })
-    .int({ error: `use a whole BCM number from 2 to 27 (${fix})` })
-    .min(2, { error: 'GPIO0 and GPIO1 are reserved for the HAT ID EEPROM: use a BCM number from 2 to 27' })
-    .max(27, { error: 'the 40-pin header has GPIO2-GPIO27: write the BCM number (GPIO17 = 17), not the physical pin number' });
+    .check(
+      z.int({ error: `use a whole BCM number from 2 to 27 (${fix})` }),
+      z.gte(2, { error: 'GPIO0 and GPIO1 are reserved for the HAT ID EEPROM: use a BCM number from 2 to 27' }),
+      z.lte(27, { error: 'the 40-pin header has GPIO2-GPIO27: write the BCM number (GPIO17 = 17), not the physical pin number' }),
+    );
 }
 
 function slotPins(fix: string) {
-  return z
-    .record(slotKey, bcmPin(fix), { error: hint(fix) })
-    .refine((m) => Object.keys(m).length > 0, { error: `list at least one slot: ${fix}` });
+  return z.record(slotKey, bcmPin(fix), { error: hint(fix) }).check(z.refine((m) => Object.keys(m).length > 0, { error: `list at least one slot: ${fix}` }));
 }
 
 const pull = z.enum(['up', 'down', 'none', 'as-is'], {
   error: 'use up (button or open-collector sensor to GND), down, none or as-is',
 });
 
-const holdToCancelMs = z
-  .number({ error: hint('ms a product button is held to cancel the order, 0 = off, e.g. holdToCancelMs: 2000') })
-  .int()
-  .refine((v) => v === 0 || (v >= 500 && v <= 30_000), { error: 'use 0 (off) or 500-30000 ms, e.g. 2000' })
-  .default(0);
+const holdToCancelMs = z._default(
+  z.number({ error: hint('ms a product button is held to cancel the order, 0 = off, e.g. holdToCancelMs: 2000') }).check(
+    z.int(),
+    z.refine((v) => v === 0 || (v >= 500 && v <= 30_000), { error: 'use 0 (off) or 500-30000 ms, e.g. 2000' }),
+  ),
+  0,
+);
 
-const stuckMs = z
-  .number({ error: hint('ms a button may stay pressed before it is reported stuck, 0 = off, e.g. stuckMs: 10000') })
-  .int()
-  .refine((v) => v === 0 || (v >= 1000 && v <= 600_000), { error: 'use 0 (off) or 1000-600000 ms, e.g. 10000' })
-  .default(10_000);
+const stuckMs = z._default(
+  z.number({ error: hint('ms a button may stay pressed before it is reported stuck, 0 = off, e.g. stuckMs: 10000') }).check(
+    z.int(),
+    z.refine((v) => v === 0 || (v >= 1000 && v <= 600_000), { error: 'use 0 (off) or 1000-600000 ms, e.g. 10000' }),
+  ),
+  10_000,
+);
 
-const reconnectMs = z
-  .number({ error: hint('ms between attempts to reopen an unplugged device, e.g. reconnectMs: 2000') })
-  .int()
-  .min(100, { error: 'use at least 100 ms' })
-  .max(60_000, { error: 'use at most 60000 ms' })
-  .default(2000);
+const reconnectMs = z._default(
+  z
+    .number({ error: hint('ms between attempts to reopen an unplugged device, e.g. reconnectMs: 2000') })
+    .check(z.int(), z.gte(100, { error: 'use at least 100 ms' }), z.lte(60_000, { error: 'use at most 60000 ms' })),
+  2000,
+);
 
 // ---- gpio ---------------------------------------------------------------------------------------
 
 export const gpioSchema = section(
   {
-    backend: z.enum(['auto', 'onoff', 'libgpiod'], { error: 'use one of auto, onoff, libgpiod' }).default('auto'),
-    sysfsRoot: z
-      .string({ error: hint('the sysfs GPIO folder, e.g. sysfsRoot: /sys/class/gpio') })
-      .regex(/^\//, { error: 'write an absolute path, e.g. /sys/class/gpio' })
-      .default('/sys/class/gpio'),
-    chipLabel: z
-      .string({ error: hint('label of the GPIO chip of your header when it is not a Raspberry Pi, e.g. chipLabel: pinctrl-bcm2711') })
-      .min(1)
-      .optional(),
-    lineNames: z
-      .record(z.string().regex(/^\d+$/, { error: 'keys are BCM numbers, e.g. 4: GPIO_GCLK' }), z.string().min(1), {
+    backend: z._default(z.enum(['auto', 'onoff', 'libgpiod'], { error: 'use one of auto, onoff, libgpiod' }), 'auto'),
+    sysfsRoot: z._default(
+      z
+        .string({ error: hint('the sysfs GPIO folder, e.g. sysfsRoot: /sys/class/gpio') })
+        .check(z.regex(/^\//, { error: 'write an absolute path, e.g. /sys/class/gpio' })),
+      '/sys/class/gpio',
+    ),
+    chipLabel: z.optional(
+      z.string({ error: hint('label of the GPIO chip of your header when it is not a Raspberry Pi, e.g. chipLabel: pinctrl-bcm2711') }).check(z.minLength(1)),
+    ),
+    lineNames: z.optional(
+      z.record(z.string().check(z.regex(/^\d+$/, { error: 'keys are BCM numbers, e.g. 4: GPIO_GCLK' })), z.string().check(z.minLength(1)), {
         error: hint('BCM number -> line name when a line is not called GPIO<n>, e.g. lineNames: { 4: GPIO_GCLK }'),
-      })
-      .optional(),
+      }),
+    ),
   },
   'gpio: { backend: auto }',
 );
@@ -91,36 +97,42 @@ const gpioButtons = section(
   {
     driver: z.literal('gpio'),
     pins: slotPins('map slot -> BCM pin of its button, e.g. pins: { 1: 17, 2: 27 }'),
-    cancel: bcmPin('BCM pin of the cancel button, e.g. cancel: 26').optional(),
-    activeLow: z.boolean({ error: hint('true when a pressed button connects the pin to GND (the usual wiring)') }).default(true),
-    pull: pull.default('up'),
-    debounceMs: z
-      .number({ error: hint('ms a level must stay stable to count, e.g. debounceMs: 30') })
-      .int()
-      .min(1, { error: 'use at least 1 ms (5-50 suits push buttons)' })
-      .max(500, { error: 'use at most 500 ms or presses feel sluggish' })
-      .default(30),
+    cancel: z.optional(bcmPin('BCM pin of the cancel button, e.g. cancel: 26')),
+    activeLow: z._default(z.boolean({ error: hint('true when a pressed button connects the pin to GND (the usual wiring)') }), true),
+    pull: z._default(pull, 'up'),
+    debounceMs: z._default(
+      z
+        .number({ error: hint('ms a level must stay stable to count, e.g. debounceMs: 30') })
+        .check(
+          z.int(),
+          z.gte(1, { error: 'use at least 1 ms (5-50 suits push buttons)' }),
+          z.lte(500, { error: 'use at most 500 ms or presses feel sluggish' }),
+        ),
+      30,
+    ),
     holdToCancelMs,
     stuckMs,
   },
   'buttons: { driver: gpio, pins: { 1: 17 } }',
-).superRefine((b, ctx) => {
-  if (b.activeLow && b.pull === 'down') {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['pull'],
-      message: 'a button to GND (activeLow: true) needs pull: up; with pull: down it never reads released',
-    });
-  }
-  if (!b.activeLow && b.pull === 'up') {
-    ctx.addIssue({ code: 'custom', path: ['pull'], message: 'a button to 3.3 V (activeLow: false) needs pull: down (or none with an external resistor)' });
-  }
-});
+).check(
+  z.superRefine((b, ctx) => {
+    if (b.activeLow && b.pull === 'down') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['pull'],
+        message: 'a button to GND (activeLow: true) needs pull: up; with pull: down it never reads released',
+      });
+    }
+    if (!b.activeLow && b.pull === 'up') {
+      ctx.addIssue({ code: 'custom', path: ['pull'], message: 'a button to 3.3 V (activeLow: false) needs pull: down (or none with an external resistor)' });
+    }
+  }),
+);
 
 const hidBit = section(
   {
-    byte: z.number({ error: hint('byte offset in the report, e.g. byte: 5') }).int().min(0).max(63, { error: 'reports are at most 64 bytes' }),
-    mask: z.number({ error: hint('bit mask in that byte, e.g. mask: 0x10') }).int().min(1).max(255, { error: 'a byte mask is 0x01-0xff' }),
+    byte: z.number({ error: hint('byte offset in the report, e.g. byte: 5') }).check(z.int(), z.gte(0), z.lte(63, { error: 'reports are at most 64 bytes' })),
+    mask: z.number({ error: hint('bit mask in that byte, e.g. mask: 0x10') }).check(z.int(), z.gte(1), z.lte(255, { error: 'a byte mask is 0x01-0xff' })),
   },
   '{ byte: 5, mask: 0x10 }',
 );
@@ -130,17 +142,17 @@ const hidButtons = section(
     driver: z.literal('hid'),
     device: section(
       {
-        vendorId: z.number({ error: hint('USB vendor id as lsusb shows it, e.g. vendorId: 0x0079') }).int().min(0).max(0xffff),
-        productId: z.number({ error: hint('USB product id as lsusb shows it, e.g. productId: 0x0006') }).int().min(0).max(0xffff),
-        path: z.string().regex(/^\//, { error: 'an absolute hidraw path, e.g. /dev/hidraw0' }).optional(),
-        serialNumber: z.string().min(1).optional(),
+        vendorId: z.number({ error: hint('USB vendor id as lsusb shows it, e.g. vendorId: 0x0079') }).check(z.int(), z.gte(0), z.lte(0xffff)),
+        productId: z.number({ error: hint('USB product id as lsusb shows it, e.g. productId: 0x0006') }).check(z.int(), z.gte(0), z.lte(0xffff)),
+        path: z.optional(z.string().check(z.regex(/^\//, { error: 'an absolute hidraw path, e.g. /dev/hidraw0' }))),
+        serialNumber: z.optional(z.string().check(z.minLength(1))),
       },
       'device: { vendorId: 0x0079, productId: 0x0006 }',
     ),
     buttons: z
       .record(slotKey, hidBit, { error: hint('map slot -> bit of its button, e.g. buttons: { 1: { byte: 5, mask: 0x10 } }') })
-      .refine((m) => Object.keys(m).length > 0, { error: 'map at least one slot' }),
-    cancel: hidBit.optional(),
+      .check(z.refine((m) => Object.keys(m).length > 0, { error: 'map at least one slot' })),
+    cancel: z.optional(hidBit),
     holdToCancelMs,
     stuckMs,
     reconnectMs,
@@ -148,46 +160,54 @@ const hidButtons = section(
   'buttons: { driver: hid, device: { vendorId: 0x0079, productId: 0x0006 }, buttons: { 1: { byte: 5, mask: 0x10 } } }',
 );
 
-const keyList = z.array(z.string().min(1), { error: hint('a list of key names, e.g. [KPDOT, ESC]') });
+const keyList = z.array(z.string().check(z.minLength(1)), { error: hint('a list of key names, e.g. [KPDOT, ESC]') });
 
 const evdevButtons = section(
   {
     driver: z.literal('evdev'),
     device: z
       .string({ error: hint('the keypad device, e.g. device: /dev/input/by-id/usb-...-event-kbd (ls /dev/input/by-id/)') })
-      .regex(/^\//, { error: 'write an absolute path, e.g. /dev/input/by-id/usb-...-event-kbd' }),
-    entry: z.enum(['direct', 'code'], { error: 'use direct (one key per slot) or code (type the slot number, then Enter)' }).default('direct'),
-    keys: z
-      .record(z.string().min(1), z.number().int().positive({ error: 'slots are whole numbers from 1' }), {
+      .check(z.regex(/^\//, { error: 'write an absolute path, e.g. /dev/input/by-id/usb-...-event-kbd' })),
+    entry: z._default(z.enum(['direct', 'code'], { error: 'use direct (one key per slot) or code (type the slot number, then Enter)' }), 'direct'),
+    keys: z._default(
+      z.record(z.string().check(z.minLength(1)), z.number().check(z.int(), z.positive({ error: 'slots are whole numbers from 1' })), {
         error: hint('map key -> slot, e.g. keys: { KP1: 1, KP2: 2 }'),
-      })
-      .default({}),
-    cancelKeys: keyList.default(['KPDOT', 'ESC']),
-    enterKeys: keyList.default(['KPENTER', 'ENTER']),
-    codeTimeoutMs: z.number().int().min(1000, { error: 'use at least 1000 ms' }).max(60_000).default(5000),
-    eventSize: z
-      .union([z.literal('auto'), z.literal(16), z.literal(24)], {
+      }),
+      {},
+    ),
+    cancelKeys: z._default(keyList, ['KPDOT', 'ESC']),
+    enterKeys: z._default(keyList, ['KPENTER', 'ENTER']),
+    codeTimeoutMs: z._default(z.number().check(z.int(), z.gte(1000, { error: 'use at least 1000 ms' }), z.lte(60_000)), 5000),
+    eventSize: z._default(
+      z.union([z.literal('auto'), z.literal(16), z.literal(24)], {
         error: 'use auto (the size the kernel gives the keypad reader: right on any Pi), or force 16 (32-bit) or 24 (64-bit) input_event records',
-      })
-      .default('auto'),
+      }),
+      'auto',
+    ),
     holdToCancelMs,
     stuckMs,
     reconnectMs,
   },
   'buttons: { driver: evdev, device: /dev/input/by-id/...-event-kbd, keys: { KP1: 1 } }',
-).superRefine((b, ctx) => {
-  for (const k of Object.keys(b.keys)) {
-    if (keyCode(k) === undefined) ctx.addIssue({ code: 'custom', path: ['keys', k], message: `unknown key "${k}": use names like KP1, KP0, KPENTER, 1 or a numeric code` });
-  }
-  for (const [field, list] of [['cancelKeys', b.cancelKeys], ['enterKeys', b.enterKeys]] as const) {
-    list.forEach((k, i) => {
-      if (keyCode(k) === undefined) ctx.addIssue({ code: 'custom', path: [field, i], message: `unknown key "${k}": use names like KPDOT, ESC, KPENTER` });
-    });
-  }
-  if (b.entry === 'direct' && Object.keys(b.keys).length === 0) {
-    ctx.addIssue({ code: 'custom', path: ['keys'], message: 'entry: direct needs keys, e.g. keys: { KP1: 1, KP2: 2 } (or use entry: code)' });
-  }
-});
+).check(
+  z.superRefine((b, ctx) => {
+    for (const k of Object.keys(b.keys)) {
+      if (keyCode(k) === undefined)
+        ctx.addIssue({ code: 'custom', path: ['keys', k], message: `unknown key "${k}": use names like KP1, KP0, KPENTER, 1 or a numeric code` });
+    }
+    for (const [field, list] of [
+      ['cancelKeys', b.cancelKeys],
+      ['enterKeys', b.enterKeys],
+    ] as const) {
+      list.forEach((k, i) => {
+        if (keyCode(k) === undefined) ctx.addIssue({ code: 'custom', path: [field, i], message: `unknown key "${k}": use names like KPDOT, ESC, KPENTER` });
+      });
+    }
+    if (b.entry === 'direct' && Object.keys(b.keys).length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['keys'], message: 'entry: direct needs keys, e.g. keys: { KP1: 1, KP2: 2 } (or use entry: code)' });
+    }
+  }),
+);
 
 /** Every buttons driver. Add a variant here for a new one. */
 export const BUTTON_VARIANTS = [
@@ -201,19 +221,20 @@ export const BUTTON_VARIANTS = [
   ...SERIAL_BUTTON_VARIANTS,
 ] as const;
 
-function driverNames(variants: readonly z.ZodType[]): string {
+function driverNames(variants: readonly z.core.$ZodType[]): string {
   return variants
     .map((v) => {
-      const s = v instanceof z.ZodPipe ? v.in : v;
-      const shape = (s as unknown as { shape?: { driver?: { value?: unknown } } }).shape;
-      return String(shape?.driver?.value ?? '?');
+      const s = v instanceof z.ZodMiniPipe ? v._zod.def.in : v;
+      const driver = (s._zod.def as { shape?: { driver?: z.core.$ZodType } }).shape?.driver;
+      const values = (driver?._zod.def as { values?: unknown[] } | undefined)?.values;
+      return String(values?.[0] ?? '?');
     })
     .join(', ');
 }
 
 /** Fills `driver` when it is left out, so existing configs keep meaning what they meant. */
-function withDefaultDriver<T extends z.ZodType>(fallback: string, schema: T) {
-  return z.preprocess((raw: z.input<T>) => {
+function withDefaultDriver<T extends z.core.$ZodType>(fallback: string, schema: T) {
+  return preprocess((raw: z.input<T>) => {
     if (raw !== null && typeof raw === 'object' && !Array.isArray(raw) && (raw as { driver?: unknown }).driver === undefined) {
       return { driver: fallback, ...(raw as object) };
     }
@@ -228,28 +249,24 @@ export const buttonsSchema = withDefaultDriver(
 
 // ---- dispenser ----------------------------------------------------------------------------------
 
-const pulseMs = z.number({ error: hint('motor pulse length in ms, e.g. pulseMs: 250') }).int().positive().max(10_000).default(250);
-const dropWindowMs = z
-  .number({ error: hint('ms to watch the drop sensor after each pulse ends, e.g. dropWindowMs: 1500') })
-  .int()
-  .positive()
-  .max(30_000)
-  .default(1500);
-const maxPulses = z
-  .number({ error: hint('pulses to try before giving up, e.g. maxPulses: 2') })
-  .int()
-  .min(1, { error: 'must be at least 1' })
-  .max(5, { error: 'use at most 5: more risks dropping two products' })
-  .default(2);
+const pulseMs = z._default(z.number({ error: hint('motor pulse length in ms, e.g. pulseMs: 250') }).check(z.int(), z.positive(), z.lte(10_000)), 250);
+const dropWindowMs = z._default(
+  z.number({ error: hint('ms to watch the drop sensor after each pulse ends, e.g. dropWindowMs: 1500') }).check(z.int(), z.positive(), z.lte(30_000)),
+  1500,
+);
+const maxPulses = z._default(
+  z
+    .number({ error: hint('pulses to try before giving up, e.g. maxPulses: 2') })
+    .check(z.int(), z.gte(1, { error: 'must be at least 1' }), z.lte(5, { error: 'use at most 5: more risks dropping two products' })),
+  2,
+);
 
 const simSchema = section(
   {
-    fault: z
-      .enum(['none', 'jam', 'no_drop', 'slow_drop'], { error: 'use one of none, jam, no_drop, slow_drop' })
-      .default('none'),
-    dropDelayMs: z.number({ error: hint('ms after the pulse starts when the product falls, e.g. 120') }).int().nonnegative().default(120),
-    slowDropMs: z.number({ error: hint('ms after the pulse starts when a slow product falls, e.g. 2000') }).int().nonnegative().default(2000),
-    pulseLog: z.string({ error: hint('a file path; the simulated motor appends one JSON line per pulse') }).min(1).optional(),
+    fault: z._default(z.enum(['none', 'jam', 'no_drop', 'slow_drop'], { error: 'use one of none, jam, no_drop, slow_drop' }), 'none'),
+    dropDelayMs: z._default(z.number({ error: hint('ms after the pulse starts when the product falls, e.g. 120') }).check(z.int(), z.nonnegative()), 120),
+    slowDropMs: z._default(z.number({ error: hint('ms after the pulse starts when a slow product falls, e.g. 2000') }).check(z.int(), z.nonnegative()), 2000),
+    pulseLog: z.optional(z.string({ error: hint('a file path; the simulated motor appends one JSON line per pulse') }).check(z.minLength(1))),
   },
   'sim: { fault: none }',
 );
@@ -260,7 +277,7 @@ const simDispenser = section(
     pulseMs,
     dropWindowMs,
     maxPulses,
-    sim: simSchema.default({ fault: 'none', dropDelayMs: 120, slowDropMs: 2000 }),
+    sim: z._default(simSchema, { fault: 'none', dropDelayMs: 120, slowDropMs: 2000 }),
   },
   'dispenser: { driver: sim }',
 );
@@ -269,7 +286,7 @@ const simDispenser = section(
 export const MOTOR_POLARITY_HELP =
   'write activeLow: true or false for your relay board. true = a relay switches ON when its IN pin is LOW ' +
   '(most opto-isolated relay boards, the ones marked "low level trigger"); false = ON when IN is HIGH. ' +
-  'To tell: with the agent stopped and the motors\' supply unplugged, power the board and touch one IN pin ' +
+  "To tell: with the agent stopped and the motors' supply unplugged, power the board and touch one IN pin " +
   'to GND with a wire: if that relay clicks (its LED lights), write true. Wrong here means every motor ' +
   'turns from the moment the agent starts.';
 
@@ -277,12 +294,12 @@ const gpioDispenser = section(
   {
     driver: z.literal('gpio'),
     pulseMs,
-    maxPulseMs: z
-      .number({ error: hint('the longest a motor output may ever stay on, in ms, e.g. maxPulseMs: 2000') })
-      .int()
-      .positive()
-      .max(10_000, { error: 'use at most 10000 ms: a spiral motor on longer than that is stuck' })
-      .default(2000),
+    maxPulseMs: z._default(
+      z
+        .number({ error: hint('the longest a motor output may ever stay on, in ms, e.g. maxPulseMs: 2000') })
+        .check(z.int(), z.positive(), z.lte(10_000, { error: 'use at most 10000 ms: a spiral motor on longer than that is stuck' })),
+      2000,
+    ),
     dropWindowMs,
     maxPulses,
     motors: section(
@@ -297,32 +314,40 @@ const gpioDispenser = section(
     sensor: section(
       {
         pin: bcmPin('BCM pin of the drop sensor output, e.g. pin: 16'),
-        activeLow: z.boolean({ error: hint('true when the sensor output goes LOW while the beam is interrupted') }).default(false),
-        pull: pull.default('up'),
-        clearMs: z
-          .number({ error: hint('ms after a drop by which the beam must be clear again, 0 = no check, e.g. clearMs: 3000') })
-          .int()
-          .nonnegative()
-          .max(60_000)
-          .default(3000),
+        activeLow: z._default(z.boolean({ error: hint('true when the sensor output goes LOW while the beam is interrupted') }), false),
+        pull: z._default(pull, 'up'),
+        clearMs: z._default(
+          z
+            .number({ error: hint('ms after a drop by which the beam must be clear again, 0 = no check, e.g. clearMs: 3000') })
+            .check(z.int(), z.nonnegative(), z.lte(60_000)),
+          3000,
+        ),
       },
       'sensor: { pin: 16 }',
     ),
-    feedback: section(
-      {
-        pins: slotPins('map slot -> BCM pin of its motor cam/home switch, e.g. pins: { 1: 12 }'),
-        activeLow: z.boolean().default(true),
-        pull: pull.default('up'),
-      },
-      'feedback: { pins: { 1: 12 } }',
-    ).optional(),
+    feedback: z.optional(
+      section(
+        {
+          pins: slotPins('map slot -> BCM pin of its motor cam/home switch, e.g. pins: { 1: 12 }'),
+          activeLow: z._default(z.boolean(), true),
+          pull: z._default(pull, 'up'),
+        },
+        'feedback: { pins: { 1: 12 } }',
+      ),
+    ),
   },
   'dispenser: { driver: gpio, motors: { activeLow: true, pins: { 1: 5 } }, sensor: { pin: 16 } }',
-).superRefine((d, ctx) => {
-  if (d.pulseMs > d.maxPulseMs) {
-    ctx.addIssue({ code: 'custom', path: ['pulseMs'], message: `must be <= maxPulseMs (${d.maxPulseMs}): raise maxPulseMs only if the motor really needs it` });
-  }
-});
+).check(
+  z.superRefine((d, ctx) => {
+    if (d.pulseMs > d.maxPulseMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['pulseMs'],
+        message: `must be <= maxPulseMs (${d.maxPulseMs}): raise maxPulseMs only if the motor really needs it`,
+      });
+    }
+  }),
+);
 
 /** Every dispenser driver. Add a variant here for a new one. */
 export const DISPENSER_VARIANTS = [simDispenser, gpioDispenser, ...SERIAL_DISPENSER_VARIANTS] as const;
@@ -341,7 +366,7 @@ export const DISPENSER_DEFAULT = {
 };
 
 /** What `hardware.profile` became after loading: shown by `qrkiosk hardware`. */
-export const profileInfoSchema = z.object({ name: z.string(), source: z.string(), description: z.string().optional() });
+export const profileInfoSchema = z.object({ name: z.string(), source: z.string(), description: z.optional(z.string()) });
 
 // ---- profiles -----------------------------------------------------------------------------------
 
@@ -418,7 +443,7 @@ export interface LoadedProfile {
  * Reads a profile and checks it on its own against the hardware schema, so a mistake in it is
  * reported with the profile's file and line.
  */
-export function loadProfile(ref: string, hardware: z.ZodType, base?: string): LoadedProfile {
+export function loadProfile(ref: string, hardware: z.core.$ZodType, base?: string): LoadedProfile {
   const source = resolveProfilePath(ref, base);
   let text: string;
   try {
@@ -436,7 +461,7 @@ export function loadProfile(ref: string, hardware: z.ZodType, base?: string): Lo
   const { description, name: _name, ...hw } = raw;
   if ('profile' in hw) throw new ConfigError(`${source}: key "profile": a profile cannot name another profile; copy the keys you need`);
   // validate the profile alone, with its own line numbers (description/name are profile metadata)
-  const profileSchema = z.preprocess((v) => {
+  const profileSchema = preprocess((v: unknown) => {
     if (!isPlainObject(v)) return v;
     const { description: _d, name: _n, ...rest } = v;
     return rest;
@@ -454,8 +479,8 @@ export function loadProfile(ref: string, hardware: z.ZodType, base?: string): Lo
  * Wraps the hardware section: a `profile:` key is replaced by the profile's keys (with the
  * section's own keys merged over them) before validation.
  */
-export function withProfile<T extends z.ZodType>(inner: T) {
-  return z.preprocess((raw: Omit<z.input<T>, 'profile'> & { profile?: string }, ctx) => {
+export function withProfile<T extends z.core.$ZodType>(inner: T) {
+  return preprocess((raw: Omit<z.input<T>, 'profile'> & { profile?: string }, ctx) => {
     if (!isPlainObject(raw) || raw.profile === undefined) return raw;
     // an already validated config parsed again (startAgent accepts either): the profile is merged
     if (isPlainObject(raw.profile) && typeof raw.profile.source === 'string' && typeof raw.profile.name === 'string') return raw;

@@ -1,6 +1,7 @@
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { z } from 'zod';
+import * as z from 'zod/mini';
+import '../runtime/zod.js';
 import { hardwareSchema, loadAgentConfig } from '../agent/config.js';
 import { answers } from '../agent/control.js';
 import { withProfileBase } from '../agent/hardware-config.js';
@@ -35,7 +36,7 @@ function loadHardware(path: string, io: Io): HardwareView {
     return loadAgentConfig(path, { readToken: false });
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    const lenient = z.looseObject({ hardware: hardwareSchema, control: z.looseObject({ socket: z.string().optional() }).optional() });
+    const lenient = z.looseObject({ hardware: hardwareSchema, control: z.optional(z.looseObject({ socket: z.optional(z.string()) })) });
     const base = dirname(resolve(path));
     const view = withProfileBase(base, () => loadConfigFile(path, lenient));
     io.err(`qrkiosk safe-outputs: the config has other problems (the agent will not start):\n${err.message}\nUsing its hardware section.`);
@@ -103,9 +104,7 @@ export async function safeOutputsMain(argv: string[], io: Io = stdio, env?: Node
   else {
     for (const r of report.results) {
       io.out(
-        r.ok
-          ? `GPIO${r.bcm} (${r.role}): safe, level ${r.safeLevel} (${r.how})`
-          : `GPIO${r.bcm} (${r.role}): FAILED to drive level ${r.safeLevel}: ${r.error}`,
+        r.ok ? `GPIO${r.bcm} (${r.role}): safe, level ${r.safeLevel} (${r.how})` : `GPIO${r.bcm} (${r.role}): FAILED to drive level ${r.safeLevel}: ${r.error}`,
       );
     }
     if (report.results.some((r) => !r.ok)) for (const n of report.notes) io.err(`  ${n}`);

@@ -1,17 +1,16 @@
-import type { z } from 'zod';
+import * as z from 'zod/mini';
+import '../runtime/zod.js';
 import { AgentMessage, RelayMessage, PROTOCOL_VERSION, type ErrorFrame } from './messages.js';
 
 // Parsing never throws: a peer that sends garbage gets an error frame back and a log line, and
 // the connection (and the process) carries on.
 
-export type ParseResult<T> =
-  | { ok: true; msg: T }
-  | { ok: false; code: ErrorFrame['code']; message: string; refId?: string };
+export type ParseResult<T> = { ok: true; msg: T } | { ok: false; code: ErrorFrame['code']; message: string; refId?: string };
 
-const KNOWN_AGENT = new Set(AgentMessage.options.map((o) => o.shape.type.value));
-const KNOWN_RELAY = new Set(RelayMessage.options.map((o) => o.shape.type.value));
+const KNOWN_AGENT = new Set<string>(AgentMessage.def.options.map((o) => o.shape.type.def.values[0]!));
+const KNOWN_RELAY = new Set<string>(RelayMessage.def.options.map((o) => o.shape.type.def.values[0]!));
 
-function parseWith<T>(schema: z.ZodType<T>, known: Set<string>, raw: string): ParseResult<T> {
+function parseWith<T>(schema: z.core.$ZodType<T>, known: Set<string>, raw: string): ParseResult<T> {
   let data: unknown;
   try {
     data = JSON.parse(raw);
@@ -39,7 +38,7 @@ function parseWith<T>(schema: z.ZodType<T>, known: Set<string>, raw: string): Pa
       ...(refId ? { refId } : {}),
     };
   }
-  const parsed = schema.safeParse(data);
+  const parsed = z.safeParse(schema, data);
   if (!parsed.success) {
     const issues = parsed.error.issues
       .slice(0, 3)

@@ -1,4 +1,5 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
+import '../runtime/zod.js';
 import { CURRENCY_CODES } from '../core/money.js';
 
 // The agent <-> relay wire protocol: JSON text frames over one WebSocket (path /v1/kiosk).
@@ -10,22 +11,22 @@ export const PROTOCOL_VERSION = 1;
 
 const base = {
   v: z.literal(PROTOCOL_VERSION),
-  id: z.string().min(1).max(100),
+  id: z.string().check(z.minLength(1), z.maxLength(100)),
 };
-const orderId = z.string().regex(/^ord_[A-Za-z0-9_-]{6,60}$/, 'order ids look like ord_<letters/digits>');
+const orderId = z.string().check(z.regex(/^ord_[A-Za-z0-9_-]{6,60}$/, 'order ids look like ord_<letters/digits>'));
 const currency = z.enum(CURRENCY_CODES as [string, ...string[]]);
-const minor = z.number().int().nonnegative();
-const epochMs = z.number().int().nonnegative();
+const minor = z.number().check(z.int(), z.nonnegative());
+const epochMs = z.number().check(z.int(), z.nonnegative());
 
 // ---- agent -> relay -----------------------------------------------------------------------------
 
 export const Hello = z.object({
   ...base,
   type: z.literal('hello'),
-  kioskId: z.string().min(1),
+  kioskId: z.string().check(z.minLength(1)),
   agentVersion: z.string(),
   /** orders the agent still considers open, so the relay can reconcile after either side restarts */
-  openOrders: z.array(z.object({ orderId, state: z.string() })).default([]),
+  openOrders: z._default(z.array(z.object({ orderId, state: z.string() })), []),
 });
 
 /** Highest slot (button/spiral) number a kiosk may name: the largest machines have a few hundred. */
@@ -35,9 +36,9 @@ export const OrderReady = z.object({
   ...base,
   type: z.literal('order.ready'),
   orderId,
-  slot: z.number().int().positive().max(MAX_SLOT),
-  sku: z.string().min(1),
-  quantity: z.number().int().positive().default(1),
+  slot: z.number().check(z.int(), z.positive(), z.lte(MAX_SLOT)),
+  sku: z.string().check(z.minLength(1)),
+  quantity: z._default(z.number().check(z.int(), z.positive()), 1),
   /** what the kiosk displays; the relay prices from its own catalog and refuses a mismatch */
   amount: minor,
   currency,
@@ -60,8 +61,8 @@ export const VendResult = z.object({
   type: z.literal('vend.result'),
   orderId,
   result: z.enum(VEND_RESULTS),
-  pulses: z.number().int().nonnegative().default(0),
-  detail: z.string().max(500).optional(),
+  pulses: z._default(z.number().check(z.int(), z.nonnegative()), 0),
+  detail: z.optional(z.string().check(z.maxLength(500))),
 });
 
 /**
@@ -74,7 +75,7 @@ export const VendResolve = z.object({
   orderId,
   resolution: z.enum(['dispensed', 'refund']),
   /** who (the technician's login) and when, as recorded in the kiosk's journal */
-  by: z.string().min(1).max(100),
+  by: z.string().check(z.minLength(1), z.maxLength(100)),
   at: epochMs,
 });
 
@@ -82,27 +83,27 @@ export const VendResolve = z.object({
 // and kept by the relay beside qrkiosk's own sales. Amounts are in the machine's unit: `decimals`
 // (EVA-DTS ID4) says where the point goes. Sized to fit one frame: a machine with more
 // selections than `products` allows is sent without the extra ones (`truncated`).
-const dexMeter = z
-  .object({
-    valueSinceInit: z.number().int().nullable(),
-    countSinceInit: z.number().int().nullable(),
-    valueSinceReset: z.number().int().nullable(),
-    countSinceReset: z.number().int().nullable(),
-  })
-  .nullable();
-const short = (n: number) => z.string().max(n).nullable();
+const dexMeter = z.nullable(
+  z.object({
+    valueSinceInit: z.nullable(z.number().check(z.int())),
+    countSinceInit: z.nullable(z.number().check(z.int())),
+    valueSinceReset: z.nullable(z.number().check(z.int())),
+    countSinceReset: z.nullable(z.number().check(z.int())),
+  }),
+);
+const short = (n: number) => z.nullable(z.string().check(z.maxLength(n)));
 
 export const DexAuditFrame = z.object({
   ...base,
   type: z.literal('dex.audit'),
   /** the read's own id: the relay stores each read once */
-  auditId: z.string().regex(/^dex_[A-Za-z0-9_-]{6,60}$/, 'audit ids look like dex_<letters/digits>'),
+  auditId: z.string().check(z.regex(/^dex_[A-Za-z0-9_-]{6,60}$/, 'audit ids look like dex_<letters/digits>')),
   readAt: epochMs,
   protocol: z.enum(['dex', 'ddcmp']),
   /** which MDB cashless device qrkiosk is on this machine (1 or 2), null when it is not on MDB */
-  cashlessDevice: z.union([z.literal(1), z.literal(2)]).nullable(),
-  machine: z.object({ serial: z.string().min(1).max(40), model: short(40), location: short(60), asset: short(40) }),
-  decimals: z.number().int().min(0).max(4).nullable(),
+  cashlessDevice: z.nullable(z.union([z.literal(1), z.literal(2)])),
+  machine: z.object({ serial: z.string().check(z.minLength(1), z.maxLength(40)), model: short(40), location: short(60), asset: short(40) }),
+  decimals: z.nullable(z.number().check(z.int(), z.gte(0), z.lte(4))),
   currency: short(3),
   paid: dexMeter,
   cash: dexMeter,
@@ -111,30 +112,30 @@ export const DexAuditFrame = z.object({
   products: z
     .array(
       z.object({
-        selection: z.string().min(1).max(20),
-        price: z.number().int().nullable(),
+        selection: z.string().check(z.minLength(1), z.maxLength(20)),
+        price: z.nullable(z.number().check(z.int())),
         productId: short(40),
-        countSinceInit: z.number().int().nullable(),
-        valueSinceInit: z.number().int().nullable(),
-        countSinceReset: z.number().int().nullable(),
-        valueSinceReset: z.number().int().nullable(),
+        countSinceInit: z.nullable(z.number().check(z.int())),
+        valueSinceInit: z.nullable(z.number().check(z.int())),
+        countSinceReset: z.nullable(z.number().check(z.int())),
+        valueSinceReset: z.nullable(z.number().check(z.int())),
       }),
     )
-    .max(300),
+    .check(z.maxLength(300)),
   events: z
     .array(
       z.object({
-        code: z.string().min(2).max(4),
+        code: z.string().check(z.minLength(2), z.maxLength(4)),
         name: short(60),
         date: short(6),
         time: short(6),
-        sinceReset: z.number().int().nullable(),
-        sinceInit: z.number().int().nullable(),
-        active: z.boolean().nullable(),
+        sinceReset: z.nullable(z.number().check(z.int())),
+        sinceInit: z.nullable(z.number().check(z.int())),
+        active: z.nullable(z.boolean()),
       }),
     )
-    .max(100),
-  truncated: z.boolean().default(false),
+    .check(z.maxLength(100)),
+  truncated: z._default(z.boolean(), false),
 });
 
 // ---- relay -> agent -----------------------------------------------------------------------------
@@ -162,21 +163,21 @@ export const Welcome = z.object({
    * unattended): the kiosk shows no QR before order.accepted, then the order's own QR if it
    * brought one, else the POS QR. Absent from older relays = false.
    */
-  qrOnAccept: z.boolean().optional(),
+  qrOnAccept: z.optional(z.boolean()),
   catalog: z.array(CatalogEntry),
   /** the relay never keeps an order payable longer than this */
-  maxPaymentSeconds: z.number().int().positive(),
+  maxPaymentSeconds: z.number().check(z.int(), z.positive()),
   /**
    * What this relay understands beyond the order frames: 'console.v1' = kiosk.status,
    * stock.refill and command.result (docs/console-kiosk.md). Absent from older relays.
    */
-  features: z.array(z.string().max(40)).max(20).optional(),
+  features: z.optional(z.array(z.string().check(z.maxLength(40))).check(z.maxLength(20))),
   /**
    * The id of the key the relay signs commands with. Informational only: the kiosk trusts the key
    * in its own agent.yaml (relay.commandKey), never one named over the link; this lets it say
    * early that the two differ.
    */
-  commandKeyId: z.string().max(64).optional(),
+  commandKeyId: z.optional(z.string().check(z.maxLength(64))),
 });
 
 export const OrderAccepted = z.object({
@@ -186,7 +187,7 @@ export const OrderAccepted = z.object({
   amount: minor,
   currency,
   /** per-order QR (dynamic model); absent for the static POS QR */
-  qr: z.string().optional(),
+  qr: z.optional(z.string()),
 });
 
 export const OrderRejected = z.object({
@@ -208,7 +209,7 @@ export const OrderPaid = z.object({
    * the customer's receipt page (/r/<order>.<mac> on the relay): what the printed receipt's QR
    * opens. Absent from an older relay: the QR holds hardware.printer.qrText as before.
    */
-  receiptUrl: z.string().url().max(500).optional(),
+  receiptUrl: z.optional(z.url().check(z.maxLength(500))),
 });
 
 export const OrderExpired = z.object({
@@ -231,8 +232,8 @@ export const OrderRefunded = z.object({
 /** The relay understands the console frames below (Welcome.features). */
 export const CONSOLE_FEATURE = 'console.v1';
 
-const commandId = z.string().regex(/^cmd_[A-Za-z0-9_-]{6,60}$/, 'command ids look like cmd_<letters/digits>');
-const text = (n: number) => z.string().max(n);
+const commandId = z.string().check(z.regex(/^cmd_[A-Za-z0-9_-]{6,60}$/, 'command ids look like cmd_<letters/digits>'));
+const text = (n: number) => z.string().check(z.maxLength(n));
 
 const statusFault = z.object({
   at: epochMs,
@@ -240,7 +241,7 @@ const statusFault = z.object({
   kind: text(40),
   message: text(300),
   active: z.boolean(),
-  clearedAt: epochMs.optional(),
+  clearedAt: z.optional(epochMs),
 });
 
 /** Most slots a status snapshot lists; a bigger machine is sent truncated (the frame cap is 64 KiB). */
@@ -259,34 +260,34 @@ export const KioskStatus = z.object({
   agentVersion: text(40),
   startedAt: epochMs,
   /** the payment model of the last welcome; null before the first one */
-  paymentModel: z.enum(PAYMENT_MODELS).nullable(),
+  paymentModel: z.nullable(z.enum(PAYMENT_MODELS)),
   /** the screen shown now (idle, pay, out_of_service...) */
-  screen: text(40).nullable(),
+  screen: z.nullable(text(40)),
   /** idle, out_of_service, or the open order's state */
   state: text(40),
   /** out of service by a technician (`qrkiosk service on`) or by a relay command */
-  service: z.object({ by: text(200), at: epochMs, via: z.enum(['technician', 'relay']) }).nullable(),
+  service: z.nullable(z.object({ by: text(200), at: epochMs, via: z.enum(['technician', 'relay']) })),
   updating: z.boolean(),
-  openOrder: z.object({ orderId, state: text(40) }).nullable(),
+  openOrder: z.nullable(z.object({ orderId, state: text(40) })),
   stock: z
     .array(
       z.object({
-        slot: z.number().int().positive().max(MAX_SLOT),
+        slot: z.number().check(z.int(), z.positive(), z.lte(MAX_SLOT)),
         sku: text(60),
-        count: z.number().int().nonnegative(),
+        count: z.number().check(z.int(), z.nonnegative()),
         /** the configured full count: what a refill loads */
-        full: z.number().int().nonnegative(),
+        full: z.number().check(z.int(), z.nonnegative()),
         jammed: z.boolean(),
       }),
     )
-    .max(STATUS_MAX_SLOTS),
+    .check(z.maxLength(STATUS_MAX_SLOTS)),
   /** the prices the kiosk sells at now (after any price command) */
-  prices: z.array(z.object({ sku: text(60), price: minor, currency })).max(STATUS_MAX_SLOTS),
-  faults: z.object({ active: z.array(statusFault).max(50), recent: z.array(statusFault).max(20) }),
+  prices: z.array(z.object({ sku: text(60), price: minor, currency })).check(z.maxLength(STATUS_MAX_SLOTS)),
+  faults: z.object({ active: z.array(statusFault).check(z.maxLength(50)), recent: z.array(statusFault).check(z.maxLength(20)) }),
   /** reliable frames still waiting for the relay's ack */
-  outboxPending: z.number().int().nonnegative(),
+  outboxPending: z.number().check(z.int(), z.nonnegative()),
   /** some slots, prices or faults were left out to fit one frame */
-  truncated: z.boolean().default(false),
+  truncated: z._default(z.boolean(), false),
 });
 
 /**
@@ -296,13 +297,19 @@ export const KioskStatus = z.object({
 export const StockRefill = z.object({
   ...base,
   type: z.literal('stock.refill'),
-  refillId: z.string().regex(/^rfl_[A-Za-z0-9_-]{6,60}$/, 'refill ids look like rfl_<letters/digits>'),
+  refillId: z.string().check(z.regex(/^rfl_[A-Za-z0-9_-]{6,60}$/, 'refill ids look like rfl_<letters/digits>')),
   at: epochMs,
-  by: z.string().min(1).max(100),
+  by: z.string().check(z.minLength(1), z.maxLength(100)),
   slots: z
-    .array(z.object({ slot: z.number().int().positive().max(MAX_SLOT), sku: text(60), before: z.number().int().nonnegative(), after: z.number().int().nonnegative() }))
-    .min(1)
-    .max(STATUS_MAX_SLOTS),
+    .array(
+      z.object({
+        slot: z.number().check(z.int(), z.positive(), z.lte(MAX_SLOT)),
+        sku: text(60),
+        before: z.number().check(z.int(), z.nonnegative()),
+        after: z.number().check(z.int(), z.nonnegative()),
+      }),
+    )
+    .check(z.minLength(1), z.maxLength(STATUS_MAX_SLOTS)),
 });
 
 /**
@@ -314,9 +321,9 @@ export const StockRefill = z.object({
 export const CommandFrame = z.object({
   ...base,
   type: z.literal('command'),
-  payload: z.string().min(2).max(60_000),
-  signature: z.string().max(200).optional(),
-  keyId: z.string().max(64).optional(),
+  payload: z.string().check(z.minLength(2), z.maxLength(60_000)),
+  signature: z.optional(z.string().check(z.maxLength(200))),
+  keyId: z.optional(z.string().check(z.maxLength(64))),
 });
 
 /** Why a kiosk that verified a command still did not apply it (recorded, sent reliably). */
@@ -338,10 +345,10 @@ export const CommandResult = z.object({
   outcome: z.enum(['applied', 'refused']),
   /** kiosk clock: when it was applied (or refused) */
   at: epochMs,
-  reason: z.enum(COMMAND_VERDICT_REASONS).optional(),
+  reason: z.optional(z.enum(COMMAND_VERDICT_REASONS)),
   message: text(500),
   /** what applying it gave: a test vend's result, the stock before/after... */
-  result: z.record(z.string(), z.union([z.string().max(200), z.number(), z.boolean(), z.null()])).optional(),
+  result: z.optional(z.record(z.string(), z.union([z.string().check(z.maxLength(200)), z.number(), z.boolean(), z.null()]))),
 });
 
 /**
@@ -353,25 +360,25 @@ export const CommandRefused = z.object({
   ...base,
   type: z.literal('command.refused'),
   /** the id of the refused frame */
-  frameId: z.string().min(1).max(100),
+  frameId: z.string().check(z.minLength(1), z.maxLength(100)),
   /** the command id, when the payload could be read */
-  commandId: z.string().max(100).optional(),
+  commandId: z.optional(z.string().check(z.maxLength(100))),
   reason: z.enum(COMMAND_REJECTIONS),
   message: text(500),
   /** replayed: what the kiosk did with it the first time */
-  first: z.object({ state: text(20), at: epochMs }).optional(),
+  first: z.optional(z.object({ state: text(20), at: epochMs })),
 });
 
 // ---- both ways -----------------------------------------------------------------------------------
 
-export const Ack = z.object({ ...base, type: z.literal('ack'), ackId: z.string().min(1) });
+export const Ack = z.object({ ...base, type: z.literal('ack'), ackId: z.string().check(z.minLength(1)) });
 export const Ping = z.object({ ...base, type: z.literal('ping'), at: epochMs });
 export const Pong = z.object({ ...base, type: z.literal('pong'), at: epochMs });
 export const ErrorFrame = z.object({
   ...base,
   type: z.literal('error'),
   /** the id of the frame that caused it, when it had one */
-  refId: z.string().optional(),
+  refId: z.optional(z.string()),
   code: z.enum(['malformed', 'unknown_type', 'unsupported_version', 'invalid', 'unauthorized', 'internal']),
   message: z.string(),
 });

@@ -1,5 +1,6 @@
 import { createHash, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod/mini';
+import '../runtime/zod.js';
 import { CURRENCY_CODES } from '../core/money.js';
 import { CatalogEntry, MAX_SLOT, type CommandFrame, type CommandRejection } from './messages.js';
 
@@ -19,39 +20,49 @@ export const COMMAND_CLOCK_SKEW_MS = 5 * 60_000;
 /** Longest validity a command may carry: an old command is not an instruction any more. */
 export const COMMAND_MAX_TTL_MS = 24 * 3_600_000;
 
-const slot = z.number().int().positive().max(MAX_SLOT);
+const slot = z.number().check(z.int(), z.positive(), z.lte(MAX_SLOT));
 const currency = z.enum(CURRENCY_CODES as [string, ...string[]]);
 
 export const CommandAction = z.discriminatedUnion('kind', [
   /** in service: selling; out of service: the out-of-service screen, every button refused */
   z.object({ kind: z.literal('service'), inService: z.boolean() }),
   /** the counts the operator says the slots hold */
-  z.object({ kind: z.literal('stock.set'), slots: z.array(z.object({ slot, count: z.number().int().nonnegative() })).min(1).max(MAX_SLOT) }),
+  z.object({
+    kind: z.literal('stock.set'),
+    slots: z.array(z.object({ slot, count: z.number().check(z.int(), z.nonnegative()) })).check(z.minLength(1), z.maxLength(MAX_SLOT)),
+  }),
   /** one dispense on the real motor, nothing sold (like `qrkiosk test dispense`) */
   z.object({ kind: z.literal('test.vend'), slot }),
   /** one product's price, in minor units; the next order is priced with it */
-  z.object({ kind: z.literal('price.set'), sku: z.string().min(1).max(60), price: z.number().int().positive(), currency }),
+  z.object({
+    kind: z.literal('price.set'),
+    sku: z.string().check(z.minLength(1), z.maxLength(60)),
+    price: z.number().check(z.int(), z.positive()),
+    currency,
+  }),
   /** the kiosk's whole price list */
-  z.object({ kind: z.literal('catalog.set'), entries: z.array(CatalogEntry).min(1).max(300) }),
+  z.object({ kind: z.literal('catalog.set'), entries: z.array(CatalogEntry).check(z.minLength(1), z.maxLength(300)) }),
 ]);
 export type CommandAction = z.infer<typeof CommandAction>;
 export type CommandKind = CommandAction['kind'];
 
 export const CommandBody = z
   .object({
-    commandId: z.string().regex(/^cmd_[A-Za-z0-9_-]{6,60}$/, 'command ids look like cmd_<letters/digits>'),
-    kioskId: z.string().min(1).max(64),
-    issuedAt: z.number().int().nonnegative(),
-    expiresAt: z.number().int().nonnegative(),
+    commandId: z.string().check(z.regex(/^cmd_[A-Za-z0-9_-]{6,60}$/, 'command ids look like cmd_<letters/digits>')),
+    kioskId: z.string().check(z.minLength(1), z.maxLength(64)),
+    issuedAt: z.number().check(z.int(), z.nonnegative()),
+    expiresAt: z.number().check(z.int(), z.nonnegative()),
     /** the operator who asked */
-    issuedBy: z.string().min(1).max(100),
-    reason: z.string().max(300).optional(),
+    issuedBy: z.string().check(z.minLength(1), z.maxLength(100)),
+    reason: z.optional(z.string().check(z.maxLength(300))),
     action: CommandAction,
   })
-  .refine((b) => b.expiresAt > b.issuedAt && b.expiresAt - b.issuedAt <= COMMAND_MAX_TTL_MS, {
-    message: `expiresAt must be after issuedAt and at most ${COMMAND_MAX_TTL_MS / 3_600_000} h later`,
-    path: ['expiresAt'],
-  });
+  .check(
+    z.refine((b) => b.expiresAt > b.issuedAt && b.expiresAt - b.issuedAt <= COMMAND_MAX_TTL_MS, {
+      message: `expiresAt must be after issuedAt and at most ${COMMAND_MAX_TTL_MS / 3_600_000} h later`,
+      path: ['expiresAt'],
+    }),
+  );
 export type CommandBody = z.infer<typeof CommandBody>;
 
 export interface SignedCommand {

@@ -1,7 +1,7 @@
 import { kioskCommand, type CommandEvent, type CommandState } from '../core/kiosk-command.js';
 import type { CatalogEntry, CommandResult, KioskStatus, StockRefill, CommandRefused } from '../protocol/messages.js';
 import type { CommandAction, CommandKind } from '../protocol/signed-command.js';
-import type { z } from 'zod';
+import type * as z from 'zod/mini';
 
 // What the relay keeps of the kiosk side of the console: the kiosks' status snapshots, refills,
 // and the operator commands with their lifecycle. An async interface so it can live in the relay
@@ -161,7 +161,11 @@ export class InMemoryFleetRecorder implements FleetRecorder {
     return true;
   }
   async refills(kioskId?: string, limit = 50): Promise<RefillRecord[]> {
-    return this.refillList.filter((r) => kioskId === undefined || r.kioskId === kioskId).reverse().slice(0, limit).map(clone);
+    return this.refillList
+      .filter((r) => kioskId === undefined || r.kioskId === kioskId)
+      .reverse()
+      .slice(0, limit)
+      .map(clone);
   }
   async recordRefusal(r: CommandRefusalRecord): Promise<void> {
     this.refusalList.push({ ...r });
@@ -169,7 +173,11 @@ export class InMemoryFleetRecorder implements FleetRecorder {
     if (this.refusalList.length > 1000) this.refusalList.splice(0, this.refusalList.length - 1000);
   }
   async refusals(kioskId?: string, limit = 50): Promise<CommandRefusalRecord[]> {
-    return this.refusalList.filter((r) => kioskId === undefined || r.kioskId === kioskId).reverse().slice(0, limit).map((r) => ({ ...r }));
+    return this.refusalList
+      .filter((r) => kioskId === undefined || r.kioskId === kioskId)
+      .reverse()
+      .slice(0, limit)
+      .map((r) => ({ ...r }));
   }
 
   async insertCommand(c: CommandRecord): Promise<void> {
@@ -195,7 +203,11 @@ export class InMemoryFleetRecorder implements FleetRecorder {
     c.history.push({ at, from: c.state, to: c.state, event: 'note', detail });
   }
   async commandsOf(kioskId: string, limit = 50): Promise<CommandRecord[]> {
-    return [...this.commands.values()].filter((c) => c.kioskId === kioskId).reverse().slice(0, limit).map(clone);
+    return [...this.commands.values()]
+      .filter((c) => c.kioskId === kioskId)
+      .reverse()
+      .slice(0, limit)
+      .map(clone);
   }
   async commandsIn(states: readonly CommandState[]): Promise<CommandRecord[]> {
     return [...this.commands.values()].filter((c) => states.includes(c.state)).map(clone);

@@ -1,7 +1,8 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
-import { z } from 'zod';
+import * as z from 'zod/mini';
+import '../runtime/zod.js';
 import type { Logger } from '../runtime/log.js';
 import { KeyedRateLimiter } from '../runtime/rate-limit.js';
 import { RefusalLog } from '../runtime/refusal-log.js';
@@ -12,71 +13,88 @@ import { RefusalLog } from '../runtime/refusal-log.js';
 // relay.yaml, with defaults far above what Mercado Pago's documented traffic needs
 // (docs/reliability.md#limits-and-their-defaults explains each one).
 
-const positiveInt = z.number().int().positive();
-const positive = z.number().positive();
+const positiveInt = z.number().check(z.int(), z.positive());
+const positive = z.number().check(z.positive());
 
-export const limitsSchema = z
-  .strictObject({
-    // Behind a reverse proxy every connection comes from the proxy, and connections per source
-    // must be limited by the proxy. The value is how many proxies stand in front of the relay
-    // (true = 1): the client is the address the outermost of them appended to X-Forwarded-For,
-    // counted from the RIGHT. Never the left-most entry, which the client writes itself (fastify's
-    // `trustProxy: true` would take that one, and a client could dodge the per-source limits by
-    // sending a new X-Forwarded-For with each request).
-    trustProxy: z
-      .union([z.boolean(), z.number().int().min(0).max(5, 'trustProxy counts the proxies in front of the relay (0 to 5), or true for one')])
-      .default(false)
-      .transform((v) => (v === true ? 1 : v === false ? 0 : v)),
-    maxConnections: positiveInt.default(4096),
-    connectionsPerSource: positiveInt.default(128),
-    headersTimeoutSeconds: positiveInt.default(10),
-    requestTimeoutSeconds: positiveInt.default(15),
-    idleTimeoutSeconds: positiveInt.default(30),
-    keepAliveTimeoutSeconds: positiveInt.default(5),
-    bodyBytes: z
-      .strictObject({
-        notifications: positiveInt.max(1024 * 1024).default(16 * 1024),
-        pos: positiveInt.max(1024 * 1024).default(4 * 1024),
-      })
-      .prefault({}),
-    notifications: z
-      .strictObject({
-        // each stored notification must be on disk before its 200 (waiting ones share an fsync);
-        // when each had its own, a burst of hundreds measurably delayed the POS poll, so the burst
-        // stays modest; Mercado Pago sends a few per payment and retries what is refused
-        perSecond: positive.default(10),
-        burst: positiveInt.default(60),
-        storedPerSourcePerHour: positiveInt.default(5000),
-        retentionDays: positiveInt.default(30),
-        notFoundMemorySeconds: positiveInt.default(600),
-        maxTries: positiveInt.default(5),
-        mpCallsPerSecond: positive.default(10),
-      })
-      .prefault({}),
-    pos: z.strictObject({ perSecond: positive.default(50), burst: positiveInt.default(200) }).prefault({}),
-    // the integrations' REST API (/api): per source, before the key is looked up, so a flood of
-    // guessed keys costs one token each and no store read past the burst
-    api: z.strictObject({ perSecond: positive.default(10), burst: positiveInt.default(60) }).prefault({}),
-    // The inbox records which kiosk frames were applied, so a re-sent one is acked, not applied
-    // twice. An agent re-sends an unacked frame within minutes; a row older than this protects
-    // nothing and only grows the table (issue 8).
-    inbox: z.strictObject({ retentionDays: positiveInt.default(7) }).prefault({}),
-    contingency: z
-      .strictObject({
-        callsPerSecond: positive.default(2),
-        maxBackoffSeconds: positiveInt.default(300),
-        pageSize: positiveInt.max(100).default(50),
-        maxPagesPerPass: positiveInt.default(10),
-      })
-      .prefault({}),
-    refusalLogSeconds: positiveInt.default(60),
-  })
-  .superRefine((l, ctx) => {
-    if (l.headersTimeoutSeconds > l.requestTimeoutSeconds) {
-      ctx.addIssue({ code: 'custom', path: ['headersTimeoutSeconds'], message: `must not be longer than requestTimeoutSeconds (${l.requestTimeoutSeconds}): the whole request includes its headers` });
-    }
-  })
-  .prefault({});
+export const limitsSchema = z.prefault(
+  z
+    .strictObject({
+      // Behind a reverse proxy every connection comes from the proxy, and connections per source
+      // must be limited by the proxy. The value is how many proxies stand in front of the relay
+      // (true = 1): the client is the address the outermost of them appended to X-Forwarded-For,
+      // counted from the RIGHT. Never the left-most entry, which the client writes itself (fastify's
+      // `trustProxy: true` would take that one, and a client could dodge the per-source limits by
+      // sending a new X-Forwarded-For with each request).
+      trustProxy: z.pipe(
+        z._default(
+          z.union([
+            z.boolean(),
+            z.number().check(z.int(), z.gte(0), z.lte(5, 'trustProxy counts the proxies in front of the relay (0 to 5), or true for one')),
+          ]),
+          false,
+        ),
+        z.transform((v) => (v === true ? 1 : v === false ? 0 : v)),
+      ),
+      maxConnections: z._default(positiveInt, 4096),
+      connectionsPerSource: z._default(positiveInt, 128),
+      headersTimeoutSeconds: z._default(positiveInt, 10),
+      requestTimeoutSeconds: z._default(positiveInt, 15),
+      idleTimeoutSeconds: z._default(positiveInt, 30),
+      keepAliveTimeoutSeconds: z._default(positiveInt, 5),
+      bodyBytes: z.prefault(
+        z.strictObject({
+          notifications: z._default(positiveInt.check(z.lte(1024 * 1024)), 16 * 1024),
+          pos: z._default(positiveInt.check(z.lte(1024 * 1024)), 4 * 1024),
+        }),
+        {},
+      ),
+      notifications: z.prefault(
+        z.strictObject({
+          // each stored notification must be on disk before its 200 (waiting ones share an fsync);
+          // when each had its own, a burst of hundreds measurably delayed the POS poll, so the burst
+          // stays modest; Mercado Pago sends a few per payment and retries what is refused
+          perSecond: z._default(positive, 10),
+          burst: z._default(positiveInt, 60),
+          storedPerSourcePerHour: z._default(positiveInt, 5000),
+          retentionDays: z._default(positiveInt, 30),
+          notFoundMemorySeconds: z._default(positiveInt, 600),
+          maxTries: z._default(positiveInt, 5),
+          mpCallsPerSecond: z._default(positive, 10),
+        }),
+        {},
+      ),
+      pos: z.prefault(z.strictObject({ perSecond: z._default(positive, 50), burst: z._default(positiveInt, 200) }), {}),
+      // the integrations' REST API (/api): per source, before the key is looked up, so a flood of
+      // guessed keys costs one token each and no store read past the burst
+      api: z.prefault(z.strictObject({ perSecond: z._default(positive, 10), burst: z._default(positiveInt, 60) }), {}),
+      // The inbox records which kiosk frames were applied, so a re-sent one is acked, not applied
+      // twice. An agent re-sends an unacked frame within minutes; a row older than this protects
+      // nothing and only grows the table (issue 8).
+      inbox: z.prefault(z.strictObject({ retentionDays: z._default(positiveInt, 7) }), {}),
+      contingency: z.prefault(
+        z.strictObject({
+          callsPerSecond: z._default(positive, 2),
+          maxBackoffSeconds: z._default(positiveInt, 300),
+          pageSize: z._default(positiveInt.check(z.lte(100)), 50),
+          maxPagesPerPass: z._default(positiveInt, 10),
+        }),
+        {},
+      ),
+      refusalLogSeconds: z._default(positiveInt, 60),
+    })
+    .check(
+      z.superRefine((l, ctx) => {
+        if (l.headersTimeoutSeconds > l.requestTimeoutSeconds) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['headersTimeoutSeconds'],
+            message: `must not be longer than requestTimeoutSeconds (${l.requestTimeoutSeconds}): the whole request includes its headers`,
+          });
+        }
+      }),
+    ),
+  {},
+);
 
 export type RelayLimits = z.output<typeof limitsSchema>;
 
@@ -167,7 +185,10 @@ export class RouteGuards {
     const source = req.ip;
     if (this.api.tryTake(source)) return undefined;
     this.refusals.note(source, 'API rate limited', `/api called too often by ${source}: answering 429 (limits.api)`);
-    return reply.code(429).header('retry-after', String(this.api.retryAfterSeconds(source))).send({ error: { code: 'rate_limited', message: 'too many requests from this address; retry after the seconds in Retry-After' } });
+    return reply
+      .code(429)
+      .header('retry-after', String(this.api.retryAfterSeconds(source)))
+      .send({ error: { code: 'rate_limited', message: 'too many requests from this address; retry after the seconds in Retry-After' } });
   };
 
   /**
@@ -239,7 +260,16 @@ const RATE_LIMITED = Buffer.from(JSON.stringify({ error: { type: 'rate_limited',
 export function rateLimitedAnswer(retryAfterSeconds: number): RateLimitedAnswer {
   return {
     status: 429,
-    head: ['content-type', 'application/json; charset=utf-8', 'content-length', String(RATE_LIMITED.length), 'retry-after', String(retryAfterSeconds), 'connection', 'close'],
+    head: [
+      'content-type',
+      'application/json; charset=utf-8',
+      'content-length',
+      String(RATE_LIMITED.length),
+      'retry-after',
+      String(retryAfterSeconds),
+      'connection',
+      'close',
+    ],
     body: RATE_LIMITED,
   };
 }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseDocument, LineCounter } from 'yaml';
-import type { z } from 'zod';
+import * as z from 'zod/mini';
+import './zod.js';
 
 // Configuration is YAML validated by a zod schema. An error names the file, the key path, the
 // line, what was wrong and what to write instead, so a technician on SSH can fix it in one go.
@@ -24,7 +25,7 @@ export type ConfigCheck<T> = { ok: true; data: T; problems: [] } | { ok: false; 
  * Every problem of a config text at once: all YAML syntax errors, else every schema issue, each
  * with its line. (Fixing one mistake per run over SSH is how a five-minute visit takes an hour.)
  */
-export function checkConfigText<T>(text: string, schema: z.ZodType<T>): ConfigCheck<T> {
+export function checkConfigText<T>(text: string, schema: z.core.$ZodType<T>): ConfigCheck<T> {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true });
   if (doc.errors.length > 0) {
@@ -56,7 +57,7 @@ export function checkConfigText<T>(text: string, schema: z.ZodType<T>): ConfigCh
       ],
     };
   }
-  const parsed = schema.safeParse(data);
+  const parsed = z.safeParse(schema, data);
   if (parsed.success) return { ok: true, data: parsed.data, problems: [] };
   return {
     ok: false,
@@ -66,7 +67,11 @@ export function checkConfigText<T>(text: string, schema: z.ZodType<T>): ConfigCh
       // path zod reports: try the numeric form too, so the message still has its line
       const path = issue.path as (string | number)[];
       const node = path.length
-        ? (doc.getIn(path, true) ?? doc.getIn(path.map((k) => (typeof k === 'string' && /^\d+$/.test(k) ? Number(k) : k)), true))
+        ? (doc.getIn(path, true) ??
+          doc.getIn(
+            path.map((k) => (typeof k === 'string' && /^\d+$/.test(k) ? Number(k) : k)),
+            true,
+          ))
         : undefined;
       // an unknown key has no node of its own under the path: point at the first unknown key
       let range = (node as { range?: [number, number, number] } | undefined)?.range;
@@ -83,17 +88,24 @@ export function checkConfigText<T>(text: string, schema: z.ZodType<T>): ConfigCh
 /** "file:line: key "a.b": message" */
 export function formatProblem(source: string, p: ConfigProblem): string {
   const where = p.line !== undefined ? `:${p.line}` : '';
-  return p.key === '(yaml)' ? `${source}${where}${p.column !== undefined ? `:${p.column}` : ''}: ${p.message}` : `${source}${where}: key "${p.key}": ${p.message}`;
+  return p.key === '(yaml)'
+    ? `${source}${where}${p.column !== undefined ? `:${p.column}` : ''}: ${p.message}`
+    : `${source}${where}: key "${p.key}": ${p.message}`;
 }
 
-export function parseConfigText<T>(text: string, schema: z.ZodType<T>, source: string): T {
+export function parseConfigText<T>(text: string, schema: z.core.$ZodType<T>, source: string): T {
   const r = checkConfigText(text, schema);
   if (r.ok) return r.data;
   // a program that cannot start lists the first few; `qrkiosk config check` lists them all
-  throw new ConfigError(r.problems.slice(0, 5).map((p) => formatProblem(source, p)).join('\n'));
+  throw new ConfigError(
+    r.problems
+      .slice(0, 5)
+      .map((p) => formatProblem(source, p))
+      .join('\n'),
+  );
 }
 
-export function loadConfigFile<T>(path: string, schema: z.ZodType<T>): T {
+export function loadConfigFile<T>(path: string, schema: z.core.$ZodType<T>): T {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');

@@ -1,4 +1,5 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
+import './zod.js';
 
 // Building blocks of the YAML config schemas (agent config, hardware profiles). Every message says
 // what to write instead, because the person reading it is a technician on SSH at a kiosk.
@@ -9,7 +10,7 @@ export function hint(fix: string) {
 }
 
 /** strict objects, so a typo ("dropWindow:") is an error instead of a silently ignored key */
-export function section<T extends z.ZodRawShape>(shape: T, fix: string) {
+export function section<T extends z.core.$ZodLooseShape>(shape: T, fix: string) {
   const allowed = Object.keys(shape).join(', ');
   return z.strictObject(shape, {
     error: (iss) => {

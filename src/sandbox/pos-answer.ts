@@ -9,7 +9,8 @@
 //    ("notihing" is Mercado Pago's published spelling)
 // ready: HTTP 200; the v2 body when the response has header `order-version: 2`, else the v1 body.
 
-import { z } from 'zod';
+import * as z from 'zod/mini';
+import '../runtime/zod.js';
 import { MoneyError, parseAmount, toDecimalNumber, type Currency } from '../core/money.js';
 import type { MpItem } from '../mercadopago/types.js';
 import type { PosGeneration } from './types.js';
@@ -37,64 +38,64 @@ export type PosAnswer =
   /** an answer neither generation defines (5xx, HTML, 404...): keep asking, it may be transient */
   | { kind: 'unexpected'; reason: string };
 
-const httpUrl = z.string().refine((s) => {
-  try {
-    const u = new URL(s);
-    return u.protocol === 'http:' || u.protocol === 'https:';
-  } catch {
-    return false;
-  }
-}, 'must be an http(s) URL');
+const httpUrl = z.string().check(
+  z.refine((s) => {
+    try {
+      const u = new URL(s);
+      return u.protocol === 'http:' || u.protocol === 'https:';
+    } catch {
+      return false;
+    }
+  }, 'must be an http(s) URL'),
+);
 
-const nonEmpty = z.string().trim().min(1, 'must be a non-empty string');
-const positiveInt = z.number().int('must be a whole number').positive('must be positive');
-const positiveAmount = z.number().positive('must be a positive amount');
+const nonEmpty = z.string().check(z.trim(), z.minLength(1, 'must be a non-empty string'));
+const positiveInt = z.number().check(z.int('must be a whole number'), z.positive('must be positive'));
+const positiveAmount = z.number().check(z.positive('must be a positive amount'));
 
 const v1Schema = z.object({
-  collector_id: z.union([z.number().int(), z.string().regex(/^\d+$/)]),
-  sponsor_id: z.union([z.number().int(), z.string().regex(/^\d+$/)]).optional(),
+  collector_id: z.union([z.number().check(z.int()), z.string().check(z.regex(/^\d+$/))]),
+  sponsor_id: z.optional(z.union([z.number().check(z.int()), z.string().check(z.regex(/^\d+$/))])),
   items: z
     .array(
       z.object({
-        id: z.string().optional(),
+        id: z.optional(z.string()),
         title: nonEmpty,
         currency_id: nonEmpty,
-        description: z.string().optional(),
+        description: z.optional(z.string()),
         quantity: positiveInt,
         unit_price: positiveAmount,
       }),
     )
-    .min(1, 'must list at least one item'),
-  external_reference: nonEmpty.max(256),
+    .check(z.minLength(1, 'must list at least one item')),
+  external_reference: nonEmpty.check(z.maxLength(256)),
   notification_url: httpUrl,
 });
 
 const v2Schema = z.object({
-  external_reference: nonEmpty.max(256),
+  external_reference: nonEmpty.check(z.maxLength(256)),
   total_amount: positiveAmount,
   items: z
     .array(
       z.object({
-        sku_number: z.string().optional(),
-        category: z.string().optional(),
+        sku_number: z.optional(z.string()),
+        category: z.optional(z.string()),
         title: nonEmpty,
-        description: z.string().optional(),
+        description: z.optional(z.string()),
         quantity: positiveInt,
         unit_measure: nonEmpty,
         unit_price: positiveAmount,
         total_amount: positiveAmount,
       }),
     )
-    .min(1, 'must list at least one item'),
-  title: z.string().optional(),
-  description: z.string().optional(),
+    .check(z.minLength(1, 'must list at least one item')),
+  title: z.optional(z.string()),
+  description: z.optional(z.string()),
   notification_url: httpUrl,
 });
 
-function issues(error: z.ZodError): string {
-  return error.issues
-    .map((i) => `${i.path.length ? i.path.map(String).join('.') : '(body)'}: ${i.message}`)
-    .join('; ');
+function issues(error: z.core.$ZodError): string {
+  return error.issues.map((i) => `${i.path.length ? i.path.map(String).join('.') : '(body)'}: ${i.message}`).join('; ');
 }
 
 class InvalidAnswer extends Error {}
@@ -153,9 +154,7 @@ function parseV2(body: unknown, currency: Currency): ReadyOrder {
     const unit = minor(item.unit_price, currency, `items.${i}.unit_price`);
     const lineTotal = minor(item.total_amount, currency, `items.${i}.total_amount`);
     if (unit * item.quantity !== lineTotal) {
-      throw new InvalidAnswer(
-        `items.${i}.total_amount ${item.total_amount} is not unit_price ${item.unit_price} x quantity ${item.quantity}`,
-      );
+      throw new InvalidAnswer(`items.${i}.total_amount ${item.total_amount} is not unit_price ${item.unit_price} x quantity ${item.quantity}`);
     }
     sumMinor += lineTotal;
     const out: MpItem = {
@@ -175,9 +174,7 @@ function parseV2(body: unknown, currency: Currency): ReadyOrder {
   });
   const totalMinor = minor(b.total_amount, currency, 'total_amount');
   if (totalMinor !== sumMinor) {
-    throw new InvalidAnswer(
-      `v2 ready body: total_amount ${b.total_amount} is not the sum of the items' total_amount (${toDecimalNumber(sumMinor, currency)})`,
-    );
+    throw new InvalidAnswer(`v2 ready body: total_amount ${b.total_amount} is not the sum of the items' total_amount (${toDecimalNumber(sumMinor, currency)})`);
   }
   const order: ReadyOrder = {
     generation: 'v2',
@@ -209,8 +206,7 @@ export function interpretPosAnswer(
       };
     }
     try {
-      const order =
-        orderVersion?.trim() === '2' ? parseV2(body, ctx.currency) : parseV1(body, ctx.collectorId, ctx.currency);
+      const order = orderVersion?.trim() === '2' ? parseV2(body, ctx.currency) : parseV1(body, ctx.collectorId, ctx.currency);
       return { kind: 'ready', order };
     } catch (err) {
       if (err instanceof InvalidAnswer) return { kind: 'invalid', error: err.message };

@@ -5,48 +5,49 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { LogController, fastify, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import QRCode from 'qrcode';
-import { z } from 'zod';
+import * as z from 'zod/mini';
+import '../runtime/zod.js';
 import type { Currency } from '../core/money.js';
 import { MpApiError, SandboxCore, SandboxError } from './core.js';
 import type { NotifyOptions, Sandbox, SandboxEndpoint, SandboxOptions } from './types.js';
 
 const notifySchema = z.object({
-  form: z.enum(['ipn', 'webhook', 'both']).optional(),
-  copies: z.number().int().min(1).max(100).optional(),
-  delayMs: z.number().min(0).optional(),
-  signature: z.enum(['valid', 'lowercase', 'forged', 'none']).optional(),
-  parallel: z.boolean().optional(),
+  form: z.optional(z.enum(['ipn', 'webhook', 'both'])),
+  copies: z.optional(z.number().check(z.int(), z.gte(1), z.lte(100))),
+  delayMs: z.optional(z.number().check(z.gte(0))),
+  signature: z.optional(z.enum(['valid', 'lowercase', 'forged', 'none'])),
+  parallel: z.optional(z.boolean()),
 });
 
 const scanSchema = z.object({
-  qr: z.string().min(1),
-  maxPolls: z.number().int().positive().optional(),
-  giveUpMs: z.number().min(0).optional(),
-  intervalMs: z.number().min(0).optional(),
-  notifyOpened: notifySchema.optional(),
+  qr: z.string().check(z.minLength(1)),
+  maxPolls: z.optional(z.number().check(z.int(), z.positive())),
+  giveUpMs: z.optional(z.number().check(z.gte(0))),
+  intervalMs: z.optional(z.number().check(z.gte(0))),
+  notifyOpened: z.optional(notifySchema),
 });
 
 const paySchema = z.object({
-  checkoutId: z.string().min(1),
-  outcome: z.enum(['approved', 'rejected']).optional(),
-  amountMinor: z.number().int().positive().optional(),
-  notify: z.union([notifySchema, z.literal(false)]).optional(),
-  landAfterCancel: z.boolean().optional(),
+  checkoutId: z.string().check(z.minLength(1)),
+  outcome: z.optional(z.enum(['approved', 'rejected'])),
+  amountMinor: z.optional(z.number().check(z.int(), z.positive())),
+  notify: z.optional(z.union([notifySchema, z.literal(false)])),
+  landAfterCancel: z.optional(z.boolean()),
   /** respond only after every notification has an outcome, with the deliveries */
-  wait: z.boolean().optional(),
+  wait: z.optional(z.boolean()),
 });
 
-const notifyRequestSchema = notifySchema.extend({
-  merchantOrderId: z.union([z.number().int(), z.string().regex(/^\d+$/)]).transform(Number),
-  wait: z.boolean().optional(),
+const notifyRequestSchema = z.extend(notifySchema, {
+  merchantOrderId: z.pipe(z.union([z.number().check(z.int()), z.string().check(z.regex(/^\d+$/))]), z.transform(Number)),
+  wait: z.optional(z.boolean()),
 });
 
 const notifyRawSchema = z.object({
-  url: z.string().min(1),
-  query: z.record(z.string(), z.string()).optional(),
-  body: z.unknown().optional(),
-  headers: z.record(z.string(), z.string()).optional(),
-  method: z.string().optional(),
+  url: z.string().check(z.minLength(1)),
+  query: z.optional(z.record(z.string(), z.string())),
+  body: z.optional(z.unknown()),
+  headers: z.optional(z.record(z.string(), z.string())),
+  method: z.optional(z.string()),
 });
 
 const ENDPOINTS = [
@@ -73,40 +74,38 @@ const ENDPOINTS = [
   'searchOrders',
 ] as const satisfies readonly SandboxEndpoint[];
 
-const notifyOrderSchema = notifySchema.omit({ form: true }).extend({
-  orderId: z.string().min(1),
-  action: z.enum(['order.processed', 'order.canceled', 'order.expired', 'order.refunded', 'order.action_required']).optional(),
-  wait: z.boolean().optional(),
+const notifyOrderSchema = z.extend(z.omit(notifySchema, { form: true }), {
+  orderId: z.string().check(z.minLength(1)),
+  action: z.optional(z.enum(['order.processed', 'order.canceled', 'order.expired', 'order.refunded', 'order.action_required'])),
+  wait: z.optional(z.boolean()),
 });
 
 const configSchema = z.object({
-  ordersWebhookUrl: z.string().nullable().optional(),
-  ordersSignature: z.enum(['valid', 'lowercase', 'forged', 'none']).optional(),
-  panelNotificationUrl: z.string().nullable().optional(),
-  latePayments: z.boolean().optional(),
+  ordersWebhookUrl: z.optional(z.nullable(z.string())),
+  ordersSignature: z.optional(z.enum(['valid', 'lowercase', 'forged', 'none'])),
+  panelNotificationUrl: z.optional(z.nullable(z.string())),
+  latePayments: z.optional(z.boolean()),
 });
 
-const expireSchema = z.object({ orderId: z.string().optional(), inStoreOrderId: z.string().optional() });
+const expireSchema = z.object({ orderId: z.optional(z.string()), inStoreOrderId: z.optional(z.string()) });
 
 const faultSchema = z.object({
-  path: z.string().optional(),
-  endpoint: z.enum(ENDPOINTS).optional(),
-  method: z.string().optional(),
-  status: z.number().int(),
-  times: z.number().int().positive().optional(),
-  retryAfter: z.string().optional(),
-  body: z.unknown().optional(),
-  delayMs: z.number().int().min(0).max(600_000).optional(),
-  afterEffect: z.boolean().optional(),
-  dropConnection: z.boolean().optional(),
+  path: z.optional(z.string()),
+  endpoint: z.optional(z.enum(ENDPOINTS)),
+  method: z.optional(z.string()),
+  status: z.number().check(z.int()),
+  times: z.optional(z.number().check(z.int(), z.positive())),
+  retryAfter: z.optional(z.string()),
+  body: z.optional(z.unknown()),
+  delayMs: z.optional(z.number().check(z.int(), z.gte(0), z.lte(600_000))),
+  afterEffect: z.optional(z.boolean()),
+  dropConnection: z.optional(z.boolean()),
 });
 
-function parse<T extends z.ZodType>(schema: T, body: unknown): z.output<T> {
+function parse<T extends z.ZodMiniType>(schema: T, body: unknown): z.output<T> {
   const result = schema.safeParse(body ?? {});
   if (!result.success) {
-    const why = result.error.issues
-      .map((i) => `${i.path.length ? i.path.map(String).join('.') : '(body)'}: ${i.message}`)
-      .join('; ');
+    const why = result.error.issues.map((i) => `${i.path.length ? i.path.map(String).join('.') : '(body)'}: ${i.message}`).join('; ');
     throw new SandboxError(400, 'bad_request', why);
   }
   return result.data;
@@ -328,7 +327,10 @@ function registerRoutes(app: FastifyInstance, core: SandboxCore): void {
   });
 
   // dynamic: the order's own QR (POST), or hybrid: also on the POS's static QR (PUT)
-  for (const [method, mode] of [['POST', 'dynamic'], ['PUT', 'hybrid']] as const) {
+  for (const [method, mode] of [
+    ['POST', 'dynamic'],
+    ['PUT', 'hybrid'],
+  ] as const) {
     mp(method, '/instore/orders/qr/seller/collectors/:userId/pos/:posId/qrs', 'createDynamicQr', (req) => {
       const r = core.instore.createDynamicQr(params(req).userId!, params(req).posId!, req.body, mode, header(req, 'x-idempotency-key'));
       return ok(r.body, r.status);
@@ -340,9 +342,7 @@ function registerRoutes(app: FastifyInstance, core: SandboxCore): void {
   mp('GET', '/v1/orders', 'searchOrders', (req) => ok(core.ordersApi.search(query(req))));
   mp('GET', '/v1/orders/:id', 'getOrder', (req) => ok(core.ordersApi.get(params(req).id!)));
   mp('POST', '/v1/orders/:id/cancel', 'cancelOrder', (req) => ok(core.ordersApi.cancel(params(req).id!, header(req, 'x-idempotency-key'))));
-  mp('POST', '/v1/orders/:id/refund', 'refundOrder', (req) =>
-    ok(core.ordersApi.refund(params(req).id!, header(req, 'x-idempotency-key'), req.body), 201),
-  );
+  mp('POST', '/v1/orders/:id/refund', 'refundOrder', (req) => ok(core.ordersApi.refund(params(req).id!, header(req, 'x-idempotency-key'), req.body), 201));
 
   // ---- customer + inspection (no auth: loopback only) -----------------------------------------
 
