@@ -369,6 +369,33 @@ describe('framebuffer behaviour', () => {
     expect(decodeJsqr(frameToRgba(readFileSync(fb.device), fb.geom), 800, 480)).toBe(POS_QR);
   });
 
+  it('one kept surface per screen: a newer idle or another product\'s pay screen repaints the older one, never pushes the other screen out', async () => {
+    const fb = fakeFb({ width: 800, height: 480, bpp: 32, stride: 3200 });
+    const d = open(fb);
+    const alone = async (s: Screen): Promise<Buffer> => {
+      const other = fakeFb({ width: 800, height: 480, bpp: 32, stride: 3200 });
+      await showAndWait(open(other), s);
+      return readFileSync(other.device);
+    };
+    const products = [{ slot: 1, name: 'Cola 350ml', amountText: formatMoney(150000, 'ARS'), available: true }];
+    // a kiosk starts on idle saying it is connecting, then the catalog comes
+    await showAndWait(d, { screen: 'idle', products, message: 'Conectando...' });
+    const idle: Screen = { screen: 'idle', products };
+    await showAndWait(d, idle);
+    expect(readFileSync(fb.device).equals(await alone(idle))).toBe(true);
+    // two customers in a row press different products (the first one cancels)
+    await showAndWait(d, pay());
+    const chips = pay({ product: 'Chips', amountText: formatMoney(90000, 'ARS'), orderId: 'ord_chips0000001' });
+    expect((await showAndWait(d, chips)).full).toBe(true);
+    expect(readFileSync(fb.device).equals(await alone(chips))).toBe(true);
+    // the idle screen is still painted: going back to it is a copy, not a repaint
+    expect((await showAndWait(d, idle)).full).toBe(false);
+    expect(readFileSync(fb.device).equals(await alone(idle))).toBe(true);
+    // and the pay screen kept is the newest product's
+    expect((await showAndWait(d, chips)).full).toBe(false);
+    expect(readFileSync(fb.device).equals(await alone(chips))).toBe(true);
+  });
+
   it('show() returns before drawing; a burst of screens is coalesced into the newest', async () => {
     const fb = fakeFb({ width: 800, height: 480, bpp: 16, stride: 1600 });
     const d = open(fb);

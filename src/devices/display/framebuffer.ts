@@ -192,10 +192,10 @@ export class FramebufferDisplay extends EventEmitter implements Display {
   private next = 0;
   /**
    * Plain screens (all but the QR's modules and the countdown) painted earlier, newest first, at
-   * most PLAIN_SCREENS: a kiosk alternates between its idle screen and a pay screen, and both
-   * stay painted. `base` is the current screen's.
+   * most PLAIN_SCREENS and one per screen: a kiosk alternates between its idle screen and a pay
+   * screen, and both stay painted. `base` is the current screen's.
    */
-  private plains: Array<{ key: string; surface: Surface }> = [];
+  private plains: Array<{ key: string; screen: Screen['screen']; surface: Surface }> = [];
   private base: Surface;
   private baseKey: string | undefined;
   private layout: Layout | undefined;
@@ -349,10 +349,14 @@ export class FramebufferDisplay extends EventEmitter implements Display {
       const i = this.plains.findIndex((p) => p.key === plain);
       let hit = i >= 0 ? this.plains.splice(i, 1)[0]! : undefined;
       if (!hit) {
-        // reuse the oldest surface once PLAIN_SCREENS are painted, else take a new one
-        const reuse = this.plains.length >= PLAIN_SCREENS ? this.plains.pop()! : undefined;
+        // Repaint the surface of the same screen's older version (idle saying "connecting" before
+        // the catalog came; the pay screen of the previous product): it will not be shown again
+        // soon, and keeping it would cost a frame of memory and push the other screen out. Else
+        // reuse the oldest surface once PLAIN_SCREENS are painted, else take a new one.
+        const same = this.plains.findIndex((p) => p.screen === screen.screen);
+        const reuse = same >= 0 ? this.plains.splice(same, 1)[0]! : this.plains.length >= PLAIN_SCREENS ? this.plains.pop()! : undefined;
         const surface = reuse?.surface ?? new Surface(this.geometry, this.rotation);
-        hit = { key: plain, surface };
+        hit = { key: plain, screen: screen.screen, surface };
         // the panel may show this very surface: after the repaint, compare with nothing
         if (this.lastFront === surface) this.lastFront = undefined;
         paintStatic(layout, hit.surface, this.font, { qrModules: false });
