@@ -5,7 +5,7 @@ import en from 'zod/v4/locales/en.js';
 // `x.check(z.minLength(1))`), not the method-chain build (`x.min(1).optional()`): the same parser
 // core, but importable piece by piece. The method-chain build puts every method on every schema and
 // loads all of zod (every locale, the JSON Schema generator) on import; in the Pi's idle agent that
-// was about 4 MB of resident memory (bench/README.md, "Agent memory"). Modules import
+// was about 4 MB of resident memory (bench/README.md, "Round 6"). Modules import
 // `* as z from 'zod/mini'` themselves (a namespace re-exported from here would make the bundler
 // keep all of zod) and import this module for its English messages and its two helpers.
 //
